@@ -1,0 +1,6 @@
+#[derive(clap::Subcommand)]
+pub enum CoinCommand {}
+
+pub fn run(cmd: CoinCommand) -> anyhow::Result<()> {
+    match cmd {}
+}

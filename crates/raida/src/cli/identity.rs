@@ -1,0 +1,6 @@
+#[derive(clap::Subcommand)]
+pub enum IdentityCommand {}
+
+pub fn run(cmd: IdentityCommand) -> anyhow::Result<()> {
+    match cmd {}
+}

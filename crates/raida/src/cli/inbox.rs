@@ -1,0 +1,6 @@
+#[derive(clap::Subcommand)]
+pub enum InboxCommand {}
+
+pub fn run(cmd: InboxCommand) -> anyhow::Result<()> {
+    match cmd {}
+}

@@ -1,0 +1,11 @@
+pub mod bench;
+pub mod channel;
+pub mod coin;
+pub mod identity;
+pub mod inbox;
+pub mod init;
+pub mod locker;
+pub mod secret;
+pub mod selfcheck;
+pub mod serve;
+pub mod token;

@@ -1,0 +1,6 @@
+#[derive(clap::Subcommand)]
+pub enum SecretCommand {}
+
+pub fn run(cmd: SecretCommand) -> anyhow::Result<()> {
+    match cmd {}
+}

@@ -1,0 +1,6 @@
+#[derive(clap::Args)]
+pub struct ServeArgs {}
+
+pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}

@@ -1,0 +1,68 @@
+//! `raida`: the command line. Every subcommand lives in `cli/<name>.rs` and only parses
+//! its arguments and calls into the libraries (raida-proto, raida-store, raida-server,
+//! raida-client, raida-channel).
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "raida", version, about = "RAIDA X server, data directory tools, client and secure channel")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a RAIDA server for a data directory (default ./raida-data, created on first start).
+    Serve(cli::serve::ServeArgs),
+    /// Create a new data directory with config.toml and random page files.
+    Init(cli::init::InitArgs),
+    /// Read or change one coin record (only while no server holds the directory).
+    #[command(subcommand)]
+    Coin(cli::coin::CoinCommand),
+    /// Identity coins of this server (coins/<DN>.<SN>.bin).
+    #[command(subcommand)]
+    Identity(cli::identity::IdentityCommand),
+    /// Type-7 RAIDA-to-RAIDA pre-shared secrets.
+    #[command(subcommand)]
+    Secret(cli::secret::SecretCommand),
+    /// Key-token secrets (denominations 7..11) for this RAIDA.
+    #[command(subcommand)]
+    Token(cli::token::TokenCommand),
+    /// Lockers (EN 2 keys).
+    #[command(subcommand)]
+    Locker(cli::locker::LockerCommand),
+    /// Keys assembled from Key Alerts (the receiver's inbox).
+    #[command(subcommand)]
+    Inbox(cli::inbox::InboxCommand),
+    /// Load generator: Echo requests against any RAIDA server.
+    Bench(cli::bench::BenchArgs),
+    /// Self-check of the protocol codec against built-in known answers.
+    Selfcheck,
+    /// Secure channel: demo, listen, connect.
+    #[command(subcommand)]
+    Channel(cli::channel::ChannelCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => cli::serve::run(a),
+        Command::Init(a) => cli::init::run(a),
+        Command::Coin(c) => cli::coin::run(c),
+        Command::Identity(c) => cli::identity::run(c),
+        Command::Secret(c) => cli::secret::run(c),
+        Command::Token(c) => cli::token::run(c),
+        Command::Locker(c) => cli::locker::run(c),
+        Command::Inbox(c) => cli::inbox::run(c),
+        Command::Bench(a) => cli::bench::run(a),
+        Command::Selfcheck => cli::selfcheck::run(),
+        Command::Channel(c) => cli::channel::run(c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
