@@ -1,0 +1,76 @@
+//! Thin wrappers over RustCrypto for the primitives the protocol uses: AES-128-CTR,
+//! AES-256-GCM (detached tag, in place), one AES-128 block (key tickets), CRC32
+//! challenges. No cipher is implemented here; the `aes` crate picks AES-NI at run time.
+
+use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+
+use crate::keys::{Key16, Key32};
+
+type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
+
+/// The CTR IV of a legacy request: header bytes 24-31 || eight zero bytes.
+pub fn legacy_iv(nonce8: &[u8; 8]) -> [u8; 16] {
+    let mut iv = [0u8; 16];
+    iv[..8].copy_from_slice(nonce8);
+    iv
+}
+
+/// AES-128-CTR (128-bit big-endian counter) applied in place.
+pub fn ctr_apply(key: &Key16, iv: &[u8; 16], buf: &mut [u8]) {
+    let mut c = Aes128Ctr::new(key.as_bytes().into(), iv.into());
+    c.apply_keystream(buf);
+}
+
+/// AES-256-GCM seal in place; returns the 16-byte tag.
+pub fn gcm_seal(key: &Key32, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+    let cipher = Aes256Gcm::new(key.as_bytes().into());
+    match cipher.encrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf) {
+        Ok(tag) => tag.into(),
+        // Only fails for plaintexts above 64 GiB, which a 16-bit body length excludes.
+        Err(_) => [0u8; 16],
+    }
+}
+
+/// AES-256-GCM open in place; false (and `buf` unspecified) when the tag fails.
+pub fn gcm_open(key: &Key32, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
+    let cipher = Aes256Gcm::new(key.as_bytes().into());
+    cipher
+        .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, Tag::from_slice(tag))
+        .is_ok()
+}
+
+/// One AES-128 block encryption (ECB of exactly 16 bytes), used for key tickets (44).
+pub fn aes128_encrypt_block(key: &Key16, block: &[u8; 16]) -> [u8; 16] {
+    let cipher = aes::Aes128::new(key.as_bytes().into());
+    let mut b = aes::Block::clone_from_slice(block);
+    cipher.encrypt_block(&mut b);
+    b.into()
+}
+
+/// One AES-128 block decryption, used to open key tickets (45).
+pub fn aes128_decrypt_block(key: &Key16, block: &[u8; 16]) -> [u8; 16] {
+    let cipher = aes::Aes128::new(key.as_bytes().into());
+    let mut b = aes::Block::clone_from_slice(block);
+    cipher.decrypt_block(&mut b);
+    b.into()
+}
+
+/// zlib CRC-32.
+pub fn crc32(data: &[u8]) -> u32 {
+    crc32fast::hash(data)
+}
+
+/// A challenge: 12 random bytes || big-endian CRC32 of them.
+pub fn make_challenge(random12: &[u8; 12]) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[..12].copy_from_slice(random12);
+    c[12..].copy_from_slice(&crc32(random12).to_be_bytes());
+    c
+}
+
+/// Whether a (decrypted) challenge carries a valid CRC32.
+pub fn check_challenge(challenge: &[u8; 16]) -> bool {
+    crc32(&challenge[..12]).to_be_bytes() == challenge[12..16]
+}

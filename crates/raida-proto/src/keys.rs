@@ -1,0 +1,160 @@
+//! Key material and the key derivation of PROTOCOL.md section 5.
+//!
+//! A 16-byte key ([`Key16`], an AN or a locker) and a 32-byte key ([`Key32`]) are
+//! different types. A [`Key32`] can only be made from a 32-byte secret, from
+//! SHA-256 of an AN (type 4), or from two ANs of two *distinct* tokens (type 5):
+//! there is no way to widen one AN by repeating it.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::consts::{is_coin_dn, is_key_token_dn, MAX_SN, TOTAL_RAIDA_SERVERS};
+use crate::header::KeyIdentity;
+use crate::status::Status;
+
+/// A 16-byte key: a coin's AN (type 1) or a locker's AN (type 2). Wiped on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Key16([u8; 16]);
+
+/// A 32-byte key for the modern types 4, 5 and 7. Wiped on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Key32([u8; 32]);
+
+impl Key16 {
+    pub fn new(bytes: [u8; 16]) -> Self {
+        Key16(bytes)
+    }
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+    /// Constant-time equality.
+    pub fn ct_eq(&self, other: &[u8; 16]) -> bool {
+        self.0.ct_eq(other).into()
+    }
+}
+
+impl Key32 {
+    /// A 32-byte secret used as is (key-token secret, RAIDA pre-shared secret).
+    pub fn from_secret(bytes: [u8; 32]) -> Self {
+        Key32(bytes)
+    }
+    /// Type 4 with a coin: SHA-256(AN).
+    pub fn sha256_of_an(an: &Key16) -> Self {
+        let digest = Sha256::digest(an.as_bytes());
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&digest);
+        Key32(k)
+    }
+    /// Type 5: AN1 || AN2 of two distinct tokens (`first` != `second`).
+    pub fn concat_two_tokens(
+        first: (i8, u32),
+        an1: &Key16,
+        second: (i8, u32),
+        an2: &Key16,
+    ) -> Result<Self, Status> {
+        if first == second {
+            return Err(Status::InvalidEncryption);
+        }
+        let mut k = [0u8; 32];
+        k[..16].copy_from_slice(an1.as_bytes());
+        k[16..].copy_from_slice(an2.as_bytes());
+        Ok(Key32(k))
+    }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Key16 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key16(..)")
+    }
+}
+impl std::fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key32(..)")
+    }
+}
+
+/// The key of one request: 16 bytes for the legacy types, 32 for the modern ones.
+#[derive(Clone, Debug)]
+pub enum RequestKey {
+    Legacy(Key16),
+    Modern(Key32),
+}
+
+/// What a server knows about keys: the lookups section 5 needs. Implemented by the
+/// coin store in production and by in-memory maps in tests.
+pub trait KeyLookup {
+    /// The AN of a *present* coin (DN -8..6, SN < 1,024,000, MFS != 0), else None.
+    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]>;
+    /// The AN of the locker whose AN starts with `prefix`.
+    fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]>;
+    /// A key token's 32-byte secret for this RAIDA (DN 7..11).
+    fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]>;
+    /// The pre-shared secret [sender][this RAIDA][key id].
+    fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]>;
+}
+
+fn present_coin(keys: &impl KeyLookup, dn: i8, sn: u32) -> Option<Key16> {
+    if !is_coin_dn(dn) || sn >= MAX_SN {
+        return None;
+    }
+    keys.coin_an(dn, sn).map(Key16)
+}
+
+/// Resolve the key of a request (section 3.2 / 3.4 / 5).
+///
+/// Errors: legacy unknown coin or locker → 34; EN 5 naming one token twice → 34
+/// (before any lookup); modern key not found → 25. EN 0 has no key (`Ok(None)`).
+pub fn resolve_key(
+    identity: &KeyIdentity,
+    keys: &impl KeyLookup,
+) -> Result<Option<RequestKey>, Status> {
+    match *identity {
+        KeyIdentity::None => Ok(None),
+        KeyIdentity::Coin { dn, sn } => present_coin(keys, dn, sn)
+            .map(|k| Some(RequestKey::Legacy(k)))
+            .ok_or(Status::InvalidEncryption),
+        KeyIdentity::Locker { prefix } => keys
+            .locker_an(&prefix)
+            .map(|k| Some(RequestKey::Legacy(Key16(k))))
+            .ok_or(Status::InvalidEncryption),
+        KeyIdentity::Token { dn, sn } => {
+            type4_key(keys, dn, sn).map(|k| Some(RequestKey::Modern(k)))
+        }
+        KeyIdentity::TokenPair { first, second } => {
+            if first == second {
+                return Err(Status::InvalidEncryption);
+            }
+            let an1 = present_coin(keys, first.0, first.1).ok_or(Status::EncryptionCoinNotFound)?;
+            let an2 =
+                present_coin(keys, second.0, second.1).ok_or(Status::EncryptionCoinNotFound)?;
+            Key32::concat_two_tokens(first, &an1, second, &an2).map(|k| Some(RequestKey::Modern(k)))
+        }
+        KeyIdentity::Raida { sender, key_id } => {
+            if sender >= TOTAL_RAIDA_SERVERS {
+                return Err(Status::EncryptionCoinNotFound);
+            }
+            keys.raida_secret(sender, key_id)
+                .map(|s| Some(RequestKey::Modern(Key32(s))))
+                .ok_or(Status::EncryptionCoinNotFound)
+        }
+    }
+}
+
+/// Type 4: a key token's secret, or SHA-256 of a present coin's AN; else 25.
+pub fn type4_key(keys: &impl KeyLookup, dn: i8, sn: u32) -> Result<Key32, Status> {
+    if is_key_token_dn(dn) {
+        keys.token_secret(dn, sn)
+            .map(Key32)
+            .ok_or(Status::EncryptionCoinNotFound)
+    } else if is_coin_dn(dn) {
+        present_coin(keys, dn, sn)
+            .map(|an| Key32::sha256_of_an(&an))
+            .ok_or(Status::EncryptionCoinNotFound)
+    } else {
+        Err(Status::EncryptionCoinNotFound)
+    }
+}
