@@ -1,1 +1,94 @@
-fn main() {}
+//! Server-side cost of one request: validate (frame, header rules, key, decrypt,
+//! CRC / tag, replay) and build the encrypted answer. Legacy EN 0, EN 1 and modern EN 4.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use rand_core::OsRng;
+
+use raida_proto::client::{build_request, ClientKey, Routing};
+use raida_proto::commands::SpecCommands;
+use raida_proto::header::ServerIdentity;
+use raida_proto::keys::{Key16, Key32, KeyLookup};
+use raida_proto::replay::{ReplayCheck, ReplayKey};
+use raida_proto::{validate_request, Status};
+
+const AN: [u8; 16] = [7; 16];
+const SERVER: ServerIdentity = ServerIdentity {
+    raida_id: 1,
+    coin_id: 6,
+};
+const NOW: u64 = 1_800_000_000;
+
+struct Keys;
+impl KeyLookup for Keys {
+    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
+        (dn == 1 && sn == 100).then_some(AN)
+    }
+    fn locker_an(&self, _: &[u8; 5]) -> Option<[u8; 16]> {
+        None
+    }
+    fn token_secret(&self, _: i8, _: u32) -> Option<[u8; 32]> {
+        None
+    }
+    fn raida_secret(&self, _: u8, _: u32) -> Option<[u8; 32]> {
+        None
+    }
+}
+
+/// Accept everything: the bench measures the codec, the replay memory has its own cost.
+struct NoReplay;
+impl ReplayCheck for NoReplay {
+    fn check_and_insert(&mut self, _: &ReplayKey, _: u64) -> Result<(), Status> {
+        Ok(())
+    }
+}
+
+fn bench_one(c: &mut Criterion, name: &str, key: ClientKey) {
+    let routing = Routing::new(SERVER.raida_id, SERVER.coin_id, 0, 0);
+    let (packet, _) = build_request(&routing, &key, &[], NOW, &mut OsRng);
+    let mut buf = packet.clone();
+    let mut out = Vec::with_capacity(128);
+    let mut group = c.benchmark_group("server");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&packet);
+            let v = validate_request(
+                black_box(&mut buf),
+                &SERVER,
+                &SpecCommands,
+                &Keys,
+                &mut NoReplay,
+                NOW,
+            )
+            .expect("valid");
+            v.reply.write(Status::Success, &[], 1, &mut OsRng, &mut out);
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    bench_one(c, "legacy_en0_echo_validate_and_respond", ClientKey::None);
+    bench_one(
+        c,
+        "legacy_en1_echo_validate_and_respond",
+        ClientKey::Coin {
+            dn: 1,
+            sn: 100,
+            an: Key16::new(AN),
+        },
+    );
+    bench_one(
+        c,
+        "modern_en4_echo_validate_and_respond",
+        ClientKey::Token {
+            dn: 1,
+            sn: 100,
+            key: Key32::sha256_of_an(&Key16::new(AN)),
+        },
+    );
+}
+
+criterion_group!(codec, benches);
+criterion_main!(codec);
