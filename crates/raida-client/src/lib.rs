@@ -1,1 +1,165 @@
-//! placeholder
+//! # raida-client
+//!
+//! Async client for RAIDA servers: one request to one server over UDP or TCP, the same
+//! request to many servers in parallel, and the key exchange flows built on them.
+//! Requests are built and answers verified by `raida_proto::client`; this crate only
+//! moves bytes and keeps time.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use raida_proto::client::{build_request, response_size, ClientKey, Reply, ResponseError, Routing};
+use rand_core::OsRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+pub mod bench;
+
+/// Default per-request timeout (RAIDA_SERVER_RCV_TIMEOUT).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// UDP or TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Why a request did not produce a verified answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("i/o error talking to {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no answer from {0} within the timeout")]
+    Timeout(SocketAddr),
+    #[error("{addr}: {source}")]
+    Response {
+        addr: SocketAddr,
+        source: ResponseError,
+    },
+}
+
+impl ClientError {
+    /// The status a server answered, when the failure is an error status.
+    pub fn status(&self) -> Option<raida_proto::Status> {
+        match self {
+            ClientError::Response {
+                source: ResponseError::Status { status, .. },
+                ..
+            } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The current Unix time in seconds (for modern request times).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// One server: its address and RAIDA id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub raida_id: u8,
+}
+
+/// Send one request and return the verified answer.
+pub async fn request(
+    server: Server,
+    transport: Transport,
+    coin_id: u16,
+    group: u8,
+    command: u8,
+    key: &ClientKey,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
+    let routing = Routing::new(server.raida_id, coin_id, group, command);
+    let (packet, pending) = build_request(&routing, key, payload, unix_now(), &mut OsRng);
+    let addr = server.addr;
+    let io = |source| ClientError::Io { addr, source };
+    let fut = async {
+        match transport {
+            Transport::Udp => {
+                let bind: SocketAddr = if addr.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    ([0u16; 8], 0).into()
+                };
+                let sock = UdpSocket::bind(bind).await.map_err(io)?;
+                sock.connect(addr).await.map_err(io)?;
+                sock.send(&packet).await.map_err(io)?;
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    let n = sock.recv(&mut buf).await.map_err(io)?;
+                    // ignore stray datagrams that are not the answer to this request
+                    if n >= 8 && buf[6..8] == pending.echo() {
+                        return pending
+                            .open(&buf[..n])
+                            .map_err(|source| ClientError::Response { addr, source });
+                    }
+                }
+            }
+            Transport::Tcp => {
+                let mut s = TcpStream::connect(addr).await.map_err(io)?;
+                let _ = s.set_nodelay(true);
+                s.write_all(&packet).await.map_err(io)?;
+                let answer = read_response(&mut s).await.map_err(io)?;
+                pending
+                    .open(&answer)
+                    .map_err(|source| ClientError::Response { addr, source })
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Timeout(addr)),
+    }
+}
+
+/// Read one complete response (header + body size) from a stream.
+pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut head = [0u8; 32];
+    r.read_exact(&mut head).await?;
+    let total = response_size(&head);
+    let mut out = vec![0u8; total];
+    out[..32].copy_from_slice(&head);
+    r.read_exact(&mut out[32..]).await?;
+    Ok(out)
+}
+
+/// Send the same command to many servers in parallel; one result per server, in order.
+/// `key_for` gives the key to use with each server (e.g. a coin's AN for that RAIDA id).
+pub async fn request_all<F>(
+    servers: &[Server],
+    transport: Transport,
+    coin_id: u16,
+    group: u8,
+    command: u8,
+    key_for: F,
+    payload: &[u8],
+    timeout: Duration,
+) -> Vec<Result<Reply, ClientError>>
+where
+    F: Fn(&Server) -> ClientKey,
+{
+    let futs = servers.iter().map(|s| {
+        let key = key_for(s);
+        let payload = payload.to_vec();
+        let s = *s;
+        async move {
+            request(
+                s, transport, coin_id, group, command, &key, &payload, timeout,
+            )
+            .await
+        }
+    });
+    futures_util::future::join_all(futs).await
+}

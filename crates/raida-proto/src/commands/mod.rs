@@ -43,3 +43,10 @@ impl CommandSet for SpecCommands {
         SPEC_COMMANDS.contains(&(group, command))
     }
 }
+
+pub mod get_ticket;
+pub mod key_alert;
+pub mod key_tickets;
+pub mod post_key;
+pub mod status_group;
+pub mod validate_ticket;

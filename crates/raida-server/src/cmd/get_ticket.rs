@@ -1,0 +1,47 @@
+//! 2/40 Get Ticket: judge each [DN][SN][AN] record; passed coins go into one ticket.
+
+use raida_proto::commands::get_ticket;
+use raida_proto::Status;
+use rand_core::{OsRng, RngCore};
+use subtle::ConstantTimeEq;
+
+use crate::state::{Answer, Call, ServerState};
+
+pub fn run(state: &ServerState, call: &Call) -> Answer {
+    let records = match get_ticket::parse(&call.payload) {
+        Ok(r) => r,
+        Err(s) => return s.into(),
+    };
+    let mut passes = Vec::new();
+    let mut coins = Vec::new();
+    for r in records {
+        let ok = state
+            .ledger
+            .coin_an(r.dn, r.sn)
+            .is_some_and(|an| bool::from(an.ct_eq(&r.an)));
+        if ok {
+            coins.push((r.dn, r.sn));
+        }
+        passes.push(ok);
+    }
+    if coins.is_empty() {
+        return get_ticket::answer(&passes, 0).into_answer();
+    }
+    match state.tickets.issue(coins, call.now, OsRng.next_u32()) {
+        Some(ticket) => get_ticket::answer(&passes, ticket).into_answer(),
+        None => Status::NoTicketSlot.into(),
+    }
+}
+
+trait IntoAnswer {
+    fn into_answer(self) -> Answer;
+}
+
+impl IntoAnswer for (Status, Vec<u8>) {
+    fn into_answer(self) -> Answer {
+        Answer {
+            status: self.0,
+            payload: self.1,
+        }
+    }
+}

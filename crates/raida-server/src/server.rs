@@ -1,0 +1,293 @@
+//! Binding, starting and stopping a server: UDP and TCP on one port, background sweeps,
+//! graceful shutdown (stop taking requests, finish those in flight, flush the store).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use raida_proto::header::ServerIdentity;
+use raida_proto::replay::ReplayMemory;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::dispatch::DispatchTable;
+use crate::inbox::Inbox;
+use crate::ledger::{Ledger, StoreLedger};
+use crate::pending_keys::PendingKeys;
+use crate::state::{system_clock, Clock, KeyAlertSettings, KeyServer, ServerState};
+use crate::stats::Stats;
+use crate::tickets::TicketPool;
+use crate::udp::{spawn_workers, UdpContext};
+
+/// Resource bounds of one server.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Threads reading the UDP socket.
+    pub udp_threads: usize,
+    /// Concurrent TCP connections.
+    pub max_connections: usize,
+    /// Commands waiting for the disk or the network at once (UDP).
+    pub max_deferred: usize,
+    /// TCP idle timeout (RAIDA_SERVER_RCV_TIMEOUT).
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+    /// Key Alert's timeout for all parts.
+    pub key_alert_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            udp_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 16),
+            max_connections: 1024,
+            max_deferred: 1024,
+            idle_timeout: Duration::from_secs(raida_proto::consts::RAIDA_SERVER_RCV_TIMEOUT_SECS),
+            drain_timeout: Duration::from_secs(4),
+            key_alert_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data directory: {0}")]
+    Store(#[from] raida_store::StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.into();
+    move |source| ServerError::Io { what, source }
+}
+
+/// Builds the state of a server for a data directory.
+pub struct ServerBuilder;
+
+impl ServerBuilder {
+    /// Open the data directory (taking its lock) and build the server state.
+    /// Returns the state and the configured listen address.
+    pub fn open(
+        dir: &Path,
+        limits: &ServerLimits,
+        clock: Option<Clock>,
+    ) -> Result<(Arc<ServerState>, SocketAddr), ServerError> {
+        let store = raida_store::Store::open(dir)?;
+        let config = store.config().clone();
+        let clock = clock.unwrap_or_else(system_clock);
+        let listen: SocketAddr = config.listen.parse().map_err(|_| {
+            ServerError::Config(format!(
+                "config.toml: listen = {:?} is not ADDR:PORT",
+                config.listen
+            ))
+        })?;
+        let admin_key = config.admin_key_bytes();
+        if admin_key.is_none() {
+            tracing::warn!(
+                "config.toml has no valid admin_key (32 hex digits): Show Stats is disabled"
+            );
+        }
+        let mut key_servers = Vec::new();
+        for ks in &config.key_servers {
+            let ip: IpAddr = ks.address.parse().map_err(|_| {
+                ServerError::Config(format!(
+                    "config.toml: key server address {:?} is not an IP address",
+                    ks.address
+                ))
+            })?;
+            key_servers.push(KeyServer {
+                raida_id: ks.raida_id,
+                ip,
+                port: ks.port,
+            });
+        }
+        let now = clock();
+        let pending_keys = PendingKeys::open(&dir.join("Keys"), config.key_ttl_seconds, now)
+            .map_err(io_err(format!("{}", dir.join("Keys").display())))?;
+        let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger {
+            store,
+            coin_id: config.coin_id,
+        });
+        let state = ServerState {
+            identity: ServerIdentity {
+                raida_id: config.raida_id,
+                coin_id: config.coin_id,
+            },
+            ledger,
+            tickets: TicketPool::default(),
+            stats: Stats::default(),
+            replay: Mutex::new(ReplayMemory::new(config.replay_capacity)),
+            admin_key,
+            pending_keys,
+            inbox: Inbox::new(dir),
+            key_alert: KeyAlertSettings {
+                key_servers,
+                identity: config.identity.as_ref().map(|i| (i.dn, i.sn)),
+                timeout: limits.key_alert_timeout,
+            },
+            clock,
+            dispatch: DispatchTable::standard(),
+        };
+        Ok((Arc::new(state), listen))
+    }
+}
+
+/// A server whose sockets are open and whose workers run.
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+    stop_udp: Arc<AtomicBool>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+    drain_timeout: Duration,
+}
+
+/// Bind UDP and TCP on the same port (with port 0, the port UDP got).
+fn bind(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener), ServerError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut last = None;
+    for _ in 0..20 {
+        let domain = if listen.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let udp =
+            Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(io_err("udp socket"))?;
+        let _ = udp.set_recv_buffer_size(4 << 20);
+        let _ = udp.set_send_buffer_size(4 << 20);
+        udp.bind(&listen.into())
+            .map_err(io_err(format!("bind udp {listen}")))?;
+        let udp: std::net::UdpSocket = udp.into();
+        let port = udp.local_addr().map_err(io_err("udp address"))?.port();
+        let tcp_addr = SocketAddr::new(listen.ip(), port);
+        let tcp =
+            Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(io_err("tcp socket"))?;
+        let _ = tcp.set_reuse_address(true);
+        match tcp.bind(&tcp_addr.into()).and_then(|()| tcp.listen(1024)) {
+            Ok(()) => {
+                let tcp: std::net::TcpListener = tcp.into();
+                tcp.set_nonblocking(true)
+                    .map_err(io_err("tcp nonblocking"))?;
+                return Ok((udp, tcp));
+            }
+            Err(e) if listen.port() == 0 => last = Some(e), // port taken for TCP: try another
+            Err(e) => {
+                return Err(ServerError::Io {
+                    what: format!("bind tcp {tcp_addr}"),
+                    source: e,
+                })
+            }
+        }
+    }
+    Err(ServerError::Io {
+        what: format!("bind {listen}"),
+        source: last.unwrap_or_else(|| std::io::Error::other("no free port")),
+    })
+}
+
+impl RunningServer {
+    /// Bind and start serving. Must be called inside a tokio runtime.
+    pub async fn start(
+        state: Arc<ServerState>,
+        listen: SocketAddr,
+        limits: ServerLimits,
+    ) -> Result<RunningServer, ServerError> {
+        let (udp, tcp) = bind(listen)?;
+        let addr = udp.local_addr().map_err(io_err("udp address"))?;
+        let tcp = tokio::net::TcpListener::from_std(tcp).map_err(io_err("tcp listener"))?;
+        let stop = CancellationToken::new();
+        let stop_udp = Arc::new(AtomicBool::new(false));
+        let tracker = TaskTracker::new();
+        let ctx = Arc::new(UdpContext {
+            socket: Arc::new(udp),
+            state: state.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            deferred: Arc::new(Semaphore::new(limits.max_deferred)),
+            tracker: tracker.clone(),
+            stop: stop_udp.clone(),
+        });
+        let udp_threads = spawn_workers(ctx, limits.udp_threads).map_err(io_err("udp workers"))?;
+        tracker.spawn(crate::tcp::accept_loop(
+            tcp,
+            state.clone(),
+            Arc::new(Semaphore::new(limits.max_connections)),
+            limits.idle_timeout,
+            stop.clone(),
+            tracker.clone(),
+        ));
+        // background sweeps: expired tickets and pending keys
+        let sweep_state = state.clone();
+        let sweep_stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = sweep_stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        let now = (sweep_state.clock)();
+                        sweep_state.tickets.sweep(now);
+                        let st = sweep_state.clone();
+                        let _ = tokio::task::spawn_blocking(move || st.pending_keys.sweep(now)).await;
+                    }
+                }
+            }
+        });
+        Ok(RunningServer {
+            addr,
+            state,
+            stop_udp,
+            stop,
+            tracker,
+            udp_threads,
+            drain_timeout: limits.drain_timeout,
+        })
+    }
+
+    /// The bound address (UDP and TCP share the port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
+
+    /// Stop taking requests, finish those in flight (up to the drain timeout), flush the store.
+    pub async fn shutdown(self) -> Result<(), String> {
+        self.stop_udp.store(true, Ordering::Relaxed);
+        self.stop.cancel();
+        self.tracker.close();
+        let threads = self.udp_threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        if tokio::time::timeout(self.drain_timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: requests still in flight after the drain timeout");
+        }
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || state.ledger.flush())
+            .await
+            .map_err(|e| e.to_string())?
+    }
+}

@@ -1,0 +1,316 @@
+//! The server's shared state and the request engine: validate a request (raida-proto),
+//! dispatch it, build the answer. No sockets here; `udp.rs` and `tcp.rs` feed it bytes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use raida_proto::header::{RequestHeader, ServerIdentity};
+use raida_proto::replay::{ReplayCheck, ReplayKey, ReplayMemory};
+use raida_proto::{validate_request, Rejection, ReplyContext, Status};
+use rand_core::OsRng;
+
+use crate::dispatch::{DispatchTable, Handler};
+use crate::inbox::Inbox;
+use crate::ledger::{Ledger, LedgerKeys};
+use crate::pending_keys::PendingKeys;
+use crate::stats::Stats;
+use crate::tickets::TicketPool;
+
+/// A configured key server (Key Alert contacts only these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyServer {
+    pub raida_id: u8,
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// Settings of Key Alert (42).
+#[derive(Clone, Debug, Default)]
+pub struct KeyAlertSettings {
+    pub key_servers: Vec<KeyServer>,
+    /// The identity coin (DN, SN) used to authenticate Get Key, if configured.
+    pub identity: Option<(i8, u32)>,
+    /// One timeout for all parts.
+    pub timeout: Duration,
+}
+
+/// Source of Unix time (seconds). The system clock in production; fixed in tests.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+/// Everything a request may touch.
+pub struct ServerState {
+    pub identity: ServerIdentity,
+    pub ledger: Arc<dyn Ledger>,
+    pub tickets: TicketPool,
+    pub stats: Stats,
+    pub replay: Mutex<ReplayMemory>,
+    pub admin_key: Option<[u8; 16]>,
+    pub pending_keys: PendingKeys,
+    pub inbox: Inbox,
+    pub key_alert: KeyAlertSettings,
+    pub clock: Clock,
+    pub dispatch: DispatchTable,
+}
+
+/// One command invocation: typed inputs for a handler.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub header: RequestHeader,
+    pub payload: Vec<u8>,
+    pub peer: IpAddr,
+    pub now: u64,
+}
+
+/// A handler's result: a status and a payload (empty for errors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: Status,
+    pub payload: Vec<u8>,
+}
+
+impl Answer {
+    pub fn ok(payload: Vec<u8>) -> Answer {
+        Answer {
+            status: Status::Success,
+            payload,
+        }
+    }
+    pub fn status(status: Status) -> Answer {
+        Answer {
+            status,
+            payload: Vec::new(),
+        }
+    }
+}
+
+impl From<Status> for Answer {
+    fn from(s: Status) -> Answer {
+        Answer::status(s)
+    }
+}
+
+/// What became of one request.
+pub enum Outcome {
+    /// The answer is in the output buffer.
+    Reply,
+    /// No answer at all (datagram shorter than 32 bytes).
+    Drop,
+    /// The command must run off the receiving thread (durable write or network).
+    Deferred(Deferred),
+}
+
+/// A command that runs later (blocking pool or async task), then answers.
+pub struct Deferred {
+    handler: Handler,
+    call: Call,
+    reply: ReplyContext,
+    started: Instant,
+    bytes_in: usize,
+}
+
+struct SharedReplay<'a>(&'a Mutex<ReplayMemory>);
+impl ReplayCheck for SharedReplay<'_> {
+    fn check_and_insert(&mut self, key: &ReplayKey, now: u64) -> Result<(), Status> {
+        self.0.lock().check_and_insert(key, now)
+    }
+}
+
+impl ServerState {
+    /// Validate and (for inline commands) execute one request; the answer goes to `out`.
+    pub fn handle(&self, packet: &mut [u8], peer: SocketAddr, out: &mut Vec<u8>) -> Outcome {
+        let started = Instant::now();
+        let bytes_in = packet.len();
+        let now = (self.clock)();
+        let keys = LedgerKeys(self.ledger.as_ref());
+        let validated = validate_request(
+            packet,
+            &self.identity,
+            &self.dispatch,
+            &keys,
+            &mut SharedReplay(&self.replay),
+            now,
+        );
+        let v = match validated {
+            Ok(v) => v,
+            Err(Rejection::Drop) => {
+                self.stats
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Outcome::Drop;
+            }
+            Err(Rejection::Reply { status, reply }) => {
+                let group = packet.get(4).copied().unwrap_or(0);
+                let command = packet.get(5).copied().unwrap_or(0);
+                self.finish(
+                    &reply,
+                    group,
+                    command,
+                    peer.ip(),
+                    None,
+                    Answer::status(status),
+                    started,
+                    bytes_in,
+                    out,
+                );
+                return Outcome::Reply;
+            }
+        };
+        let Some(handler) = self.dispatch.get(v.header.command_group, v.header.command) else {
+            // unreachable: validation checked the table
+            self.finish(
+                &v.reply,
+                v.header.command_group,
+                v.header.command,
+                peer.ip(),
+                Some(&v.header),
+                Answer::status(Status::InvalidCommand),
+                started,
+                bytes_in,
+                out,
+            );
+            return Outcome::Reply;
+        };
+        let call = Call {
+            header: v.header,
+            payload: packet[v.payload].to_vec(),
+            peer: peer.ip(),
+            now,
+        };
+        match handler {
+            Handler::Inline(f) => {
+                let answer = f(self, &call);
+                self.finish(
+                    &v.reply,
+                    call.header.command_group,
+                    call.header.command,
+                    call.peer,
+                    Some(&call.header),
+                    answer,
+                    started,
+                    bytes_in,
+                    out,
+                );
+                Outcome::Reply
+            }
+            h => Outcome::Deferred(Deferred {
+                handler: h,
+                call,
+                reply: v.reply,
+                started,
+                bytes_in,
+            }),
+        }
+    }
+
+    /// Build the answer, count it, log it.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        reply: &ReplyContext,
+        group: u8,
+        command: u8,
+        peer: IpAddr,
+        header: Option<&RequestHeader>,
+        answer: Answer,
+        started: Instant,
+        bytes_in: usize,
+        out: &mut Vec<u8>,
+    ) {
+        let us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        let payload: &[u8] = if answer.status.is_success() {
+            &answer.payload
+        } else {
+            &[]
+        };
+        reply.write(answer.status, payload, us, &mut OsRng, out);
+        self.stats
+            .record(group, command, answer.status, bytes_in, out.len());
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let coin = header
+                .map(|h| format!("{:?}", h.key_identity))
+                .unwrap_or_else(|| "-".into());
+            tracing::debug!(
+                client = %peer,
+                en = header.map(|h| h.encryption as u8).unwrap_or(0),
+                coin = %coin,
+                group,
+                command,
+                exec_us = us,
+                status = answer.status.code(),
+                "request"
+            );
+        }
+    }
+}
+
+impl Deferred {
+    /// Answer without running the command (e.g. 160 when too many commands are queued).
+    pub fn reject(self, state: &ServerState, status: Status, out: &mut Vec<u8>) {
+        let h = self.call.header;
+        state.finish(
+            &self.reply,
+            h.command_group,
+            h.command,
+            self.call.peer,
+            Some(&h),
+            Answer::status(status),
+            self.started,
+            self.bytes_in,
+            out,
+        );
+    }
+
+    /// Run the command off the receiving thread and write the answer to `out`.
+    pub async fn run(self, state: Arc<ServerState>, out: &mut Vec<u8>) {
+        let Deferred {
+            handler,
+            call,
+            reply,
+            started,
+            bytes_in,
+        } = self;
+        let (group, command, peer, header) = (
+            call.header.command_group,
+            call.header.command,
+            call.peer,
+            call.header,
+        );
+        let answer = match handler {
+            Handler::Inline(f) => f(&state, &call),
+            Handler::Blocking(f) => {
+                let st = state.clone();
+                match tokio::task::spawn_blocking(move || f(&st, &call)).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::error!(error = %e, "command task failed");
+                        Answer::status(Status::Internal)
+                    }
+                }
+            }
+            Handler::Async(f) => f(state.clone(), call).await,
+        };
+        state.finish(
+            &reply,
+            group,
+            command,
+            peer,
+            Some(&header),
+            answer,
+            started,
+            bytes_in,
+            out,
+        );
+    }
+}

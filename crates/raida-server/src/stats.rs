@@ -1,0 +1,87 @@
+//! Server statistics: lock-free counters, rendered by Show Stats as `name=value` lines.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use raida_proto::commands::SPEC_COMMANDS;
+use raida_proto::Status;
+
+/// Counters shared by every worker (relaxed atomics: approximate under races, never blocking).
+pub struct Stats {
+    started: Instant,
+    requests: Vec<AtomicU64>,
+    statuses: Vec<AtomicU64>,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            requests: (0..14 * 256).map(|_| AtomicU64::new(0)).collect(),
+            statuses: (0..256).map(|_| AtomicU64::new(0)).collect(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Stats {
+    /// Count one answered request.
+    pub fn record(
+        &self,
+        group: u8,
+        command: u8,
+        status: Status,
+        bytes_in: usize,
+        bytes_out: usize,
+    ) {
+        if group <= 13 {
+            self.requests[group as usize * 256 + command as usize].fetch_add(1, Relaxed);
+        }
+        self.statuses[status.code() as usize].fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes_in as u64, Relaxed);
+        self.bytes_out.fetch_add(bytes_out as u64, Relaxed);
+    }
+
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    pub fn requests_for(&self, group: u8, command: u8) -> u64 {
+        if group > 13 {
+            return 0;
+        }
+        self.requests[group as usize * 256 + command as usize].load(Relaxed)
+    }
+
+    pub fn status_count(&self, status: Status) -> u64 {
+        self.statuses[status.code() as usize].load(Relaxed)
+    }
+
+    /// The Show Stats text.
+    pub fn render(&self, free_ticket_slots: usize, cached_pages: u64, dirty_pages: u64) -> String {
+        let mut s = String::new();
+        for (g, c) in SPEC_COMMANDS {
+            let _ = writeln!(s, "requests.{g}.{c}={}", self.requests_for(g, c));
+        }
+        for status in Status::ALL {
+            let n = self.status_count(status);
+            if n > 0 {
+                let _ = writeln!(s, "status.{}={n}", status.code());
+            }
+        }
+        let _ = writeln!(s, "bytes_in={}", self.bytes_in.load(Relaxed));
+        let _ = writeln!(s, "bytes_out={}", self.bytes_out.load(Relaxed));
+        let _ = writeln!(s, "dropped={}", self.dropped.load(Relaxed));
+        let _ = writeln!(s, "free_ticket_slots={free_ticket_slots}");
+        let _ = writeln!(s, "cached_pages={cached_pages}");
+        let _ = writeln!(s, "dirty_pages={dirty_pages}");
+        let _ = writeln!(s, "uptime_seconds={}", self.uptime_secs());
+        s
+    }
+}
