@@ -124,6 +124,14 @@ pub async fn request(
     }
 }
 
+/// Build an Echo request with the generic builder (keys the bench has no fast path for).
+pub(crate) fn build_echo_generic(
+    routing: &Routing,
+    key: &ClientKey,
+) -> (Vec<u8>, raida_proto::client::PendingReply) {
+    build_request(routing, key, &[], unix_now(), &mut OsRng)
+}
+
 /// Read one complete response (header + body size) from a stream.
 pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>> {
     let mut head = [0u8; 32];
