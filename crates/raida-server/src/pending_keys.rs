@@ -127,6 +127,7 @@ struct Index {
 pub struct PendingKeys {
     dir: PathBuf,
     ttl: u64,
+    max_keys: usize,
     index: Mutex<Index>,
 }
 
@@ -138,6 +139,9 @@ pub fn key_file_name(key_id: &[u8; 16]) -> String {
 impl PendingKeys {
     /// Open `dir` (created if missing) and load every pending key in it. Unreadable or
     /// expired files are removed and logged.
+    /// At most this many keys are pending by default (a post beyond it gets 254).
+    pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
     pub fn open(dir: &Path, ttl_secs: u64, now: u64) -> std::io::Result<PendingKeys> {
         std::fs::create_dir_all(dir)?;
         let mut index = Index::default();
@@ -171,8 +175,15 @@ impl PendingKeys {
         Ok(PendingKeys {
             dir: dir.to_path_buf(),
             ttl: ttl_secs,
+            max_keys: Self::DEFAULT_MAX_KEYS,
             index: Mutex::new(index),
         })
+    }
+
+    /// Bound the number of pending keys (memory and disk); posts beyond it get 254.
+    pub fn with_max_keys(mut self, max: usize) -> Self {
+        self.max_keys = max;
+        self
     }
 
     fn path(&self, id: &[u8; 16]) -> PathBuf {
@@ -194,6 +205,11 @@ impl PendingKeys {
             if !same && self.live(existing, now) {
                 return Err(Status::FileExists);
             }
+        }
+        let replaces = idx.keys.contains_key(&post.key_id)
+            || (poster != Poster::Anonymous && idx.by_poster.contains_key(&poster));
+        if !replaces && idx.keys.len() >= self.max_keys {
+            return Err(Status::MemoryAlloc);
         }
         let key = PendingKey {
             created: now,

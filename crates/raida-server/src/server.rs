@@ -7,20 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use raida_proto::header::ServerIdentity;
-use raida_proto::replay::ReplayMemory;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::dispatch::DispatchTable;
-use crate::inbox::Inbox;
 use crate::ledger::{Ledger, StoreLedger};
-use crate::pending_keys::PendingKeys;
 use crate::state::{system_clock, Clock, KeyAlertSettings, KeyServer, ServerState};
-use crate::stats::Stats;
-use crate::tickets::TicketPool;
 use crate::udp::{spawn_workers, UdpContext};
 
 /// Resource bounds of one server.
@@ -114,32 +107,28 @@ impl ServerBuilder {
                 port: ks.port,
             });
         }
-        let now = clock();
-        let pending_keys = PendingKeys::open(&dir.join("Keys"), config.key_ttl_seconds, now)
-            .map_err(io_err(format!("{}", dir.join("Keys").display())))?;
         let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger {
             store,
             coin_id: config.coin_id,
         });
-        let state = ServerState {
-            identity: ServerIdentity {
-                raida_id: config.raida_id,
-                coin_id: config.coin_id,
-            },
+        let identity = ServerIdentity {
+            raida_id: config.raida_id,
+            coin_id: config.coin_id,
+        };
+        let mut state = ServerState::new(
+            identity,
             ledger,
-            tickets: TicketPool::default(),
-            stats: Stats::default(),
-            replay: Mutex::new(ReplayMemory::new(config.replay_capacity)),
-            admin_key,
-            pending_keys,
-            inbox: Inbox::new(dir),
-            key_alert: KeyAlertSettings {
-                key_servers,
-                identity: config.identity.as_ref().map(|i| (i.dn, i.sn)),
-                timeout: limits.key_alert_timeout,
-            },
+            dir,
+            config.key_ttl_seconds,
+            config.replay_capacity,
             clock,
-            dispatch: DispatchTable::standard(),
+        )
+        .map_err(io_err(format!("{}", dir.join("Keys").display())))?;
+        state.admin_key = admin_key;
+        state.key_alert = KeyAlertSettings {
+            key_servers,
+            identity: config.identity.as_ref().map(|i| (i.dn, i.sn)),
+            timeout: limits.key_alert_timeout,
         };
         Ok((Arc::new(state), listen))
     }

@@ -50,6 +50,9 @@ pub fn system_clock() -> Clock {
 }
 
 /// Everything a request may touch.
+///
+/// Fields are public so tests can assemble a state around an in-memory ledger;
+/// [`ServerState::new`] fills the defaults.
 pub struct ServerState {
     pub identity: ServerIdentity,
     pub ledger: Arc<dyn Ledger>,
@@ -118,6 +121,38 @@ pub struct Deferred {
     reply: ReplyContext,
     started: Instant,
     bytes_in: usize,
+}
+
+impl ServerState {
+    /// A state with default limits: a 512-slot ticket pool, a replay memory of
+    /// `replay_capacity`, pending keys under `data_dir/Keys`, the inbox under
+    /// `data_dir/Inbox`, the standard dispatch table, no key servers.
+    pub fn new(
+        identity: ServerIdentity,
+        ledger: Arc<dyn Ledger>,
+        data_dir: &std::path::Path,
+        key_ttl_secs: u64,
+        replay_capacity: usize,
+        clock: Clock,
+    ) -> std::io::Result<ServerState> {
+        let now = clock();
+        Ok(ServerState {
+            identity,
+            ledger,
+            tickets: TicketPool::default(),
+            stats: Stats::default(),
+            replay: Mutex::new(ReplayMemory::new(replay_capacity)),
+            admin_key: None,
+            pending_keys: PendingKeys::open(&data_dir.join("Keys"), key_ttl_secs, now)?,
+            inbox: Inbox::new(data_dir),
+            key_alert: KeyAlertSettings {
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            clock,
+            dispatch: DispatchTable::standard(),
+        })
+    }
 }
 
 struct SharedReplay<'a>(&'a Mutex<ReplayMemory>);
@@ -190,7 +225,12 @@ impl ServerState {
         };
         match handler {
             Handler::Inline(f) => {
-                let answer = f(self, &call);
+                let answer =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self, &call)))
+                        .unwrap_or_else(|_| {
+                            tracing::error!("command handler panicked");
+                            Answer::status(Status::Internal)
+                        });
                 self.finish(
                     &v.reply,
                     call.header.command_group,
