@@ -1,0 +1,375 @@
+//! End-to-end key exchange on loopback: two key servers and one receiver (Post Key ×2 →
+//! Key Alert → the assembled key in the receiver's inbox), and the fix flow (Encrypt Key
+//! on two RAIDAs → Decrypt RAIDA Key on a third → EN 1 with the new AN), the third RAIDA
+//! running on a real data directory.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use common::TestState;
+use raida_client::{request, Server, Transport};
+use raida_proto::client::ClientKey;
+use raida_proto::commands::key_alert::{self, AlertEntry};
+use raida_proto::commands::key_tickets::{self, DecryptRecord, EncryptKey};
+use raida_proto::commands::post_key::{self, CoinName};
+use raida_proto::{Key16, Status};
+use raida_server::ledger::MemoryLedger;
+use raida_server::server::ServerBuilder;
+use raida_server::{KeyServer, RunningServer, ServerLimits, ServerState};
+use rand_core::{OsRng, RngCore};
+
+const COIN_ID: u16 = 6;
+const T: Duration = Duration::from_secs(5);
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    OsRng.fill_bytes(&mut b);
+    b
+}
+
+async fn start(t: &TestState) -> RunningServer {
+    RunningServer::start(
+        t.state.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerLimits::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn state(raida_id: u8, ledger: MemoryLedger, tweak: impl FnOnce(&mut ServerState)) -> TestState {
+    TestState::build(raida_id, COIN_ID, ledger, raida_client::unix_now(), |s| {
+        s.clock = raida_server::state::system_clock();
+        tweak(s);
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_key_servers_and_a_receiver() {
+    // the receiver's identity coin: one AN per RAIDA; each key server knows its own
+    let identity = (1i8, 777u32);
+    let ans: [[u8; 16]; 25] = std::array::from_fn(|_| random::<16>());
+    let ks_ledger = |id: u8| MemoryLedger::with_coins([(identity, (ans[id as usize], 40))]);
+    let ks1 = state(1, ks_ledger(1), |_| {});
+    let ks2 = state(2, ks_ledger(2), |_| {});
+    let (s1, s2) = (start(&ks1).await, start(&ks2).await);
+    let receiver_ledger = MemoryLedger::default();
+    receiver_ledger.identities.write().insert(identity, ans);
+    let (a1, a2) = (s1.local_addr(), s2.local_addr());
+    let rx = state(3, receiver_ledger, |s| {
+        s.key_alert.identity = Some(identity);
+        s.key_alert.key_servers = vec![
+            KeyServer {
+                raida_id: 1,
+                ip: a1.ip(),
+                port: a1.port(),
+            },
+            KeyServer {
+                raida_id: 2,
+                ip: a2.ip(),
+                port: a2.port(),
+            },
+        ];
+        s.key_alert.timeout = T;
+    });
+    let r = start(&rx).await;
+
+    // the sender splits a 32-byte key (ending 0xFF) into two parts
+    let mut key = random::<32>();
+    key[31] = 0xFF;
+    let (k1, k2) = (random::<16>(), random::<16>());
+    let receiver = CoinName {
+        dn: identity.0,
+        sn: identity.1,
+    };
+    let none = CoinName { dn: 0, sn: 0 };
+    for (addr, id, k, part) in [(a1, 1u8, k1, &key[..16]), (a2, 2, k2, &key[16..])] {
+        let payload = post_key::encode_post(&k, receiver, [0; 4], none, &random::<128>(), 7, part);
+        let reply = request(
+            Server { addr, raida_id: id },
+            Transport::Udp,
+            COIN_ID,
+            4,
+            41,
+            &ClientKey::None,
+            &payload,
+            T,
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, Status::Success);
+    }
+    // nobody else can fetch a part reserved for the receiver's coin
+    let steal = request(
+        Server {
+            addr: a1,
+            raida_id: 1,
+        },
+        Transport::Udp,
+        COIN_ID,
+        4,
+        43,
+        &ClientKey::None,
+        &post_key::encode_get(&k1),
+        T,
+    )
+    .await;
+    assert_eq!(steal.unwrap_err().status(), Some(Status::ReceiverAuth));
+
+    // alert the receiver; a third entry names an unlisted server and must simply fail
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let alert = key_alert::encode(&[
+        AlertEntry::new(k1, lo, a1.port(), 1),
+        AlertEntry::new(k2, lo, a2.port(), 2),
+    ]);
+    let reply = request(
+        Server {
+            addr: r.local_addr(),
+            raida_id: 3,
+        },
+        Transport::Tcp,
+        COIN_ID,
+        4,
+        42,
+        &ClientKey::None,
+        &alert,
+        T,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, Status::Success);
+    assert_eq!(reply.payload, [&[0xFF, 0xFF][..], &[0; 14]].concat());
+    let inbox = rx.state.inbox.list().unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].key_id, k1);
+    assert_eq!(inbox[0].key, key.to_vec());
+    assert_eq!(inbox[0].senders, vec![(0, 0), (0, 0)]);
+    let taken = rx.state.inbox.take(&hex::encode(k1)).unwrap();
+    assert_eq!(taken.key, key.to_vec());
+    assert!(rx.state.inbox.list().unwrap().is_empty());
+
+    // the parts were handed out once: a second alert fetches nothing (242)
+    let reply = request(
+        Server {
+            addr: r.local_addr(),
+            raida_id: 3,
+        },
+        Transport::Udp,
+        COIN_ID,
+        4,
+        42,
+        &ClientKey::None,
+        &alert,
+        T,
+    )
+    .await;
+    assert_eq!(reply.unwrap().status, Status::AllFail);
+    // an unlisted key server is never contacted: 242 although the part exists
+    let k3 = random::<16>();
+    let p = post_key::encode_post(&k3, none, [0; 4], none, &random::<128>(), 0, &[0xFF; 8]);
+    request(
+        Server {
+            addr: a1,
+            raida_id: 1,
+        },
+        Transport::Udp,
+        COIN_ID,
+        4,
+        41,
+        &ClientKey::None,
+        &p,
+        T,
+    )
+    .await
+    .unwrap();
+    let wrong_id = key_alert::encode(&[AlertEntry::new(k3, lo, a1.port(), 9)]);
+    let reply = request(
+        Server {
+            addr: r.local_addr(),
+            raida_id: 3,
+        },
+        Transport::Udp,
+        COIN_ID,
+        4,
+        42,
+        &ClientKey::None,
+        &wrong_id,
+        T,
+    )
+    .await;
+    assert_eq!(reply.unwrap().status, Status::AllFail);
+    // one part fetched, one not: 243 and nothing stored
+    let mixed = key_alert::encode(&[
+        AlertEntry::new(k3, lo, a1.port(), 1),
+        AlertEntry::new(k2, lo, a2.port(), 2),
+    ]);
+    let reply = request(
+        Server {
+            addr: r.local_addr(),
+            raida_id: 3,
+        },
+        Transport::Udp,
+        COIN_ID,
+        4,
+        42,
+        &ClientKey::None,
+        &mixed,
+        T,
+    )
+    .await;
+    let reply = reply.unwrap();
+    assert_eq!(reply.status, Status::Mixed);
+    assert_eq!(reply.payload[..2], [0xFF, 0x00]); // k2 was handed out already
+    assert!(rx.state.inbox.list().unwrap().is_empty());
+
+    for s in [s1, s2, r] {
+        s.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_a_lost_an_with_tickets_from_two_raidas() {
+    // RAIDA 3's identity coin I; RAIDAs 1 and 2 know I's AN for their id.
+    let ident = (2i8, 4242u32);
+    let ident_ans: [[u8; 16]; 25] = std::array::from_fn(|_| random::<16>());
+    // the client's coin C, with a known AN on RAIDAs 1 and 2
+    let c = (0i8, 1234u32);
+    let (c1, c2) = (random::<16>(), random::<16>());
+    let r1 = state(
+        1,
+        MemoryLedger::with_coins([(ident, (ident_ans[1], 30)), (c, (c1, 30))]),
+        |_| {},
+    );
+    let r2 = state(
+        2,
+        MemoryLedger::with_coins([(ident, (ident_ans[2], 30)), (c, (c2, 30))]),
+        |_| {},
+    );
+    let (s1, s2) = (start(&r1).await, start(&r2).await);
+
+    // RAIDA 3 on a real data directory: C is present but its AN is lost to the client
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("r3");
+    let mut opts = raida_store::InitOptions::new(3);
+    opts.pages = 2;
+    opts.denominations = vec![0, 2];
+    opts.listen = Some("127.0.0.1:0".into());
+    raida_store::init_data_dir(&data, opts).unwrap();
+    {
+        let store = raida_store::Store::open(&data).unwrap();
+        store.set(c.0, c.1, random::<16>(), 30).unwrap();
+        store
+            .write_identity_coin(ident.0, ident.1, COIN_ID, &ident_ans)
+            .unwrap();
+    }
+    let (st3, _) = ServerBuilder::open(&data, &ServerLimits::default(), None).unwrap();
+    let s3 = RunningServer::start(st3, "127.0.0.1:0".parse().unwrap(), ServerLimits::default())
+        .await
+        .unwrap();
+
+    // the new AN for RAIDA 3: two halves, one ticket from each helper RAIDA
+    let new_an = random::<16>();
+    let mut tickets = Vec::new();
+    for (s, id, an, half) in [(&s1, 1u8, c1, &new_an[..8]), (&s2, 2, c2, &new_an[8..])] {
+        let req = EncryptKey {
+            recipient: ident,
+            key_part: half.try_into().unwrap(),
+            target: c,
+        };
+        let key = ClientKey::Coin {
+            dn: c.0,
+            sn: c.1,
+            an: Key16::new(an),
+        };
+        let reply = request(
+            Server {
+                addr: s.local_addr(),
+                raida_id: id,
+            },
+            Transport::Udp,
+            COIN_ID,
+            4,
+            44,
+            &key,
+            &key_tickets::encode_encrypt(&req),
+            T,
+        )
+        .await
+        .unwrap();
+        tickets.push((id, <[u8; 16]>::try_from(&reply.payload[..]).unwrap()));
+    }
+    let records: Vec<DecryptRecord> = tickets
+        .iter()
+        .enumerate()
+        .map(|(split, (id, ticket))| DecryptRecord {
+            coin_id: COIN_ID,
+            split_id: split as u8,
+            raida_id: *id,
+            shard: 0,
+            target: c,
+            ticket: *ticket,
+        })
+        .collect();
+    let three = Server {
+        addr: s3.local_addr(),
+        raida_id: 3,
+    };
+    // before: EN 1 with the new AN does not decrypt (the challenge's CRC fails)
+    let before = request(
+        three,
+        Transport::Udp,
+        COIN_ID,
+        0,
+        0,
+        &ClientKey::Coin {
+            dn: c.0,
+            sn: c.1,
+            an: Key16::new(new_an),
+        },
+        &[],
+        T,
+    )
+    .await;
+    assert_eq!(before.unwrap_err().status(), Some(Status::InvalidCrc));
+    let reply = request(
+        three,
+        Transport::Tcp,
+        COIN_ID,
+        4,
+        45,
+        &ClientKey::None,
+        &key_tickets::encode_decrypt(ident, &records),
+        T,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.payload, vec![1, 1]);
+    // after: RAIDA 3 answers EN 1 under the new AN
+    let after = request(
+        three,
+        Transport::Udp,
+        COIN_ID,
+        0,
+        0,
+        &ClientKey::Coin {
+            dn: c.0,
+            sn: c.1,
+            an: Key16::new(new_an),
+        },
+        &[],
+        T,
+    )
+    .await;
+    assert_eq!(after.unwrap().status, Status::Success);
+
+    // durable: after a restart the new AN is still there
+    s3.shutdown().await.unwrap();
+    let store = raida_store::Store::open(&data).unwrap();
+    assert_eq!(store.get(c.0, c.1).unwrap().an, new_an);
+    drop(store);
+    for s in [s1, s2] {
+        s.shutdown().await.unwrap();
+    }
+}
