@@ -13,14 +13,6 @@ fn main() {
                 .map(|d| d.as_secs())
                 .unwrap_or(0)
         });
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = raida_proto::consts::civil_date((secs / 86_400) as i64);
     println!("cargo:rustc-env=RAIDA_BUILD_DATE={year:04}{month:02}{day:02}");
 }

@@ -46,17 +46,36 @@ pub fn mfs_for_unix_time(secs: u64) -> u8 {
     months.clamp(1, 255) as u8
 }
 
-/// Year and month (1..=12) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_year_month(days: i64) -> (i64, u32) {
+    let (y, m, _) = civil_date(days);
+    (y, m)
+}
+
+/// Year, month (1..=12) and day (1..=31) of a day count since 1970-01-01, UTC
+/// (Howard Hinnant's `civil_from_days`).
+pub fn civil_date(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month)
+    (year, month, day)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time.
+pub fn utc_timestamp(secs: u64) -> String {
+    let (y, m, d) = civil_date((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
