@@ -1,0 +1,162 @@
+//! Key exchange command costs: Decrypt RAIDA Key records/s without and with the durable
+//! write, and Post Key + Get Key pairs/s (each durable: temp file + fsync + rename).
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use raida_proto::commands::key_tickets::{self, DecryptRecord};
+use raida_proto::commands::post_key::{self, CoinName};
+use raida_proto::header::{Encryption, KeyIdentity, RequestHeader, ServerIdentity};
+use raida_proto::Key16;
+use raida_server::cmd;
+use raida_server::ledger::{Ledger, MemoryLedger, StoreLedger};
+use raida_server::{Call, ServerState};
+
+const COIN_ID: u16 = 6;
+const NOW: u64 = 1_800_000_000;
+const IDENT: (i8, u32) = (1, 9);
+
+fn header(command: u8) -> RequestHeader {
+    RequestHeader {
+        raida_id: 0,
+        shard_id: 0,
+        command_group: 4,
+        command,
+        coin_id: COIN_ID,
+        encryption: Encryption::None,
+        key_identity: KeyIdentity::None,
+        body_length: 0,
+        echo: [0, 0],
+        legacy_nonce: [0; 8],
+        nonce: [0; 12],
+        request_time: 0,
+    }
+}
+
+fn call(command: u8, payload: Vec<u8>) -> Call {
+    Call {
+        header: header(command),
+        payload,
+        peer: "127.0.0.1".parse().unwrap(),
+        now: NOW,
+    }
+}
+
+fn state(ledger: Arc<dyn Ledger>, dir: &std::path::Path) -> ServerState {
+    ServerState::new(
+        ServerIdentity {
+            raida_id: 0,
+            coin_id: COIN_ID,
+        },
+        ledger,
+        dir,
+        3600,
+        1000,
+        Arc::new(|| NOW),
+    )
+    .unwrap()
+}
+
+/// N valid records for N distinct target coins (0, sn) made by RAIDA 1 and 2.
+fn payload(n: u32, ans: &[[u8; 16]; 25]) -> Vec<u8> {
+    let records: Vec<DecryptRecord> = (0..n)
+        .map(|i| {
+            let split = (i % 2) as u8;
+            let maker = 1 + split;
+            let target = (0i8, i / 2);
+            let ticket = key_tickets::make_ticket(
+                &Key16::new(ans[maker as usize]),
+                &[i as u8; 8],
+                target,
+                [1, 2],
+            );
+            DecryptRecord {
+                coin_id: COIN_ID,
+                split_id: split,
+                raida_id: maker,
+                shard: 0,
+                target,
+                ticket,
+            }
+        })
+        .collect();
+    key_tickets::encode_decrypt(IDENT, &records)
+}
+
+fn decrypt_raida_key(c: &mut Criterion) {
+    let ans: [[u8; 16]; 25] = std::array::from_fn(|i| [i as u8 + 1; 16]);
+    const N: u32 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+
+    let mem = MemoryLedger::with_coins((0..N / 2).map(|sn| ((0i8, sn), ([7; 16], 30))));
+    mem.identities.write().insert(IDENT, ans);
+    let st = state(Arc::new(mem), dir.path());
+    let p = payload(N, &ans);
+    let mut g = c.benchmark_group("decrypt_raida_key");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("1000_records_in_memory", |b| {
+        b.iter(|| {
+            let (a, _) = cmd::decrypt_raida_key::answer(&st, &call(45, p.clone()));
+            assert_eq!(a.payload.len(), N as usize);
+        })
+    });
+
+    // the same on a real data directory: every request ends in one group-committed write
+    let data = dir.path().join("data");
+    let mut opts = raida_store::InitOptions::new(0);
+    opts.pages = 1;
+    opts.denominations = vec![0, 1];
+    raida_store::init_data_dir(&data, opts).unwrap();
+    let store = raida_store::Store::open(&data).unwrap();
+    for sn in 0..N / 2 {
+        store.set(0, sn, [7; 16], 30).unwrap();
+    }
+    store
+        .write_identity_coin(IDENT.0, IDENT.1, COIN_ID, &ans)
+        .unwrap();
+    let st = state(
+        Arc::new(StoreLedger {
+            store,
+            coin_id: COIN_ID,
+        }),
+        &data,
+    );
+    g.bench_function("1000_records_durable", |b| {
+        b.iter(|| {
+            let (a, _) = cmd::decrypt_raida_key::answer(&st, &call(45, p.clone()));
+            assert_eq!(a.payload.len(), N as usize);
+        })
+    });
+    g.finish();
+}
+
+fn post_and_get(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(Arc::new(MemoryLedger::default()), dir.path());
+    let none = CoinName { dn: 0, sn: 0 };
+    let mut g = c.benchmark_group("pending_keys");
+    g.throughput(Throughput::Elements(1));
+    let mut n = 0u64;
+    g.bench_function("post_key_then_get_key_durable", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&n.to_be_bytes());
+                id
+            },
+            |id| {
+                let p = post_key::encode_post(&id, none, [0; 4], none, &[9; 128], 0, &[0xFF; 16]);
+                assert!(cmd::post_key::run(&st, &call(41, p)).status.is_success());
+                assert!(cmd::get_key::run(&st, &call(43, post_key::encode_get(&id)))
+                    .status
+                    .is_success());
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decrypt_raida_key, post_and_get);
+criterion_main!(benches);
