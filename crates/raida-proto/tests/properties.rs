@@ -139,3 +139,81 @@ proptest! {
         let _ = modern.open(&bytes);
     }
 }
+
+mod command_payloads {
+    use proptest::prelude::*;
+    use raida_proto::commands::post_key::CoinName;
+    use raida_proto::commands::{
+        get_ticket, key_alert, key_tickets, post_key, status_group, validate_ticket,
+    };
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// No payload of any length makes a command parser panic.
+        #[test]
+        fn parsers_never_panic(p in proptest::collection::vec(any::<u8>(), 0..700)) {
+            let _ = status_group::parse_empty(&p);
+            let _ = status_group::parse_show_stats(&p);
+            let _ = get_ticket::parse(&p).map(|it| it.count());
+            let _ = validate_ticket::parse(&p);
+            let _ = post_key::parse_post(&p);
+            let _ = post_key::parse_get(&p);
+            let _ = post_key::decode_get_answer(&p);
+            let _ = key_alert::parse(&p).map(|e| e.iter().map(|x| x.ip()).count());
+            let _ = key_tickets::parse_encrypt(&p);
+            let _ = key_tickets::parse_decrypt(&p);
+        }
+
+        #[test]
+        fn get_ticket_round_trip(recs in proptest::collection::vec((any::<i8>(), any::<u32>(), any::<[u8; 16]>()), 1..50)) {
+            let records: Vec<_> = recs.iter().map(|&(dn, sn, an)| get_ticket::TicketRecord { dn, sn, an }).collect();
+            let back: Vec<_> = get_ticket::parse(&get_ticket::encode(&records)).unwrap().collect();
+            prop_assert_eq!(back, records);
+        }
+
+        #[test]
+        fn post_key_round_trip(id in any::<[u8; 16]>(), rdn in any::<i8>(), rsn in any::<u32>(), ip in any::<[u8; 4]>(),
+                               sdn in any::<i8>(), ssn in any::<u32>(), ks in 0u8..88, kl_i in 0usize..6, pad in any::<[u8; 32]>()) {
+            let kl = post_key::KEY_LENGTHS[kl_i] as usize;
+            let mut padding = [0u8; 128];
+            for (i, b) in padding.iter_mut().enumerate() { *b = pad[i % 32]; }
+            let part: Vec<u8> = (0..kl).map(|i| i as u8 ^ 0x5A).collect();
+            let p = post_key::encode_post(&id, CoinName { dn: rdn, sn: rsn }, ip, CoinName { dn: sdn, sn: ssn }, &padding, ks, &part);
+            let back = post_key::parse_post(&p).unwrap();
+            prop_assert_eq!(back.key_id, id);
+            prop_assert_eq!(back.key_bytes, part);
+            prop_assert_eq!(back.receiver, CoinName { dn: rdn, sn: rsn });
+            prop_assert_eq!(back.sender, CoinName { dn: sdn, sn: ssn });
+            prop_assert_eq!(back.receiver_ip, ip);
+        }
+
+        #[test]
+        fn key_alert_round_trip(entries in proptest::collection::vec((any::<[u8; 16]>(), any::<[u8; 16]>(), any::<u16>(), 0u8..25, prop_oneof![Just(4u8), Just(6u8)]), 1..17)) {
+            let es: Vec<_> = entries.iter().map(|&(key_id, mut address, port, raida_id, v)| {
+                if v == 4 { address[4..].fill(0); }
+                key_alert::AlertEntry { ip_version: v, key_id, address, port, raida_id }
+            }).collect();
+            prop_assert_eq!(key_alert::parse(&key_alert::encode(&es)).unwrap(), es);
+        }
+
+        #[test]
+        fn ticket_round_trip(an in any::<[u8; 16]>(), part in any::<[u8; 8]>(), dn in any::<i8>(), sn in any::<u32>(), r in any::<[u8; 2]>(), flip in 0usize..128) {
+            let key = raida_proto::Key16::new(an);
+            let t = key_tickets::make_ticket(&key, &part, (dn, sn), r);
+            prop_assert_eq!(key_tickets::open_ticket(&key, &t, (dn, sn)), Some(part));
+            let mut bad = t;
+            bad[flip / 8] ^= 1 << (flip % 8);
+            // a flipped bit fails the 0xFF + target check except with probability 2^-48
+            prop_assert_eq!(key_tickets::open_ticket(&key, &bad, (dn, sn)), None);
+        }
+
+        #[test]
+        fn decrypt_round_trip(dn in any::<i8>(), sn in any::<u32>(), recs in proptest::collection::vec((any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<i8>(), any::<u32>(), any::<[u8; 16]>()), 1..20)) {
+            let records: Vec<_> = recs.iter().map(|&(coin_id, split_id, raida_id, shard, tdn, tsn, ticket)| key_tickets::DecryptRecord { coin_id, split_id, raida_id, shard, target: (tdn, tsn), ticket }).collect();
+            let (coin, back) = key_tickets::parse_decrypt(&key_tickets::encode_decrypt((dn, sn), &records)).unwrap();
+            prop_assert_eq!(coin, (dn, sn));
+            prop_assert_eq!(back, records);
+        }
+    }
+}
