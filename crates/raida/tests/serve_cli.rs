@@ -1,0 +1,168 @@
+//! The real binary: `raida serve` on an ephemeral loopback port, `raida bench` against
+//! it, a clean SIGTERM shutdown, and `raida inbox list/take`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RAIDA: &str = env!("CARGO_BIN_EXE_raida");
+
+fn init(dir: &Path) {
+    let out = Command::new(RAIDA)
+        .args([
+            "init",
+            dir.to_str().unwrap(),
+            "--raida-id",
+            "4",
+            "--pages",
+            "1",
+            "--denominations",
+            "0,1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Start `raida serve DIR --listen 127.0.0.1:0`; returns the child and the bound address.
+fn serve(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(RAIDA)
+        .args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|r| r.strip_suffix(" (udp, tcp)\n"))
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    send_sigterm(child.id());
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn send_sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn serve_bench_and_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let (child, addr) = serve(&dir);
+    for extra in [&[][..], &["--tcp", "--concurrency", "4"][..]] {
+        let out = Command::new(RAIDA)
+            .args(["bench", &addr, "--raida-id", "4", "--duration", "0.5"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "bench: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("requests/s:"), "{text}");
+        assert!(text.contains("p99"), "{text}");
+    }
+    // the wrong RAIDA id: a clear error, non-zero exit
+    let out = Command::new(RAIDA)
+        .args(["bench", &addr, "--raida-id", "5", "--duration", "0.5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INVALID_RAIDA_ID"));
+    // a second server cannot take the same directory
+    let out = Command::new(RAIDA)
+        .args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(terminate(child).success(), "SIGTERM exits 0");
+}
+
+#[test]
+fn serve_missing_directory_is_a_clear_error() {
+    let out = Command::new(RAIDA)
+        .args(["serve", "/nonexistent/raida-dir"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such data directory"), "{err}");
+}
+
+#[test]
+fn inbox_list_and_take() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = raida_server::inbox::Inbox::new(tmp.path());
+    let key = raida_server::inbox::InboxKey {
+        key_id: [0xAB; 16],
+        created: 1_795_305_600,
+        senders: vec![(-1, 7), (0, 0)],
+        key: vec![1, 2, 3, 0xFF],
+    };
+    inbox.store(&key).unwrap();
+    let d = tmp.path().to_str().unwrap();
+    let out = Command::new(RAIDA)
+        .args(["inbox", "list", d])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{} parts=2 senders=-1.7,0.0 time=2026-11-22T00:00:00Z\n",
+            "ab".repeat(16)
+        )
+    );
+    let out = Command::new(RAIDA)
+        .args(["inbox", "take", d, &"ab".repeat(16)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "010203ff\n");
+    let out = Command::new(RAIDA)
+        .args(["inbox", "take", d, &"ab".repeat(16)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
+    let out = Command::new(RAIDA)
+        .args(["inbox", "take", d, "xyz"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = Command::new(RAIDA)
+        .args(["inbox", "list", d])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+}
