@@ -2,9 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use raida_proto::commands::{
-    get_ticket, key_alert, key_tickets, post_key, status_group, validate_ticket,
-};
+use raida_proto::commands::{get_ticket, key_alert, key_tickets, post_key, status_group, validate_ticket};
 
 fuzz_target!(|p: &[u8]| {
     let _ = status_group::parse_empty(p);

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raida_proto::client::{
-    dn_sn_bytes, encode_legacy, encode_modern, ClientKey, HeaderFields, PendingReply, Routing,
-};
+use raida_proto::client::{dn_sn_bytes, encode_legacy, encode_modern, ClientKey, HeaderFields, PendingReply, Routing};
 use raida_proto::commands::ids::{ECHO, GROUP_STATUS};
 use rand_core::{OsRng, RngCore};
 
@@ -70,23 +68,13 @@ fn build(cfg: &BenchConfig, echo: [u8; 2]) -> (Vec<u8>, PendingReply) {
     match &cfg.key {
         ClientKey::None => {
             let f = HeaderFields::standard(&routing, 0, [0; 5]);
-            let n = [
-                rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], echo[0], echo[1],
-            ];
+            let n = [rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], echo[0], echo[1]];
             encode_legacy(&f, n, rnd[8..20].try_into().unwrap_or([0; 12]), &[], None)
         }
         ClientKey::Coin { dn, sn, an } => {
             let f = HeaderFields::standard(&routing, 1, dn_sn_bytes(*dn, *sn));
-            let n = [
-                rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], echo[0], echo[1],
-            ];
-            encode_legacy(
-                &f,
-                n,
-                rnd[8..20].try_into().unwrap_or([0; 12]),
-                &[],
-                Some(an),
-            )
+            let n = [rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], echo[0], echo[1]];
+            encode_legacy(&f, n, rnd[8..20].try_into().unwrap_or([0; 12]), &[], Some(an))
         }
         ClientKey::Token { dn, sn, key } => {
             let f = HeaderFields::standard(&routing, 4, dn_sn_bytes(*dn, *sn));
@@ -146,22 +134,12 @@ fn run_udp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
         let what = what.to_string();
         move |e| BenchError::Io(what, e)
     };
-    let bind: SocketAddr = if cfg.addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
+    let bind: SocketAddr = if cfg.addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let sock = UdpSocket::bind(bind).map_err(io("bind"))?;
     sock.connect(cfg.addr).map_err(io("connect"))?;
-    sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(io("socket"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(20))).map_err(io("socket"))?;
     let k = cfg.concurrency.clamp(1, 65_535);
-    let mut slots: Vec<Slot> = (0..k)
-        .map(|_| Slot {
-            sent: Instant::now(),
-            pending: None,
-        })
-        .collect();
+    let mut slots: Vec<Slot> = (0..k).map(|_| Slot { sent: Instant::now(), pending: None }).collect();
     let mut buf = vec![0u8; 65_536];
     let mut lat = Vec::with_capacity(1 << 20);
     let (mut ok, mut errors, mut lost) = (0u64, 0u64, 0u64);
@@ -169,8 +147,7 @@ fn run_udp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
         let (packet, pending) = build(cfg, (i as u16).to_be_bytes());
         slot.pending = Some(pending);
         slot.sent = Instant::now();
-        sock.send(&packet)
-            .map_err(|e| BenchError::Io("send".into(), e))?;
+        sock.send(&packet).map_err(|e| BenchError::Io("send".into(), e))?;
         Ok(())
     };
     let start = Instant::now();
@@ -202,11 +179,7 @@ fn run_udp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
                 }
             }
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) => return Err(BenchError::Io("recv".into(), e)),
         }
         if last_scan.elapsed() > Duration::from_millis(100) {
@@ -228,8 +201,7 @@ fn run_tcp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
     let stop = Arc::new(AtomicBool::new(false));
     let mut conns = Vec::with_capacity(k);
     for _ in 0..k {
-        let s = TcpStream::connect(cfg.addr)
-            .map_err(|e| BenchError::Io(format!("connect {}", cfg.addr), e))?;
+        let s = TcpStream::connect(cfg.addr).map_err(|e| BenchError::Io(format!("connect {}", cfg.addr), e))?;
         let _ = s.set_nodelay(true);
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         conns.push(s);
@@ -249,16 +221,13 @@ fn run_tcp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
                     while !stop.load(Ordering::Relaxed) && start.elapsed() < cfg.duration {
                         let (packet, pending) = build(cfg, (c as u16).to_be_bytes());
                         let t = Instant::now();
-                        s.write_all(&packet)
-                            .map_err(|e| BenchError::Io("tcp write".into(), e))?;
-                        s.read_exact(&mut head)
-                            .map_err(|e| BenchError::Io("tcp read".into(), e))?;
+                        s.write_all(&packet).map_err(|e| BenchError::Io("tcp write".into(), e))?;
+                        s.read_exact(&mut head).map_err(|e| BenchError::Io("tcp read".into(), e))?;
                         let total = raida_proto::client::response_size(&head);
                         resp.clear();
                         resp.extend_from_slice(&head);
                         resp.resize(total, 0);
-                        s.read_exact(&mut resp[32..])
-                            .map_err(|e| BenchError::Io("tcp read".into(), e))?;
+                        s.read_exact(&mut resp[32..]).map_err(|e| BenchError::Io("tcp read".into(), e))?;
                         match pending.open(&resp) {
                             Ok(_) => {
                                 ok += 1;
@@ -277,10 +246,7 @@ fn run_tcp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Ok((Vec::new(), 0, 0))))
-            .collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok((Vec::new(), 0, 0)))).collect()
     });
     let elapsed = start.elapsed();
     let mut lat = Vec::new();

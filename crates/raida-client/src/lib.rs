@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 pub mod bench;
+pub mod exchange;
 
 /// Default per-request timeout (RAIDA_SERVER_RCV_TIMEOUT).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
@@ -29,27 +30,18 @@ pub enum Transport {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("i/o error talking to {addr}: {source}")]
-    Io {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Io { addr: SocketAddr, source: std::io::Error },
     #[error("no answer from {0} within the timeout")]
     Timeout(SocketAddr),
     #[error("{addr}: {source}")]
-    Response {
-        addr: SocketAddr,
-        source: ResponseError,
-    },
+    Response { addr: SocketAddr, source: ResponseError },
 }
 
 impl ClientError {
     /// The status a server answered, when the failure is an error status.
     pub fn status(&self) -> Option<raida_proto::Status> {
         match self {
-            ClientError::Response {
-                source: ResponseError::Status { status, .. },
-                ..
-            } => Some(*status),
+            ClientError::Response { source: ResponseError::Status { status, .. }, .. } => Some(*status),
             _ => None,
         }
     }
@@ -57,10 +49,7 @@ impl ClientError {
 
 /// The current Unix time in seconds (for modern request times).
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// One server: its address and RAIDA id.
@@ -88,11 +77,7 @@ pub async fn request(
     let fut = async {
         match transport {
             Transport::Udp => {
-                let bind: SocketAddr = if addr.is_ipv4() {
-                    ([0, 0, 0, 0], 0).into()
-                } else {
-                    ([0u16; 8], 0).into()
-                };
+                let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
                 let sock = UdpSocket::bind(bind).await.map_err(io)?;
                 sock.connect(addr).await.map_err(io)?;
                 sock.send(&packet).await.map_err(io)?;
@@ -101,9 +86,7 @@ pub async fn request(
                     let n = sock.recv(&mut buf).await.map_err(io)?;
                     // ignore stray datagrams that are not the answer to this request
                     if n >= 8 && buf[6..8] == pending.echo() {
-                        return pending
-                            .open(&buf[..n])
-                            .map_err(|source| ClientError::Response { addr, source });
+                        return pending.open(&buf[..n]).map_err(|source| ClientError::Response { addr, source });
                     }
                 }
             }
@@ -112,9 +95,7 @@ pub async fn request(
                 let _ = s.set_nodelay(true);
                 s.write_all(&packet).await.map_err(io)?;
                 let answer = read_response(&mut s).await.map_err(io)?;
-                pending
-                    .open(&answer)
-                    .map_err(|source| ClientError::Response { addr, source })
+                pending.open(&answer).map_err(|source| ClientError::Response { addr, source })
             }
         }
     };
@@ -125,10 +106,7 @@ pub async fn request(
 }
 
 /// Build an Echo request with the generic builder (keys the bench has no fast path for).
-pub(crate) fn build_echo_generic(
-    routing: &Routing,
-    key: &ClientKey,
-) -> (Vec<u8>, raida_proto::client::PendingReply) {
+pub(crate) fn build_echo_generic(routing: &Routing, key: &ClientKey) -> (Vec<u8>, raida_proto::client::PendingReply) {
     build_request(routing, key, &[], unix_now(), &mut OsRng)
 }
 
@@ -162,12 +140,7 @@ where
         let key = key_for(s);
         let payload = payload.to_vec();
         let s = *s;
-        async move {
-            request(
-                s, transport, coin_id, group, command, &key, &payload, timeout,
-            )
-            .await
-        }
+        async move { request(s, transport, coin_id, group, command, &key, &payload, timeout).await }
     });
     futures_util::future::join_all(futs).await
 }

@@ -12,10 +12,7 @@ use raida_proto::replay::{ReplayCheck, ReplayKey};
 use raida_proto::{validate_request, Status};
 
 const AN: [u8; 16] = [7; 16];
-const SERVER: ServerIdentity = ServerIdentity {
-    raida_id: 1,
-    coin_id: 6,
-};
+const SERVER: ServerIdentity = ServerIdentity { raida_id: 1, coin_id: 6 };
 const NOW: u64 = 1_800_000_000;
 
 struct Keys;
@@ -52,15 +49,8 @@ fn bench_one(c: &mut Criterion, name: &str, key: ClientKey) {
     group.bench_function(name, |b| {
         b.iter(|| {
             buf.copy_from_slice(&packet);
-            let v = validate_request(
-                black_box(&mut buf),
-                &SERVER,
-                &SpecCommands,
-                &Keys,
-                &mut NoReplay,
-                NOW,
-            )
-            .expect("valid");
+            let v = validate_request(black_box(&mut buf), &SERVER, &SpecCommands, &Keys, &mut NoReplay, NOW)
+                .expect("valid");
             v.reply.write(Status::Success, &[], 1, &mut OsRng, &mut out);
             black_box(&out);
         })
@@ -70,23 +60,11 @@ fn bench_one(c: &mut Criterion, name: &str, key: ClientKey) {
 
 fn benches(c: &mut Criterion) {
     bench_one(c, "legacy_en0_echo_validate_and_respond", ClientKey::None);
-    bench_one(
-        c,
-        "legacy_en1_echo_validate_and_respond",
-        ClientKey::Coin {
-            dn: 1,
-            sn: 100,
-            an: Key16::new(AN),
-        },
-    );
+    bench_one(c, "legacy_en1_echo_validate_and_respond", ClientKey::Coin { dn: 1, sn: 100, an: Key16::new(AN) });
     bench_one(
         c,
         "modern_en4_echo_validate_and_respond",
-        ClientKey::Token {
-            dn: 1,
-            sn: 100,
-            key: Key32::sha256_of_an(&Key16::new(AN)),
-        },
+        ClientKey::Token { dn: 1, sn: 100, key: Key32::sha256_of_an(&Key16::new(AN)) },
     );
 }
 

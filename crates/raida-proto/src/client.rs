@@ -20,13 +20,7 @@ pub struct Routing {
 
 impl Routing {
     pub fn new(raida_id: u8, coin_id: u16, command_group: u8, command: u8) -> Self {
-        Routing {
-            raida_id,
-            shard_id: 0,
-            command_group,
-            command,
-            coin_id,
-        }
+        Routing { raida_id, shard_id: 0, command_group, command, coin_id }
     }
 }
 
@@ -99,11 +93,7 @@ pub enum ClientKey {
     /// EN 4: a coin (key = SHA-256(AN): use [`Key32::sha256_of_an`]) or a key token's secret.
     Token { dn: i8, sn: u32, key: Key32 },
     /// EN 5: two distinct tokens, key = AN1 || AN2 ([`Key32::concat_two_tokens`]).
-    TokenPair {
-        first: (i8, u32),
-        second: (i8, u32),
-        key: Key32,
-    },
+    TokenPair { first: (i8, u32), second: (i8, u32), key: Key32 },
     /// EN 7: RAIDA-to-RAIDA secret.
     Raida { sender: u8, key_id: u32, key: Key32 },
 }
@@ -122,9 +112,7 @@ impl ClientKey {
     fn key_bytes(&self) -> [u8; 5] {
         match self {
             ClientKey::None => [0; 5],
-            ClientKey::Coin { dn, sn, .. } | ClientKey::Token { dn, sn, .. } => {
-                dn_sn_bytes(*dn, *sn)
-            }
+            ClientKey::Coin { dn, sn, .. } | ClientKey::Token { dn, sn, .. } => dn_sn_bytes(*dn, *sn),
             ClientKey::Locker { an } => {
                 let mut p = [0u8; 5];
                 p.copy_from_slice(&an.as_bytes()[..5]);
@@ -148,15 +136,8 @@ pub struct PendingReply {
 
 #[derive(Clone, Debug)]
 enum PendingMode {
-    Legacy {
-        key: Option<Key16>,
-        iv: [u8; 16],
-        challenge_hash: [u8; 16],
-    },
-    Modern {
-        key: Key32,
-        request_nonce: [u8; 12],
-    },
+    Legacy { key: Option<Key16>, iv: [u8; 16], challenge_hash: [u8; 16] },
+    Modern { key: Key32, request_nonce: [u8; 12] },
 }
 
 /// Encode a legacy request (EN 0/1/2) with explicit randomness. `key` is the 16-byte
@@ -187,17 +168,7 @@ pub fn encode_legacy(
     let n = p.len();
     p[n - 2..].copy_from_slice(&TERMINATOR);
     let echo = [nonce8[6], nonce8[7]];
-    (
-        p,
-        PendingReply {
-            echo,
-            mode: PendingMode::Legacy {
-                key: key.cloned(),
-                iv,
-                challenge_hash: hash,
-            },
-        },
-    )
+    (p, PendingReply { echo, mode: PendingMode::Legacy { key: key.cloned(), iv, challenge_hash: hash } })
 }
 
 /// Encode a modern request (EN 4/5/7) with explicit nonce and time. `bytes24_29` are
@@ -225,16 +196,7 @@ pub fn encode_modern(
     body[payload.len()..payload.len() + TAG_SIZE].copy_from_slice(&tag);
     let n = p.len();
     p[n - 2..].copy_from_slice(&TERMINATOR);
-    (
-        p,
-        PendingReply {
-            echo,
-            mode: PendingMode::Modern {
-                key: key.clone(),
-                request_nonce: nonce,
-            },
-        },
-    )
+    (p, PendingReply { echo, mode: PendingMode::Modern { key: key.clone(), request_nonce: nonce } })
 }
 
 /// Build a request with fresh randomness from `rng` (the OS CSPRNG in production);
@@ -259,9 +221,7 @@ pub fn build_request(
             };
             encode_legacy(&fields, nonce8, random12, payload, k)
         }
-        ClientKey::Token { key, .. } | ClientKey::Raida { key, .. } => {
-            modern(&fields, [0; 6], payload, now, key, rng)
-        }
+        ClientKey::Token { key, .. } | ClientKey::Raida { key, .. } => modern(&fields, [0; 6], payload, now, key, rng),
         ClientKey::TokenPair { second, key, .. } => modern(
             &fields,
             {
@@ -288,15 +248,7 @@ fn modern(
     rng.fill_bytes(&mut echo);
     let mut nonce = [0u8; 12];
     rng.fill_bytes(&mut nonce);
-    encode_modern(
-        fields,
-        b24,
-        echo,
-        nonce,
-        now.min(u32::MAX as u64) as u32,
-        payload,
-        key,
-    )
+    encode_modern(fields, b24, echo, nonce, now.min(u32::MAX as u64) as u32, payload, key)
 }
 
 /// A verified, successful response.
@@ -335,28 +287,13 @@ pub fn response_size(header: &[u8; 32]) -> usize {
 impl PendingReply {
     /// What verifies a legacy answer: the request's echo, key (None for EN 0), IV and
     /// expected challenge hash.
-    pub fn legacy(
-        echo: [u8; 2],
-        key: Option<Key16>,
-        iv: [u8; 16],
-        challenge_hash: [u8; 16],
-    ) -> Self {
-        PendingReply {
-            echo,
-            mode: PendingMode::Legacy {
-                key,
-                iv,
-                challenge_hash,
-            },
-        }
+    pub fn legacy(echo: [u8; 2], key: Option<Key16>, iv: [u8; 16], challenge_hash: [u8; 16]) -> Self {
+        PendingReply { echo, mode: PendingMode::Legacy { key, iv, challenge_hash } }
     }
 
     /// What verifies a modern answer: the request's echo, key and nonce.
     pub fn modern(echo: [u8; 2], key: Key32, request_nonce: [u8; 12]) -> Self {
-        PendingReply {
-            echo,
-            mode: PendingMode::Modern { key, request_nonce },
-        }
+        PendingReply { echo, mode: PendingMode::Modern { key, request_nonce } }
     }
 
     /// The echo bytes the answer must carry.
@@ -388,29 +325,15 @@ impl PendingReply {
             return Err(ResponseError::BadTerminator);
         }
         let payload = match &self.mode {
-            PendingMode::Legacy {
-                key,
-                iv,
-                challenge_hash,
-            } => {
-                let signed = bool::from(subtle::ConstantTimeEq::ct_eq(
-                    &h[16..32],
-                    &challenge_hash[..],
-                ));
+            PendingMode::Legacy { key, iv, challenge_hash } => {
+                let signed = bool::from(subtle::ConstantTimeEq::ct_eq(&h[16..32], &challenge_hash[..]));
                 if !status.is_success() {
-                    return Err(ResponseError::Status {
-                        status,
-                        authenticated: signed,
-                    });
+                    return Err(ResponseError::Status { status, authenticated: signed });
                 }
                 if !signed {
                     return Err(ResponseError::BadSignature);
                 }
-                let mut payload = if body.is_empty() {
-                    Vec::new()
-                } else {
-                    body[..body.len() - 2].to_vec()
-                };
+                let mut payload = if body.is_empty() { Vec::new() } else { body[..body.len() - 2].to_vec() };
                 if let Some(k) = key {
                     crypto::ctr_apply(k, iv, &mut payload);
                 }
@@ -418,10 +341,7 @@ impl PendingReply {
             }
             PendingMode::Modern { key, request_nonce } => {
                 if body.is_empty() {
-                    return Err(ResponseError::Status {
-                        status,
-                        authenticated: false,
-                    });
+                    return Err(ResponseError::Status { status, authenticated: false });
                 }
                 if body.len() < TAG_SIZE + 2 {
                     return Err(ResponseError::Truncated);
@@ -439,19 +359,11 @@ impl PendingReply {
                     return Err(ResponseError::BadTag);
                 }
                 if !status.is_success() {
-                    return Err(ResponseError::Status {
-                        status,
-                        authenticated: true,
-                    });
+                    return Err(ResponseError::Status { status, authenticated: true });
                 }
                 payload
             }
         };
-        Ok(Reply {
-            raida_id: h[0],
-            status,
-            payload,
-            execution_us,
-        })
+        Ok(Reply { raida_id: h[0], status, payload, execution_us })
     }
 }

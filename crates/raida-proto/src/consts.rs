@@ -70,12 +70,7 @@ pub fn civil_date(days: i64) -> (i64, u32, u32) {
 pub fn utc_timestamp(secs: u64) -> String {
     let (y, m, d) = civil_date((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]

@@ -36,9 +36,7 @@ pub fn gcm_seal(key: &Key32, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u
 /// AES-256-GCM open in place; false (and `buf` unspecified) when the tag fails.
 pub fn gcm_open(key: &Key32, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
     let cipher = Aes256Gcm::new(key.as_bytes().into());
-    cipher
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, Tag::from_slice(tag))
-        .is_ok()
+    cipher.decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, Tag::from_slice(tag)).is_ok()
 }
 
 /// One AES-128 block encryption (ECB of exactly 16 bytes), used for key tickets (44).

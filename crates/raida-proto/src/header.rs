@@ -36,10 +36,7 @@ impl Encryption {
     }
     /// Types 4, 5 and 7 use the 48-byte header and AES-256-GCM.
     pub const fn is_modern(self) -> bool {
-        matches!(
-            self,
-            Encryption::Token | Encryption::TokenPair | Encryption::Raida
-        )
+        matches!(self, Encryption::Token | Encryption::TokenPair | Encryption::Raida)
     }
 }
 
@@ -187,27 +184,18 @@ pub fn parse_request_header(
     }
     let key_identity = match encryption {
         Encryption::None => KeyIdentity::None,
-        Encryption::Coin => KeyIdentity::Coin {
-            dn: bytes[17] as i8,
-            sn: be32(&bytes[18..22]),
-        },
+        Encryption::Coin => KeyIdentity::Coin { dn: bytes[17] as i8, sn: be32(&bytes[18..22]) },
         Encryption::Locker => {
             let mut prefix = [0u8; 5];
             prefix.copy_from_slice(&bytes[17..22]);
             KeyIdentity::Locker { prefix }
         }
-        Encryption::Token => KeyIdentity::Token {
-            dn: bytes[17] as i8,
-            sn: be32(&bytes[18..22]),
-        },
+        Encryption::Token => KeyIdentity::Token { dn: bytes[17] as i8, sn: be32(&bytes[18..22]) },
         Encryption::TokenPair => KeyIdentity::TokenPair {
             first: (bytes[17] as i8, be32(&bytes[18..22])),
             second: (bytes[24] as i8, be32(&bytes[25..29])),
         },
-        Encryption::Raida => KeyIdentity::Raida {
-            sender: bytes[17],
-            key_id: be32(&bytes[18..22]),
-        },
+        Encryption::Raida => KeyIdentity::Raida { sender: bytes[17], key_id: be32(&bytes[18..22]) },
     };
     let mut legacy_nonce = [0u8; 8];
     let mut nonce = [0u8; 12];

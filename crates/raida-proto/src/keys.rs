@@ -47,12 +47,7 @@ impl Key32 {
         Key32(k)
     }
     /// Type 5: AN1 || AN2 of two distinct tokens (`first` != `second`).
-    pub fn concat_two_tokens(
-        first: (i8, u32),
-        an1: &Key16,
-        second: (i8, u32),
-        an2: &Key16,
-    ) -> Result<Self, Status> {
+    pub fn concat_two_tokens(first: (i8, u32), an1: &Key16, second: (i8, u32), an2: &Key16) -> Result<Self, Status> {
         if first == second {
             return Err(Status::InvalidEncryption);
         }
@@ -108,29 +103,22 @@ fn present_coin(keys: &impl KeyLookup, dn: i8, sn: u32) -> Option<Key16> {
 ///
 /// Errors: legacy unknown coin or locker → 34; EN 5 naming one token twice → 34
 /// (before any lookup); modern key not found → 25. EN 0 has no key (`Ok(None)`).
-pub fn resolve_key(
-    identity: &KeyIdentity,
-    keys: &impl KeyLookup,
-) -> Result<Option<RequestKey>, Status> {
+pub fn resolve_key(identity: &KeyIdentity, keys: &impl KeyLookup) -> Result<Option<RequestKey>, Status> {
     match *identity {
         KeyIdentity::None => Ok(None),
-        KeyIdentity::Coin { dn, sn } => present_coin(keys, dn, sn)
-            .map(|k| Some(RequestKey::Legacy(k)))
-            .ok_or(Status::InvalidEncryption),
-        KeyIdentity::Locker { prefix } => keys
-            .locker_an(&prefix)
-            .map(|k| Some(RequestKey::Legacy(Key16(k))))
-            .ok_or(Status::InvalidEncryption),
-        KeyIdentity::Token { dn, sn } => {
-            type4_key(keys, dn, sn).map(|k| Some(RequestKey::Modern(k)))
+        KeyIdentity::Coin { dn, sn } => {
+            present_coin(keys, dn, sn).map(|k| Some(RequestKey::Legacy(k))).ok_or(Status::InvalidEncryption)
         }
+        KeyIdentity::Locker { prefix } => {
+            keys.locker_an(&prefix).map(|k| Some(RequestKey::Legacy(Key16(k)))).ok_or(Status::InvalidEncryption)
+        }
+        KeyIdentity::Token { dn, sn } => type4_key(keys, dn, sn).map(|k| Some(RequestKey::Modern(k))),
         KeyIdentity::TokenPair { first, second } => {
             if first == second {
                 return Err(Status::InvalidEncryption);
             }
             let an1 = present_coin(keys, first.0, first.1).ok_or(Status::EncryptionCoinNotFound)?;
-            let an2 =
-                present_coin(keys, second.0, second.1).ok_or(Status::EncryptionCoinNotFound)?;
+            let an2 = present_coin(keys, second.0, second.1).ok_or(Status::EncryptionCoinNotFound)?;
             Key32::concat_two_tokens(first, &an1, second, &an2).map(|k| Some(RequestKey::Modern(k)))
         }
         KeyIdentity::Raida { sender, key_id } => {
@@ -147,13 +135,9 @@ pub fn resolve_key(
 /// Type 4: a key token's secret, or SHA-256 of a present coin's AN; else 25.
 pub fn type4_key(keys: &impl KeyLookup, dn: i8, sn: u32) -> Result<Key32, Status> {
     if is_key_token_dn(dn) {
-        keys.token_secret(dn, sn)
-            .map(Key32)
-            .ok_or(Status::EncryptionCoinNotFound)
+        keys.token_secret(dn, sn).map(Key32).ok_or(Status::EncryptionCoinNotFound)
     } else if is_coin_dn(dn) {
-        present_coin(keys, dn, sn)
-            .map(|an| Key32::sha256_of_an(&an))
-            .ok_or(Status::EncryptionCoinNotFound)
+        present_coin(keys, dn, sn).map(|an| Key32::sha256_of_an(&an)).ok_or(Status::EncryptionCoinNotFound)
     } else {
         Err(Status::EncryptionCoinNotFound)
     }

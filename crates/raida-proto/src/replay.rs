@@ -49,11 +49,7 @@ pub struct ReplayMemory {
 
 impl ReplayMemory {
     pub fn new(capacity: usize) -> Self {
-        ReplayMemory {
-            capacity,
-            seen: HashMap::new(),
-            order: VecDeque::new(),
-        }
+        ReplayMemory { capacity, seen: HashMap::new(), order: VecDeque::new() }
     }
 
     pub fn len(&self) -> usize {

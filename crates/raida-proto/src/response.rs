@@ -39,20 +39,13 @@ impl ReplyContext {
     /// A context for a request rejected before its body was checked (legacy or modern).
     pub fn unauthenticated(raida_id: u8, request: &[u8], modern: bool) -> Self {
         let group = request.get(4).copied().unwrap_or(0);
-        let echo = [
-            request.get(30).copied().unwrap_or(0),
-            request.get(31).copied().unwrap_or(0),
-        ];
+        let echo = [request.get(30).copied().unwrap_or(0), request.get(31).copied().unwrap_or(0)];
         ReplyContext {
             raida_id,
             command_group: group,
             echo,
             challenge_hash: [0; 16],
-            security: if modern {
-                ReplySecurity::HeaderOnly
-            } else {
-                ReplySecurity::Plain
-            },
+            security: if modern { ReplySecurity::HeaderOnly } else { ReplySecurity::Plain },
         }
     }
 
@@ -63,14 +56,7 @@ impl ReplyContext {
 
     /// Write the response to `out` (cleared first). Errors carry no payload: pass `&[]`.
     /// `rng` supplies the response nonce of modern answers (OS CSPRNG in production).
-    pub fn write(
-        &self,
-        status: Status,
-        payload: &[u8],
-        execution_us: u32,
-        rng: &mut impl RngCore,
-        out: &mut Vec<u8>,
-    ) {
+    pub fn write(&self, status: Status, payload: &[u8], execution_us: u32, rng: &mut impl RngCore, out: &mut Vec<u8>) {
         out.clear();
         let body_size = match &self.security {
             ReplySecurity::HeaderOnly => 0,

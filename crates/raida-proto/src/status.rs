@@ -101,10 +101,7 @@ impl Status {
 
     /// Success statuses (250, 241, 242, 243).
     pub const fn is_success(self) -> bool {
-        matches!(
-            self,
-            Status::Success | Status::AllPass | Status::AllFail | Status::Mixed
-        )
+        matches!(self, Status::Success | Status::AllPass | Status::AllFail | Status::Mixed)
     }
 
     /// The protocol's name for the status, e.g. `INVALID_CRC`.

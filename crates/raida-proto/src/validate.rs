@@ -5,9 +5,7 @@ use std::ops::Range;
 
 use crate::consts::{CHALLENGE_SIZE, TAG_SIZE, TERMINATOR};
 use crate::crypto;
-use crate::header::{
-    frame, parse_request_header, CommandSet, Framing, RequestHeader, ServerIdentity,
-};
+use crate::header::{frame, parse_request_header, CommandSet, Framing, RequestHeader, ServerIdentity};
 use crate::keys::{resolve_key, KeyLookup, RequestKey};
 use crate::replay::{check_freshness, replay_key, ReplayCheck};
 use crate::response::{ReplyContext, ReplySecurity};
@@ -64,8 +62,7 @@ pub fn validate_request(
     let modern = header_size > 32;
     let header = parse_request_header(&packet[..header_size], server, commands)
         .map_err(|s| reject(server, packet, modern, s))?;
-    let key =
-        resolve_key(&header.key_identity, keys).map_err(|s| reject(server, packet, modern, s))?;
+    let key = resolve_key(&header.key_identity, keys).map_err(|s| reject(server, packet, modern, s))?;
     let (head, body) = packet.split_at_mut(header_size);
     let body_len = body.len();
     if modern {
@@ -89,22 +86,14 @@ pub fn validate_request(
             command_group: header.command_group,
             echo: header.echo,
             challenge_hash: [0; 16],
-            security: ReplySecurity::Modern {
-                key: key.clone(),
-                request_nonce: header.nonce,
-            },
+            security: ReplySecurity::Modern { key: key.clone(), request_nonce: header.nonce },
         };
-        let checked = check_freshness(header.request_time, now)
-            .and_then(|()| replay.check_and_insert(&replay_key(head), now));
+        let checked =
+            check_freshness(header.request_time, now).and_then(|()| replay.check_and_insert(&replay_key(head), now));
         if let Err(status) = checked {
             return Err(Rejection::Reply { status, reply });
         }
-        Ok(Validated {
-            header,
-            key: Some(RequestKey::Modern(key)),
-            payload: header_size..header_size + ct_len,
-            reply,
-        })
+        Ok(Validated { header, key: Some(RequestKey::Modern(key)), payload: header_size..header_size + ct_len, reply })
     } else {
         if body_len < 2 {
             return Err(reject(server, head, false, Status::InvalidPacketLength));
@@ -115,9 +104,7 @@ pub fn validate_request(
         let iv = crypto::legacy_iv(&header.legacy_nonce);
         let legacy_key = match &key {
             Some(RequestKey::Legacy(k)) => Some(k.clone()),
-            Some(RequestKey::Modern(_)) => {
-                return Err(reject(server, head, false, Status::Internal))
-            }
+            Some(RequestKey::Modern(_)) => return Err(reject(server, head, false, Status::Internal)),
             None => None,
         };
         if let Some(k) = &legacy_key {
@@ -148,18 +135,10 @@ pub fn validate_request(
             challenge_hash: hash,
             security,
         };
-        Ok(Validated {
-            header,
-            key,
-            payload: header_size + CHALLENGE_SIZE..header_size + body_len - 2,
-            reply,
-        })
+        Ok(Validated { header, key, payload: header_size + CHALLENGE_SIZE..header_size + body_len - 2, reply })
     }
 }
 
 fn reject(server: &ServerIdentity, packet: &[u8], modern: bool, status: Status) -> Rejection {
-    Rejection::Reply {
-        status,
-        reply: ReplyContext::unauthenticated(server.raida_id, packet, modern),
-    }
+    Rejection::Reply { status, reply: ReplyContext::unauthenticated(server.raida_id, packet, modern) }
 }

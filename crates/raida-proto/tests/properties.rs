@@ -14,10 +14,7 @@ use raida_proto::{validate_request, Status};
 const AN: [u8; 16] = [7; 16];
 const AN2: [u8; 16] = [9; 16];
 const SECRET: [u8; 32] = [3; 32];
-const SERVER: ServerIdentity = ServerIdentity {
-    raida_id: 4,
-    coin_id: 6,
-};
+const SERVER: ServerIdentity = ServerIdentity { raida_id: 4, coin_id: 6 };
 const NOW: u64 = 1_800_000_000;
 
 struct Keys;
@@ -47,26 +44,14 @@ fn client_key(kind: u8) -> ClientKey {
         0 => ClientKey::None,
         1 => ClientKey::Coin { dn: 1, sn: 100, an },
         2 => ClientKey::Locker { an: an2 },
-        3 => ClientKey::Token {
-            dn: 1,
-            sn: 100,
-            key: Key32::sha256_of_an(&an),
-        },
-        4 => ClientKey::Token {
-            dn: 7,
-            sn: 1,
-            key: Key32::from_secret(SECRET),
-        },
+        3 => ClientKey::Token { dn: 1, sn: 100, key: Key32::sha256_of_an(&an) },
+        4 => ClientKey::Token { dn: 7, sn: 1, key: Key32::from_secret(SECRET) },
         5 => ClientKey::TokenPair {
             first: (1, 100),
             second: (2, 200),
             key: Key32::concat_two_tokens((1, 100), &an, (2, 200), &an2).unwrap(),
         },
-        _ => ClientKey::Raida {
-            sender: 3,
-            key_id: 42,
-            key: Key32::from_secret(SECRET),
-        },
+        _ => ClientKey::Raida { sender: 3, key_id: 42, key: Key32::from_secret(SECRET) },
     }
 }
 
@@ -143,9 +128,7 @@ proptest! {
 mod command_payloads {
     use proptest::prelude::*;
     use raida_proto::commands::post_key::CoinName;
-    use raida_proto::commands::{
-        get_ticket, key_alert, key_tickets, post_key, status_group, validate_ticket,
-    };
+    use raida_proto::commands::{get_ticket, key_alert, key_tickets, post_key, status_group, validate_ticket};
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]

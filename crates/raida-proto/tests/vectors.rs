@@ -23,10 +23,7 @@ struct MemKeys {
 
 impl KeyLookup for MemKeys {
     fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
-        self.coins
-            .get(&(dn, sn))
-            .filter(|(_, mfs)| *mfs != 0)
-            .map(|(an, _)| *an)
+        self.coins.get(&(dn, sn)).filter(|(_, mfs)| *mfs != 0).map(|(an, _)| *an)
     }
     fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
         self.lockers.iter().find(|a| a[..5] == prefix[..]).copied()
@@ -43,45 +40,25 @@ fn coin_store(list: &Value) -> HashMap<(i8, u32), ([u8; 16], u8)> {
     list.as_array()
         .unwrap()
         .iter()
-        .map(|c| {
-            (
-                (i64_(&c["dn"]) as i8, u64_(&c["sn"]) as u32),
-                (arr(&c["an"]), u64_(&c["mfs"]) as u8),
-            )
-        })
+        .map(|c| ((i64_(&c["dn"]) as i8, u64_(&c["sn"]) as u32), (arr(&c["an"]), u64_(&c["mfs"]) as u8)))
         .collect()
 }
 
 fn mem_keys(server: &Value) -> MemKeys {
     MemKeys {
         coins: coin_store(&server["coins"]),
-        lockers: server["lockers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(arr::<16>)
-            .collect(),
+        lockers: server["lockers"].as_array().unwrap().iter().map(arr::<16>).collect(),
         tokens: server["key_tokens"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|t| {
-                (
-                    (i64_(&t["dn"]) as i8, u64_(&t["sn"]) as u32),
-                    arr(&t["secret"]),
-                )
-            })
+            .map(|t| ((i64_(&t["dn"]) as i8, u64_(&t["sn"]) as u32), arr(&t["secret"])))
             .collect(),
         secrets: server["raida_secrets"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|t| {
-                (
-                    (u64_(&t["sender"]) as u8, u64_(&t["key_id"]) as u32),
-                    arr(&t["secret"]),
-                )
-            })
+            .map(|t| ((u64_(&t["sender"]) as u8, u64_(&t["key_id"]) as u32), arr(&t["secret"])))
             .collect(),
     }
 }
@@ -113,16 +90,8 @@ fn unimplemented_rng() -> u32 {
 fn crc32() {
     for c in cases("crc32.json", "crc32") {
         let got = crypto::crc32(&bytes(&c["input"]["data"]));
-        assert_eq!(
-            got as u64,
-            u64_(&c["expected"]["crc32_int"]),
-            "{}",
-            name(&c)
-        );
-        assert_eq!(
-            hex::encode(got.to_be_bytes()),
-            c["expected"]["crc32"].as_str().unwrap()
-        );
+        assert_eq!(got as u64, u64_(&c["expected"]["crc32_int"]), "{}", name(&c));
+        assert_eq!(hex::encode(got.to_be_bytes()), c["expected"]["crc32"].as_str().unwrap());
     }
 }
 
@@ -130,12 +99,7 @@ fn crc32() {
 fn challenge() {
     for c in cases("challenge.json", "make") {
         let got = crypto::make_challenge(&arr(&c["input"]["random12"]));
-        assert_eq!(
-            got.to_vec(),
-            bytes(&c["expected"]["challenge"]),
-            "{}",
-            name(&c)
-        );
+        assert_eq!(got.to_vec(), bytes(&c["expected"]["challenge"]), "{}", name(&c));
     }
     for c in cases("challenge.json", "check") {
         let ch: [u8; 16] = arr(&c["input"]["challenge"]);
@@ -202,16 +166,8 @@ fn legacy_requests() {
             key.as_ref(),
         );
         let n = name(&c);
-        assert_eq!(
-            hex::encode(&packet[..32]),
-            e["header"].as_str().unwrap(),
-            "{n} header"
-        );
-        assert_eq!(
-            hex::encode(&packet),
-            e["packet"].as_str().unwrap(),
-            "{n} packet"
-        );
+        assert_eq!(hex::encode(&packet[..32]), e["header"].as_str().unwrap(), "{n} header");
+        assert_eq!(hex::encode(&packet), e["packet"].as_str().unwrap(), "{n} packet");
         assert_eq!(packet.len() - 32, u64_(&e["body_length"]) as usize, "{n}");
         let iv = crypto::legacy_iv(&arr(&i["nonce"]));
         assert_eq!(iv.to_vec(), bytes(&e["iv"]), "{n}");
@@ -250,23 +206,15 @@ fn modern_requests() {
         let (key_bytes, b24) = match en {
             7 => {
                 let k = (u64_(&i["key_id"]) as u32).to_be_bytes();
-                (
-                    [u64_(&i["sender_raida_id"]) as u8, k[0], k[1], k[2], k[3]],
-                    [0u8; 6],
-                )
+                ([u64_(&i["sender_raida_id"]) as u8, k[0], k[1], k[2], k[3]], [0u8; 6])
             }
             5 => {
                 let t2 = dn_sn(&i["token2_dn"], &i["token2_sn"]);
-                (
-                    dn_sn(&i["token_dn"], &i["token_sn"]),
-                    [t2[0], t2[1], t2[2], t2[3], t2[4], 0],
-                )
+                (dn_sn(&i["token_dn"], &i["token_sn"]), [t2[0], t2[1], t2[2], t2[3], t2[4], 0])
             }
             _ => (dn_sn(&i["token_dn"], &i["token_sn"]), [0u8; 6]),
         };
-        let b24 = opt_bytes(&i["bytes24_29"])
-            .map(|b| b.try_into().unwrap())
-            .unwrap_or(b24);
+        let b24 = opt_bytes(&i["bytes24_29"]).map(|b| b.try_into().unwrap()).unwrap_or(b24);
         let (packet, _) = encode_modern(
             &header_fields(i, key_bytes),
             b24,
@@ -276,16 +224,8 @@ fn modern_requests() {
             &bytes(&i["payload"]),
             &key,
         );
-        assert_eq!(
-            hex::encode(&packet[..48]),
-            e["header"].as_str().unwrap(),
-            "{n} header"
-        );
-        assert_eq!(
-            hex::encode(&packet),
-            e["packet"].as_str().unwrap(),
-            "{n} packet"
-        );
+        assert_eq!(hex::encode(&packet[..48]), e["header"].as_str().unwrap(), "{n} header");
+        assert_eq!(hex::encode(&packet), e["packet"].as_str().unwrap(), "{n} packet");
         assert_eq!(packet.len() - 48, u64_(&e["body_length"]) as usize, "{n}");
     }
 }
@@ -312,23 +252,9 @@ fn legacy_responses() {
         let status = Status::from_code(u64_(&i["status"]) as u8).unwrap();
         let payload = bytes(&i["payload"]);
         let mut out = Vec::new();
-        ctx.write(
-            status,
-            &payload,
-            u64_(&i["execution_time_us"]) as u32,
-            &mut FixedRng(vec![]),
-            &mut out,
-        );
-        assert_eq!(
-            hex::encode(&out),
-            e["packet"].as_str().unwrap(),
-            "{n} packet"
-        );
-        assert_eq!(
-            hex::encode(&out[..32]),
-            e["header"].as_str().unwrap(),
-            "{n}"
-        );
+        ctx.write(status, &payload, u64_(&i["execution_time_us"]) as u32, &mut FixedRng(vec![]), &mut out);
+        assert_eq!(hex::encode(&out), e["packet"].as_str().unwrap(), "{n} packet");
+        assert_eq!(hex::encode(&out[..32]), e["header"].as_str().unwrap(), "{n}");
         assert_eq!(out.len() - 32, u64_(&e["body_size"]) as usize, "{n}");
         // client side: parse back
         let pending = PendingReply::legacy(arr(&i["echo"]), key, iv.unwrap_or([0; 16]), hash);
@@ -358,27 +284,14 @@ fn modern_responses() {
             command_group: u64_(&i["command_group"]) as u8,
             echo: arr(&i["echo"]),
             challenge_hash: [0; 16],
-            security: ReplySecurity::Modern {
-                key: key.clone(),
-                request_nonce,
-            },
+            security: ReplySecurity::Modern { key: key.clone(), request_nonce },
         };
         let status = Status::from_code(u64_(&i["status"]) as u8).unwrap();
         let payload = bytes(&i["payload"]);
         let mut out = Vec::new();
         let mut rng = FixedRng(bytes(&i["response_nonce"]));
-        ctx.write(
-            status,
-            &payload,
-            u64_(&i["execution_time_us"]) as u32,
-            &mut rng,
-            &mut out,
-        );
-        assert_eq!(
-            hex::encode(&out),
-            e["packet"].as_str().unwrap(),
-            "{n} packet"
-        );
+        ctx.write(status, &payload, u64_(&i["execution_time_us"]) as u32, &mut rng, &mut out);
+        assert_eq!(hex::encode(&out), e["packet"].as_str().unwrap(), "{n} packet");
         assert_eq!(out.len() - 32, u64_(&e["body_size"]) as usize, "{n}");
         let mut aad = out[..32].to_vec();
         aad.extend_from_slice(&request_nonce);
@@ -386,10 +299,7 @@ fn modern_responses() {
         let pending = PendingReply::modern(arr(&i["echo"]), key, request_nonce);
         match pending.open(&out) {
             Ok(reply) => assert_eq!(reply.payload, payload, "{n}"),
-            Err(raida_proto::client::ResponseError::Status {
-                status: s,
-                authenticated,
-            }) => {
+            Err(raida_proto::client::ResponseError::Status { status: s, authenticated }) => {
                 assert_eq!(s, status, "{n}");
                 assert!(authenticated, "{n}");
             }
@@ -409,18 +319,8 @@ fn modern_responses() {
         ctx.echo = arr(&i["echo"]);
         let status = Status::from_code(u64_(&i["status"]) as u8).unwrap();
         let mut out = Vec::new();
-        ctx.write(
-            status,
-            &[],
-            u64_(&i["execution_time_us"]) as u32,
-            &mut FixedRng(vec![]),
-            &mut out,
-        );
-        assert_eq!(
-            hex::encode(&out),
-            e["packet"].as_str().unwrap(),
-            "{n} packet"
-        );
+        ctx.write(status, &[], u64_(&i["execution_time_us"]) as u32, &mut FixedRng(vec![]), &mut out);
+        assert_eq!(hex::encode(&out), e["packet"].as_str().unwrap(), "{n} packet");
     }
 }
 
@@ -432,39 +332,21 @@ fn request_validation() {
         assert_eq!(i["transport"], "udp", "{n}");
         let server = &i["server"];
         let keys = mem_keys(server);
-        let ident = ServerIdentity {
-            raida_id: u64_(&server["raida_id"]) as u8,
-            coin_id: u64_(&server["coin_id"]) as u16,
-        };
+        let ident =
+            ServerIdentity { raida_id: u64_(&server["raida_id"]) as u8, coin_id: u64_(&server["coin_id"]) as u16 };
         let mut replay = ReplayMemory::new(u64_(&i["replay_capacity"]) as usize);
-        for (p, t) in i["prior_packets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(i["prior_times"].as_array().unwrap())
-        {
+        for (p, t) in i["prior_packets"].as_array().unwrap().iter().zip(i["prior_times"].as_array().unwrap()) {
             let mut pkt = bytes(p);
             let _ = validate_request(&mut pkt, &ident, &SpecCommands, &keys, &mut replay, u64_(t));
         }
         let mut pkt = bytes(&i["packet"]);
-        let res = validate_request(
-            &mut pkt,
-            &ident,
-            &SpecCommands,
-            &keys,
-            &mut replay,
-            u64_(&i["now"]),
-        );
+        let res = validate_request(&mut pkt, &ident, &SpecCommands, &keys, &mut replay, u64_(&i["now"]));
         match (&e["status"], res) {
             (Value::Null, Err(Rejection::Drop)) => {}
             (Value::Null, other) => panic!("{n}: expected drop, got {other:?}"),
             (s, Ok(v)) => {
                 assert_eq!(u64_(s), 0, "{n}: accepted but expected {s}");
-                assert_eq!(
-                    pkt[v.payload.clone()].to_vec(),
-                    bytes(&e["payload"]),
-                    "{n} payload"
-                );
+                assert_eq!(pkt[v.payload.clone()].to_vec(), bytes(&e["payload"]), "{n} payload");
                 if let Some(h) = opt_bytes(&e["challenge_hash"]) {
                     assert_eq!(v.reply.challenge_hash.to_vec(), h, "{n} hash");
                 }
@@ -477,10 +359,7 @@ fn request_validation() {
                 if let Some(a) = e["authenticated"].as_bool() {
                     assert_eq!(reply.is_authenticated(), a, "{n}: authenticated");
                 }
-                assert_eq!(
-                    reply.challenge_hash, [0; 16],
-                    "{n}: rejected requests carry no hash"
-                );
+                assert_eq!(reply.challenge_hash, [0; 16], "{n}: rejected requests carry no hash");
             }
             (s, Err(Rejection::Drop)) => panic!("{n}: dropped, expected {s}"),
         }
@@ -508,10 +387,7 @@ fn keys() {
     for c in cases("keys.json", "type1") {
         let mut k = MemKeys::default();
         k.coins.insert((1, 5), (arr(&c["input"]["an"]), 3));
-        check_key(
-            &c,
-            status_of(resolve_key(&KeyIdentity::Coin { dn: 1, sn: 5 }, &k)),
-        );
+        check_key(&c, status_of(resolve_key(&KeyIdentity::Coin { dn: 1, sn: 5 }, &k)));
     }
     for c in cases("keys.json", "type1_client") {
         let ans = c["input"]["ans"].as_array().unwrap();
@@ -520,17 +396,9 @@ fn keys() {
     }
     for c in cases("keys.json", "type2") {
         let mut k = MemKeys::default();
-        k.lockers = c["input"]["lockers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(arr::<16>)
-            .collect();
+        k.lockers = c["input"]["lockers"].as_array().unwrap().iter().map(arr::<16>).collect();
         let prefix = arr(&c["input"]["prefix"]);
-        check_key(
-            &c,
-            status_of(resolve_key(&KeyIdentity::Locker { prefix }, &k)),
-        );
+        check_key(&c, status_of(resolve_key(&KeyIdentity::Locker { prefix }, &k)));
     }
     for c in cases("keys.json", "type4") {
         let i = &c["input"];
@@ -543,13 +411,7 @@ fn keys() {
             k.tokens.insert((dn as i8, 77), s.try_into().unwrap());
         }
         let got = if (-128..=127).contains(&dn) {
-            status_of(resolve_key(
-                &KeyIdentity::Token {
-                    dn: dn as i8,
-                    sn: 77,
-                },
-                &k,
-            ))
+            status_of(resolve_key(&KeyIdentity::Token { dn: dn as i8, sn: 77 }, &k))
         } else {
             (25, None)
         };
@@ -569,10 +431,7 @@ fn keys() {
         if let Some(an) = opt_bytes(&i["an2"]) {
             k.coins.insert(second, (an.try_into().unwrap(), 1));
         }
-        check_key(
-            &c,
-            status_of(resolve_key(&KeyIdentity::TokenPair { first, second }, &k)),
-        );
+        check_key(&c, status_of(resolve_key(&KeyIdentity::TokenPair { first, second }, &k)));
     }
     for c in cases("keys.json", "type7") {
         let i = &c["input"];
@@ -580,16 +439,10 @@ fn keys() {
         let mut k = MemKeys::default();
         for s in i["secrets"].as_array().unwrap() {
             if u64_(&s["receiver"]) == receiver {
-                k.secrets.insert(
-                    (u64_(&s["sender"]) as u8, u64_(&s["key_id"]) as u32),
-                    arr(&s["secret"]),
-                );
+                k.secrets.insert((u64_(&s["sender"]) as u8, u64_(&s["key_id"]) as u32), arr(&s["secret"]));
             }
         }
-        let id = KeyIdentity::Raida {
-            sender: u64_(&i["sender"]) as u8,
-            key_id: u64_(&i["key_id"]) as u32,
-        };
+        let id = KeyIdentity::Raida { sender: u64_(&i["sender"]) as u8, key_id: u64_(&i["key_id"]) as u32 };
         check_key(&c, status_of(resolve_key(&id, &k)));
     }
 }

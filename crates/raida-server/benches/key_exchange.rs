@@ -34,27 +34,12 @@ fn header(command: u8) -> RequestHeader {
 }
 
 fn call(command: u8, payload: Vec<u8>) -> Call {
-    Call {
-        header: header(command),
-        payload,
-        peer: "127.0.0.1".parse().unwrap(),
-        now: NOW,
-    }
+    Call { header: header(command), payload, peer: "127.0.0.1".parse().unwrap(), now: NOW }
 }
 
 fn state(ledger: Arc<dyn Ledger>, dir: &std::path::Path) -> ServerState {
-    ServerState::new(
-        ServerIdentity {
-            raida_id: 0,
-            coin_id: COIN_ID,
-        },
-        ledger,
-        dir,
-        3600,
-        1000,
-        Arc::new(|| NOW),
-    )
-    .unwrap()
+    ServerState::new(ServerIdentity { raida_id: 0, coin_id: COIN_ID }, ledger, dir, 3600, 1000, Arc::new(|| NOW))
+        .unwrap()
 }
 
 /// N valid records for N distinct target coins (0, sn) made by RAIDA 1 and 2.
@@ -64,20 +49,8 @@ fn payload(n: u32, ans: &[[u8; 16]; 25]) -> Vec<u8> {
             let split = (i % 2) as u8;
             let maker = 1 + split;
             let target = (0i8, i / 2);
-            let ticket = key_tickets::make_ticket(
-                &Key16::new(ans[maker as usize]),
-                &[i as u8; 8],
-                target,
-                [1, 2],
-            );
-            DecryptRecord {
-                coin_id: COIN_ID,
-                split_id: split,
-                raida_id: maker,
-                shard: 0,
-                target,
-                ticket,
-            }
+            let ticket = key_tickets::make_ticket(&Key16::new(ans[maker as usize]), &[i as u8; 8], target, [1, 2]);
+            DecryptRecord { coin_id: COIN_ID, split_id: split, raida_id: maker, shard: 0, target, ticket }
         })
         .collect();
     key_tickets::encode_decrypt(IDENT, &records)
@@ -111,16 +84,8 @@ fn decrypt_raida_key(c: &mut Criterion) {
     for sn in 0..N / 2 {
         store.set(0, sn, [7; 16], 30).unwrap();
     }
-    store
-        .write_identity_coin(IDENT.0, IDENT.1, COIN_ID, &ans)
-        .unwrap();
-    let st = state(
-        Arc::new(StoreLedger {
-            store,
-            coin_id: COIN_ID,
-        }),
-        &data,
-    );
+    store.write_identity_coin(IDENT.0, IDENT.1, COIN_ID, &ans).unwrap();
+    let st = state(Arc::new(StoreLedger { store, coin_id: COIN_ID }), &data);
     g.bench_function("1000_records_durable", |b| {
         b.iter(|| {
             let (a, _) = cmd::decrypt_raida_key::answer(&st, &call(45, p.clone()));
@@ -148,9 +113,7 @@ fn post_and_get(c: &mut Criterion) {
             |id| {
                 let p = post_key::encode_post(&id, none, [0; 4], none, &[9; 128], 0, &[0xFF; 16]);
                 assert!(cmd::post_key::run(&st, &call(41, p)).status.is_success());
-                assert!(cmd::get_key::run(&st, &call(43, post_key::encode_get(&id)))
-                    .status
-                    .is_success());
+                assert!(cmd::get_key::run(&st, &call(43, post_key::encode_get(&id))).status.is_success());
             },
             BatchSize::SmallInput,
         )

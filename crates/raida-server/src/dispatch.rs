@@ -31,9 +31,7 @@ pub struct DispatchTable {
 
 impl DispatchTable {
     pub fn empty() -> Self {
-        DispatchTable {
-            table: vec![[None; 256]; 14],
-        }
+        DispatchTable { table: vec![[None; 256]; 14] }
     }
 
     /// Every command of PROTOCOL.md section 6.
@@ -41,46 +39,14 @@ impl DispatchTable {
         let mut t = DispatchTable::empty();
         t.insert(GROUP_STATUS, ECHO, Handler::Inline(cmd::echo::run));
         t.insert(GROUP_STATUS, VERSION, Handler::Inline(cmd::version::run));
-        t.insert(
-            GROUP_STATUS,
-            SHOW_STATS,
-            Handler::Inline(cmd::show_stats::run),
-        );
-        t.insert(
-            GROUP_HEALING,
-            GET_TICKET,
-            Handler::Inline(cmd::get_ticket::run),
-        );
-        t.insert(
-            GROUP_HEALING,
-            VALIDATE_TICKET,
-            Handler::Inline(cmd::validate_ticket::run),
-        );
-        t.insert(
-            GROUP_KEY_EXCHANGE,
-            POST_KEY,
-            Handler::Blocking(cmd::post_key::run),
-        );
-        t.insert(
-            GROUP_KEY_EXCHANGE,
-            KEY_ALERT,
-            Handler::Async(cmd::key_alert::run),
-        );
-        t.insert(
-            GROUP_KEY_EXCHANGE,
-            GET_KEY,
-            Handler::Blocking(cmd::get_key::run),
-        );
-        t.insert(
-            GROUP_KEY_EXCHANGE,
-            ENCRYPT_KEY,
-            Handler::Inline(cmd::encrypt_key::run),
-        );
-        t.insert(
-            GROUP_KEY_EXCHANGE,
-            DECRYPT_RAIDA_KEY,
-            Handler::Blocking(cmd::decrypt_raida_key::run),
-        );
+        t.insert(GROUP_STATUS, SHOW_STATS, Handler::Inline(cmd::show_stats::run));
+        t.insert(GROUP_HEALING, GET_TICKET, Handler::Inline(cmd::get_ticket::run));
+        t.insert(GROUP_HEALING, VALIDATE_TICKET, Handler::Inline(cmd::validate_ticket::run));
+        t.insert(GROUP_KEY_EXCHANGE, POST_KEY, Handler::Blocking(cmd::post_key::run));
+        t.insert(GROUP_KEY_EXCHANGE, KEY_ALERT, Handler::Async(cmd::key_alert::run));
+        t.insert(GROUP_KEY_EXCHANGE, GET_KEY, Handler::Blocking(cmd::get_key::run));
+        t.insert(GROUP_KEY_EXCHANGE, ENCRYPT_KEY, Handler::Inline(cmd::encrypt_key::run));
+        t.insert(GROUP_KEY_EXCHANGE, DECRYPT_RAIDA_KEY, Handler::Blocking(cmd::decrypt_raida_key::run));
         t
     }
 
@@ -92,9 +58,7 @@ impl DispatchTable {
 
     #[inline]
     pub fn get(&self, group: u8, command: u8) -> Option<Handler> {
-        self.table
-            .get(group as usize)
-            .and_then(|row| row[command as usize])
+        self.table.get(group as usize).and_then(|row| row[command as usize])
     }
 }
 

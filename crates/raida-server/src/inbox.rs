@@ -69,12 +69,7 @@ impl InboxKey {
         if key.len() != len {
             return None;
         }
-        Some(InboxKey {
-            key_id,
-            created,
-            senders,
-            key: key.to_vec(),
-        })
+        Some(InboxKey { key_id, created, senders, key: key.to_vec() })
     }
 }
 
@@ -99,9 +94,7 @@ pub enum InboxError {
 impl Inbox {
     /// `DIR/Inbox` (created on first store).
     pub fn new(data_dir: &Path) -> Inbox {
-        Inbox {
-            dir: data_dir.join("Inbox"),
-        }
+        Inbox { dir: data_dir.join("Inbox") }
     }
 
     fn path(&self, key_id: &[u8; 16]) -> PathBuf {
@@ -135,12 +128,8 @@ impl Inbox {
                 continue;
             }
             let path = entry.path();
-            let bytes =
-                std::fs::read(&path).map_err(|e| InboxError::Io(path.display().to_string(), e))?;
-            out.push(
-                InboxKey::decode(id, &bytes)
-                    .ok_or_else(|| InboxError::Corrupt(path.display().to_string()))?,
-            );
+            let bytes = std::fs::read(&path).map_err(|e| InboxError::Io(path.display().to_string(), e))?;
+            out.push(InboxKey::decode(id, &bytes).ok_or_else(|| InboxError::Corrupt(path.display().to_string()))?);
         }
         out.sort_by_key(|k| (k.created, k.key_id));
         Ok(out)
@@ -149,9 +138,7 @@ impl Inbox {
     /// Read one key and remove it durably.
     pub fn take(&self, key_id_hex: &str) -> Result<InboxKey, InboxError> {
         let mut id = [0u8; 16];
-        if key_id_hex.len() != 32
-            || hex::decode_to_slice(key_id_hex.to_ascii_lowercase(), &mut id).is_err()
-        {
+        if key_id_hex.len() != 32 || hex::decode_to_slice(key_id_hex.to_ascii_lowercase(), &mut id).is_err() {
             return Err(InboxError::BadKeyId);
         }
         let path = self.path(&id);
@@ -162,10 +149,8 @@ impl Inbox {
             }
             Err(e) => return Err(InboxError::Io(path.display().to_string(), e)),
         };
-        let key = InboxKey::decode(id, &bytes)
-            .ok_or_else(|| InboxError::Corrupt(path.display().to_string()))?;
-        raida_store::durable::remove_file_durable(&path)
-            .map_err(|e| InboxError::Io(path.display().to_string(), e))?;
+        let key = InboxKey::decode(id, &bytes).ok_or_else(|| InboxError::Corrupt(path.display().to_string()))?;
+        raida_store::durable::remove_file_durable(&path).map_err(|e| InboxError::Io(path.display().to_string(), e))?;
         Ok(key)
     }
 }

@@ -108,18 +108,10 @@ impl Ledger for MemoryLedger {
         if !is_coin_dn(dn) || sn >= MAX_SN {
             return None;
         }
-        self.coins
-            .read()
-            .get(&(dn, sn))
-            .filter(|(_, mfs)| *mfs != 0)
-            .map(|(an, _)| *an)
+        self.coins.read().get(&(dn, sn)).filter(|(_, mfs)| *mfs != 0).map(|(an, _)| *an)
     }
     fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
-        self.lockers
-            .read()
-            .iter()
-            .find(|a| a[..5] == prefix[..])
-            .copied()
+        self.lockers.read().iter().find(|a| a[..5] == prefix[..]).copied()
     }
     fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]> {
         self.tokens.read().get(&(dn, sn)).copied()

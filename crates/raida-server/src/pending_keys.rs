@@ -103,15 +103,9 @@ impl PendingKey {
         Some(PendingKey {
             created: u64::from_be_bytes(b[1..9].try_into().ok()?),
             poster: Poster::decode(&b[9..19])?,
-            receiver: CoinName {
-                dn: b[19] as i8,
-                sn: be32(&b[20..24]),
-            },
+            receiver: CoinName { dn: b[19] as i8, sn: be32(&b[20..24]) },
             receiver_ip: [b[24], b[25], b[26], b[27]],
-            sender: CoinName {
-                dn: b[28] as i8,
-                sn: be32(&b[29..33]),
-            },
+            sender: CoinName { dn: b[28] as i8, sn: be32(&b[29..33]) },
             key_bytes: b[34..].to_vec(),
         })
     }
@@ -153,10 +147,7 @@ impl PendingKeys {
             if name.len() != 32 || hex::decode_to_slice(name, &mut id).is_err() {
                 continue; // temporary or foreign file
             }
-            match std::fs::read(entry.path())
-                .ok()
-                .and_then(|b| PendingKey::decode(&b))
-            {
+            match std::fs::read(entry.path()).ok().and_then(|b| PendingKey::decode(&b)) {
                 Some(k) if now.saturating_sub(k.created) <= ttl_secs => {
                     if k.poster != Poster::Anonymous {
                         index.by_poster.insert(k.poster, id);
@@ -206,8 +197,8 @@ impl PendingKeys {
                 return Err(Status::FileExists);
             }
         }
-        let replaces = idx.keys.contains_key(&post.key_id)
-            || (poster != Poster::Anonymous && idx.by_poster.contains_key(&poster));
+        let replaces =
+            idx.keys.contains_key(&post.key_id) || (poster != Poster::Anonymous && idx.by_poster.contains_key(&poster));
         if !replaces && idx.keys.len() >= self.max_keys {
             return Err(Status::MemoryAlloc);
         }
@@ -220,8 +211,7 @@ impl PendingKeys {
             key_bytes: post.key_bytes.clone(),
         };
         let mut bytes = key.encode();
-        let written =
-            raida_store::durable::write_file_atomic(&self.path(&post.key_id), &bytes, 0o640);
+        let written = raida_store::durable::write_file_atomic(&self.path(&post.key_id), &bytes, 0o640);
         bytes.zeroize();
         if let Err(e) = written {
             tracing::error!(error = %e, "cannot write pending key");
@@ -290,12 +280,7 @@ impl PendingKeys {
     /// Delete expired keys (the background sweeper).
     pub fn sweep(&self, now: u64) -> usize {
         let mut idx = self.index.lock();
-        let expired: Vec<[u8; 16]> = idx
-            .keys
-            .iter()
-            .filter(|(_, k)| !self.live(k, now))
-            .map(|(id, _)| *id)
-            .collect();
+        let expired: Vec<[u8; 16]> = idx.keys.iter().filter(|(_, k)| !self.live(k, now)).map(|(id, _)| *id).collect();
         for id in &expired {
             if let Some(k) = idx.keys.remove(id) {
                 if idx.by_poster.get(&k.poster) == Some(id) {

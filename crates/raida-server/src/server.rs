@@ -36,10 +36,7 @@ pub struct ServerLimits {
 impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
-            udp_threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(2, 16),
+            udp_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 16),
             max_connections: 1024,
             max_deferred: 1024,
             idle_timeout: Duration::from_secs(raida_proto::consts::RAIDA_SERVER_RCV_TIMEOUT_SECS),
@@ -56,10 +53,7 @@ pub enum ServerError {
     #[error("{0}")]
     Config(String),
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
@@ -81,49 +75,25 @@ impl ServerBuilder {
         let store = raida_store::Store::open(dir)?;
         let config = store.config().clone();
         let clock = clock.unwrap_or_else(system_clock);
-        let listen: SocketAddr = config.listen.parse().map_err(|_| {
-            ServerError::Config(format!(
-                "config.toml: listen = {:?} is not ADDR:PORT",
-                config.listen
-            ))
-        })?;
+        let listen: SocketAddr = config
+            .listen
+            .parse()
+            .map_err(|_| ServerError::Config(format!("config.toml: listen = {:?} is not ADDR:PORT", config.listen)))?;
         let admin_key = config.admin_key_bytes();
         if admin_key.is_none() {
-            tracing::warn!(
-                "config.toml has no valid admin_key (32 hex digits): Show Stats is disabled"
-            );
+            tracing::warn!("config.toml has no valid admin_key (32 hex digits): Show Stats is disabled");
         }
         let mut key_servers = Vec::new();
         for ks in &config.key_servers {
             let ip: IpAddr = ks.address.parse().map_err(|_| {
-                ServerError::Config(format!(
-                    "config.toml: key server address {:?} is not an IP address",
-                    ks.address
-                ))
+                ServerError::Config(format!("config.toml: key server address {:?} is not an IP address", ks.address))
             })?;
-            key_servers.push(KeyServer {
-                raida_id: ks.raida_id,
-                ip,
-                port: ks.port,
-            });
+            key_servers.push(KeyServer { raida_id: ks.raida_id, ip, port: ks.port });
         }
-        let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger {
-            store,
-            coin_id: config.coin_id,
-        });
-        let identity = ServerIdentity {
-            raida_id: config.raida_id,
-            coin_id: config.coin_id,
-        };
-        let mut state = ServerState::new(
-            identity,
-            ledger,
-            dir,
-            config.key_ttl_seconds,
-            config.replay_capacity,
-            clock,
-        )
-        .map_err(io_err(format!("{}", dir.join("Keys").display())))?;
+        let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger { store, coin_id: config.coin_id });
+        let identity = ServerIdentity { raida_id: config.raida_id, coin_id: config.coin_id };
+        let mut state = ServerState::new(identity, ledger, dir, config.key_ttl_seconds, config.replay_capacity, clock)
+            .map_err(io_err(format!("{}", dir.join("Keys").display())))?;
         state.admin_key = admin_key;
         state.key_alert = KeyAlertSettings {
             key_servers,
@@ -150,37 +120,24 @@ fn bind(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListene
     use socket2::{Domain, Protocol, Socket, Type};
     let mut last = None;
     for _ in 0..20 {
-        let domain = if listen.is_ipv4() {
-            Domain::IPV4
-        } else {
-            Domain::IPV6
-        };
-        let udp =
-            Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(io_err("udp socket"))?;
+        let domain = if listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+        let udp = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(io_err("udp socket"))?;
         let _ = udp.set_recv_buffer_size(4 << 20);
         let _ = udp.set_send_buffer_size(4 << 20);
-        udp.bind(&listen.into())
-            .map_err(io_err(format!("bind udp {listen}")))?;
+        udp.bind(&listen.into()).map_err(io_err(format!("bind udp {listen}")))?;
         let udp: std::net::UdpSocket = udp.into();
         let port = udp.local_addr().map_err(io_err("udp address"))?.port();
         let tcp_addr = SocketAddr::new(listen.ip(), port);
-        let tcp =
-            Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(io_err("tcp socket"))?;
+        let tcp = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(io_err("tcp socket"))?;
         let _ = tcp.set_reuse_address(true);
         match tcp.bind(&tcp_addr.into()).and_then(|()| tcp.listen(1024)) {
             Ok(()) => {
                 let tcp: std::net::TcpListener = tcp.into();
-                tcp.set_nonblocking(true)
-                    .map_err(io_err("tcp nonblocking"))?;
+                tcp.set_nonblocking(true).map_err(io_err("tcp nonblocking"))?;
                 return Ok((udp, tcp));
             }
             Err(e) if listen.port() == 0 => last = Some(e), // port taken for TCP: try another
-            Err(e) => {
-                return Err(ServerError::Io {
-                    what: format!("bind tcp {tcp_addr}"),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(ServerError::Io { what: format!("bind tcp {tcp_addr}"), source: e }),
         }
     }
     Err(ServerError::Io {
@@ -236,15 +193,7 @@ impl RunningServer {
                 }
             }
         });
-        Ok(RunningServer {
-            addr,
-            state,
-            stop_udp,
-            stop,
-            tracker,
-            udp_threads,
-            drain_timeout: limits.drain_timeout,
-        })
+        Ok(RunningServer { addr, state, stop_udp, stop, tracker, udp_threads, drain_timeout: limits.drain_timeout })
     }
 
     /// The bound address (UDP and TCP share the port).
@@ -268,15 +217,10 @@ impl RunningServer {
             }
         })
         .await;
-        if tokio::time::timeout(self.drain_timeout, self.tracker.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(self.drain_timeout, self.tracker.wait()).await.is_err() {
             tracing::warn!("shutdown: requests still in flight after the drain timeout");
         }
         let state = self.state.clone();
-        tokio::task::spawn_blocking(move || state.ledger.flush())
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || state.ledger.flush()).await.map_err(|e| e.to_string())?
     }
 }

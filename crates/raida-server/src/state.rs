@@ -41,12 +41,7 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The system clock.
 pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    })
+    Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
 }
 
 /// Everything a request may touch.
@@ -85,16 +80,10 @@ pub struct Answer {
 
 impl Answer {
     pub fn ok(payload: Vec<u8>) -> Answer {
-        Answer {
-            status: Status::Success,
-            payload,
-        }
+        Answer { status: Status::Success, payload }
     }
     pub fn status(status: Status) -> Answer {
-        Answer {
-            status,
-            payload: Vec::new(),
-        }
+        Answer { status, payload: Vec::new() }
     }
 }
 
@@ -145,10 +134,7 @@ impl ServerState {
             admin_key: None,
             pending_keys: PendingKeys::open(&data_dir.join("Keys"), key_ttl_secs, now)?,
             inbox: Inbox::new(data_dir),
-            key_alert: KeyAlertSettings {
-                timeout: Duration::from_secs(5),
-                ..Default::default()
-            },
+            key_alert: KeyAlertSettings { timeout: Duration::from_secs(5), ..Default::default() },
             clock,
             dispatch: DispatchTable::standard(),
         })
@@ -169,36 +155,18 @@ impl ServerState {
         let bytes_in = packet.len();
         let now = (self.clock)();
         let keys = LedgerKeys(self.ledger.as_ref());
-        let validated = validate_request(
-            packet,
-            &self.identity,
-            &self.dispatch,
-            &keys,
-            &mut SharedReplay(&self.replay),
-            now,
-        );
+        let validated =
+            validate_request(packet, &self.identity, &self.dispatch, &keys, &mut SharedReplay(&self.replay), now);
         let v = match validated {
             Ok(v) => v,
             Err(Rejection::Drop) => {
-                self.stats
-                    .dropped
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Outcome::Drop;
             }
             Err(Rejection::Reply { status, reply }) => {
                 let group = packet.get(4).copied().unwrap_or(0);
                 let command = packet.get(5).copied().unwrap_or(0);
-                self.finish(
-                    &reply,
-                    group,
-                    command,
-                    peer.ip(),
-                    None,
-                    Answer::status(status),
-                    started,
-                    bytes_in,
-                    out,
-                );
+                self.finish(&reply, group, command, peer.ip(), None, Answer::status(status), started, bytes_in, out);
                 return Outcome::Reply;
             }
         };
@@ -217,20 +185,14 @@ impl ServerState {
             );
             return Outcome::Reply;
         };
-        let call = Call {
-            header: v.header,
-            payload: packet[v.payload].to_vec(),
-            peer: peer.ip(),
-            now,
-        };
+        let call = Call { header: v.header, payload: packet[v.payload].to_vec(), peer: peer.ip(), now };
         match handler {
             Handler::Inline(f) => {
                 let answer =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self, &call)))
-                        .unwrap_or_else(|_| {
-                            tracing::error!("command handler panicked");
-                            Answer::status(Status::Internal)
-                        });
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self, &call))).unwrap_or_else(|_| {
+                        tracing::error!("command handler panicked");
+                        Answer::status(Status::Internal)
+                    });
                 self.finish(
                     &v.reply,
                     call.header.command_group,
@@ -244,13 +206,7 @@ impl ServerState {
                 );
                 Outcome::Reply
             }
-            h => Outcome::Deferred(Deferred {
-                handler: h,
-                call,
-                reply: v.reply,
-                started,
-                bytes_in,
-            }),
+            h => Outcome::Deferred(Deferred { handler: h, call, reply: v.reply, started, bytes_in }),
         }
     }
 
@@ -269,18 +225,11 @@ impl ServerState {
         out: &mut Vec<u8>,
     ) {
         let us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
-        let payload: &[u8] = if answer.status.is_success() {
-            &answer.payload
-        } else {
-            &[]
-        };
+        let payload: &[u8] = if answer.status.is_success() { &answer.payload } else { &[] };
         reply.write(answer.status, payload, us, &mut OsRng, out);
-        self.stats
-            .record(group, command, answer.status, bytes_in, out.len());
+        self.stats.record(group, command, answer.status, bytes_in, out.len());
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let coin = header
-                .map(|h| format!("{:?}", h.key_identity))
-                .unwrap_or_else(|| "-".into());
+            let coin = header.map(|h| format!("{:?}", h.key_identity)).unwrap_or_else(|| "-".into());
             tracing::debug!(
                 client = %peer,
                 en = header.map(|h| h.encryption as u8).unwrap_or(0),
@@ -314,19 +263,8 @@ impl Deferred {
 
     /// Run the command off the receiving thread and write the answer to `out`.
     pub async fn run(self, state: Arc<ServerState>, out: &mut Vec<u8>) {
-        let Deferred {
-            handler,
-            call,
-            reply,
-            started,
-            bytes_in,
-        } = self;
-        let (group, command, peer, header) = (
-            call.header.command_group,
-            call.header.command,
-            call.peer,
-            call.header,
-        );
+        let Deferred { handler, call, reply, started, bytes_in } = self;
+        let (group, command, peer, header) = (call.header.command_group, call.header.command, call.peer, call.header);
         let answer = match handler {
             Handler::Inline(f) => f(&state, &call),
             Handler::Blocking(f) => {
@@ -341,16 +279,6 @@ impl Deferred {
             }
             Handler::Async(f) => f(state.clone(), call).await,
         };
-        state.finish(
-            &reply,
-            group,
-            command,
-            peer,
-            Some(&header),
-            answer,
-            started,
-            bytes_in,
-            out,
-        );
+        state.finish(&reply, group, command, peer, Some(&header), answer, started, bytes_in, out);
     }
 }

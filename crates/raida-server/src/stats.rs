@@ -32,14 +32,7 @@ impl Default for Stats {
 
 impl Stats {
     /// Count one answered request.
-    pub fn record(
-        &self,
-        group: u8,
-        command: u8,
-        status: Status,
-        bytes_in: usize,
-        bytes_out: usize,
-    ) {
+    pub fn record(&self, group: u8, command: u8, status: Status, bytes_in: usize, bytes_out: usize) {
         if group <= 13 {
             self.requests[group as usize * 256 + command as usize].fetch_add(1, Relaxed);
         }

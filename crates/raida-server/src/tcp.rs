@@ -50,10 +50,7 @@ pub async fn accept_loop(
 }
 
 /// Read one whole request into `buf`: 32 bytes, 16 more for EN 4/5/7, then the body.
-async fn read_request<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<()> {
+async fn read_request<R: tokio::io::AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<()> {
     buf.resize(32, 0);
     r.read_exact(&mut buf[..32]).await?;
     let header = header_size_for(buf[16]);

@@ -35,16 +35,9 @@ impl Default for TicketPool {
 
 impl TicketPool {
     pub fn new(size: usize, ttl_secs: u64) -> Self {
-        let slots = (0..size)
-            .map(|_| Slot {
-                number: AtomicU32::new(0),
-                data: Mutex::new(SlotData::default()),
-            })
-            .collect();
-        TicketPool {
-            slots,
-            ttl: ttl_secs,
-        }
+        let slots =
+            (0..size).map(|_| Slot { number: AtomicU32::new(0), data: Mutex::new(SlotData::default()) }).collect();
+        TicketPool { slots, ttl: ttl_secs }
     }
 
     fn expired(&self, d: &SlotData, now: u64) -> bool {
@@ -72,11 +65,7 @@ impl TicketPool {
             if number == 0 {
                 number = 1 << bits;
             }
-            *d = SlotData {
-                created: now,
-                coins,
-                claimed: 0,
-            };
+            *d = SlotData { created: now, coins, claimed: 0 };
             slot.number.store(number, Ordering::Release);
             return Some(number);
         }
@@ -89,11 +78,7 @@ impl TicketPool {
             let mut d = slot.data.lock();
             let cur = slot.number.load(Ordering::Acquire);
             if cur == 0 || self.expired(&d, now) {
-                *d = SlotData {
-                    created: now,
-                    coins,
-                    claimed: 0,
-                };
+                *d = SlotData { created: now, coins, claimed: 0 };
                 slot.number.store(number, Ordering::Release);
                 return Some(());
             }
@@ -143,10 +128,7 @@ impl TicketPool {
 
     /// Slots free for a new ticket at `now`.
     pub fn free_slots(&self, now: u64) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| s.number.load(Ordering::Acquire) == 0 || self.expired(&s.data.lock(), now))
-            .count()
+        self.slots.iter().filter(|s| s.number.load(Ordering::Acquire) == 0 || self.expired(&s.data.lock(), now)).count()
     }
 }
 

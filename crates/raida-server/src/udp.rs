@@ -28,17 +28,12 @@ pub struct UdpContext {
 const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Start `threads` worker threads on the socket.
-pub fn spawn_workers(
-    ctx: Arc<UdpContext>,
-    threads: usize,
-) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+pub fn spawn_workers(ctx: Arc<UdpContext>, threads: usize) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     ctx.socket.set_read_timeout(Some(STOP_POLL))?;
     (0..threads.max(1))
         .map(|i| {
             let ctx = ctx.clone();
-            std::thread::Builder::new()
-                .name(format!("raida-udp-{i}"))
-                .spawn(move || worker(&ctx))
+            std::thread::Builder::new().name(format!("raida-udp-{i}")).spawn(move || worker(&ctx))
         })
         .collect()
 }
@@ -52,9 +47,7 @@ fn worker(ctx: &UdpContext) {
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 continue
@@ -65,9 +58,8 @@ fn worker(ctx: &UdpContext) {
                 continue;
             }
         };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            ctx.state.handle(&mut buf[..n], peer, &mut out)
-        }));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.state.handle(&mut buf[..n], peer, &mut out)));
         match result {
             Ok(Outcome::Reply) => send(&ctx.socket, &out, peer),
             Ok(Outcome::Drop) => {}

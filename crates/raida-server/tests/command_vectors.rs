@@ -27,10 +27,7 @@ fn get_ticket_cases() {
         let (i, e) = (&c["input"], &c["expected"]);
         let n = name(&c);
         let t = TestState::new(1, 6, ledger_from(&i["store"]), NOW);
-        let answer = cmd::get_ticket::run(
-            &t.state,
-            &call(get_ticket_header(), bytes(&i["payload"]), NOW),
-        );
+        let answer = cmd::get_ticket::run(&t.state, &call(get_ticket_header(), bytes(&i["payload"]), NOW));
         assert_eq!(answer.status.code() as u64, u64_(&e["status"]), "{n}");
         let expected = bytes(&e["response_payload"]);
         if let Some(passes) = e["passes"].as_array() {
@@ -41,18 +38,11 @@ fn get_ticket_cases() {
                 assert_eq!(answer.payload[..cut], expected[..cut], "{n} bitfield");
                 assert_eq!(answer.payload.len(), expected.len(), "{n}");
                 let number = u32::from_be_bytes(answer.payload[cut..].try_into().unwrap());
-                let coins = t
-                    .state
-                    .tickets
-                    .claim(number, 3, NOW)
-                    .expect("ticket is live");
+                let coins = t.state.tickets.claim(number, 3, NOW).expect("ticket is live");
                 let payload = bytes(&i["payload"]);
                 let records = get_ticket::parse(&payload).unwrap();
-                let want: Vec<(i8, u32)> = records
-                    .zip(&passed)
-                    .filter(|(_, p)| **p)
-                    .map(|(r, _)| (r.dn, r.sn))
-                    .collect();
+                let want: Vec<(i8, u32)> =
+                    records.zip(&passed).filter(|(_, p)| **p).map(|(r, _)| (r.dn, r.sn)).collect();
                 assert_eq!(coins, want, "{n} ticket coins");
                 continue;
             }
@@ -63,21 +53,10 @@ fn get_ticket_cases() {
         let (i, e) = (&c["input"], &c["expected"]);
         let t = TestState::new(1, 6, ledger_from(&i["store"]), NOW);
         for k in 0..u64_(&i["live_tickets"]) {
-            t.state
-                .tickets
-                .insert(k as u32 + 1, vec![], NOW)
-                .expect("room");
+            t.state.tickets.insert(k as u32 + 1, vec![], NOW).expect("room");
         }
-        let answer = cmd::get_ticket::run(
-            &t.state,
-            &call(get_ticket_header(), bytes(&i["payload"]), NOW),
-        );
-        assert_eq!(
-            answer.status.code() as u64,
-            u64_(&e["status"]),
-            "{}",
-            name(&c)
-        );
+        let answer = cmd::get_ticket::run(&t.state, &call(get_ticket_header(), bytes(&i["payload"]), NOW));
+        assert_eq!(answer.status.code() as u64, u64_(&e["status"]), "{}", name(&c));
         assert_eq!(answer.payload, bytes(&e["response_payload"]));
     }
 }
@@ -90,52 +69,29 @@ fn validate_ticket_cases() {
             claiming_raida: u64_(&i["claiming_raida_id"]) as u8,
             ticket: u64_(&i["ticket"]) as u32,
         };
-        assert_eq!(
-            validate_ticket::encode(&v).to_vec(),
-            bytes(&e["payload"]),
-            "{}",
-            name(&c)
-        );
+        assert_eq!(validate_ticket::encode(&v).to_vec(), bytes(&e["payload"]), "{}", name(&c));
         assert_eq!(validate_ticket::parse(&bytes(&e["payload"])), Ok(v));
         let coins = coins_of(&i["coins"]);
-        assert_eq!(
-            validate_ticket::answer(&coins),
-            bytes(&e["response_payload"])
-        );
+        assert_eq!(validate_ticket::answer(&coins), bytes(&e["response_payload"]));
     }
     for c in cases("get_ticket.json", "validate_sequence") {
         let (i, e) = (&c["input"], &c["expected"]);
         let now = u64_(&i["now"]);
         let t = TestState::new(1, 6, MemoryLedger::default(), now);
         for tk in i["tickets"].as_array().unwrap() {
-            t.state
-                .tickets
-                .insert(u64_(&tk["ticket"]) as u32, coins_of(&tk["coins"]), now)
-                .unwrap();
+            t.state.tickets.insert(u64_(&tk["ticket"]) as u32, coins_of(&tk["coins"]), now).unwrap();
         }
-        for (step, want) in i["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(e["steps"].as_array().unwrap())
-        {
+        for (step, want) in i["steps"].as_array().unwrap().iter().zip(e["steps"].as_array().unwrap()) {
             let at = now + u64_(&step["time_offset"]);
             let (enc, id) = match u64_(&step["en"]) {
-                7 => (
-                    Encryption::Raida,
-                    KeyIdentity::Raida {
-                        sender: u64_(&step["sender_raida_id"]) as u8,
-                        key_id: 1,
-                    },
-                ),
+                7 => {
+                    (Encryption::Raida, KeyIdentity::Raida { sender: u64_(&step["sender_raida_id"]) as u8, key_id: 1 })
+                }
                 1 => (Encryption::Coin, KeyIdentity::Coin { dn: 1, sn: 1 }),
                 4 => (Encryption::Token, KeyIdentity::Token { dn: 1, sn: 1 }),
                 _ => (Encryption::None, KeyIdentity::None),
             };
-            let a = cmd::validate_ticket::run(
-                &t.state,
-                &call(header(enc, id, 2, 50), bytes(&step["payload"]), at),
-            );
+            let a = cmd::validate_ticket::run(&t.state, &call(header(enc, id, 2, 50), bytes(&step["payload"]), at));
             let d = step["description"].as_str().unwrap_or("");
             assert_eq!(a.status.code() as u64, u64_(&want["status"]), "{d}");
             assert_eq!(a.payload, bytes(&want["payload"]), "{d}");
@@ -151,29 +107,17 @@ fn post_key_cases() {
         let t = TestState::new(1, 6, MemoryLedger::default(), NOW);
         let coins = coins_of(&i["request_coins"]);
         let (enc, id) = identity_for(u64_(&i["request_en"]), &coins, &i["poster"]);
-        let a = cmd::post_key::run(
-            &t.state,
-            &call(header(enc, id, 4, 41), bytes(&i["payload"]), NOW),
-        );
+        let a = cmd::post_key::run(&t.state, &call(header(enc, id, 4, 41), bytes(&i["payload"]), NOW));
         assert_eq!(a.status.code() as u64, u64_(&e["status"]), "{n}");
         if a.status == Status::Success {
             // the stored key bytes come back from Get Key
             let key_id: [u8; 16] = arr(&i["fields"]["key_id"]);
-            let receiver = (
-                i64_(&i["fields"]["receiver_dn"]) as i8,
-                u64_(&i["fields"]["receiver_sn"]) as u32,
-            );
+            let receiver = (i64_(&i["fields"]["receiver_dn"]) as i8, u64_(&i["fields"]["receiver_sn"]) as u32);
             let get = post_key::encode_get(&key_id);
             let (genc, gid) = if receiver == (0, 0) {
                 (Encryption::None, KeyIdentity::None)
             } else {
-                (
-                    Encryption::Coin,
-                    KeyIdentity::Coin {
-                        dn: receiver.0,
-                        sn: receiver.1,
-                    },
-                )
+                (Encryption::Coin, KeyIdentity::Coin { dn: receiver.0, sn: receiver.1 })
             };
             let mut gc = call(header(genc, gid, 4, 43), get, NOW);
             let ip: [u8; 4] = arr(&i["fields"]["receiver_ip"]);
@@ -189,34 +133,18 @@ fn post_key_cases() {
     for c in cases("post_key.json", "get_key_payload") {
         let p = post_key::encode_get(&arr(&c["input"]["key_id"]));
         let mut want = bytes(&c["expected"]["payload"]);
-        assert_eq!(
-            post_key::parse_get(&want),
-            post_key::parse_get(&p),
-            "{}",
-            name(&c)
-        );
+        assert_eq!(post_key::parse_get(&want), post_key::parse_get(&p), "{}", name(&c));
         want[16..].fill(0);
         assert_eq!(p, want);
     }
     for c in cases("post_key.json", "get_key_response") {
         let i = &c["input"];
-        let sender = post_key::CoinName {
-            dn: i64_(&i["sender_dn"]) as i8,
-            sn: u64_(&i["sender_sn"]) as u32,
-        };
-        assert_eq!(
-            post_key::encode_get_answer(sender, &bytes(&i["key_bytes"])),
-            bytes(&c["expected"]["payload"])
-        );
+        let sender = post_key::CoinName { dn: i64_(&i["sender_dn"]) as i8, sn: u64_(&i["sender_sn"]) as u32 };
+        assert_eq!(post_key::encode_get_answer(sender, &bytes(&i["key_bytes"])), bytes(&c["expected"]["payload"]));
     }
     for c in cases("post_key.json", "key_file") {
         let path = format!("Keys/{}", key_file_name(&arr(&c["input"]["key_id"])));
-        assert_eq!(
-            path,
-            c["expected"]["path"].as_str().unwrap(),
-            "{}",
-            name(&c)
-        );
+        assert_eq!(path, c["expected"]["path"].as_str().unwrap(), "{}", name(&c));
     }
 }
 
@@ -227,12 +155,7 @@ fn post_key_get_key_sequence() {
         let now = u64_(&i["now"]);
         let t = TestState::new(1, 6, MemoryLedger::default(), now);
         assert_eq!(u64_(&i["key_ttl"]), 3600);
-        for (step, want) in i["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(e["steps"].as_array().unwrap())
-        {
+        for (step, want) in i["steps"].as_array().unwrap().iter().zip(e["steps"].as_array().unwrap()) {
             let d = step["description"].as_str().unwrap_or("");
             let coins = coins_of(&step["request_coins"]);
             let (enc, id) = identity_for(u64_(&step["en"]), &coins, &step["poster"]);
@@ -241,11 +164,7 @@ fn post_key_get_key_sequence() {
             let mut cl = call(header(enc, id, 4, command), bytes(&step["payload"]), at);
             let ip: [u8; 4] = arr(&step["requester_ip"]);
             cl.peer = IpAddr::V4(Ipv4Addr::from(ip));
-            let a = if command == 41 {
-                cmd::post_key::run(&t.state, &cl)
-            } else {
-                cmd::get_key::run(&t.state, &cl)
-            };
+            let a = if command == 41 { cmd::post_key::run(&t.state, &cl) } else { cmd::get_key::run(&t.state, &cl) };
             assert_eq!(a.status.code() as u64, u64_(&want["status"]), "{d}");
             assert_eq!(a.payload, bytes(&want["payload"]), "{d}");
         }
@@ -265,37 +184,19 @@ fn entry(v: &Value) -> key_alert::AlertEntry {
 #[test]
 fn key_alert_cases() {
     for c in cases("key_alert.json", "payload") {
-        let entries: Vec<_> = c["input"]["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(entry)
-            .collect();
+        let entries: Vec<_> = c["input"]["entries"].as_array().unwrap().iter().map(entry).collect();
         let p = key_alert::encode(&entries);
         assert_eq!(p, bytes(&c["expected"]["payload"]), "{}", name(&c));
         assert_eq!(key_alert::parse(&p).unwrap(), entries);
     }
     for c in cases("key_alert.json", "payload_check") {
-        let got = key_alert::parse(&bytes(&c["input"]["payload"]))
-            .err()
-            .map(|s| s.code() as u64)
-            .unwrap_or(0);
+        let got = key_alert::parse(&bytes(&c["input"]["payload"])).err().map(|s| s.code() as u64).unwrap_or(0);
         assert_eq!(got, u64_(&c["expected"]["status"]), "{}", name(&c));
     }
     for c in cases("key_alert.json", "result") {
-        let parts: Vec<Option<Vec<u8>>> = c["input"]["parts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(opt_bytes)
-            .collect();
+        let parts: Vec<Option<Vec<u8>>> = c["input"]["parts"].as_array().unwrap().iter().map(opt_bytes).collect();
         let (status, map, key) = key_alert::assemble(&parts);
-        assert_eq!(
-            status.code() as u64,
-            u64_(&c["expected"]["status"]),
-            "{}",
-            name(&c)
-        );
+        assert_eq!(status.code() as u64, u64_(&c["expected"]["status"]), "{}", name(&c));
         assert_eq!(map.to_vec(), bytes(&c["expected"]["response_payload"]));
         assert_eq!(key, opt_bytes(&c["expected"]["key"]));
     }
@@ -315,12 +216,8 @@ fn key_alert_cases() {
             .iter()
             .map(|v| cmd::key_alert::may_contact(&servers, &entry(v)).is_some())
             .collect();
-        let want: Vec<bool> = c["expected"]["contact"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b.as_bool().unwrap())
-            .collect();
+        let want: Vec<bool> =
+            c["expected"]["contact"].as_array().unwrap().iter().map(|b| b.as_bool().unwrap()).collect();
         assert_eq!(got, want, "{}", name(&c));
     }
 }
@@ -330,28 +227,17 @@ fn encrypt_key_cases() {
     for c in cases("encrypt_key.json", "ticket") {
         let (i, e) = (&c["input"], &c["expected"]);
         let req = key_tickets::EncryptKey {
-            recipient: (
-                i64_(&i["recipient_dn"]) as i8,
-                u64_(&i["recipient_sn"]) as u32,
-            ),
+            recipient: (i64_(&i["recipient_dn"]) as i8, u64_(&i["recipient_sn"]) as u32),
             key_part: arr(&i["key_part"]),
             target: (i64_(&i["target_dn"]) as i8, u64_(&i["target_sn"]) as u32),
         };
-        assert_eq!(
-            key_tickets::encode_encrypt(&req).to_vec(),
-            bytes(&e["payload"]),
-            "{}",
-            name(&c)
-        );
+        assert_eq!(key_tickets::encode_encrypt(&req).to_vec(), bytes(&e["payload"]), "{}", name(&c));
         let block = key_tickets::ticket_block(&req.key_part, req.target, arr(&i["random2"]));
         assert_eq!(block.to_vec(), bytes(&e["block"]));
         let an = Key16::new(arr(&i["recipient_an"]));
         let ticket = key_tickets::make_ticket(&an, &req.key_part, req.target, arr(&i["random2"]));
         assert_eq!(ticket.to_vec(), bytes(&e["ticket"]));
-        assert_eq!(
-            key_tickets::open_ticket(&an, &ticket, req.target),
-            Some(req.key_part)
-        );
+        assert_eq!(key_tickets::open_ticket(&an, &ticket, req.target), Some(req.key_part));
     }
     for c in cases("encrypt_key.json", "tampered") {
         let (i, e) = (&c["input"], &c["expected"]);
@@ -360,10 +246,7 @@ fn encrypt_key_cases() {
         let block = raida_proto::crypto::aes128_decrypt_block(&an, &ticket);
         assert_eq!(block.to_vec(), bytes(&e["block"]), "{}", name(&c));
         let target = (i64_(&i["target_dn"]) as i8, u64_(&i["target_sn"]) as u32);
-        assert_eq!(
-            key_tickets::open_ticket(&an, &ticket, target).is_some(),
-            e["valid"].as_bool().unwrap()
-        );
+        assert_eq!(key_tickets::open_ticket(&an, &ticket, target).is_some(), e["valid"].as_bool().unwrap());
     }
     for c in cases("encrypt_key.json", "command") {
         let (i, e) = (&c["input"], &c["expected"]);
@@ -393,11 +276,7 @@ fn decrypt_raida_key_cases() {
         for f in i["identity_files"].as_array().unwrap() {
             let dn = i64_(&f["dn"]) as i8;
             let sn = u64_(&f["sn"]) as u32;
-            assert_eq!(
-                f["filename"].as_str().unwrap(),
-                raida_store::identity_coin_rel_path(dn, sn),
-                "{n}"
-            );
+            assert_eq!(f["filename"].as_str().unwrap(), raida_store::identity_coin_rel_path(dn, sn), "{n}");
             if let Ok(ans) = raida_store::decode_identity_coin(&bytes(&f["file"]), coin_id) {
                 ledger.identities.write().insert((dn, sn), ans);
             }
@@ -405,11 +284,7 @@ fn decrypt_raida_key_cases() {
         let t = TestState::new(1, coin_id, ledger, now);
         let (a, verdicts) = cmd::decrypt_raida_key::answer(
             &t.state,
-            &call(
-                header(Encryption::None, KeyIdentity::None, 4, 45),
-                bytes(&i["payload"]),
-                now,
-            ),
+            &call(header(Encryption::None, KeyIdentity::None, 4, 45), bytes(&i["payload"]), now),
         );
         assert_eq!(a.status.code() as u64, u64_(&e["status"]), "{n}");
         assert_eq!(a.payload, bytes(&e["results"]), "{n}");
@@ -429,23 +304,12 @@ fn decrypt_raida_key_cases() {
                 .to_string()
             })
             .collect();
-        let want: Vec<String> = e["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_str().unwrap().to_string())
-            .collect();
+        let want: Vec<String> =
+            e["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect();
         assert_eq!(reasons, want, "{n}");
-        assert_eq!(
-            raida_proto::consts::mfs_for_unix_time(now) as u64,
-            u64_(&e["mfs_now"]),
-            "{n}"
-        );
+        assert_eq!(raida_proto::consts::mfs_for_unix_time(now) as u64, u64_(&e["mfs_now"]), "{n}");
         for s in e["store_after"].as_array().unwrap() {
-            let rec = t
-                .ledger
-                .record(i64_(&s["dn"]) as i8, u64_(&s["sn"]) as u32)
-                .expect("record");
+            let rec = t.ledger.record(i64_(&s["dn"]) as i8, u64_(&s["sn"]) as u32).expect("record");
             assert_eq!(hex::encode(rec.0), s["an"].as_str().unwrap(), "{n}");
             assert_eq!(rec.1 as u64, u64_(&s["mfs"]), "{n}");
         }

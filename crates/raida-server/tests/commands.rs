@@ -13,20 +13,11 @@ use raida_server::ledger::MemoryLedger;
 
 #[test]
 fn show_stats_in_clear_only_from_loopback() {
-    let t = TestState::build(0, 6, MemoryLedger::default(), 1000, |s| {
-        s.admin_key = Some([1; 16])
-    });
-    let mut c = call(
-        header(Encryption::None, KeyIdentity::None, 0, 2),
-        vec![1; 16],
-        1000,
-    );
+    let t = TestState::build(0, 6, MemoryLedger::default(), 1000, |s| s.admin_key = Some([1; 16]));
+    let mut c = call(header(Encryption::None, KeyIdentity::None, 0, 2), vec![1; 16], 1000);
     assert_eq!(cmd::show_stats::run(&t.state, &c).status, Status::Success);
     c.peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-    assert_eq!(
-        cmd::show_stats::run(&t.state, &c).status,
-        Status::InvalidEncryption
-    );
+    assert_eq!(cmd::show_stats::run(&t.state, &c).status, Status::InvalidEncryption);
     // encrypted, the key may come from anywhere
     c.header = header(Encryption::Coin, KeyIdentity::Coin { dn: 1, sn: 1 }, 0, 2);
     assert_eq!(cmd::show_stats::run(&t.state, &c).status, Status::Success);
@@ -37,11 +28,7 @@ fn show_stats_in_clear_only_from_loopback() {
 #[test]
 fn show_stats_without_admin_key_is_refused() {
     let t = TestState::new(0, 6, MemoryLedger::default(), 1000);
-    let c = call(
-        header(Encryption::None, KeyIdentity::None, 0, 2),
-        vec![0; 16],
-        1000,
-    );
+    let c = call(header(Encryption::None, KeyIdentity::None, 0, 2), vec![0; 16], 1000);
     assert_eq!(cmd::show_stats::run(&t.state, &c).status, Status::AdminAuth);
 }
 
@@ -49,21 +36,10 @@ fn show_stats_without_admin_key_is_refused() {
 fn get_ticket_too_many_records() {
     // 45 cannot travel in one request (16-bit body length), but the rule holds
     let t = TestState::new(0, 6, MemoryLedger::default(), 1000);
-    let rec = get_ticket::TicketRecord {
-        dn: 1,
-        sn: 1,
-        an: [0; 16],
-    };
+    let rec = get_ticket::TicketRecord { dn: 1, sn: 1, an: [0; 16] };
     let payload = get_ticket::encode(&vec![rec; 4097]);
-    let c = call(
-        header(Encryption::None, KeyIdentity::None, 2, 40),
-        payload,
-        1000,
-    );
-    assert_eq!(
-        cmd::get_ticket::run(&t.state, &c).status,
-        Status::TooManyCoins
-    );
+    let c = call(header(Encryption::None, KeyIdentity::None, 2, 40), payload, 1000);
+    assert_eq!(cmd::get_ticket::run(&t.state, &c).status, Status::TooManyCoins);
 }
 
 #[test]
@@ -73,28 +49,15 @@ fn pending_keys_survive_a_restart_and_expire() {
     let none = CoinName { dn: 0, sn: 0 };
     let p = post_key::encode_post(&[7; 16], none, [0; 4], none, &[3; 128], 4, &[0xFF; 8]);
     assert_eq!(
-        cmd::post_key::run(
-            &t.state,
-            &call(header(Encryption::None, KeyIdentity::None, 4, 41), p, 1000)
-        )
-        .status,
+        cmd::post_key::run(&t.state, &call(header(Encryption::None, KeyIdentity::None, 4, 41), p, 1000)).status,
         Status::Success
     );
-    let file = t
-        .dir
-        .path()
-        .join("Keys")
-        .join("07070707070707070707070707070707");
+    let file = t.dir.path().join("Keys").join("07070707070707070707070707070707");
     assert!(file.exists());
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-        0o640
-    );
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o640);
     // a new server on the same folder sees the key
-    let keys =
-        raida_server::pending_keys::PendingKeys::open(&t.dir.path().join("Keys"), 3600, 2000)
-            .unwrap();
+    let keys = raida_server::pending_keys::PendingKeys::open(&t.dir.path().join("Keys"), 3600, 2000).unwrap();
     assert_eq!(keys.len(), 1);
     // and the sweeper drops it once expired
     assert_eq!(keys.sweep(4601), 1);

@@ -9,10 +9,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::TestState;
+use raida_client::exchange::{self, KeyServerTarget};
 use raida_client::{request, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::key_alert::{self, AlertEntry};
-use raida_proto::commands::key_tickets::{self, DecryptRecord, EncryptKey};
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::{Key16, Status};
 use raida_server::ledger::MemoryLedger;
@@ -30,13 +30,7 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 async fn start(t: &TestState) -> RunningServer {
-    RunningServer::start(
-        t.state.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        ServerLimits::default(),
-    )
-    .await
-    .unwrap()
+    RunningServer::start(t.state.clone(), "127.0.0.1:0".parse().unwrap(), ServerLimits::default()).await.unwrap()
 }
 
 fn state(raida_id: u8, ledger: MemoryLedger, tweak: impl FnOnce(&mut ServerState)) -> TestState {
@@ -61,52 +55,27 @@ async fn two_key_servers_and_a_receiver() {
     let rx = state(3, receiver_ledger, |s| {
         s.key_alert.identity = Some(identity);
         s.key_alert.key_servers = vec![
-            KeyServer {
-                raida_id: 1,
-                ip: a1.ip(),
-                port: a1.port(),
-            },
-            KeyServer {
-                raida_id: 2,
-                ip: a2.ip(),
-                port: a2.port(),
-            },
+            KeyServer { raida_id: 1, ip: a1.ip(), port: a1.port() },
+            KeyServer { raida_id: 2, ip: a2.ip(), port: a2.port() },
         ];
         s.key_alert.timeout = T;
     });
     let r = start(&rx).await;
 
-    // the sender splits a 32-byte key (ending 0xFF) into two parts
-    let mut key = random::<32>();
-    key[31] = 0xFF;
-    let (k1, k2) = (random::<16>(), random::<16>());
-    let receiver = CoinName {
-        dn: identity.0,
-        sn: identity.1,
-    };
+    // the sender splits a 32-byte key (ending 0xFF) into two parts, one per key server
+    let key = exchange::random_key(32);
+    let receiver = CoinName { dn: identity.0, sn: identity.1 };
     let none = CoinName { dn: 0, sn: 0 };
-    for (addr, id, k, part) in [(a1, 1u8, k1, &key[..16]), (a2, 2, k2, &key[16..])] {
-        let payload = post_key::encode_post(&k, receiver, [0; 4], none, &random::<128>(), 7, part);
-        let reply = request(
-            Server { addr, raida_id: id },
-            Transport::Udp,
-            COIN_ID,
-            4,
-            41,
-            &ClientKey::None,
-            &payload,
-            T,
-        )
-        .await
-        .unwrap();
-        assert_eq!(reply.status, Status::Success);
-    }
+    let targets = [
+        KeyServerTarget { server: Server { addr: a1, raida_id: 1 }, auth: ClientKey::None },
+        KeyServerTarget { server: Server { addr: a2, raida_id: 2 }, auth: ClientKey::None },
+    ];
+    let entries =
+        exchange::post_parts(&targets, COIN_ID, &key, receiver, [0; 4], none, Transport::Udp, T).await.unwrap();
+    let (k1, k2) = (entries[0].key_id, entries[1].key_id);
     // nobody else can fetch a part reserved for the receiver's coin
     let steal = request(
-        Server {
-            addr: a1,
-            raida_id: 1,
-        },
+        Server { addr: a1, raida_id: 1 },
         Transport::Udp,
         COIN_ID,
         4,
@@ -118,44 +87,25 @@ async fn two_key_servers_and_a_receiver() {
     .await;
     assert_eq!(steal.unwrap_err().status(), Some(Status::ReceiverAuth));
 
-    // alert the receiver; a third entry names an unlisted server and must simply fail
+    // alert the receiver
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let alert = key_alert::encode(&[
-        AlertEntry::new(k1, lo, a1.port(), 1),
-        AlertEntry::new(k2, lo, a2.port(), 2),
-    ]);
-    let reply = request(
-        Server {
-            addr: r.local_addr(),
-            raida_id: 3,
-        },
-        Transport::Tcp,
-        COIN_ID,
-        4,
-        42,
-        &ClientKey::None,
-        &alert,
-        T,
-    )
-    .await
-    .unwrap();
-    assert_eq!(reply.status, Status::Success);
-    assert_eq!(reply.payload, [&[0xFF, 0xFF][..], &[0; 14]].concat());
+    let alert = key_alert::encode(&entries);
+    let rserver = Server { addr: r.local_addr(), raida_id: 3 };
+    let (status, map) = exchange::alert(rserver, COIN_ID, &ClientKey::None, &entries, Transport::Tcp, T).await.unwrap();
+    assert_eq!(status, Status::Success);
+    assert_eq!(map.to_vec(), [&[0xFF, 0xFF][..], &[0; 14]].concat());
     let inbox = rx.state.inbox.list().unwrap();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].key_id, k1);
-    assert_eq!(inbox[0].key, key.to_vec());
+    assert_eq!(inbox[0].key, key);
     assert_eq!(inbox[0].senders, vec![(0, 0), (0, 0)]);
     let taken = rx.state.inbox.take(&hex::encode(k1)).unwrap();
-    assert_eq!(taken.key, key.to_vec());
+    assert_eq!(taken.key, key);
     assert!(rx.state.inbox.list().unwrap().is_empty());
 
     // the parts were handed out once: a second alert fetches nothing (242)
     let reply = request(
-        Server {
-            addr: r.local_addr(),
-            raida_id: 3,
-        },
+        Server { addr: r.local_addr(), raida_id: 3 },
         Transport::Udp,
         COIN_ID,
         4,
@@ -169,27 +119,10 @@ async fn two_key_servers_and_a_receiver() {
     // an unlisted key server is never contacted: 242 although the part exists
     let k3 = random::<16>();
     let p = post_key::encode_post(&k3, none, [0; 4], none, &random::<128>(), 0, &[0xFF; 8]);
-    request(
-        Server {
-            addr: a1,
-            raida_id: 1,
-        },
-        Transport::Udp,
-        COIN_ID,
-        4,
-        41,
-        &ClientKey::None,
-        &p,
-        T,
-    )
-    .await
-    .unwrap();
+    request(Server { addr: a1, raida_id: 1 }, Transport::Udp, COIN_ID, 4, 41, &ClientKey::None, &p, T).await.unwrap();
     let wrong_id = key_alert::encode(&[AlertEntry::new(k3, lo, a1.port(), 9)]);
     let reply = request(
-        Server {
-            addr: r.local_addr(),
-            raida_id: 3,
-        },
+        Server { addr: r.local_addr(), raida_id: 3 },
         Transport::Udp,
         COIN_ID,
         4,
@@ -201,15 +134,9 @@ async fn two_key_servers_and_a_receiver() {
     .await;
     assert_eq!(reply.unwrap().status, Status::AllFail);
     // one part fetched, one not: 243 and nothing stored
-    let mixed = key_alert::encode(&[
-        AlertEntry::new(k3, lo, a1.port(), 1),
-        AlertEntry::new(k2, lo, a2.port(), 2),
-    ]);
+    let mixed = key_alert::encode(&[AlertEntry::new(k3, lo, a1.port(), 1), AlertEntry::new(k2, lo, a2.port(), 2)]);
     let reply = request(
-        Server {
-            addr: r.local_addr(),
-            raida_id: 3,
-        },
+        Server { addr: r.local_addr(), raida_id: 3 },
         Transport::Udp,
         COIN_ID,
         4,
@@ -237,16 +164,8 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     // the client's coin C, with a known AN on RAIDAs 1 and 2
     let c = (0i8, 1234u32);
     let (c1, c2) = (random::<16>(), random::<16>());
-    let r1 = state(
-        1,
-        MemoryLedger::with_coins([(ident, (ident_ans[1], 30)), (c, (c1, 30))]),
-        |_| {},
-    );
-    let r2 = state(
-        2,
-        MemoryLedger::with_coins([(ident, (ident_ans[2], 30)), (c, (c2, 30))]),
-        |_| {},
-    );
+    let r1 = state(1, MemoryLedger::with_coins([(ident, (ident_ans[1], 30)), (c, (c1, 30))]), |_| {});
+    let r2 = state(2, MemoryLedger::with_coins([(ident, (ident_ans[2], 30)), (c, (c2, 30))]), |_| {});
     let (s1, s2) = (start(&r1).await, start(&r2).await);
 
     // RAIDA 3 on a real data directory: C is present but its AN is lost to the client
@@ -260,62 +179,13 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     {
         let store = raida_store::Store::open(&data).unwrap();
         store.set(c.0, c.1, random::<16>(), 30).unwrap();
-        store
-            .write_identity_coin(ident.0, ident.1, COIN_ID, &ident_ans)
-            .unwrap();
+        store.write_identity_coin(ident.0, ident.1, COIN_ID, &ident_ans).unwrap();
     }
     let (st3, _) = ServerBuilder::open(&data, &ServerLimits::default(), None).unwrap();
-    let s3 = RunningServer::start(st3, "127.0.0.1:0".parse().unwrap(), ServerLimits::default())
-        .await
-        .unwrap();
+    let s3 = RunningServer::start(st3, "127.0.0.1:0".parse().unwrap(), ServerLimits::default()).await.unwrap();
 
-    // the new AN for RAIDA 3: two halves, one ticket from each helper RAIDA
     let new_an = random::<16>();
-    let mut tickets = Vec::new();
-    for (s, id, an, half) in [(&s1, 1u8, c1, &new_an[..8]), (&s2, 2, c2, &new_an[8..])] {
-        let req = EncryptKey {
-            recipient: ident,
-            key_part: half.try_into().unwrap(),
-            target: c,
-        };
-        let key = ClientKey::Coin {
-            dn: c.0,
-            sn: c.1,
-            an: Key16::new(an),
-        };
-        let reply = request(
-            Server {
-                addr: s.local_addr(),
-                raida_id: id,
-            },
-            Transport::Udp,
-            COIN_ID,
-            4,
-            44,
-            &key,
-            &key_tickets::encode_encrypt(&req),
-            T,
-        )
-        .await
-        .unwrap();
-        tickets.push((id, <[u8; 16]>::try_from(&reply.payload[..]).unwrap()));
-    }
-    let records: Vec<DecryptRecord> = tickets
-        .iter()
-        .enumerate()
-        .map(|(split, (id, ticket))| DecryptRecord {
-            coin_id: COIN_ID,
-            split_id: split as u8,
-            raida_id: *id,
-            shard: 0,
-            target: c,
-            ticket: *ticket,
-        })
-        .collect();
-    let three = Server {
-        addr: s3.local_addr(),
-        raida_id: 3,
-    };
+    let three = Server { addr: s3.local_addr(), raida_id: 3 };
     // before: EN 1 with the new AN does not decrypt (the challenge's CRC fails)
     let before = request(
         three,
@@ -323,29 +193,19 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
         COIN_ID,
         0,
         0,
-        &ClientKey::Coin {
-            dn: c.0,
-            sn: c.1,
-            an: Key16::new(new_an),
-        },
+        &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) },
         &[],
         T,
     )
     .await;
     assert_eq!(before.unwrap_err().status(), Some(Status::InvalidCrc));
-    let reply = request(
-        three,
-        Transport::Tcp,
-        COIN_ID,
-        4,
-        45,
-        &ClientKey::None,
-        &key_tickets::encode_decrypt(ident, &records),
-        T,
-    )
-    .await
-    .unwrap();
-    assert_eq!(reply.payload, vec![1, 1]);
+    // one half from each helper RAIDA's key ticket (44), both opened by RAIDA 3 (45)
+    let helpers = [
+        (Server { addr: s1.local_addr(), raida_id: 1 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c1) }),
+        (Server { addr: s2.local_addr(), raida_id: 2 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c2) }),
+    ];
+    let results = exchange::fix_an(helpers, three, COIN_ID, ident, c, new_an, Transport::Tcp, T).await.unwrap();
+    assert_eq!(results, vec![1, 1]);
     // after: RAIDA 3 answers EN 1 under the new AN
     let after = request(
         three,
@@ -353,11 +213,7 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
         COIN_ID,
         0,
         0,
-        &ClientKey::Coin {
-            dn: c.0,
-            sn: c.1,
-            an: Key16::new(new_an),
-        },
+        &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) },
         &[],
         T,
     )

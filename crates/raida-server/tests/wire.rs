@@ -33,11 +33,7 @@ fn now() -> u64 {
 }
 
 fn ledger() -> MemoryLedger {
-    let l = MemoryLedger::with_coins([
-        ((1, 100), (AN_A, 40)),
-        ((1, 101), (AN_B, 0)),
-        ((2, 200), (AN_B, 41)),
-    ]);
+    let l = MemoryLedger::with_coins([((1, 100), (AN_A, 40)), ((1, 101), (AN_B, 0)), ((2, 200), (AN_B, 41))]);
     l.secrets.write().insert((3, 42), SECRET);
     l.identities.write().insert((1, 500), [[0x11; 16]; 25]);
     l
@@ -58,27 +54,14 @@ impl Harness {
             tweak(s)
         });
         let state = t.state.clone();
-        let limits = ServerLimits {
-            udp_threads: 2,
-            ..ServerLimits::default()
-        };
-        let server = RunningServer::start(state.clone(), "127.0.0.1:0".parse().unwrap(), limits)
-            .await
-            .unwrap();
+        let limits = ServerLimits { udp_threads: 2, ..ServerLimits::default() };
+        let server = RunningServer::start(state.clone(), "127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
         let addr = server.local_addr();
-        Harness {
-            _t: t,
-            state,
-            server: Some(server),
-            addr,
-        }
+        Harness { _t: t, state, server: Some(server), addr }
     }
 
     fn server(&self) -> Server {
-        Server {
-            addr: self.addr,
-            raida_id: RAIDA,
-        }
+        Server { addr: self.addr, raida_id: RAIDA }
     }
 
     async fn stop(mut self) {
@@ -102,46 +85,25 @@ async fn exchange(addr: SocketAddr, transport: Transport, packet: &[u8]) -> Opti
         Transport::Tcp => {
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(packet).await.unwrap();
-            tokio::time::timeout(Duration::from_secs(3), read_response(&mut s))
-                .await
-                .ok()?
-                .ok()
+            tokio::time::timeout(Duration::from_secs(3), read_response(&mut s)).await.ok()?.ok()
         }
     }
 }
 
 fn echo_packet() -> (Vec<u8>, PendingReply) {
-    build_request(
-        &Routing::new(RAIDA, COIN_ID, 0, 0),
-        &ClientKey::None,
-        &[],
-        now(),
-        &mut OsRng,
-    )
+    build_request(&Routing::new(RAIDA, COIN_ID, 0, 0), &ClientKey::None, &[], now(), &mut OsRng)
 }
 
 fn coin_a() -> ClientKey {
-    ClientKey::Coin {
-        dn: 1,
-        sn: 100,
-        an: Key16::new(AN_A),
-    }
+    ClientKey::Coin { dn: 1, sn: 100, an: Key16::new(AN_A) }
 }
 
 fn token_a() -> ClientKey {
-    ClientKey::Token {
-        dn: 1,
-        sn: 100,
-        key: Key32::sha256_of_an(&Key16::new(AN_A)),
-    }
+    ClientKey::Token { dn: 1, sn: 100, key: Key32::sha256_of_an(&Key16::new(AN_A)) }
 }
 
 fn raida3() -> ClientKey {
-    ClientKey::Raida {
-        sender: 3,
-        key_id: 42,
-        key: Key32::from_secret(SECRET),
-    }
+    ClientKey::Raida { sender: 3, key_id: 42, key: Key32::from_secret(SECRET) }
 }
 
 /// A raw packet and the status its answer must carry.
@@ -151,33 +113,16 @@ fn header_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
         f(&mut p);
         p
     };
-    let modern = |key: ClientKey| {
-        build_request(
-            &Routing::new(RAIDA, COIN_ID, 0, 0),
-            &key,
-            &[],
-            now(),
-            &mut OsRng,
-        )
-        .0
-    };
+    let modern = |key: ClientKey| build_request(&Routing::new(RAIDA, COIN_ID, 0, 0), &key, &[], now(), &mut OsRng).0;
     vec![
         ("version", mutate(&|p| p[0] = 2), Status::InvalidRouting),
         ("split id", mutate(&|p| p[1] = 1), Status::InvalidSplitId),
-        (
-            "raida id",
-            mutate(&|p| p[2] = RAIDA + 1),
-            Status::InvalidRaidaId,
-        ),
+        ("raida id", mutate(&|p| p[2] = RAIDA + 1), Status::InvalidRaidaId),
         ("group", mutate(&|p| p[4] = 14), Status::InvalidCommandGroup),
         ("shard", mutate(&|p| p[3] = 4), Status::InvalidShardId),
         ("command", mutate(&|p| p[5] = 99), Status::InvalidCommand),
         ("coin id", mutate(&|p| p[7] = 7), Status::InvalidCoinId),
-        (
-            "encryption code",
-            mutate(&|p| p[16] = 3),
-            Status::InvalidEncryptionCode,
-        ),
+        ("encryption code", mutate(&|p| p[16] = 3), Status::InvalidEncryptionCode),
         (
             "body too short",
             mutate(&|p| {
@@ -201,11 +146,7 @@ fn header_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
             "EN 1 unknown coin",
             build_request(
                 &Routing::new(RAIDA, COIN_ID, 0, 0),
-                &ClientKey::Coin {
-                    dn: 1,
-                    sn: 101,
-                    an: Key16::new(AN_B),
-                },
+                &ClientKey::Coin { dn: 1, sn: 101, an: Key16::new(AN_B) },
                 &[],
                 now(),
                 &mut OsRng,
@@ -215,11 +156,7 @@ fn header_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
         ),
         (
             "EN 4 unknown coin",
-            modern(ClientKey::Token {
-                dn: 3,
-                sn: 9,
-                key: Key32::from_secret([1; 32]),
-            }),
+            modern(ClientKey::Token { dn: 3, sn: 9, key: Key32::from_secret([1; 32]) }),
             Status::EncryptionCoinNotFound,
         ),
         (
@@ -234,14 +171,7 @@ fn header_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
         ),
         (
             "EN 4 stale",
-            build_request(
-                &Routing::new(RAIDA, COIN_ID, 0, 0),
-                &token_a(),
-                &[],
-                now() - 400,
-                &mut OsRng,
-            )
-            .0,
+            build_request(&Routing::new(RAIDA, COIN_ID, 0, 0), &token_a(), &[], now() - 400, &mut OsRng).0,
             Status::TxnProcessed,
         ),
     ]
@@ -252,9 +182,7 @@ async fn header_and_body_statuses_over_udp_and_tcp() {
     let h = Harness::start(|_| {}).await;
     for transport in [Transport::Udp, Transport::Tcp] {
         for (name, packet, want) in header_cases() {
-            let answer = exchange(h.addr, transport, &packet)
-                .await
-                .unwrap_or_else(|| panic!("{name}: no answer"));
+            let answer = exchange(h.addr, transport, &packet).await.unwrap_or_else(|| panic!("{name}: no answer"));
             assert_eq!(answer[2], want.code(), "{name} over {transport:?}");
             assert_eq!(answer[0], RAIDA);
             assert_eq!(answer[6..8], packet[30..32], "{name}: echo");
@@ -263,10 +191,7 @@ async fn header_and_body_statuses_over_udp_and_tcp() {
         if transport == Transport::Udp {
             let (mut p, _) = echo_packet();
             p.push(0);
-            assert_eq!(
-                exchange(h.addr, transport, &p).await.unwrap()[2],
-                Status::InvalidPacketLength.code()
-            );
+            assert_eq!(exchange(h.addr, transport, &p).await.unwrap()[2], Status::InvalidPacketLength.code());
             // shorter than 32 bytes: dropped without an answer
             assert!(exchange(h.addr, transport, &p[..31]).await.is_none());
         }
@@ -282,18 +207,7 @@ async fn call(
     command: u8,
     payload: &[u8],
 ) -> Result<Vec<u8>, Status> {
-    match request(
-        h.server(),
-        t,
-        COIN_ID,
-        group,
-        command,
-        key,
-        payload,
-        Duration::from_secs(5),
-    )
-    .await
-    {
+    match request(h.server(), t, COIN_ID, group, command, key, payload, Duration::from_secs(5)).await {
         Ok(r) => {
             if r.status == Status::Success {
                 Ok(r.payload)
@@ -309,16 +223,8 @@ async fn call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_statuses_over_udp_and_tcp() {
     let h = Harness::start(|s| {
-        s.dispatch.insert(
-            13,
-            200,
-            Handler::Inline(|_, _| panic!("test: inline handler panics")),
-        );
-        s.dispatch.insert(
-            13,
-            201,
-            Handler::Blocking(|_, _| panic!("test: blocking handler panics")),
-        );
+        s.dispatch.insert(13, 200, Handler::Inline(|_, _| panic!("test: inline handler panics")));
+        s.dispatch.insert(13, 201, Handler::Blocking(|_, _| panic!("test: blocking handler panics")));
     })
     .await;
     for t in [Transport::Udp, Transport::Tcp] {
@@ -326,35 +232,18 @@ async fn command_statuses_over_udp_and_tcp() {
         assert_eq!(call(&h, t, &ClientKey::None, 0, 0, &[]).await, Ok(vec![]));
         assert_eq!(call(&h, t, &coin_a(), 0, 0, &[]).await, Ok(vec![]));
         assert_eq!(call(&h, t, &token_a(), 0, 0, &[]).await, Ok(vec![]));
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 0, 0, &[1]).await,
-            Err(Status::InvalidPacketLength)
-        );
+        assert_eq!(call(&h, t, &ClientKey::None, 0, 0, &[1]).await, Err(Status::InvalidPacketLength));
         let v = call(&h, t, &ClientKey::None, 0, 1, &[]).await.unwrap();
         assert_eq!(v.len(), 8);
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 0, 2, &[0; 16]).await,
-            Err(Status::AdminAuth)
-        );
-        assert_eq!(
-            call(&h, t, &coin_a(), 0, 2, &[0; 15]).await,
-            Err(Status::InvalidPacketLength)
-        );
+        assert_eq!(call(&h, t, &ClientKey::None, 0, 2, &[0; 16]).await, Err(Status::AdminAuth));
+        assert_eq!(call(&h, t, &coin_a(), 0, 2, &[0; 15]).await, Err(Status::InvalidPacketLength));
         let stats = String::from_utf8(call(&h, t, &coin_a(), 0, 2, &ADMIN).await.unwrap()).unwrap();
         assert!(stats.contains("requests.0.0="), "{stats}");
         assert!(stats.contains("free_ticket_slots="));
 
         // group 2: Get Ticket 241 / 242 / 243 / 39 / 16, Validate Ticket 250 / 44 / 43 / 18 / 34
-        let good = get_ticket::TicketRecord {
-            dn: 1,
-            sn: 100,
-            an: AN_A,
-        };
-        let bad = get_ticket::TicketRecord {
-            dn: 1,
-            sn: 100,
-            an: AN_B,
-        };
+        let good = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_A };
+        let bad = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_B };
         let r = request(
             h.server(),
             t,
@@ -369,58 +258,18 @@ async fn command_statuses_over_udp_and_tcp() {
         .unwrap();
         assert_eq!(r.status, Status::AllPass);
         let ticket = u32::from_be_bytes(r.payload[..4].try_into().unwrap());
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[bad])).await,
-            Err(Status::AllFail)
-        );
-        assert_eq!(
-            call(
-                &h,
-                t,
-                &ClientKey::None,
-                2,
-                40,
-                &get_ticket::encode(&[good, bad])
-            )
-            .await,
-            Err(Status::Mixed)
-        );
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 2, 40, &[0; 22]).await,
-            Err(Status::CoinsNotDiv)
-        );
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 2, 40, &[]).await,
-            Err(Status::InvalidPacketLength)
-        );
-        let claim = validate_ticket::encode(&validate_ticket::ValidateTicket {
-            claiming_raida: 3,
-            ticket,
-        });
-        assert_eq!(
-            call(&h, t, &raida3(), 2, 50, &claim).await,
-            Ok(vec![1, 0, 0, 0, 100])
-        );
-        assert_eq!(
-            call(&h, t, &raida3(), 2, 50, &claim).await,
-            Err(Status::TicketClaimedAlready)
-        );
-        assert_eq!(
-            call(&h, t, &coin_a(), 2, 50, &claim).await,
-            Err(Status::InvalidEncryption)
-        );
-        let unknown = validate_ticket::encode(&validate_ticket::ValidateTicket {
-            claiming_raida: 3,
-            ticket: ticket ^ 1,
-        });
-        assert_eq!(
-            call(&h, t, &raida3(), 2, 50, &unknown).await,
-            Err(Status::NoTicketFound)
-        );
-        assert_eq!(
-            call(&h, t, &raida3(), 2, 50, &[25, 0, 0, 0, 1]).await,
-            Err(Status::WrongRaida)
-        );
+        assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[bad])).await, Err(Status::AllFail));
+        assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[good, bad])).await, Err(Status::Mixed));
+        assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &[0; 22]).await, Err(Status::CoinsNotDiv));
+        assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &[]).await, Err(Status::InvalidPacketLength));
+        let claim = validate_ticket::encode(&validate_ticket::ValidateTicket { claiming_raida: 3, ticket });
+        assert_eq!(call(&h, t, &raida3(), 2, 50, &claim).await, Ok(vec![1, 0, 0, 0, 100]));
+        assert_eq!(call(&h, t, &raida3(), 2, 50, &claim).await, Err(Status::TicketClaimedAlready));
+        assert_eq!(call(&h, t, &coin_a(), 2, 50, &claim).await, Err(Status::InvalidEncryption));
+        let unknown =
+            validate_ticket::encode(&validate_ticket::ValidateTicket { claiming_raida: 3, ticket: ticket ^ 1 });
+        assert_eq!(call(&h, t, &raida3(), 2, 50, &unknown).await, Err(Status::NoTicketFound));
+        assert_eq!(call(&h, t, &raida3(), 2, 50, &[25, 0, 0, 0, 1]).await, Err(Status::WrongRaida));
 
         // group 4: Encrypt Key 250 / 34 / 40 / 16, Decrypt RAIDA Key 197 / 39
         let ek = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
@@ -428,27 +277,15 @@ async fn command_statuses_over_udp_and_tcp() {
             key_part: [9; 8],
             target: (2, 200),
         });
-        assert_eq!(
-            call(&h, t, &coin_a(), 4, 44, &ek).await.map(|p| p.len()),
-            Ok(16)
-        );
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 44, &ek).await,
-            Err(Status::InvalidEncryption)
-        );
+        assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek).await.map(|p| p.len()), Ok(16));
+        assert_eq!(call(&h, t, &ClientKey::None, 4, 44, &ek).await, Err(Status::InvalidEncryption));
         let ek_missing = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
             recipient: (1, 101),
             key_part: [9; 8],
             target: (2, 200),
         });
-        assert_eq!(
-            call(&h, t, &coin_a(), 4, 44, &ek_missing).await,
-            Err(Status::InvalidSnOrDenomination)
-        );
-        assert_eq!(
-            call(&h, t, &coin_a(), 4, 44, &ek[..17]).await,
-            Err(Status::InvalidPacketLength)
-        );
+        assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek_missing).await, Err(Status::InvalidSnOrDenomination));
+        assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek[..17]).await, Err(Status::InvalidPacketLength));
         let rec = key_tickets::DecryptRecord {
             coin_id: COIN_ID,
             split_id: 0,
@@ -458,33 +295,14 @@ async fn command_statuses_over_udp_and_tcp() {
             ticket: [0; 16],
         };
         assert_eq!(
-            call(
-                &h,
-                t,
-                &ClientKey::None,
-                4,
-                45,
-                &key_tickets::encode_decrypt((1, 501), &[rec])
-            )
-            .await,
+            call(&h, t, &ClientKey::None, 4, 45, &key_tickets::encode_decrypt((1, 501), &[rec])).await,
             Err(Status::CoinLoad)
         );
         let mut odd = key_tickets::encode_decrypt((1, 500), &[rec]);
         odd.push(0);
+        assert_eq!(call(&h, t, &ClientKey::None, 4, 45, &odd).await, Err(Status::CoinsNotDiv));
         assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 45, &odd).await,
-            Err(Status::CoinsNotDiv)
-        );
-        assert_eq!(
-            call(
-                &h,
-                t,
-                &ClientKey::None,
-                4,
-                45,
-                &key_tickets::encode_decrypt((1, 500), &[rec])
-            )
-            .await,
+            call(&h, t, &ClientKey::None, 4, 45, &key_tickets::encode_decrypt((1, 500), &[rec])).await,
             Ok(vec![0])
         );
 
@@ -492,163 +310,66 @@ async fn command_statuses_over_udp_and_tcp() {
         let mut id = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut OsRng, &mut id);
         let none = CoinName { dn: 0, sn: 0 };
-        let post = |key_id: &[u8; 16],
-                    receiver: CoinName,
-                    ip: [u8; 4],
-                    sender: CoinName,
-                    ks: u8,
-                    kl: usize| {
-            post_key::encode_post(
-                key_id,
-                receiver,
-                ip,
-                sender,
-                &[0x5A; 128],
-                ks,
-                &vec![0xFF; kl],
-            )
+        let post = |key_id: &[u8; 16], receiver: CoinName, ip: [u8; 4], sender: CoinName, ks: u8, kl: usize| {
+            post_key::encode_post(key_id, receiver, ip, sender, &[0x5A; 128], ks, &vec![0xFF; kl])
         };
         assert_eq!(
-            call(
-                &h,
-                t,
-                &coin_a(),
-                4,
-                41,
-                &post(&id, none, [0; 4], CoinName { dn: 1, sn: 100 }, 0, 8)
-            )
-            .await,
+            call(&h, t, &coin_a(), 4, 41, &post(&id, none, [0; 4], CoinName { dn: 1, sn: 100 }, 0, 8)).await,
             Ok(vec![])
         );
         let mut p = post(&id, none, [0; 4], none, 0, 8);
         p[165] = 128;
+        assert_eq!(call(&h, t, &ClientKey::None, 4, 41, &p).await, Err(Status::InvalidKeyStart));
         assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 41, &p).await,
-            Err(Status::InvalidKeyStart)
-        );
-        assert_eq!(
-            call(
-                &h,
-                t,
-                &ClientKey::None,
-                4,
-                41,
-                &post(&id, none, [0; 4], none, 0, 5)
-            )
-            .await,
+            call(&h, t, &ClientKey::None, 4, 41, &post(&id, none, [0; 4], none, 0, 5)).await,
             Err(Status::InvalidKeyLength)
         );
         assert_eq!(
-            call(
-                &h,
-                t,
-                &ClientKey::None,
-                4,
-                41,
-                &post(&id, none, [0; 4], CoinName { dn: 1, sn: 100 }, 0, 8)
-            )
-            .await,
+            call(&h, t, &ClientKey::None, 4, 41, &post(&id, none, [0; 4], CoinName { dn: 1, sn: 100 }, 0, 8)).await,
             Err(Status::ReceiverAuth)
         );
         assert_eq!(
-            call(
-                &h,
-                t,
-                &ClientKey::None,
-                4,
-                41,
-                &post(&id, none, [0; 4], none, 0, 8)
-            )
-            .await,
+            call(&h, t, &ClientKey::None, 4, 41, &post(&id, none, [0; 4], none, 0, 8)).await,
             Err(Status::FileExists)
         );
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 41, &p[..166]).await,
-            Err(Status::InvalidPacketLength)
-        );
-        let got = call(&h, t, &ClientKey::None, 4, 43, &post_key::encode_get(&id))
-            .await
-            .unwrap();
+        assert_eq!(call(&h, t, &ClientKey::None, 4, 41, &p[..166]).await, Err(Status::InvalidPacketLength));
+        let got = call(&h, t, &ClientKey::None, 4, 43, &post_key::encode_get(&id)).await.unwrap();
         assert_eq!(got, [vec![1, 0, 0, 0, 100], vec![0xFF; 8]].concat());
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 43, &post_key::encode_get(&id)).await,
-            Err(Status::KeyNotFound)
-        );
+        assert_eq!(call(&h, t, &ClientKey::None, 4, 43, &post_key::encode_get(&id)).await, Err(Status::KeyNotFound));
         // receiver coin B: only a request made with coin B may fetch
         let mut id2 = id;
         id2[0] ^= 0x55;
         assert_eq!(
-            call(
-                &h,
-                t,
-                &ClientKey::None,
-                4,
-                41,
-                &post(&id2, CoinName { dn: 2, sn: 200 }, [0; 4], none, 0, 8)
-            )
-            .await,
+            call(&h, t, &ClientKey::None, 4, 41, &post(&id2, CoinName { dn: 2, sn: 200 }, [0; 4], none, 0, 8)).await,
             Ok(vec![])
         );
-        assert_eq!(
-            call(&h, t, &coin_a(), 4, 43, &post_key::encode_get(&id2)).await,
-            Err(Status::ReceiverAuth)
-        );
-        let coin_b = ClientKey::Coin {
-            dn: 2,
-            sn: 200,
-            an: Key16::new(AN_B),
-        };
-        assert!(call(&h, t, &coin_b, 4, 43, &post_key::encode_get(&id2))
-            .await
-            .is_ok());
+        assert_eq!(call(&h, t, &coin_a(), 4, 43, &post_key::encode_get(&id2)).await, Err(Status::ReceiverAuth));
+        let coin_b = ClientKey::Coin { dn: 2, sn: 200, an: Key16::new(AN_B) };
+        assert!(call(&h, t, &coin_b, 4, 43, &post_key::encode_get(&id2)).await.is_ok());
         // receiver address 192.0.2.7: we come from 127.0.0.1
         id2[1] ^= 0x55;
         assert_eq!(
-            call(
-                &h,
-                t,
-                &ClientKey::None,
-                4,
-                41,
-                &post(&id2, none, [192, 0, 2, 7], none, 0, 8)
-            )
-            .await,
+            call(&h, t, &ClientKey::None, 4, 41, &post(&id2, none, [192, 0, 2, 7], none, 0, 8)).await,
             Ok(vec![])
         );
         assert_eq!(
             call(&h, t, &ClientKey::None, 4, 43, &post_key::encode_get(&id2)).await,
             Err(Status::ReceiverAddress)
         );
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 42, &[0]).await,
-            Err(Status::InvalidPacketLength)
-        );
+        assert_eq!(call(&h, t, &ClientKey::None, 4, 42, &[0]).await, Err(Status::InvalidPacketLength));
 
         // 252: a handler that panics answers INTERNAL and the server keeps serving
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 13, 200, &[]).await,
-            Err(Status::Internal)
-        );
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 13, 201, &[]).await,
-            Err(Status::Internal)
-        );
+        assert_eq!(call(&h, t, &ClientKey::None, 13, 200, &[]).await, Err(Status::Internal));
+        assert_eq!(call(&h, t, &ClientKey::None, 13, 201, &[]).await, Err(Status::Internal));
         assert_eq!(call(&h, t, &ClientKey::None, 0, 0, &[]).await, Ok(vec![]));
     }
     // 42: every ticket slot taken
     for k in 0..600u32 {
         let _ = h.state.tickets.insert(k + 1, vec![], now());
     }
-    let good = get_ticket::TicketRecord {
-        dn: 1,
-        sn: 100,
-        an: AN_A,
-    };
+    let good = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_A };
     for t in [Transport::Udp, Transport::Tcp] {
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[good])).await,
-            Err(Status::NoTicketSlot)
-        );
+        assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[good])).await, Err(Status::NoTicketSlot));
     }
     h.stop().await;
 }
@@ -657,29 +378,13 @@ async fn command_statuses_over_udp_and_tcp() {
 async fn replay_memory_statuses() {
     // capacity 1: the first modern request fills it, a new one gets 160, a replay 177
     let h = Harness::start(|s| *s.replay.lock() = raida_proto::replay::ReplayMemory::new(1)).await;
-    let (p1, _) = build_request(
-        &Routing::new(RAIDA, COIN_ID, 0, 0),
-        &token_a(),
-        &[],
-        now(),
-        &mut OsRng,
-    );
+    let (p1, _) = build_request(&Routing::new(RAIDA, COIN_ID, 0, 0), &token_a(), &[], now(), &mut OsRng);
     for t in [Transport::Udp, Transport::Tcp] {
         let first = exchange(h.addr, t, &p1).await.unwrap();
-        let want = if t == Transport::Udp {
-            Status::Success
-        } else {
-            Status::TxnProcessed
-        };
+        let want = if t == Transport::Udp { Status::Success } else { Status::TxnProcessed };
         assert_eq!(first[2], want.code(), "{t:?}");
-        assert_eq!(
-            call(&h, t, &token_a(), 0, 0, &[]).await,
-            Err(Status::RequestRate)
-        );
-        assert_eq!(
-            call(&h, t, &raida3(), 0, 0, &[]).await,
-            Err(Status::RequestRate)
-        );
+        assert_eq!(call(&h, t, &token_a(), 0, 0, &[]).await, Err(Status::RequestRate));
+        assert_eq!(call(&h, t, &raida3(), 0, 0, &[]).await, Err(Status::RequestRate));
     }
     h.stop().await;
 }
@@ -690,12 +395,7 @@ async fn filesystem_and_memory_statuses() {
     let h = Harness::start(|s| {
         let keys = std::mem::replace(
             &mut s.pending_keys,
-            raida_server::pending_keys::PendingKeys::open(
-                &std::env::temp_dir().join("unused-keys"),
-                1,
-                0,
-            )
-            .unwrap(),
+            raida_server::pending_keys::PendingKeys::open(&std::env::temp_dir().join("unused-keys"), 1, 0).unwrap(),
         );
         s.pending_keys = keys.with_max_keys(1);
     })
@@ -713,10 +413,7 @@ async fn filesystem_and_memory_statuses() {
         }
         id[0] ^= 1;
         let p = post_key::encode_post(&id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]);
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 41, &p).await,
-            Err(Status::MemoryAlloc)
-        );
+        assert_eq!(call(&h, t, &ClientKey::None, 4, 41, &p).await, Err(Status::MemoryAlloc));
     }
     h.stop().await;
 
@@ -727,10 +424,7 @@ async fn filesystem_and_memory_statuses() {
     std::fs::write(&keys, b"not a folder").unwrap();
     let p = post_key::encode_post(&[3; 16], none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]);
     for t in [Transport::Udp, Transport::Tcp] {
-        assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 41, &p).await,
-            Err(Status::Filesystem)
-        );
+        assert_eq!(call(&h, t, &ClientKey::None, 4, 41, &p).await, Err(Status::Filesystem));
     }
     h.stop().await;
 }
@@ -745,13 +439,7 @@ async fn tcp_pipelined_requests_answer_in_order() {
         all.extend_from_slice(p);
     }
     // a modern request in the middle
-    let (m, mp) = build_request(
-        &Routing::new(RAIDA, COIN_ID, 0, 1),
-        &token_a(),
-        &[],
-        now(),
-        &mut OsRng,
-    );
+    let (m, mp) = build_request(&Routing::new(RAIDA, COIN_ID, 0, 1), &token_a(), &[], now(), &mut OsRng);
     all.extend_from_slice(&m);
     s.write_all(&all).await.unwrap();
     for (_, pending) in &reqs {
@@ -810,23 +498,10 @@ async fn shutdown_finishes_a_request_in_flight() {
     .await;
     let server = h.server();
     let slow = tokio::spawn(async move {
-        request(
-            server,
-            Transport::Tcp,
-            COIN_ID,
-            13,
-            202,
-            &ClientKey::None,
-            &[],
-            Duration::from_secs(5),
-        )
-        .await
+        request(server, Transport::Tcp, COIN_ID, 13, 202, &ClientKey::None, &[], Duration::from_secs(5)).await
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
     h.stop().await;
-    let reply = slow
-        .await
-        .unwrap()
-        .expect("the request in flight is answered");
+    let reply = slow.await.unwrap().expect("the request in flight is answered");
     assert_eq!(reply.payload, b"done");
 }

@@ -18,10 +18,12 @@ pub fn dir() -> PathBuf {
 pub fn load(file: &str) -> Vec<Value> {
     let path = dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("test vectors missing: cannot read {} ({e}); the shared/ folder must sit beside the repository", path.display())
+        panic!(
+            "test vectors missing: cannot read {} ({e}); the shared/ folder must sit beside the repository",
+            path.display()
+        )
     });
-    let v: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: bad JSON: {e}", path.display()));
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: bad JSON: {e}", path.display()));
     match v {
         Value::Array(cases) => {
             assert!(!cases.is_empty(), "{}: no cases", path.display());
@@ -33,10 +35,7 @@ pub fn load(file: &str) -> Vec<Value> {
 
 /// Cases of one kind.
 pub fn cases(file: &str, kind: &str) -> Vec<Value> {
-    let all: Vec<Value> = load(file)
-        .into_iter()
-        .filter(|c| c["kind"] == kind)
-        .collect();
+    let all: Vec<Value> = load(file).into_iter().filter(|c| c["kind"] == kind).collect();
     assert!(!all.is_empty(), "{file}: no cases of kind {kind}");
     all
 }
@@ -48,9 +47,7 @@ pub fn name(case: &Value) -> String {
 
 /// A hex string field as bytes (panics with the field name if absent or malformed).
 pub fn bytes(v: &Value) -> Vec<u8> {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a hex string, got {v}"));
+    let s = v.as_str().unwrap_or_else(|| panic!("expected a hex string, got {v}"));
     hex::decode(s).unwrap_or_else(|e| panic!("bad hex {s}: {e}"))
 }
 
@@ -66,17 +63,13 @@ pub fn opt_bytes(v: &Value) -> Option<Vec<u8>> {
 /// A fixed-size hex field.
 pub fn arr<const N: usize>(v: &Value) -> [u8; N] {
     let b = bytes(v);
-    b.as_slice()
-        .try_into()
-        .unwrap_or_else(|_| panic!("expected {N} bytes, got {} ({v})", b.len()))
+    b.as_slice().try_into().unwrap_or_else(|_| panic!("expected {N} bytes, got {} ({v})", b.len()))
 }
 
 pub fn u64_(v: &Value) -> u64 {
-    v.as_u64()
-        .unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
+    v.as_u64().unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
 }
 
 pub fn i64_(v: &Value) -> i64 {
-    v.as_i64()
-        .unwrap_or_else(|| panic!("expected an integer, got {v}"))
+    v.as_i64().unwrap_or_else(|| panic!("expected an integer, got {v}"))
 }

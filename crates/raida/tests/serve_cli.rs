@@ -10,23 +10,10 @@ const RAIDA: &str = env!("CARGO_BIN_EXE_raida");
 
 fn init(dir: &Path) {
     let out = Command::new(RAIDA)
-        .args([
-            "init",
-            dir.to_str().unwrap(),
-            "--raida-id",
-            "4",
-            "--pages",
-            "1",
-            "--denominations",
-            "0,1",
-        ])
+        .args(["init", dir.to_str().unwrap(), "--raida-id", "4", "--pages", "1", "--denominations", "0,1"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Start `raida serve DIR --listen 127.0.0.1:0`; returns the child and the bound address.
@@ -55,19 +42,13 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "server did not stop after SIGTERM"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "server did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn send_sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -84,36 +65,23 @@ fn serve_bench_and_stop() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "bench: {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "bench: {text} {}", String::from_utf8_lossy(&out.stderr));
         assert!(text.contains("requests/s:"), "{text}");
         assert!(text.contains("p99"), "{text}");
     }
     // the wrong RAIDA id: a clear error, non-zero exit
-    let out = Command::new(RAIDA)
-        .args(["bench", &addr, "--raida-id", "5", "--duration", "0.5"])
-        .output()
-        .unwrap();
+    let out = Command::new(RAIDA).args(["bench", &addr, "--raida-id", "5", "--duration", "0.5"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("INVALID_RAIDA_ID"));
     // a second server cannot take the same directory
-    let out = Command::new(RAIDA)
-        .args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = Command::new(RAIDA).args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]).output().unwrap();
     assert!(!out.status.success());
     assert!(terminate(child).success(), "SIGTERM exits 0");
 }
 
 #[test]
 fn serve_missing_directory_is_a_clear_error() {
-    let out = Command::new(RAIDA)
-        .args(["serve", "/nonexistent/raida-dir"])
-        .output()
-        .unwrap();
+    let out = Command::new(RAIDA).args(["serve", "/nonexistent/raida-dir"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no such data directory"), "{err}");
@@ -131,38 +99,20 @@ fn inbox_list_and_take() {
     };
     inbox.store(&key).unwrap();
     let d = tmp.path().to_str().unwrap();
-    let out = Command::new(RAIDA)
-        .args(["inbox", "list", d])
-        .output()
-        .unwrap();
+    let out = Command::new(RAIDA).args(["inbox", "list", d]).output().unwrap();
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!(
-            "{} parts=2 senders=-1.7,0.0 time=2026-11-22T00:00:00Z\n",
-            "ab".repeat(16)
-        )
+        format!("{} parts=2 senders=-1.7,0.0 time=2026-11-22T00:00:00Z\n", "ab".repeat(16))
     );
-    let out = Command::new(RAIDA)
-        .args(["inbox", "take", d, &"ab".repeat(16)])
-        .output()
-        .unwrap();
+    let out = Command::new(RAIDA).args(["inbox", "take", d, &"ab".repeat(16)]).output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "010203ff\n");
-    let out = Command::new(RAIDA)
-        .args(["inbox", "take", d, &"ab".repeat(16)])
-        .output()
-        .unwrap();
+    let out = Command::new(RAIDA).args(["inbox", "take", d, &"ab".repeat(16)]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
-    let out = Command::new(RAIDA)
-        .args(["inbox", "take", d, "xyz"])
-        .output()
-        .unwrap();
+    let out = Command::new(RAIDA).args(["inbox", "take", d, "xyz"]).output().unwrap();
     assert!(!out.status.success());
-    let out = Command::new(RAIDA)
-        .args(["inbox", "list", d])
-        .output()
-        .unwrap();
+    let out = Command::new(RAIDA).args(["inbox", "list", d]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 }

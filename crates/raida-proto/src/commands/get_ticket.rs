@@ -28,11 +28,7 @@ pub fn parse(payload: &[u8]) -> Result<impl Iterator<Item = TicketRecord> + '_, 
     Ok(payload.chunks_exact(RECORD).map(|r| {
         let mut an = [0u8; 16];
         an.copy_from_slice(&r[5..21]);
-        TicketRecord {
-            dn: r[0] as i8,
-            sn: u32::from_be_bytes([r[1], r[2], r[3], r[4]]),
-            an,
-        }
+        TicketRecord { dn: r[0] as i8, sn: u32::from_be_bytes([r[1], r[2], r[3], r[4]]), an }
     }))
 }
 

@@ -23,12 +23,9 @@ impl AlertEntry {
     /// 12 trailing zero bytes).
     pub fn ip(&self) -> Option<IpAddr> {
         match self.ip_version {
-            4 if self.address[4..] == [0u8; 12] => Some(IpAddr::V4(Ipv4Addr::new(
-                self.address[0],
-                self.address[1],
-                self.address[2],
-                self.address[3],
-            ))),
+            4 if self.address[4..] == [0u8; 12] => {
+                Some(IpAddr::V4(Ipv4Addr::new(self.address[0], self.address[1], self.address[2], self.address[3])))
+            }
             6 => Some(IpAddr::V6(Ipv6Addr::from(self.address))),
             _ => None,
         }
@@ -37,13 +34,7 @@ impl AlertEntry {
     /// Build an entry from an address.
     pub fn new(key_id: [u8; 16], ip: IpAddr, port: u16, raida_id: u8) -> Self {
         let (ip_version, address) = address_bytes(ip);
-        AlertEntry {
-            ip_version,
-            key_id,
-            address,
-            port,
-            raida_id,
-        }
+        AlertEntry { ip_version, key_id, address, port, raida_id }
     }
 }
 
@@ -72,13 +63,7 @@ pub fn parse(payload: &[u8]) -> Result<Vec<AlertEntry>, Status> {
             key_id.copy_from_slice(&e[1..17]);
             let mut address = [0u8; 16];
             address.copy_from_slice(&e[17..33]);
-            AlertEntry {
-                ip_version: e[0],
-                key_id,
-                address,
-                port: u16::from_be_bytes([e[33], e[34]]),
-                raida_id: e[35],
-            }
+            AlertEntry { ip_version: e[0], key_id, address, port: u16::from_be_bytes([e[33], e[34]]), raida_id: e[35] }
         })
         .collect())
 }
@@ -113,11 +98,7 @@ pub fn assemble(parts: &[Option<Vec<u8>>]) -> (Status, [u8; 16], Option<Vec<u8>>
     if fetched < parts.len() {
         return (Status::Mixed, map, None);
     }
-    let key: Vec<u8> = parts
-        .iter()
-        .flatten()
-        .flat_map(|p| p.iter().copied())
-        .collect();
+    let key: Vec<u8> = parts.iter().flatten().flat_map(|p| p.iter().copied()).collect();
     if key.last() != Some(&0xFF) {
         return (Status::Mixed, map, None);
     }

@@ -55,12 +55,7 @@ pub fn ticket_block(key_part: &[u8; 8], target: (i8, u32), random2: [u8; 2]) -> 
 }
 
 /// The ticket: one AES-128 block encryption of the block under the recipient's AN.
-pub fn make_ticket(
-    recipient_an: &Key16,
-    key_part: &[u8; 8],
-    target: (i8, u32),
-    random2: [u8; 2],
-) -> [u8; 16] {
+pub fn make_ticket(recipient_an: &Key16, key_part: &[u8; 8], target: (i8, u32), random2: [u8; 2]) -> [u8; 16] {
     crypto::aes128_encrypt_block(recipient_an, &ticket_block(key_part, target, random2))
 }
 

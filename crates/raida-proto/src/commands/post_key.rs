@@ -56,15 +56,9 @@ pub fn parse_post(payload: &[u8]) -> Result<PostKey, Status> {
     let field = &payload[37..37 + KEY_FIELD];
     Ok(PostKey {
         key_id,
-        receiver: CoinName {
-            dn: payload[16] as i8,
-            sn: be32(&payload[17..21]),
-        },
+        receiver: CoinName { dn: payload[16] as i8, sn: be32(&payload[17..21]) },
         receiver_ip,
-        sender: CoinName {
-            dn: payload[32] as i8,
-            sn: be32(&payload[33..37]),
-        },
+        sender: CoinName { dn: payload[32] as i8, sn: be32(&payload[33..37]) },
         key_bytes: field[ks..ks + kl as usize].to_vec(),
     })
 }
@@ -125,11 +119,5 @@ pub fn decode_get_answer(payload: &[u8]) -> Option<(CoinName, &[u8])> {
     if payload.len() < 5 {
         return None;
     }
-    Some((
-        CoinName {
-            dn: payload[0] as i8,
-            sn: be32(&payload[1..5]),
-        },
-        &payload[5..],
-    ))
+    Some((CoinName { dn: payload[0] as i8, sn: be32(&payload[1..5]) }, &payload[5..]))
 }

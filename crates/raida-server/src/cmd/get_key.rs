@@ -11,10 +11,7 @@ pub fn run(state: &ServerState, call: &Call) -> Answer {
         Err(s) => return s.into(),
     };
     let coins = request_coins(&call.header.key_identity);
-    match state
-        .pending_keys
-        .take(&key_id, &coins, call.peer, call.now)
-    {
+    match state.pending_keys.take(&key_id, &coins, call.peer, call.now) {
         Ok((sender, key)) => Answer::ok(post_key::encode_get_answer(sender, &key)),
         Err(s) => s.into(),
     }

@@ -15,10 +15,7 @@ pub fn run(state: &ServerState, call: &Call) -> Answer {
     let mut passes = Vec::new();
     let mut coins = Vec::new();
     for r in records {
-        let ok = state
-            .ledger
-            .coin_an(r.dn, r.sn)
-            .is_some_and(|an| bool::from(an.ct_eq(&r.an)));
+        let ok = state.ledger.coin_an(r.dn, r.sn).is_some_and(|an| bool::from(an.ct_eq(&r.an)));
         if ok {
             coins.push((r.dn, r.sn));
         }
@@ -39,9 +36,6 @@ trait IntoAnswer {
 
 impl IntoAnswer for (Status, Vec<u8>) {
     fn into_answer(self) -> Answer {
-        Answer {
-            status: self.0,
-            payload: self.1,
-        }
+        Answer { status: self.0, payload: self.1 }
     }
 }

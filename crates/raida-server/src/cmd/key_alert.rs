@@ -18,10 +18,7 @@ use crate::state::{Answer, Call, KeyServer, ServerState};
 /// Whether an entry names a configured key server (same IP version, address, port, RAIDA id).
 pub fn may_contact(servers: &[KeyServer], e: &AlertEntry) -> Option<KeyServer> {
     let ip = e.ip()?;
-    servers
-        .iter()
-        .copied()
-        .find(|s| s.ip == ip && s.port == e.port && s.raida_id == e.raida_id)
+    servers.iter().copied().find(|s| s.ip == ip && s.port == e.port && s.raida_id == e.raida_id)
 }
 
 pub fn run(state: Arc<ServerState>, call: Call) -> AnswerFuture {
@@ -34,13 +31,9 @@ async fn alert(state: &ServerState, call: &Call) -> Answer {
         Err(s) => return s.into(),
     };
     let settings = &state.key_alert;
-    let identity = settings
-        .identity
-        .and_then(|(dn, sn)| state.ledger.identity_coin(dn, sn).map(|ans| (dn, sn, ans)));
+    let identity = settings.identity.and_then(|(dn, sn)| state.ledger.identity_coin(dn, sn).map(|ans| (dn, sn, ans)));
     if settings.identity.is_some() && identity.is_none() {
-        tracing::warn!(
-            "key alert: the configured identity coin does not load; fetching without it"
-        );
+        tracing::warn!("key alert: the configured identity coin does not load; fetching without it");
     }
     let fetches = entries.iter().map(|e| {
         let target = may_contact(&settings.key_servers, e);
@@ -55,7 +48,18 @@ async fn alert(state: &ServerState, call: &Call) -> Answer {
         async move {
             let t = target?;
             let server = Server { addr: (t.ip, t.port).into(), raida_id: t.raida_id };
-            match request(server, Transport::Udp, coin_id, GROUP_KEY_EXCHANGE, GET_KEY, &key, &payload, settings.timeout).await {
+            match request(
+                server,
+                Transport::Udp,
+                coin_id,
+                GROUP_KEY_EXCHANGE,
+                GET_KEY,
+                &key,
+                &payload,
+                settings.timeout,
+            )
+            .await
+            {
                 Ok(reply) => post_key::decode_get_answer(&reply.payload).map(|(s, k)| ((s.dn, s.sn), k.to_vec())),
                 Err(err) => {
                     tracing::info!(server = %server.addr, error = %err, "key alert: part not fetched");
@@ -67,10 +71,7 @@ async fn alert(state: &ServerState, call: &Call) -> Answer {
     let fetched = tokio::time::timeout(settings.timeout, futures_util::future::join_all(fetches))
         .await
         .unwrap_or_else(|_| vec![None; entries.len()]);
-    let parts: Vec<Option<Vec<u8>>> = fetched
-        .iter()
-        .map(|f| f.as_ref().map(|(_, k)| k.clone()))
-        .collect();
+    let parts: Vec<Option<Vec<u8>>> = fetched.iter().map(|f| f.as_ref().map(|(_, k)| k.clone())).collect();
     let (status, map, key) = key_alert::assemble(&parts);
     if let Some(key) = key {
         let stored = InboxKey {
@@ -84,8 +85,5 @@ async fn alert(state: &ServerState, call: &Call) -> Answer {
             return Status::Filesystem.into();
         }
     }
-    Answer {
-        status,
-        payload: map.to_vec(),
-    }
+    Answer { status, payload: map.to_vec() }
 }

@@ -22,10 +22,7 @@ pub fn run(state: &ServerState, call: &Call) -> Answer {
         Ok(p) => p,
         Err(s) => return s.into(),
     };
-    match state
-        .pending_keys
-        .post(&post, poster(&call.header.key_identity), call.now)
-    {
+    match state.pending_keys.post(&post, poster(&call.header.key_identity), call.now) {
         Ok(()) => Answer::ok(Vec::new()),
         Err(s) => s.into(),
     }

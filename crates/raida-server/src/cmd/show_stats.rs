@@ -22,8 +22,6 @@ pub fn run(state: &ServerState, call: &Call) -> Answer {
         return Status::AdminAuth.into();
     }
     let (cached, dirty) = state.ledger.page_stats();
-    let text = state
-        .stats
-        .render(state.tickets.free_slots(call.now), cached, dirty);
+    let text = state.stats.render(state.tickets.free_slots(call.now), cached, dirty);
     Answer::ok(text.into_bytes())
 }

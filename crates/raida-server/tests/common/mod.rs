@@ -36,22 +36,11 @@ impl TestState {
         let time = Arc::new(AtomicU64::new(now));
         let t = time.clone();
         let clock: Clock = Arc::new(move || t.load(Ordering::Relaxed));
-        let mut state = ServerState::new(
-            ServerIdentity { raida_id, coin_id },
-            ledger.clone(),
-            dir.path(),
-            3600,
-            1_000_000,
-            clock,
-        )
-        .expect("state");
+        let mut state =
+            ServerState::new(ServerIdentity { raida_id, coin_id }, ledger.clone(), dir.path(), 3600, 1_000_000, clock)
+                .expect("state");
         tweak(&mut state);
-        TestState {
-            state: Arc::new(state),
-            ledger,
-            time,
-            dir,
-        }
+        TestState { state: Arc::new(state), ledger, time, dir }
     }
 
     pub fn now(&self) -> u64 {
@@ -65,21 +54,17 @@ impl TestState {
 
 /// A coin store from a vector's `[{dn, sn, an, mfs}]`.
 pub fn ledger_from(store: &Value) -> MemoryLedger {
-    MemoryLedger::with_coins(store.as_array().expect("store list").iter().map(|c| {
-        (
-            (i64_(&c["dn"]) as i8, u64_(&c["sn"]) as u32),
-            (arr(&c["an"]), u64_(&c["mfs"]) as u8),
-        )
-    }))
+    MemoryLedger::with_coins(
+        store
+            .as_array()
+            .expect("store list")
+            .iter()
+            .map(|c| ((i64_(&c["dn"]) as i8, u64_(&c["sn"]) as u32), (arr(&c["an"]), u64_(&c["mfs"]) as u8))),
+    )
 }
 
 /// A header with the given encryption and key identity (other fields irrelevant to handlers).
-pub fn header(
-    encryption: Encryption,
-    key_identity: KeyIdentity,
-    group: u8,
-    command: u8,
-) -> RequestHeader {
+pub fn header(encryption: Encryption, key_identity: KeyIdentity, group: u8, command: u8) -> RequestHeader {
     RequestHeader {
         raida_id: 0,
         shard_id: 0,
@@ -97,12 +82,7 @@ pub fn header(
 }
 
 pub fn call(header: RequestHeader, payload: Vec<u8>, now: u64) -> Call {
-    Call {
-        header,
-        payload,
-        peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        now,
-    }
+    Call { header, payload, peer: IpAddr::V4(Ipv4Addr::LOCALHOST), now }
 }
 
 /// The header of a request with encryption type `en` made with `coins` (header order),
@@ -110,48 +90,20 @@ pub fn call(header: RequestHeader, payload: Vec<u8>, now: u64) -> Call {
 pub fn identity_for(en: u64, coins: &[(i8, u32)], poster: &Value) -> (Encryption, KeyIdentity) {
     match en {
         0 => (Encryption::None, KeyIdentity::None),
-        1 => (
-            Encryption::Coin,
-            KeyIdentity::Coin {
-                dn: coins[0].0,
-                sn: coins[0].1,
-            },
-        ),
+        1 => (Encryption::Coin, KeyIdentity::Coin { dn: coins[0].0, sn: coins[0].1 }),
         2 => {
             let p: [u8; 5] = arr(&poster[1]);
             (Encryption::Locker, KeyIdentity::Locker { prefix: p })
         }
-        4 => (
-            Encryption::Token,
-            KeyIdentity::Token {
-                dn: coins[0].0,
-                sn: coins[0].1,
-            },
-        ),
-        5 => (
-            Encryption::TokenPair,
-            KeyIdentity::TokenPair {
-                first: coins[0],
-                second: coins[1],
-            },
-        ),
-        7 => (
-            Encryption::Raida,
-            KeyIdentity::Raida {
-                sender: u64_(&poster[1]) as u8,
-                key_id: u64_(&poster[2]) as u32,
-            },
-        ),
+        4 => (Encryption::Token, KeyIdentity::Token { dn: coins[0].0, sn: coins[0].1 }),
+        5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coins[0], second: coins[1] }),
+        7 => {
+            (Encryption::Raida, KeyIdentity::Raida { sender: u64_(&poster[1]) as u8, key_id: u64_(&poster[2]) as u32 })
+        }
         other => panic!("EN {other}"),
     }
 }
 
 pub fn coins_of(v: &Value) -> Vec<(i8, u32)> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|c| (i64_(&c[0]) as i8, u64_(&c[1]) as u32))
-                .collect()
-        })
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().map(|c| (i64_(&c[0]) as i8, u64_(&c[1]) as u32)).collect()).unwrap_or_default()
 }

@@ -40,9 +40,7 @@ fn parse_coin(s: &str) -> anyhow::Result<(i8, u32, [u8; 16])> {
     let parts: Vec<&str> = s.split(':').collect();
     anyhow::ensure!(parts.len() == 3, "--coin must be DN:SN:ANHEX");
     let dn: i8 = parts[0].parse().context("--coin: DN must be -8..6")?;
-    let sn: u32 = parts[1]
-        .parse()
-        .context("--coin: SN must be a decimal number")?;
+    let sn: u32 = parts[1].parse().context("--coin: SN must be a decimal number")?;
     let mut an = [0u8; 16];
     hex::decode_to_slice(parts[2], &mut an).context("--coin: AN must be 32 hex digits")?;
     Ok((dn, sn, an))
@@ -53,20 +51,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let key = match args.encryption {
         0 => ClientKey::None,
         1 | 4 => {
-            let coin = args
-                .coin
-                .as_deref()
-                .context("--encryption 1 and 4 need --coin DN:SN:ANHEX")?;
+            let coin = args.coin.as_deref().context("--encryption 1 and 4 need --coin DN:SN:ANHEX")?;
             let (dn, sn, an) = parse_coin(coin)?;
             let an = Key16::new(an);
             if args.encryption == 1 {
                 ClientKey::Coin { dn, sn, an }
             } else {
-                ClientKey::Token {
-                    dn,
-                    sn,
-                    key: Key32::sha256_of_an(&an),
-                }
+                ClientKey::Token { dn, sn, key: Key32::sha256_of_an(&an) }
             }
         }
         other => anyhow::bail!("--encryption {other}: choose 0, 1 or 4"),
@@ -95,15 +86,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let done = progress.done.load(Ordering::Relaxed);
             let secs = started.elapsed().as_secs_f64();
             bar.set_position((secs * 10.0) as u64);
-            bar.set_message(format!(
-                "{done} requests, {:.0}/s",
-                done as f64 / secs.max(1e-9)
-            ));
+            bar.set_message(format!("{done} requests, {:.0}/s", done as f64 / secs.max(1e-9)));
         }
         bar.finish_and_clear();
-        worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("bench thread panicked"))
+        worker.join().map_err(|_| anyhow::anyhow!("bench thread panicked"))
     })??;
     let transport = if args.tcp { "tcp" } else { "udp" };
     println!(

@@ -25,11 +25,7 @@ pub fn run(cmd: InboxCommand) -> anyhow::Result<()> {
         InboxCommand::List { dir } => {
             anyhow::ensure!(dir.is_dir(), "{}: no such data directory", dir.display());
             for k in Inbox::new(&dir).list()? {
-                let senders: Vec<String> = k
-                    .senders
-                    .iter()
-                    .map(|(dn, sn)| format!("{dn}.{sn}"))
-                    .collect();
+                let senders: Vec<String> = k.senders.iter().map(|(dn, sn)| format!("{dn}.{sn}")).collect();
                 println!(
                     "{} parts={} senders={} time={}",
                     hex::encode(k.key_id),

@@ -28,19 +28,13 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log).context("bad --log filter")?,
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("bad --log filter")?)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let dir = match &args.dir {
         Some(d) => {
-            anyhow::ensure!(
-                d.is_dir(),
-                "{}: no such data directory (create one with `raida init`)",
-                d.display()
-            );
+            anyhow::ensure!(d.is_dir(), "{}: no such data directory (create one with `raida init`)", d.display());
             d.clone()
         }
         None => {
@@ -62,18 +56,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let (state, configured) = ServerBuilder::open(&dir, &limits, None)
-            .with_context(|| format!("cannot open {}", dir.display()))?;
+        let (state, configured) =
+            ServerBuilder::open(&dir, &limits, None).with_context(|| format!("cannot open {}", dir.display()))?;
         let listen = args.listen.unwrap_or(configured);
         let server = RunningServer::start(state, listen, limits).await?;
         println!("listening on {} (udp, tcp)", server.local_addr());
         tracing::info!(dir = %dir.display(), addr = %server.local_addr(), "server started");
         wait_for_signal().await;
         tracing::info!("shutting down");
-        server
-            .shutdown()
-            .await
-            .map_err(|e| anyhow::anyhow!("flushing the store: {e}"))?;
+        server.shutdown().await.map_err(|e| anyhow::anyhow!("flushing the store: {e}"))?;
         tracing::info!("stopped");
         Ok(())
     })
@@ -83,12 +74,8 @@ fn create_default(dir: &std::path::Path) -> anyhow::Result<()> {
     let mut opts = raida_store::InitOptions::new(0);
     opts.listen = Some("127.0.0.1:50000".into());
     opts.pages = 16;
-    eprintln!(
-        "creating {} (raida id 0, 127.0.0.1:50000, 16 pages per denomination)",
-        dir.display()
-    );
-    raida_store::init_data_dir(dir, opts)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    eprintln!("creating {} (raida id 0, 127.0.0.1:50000, 16 pages per denomination)", dir.display());
+    raida_store::init_data_dir(dir, opts).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(())
 }
 
