@@ -37,6 +37,9 @@ enum Command {
     /// Keys assembled from Key Alerts (the receiver's inbox).
     #[command(subcommand)]
     Inbox(cli::inbox::InboxCommand),
+    /// Key exchange through the RAIDA: send a key to a receiving server.
+    #[command(subcommand)]
+    Key(cli::key::KeyCommand),
     /// Load generator: Echo requests against any RAIDA server.
     Bench(cli::bench::BenchArgs),
     /// Self-check of the protocol codec against built-in known answers.
@@ -57,6 +60,7 @@ fn main() {
         Command::Token(c) => cli::token::run(c),
         Command::Locker(c) => cli::locker::run(c),
         Command::Inbox(c) => cli::inbox::run(c),
+        Command::Key(c) => cli::key::run(c),
         Command::Bench(a) => cli::bench::run(a),
         Command::Selfcheck => cli::selfcheck::run(),
         Command::Channel(c) => cli::channel::run(c),

@@ -116,3 +116,69 @@ fn inbox_list_and_take() {
     let out = Command::new(RAIDA).args(["inbox", "list", d]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 }
+
+fn init_as(dir: &Path, id: &str) {
+    let out = Command::new(RAIDA)
+        .args(["init", dir.to_str().unwrap(), "--raida-id", id, "--pages", "1", "--denominations", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn key_send_through_two_key_servers_lands_in_the_receivers_inbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d1, d2, d3) = (tmp.path().join("ks1"), tmp.path().join("ks2"), tmp.path().join("rx"));
+    init_as(&d1, "1");
+    init_as(&d2, "2");
+    init_as(&d3, "3");
+    let (c1, a1) = serve(&d1);
+    let (c2, a2) = serve(&d2);
+    // the receiver fetches only from the key servers its config.toml lists
+    let mut cfg = std::fs::read_to_string(d3.join("config.toml")).unwrap();
+    for (id, a) in [(1, &a1), (2, &a2)] {
+        let (ip, port) = a.rsplit_once(':').unwrap();
+        cfg.push_str(&format!("\n[[key_servers]]\nraida_id = {id}\naddress = \"{ip}\"\nport = {port}\n"));
+    }
+    std::fs::write(d3.join("config.toml"), cfg).unwrap();
+    let (c3, a3) = serve(&d3);
+
+    let key_file = tmp.path().join("key.hex");
+    let out = Command::new(RAIDA)
+        .args([
+            "key",
+            "send",
+            "--receiver",
+            &format!("3@{a3}"),
+            "--via",
+            &format!("1@{a1}"),
+            "--via",
+            &format!("2@{a2}"),
+        ])
+        .args(["--out", key_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "key send: {}", String::from_utf8_lossy(&out.stderr));
+    let sent = std::fs::read_to_string(&key_file).unwrap().trim().to_string();
+    assert_eq!(sent.len(), 64);
+
+    let out = Command::new(RAIDA).args(["inbox", "list", d3.to_str().unwrap()]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(list.lines().count(), 1, "{list}");
+    let id = list.split_whitespace().next().unwrap().to_string();
+    assert!(list.contains("parts=2"), "{list}");
+    let out = Command::new(RAIDA).args(["inbox", "take", d3.to_str().unwrap(), &id]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), sent);
+
+    // a receiver that does not list the key servers never fetches: the send fails clearly
+    let out = Command::new(RAIDA)
+        .args(["key", "send", "--receiver", &format!("1@{a1}"), "--via", &format!("2@{a2}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ALL_FAIL"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    for c in [c1, c2, c3] {
+        assert!(terminate(c).success());
+    }
+}

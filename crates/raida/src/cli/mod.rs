@@ -4,6 +4,7 @@ pub mod coin;
 pub mod identity;
 pub mod inbox;
 pub mod init;
+pub mod key;
 pub mod locker;
 pub mod secret;
 pub mod selfcheck;
