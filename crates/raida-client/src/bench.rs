@@ -195,6 +195,14 @@ fn run_udp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
     Ok(report(lat, ok, errors, lost, start.elapsed()))
 }
 
+/// What one TCP connection measured.
+#[derive(Default)]
+struct ConnResult {
+    lat: Vec<u32>,
+    ok: u64,
+    errors: u64,
+}
+
 fn run_tcp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, BenchError> {
     use std::io::{Read, Write};
     let k = cfg.concurrency.clamp(1, 4096);
@@ -207,7 +215,7 @@ fn run_tcp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
         conns.push(s);
     }
     let start = Instant::now();
-    let results: Vec<Result<(Vec<u32>, u64, u64), BenchError>> = std::thread::scope(|scope| {
+    let results: Vec<Result<ConnResult, BenchError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = conns
             .into_iter()
             .enumerate()
@@ -242,20 +250,20 @@ fn run_tcp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
                         }
                         progress.done.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok((lat, ok, errors))
+                    Ok(ConnResult { lat, ok, errors })
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok((Vec::new(), 0, 0)))).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(ConnResult::default()))).collect()
     });
     let elapsed = start.elapsed();
     let mut lat = Vec::new();
     let (mut ok, mut errors) = (0, 0);
     for r in results {
-        let (l, o, e) = r?;
-        lat.extend(l);
-        ok += o;
-        errors += e;
+        let r = r?;
+        lat.extend(r.lat);
+        ok += r.ok;
+        errors += r.errors;
     }
     Ok(report(lat, ok, errors, 0, elapsed))
 }

@@ -2,8 +2,6 @@
 //! server (41), alert the receiving server where the parts wait (42); and the fix for a
 //! RAIDA that lost a shared secret: key tickets from two RAIDAs (44) handed to the third (45).
 
-use std::time::Duration;
-
 use raida_proto::client::ClientKey;
 use raida_proto::commands::ids::{DECRYPT_RAIDA_KEY, ENCRYPT_KEY, GROUP_KEY_EXCHANGE, KEY_ALERT, POST_KEY};
 use raida_proto::commands::key_alert::{self, AlertEntry};
@@ -12,7 +10,7 @@ use raida_proto::commands::post_key::{self, CoinName, KEY_FIELD, KEY_LENGTHS};
 use raida_proto::Status;
 use rand_core::{OsRng, RngCore};
 
-use crate::{request, ClientError, Server, Transport};
+use crate::{Client, ClientError, Server};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
@@ -91,16 +89,13 @@ pub struct KeyServerTarget {
 /// Post one part of `key` to each key server (in order) and return the alert entries
 /// that tell the receiver where they wait. Only a Get Key made with `receiver` may
 /// fetch a part when it is set; `receiver_ip` 0.0.0.0 allows any address.
-#[allow(clippy::too_many_arguments)]
 pub async fn post_parts(
+    client: &Client,
     targets: &[KeyServerTarget],
-    coin_id: u16,
     key: &[u8],
     receiver: CoinName,
     receiver_ip: [u8; 4],
     sender: CoinName,
-    transport: Transport,
-    timeout: Duration,
 ) -> Result<Vec<AlertEntry>, ExchangeError> {
     let parts = split_key(key, targets.len())?;
     let mut entries = Vec::with_capacity(parts.len());
@@ -111,7 +106,7 @@ pub async fn post_parts(
         OsRng.fill_bytes(&mut padding);
         let ks = (OsRng.next_u32() as usize % (KEY_FIELD - part.len() + 1)) as u8;
         let payload = post_key::encode_post(&key_id, receiver, receiver_ip, sender, &padding, ks, part);
-        request(t.server, transport, coin_id, GROUP_KEY_EXCHANGE, POST_KEY, &t.auth, &payload, timeout).await?;
+        client.request(t.server, GROUP_KEY_EXCHANGE, POST_KEY, &t.auth, &payload).await?;
         entries.push(AlertEntry::new(key_id, t.server.addr.ip(), t.server.addr.port(), t.server.raida_id));
     }
     Ok(entries)
@@ -120,24 +115,12 @@ pub async fn post_parts(
 /// Tell the receiving server where the parts wait; returns its status (250 / 242 / 243)
 /// and the 16-byte part map.
 pub async fn alert(
+    client: &Client,
     receiver: Server,
-    coin_id: u16,
     auth: &ClientKey,
     entries: &[AlertEntry],
-    transport: Transport,
-    timeout: Duration,
 ) -> Result<(Status, [u8; 16]), ExchangeError> {
-    let reply = request(
-        receiver,
-        transport,
-        coin_id,
-        GROUP_KEY_EXCHANGE,
-        KEY_ALERT,
-        auth,
-        &key_alert::encode(entries),
-        timeout,
-    )
-    .await?;
+    let reply = client.request(receiver, GROUP_KEY_EXCHANGE, KEY_ALERT, auth, &key_alert::encode(entries)).await?;
     let map: [u8; 16] =
         reply.payload.as_slice().try_into().map_err(|_| ExchangeError::Unexpected("key alert".into()))?;
     Ok((reply.status, map))
@@ -148,35 +131,24 @@ pub async fn alert(
 /// (44, encrypted with `helpers[i].1`), and `target` opens both (45).
 /// Returns the per-record result bytes (0x01 accepted).
 pub async fn fix_an(
+    client: &Client,
     helpers: [(Server, ClientKey); 2],
     target: Server,
-    coin_id: u16,
     identity: (i8, u32),
     coin: (i8, u32),
     new_an: [u8; 16],
-    transport: Transport,
-    timeout: Duration,
 ) -> Result<Vec<u8>, ExchangeError> {
     let mut records = Vec::with_capacity(2);
     for (split, (server, key)) in helpers.iter().enumerate() {
         let mut half = [0u8; 8];
         half.copy_from_slice(&new_an[split * 8..split * 8 + 8]);
         let req = EncryptKey { recipient: identity, key_part: half, target: coin };
-        let reply = request(
-            *server,
-            transport,
-            coin_id,
-            GROUP_KEY_EXCHANGE,
-            ENCRYPT_KEY,
-            key,
-            &key_tickets::encode_encrypt(&req),
-            timeout,
-        )
-        .await?;
+        let reply =
+            client.request(*server, GROUP_KEY_EXCHANGE, ENCRYPT_KEY, key, &key_tickets::encode_encrypt(&req)).await?;
         let ticket: [u8; 16] =
             reply.payload.as_slice().try_into().map_err(|_| ExchangeError::Unexpected("encrypt key".into()))?;
         records.push(DecryptRecord {
-            coin_id,
+            coin_id: client.coin_id,
             split_id: split as u8,
             raida_id: server.raida_id,
             shard: 0,
@@ -184,17 +156,15 @@ pub async fn fix_an(
             ticket,
         });
     }
-    let reply = request(
-        target,
-        transport,
-        coin_id,
-        GROUP_KEY_EXCHANGE,
-        DECRYPT_RAIDA_KEY,
-        &ClientKey::None,
-        &key_tickets::encode_decrypt(identity, &records),
-        timeout,
-    )
-    .await?;
+    let reply = client
+        .request(
+            target,
+            GROUP_KEY_EXCHANGE,
+            DECRYPT_RAIDA_KEY,
+            &ClientKey::None,
+            &key_tickets::encode_decrypt(identity, &records),
+        )
+        .await?;
     Ok(reply.payload)
 }
 

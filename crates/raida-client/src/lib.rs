@@ -59,49 +59,90 @@ pub struct Server {
     pub raida_id: u8,
 }
 
-/// Send one request and return the verified answer.
-pub async fn request(
-    server: Server,
-    transport: Transport,
-    coin_id: u16,
-    group: u8,
-    command: u8,
-    key: &ClientKey,
-    payload: &[u8],
-    timeout: Duration,
-) -> Result<Reply, ClientError> {
-    let routing = Routing::new(server.raida_id, coin_id, group, command);
-    let (packet, pending) = build_request(&routing, key, payload, unix_now(), &mut OsRng);
-    let addr = server.addr;
-    let io = |source| ClientError::Io { addr, source };
-    let fut = async {
-        match transport {
-            Transport::Udp => {
-                let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-                let sock = UdpSocket::bind(bind).await.map_err(io)?;
-                sock.connect(addr).await.map_err(io)?;
-                sock.send(&packet).await.map_err(io)?;
-                let mut buf = vec![0u8; 65_536];
-                loop {
-                    let n = sock.recv(&mut buf).await.map_err(io)?;
-                    // ignore stray datagrams that are not the answer to this request
-                    if n >= 8 && buf[6..8] == pending.echo() {
-                        return pending.open(&buf[..n]).map_err(|source| ClientError::Response { addr, source });
+/// How to talk to RAIDA servers: transport, the network's coin id, per-request timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub transport: Transport,
+    pub coin_id: u16,
+    pub timeout: Duration,
+}
+
+impl Client {
+    pub fn new(transport: Transport, coin_id: u16, timeout: Duration) -> Client {
+        Client { transport, coin_id, timeout }
+    }
+
+    /// UDP with the default timeout (RAIDA_SERVER_RCV_TIMEOUT).
+    pub fn udp(coin_id: u16) -> Client {
+        Client::new(Transport::Udp, coin_id, DEFAULT_TIMEOUT)
+    }
+
+    /// Send one request and return the verified answer (success statuses only;
+    /// an error status is [`ClientError::Response`]).
+    pub async fn request(
+        &self,
+        server: Server,
+        group: u8,
+        command: u8,
+        key: &ClientKey,
+        payload: &[u8],
+    ) -> Result<Reply, ClientError> {
+        let routing = Routing::new(server.raida_id, self.coin_id, group, command);
+        let (packet, pending) = build_request(&routing, key, payload, unix_now(), &mut OsRng);
+        let addr = server.addr;
+        let io = |source| ClientError::Io { addr, source };
+        let fut = async {
+            match self.transport {
+                Transport::Udp => {
+                    let bind: SocketAddr =
+                        if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+                    let sock = UdpSocket::bind(bind).await.map_err(io)?;
+                    sock.connect(addr).await.map_err(io)?;
+                    sock.send(&packet).await.map_err(io)?;
+                    let mut buf = vec![0u8; 65_536];
+                    loop {
+                        let n = sock.recv(&mut buf).await.map_err(io)?;
+                        // ignore stray datagrams that are not the answer to this request
+                        if n >= 8 && buf[6..8] == pending.echo() {
+                            return pending.open(&buf[..n]).map_err(|source| ClientError::Response { addr, source });
+                        }
                     }
                 }
+                Transport::Tcp => {
+                    let mut s = TcpStream::connect(addr).await.map_err(io)?;
+                    let _ = s.set_nodelay(true);
+                    s.write_all(&packet).await.map_err(io)?;
+                    let answer = read_response(&mut s).await.map_err(io)?;
+                    pending.open(&answer).map_err(|source| ClientError::Response { addr, source })
+                }
             }
-            Transport::Tcp => {
-                let mut s = TcpStream::connect(addr).await.map_err(io)?;
-                let _ = s.set_nodelay(true);
-                s.write_all(&packet).await.map_err(io)?;
-                let answer = read_response(&mut s).await.map_err(io)?;
-                pending.open(&answer).map_err(|source| ClientError::Response { addr, source })
-            }
+        };
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout(addr)),
         }
-    };
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(ClientError::Timeout(addr)),
+    }
+
+    /// Send the same command to many servers (e.g. all 25) in parallel; one result per
+    /// server, in order. `key_for` gives the key for each server (a coin's AN for that
+    /// RAIDA id, say).
+    pub async fn request_all<F>(
+        &self,
+        servers: &[Server],
+        group: u8,
+        command: u8,
+        key_for: F,
+        payload: &[u8],
+    ) -> Vec<Result<Reply, ClientError>>
+    where
+        F: Fn(&Server) -> ClientKey,
+    {
+        let futs = servers.iter().map(|s| {
+            let key = key_for(s);
+            let s = *s;
+            async move { self.request(s, group, command, &key, payload).await }
+        });
+        futures_util::future::join_all(futs).await
     }
 }
 
@@ -119,28 +160,4 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> std::i
     out[..32].copy_from_slice(&head);
     r.read_exact(&mut out[32..]).await?;
     Ok(out)
-}
-
-/// Send the same command to many servers in parallel; one result per server, in order.
-/// `key_for` gives the key to use with each server (e.g. a coin's AN for that RAIDA id).
-pub async fn request_all<F>(
-    servers: &[Server],
-    transport: Transport,
-    coin_id: u16,
-    group: u8,
-    command: u8,
-    key_for: F,
-    payload: &[u8],
-    timeout: Duration,
-) -> Vec<Result<Reply, ClientError>>
-where
-    F: Fn(&Server) -> ClientKey,
-{
-    let futs = servers.iter().map(|s| {
-        let key = key_for(s);
-        let payload = payload.to_vec();
-        let s = *s;
-        async move { request(s, transport, coin_id, group, command, &key, &payload, timeout).await }
-    });
-    futures_util::future::join_all(futs).await
 }

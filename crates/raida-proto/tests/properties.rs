@@ -143,7 +143,7 @@ mod command_payloads {
             let _ = post_key::parse_post(&p);
             let _ = post_key::parse_get(&p);
             let _ = post_key::decode_get_answer(&p);
-            let _ = key_alert::parse(&p).map(|e| e.iter().map(|x| x.ip()).count());
+            let _ = key_alert::parse(&p).map(|e| e.iter().filter_map(|x| x.ip()).count());
             let _ = key_tickets::parse_encrypt(&p);
             let _ = key_tickets::parse_decrypt(&p);
         }

@@ -395,8 +395,10 @@ fn keys() {
         check_key(&c, (0, Some(an)));
     }
     for c in cases("keys.json", "type2") {
-        let mut k = MemKeys::default();
-        k.lockers = c["input"]["lockers"].as_array().unwrap().iter().map(arr::<16>).collect();
+        let k = MemKeys {
+            lockers: c["input"]["lockers"].as_array().unwrap().iter().map(arr::<16>).collect(),
+            ..Default::default()
+        };
         let prefix = arr(&c["input"]["prefix"]);
         check_key(&c, status_of(resolve_key(&KeyIdentity::Locker { prefix }, &k)));
     }

@@ -81,14 +81,19 @@ impl Ledger for StoreLedger {
     }
 }
 
+/// Coin records by (DN, SN): (AN, MFS).
+pub type CoinMap = HashMap<(i8, u32), ([u8; 16], u8)>;
+/// Identity coins by (DN, SN): the 25 ANs.
+pub type IdentityMap = HashMap<(i8, u32), [[u8; 16]; 25]>;
+
 /// An in-memory ledger for tests and vectors.
 #[derive(Default)]
 pub struct MemoryLedger {
-    pub coins: RwLock<HashMap<(i8, u32), ([u8; 16], u8)>>,
+    pub coins: RwLock<CoinMap>,
     pub lockers: RwLock<Vec<[u8; 16]>>,
     pub tokens: RwLock<HashMap<(i8, u32), [u8; 32]>>,
     pub secrets: RwLock<HashMap<(u8, u32), [u8; 32]>>,
-    pub identities: RwLock<HashMap<(i8, u32), [[u8; 16]; 25]>>,
+    pub identities: RwLock<IdentityMap>,
 }
 
 impl MemoryLedger {

@@ -100,7 +100,7 @@ pub enum Outcome {
     /// No answer at all (datagram shorter than 32 bytes).
     Drop,
     /// The command must run off the receiving thread (durable write or network).
-    Deferred(Deferred),
+    Deferred(Box<Deferred>),
 }
 
 /// A command that runs later (blocking pool or async task), then answers.
@@ -206,7 +206,7 @@ impl ServerState {
                 );
                 Outcome::Reply
             }
-            h => Outcome::Deferred(Deferred { handler: h, call, reply: v.reply, started, bytes_in }),
+            h => Outcome::Deferred(Box::new(Deferred { handler: h, call, reply: v.reply, started, bytes_in })),
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::TestState;
 use raida_client::exchange::{self, KeyServerTarget};
-use raida_client::{request, Server, Transport};
+use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::key_alert::{self, AlertEntry};
 use raida_proto::commands::post_key::{self, CoinName};
@@ -71,27 +71,22 @@ async fn two_key_servers_and_a_receiver() {
         KeyServerTarget { server: Server { addr: a2, raida_id: 2 }, auth: ClientKey::None },
     ];
     let entries =
-        exchange::post_parts(&targets, COIN_ID, &key, receiver, [0; 4], none, Transport::Udp, T).await.unwrap();
+        exchange::post_parts(&Client::new(Transport::Udp, COIN_ID, T), &targets, &key, receiver, [0; 4], none)
+            .await
+            .unwrap();
     let (k1, k2) = (entries[0].key_id, entries[1].key_id);
     // nobody else can fetch a part reserved for the receiver's coin
-    let steal = request(
-        Server { addr: a1, raida_id: 1 },
-        Transport::Udp,
-        COIN_ID,
-        4,
-        43,
-        &ClientKey::None,
-        &post_key::encode_get(&k1),
-        T,
-    )
-    .await;
+    let steal = Client::new(Transport::Udp, COIN_ID, T)
+        .request(Server { addr: a1, raida_id: 1 }, 4, 43, &ClientKey::None, &post_key::encode_get(&k1))
+        .await;
     assert_eq!(steal.unwrap_err().status(), Some(Status::ReceiverAuth));
 
     // alert the receiver
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let alert = key_alert::encode(&entries);
     let rserver = Server { addr: r.local_addr(), raida_id: 3 };
-    let (status, map) = exchange::alert(rserver, COIN_ID, &ClientKey::None, &entries, Transport::Tcp, T).await.unwrap();
+    let (status, map) =
+        exchange::alert(&Client::new(Transport::Tcp, COIN_ID, T), rserver, &ClientKey::None, &entries).await.unwrap();
     assert_eq!(status, Status::Success);
     assert_eq!(map.to_vec(), [&[0xFF, 0xFF][..], &[0; 14]].concat());
     let inbox = rx.state.inbox.list().unwrap();
@@ -104,48 +99,27 @@ async fn two_key_servers_and_a_receiver() {
     assert!(rx.state.inbox.list().unwrap().is_empty());
 
     // the parts were handed out once: a second alert fetches nothing (242)
-    let reply = request(
-        Server { addr: r.local_addr(), raida_id: 3 },
-        Transport::Udp,
-        COIN_ID,
-        4,
-        42,
-        &ClientKey::None,
-        &alert,
-        T,
-    )
-    .await;
+    let reply = Client::new(Transport::Udp, COIN_ID, T)
+        .request(Server { addr: r.local_addr(), raida_id: 3 }, 4, 42, &ClientKey::None, &alert)
+        .await;
     assert_eq!(reply.unwrap().status, Status::AllFail);
     // an unlisted key server is never contacted: 242 although the part exists
     let k3 = random::<16>();
     let p = post_key::encode_post(&k3, none, [0; 4], none, &random::<128>(), 0, &[0xFF; 8]);
-    request(Server { addr: a1, raida_id: 1 }, Transport::Udp, COIN_ID, 4, 41, &ClientKey::None, &p, T).await.unwrap();
+    Client::new(Transport::Udp, COIN_ID, T)
+        .request(Server { addr: a1, raida_id: 1 }, 4, 41, &ClientKey::None, &p)
+        .await
+        .unwrap();
     let wrong_id = key_alert::encode(&[AlertEntry::new(k3, lo, a1.port(), 9)]);
-    let reply = request(
-        Server { addr: r.local_addr(), raida_id: 3 },
-        Transport::Udp,
-        COIN_ID,
-        4,
-        42,
-        &ClientKey::None,
-        &wrong_id,
-        T,
-    )
-    .await;
+    let reply = Client::new(Transport::Udp, COIN_ID, T)
+        .request(Server { addr: r.local_addr(), raida_id: 3 }, 4, 42, &ClientKey::None, &wrong_id)
+        .await;
     assert_eq!(reply.unwrap().status, Status::AllFail);
     // one part fetched, one not: 243 and nothing stored
     let mixed = key_alert::encode(&[AlertEntry::new(k3, lo, a1.port(), 1), AlertEntry::new(k2, lo, a2.port(), 2)]);
-    let reply = request(
-        Server { addr: r.local_addr(), raida_id: 3 },
-        Transport::Udp,
-        COIN_ID,
-        4,
-        42,
-        &ClientKey::None,
-        &mixed,
-        T,
-    )
-    .await;
+    let reply = Client::new(Transport::Udp, COIN_ID, T)
+        .request(Server { addr: r.local_addr(), raida_id: 3 }, 4, 42, &ClientKey::None, &mixed)
+        .await;
     let reply = reply.unwrap();
     assert_eq!(reply.status, Status::Mixed);
     assert_eq!(reply.payload[..2], [0xFF, 0x00]); // k2 was handed out already
@@ -187,37 +161,22 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     let new_an = random::<16>();
     let three = Server { addr: s3.local_addr(), raida_id: 3 };
     // before: EN 1 with the new AN does not decrypt (the challenge's CRC fails)
-    let before = request(
-        three,
-        Transport::Udp,
-        COIN_ID,
-        0,
-        0,
-        &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) },
-        &[],
-        T,
-    )
-    .await;
+    let before = Client::new(Transport::Udp, COIN_ID, T)
+        .request(three, 0, 0, &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) }, &[])
+        .await;
     assert_eq!(before.unwrap_err().status(), Some(Status::InvalidCrc));
     // one half from each helper RAIDA's key ticket (44), both opened by RAIDA 3 (45)
     let helpers = [
         (Server { addr: s1.local_addr(), raida_id: 1 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c1) }),
         (Server { addr: s2.local_addr(), raida_id: 2 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c2) }),
     ];
-    let results = exchange::fix_an(helpers, three, COIN_ID, ident, c, new_an, Transport::Tcp, T).await.unwrap();
+    let results =
+        exchange::fix_an(&Client::new(Transport::Tcp, COIN_ID, T), helpers, three, ident, c, new_an).await.unwrap();
     assert_eq!(results, vec![1, 1]);
     // after: RAIDA 3 answers EN 1 under the new AN
-    let after = request(
-        three,
-        Transport::Udp,
-        COIN_ID,
-        0,
-        0,
-        &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) },
-        &[],
-        T,
-    )
-    .await;
+    let after = Client::new(Transport::Udp, COIN_ID, T)
+        .request(three, 0, 0, &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) }, &[])
+        .await;
     assert_eq!(after.unwrap().status, Status::Success);
 
     // durable: after a restart the new AN is still there

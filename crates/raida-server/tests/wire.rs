@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestState;
-use raida_client::{read_response, request, Server, Transport};
+use raida_client::{read_response, Client, Server, Transport};
 use raida_proto::client::{build_request, ClientKey, PendingReply, Routing};
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::commands::{get_ticket, key_tickets, validate_ticket};
@@ -207,7 +207,7 @@ async fn call(
     command: u8,
     payload: &[u8],
 ) -> Result<Vec<u8>, Status> {
-    match request(h.server(), t, COIN_ID, group, command, key, payload, Duration::from_secs(5)).await {
+    match Client::new(t, COIN_ID, Duration::from_secs(5)).request(h.server(), group, command, key, payload).await {
         Ok(r) => {
             if r.status == Status::Success {
                 Ok(r.payload)
@@ -244,18 +244,10 @@ async fn command_statuses_over_udp_and_tcp() {
         // group 2: Get Ticket 241 / 242 / 243 / 39 / 16, Validate Ticket 250 / 44 / 43 / 18 / 34
         let good = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_A };
         let bad = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_B };
-        let r = request(
-            h.server(),
-            t,
-            COIN_ID,
-            2,
-            40,
-            &ClientKey::None,
-            &get_ticket::encode(&[good]),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+        let r = Client::new(t, COIN_ID, Duration::from_secs(5))
+            .request(h.server(), 2, 40, &ClientKey::None, &get_ticket::encode(&[good]))
+            .await
+            .unwrap();
         assert_eq!(r.status, Status::AllPass);
         let ticket = u32::from_be_bytes(r.payload[..4].try_into().unwrap());
         assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[bad])).await, Err(Status::AllFail));
@@ -498,7 +490,9 @@ async fn shutdown_finishes_a_request_in_flight() {
     .await;
     let server = h.server();
     let slow = tokio::spawn(async move {
-        request(server, Transport::Tcp, COIN_ID, 13, 202, &ClientKey::None, &[], Duration::from_secs(5)).await
+        Client::new(Transport::Tcp, COIN_ID, Duration::from_secs(5))
+            .request(server, 13, 202, &ClientKey::None, &[])
+            .await
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
     h.stop().await;

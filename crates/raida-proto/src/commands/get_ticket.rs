@@ -19,7 +19,7 @@ pub fn parse(payload: &[u8]) -> Result<impl Iterator<Item = TicketRecord> + '_, 
     if payload.is_empty() {
         return Err(Status::InvalidPacketLength);
     }
-    if payload.len() % RECORD != 0 {
+    if !payload.len().is_multiple_of(RECORD) {
         return Err(Status::CoinsNotDiv);
     }
     if payload.len() / RECORD > MAX_COINS_PER_TICKET {

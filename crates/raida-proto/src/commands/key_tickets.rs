@@ -97,7 +97,7 @@ pub fn parse_decrypt(payload: &[u8]) -> Result<((i8, u32), Vec<DecryptRecord>), 
     if payload.len() < 5 + DECRYPT_RECORD {
         return Err(Status::InvalidPacketLength);
     }
-    if (payload.len() - 5) % DECRYPT_RECORD != 0 {
+    if !(payload.len() - 5).is_multiple_of(DECRYPT_RECORD) {
         return Err(Status::CoinsNotDiv);
     }
     let coin = (payload[0] as i8, be32(&payload[1..5]));

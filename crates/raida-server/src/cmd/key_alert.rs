@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use raida_client::{request, Server, Transport};
+use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
 use raida_proto::commands::key_alert::{self, AlertEntry};
@@ -48,17 +48,9 @@ async fn alert(state: &ServerState, call: &Call) -> Answer {
         async move {
             let t = target?;
             let server = Server { addr: (t.ip, t.port).into(), raida_id: t.raida_id };
-            match request(
-                server,
-                Transport::Udp,
-                coin_id,
-                GROUP_KEY_EXCHANGE,
-                GET_KEY,
-                &key,
-                &payload,
-                settings.timeout,
-            )
-            .await
+            match Client::new(Transport::Udp, coin_id, settings.timeout)
+                .request(server, GROUP_KEY_EXCHANGE, GET_KEY, &key, &payload)
+                .await
             {
                 Ok(reply) => post_key::decode_get_answer(&reply.payload).map(|(s, k)| ((s.dn, s.sn), k.to_vec())),
                 Err(err) => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use raida_client::exchange::{self, KeyServerTarget};
-use raida_client::{Server, Transport};
+use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::post_key::CoinName;
 use raida_proto::Status;
@@ -77,23 +77,14 @@ fn send(a: SendArgs) -> anyhow::Result<()> {
     let receiver_coin = a.receiver_coin.as_deref().map(parse_coin).transpose()?.unwrap_or(CoinName { dn: 0, sn: 0 });
     let transport = if a.tcp { Transport::Tcp } else { Transport::Udp };
     let timeout = Duration::from_secs(a.timeout.max(1));
+    let client = Client::new(transport, a.coin_id, timeout);
     let key = exchange::random_key(a.length);
     exchange::split_key(&key, targets.len())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (entries, status, map) = rt.block_on(async {
-        let entries = exchange::post_parts(
-            &targets,
-            a.coin_id,
-            &key,
-            receiver_coin,
-            [0; 4],
-            CoinName { dn: 0, sn: 0 },
-            transport,
-            timeout,
-        )
-        .await?;
-        let (status, map) =
-            exchange::alert(receiver, a.coin_id, &ClientKey::None, &entries, transport, timeout).await?;
+        let entries =
+            exchange::post_parts(&client, &targets, &key, receiver_coin, [0; 4], CoinName { dn: 0, sn: 0 }).await?;
+        let (status, map) = exchange::alert(&client, receiver, &ClientKey::None, &entries).await?;
         Ok::<_, anyhow::Error>((entries, status, map))
     })?;
     if status != Status::Success {
