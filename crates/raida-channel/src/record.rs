@@ -1,0 +1,150 @@
+//! Records: `[seq 8][nonce 12][AES-256-GCM ciphertext || tag 16]` with the AAD
+//! `seq:{seq}:{direction}:{endpoint}` (ASCII, seq in decimal).
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
+use rand_core::{OsRng, RngCore};
+
+use crate::error::ChannelError;
+
+/// Length of the sequence number field.
+pub const SEQ_LEN: usize = 8;
+/// Length of the nonce field.
+pub const NONCE_LEN: usize = 12;
+/// Length of the GCM tag.
+pub const TAG_LEN: usize = 16;
+/// Bytes before the ciphertext.
+pub const HEADER_LEN: usize = SEQ_LEN + NONCE_LEN;
+/// Bytes a record adds to its plaintext.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// Largest plaintext a record may carry (16 MiB).
+pub const MAX_PLAINTEXT: usize = 16 * 1024 * 1024;
+/// Largest record (and frame) accepted.
+pub const MAX_RECORD: usize = MAX_PLAINTEXT + OVERHEAD + 64;
+/// Endpoint string used on a byte stream.
+pub const STREAM_ENDPOINT: &str = "stream";
+/// Endpoint string used in HTTP mode (the HTTP path).
+pub const HTTP_ENDPOINT: &str = "/message";
+
+/// The direction of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Initiator to responder.
+    AliceToBob,
+    /// Responder to initiator.
+    BobToAlice,
+}
+
+impl Direction {
+    /// The ASCII name used in the AAD and in the HKDF info.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::AliceToBob => "alice-to-bob",
+            Direction::BobToAlice => "bob-to-alice",
+        }
+    }
+
+    /// Parses `alice-to-bob` / `bob-to-alice`.
+    pub fn parse(s: &str) -> Option<Direction> {
+        match s {
+            "alice-to-bob" => Some(Direction::AliceToBob),
+            "bob-to-alice" => Some(Direction::BobToAlice),
+            _ => None,
+        }
+    }
+}
+
+/// The AAD of a record: `seq:{seq}:{direction}:{endpoint}`.
+pub fn aad(seq: u64, direction: Direction, endpoint: &str) -> Vec<u8> {
+    format!("seq:{seq}:{}:{endpoint}", direction.as_str()).into_bytes()
+}
+
+/// The sequence number field of a record (after checking the minimum length).
+pub fn record_seq(message: &[u8]) -> Result<u64, ChannelError> {
+    if message.len() < OVERHEAD {
+        return Err(ChannelError::Truncated(message.len()));
+    }
+    let mut s = [0u8; SEQ_LEN];
+    s.copy_from_slice(&message[..SEQ_LEN]);
+    Ok(u64::from_be_bytes(s))
+}
+
+/// Seals `plaintext` as record `seq` under `key` with the given nonce.
+pub fn seal_with_nonce(
+    key: &[u8; 32],
+    seq: u64,
+    nonce: &[u8; NONCE_LEN],
+    direction: Direction,
+    endpoint: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, ChannelError> {
+    seal_parts_with_nonce(key, seq, nonce, direction, endpoint, &[plaintext])
+}
+
+/// Seals the concatenation of `parts` (copied once, straight into the record buffer).
+pub fn seal_parts_with_nonce(
+    key: &[u8; 32],
+    seq: u64,
+    nonce: &[u8; NONCE_LEN],
+    direction: Direction,
+    endpoint: &str,
+    parts: &[&[u8]],
+) -> Result<Vec<u8>, ChannelError> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > MAX_PLAINTEXT {
+        return Err(ChannelError::PayloadTooLarge(len));
+    }
+    let mut out = Vec::with_capacity(len + OVERHEAD);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(nonce);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
+    let tag = cipher
+        .encrypt_in_place_detached(Nonce::from_slice(nonce), &aad(seq, direction, endpoint), &mut out[HEADER_LEN..])
+        .map_err(|_| ChannelError::Seal)?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Seals the concatenation of `parts` with a fresh nonce from the OS CSPRNG.
+pub fn seal_parts(
+    key: &[u8; 32],
+    seq: u64,
+    direction: Direction,
+    endpoint: &str,
+    parts: &[&[u8]],
+) -> Result<Vec<u8>, ChannelError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    seal_parts_with_nonce(key, seq, &nonce, direction, endpoint, parts)
+}
+
+/// Seals `plaintext` as record `seq` under `key` with a fresh nonce from the OS CSPRNG.
+pub fn seal(
+    key: &[u8; 32],
+    seq: u64,
+    direction: Direction,
+    endpoint: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, ChannelError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    seal_with_nonce(key, seq, &nonce, direction, endpoint, plaintext)
+}
+
+/// Opens a record under `key`; the AAD is rebuilt from the record's own sequence number.
+/// This checks authenticity only; replay and ordering are [`crate::window`]'s job.
+pub fn open(key: &[u8; 32], message: &[u8], direction: Direction, endpoint: &str) -> Result<Vec<u8>, ChannelError> {
+    let seq = record_seq(message)?;
+    let nonce = Nonce::from_slice(&message[SEQ_LEN..HEADER_LEN]);
+    let body_end = message.len() - TAG_LEN;
+    let tag = Tag::from_slice(&message[body_end..]);
+    let mut buf = message[HEADER_LEN..body_end].to_vec();
+    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
+    match cipher.decrypt_in_place_detached(nonce, &aad(seq, direction, endpoint), &mut buf, tag) {
+        Ok(()) => Ok(buf),
+        Err(_) => Err(ChannelError::Auth { seq }),
+    }
+}
