@@ -1,24 +1,12 @@
 //! `raida channel demo|listen|connect` end to end through the real binary.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_raida");
+mod common;
 
-fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("process did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::*;
 
 fn run_demo(extra: &[&str]) {
     let mut child = Command::new(BIN)
@@ -50,72 +38,6 @@ fn demo_pq_with_psk_exits_zero() {
     let psk = dir.path().join("psk.hex");
     std::fs::write(&psk, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n").unwrap();
     run_demo(&["--pq", "--psk-file", psk.to_str().unwrap()]);
-}
-
-struct Side {
-    child: Child,
-    out: std::thread::JoinHandle<Vec<u8>>,
-    err: std::thread::JoinHandle<String>,
-}
-
-fn start(args: &[&str], input: Vec<u8>, addr_tx: Option<std::sync::mpsc::Sender<String>>) -> Side {
-    let mut child = Command::new(BIN)
-        .arg("channel")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().unwrap();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut so = child.stdout.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let se = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(se).lines().map_while(Result::ok) {
-            if let (Some(tx), Some(rest)) = (&addr_tx, line.strip_prefix("raida channel: listening on ")) {
-                let _ = tx.send(rest.trim().to_string());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    Side { child, out, err }
-}
-
-fn conversation(
-    psk_l: Option<&str>,
-    psk_c: Option<&str>,
-    a: Vec<u8>,
-    b: Vec<u8>,
-) -> (bool, Vec<u8>, bool, Vec<u8>, String) {
-    let mut largs = vec!["listen", "127.0.0.1:0"];
-    let mut cargs = vec!["connect"];
-    if let Some(p) = psk_l {
-        largs.extend(["--psk-file", p]);
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut l = start(&largs, a, Some(tx));
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("listener address");
-    cargs.push(&addr);
-    if let Some(p) = psk_c {
-        cargs.extend(["--psk-file", p]);
-    }
-    let mut c = start(&cargs, b, None);
-    let sc = wait_timeout(&mut c.child, Duration::from_secs(60));
-    let sl = wait_timeout(&mut l.child, Duration::from_secs(60));
-    let (lo, co) = (l.out.join().unwrap(), c.out.join().unwrap());
-    let logs = format!("listener:\n{}\nconnector:\n{}", l.err.join().unwrap(), c.err.join().unwrap());
-    (sl.success(), lo, sc.success(), co, logs)
 }
 
 #[test]

@@ -1,12 +1,14 @@
 //! The real binary: `raida serve` on an ephemeral loopback port, `raida bench` against
 //! it, a clean SIGTERM shutdown, and `raida inbox list/take`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const RAIDA: &str = env!("CARGO_BIN_EXE_raida");
+mod common;
+
+use common::*;
+
+const RAIDA: &str = BIN;
 
 fn init(dir: &Path) {
     let out = Command::new(RAIDA)
@@ -14,42 +16,6 @@ fn init(dir: &Path) {
         .output()
         .unwrap();
     assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Start `raida serve DIR --listen 127.0.0.1:0`; returns the child and the bound address.
-fn serve(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(RAIDA)
-        .args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .strip_prefix("listening on ")
-        .and_then(|r| r.strip_suffix(" (udp, tcp)\n"))
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
-    (child, addr)
-}
-
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    send_sigterm(child.id());
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "server did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn send_sigterm(pid: u32) {
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    assert!(status.success());
 }
 
 #[test]
@@ -117,16 +83,8 @@ fn inbox_list_and_take() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 }
 
-fn init_as(dir: &Path, id: &str) {
-    let out = Command::new(RAIDA)
-        .args(["init", dir.to_str().unwrap(), "--raida-id", id, "--pages", "1", "--denominations", "0"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[test]
-fn key_send_through_two_key_servers_lands_in_the_receivers_inbox() {
+fn key_exchange_through_the_raida_then_a_secure_channel_with_the_key() {
     let tmp = tempfile::tempdir().unwrap();
     let (d1, d2, d3) = (tmp.path().join("ks1"), tmp.path().join("ks2"), tmp.path().join("rx"));
     init_as(&d1, "1");
@@ -169,6 +127,19 @@ fn key_send_through_two_key_servers_lands_in_the_receivers_inbox() {
     assert!(list.contains("parts=2"), "{list}");
     let out = Command::new(RAIDA).args(["inbox", "take", d3.to_str().unwrap(), &id]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), sent);
+
+    // both sides now share the key: it keys a secure channel between them
+    let rx_key = tmp.path().join("rx.hex");
+    std::fs::write(&rx_key, &out.stdout).unwrap();
+    let (lok, lout, cok, cout, logs) = conversation(
+        Some(rx_key.to_str().unwrap()),
+        Some(key_file.to_str().unwrap()),
+        b"receiver says hi\n".to_vec(),
+        b"sender says hi\n".to_vec(),
+    );
+    assert!(lok && cok, "{logs}");
+    assert_eq!(lout, b"sender says hi\n");
+    assert_eq!(cout, b"receiver says hi\n");
 
     // a receiver that does not list the key servers never fetches: the send fails clearly
     let out = Command::new(RAIDA)
