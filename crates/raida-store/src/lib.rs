@@ -1,1 +1,26 @@
-//! placeholder
+//! The RAIDA data directory (PROTOCOL.md section 7).
+//!
+//! * [`Store`]: coin records in page files behind an on-demand page cache with a memory
+//!   bound, one lock per page; updates are durable through a group-commit write-ahead journal
+//!   and pages are checkpointed with temp file + fsync + rename (never torn).
+//! * identity coins, lockers, key-token secrets and RAIDA pre-shared secrets.
+//! * [`Config`] (`config.toml`), [`init_data_dir`], and [`durable`] file helpers.
+
+pub mod config;
+pub mod durable;
+mod error;
+mod extras;
+mod init;
+mod journal;
+pub mod layout;
+mod store;
+
+pub use config::{Config, IdentityConfig, KeyServer, CONFIG_FILE};
+pub use error::{Result, StoreError};
+pub use init::{init_data_dir, InitOptions};
+pub use journal::Update;
+pub use layout::{
+    decode_identity_coin, encode_identity_coin, identity_coin_rel_path, mfs_for_unix_time, mfs_now, page_path_for_sn,
+    page_rel_path, IDENTITY_COIN_BYTES, MAX_SN, PAGE_BYTES, RECORDS_PER_PAGE, RECORD_BYTES, TOTAL_PAGES,
+};
+pub use store::{CoinRecord, Store, StoreOptions, StoreStats, JOURNAL_DIR, LOCK_FILE};

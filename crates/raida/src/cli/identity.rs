@@ -1,6 +1,53 @@
+//! `raida identity new DIR DN SN`: this server's identity coin file with 25 CSPRNG ANs.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+use super::coin::{open, parse_dn, parse_num};
+
 #[derive(clap::Subcommand)]
-pub enum IdentityCommand {}
+pub enum IdentityCommand {
+    /// Write coins/<DN>.<SN>.bin with 25 random ANs and print them (one line per RAIDA 0..24).
+    New {
+        /// Data directory.
+        dir: PathBuf,
+        /// Denomination, -8..6 (signed decimal).
+        #[arg(allow_negative_numbers = true, allow_hyphen_values = true)]
+        dn: String,
+        /// Serial number (decimal).
+        sn: String,
+    },
+}
 
 pub fn run(cmd: IdentityCommand) -> anyhow::Result<()> {
-    match cmd {}
+    match cmd {
+        IdentityCommand::New { dir, dn, sn } => {
+            let dn = parse_dn(&dn)?;
+            let sn: u32 = parse_num(&sn, "serial number")?;
+            let store = open(&dir)?;
+            let mut ans = Zeroizing::new([[0u8; 16]; 25]);
+            for an in ans.iter_mut() {
+                OsRng.try_fill_bytes(an).map_err(|e| anyhow::anyhow!("OS random generator: {e}"))?;
+            }
+            let coin_id = store.config().coin_id;
+            store.write_identity_coin(dn, sn, coin_id, &ans).with_context(|| format!("identity coin {dn}/{sn}"))?;
+            // The first identity coin becomes config.toml's [identity].
+            if store.config().identity.is_none() {
+                let mut c = store.config().clone();
+                c.identity = Some(raida_store::IdentityConfig { dn, sn });
+                c.save(&dir)?;
+            }
+            let mut out = String::with_capacity(25 * 33);
+            for an in ans.iter() {
+                out.push_str(&hex::encode(an));
+                out.push('\n');
+            }
+            let out = Zeroizing::new(out);
+            print!("{}", out.as_str());
+            Ok(())
+        }
+    }
 }

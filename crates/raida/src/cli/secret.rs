@@ -1,6 +1,33 @@
+//! `raida secret set DIR SENDER_RAIDA KEY_ID HEX64`: type-7 pre-shared secrets.
+
+use std::path::PathBuf;
+
+use super::coin::{open, parse_hex, parse_num};
+
 #[derive(clap::Subcommand)]
-pub enum SecretCommand {}
+pub enum SecretCommand {
+    /// Store the 32-byte secret that RAIDA SENDER_RAIDA uses with this RAIDA under KEY_ID.
+    Set {
+        /// Data directory.
+        dir: PathBuf,
+        /// Sender RAIDA id, 0..24.
+        sender_raida: String,
+        /// Key id (decimal, 32-bit).
+        key_id: String,
+        /// The secret, 64 hex digits.
+        secret: String,
+    },
+}
 
 pub fn run(cmd: SecretCommand) -> anyhow::Result<()> {
-    match cmd {}
+    match cmd {
+        SecretCommand::Set { dir, sender_raida, key_id, secret } => {
+            let sender: u8 = parse_num(&sender_raida, "sender RAIDA id")?;
+            anyhow::ensure!(sender <= 24, "sender RAIDA id {sender} is above 24");
+            let key_id: u32 = parse_num(&key_id, "key id")?;
+            let secret = parse_hex::<32>(&secret, "secret")?;
+            open(&dir)?.set_raida_secret(sender, key_id, &secret)?;
+            Ok(())
+        }
+    }
 }

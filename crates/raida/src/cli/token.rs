@@ -1,6 +1,33 @@
+//! `raida token set DIR DN SN HEX64`: a key token's 32-byte secret for this RAIDA.
+
+use std::path::PathBuf;
+
+use super::coin::{open, parse_dn, parse_hex, parse_num};
+
 #[derive(clap::Subcommand)]
-pub enum TokenCommand {}
+pub enum TokenCommand {
+    /// Store this RAIDA's 32-byte secret of key token DN (7..11) / SN.
+    Set {
+        /// Data directory.
+        dir: PathBuf,
+        /// Key-token denomination, 7..11.
+        #[arg(allow_negative_numbers = true, allow_hyphen_values = true)]
+        dn: String,
+        /// Serial number (decimal).
+        sn: String,
+        /// The secret, 64 hex digits.
+        secret: String,
+    },
+}
 
 pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
-    match cmd {}
+    match cmd {
+        TokenCommand::Set { dir, dn, sn, secret } => {
+            let dn = parse_dn(&dn)?;
+            let sn: u32 = parse_num(&sn, "serial number")?;
+            let secret = parse_hex::<32>(&secret, "secret")?;
+            open(&dir)?.set_token_secret(dn, sn, &secret)?;
+            Ok(())
+        }
+    }
 }

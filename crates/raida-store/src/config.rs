@@ -1,0 +1,188 @@
+//! `config.toml` of a data directory.
+
+use std::path::Path;
+
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::durable::write_file_atomic;
+use crate::error::{Result, StoreError};
+
+/// File name of the configuration inside the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// This server's identity coin (`[identity]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityConfig {
+    pub dn: i8,
+    pub sn: u32,
+}
+
+/// A RAIDA the server may fetch key parts from (`[[key_servers]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyServer {
+    pub raida_id: u8,
+    /// IP address (v4 or v6), without port.
+    pub address: String,
+    pub port: u16,
+}
+
+fn default_coin_id() -> u16 {
+    6
+}
+fn default_cache_mib() -> u64 {
+    64
+}
+fn default_key_ttl() -> u64 {
+    3600
+}
+fn default_replay_capacity() -> usize {
+    1_000_000
+}
+
+/// Server settings stored in `DIR/config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub raida_id: u8,
+    #[serde(default = "default_coin_id")]
+    pub coin_id: u16,
+    /// `ADDR:PORT`; default (also when empty) `0.0.0.0:<50000 + raida_id>`.
+    #[serde(default)]
+    pub listen: String,
+    /// 32 lowercase hex digits (16 bytes); random at init. Empty = no admin key.
+    #[serde(default)]
+    pub admin_key: String,
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
+    #[serde(default = "default_key_ttl")]
+    pub key_ttl_seconds: u64,
+    #[serde(default = "default_replay_capacity")]
+    pub replay_capacity: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityConfig>,
+    /// `[[key_servers]]` tables; an empty list is not written, so operators can append tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_servers: Vec<KeyServer>,
+}
+
+impl Config {
+    /// Defaults for `raida_id`, with a fresh random admin key from the OS CSPRNG.
+    pub fn new(raida_id: u8) -> Result<Config> {
+        let mut key = [0u8; 16];
+        OsRng.try_fill_bytes(&mut key).map_err(|e| StoreError::Random(e.to_string()))?;
+        let admin_key = hex::encode(key);
+        zeroize::Zeroize::zeroize(&mut key);
+        Ok(Config {
+            raida_id,
+            coin_id: default_coin_id(),
+            listen: default_listen(raida_id),
+            admin_key,
+            cache_mib: default_cache_mib(),
+            key_ttl_seconds: default_key_ttl(),
+            replay_capacity: default_replay_capacity(),
+            identity: None,
+            key_servers: Vec::new(),
+        })
+    }
+
+    /// Parses TOML text (fills the default listen address, validates values).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config> {
+        let bad = |msg: String| StoreError::Config { path: path.to_path_buf(), msg };
+        let mut c: Config = toml::from_str(text).map_err(|e| bad(one_line(&e.to_string())))?;
+        if c.raida_id > 24 {
+            return Err(bad(format!("raida_id {} is above 24", c.raida_id)));
+        }
+        if c.listen.is_empty() {
+            c.listen = default_listen(c.raida_id);
+        }
+        if c.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(format!("listen {:?} is not ADDR:PORT", c.listen)));
+        }
+        if !c.admin_key.is_empty() {
+            let ok = c.admin_key.len() == 32 && hex::decode(&c.admin_key).is_ok();
+            if !ok {
+                return Err(bad("admin_key must be 32 hex digits".into()));
+            }
+        }
+        if c.cache_mib == 0 {
+            return Err(bad("cache_mib must be at least 1".into()));
+        }
+        if let Some(id) = &c.identity {
+            crate::layout::check_dn(id.dn).map_err(|e| bad(format!("identity: {e}")))?;
+        }
+        for ks in &c.key_servers {
+            if ks.raida_id > 24 {
+                return Err(bad(format!("key_servers: raida_id {} is above 24", ks.raida_id)));
+            }
+            if ks.address.parse::<std::net::IpAddr>().is_err() {
+                return Err(bad(format!("key_servers: address {:?} is not an IP address", ks.address)));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Loads `dir/config.toml`.
+    pub fn load(dir: &Path) -> Result<Config> {
+        let path = dir.join(CONFIG_FILE);
+        if !dir.is_dir() {
+            return Err(StoreError::NoSuchDir(dir.to_path_buf()));
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotADataDir(dir.to_path_buf()))
+            }
+            Err(e) => return Err(StoreError::io("cannot read", path, e)),
+        };
+        Config::from_toml(&text, &path)
+    }
+
+    /// The 16-byte admin key, if one is configured.
+    pub fn admin_key_bytes(&self) -> Option<[u8; 16]> {
+        let v = hex::decode(&self.admin_key).ok()?;
+        v.try_into().ok()
+    }
+
+    /// Writes `dir/config.toml` atomically and durably (mode 0600: it holds the admin key).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(CONFIG_FILE);
+        let text = toml::to_string(self).map_err(|e| StoreError::Config { path: path.clone(), msg: e.to_string() })?;
+        write_file_atomic(&path, text.as_bytes(), 0o600).map_err(|e| StoreError::io("cannot write", path, e))
+    }
+}
+
+/// `0.0.0.0:<50000 + raida_id>`.
+pub fn default_listen(raida_id: u8) -> String {
+    format!("0.0.0.0:{}", 50000 + u32::from(raida_id))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Config::new(3).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:50003");
+        assert_eq!(c.admin_key.len(), 32);
+        c.identity = Some(IdentityConfig { dn: -1, sn: 7 });
+        c.key_servers.push(KeyServer { raida_id: 4, address: "127.0.0.1".into(), port: 50004 });
+        c.save(d.path()).unwrap();
+        assert_eq!(Config::load(d.path()).unwrap(), c);
+
+        let m = Config::from_toml("raida_id = 2\n", Path::new("x")).unwrap();
+        assert_eq!(m.coin_id, 6);
+        assert_eq!(m.listen, "0.0.0.0:50002");
+        assert_eq!(m.cache_mib, 64);
+        assert_eq!(m.key_ttl_seconds, 3600);
+        assert_eq!(m.replay_capacity, 1_000_000);
+        assert!(m.identity.is_none() && m.key_servers.is_empty());
+        assert!(Config::from_toml("raida_id = 30\n", Path::new("x")).is_err());
+        assert!(Config::from_toml("coin_id = 1\n", Path::new("x")).is_err());
+    }
+}

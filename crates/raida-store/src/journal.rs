@@ -1,0 +1,479 @@
+//! Write-ahead journal with group commit.
+//!
+//! `Journal/<generation, 16 lowercase hex>.wal` segments, each created zero-filled (so that
+//! an append + fdatasync never has to change the file size or allocate blocks) and
+//! fsynced with its directory. A segment is a sequence of batches:
+//!
+//! ```text
+//! count u32 BE (>= 1) | count × record | CRC-32 (zlib) u32 BE of count || records
+//! record (22 bytes): DN wire byte | SN u32 BE | AN 16 | MFS 1
+//! ```
+//!
+//! A zero count or a CRC mismatch ends the segment (zero fill or a torn unacknowledged tail).
+//! Writers append their batch to a shared buffer while holding the page locks of the pages
+//! they changed; then one of the waiting writers (the leader) writes everything buffered and
+//! calls fdatasync once for all of them (group commit), the others wait on a condvar.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::durable::{fsync_dir, remove_file_durable};
+use crate::error::{Result, StoreError};
+
+/// Bytes of one journal record.
+pub(crate) const JOURNAL_RECORD_BYTES: usize = 22;
+/// Upper bound of records in one batch accepted at replay.
+const MAX_BATCH_RECORDS: usize = 1 << 22;
+
+/// One coin update: (DN, SN, AN, MFS).
+pub type Update = (i8, u32, [u8; 16], u8);
+
+struct Segment {
+    gen: u64,
+    file: Arc<File>,
+    len: u64,
+}
+
+struct State {
+    buf: Vec<u8>,
+    spare: Vec<u8>,
+    appended: u64,
+    durable: u64,
+    flushing: bool,
+    current: Option<Segment>,
+    write_off: u64,
+    next_gen: u64,
+    old_gens: Vec<u64>,
+    failed: Option<String>,
+    /// A zero-filled segment made ahead of time by the background thread; used only if its
+    /// generation is above every segment holding data.
+    spare_seg: Option<Segment>,
+    preparing: bool,
+}
+
+pub(crate) struct Journal {
+    dir: PathBuf,
+    segment_bytes: u64,
+    st: Mutex<State>,
+    cond: Condvar,
+    /// Set when the current segment is half full (or closed) and there is no spare.
+    pub(crate) spare_wanted: AtomicBool,
+    /// Bytes made durable since the last rotation (checkpoint trigger).
+    pub(crate) bytes_since_rotate: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) bytes_total: AtomicU64,
+}
+
+pub(crate) fn segment_path(dir: &Path, gen: u64) -> PathBuf {
+    dir.join(format!("{gen:016x}.wal"))
+}
+
+/// Lists the journal segments in `dir`, oldest first.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let rd = fs::read_dir(dir).map_err(|e| StoreError::io("cannot list", dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| StoreError::io("cannot list", dir, e))?;
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".wal") {
+            if stem.len() == 16 && stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if let Ok(g) = u64::from_str_radix(stem, 16) {
+                    out.push((g, ent.path()));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Encodes one batch.
+pub(crate) fn encode_batch(out: &mut Vec<u8>, recs: &[Update]) {
+    let start = out.len();
+    out.extend_from_slice(&(recs.len() as u32).to_be_bytes());
+    for (dn, sn, an, mfs) in recs {
+        out.push(*dn as u8);
+        out.extend_from_slice(&sn.to_be_bytes());
+        out.extend_from_slice(an);
+        out.push(*mfs);
+    }
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// Parses the valid batches at the start of a segment, calling `f` for each.
+/// Returns the number of bytes of valid batches.
+pub(crate) fn parse_segment(bytes: &[u8], mut f: impl FnMut(&[Update]) -> Result<()>) -> Result<usize> {
+    let mut off = 0usize;
+    let mut recs = Vec::new();
+    while let Some(hdr) = bytes.get(off..off + 4) {
+        let count = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+        if count == 0 || count > MAX_BATCH_RECORDS {
+            break;
+        }
+        let body_end = off + 4 + count * JOURNAL_RECORD_BYTES;
+        let Some(crc_bytes) = bytes.get(body_end..body_end + 4) else {
+            break;
+        };
+        let crc = u32::from_be_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+        if crc32fast::hash(&bytes[off..body_end]) != crc {
+            break;
+        }
+        recs.clear();
+        for r in bytes[off + 4..body_end].chunks_exact(JOURNAL_RECORD_BYTES) {
+            let mut an = [0u8; 16];
+            an.copy_from_slice(&r[5..21]);
+            recs.push((r[0] as i8, u32::from_be_bytes([r[1], r[2], r[3], r[4]]), an, r[21]));
+        }
+        f(&recs)?;
+        off = body_end + 4;
+    }
+    for r in recs.iter_mut() {
+        zeroize::Zeroize::zeroize(&mut r.2);
+    }
+    Ok(off)
+}
+
+fn create_segment(dir: &Path, gen: u64, len: u64) -> io::Result<Segment> {
+    let path = segment_path(dir, gen);
+    let mut f = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
+    // Real zeros (not a hole / fallocate): later fdatasyncs then only flush data blocks.
+    let zeros = vec![0u8; 256 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    fsync_dir(dir)?;
+    Ok(Segment { gen, file: Arc::new(f), len })
+}
+
+impl Journal {
+    /// A journal in `dir` whose next segment gets generation `next_gen`.
+    pub(crate) fn new(dir: PathBuf, next_gen: u64, segment_bytes: u64) -> Journal {
+        Journal {
+            dir,
+            segment_bytes: segment_bytes.max(4096),
+            st: Mutex::new(State {
+                buf: Vec::new(),
+                spare: Vec::new(),
+                appended: 0,
+                durable: 0,
+                flushing: false,
+                current: None,
+                write_off: 0,
+                next_gen,
+                old_gens: Vec::new(),
+                failed: None,
+                spare_seg: None,
+                preparing: false,
+            }),
+            cond: Condvar::new(),
+            spare_wanted: AtomicBool::new(true),
+            bytes_since_rotate: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+        }
+    }
+
+    /// Fails when an earlier journal write failed.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.st.lock().failed {
+            Some(e) => Err(StoreError::JournalFailed(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Buffers one batch; returns its sequence number for [`Journal::wait_durable`].
+    pub(crate) fn append(&self, recs: &[Update]) -> Result<u64> {
+        let mut st = self.st.lock();
+        if let Some(e) = &st.failed {
+            return Err(StoreError::JournalFailed(e.clone()));
+        }
+        encode_batch(&mut st.buf, recs);
+        st.appended += 1;
+        Ok(st.appended)
+    }
+
+    /// Returns once batch `seq` is on stable storage (group commit).
+    pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
+        let mut st = self.st.lock();
+        loop {
+            if st.durable >= seq {
+                return Ok(());
+            }
+            if let Some(e) = &st.failed {
+                return Err(StoreError::JournalFailed(e.clone()));
+            }
+            if st.flushing {
+                self.cond.wait(&mut st);
+                continue;
+            }
+            self.lead_flush(&mut st, false);
+        }
+    }
+
+    /// Writes and fsyncs everything buffered; with `rotate`, afterwards closes the current
+    /// segment (the next flush starts a new one). Caller holds the lock, `flushing` is false.
+    fn lead_flush(&self, st: &mut MutexGuard<'_, State>, rotate: bool) {
+        st.flushing = true;
+        let spare = std::mem::take(&mut st.spare);
+        let buf = std::mem::replace(&mut st.buf, spare);
+        let target = st.appended;
+        let fits = match &st.current {
+            Some(s) => st.write_off + buf.len() as u64 <= s.len,
+            None => false,
+        };
+        let cur_file = st.current.as_ref().map(|s| s.file.clone());
+        let off = st.write_off;
+        let new_len = self.segment_bytes.max(buf.len() as u64);
+        let need_new = !buf.is_empty() && !fits;
+        // A new segment: the spare when it is big enough, else one made now (its
+        // generation reserved here, above the spare's, which is then never used).
+        let spare = if need_new && st.spare_seg.as_ref().is_some_and(|s| s.len >= buf.len() as u64) {
+            st.spare_seg.take()
+        } else {
+            None
+        };
+        // A spare too small for this (huge) batch must never be used after the segment made
+        // now: it has a lower generation. Drop it (an empty segment replays as nothing).
+        let stale = if need_new && spare.is_none() { st.spare_seg.take() } else { None };
+        let new_gen = st.next_gen;
+        if need_new && spare.is_none() {
+            st.next_gen += 1;
+        }
+        let dir = self.dir.clone();
+        let result = MutexGuard::unlocked(st, || -> io::Result<Option<Segment>> {
+            if let Some(old) = stale {
+                let path = segment_path(&dir, old.gen);
+                drop(old);
+                let _ = fs::remove_file(path);
+            }
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            match (fits, cur_file) {
+                (true, Some(f)) => {
+                    f.write_all_at(&buf, off)?;
+                    f.sync_data()?;
+                    Ok(None)
+                }
+                _ => {
+                    let seg = match spare {
+                        Some(seg) => seg,
+                        None => create_segment(&dir, new_gen, new_len)?,
+                    };
+                    seg.file.write_all_at(&buf, 0)?;
+                    seg.file.sync_data()?;
+                    Ok(Some(seg))
+                }
+            }
+        });
+        let written = buf.len() as u64;
+        match result {
+            Ok(new_seg) => {
+                if written > 0 {
+                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    self.bytes_total.fetch_add(written, Ordering::Relaxed);
+                    self.bytes_since_rotate.fetch_add(written, Ordering::Relaxed);
+                }
+                if let Some(seg) = new_seg {
+                    if let Some(old) = st.current.take() {
+                        st.old_gens.push(old.gen);
+                    }
+                    st.current = Some(seg);
+                    st.write_off = written;
+                } else {
+                    st.write_off += written;
+                }
+                st.durable = target;
+                if rotate {
+                    if let Some(old) = st.current.take() {
+                        st.old_gens.push(old.gen);
+                    }
+                    st.write_off = 0;
+                    self.bytes_since_rotate.store(0, Ordering::Relaxed);
+                }
+                let half_full = match &st.current {
+                    Some(c) => st.write_off * 2 >= c.len,
+                    None => true,
+                };
+                if half_full && st.spare_seg.is_none() && !st.preparing {
+                    self.spare_wanted.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                let msg = format!("journal write in {}: {e}", self.dir.display());
+                tracing::error!("{msg}");
+                st.failed = Some(msg);
+            }
+        }
+        let mut buf = buf;
+        buf.clear();
+        if buf.capacity() <= 1 << 20 {
+            st.spare = buf;
+        }
+        st.flushing = false;
+        self.cond.notify_all();
+    }
+
+    /// Creates the spare segment if one is wanted (background thread; no lock held while
+    /// writing it). A failure is only logged: the next flush then creates its own.
+    pub(crate) fn prepare_spare(&self) {
+        if !self.spare_wanted.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let gen = {
+            let mut st = self.st.lock();
+            if st.spare_seg.is_some() || st.preparing || st.failed.is_some() {
+                return;
+            }
+            st.preparing = true;
+            let g = st.next_gen;
+            st.next_gen += 1;
+            g
+        };
+        let made = create_segment(&self.dir, gen, self.segment_bytes);
+        let mut st = self.st.lock();
+        st.preparing = false;
+        match made {
+            Ok(seg) => {
+                let newest = st.current.as_ref().map(|c| c.gen).into_iter().chain(st.old_gens.iter().copied()).max();
+                if newest.is_none_or(|n| seg.gen > n) {
+                    st.spare_seg = Some(seg);
+                } else {
+                    drop(st);
+                    let _ = fs::remove_file(segment_path(&self.dir, gen));
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot prepare journal segment in {}: {e}", self.dir.display());
+                let _ = fs::remove_file(segment_path(&self.dir, gen));
+            }
+        }
+    }
+
+    /// Deletes the unused spare segment (clean shutdown).
+    pub(crate) fn discard_spare(&self) {
+        let spare = self.st.lock().spare_seg.take();
+        if let Some(seg) = spare {
+            let path = segment_path(&self.dir, seg.gen);
+            drop(seg);
+            if let Err(e) = remove_file_durable(&path) {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// Makes everything appended so far durable and closes the current segment. Returns the
+    /// generations of all closed segments: once every dirty page is written, they may go.
+    pub(crate) fn rotate(&self) -> Result<Vec<u64>> {
+        let mut st = self.st.lock();
+        while st.flushing {
+            self.cond.wait(&mut st);
+        }
+        if let Some(e) = &st.failed {
+            return Err(StoreError::JournalFailed(e.clone()));
+        }
+        self.lead_flush(&mut st, true);
+        if let Some(e) = &st.failed {
+            return Err(StoreError::JournalFailed(e.clone()));
+        }
+        Ok(st.old_gens.clone())
+    }
+
+    /// Deletes closed segments after a checkpoint covered them.
+    pub(crate) fn remove_segments(&self, gens: &[u64]) -> Result<()> {
+        if gens.is_empty() {
+            return Ok(());
+        }
+        for g in gens {
+            let p = segment_path(&self.dir, *g);
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("cannot remove", p, e)),
+            }
+        }
+        fsync_dir(&self.dir).map_err(|e| StoreError::io("cannot fsync", &self.dir, e))?;
+        self.st.lock().old_gens.retain(|g| !gens.contains(g));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_torn_tail() {
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, &[(-8, 5, [1; 16], 3), (6, 1_023_999, [2; 16], 0)]);
+        encode_batch(&mut buf, &[(0, 7, [3; 16], 9)]);
+        let full = buf.len();
+        buf.extend_from_slice(&[0u8; 100]);
+        let mut seen = Vec::new();
+        let n = parse_segment(&buf, |r| {
+            seen.extend_from_slice(r);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, full);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[1], (6, 1_023_999, [2; 16], 0));
+        // Torn second batch: only the first one counts.
+        let mut torn = buf[..full - 3].to_vec();
+        torn.extend_from_slice(&[0xAA; 3]);
+        let mut count = 0;
+        parse_segment(&torn, |r| {
+            count += r.len();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(count, 2);
+    }
+
+    #[test]
+    fn group_commit_and_rotation() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Arc::new(Journal::new(d.path().to_path_buf(), 1, 8192));
+        let threads: Vec<_> = (0..8u32)
+            .map(|t| {
+                let j = j.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50u32 {
+                        let s = j.append(&[(1, t * 1000 + i, [t as u8; 16], 1)]).unwrap();
+                        j.wait_durable(s).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let old = j.rotate().unwrap();
+        let segs = list_segments(d.path()).unwrap();
+        assert_eq!(old.len(), segs.len());
+        let mut n = 0;
+        for (_, p) in &segs {
+            parse_segment(&fs::read(p).unwrap(), |r| {
+                n += r.len();
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(n, 400);
+        assert!(j.fsyncs.load(Ordering::Relaxed) <= 400);
+        j.remove_segments(&old).unwrap();
+        assert!(list_segments(d.path()).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,155 @@
+//! Names of things in the data directory (PROTOCOL.md section 7) and small helpers.
+
+use crate::error::{Result, StoreError};
+
+/// Records per page file.
+pub const RECORDS_PER_PAGE: u32 = 1024;
+/// Bytes per record: 16-byte AN and one MFS byte.
+pub const RECORD_BYTES: usize = 17;
+/// Bytes per page file.
+pub const PAGE_BYTES: usize = RECORDS_PER_PAGE as usize * RECORD_BYTES;
+/// Pages per denomination (TOTAL_PAGES).
+pub const TOTAL_PAGES: u32 = 1000;
+/// Serial numbers are below this.
+pub const MAX_SN: u32 = TOTAL_PAGES * RECORDS_PER_PAGE;
+/// Lowest coin denomination.
+pub const MIN_DN: i8 = -8;
+/// Highest coin denomination.
+pub const MAX_DN: i8 = 6;
+/// Number of coin denominations.
+pub const NUM_DN: usize = (MAX_DN as i16 - MIN_DN as i16 + 1) as usize;
+/// Size of an identity coin file.
+pub const IDENTITY_COIN_BYTES: usize = 440;
+/// RAIDA servers (ids 0..24).
+pub const TOTAL_RAIDA: usize = 25;
+
+/// All coin denominations, -8..=6.
+pub fn all_denominations() -> Vec<i8> {
+    (MIN_DN..=MAX_DN).collect()
+}
+
+/// Checks a coin denomination.
+pub fn check_dn(dn: i8) -> Result<()> {
+    if (MIN_DN..=MAX_DN).contains(&dn) {
+        Ok(())
+    } else {
+        Err(StoreError::BadDenomination(dn))
+    }
+}
+
+/// Checks a serial number.
+pub fn check_sn(sn: u32) -> Result<()> {
+    if sn < MAX_SN {
+        Ok(())
+    } else {
+        Err(StoreError::SnOutOfRange(sn))
+    }
+}
+
+/// The wire byte of a denomination as 2 lowercase hex digits (-8 → `f8`).
+pub fn dn_hex(dn: i8) -> String {
+    format!("{:02x}", dn as u8)
+}
+
+/// Relative path of a page file: `Data/<DN 2 hex>/<page>>8 2 hex>/<page 4 hex>.bin`.
+pub fn page_rel_path(dn: i8, page: u32) -> String {
+    format!("Data/{}/{:02x}/{:04x}.bin", dn_hex(dn), page >> 8, page)
+}
+
+/// Relative page path and record index of a serial number.
+pub fn page_path_for_sn(dn: i8, sn: u32) -> (String, usize) {
+    (page_rel_path(dn, sn / RECORDS_PER_PAGE), (sn % RECORDS_PER_PAGE) as usize)
+}
+
+/// Relative path of an identity coin file: `coins/<DN 2 hex>.<SN decimal>.bin`.
+pub fn identity_coin_rel_path(dn: i8, sn: u32) -> String {
+    format!("coins/{}.{}.bin", dn_hex(dn), sn)
+}
+
+/// Builds the 440-byte identity coin file.
+pub fn encode_identity_coin(coin_id: u16, ans: &[[u8; 16]; TOTAL_RAIDA]) -> [u8; IDENTITY_COIN_BYTES] {
+    let mut out = [0u8; IDENTITY_COIN_BYTES];
+    out[2..4].copy_from_slice(&coin_id.to_be_bytes());
+    for (i, an) in ans.iter().enumerate() {
+        out[40 + 16 * i..56 + 16 * i].copy_from_slice(an);
+    }
+    out
+}
+
+/// Parses an identity coin file; `Err(reason)` when it does not load.
+pub fn decode_identity_coin(bytes: &[u8], coin_id: u16) -> std::result::Result<[[u8; 16]; TOTAL_RAIDA], String> {
+    if bytes.len() != IDENTITY_COIN_BYTES {
+        return Err(format!("{} bytes, expected 440", bytes.len()));
+    }
+    if bytes[0..2] != [0, 0] {
+        return Err("bytes 0-1 are not zero".into());
+    }
+    let file_coin = u16::from_be_bytes([bytes[2], bytes[3]]);
+    if file_coin != coin_id {
+        return Err(format!("coin id {file_coin}, expected {coin_id}"));
+    }
+    if bytes[4..40].iter().any(|&b| b != 0) {
+        return Err("bytes 4-39 are not zero".into());
+    }
+    let mut ans = [[0u8; 16]; TOTAL_RAIDA];
+    for (i, an) in ans.iter_mut().enumerate() {
+        an.copy_from_slice(&bytes[40 + 16 * i..56 + 16 * i]);
+    }
+    Ok(ans)
+}
+
+/// MFS for a Unix time: months since January 2023 UTC (February 2023 = 1), never less than 1,
+/// saturating at 255.
+pub fn mfs_for_unix_time(secs: u64) -> u8 {
+    let days = (secs / 86_400) as i64;
+    let (y, m) = civil_year_month(days);
+    let months = (y - 2023) * 12 + (m as i64 - 1);
+    months.clamp(1, 255) as u8
+}
+
+/// MFS for the current time.
+pub fn mfs_now() -> u8 {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    mfs_for_unix_time(secs)
+}
+
+/// Year and month (1..12) of a day count since 1970-01-01 (H. Hinnant's civil_from_days).
+fn civil_year_month(days: i64) -> (i64, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mfs() {
+        assert_eq!(mfs_for_unix_time(0), 1);
+        // 2023-01-15
+        assert_eq!(mfs_for_unix_time(1_673_740_800), 1);
+        // 2023-02-01 00:00:00
+        assert_eq!(mfs_for_unix_time(1_675_209_600), 1);
+        // 2023-03-01 00:00:00
+        assert_eq!(mfs_for_unix_time(1_677_628_800), 2);
+        // 2024-01-31 23:59:59
+        assert_eq!(mfs_for_unix_time(1_706_745_599), 12);
+        // 2024-02-01
+        assert_eq!(mfs_for_unix_time(1_706_745_600), 13);
+        assert_eq!(mfs_for_unix_time(u64::MAX / 2), 255);
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(page_rel_path(-8, 0), "Data/f8/00/0000.bin");
+        assert_eq!(page_path_for_sn(6, 1_023_999), ("Data/06/03/03e7.bin".into(), 1023));
+        assert_eq!(identity_coin_rel_path(-1, 7), "coins/ff.7.bin");
+    }
+}
