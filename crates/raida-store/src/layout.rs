@@ -98,32 +98,13 @@ pub fn decode_identity_coin(bytes: &[u8], coin_id: u16) -> std::result::Result<[
     Ok(ans)
 }
 
-/// MFS for a Unix time: months since January 2023 UTC (February 2023 = 1), never less than 1,
-/// saturating at 255.
-pub fn mfs_for_unix_time(secs: u64) -> u8 {
-    let days = (secs / 86_400) as i64;
-    let (y, m) = civil_year_month(days);
-    let months = (y - 2023) * 12 + (m as i64 - 1);
-    months.clamp(1, 255) as u8
-}
+/// MFS for a Unix time (months since January 2023 UTC, at least 1): the protocol core's rule.
+pub use raida_proto::consts::mfs_for_unix_time;
 
 /// MFS for the current time.
 pub fn mfs_now() -> u8 {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     mfs_for_unix_time(secs)
-}
-
-/// Year and month (1..12) of a day count since 1970-01-01 (H. Hinnant's civil_from_days).
-fn civil_year_month(days: i64) -> (i64, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m)
 }
 
 #[cfg(test)]
