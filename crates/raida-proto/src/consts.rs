@@ -88,5 +88,9 @@ mod tests {
         // 2026-11-22 -> (2026-2023)*12 + 10 = 46
         assert_eq!(mfs_for_unix_time(1_795_305_600), 46);
         assert_eq!(mfs_for_unix_time(0), 1);
+        // 2024-01-31 23:59:59 -> 12, 2024-02-01 -> 13
+        assert_eq!(mfs_for_unix_time(1_706_745_599), 12);
+        assert_eq!(mfs_for_unix_time(1_706_745_600), 13);
+        assert_eq!(mfs_for_unix_time(u64::MAX / 2), 255);
     }
 }

@@ -112,22 +112,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mfs() {
-        assert_eq!(mfs_for_unix_time(0), 1);
-        // 2023-01-15
-        assert_eq!(mfs_for_unix_time(1_673_740_800), 1);
-        // 2023-02-01 00:00:00
-        assert_eq!(mfs_for_unix_time(1_675_209_600), 1);
-        // 2023-03-01 00:00:00
-        assert_eq!(mfs_for_unix_time(1_677_628_800), 2);
-        // 2024-01-31 23:59:59
-        assert_eq!(mfs_for_unix_time(1_706_745_599), 12);
-        // 2024-02-01
-        assert_eq!(mfs_for_unix_time(1_706_745_600), 13);
-        assert_eq!(mfs_for_unix_time(u64::MAX / 2), 255);
-    }
-
-    #[test]
     fn paths() {
         assert_eq!(page_rel_path(-8, 0), "Data/f8/00/0000.bin");
         assert_eq!(page_path_for_sn(6, 1_023_999), ("Data/06/03/03e7.bin".into(), 1023));
