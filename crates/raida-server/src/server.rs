@@ -23,6 +23,8 @@ pub struct ServerLimits {
     pub udp_threads: usize,
     /// Concurrent TCP connections.
     pub max_connections: usize,
+    /// Concurrent TCP connections from one IP address.
+    pub max_connections_per_ip: usize,
     /// Commands waiting for the disk or the network at once (UDP).
     pub max_deferred: usize,
     /// TCP idle timeout (RAIDA_SERVER_RCV_TIMEOUT).
@@ -38,6 +40,7 @@ impl Default for ServerLimits {
         ServerLimits {
             udp_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 16),
             max_connections: 1024,
+            max_connections_per_ip: 64,
             max_deferred: 1024,
             idle_timeout: Duration::from_secs(raida_proto::consts::RAIDA_SERVER_RCV_TIMEOUT_SECS),
             drain_timeout: Duration::from_secs(4),
@@ -171,7 +174,7 @@ impl RunningServer {
         tracker.spawn(crate::tcp::accept_loop(
             tcp,
             state.clone(),
-            Arc::new(Semaphore::new(limits.max_connections)),
+            crate::tcp::ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip),
             limits.idle_timeout,
             stop.clone(),
             tracker.clone(),

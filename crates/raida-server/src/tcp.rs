@@ -2,10 +2,12 @@
 //! Every read of a complete request is bounded by RAIDA_SERVER_RCV_TIMEOUT, every
 //! request by the 16-bit body length, and the number of connections by a semaphore.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use raida_proto::header::header_size_for;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -15,11 +17,53 @@ use tokio_util::task::TaskTracker;
 
 use crate::state::{Outcome, ServerState};
 
+/// How many connections may be open: in all, and from one IP address.
+pub struct ConnectionLimits {
+    total: Arc<Semaphore>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_per_ip: usize,
+}
+
+impl ConnectionLimits {
+    pub fn new(total: usize, per_ip: usize) -> ConnectionLimits {
+        ConnectionLimits { total: Arc::new(Semaphore::new(total)), per_ip: Arc::default(), max_per_ip: per_ip }
+    }
+
+    /// Count a connection from `ip`; None when that address has too many open.
+    fn admit(&self, ip: IpAddr) -> Option<PeerSlot> {
+        let mut m = self.per_ip.lock();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot { ip, per_ip: self.per_ip.clone() })
+    }
+}
+
+/// One admitted connection; released on drop.
+struct PeerSlot {
+    ip: IpAddr,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.per_ip.lock();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accept connections until `stop` is cancelled.
 pub async fn accept_loop(
     listener: TcpListener,
     state: Arc<ServerState>,
-    connections: Arc<Semaphore>,
+    limits: ConnectionLimits,
     idle_timeout: Duration,
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -27,7 +71,7 @@ pub async fn accept_loop(
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => return,
-            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = limits.total.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -40,10 +84,16 @@ pub async fn accept_loop(
                 }
             },
         };
+        let Some(slot) = limits.admit(peer.ip()) else {
+            tracing::debug!(client = %peer, "too many connections from this address: closed");
+            drop(stream);
+            continue;
+        };
         let state = state.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
             connection(stream, peer, state, idle_timeout, stop).await;
+            drop(slot);
             drop(permit);
         });
     }

@@ -48,13 +48,16 @@ struct Harness {
 
 impl Harness {
     async fn start(tweak: impl FnOnce(&mut ServerState)) -> Harness {
+        Self::start_with(tweak, ServerLimits { udp_threads: 2, ..ServerLimits::default() }).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut ServerState), limits: ServerLimits) -> Harness {
         let t = TestState::build(RAIDA, COIN_ID, ledger(), now(), |s| {
             s.admin_key = Some(ADMIN);
             s.clock = raida_server::state::system_clock();
             tweak(s)
         });
         let state = t.state.clone();
-        let limits = ServerLimits { udp_threads: 2, ..ServerLimits::default() };
         let server = RunningServer::start(state.clone(), "127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
         let addr = server.local_addr();
         Harness { _t: t, state, server: Some(server), addr }
@@ -498,4 +501,31 @@ async fn shutdown_finishes_a_request_in_flight() {
     h.stop().await;
     let reply = slow.await.unwrap().expect("the request in flight is answered");
     assert_eq!(reply.payload, b"done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_bounded() {
+    let limits = ServerLimits { udp_threads: 1, max_connections_per_ip: 2, ..ServerLimits::default() };
+    let h = Harness::start_with(|_| {}, limits).await;
+    let mut a = TcpStream::connect(h.addr).await.unwrap();
+    let mut b = TcpStream::connect(h.addr).await.unwrap();
+    // both admitted connections are served
+    for s in [&mut a, &mut b] {
+        let (p, pending) = echo_packet();
+        s.write_all(&p).await.unwrap();
+        let r = read_response(s).await.unwrap();
+        assert_eq!(pending.open(&r).unwrap().status, Status::Success);
+    }
+    // a third from the same address is closed without an answer
+    let mut c = TcpStream::connect(h.addr).await.unwrap();
+    let (p, _) = echo_packet();
+    let _ = c.write_all(&p).await;
+    let third = tokio::time::timeout(Duration::from_secs(3), read_response(&mut c)).await.unwrap();
+    assert!(third.is_err(), "third connection must be closed");
+    // once one closes, a new one is admitted again
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(call(&h, Transport::Tcp, &ClientKey::None, 0, 0, &[]).await, Ok(vec![]));
+    drop(b);
+    h.stop().await;
 }
