@@ -153,3 +153,66 @@ fn key_exchange_through_the_raida_then_a_secure_channel_with_the_key() {
         assert!(terminate(c).success());
     }
 }
+
+fn raida_ok(args: &[&str]) -> String {
+    let out = Command::new(RAIDA).args(args).output().unwrap();
+    assert!(out.status.success(), "raida {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn key_fix_gives_a_raida_a_new_an() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (1..=3).map(|i| tmp.path().join(format!("r{i}"))).collect();
+    let d: Vec<&str> = dirs.iter().map(|p| p.to_str().unwrap()).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        init_as(dir, &(i + 1).to_string());
+    }
+    // RAIDA 3's identity coin 0:5; RAIDAs 1 and 2 hold its AN for their ids
+    let ans: Vec<String> = raida_ok(&["identity", "new", d[2], "0", "5"]).lines().map(str::to_string).collect();
+    assert_eq!(ans.len(), 25);
+    raida_ok(&["coin", "set", d[0], "0", "5", &ans[1], "--mfs", "40"]);
+    raida_ok(&["coin", "set", d[1], "0", "5", &ans[2], "--mfs", "40"]);
+    // coin 0:7 with known ANs on RAIDAs 1 and 2; RAIDA 3's AN is lost
+    let (c1, c2) = ("11".repeat(16), "22".repeat(16));
+    raida_ok(&["coin", "set", d[0], "0", "7", &c1, "--mfs", "40"]);
+    raida_ok(&["coin", "set", d[1], "0", "7", &c2, "--mfs", "40"]);
+    raida_ok(&["coin", "set", d[2], "0", "7", &"33".repeat(16), "--mfs", "40"]);
+    let servers: Vec<(std::process::Child, String)> = dirs.iter().map(|p| serve(p)).collect();
+    let (a1, a2, a3) = (&servers[0].1, &servers[1].1, &servers[2].1);
+    let new_an = raida_ok(&[
+        "key",
+        "fix",
+        "--target",
+        &format!("3@{a3}"),
+        "--identity",
+        "0:5",
+        "--coin",
+        "0:7",
+        "--helper",
+        &format!("1@{a1}={c1}"),
+        "--helper",
+        &format!("2@{a2}={c2}"),
+    ]);
+    let new_an = new_an.trim().to_string();
+    assert_eq!(new_an.len(), 32);
+    // RAIDA 3 now answers EN 1 requests made with the new AN
+    let out = raida_ok(&[
+        "bench",
+        a3,
+        "--raida-id",
+        "3",
+        "--duration",
+        "0.3",
+        "--encryption",
+        "1",
+        "--coin",
+        &format!("0:7:{new_an}"),
+    ]);
+    assert!(out.contains(" 0 errors"), "{out}");
+    for (c, _) in servers {
+        assert!(terminate(c).success());
+    }
+    // and the AN is in its page file
+    assert_eq!(raida_ok(&["coin", "get", d[2], "0", "7"]).split_whitespace().next().unwrap(), new_an);
+}

@@ -12,12 +12,44 @@ use raida_client::exchange::{self, KeyServerTarget};
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::post_key::CoinName;
+use raida_proto::Key16;
 use raida_proto::Status;
 
 #[derive(clap::Subcommand)]
 pub enum KeyCommand {
     /// Split a fresh key across key servers and alert the receiving server.
     Send(SendArgs),
+    /// Give a RAIDA that lost a coin's AN a new one, through key tickets from two other RAIDAs.
+    Fix(FixArgs),
+}
+
+#[derive(clap::Args)]
+pub struct FixArgs {
+    /// The RAIDA that lost the AN: ID@ADDR:PORT.
+    #[arg(long, value_name = "ID@ADDR:PORT")]
+    pub target: String,
+    /// The target RAIDA's identity coin (its coins/ file), DN:SN.
+    #[arg(long, value_name = "DN:SN", allow_hyphen_values = true)]
+    pub identity: String,
+    /// The coin whose AN the target lost, DN:SN.
+    #[arg(long, value_name = "DN:SN", allow_hyphen_values = true)]
+    pub coin: String,
+    /// A helper RAIDA and the coin's AN there: ID@ADDR:PORT=ANHEX (exactly twice: the first
+    /// makes the ticket for AN bytes 0-7, the second for bytes 8-15).
+    #[arg(long = "helper", value_name = "ID@ADDR:PORT=ANHEX", required = true, num_args = 1)]
+    pub helpers: Vec<String>,
+    /// The new AN (32 hex digits); default: fresh from the OS CSPRNG.
+    #[arg(long)]
+    pub new_an: Option<String>,
+    /// Coin id of the network.
+    #[arg(long, default_value_t = 6)]
+    pub coin_id: u16,
+    /// Use TCP instead of UDP.
+    #[arg(long)]
+    pub tcp: bool,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
 }
 
 #[derive(clap::Args)]
@@ -64,7 +96,56 @@ fn parse_coin(s: &str) -> anyhow::Result<CoinName> {
 pub fn run(cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
         KeyCommand::Send(a) => send(a),
+        KeyCommand::Fix(a) => fix(a),
     }
+}
+
+fn parse_an(s: &str, what: &str) -> anyhow::Result<[u8; 16]> {
+    let mut an = [0u8; 16];
+    hex::decode_to_slice(s.trim(), &mut an).with_context(|| format!("{what} must be 32 hex digits"))?;
+    Ok(an)
+}
+
+fn fix(a: FixArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.helpers.len() == 2, "give exactly two --helper RAIDAs (one per half of the AN)");
+    let target = parse_server(&a.target)?;
+    let identity = parse_coin(&a.identity)?;
+    let coin = parse_coin(&a.coin)?;
+    let mut helpers = Vec::with_capacity(2);
+    for h in &a.helpers {
+        let (server, an) = h.split_once('=').with_context(|| format!("{h:?}: expected ID@ADDR:PORT=ANHEX"))?;
+        let an = Key16::new(parse_an(an, "the helper's AN")?);
+        helpers.push((parse_server(server)?, ClientKey::Coin { dn: coin.dn, sn: coin.sn, an }));
+    }
+    let new_an = match &a.new_an {
+        Some(h) => parse_an(h, "--new-an")?,
+        None => {
+            let mut an = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut an);
+            an
+        }
+    };
+    let transport = if a.tcp { Transport::Tcp } else { Transport::Udp };
+    let client = Client::new(transport, a.coin_id, Duration::from_secs(a.timeout.max(1)));
+    let helpers: [(Server, ClientKey); 2] =
+        helpers.try_into().map_err(|_| anyhow::anyhow!("give exactly two --helper RAIDAs"))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let results = rt.block_on(exchange::fix_an(
+        &client,
+        helpers,
+        target,
+        (identity.dn, identity.sn),
+        (coin.dn, coin.sn),
+        new_an,
+    ))?;
+    anyhow::ensure!(
+        results == [1, 1],
+        "the target RAIDA rejected the tickets (result bytes {})",
+        hex::encode(&results)
+    );
+    eprintln!("RAIDA {} now holds the new AN of coin {}:{}", target.raida_id, coin.dn, coin.sn);
+    println!("{}", hex::encode(new_an));
+    Ok(())
 }
 
 fn send(a: SendArgs) -> anyhow::Result<()> {
