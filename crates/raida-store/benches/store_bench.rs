@@ -15,6 +15,17 @@ use raida_store::*;
 
 const CACHE_MIB: u64 = 64;
 /// Seconds per configuration: `$RAIDA_BENCH_SECS`, default 3.
+/// Let the worker threads run for the configured time, stop and join them; elapsed seconds.
+fn run_then_stop(stop: &AtomicBool, handles: Vec<std::thread::JoinHandle<()>>) -> f64 {
+    let t = Instant::now();
+    std::thread::sleep(run_time());
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().expect("bench thread");
+    }
+    t.elapsed().as_secs_f64()
+}
+
 fn run_time() -> Duration {
     let secs = std::env::var("RAIDA_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     Duration::from_secs(secs)
@@ -105,13 +116,7 @@ fn reads(dir: &Path, dns: &[i8], pages_per_dn: u32, label: &str) {
                 })
             })
             .collect();
-        let t = Instant::now();
-        std::thread::sleep(run_time());
-        stop.store(true, Ordering::Relaxed);
-        for h in handles {
-            h.join().expect("reader");
-        }
-        let secs = t.elapsed().as_secs_f64();
+        let secs = run_then_stop(&stop, handles);
         let n = total.load(Ordering::Relaxed) as f64;
         let st = store.stats();
         let loads = st.page_loads - loads0;
@@ -176,13 +181,7 @@ fn writes(dir: &Path, batch: usize, dns: &[i8], label: &str) {
                 })
             })
             .collect();
-        let t = Instant::now();
-        std::thread::sleep(run_time());
-        stop.store(true, Ordering::Relaxed);
-        for h in handles {
-            h.join().expect("writer");
-        }
-        let secs = t.elapsed().as_secs_f64();
+        let secs = run_then_stop(&stop, handles);
         let n = total.load(Ordering::Relaxed) as f64;
         let st = store.stats();
         let syncs = (st.journal_syncs - s0.journal_syncs).max(1) as f64;
