@@ -26,7 +26,7 @@ impl KeyLookup for Keys {
 
 fuzz_target!(|data: &[u8]| {
     let mut packet = data.to_vec();
-    let server = ServerIdentity { raida_id: 1, coin_id: 6 };
+    let server = ServerIdentity::new(1, 6);
     let mut replay = ReplayMemory::new(8);
     let _ = validate_request(&mut packet, &server, &SpecCommands, &Keys, &mut replay, 1_800_000_000);
 });

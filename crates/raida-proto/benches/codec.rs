@@ -12,7 +12,7 @@ use raida_proto::replay::{ReplayCheck, ReplayKey};
 use raida_proto::{validate_request, Status};
 
 const AN: [u8; 16] = [7; 16];
-const SERVER: ServerIdentity = ServerIdentity { raida_id: 1, coin_id: 6 };
+const SERVER: ServerIdentity = ServerIdentity::new(1, 6);
 const NOW: u64 = 1_800_000_000;
 
 struct Keys;

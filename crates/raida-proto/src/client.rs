@@ -318,10 +318,9 @@ impl PendingReply {
         }
         let status = Status::from_code(h[2]).ok_or(ResponseError::UnknownStatus(h[2]))?;
         let execution_us = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-        if !body.is_empty() && body[body.len() - 2..] != TERMINATOR {
-            return Err(ResponseError::BadTerminator);
-        }
-        if body.len() == 1 {
+        // A body is empty or ends with the terminator; a 1-byte body has neither
+        // (checked with `ends_with`, which never indexes out of range).
+        if !body.is_empty() && !body.ends_with(&TERMINATOR) {
             return Err(ResponseError::BadTerminator);
         }
         let payload = match &self.mode {

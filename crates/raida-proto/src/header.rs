@@ -137,6 +137,17 @@ impl RequestHeader {
 pub struct ServerIdentity {
     pub raida_id: u8,
     pub coin_id: u16,
+    /// Whether EN 1 and EN 2 are accepted (4.2: `legacy_encryption = false` makes them 27).
+    /// Their answers reuse the request's keystream, so an operator whose clients all speak
+    /// the modern types switches them off.
+    pub legacy_encryption: bool,
+}
+
+impl ServerIdentity {
+    /// A server that accepts every encryption type (legacy included).
+    pub const fn new(raida_id: u8, coin_id: u16) -> ServerIdentity {
+        ServerIdentity { raida_id, coin_id, legacy_encryption: true }
+    }
 }
 
 fn be32(b: &[u8]) -> u32 {
@@ -179,6 +190,9 @@ pub fn parse_request_header(
         return Err(Status::InvalidCoinId);
     }
     let encryption = Encryption::from_byte(bytes[16]).ok_or(Status::InvalidEncryptionCode)?;
+    if !server.legacy_encryption && matches!(encryption, Encryption::Coin | Encryption::Locker) {
+        return Err(Status::InvalidEncryptionCode);
+    }
     if encryption.is_modern() && bytes.len() < MODERN_HEADER_SIZE {
         return Err(Status::InvalidPacketLength);
     }

@@ -1,6 +1,8 @@
 //! Freshness and the bounded replay memory of section 3.4. The caller passes the time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 
 use crate::consts::{FRESHNESS_WINDOW_SECS, REPLAY_WINDOW_SECS};
 use crate::status::Status;
@@ -40,57 +42,114 @@ pub trait ReplayCheck {
 /// Remembers every nonce accepted in the last 2 × FRESHNESS_WINDOW, up to a bound.
 /// Only expired entries are dropped; while it is full of unexpired entries, new
 /// requests get 160 — it never forgets a nonce that could still be replayed.
+///
+/// One key identity (EN + the key's header bytes) may hold at most `share` entries, so a
+/// client flooding with one valid coin gets 160 itself while every other key is served.
+///
+/// Entries are stored compactly: a 64-bit keyed hash of the replay key (SipHash with a
+/// per-process random key, so nobody can aim a collision at another client's nonce; a
+/// chance collision makes one request 177 with probability below 2^-40 at full memory)
+/// and the time it was accepted.
 #[derive(Debug)]
 pub struct ReplayMemory {
     capacity: usize,
-    seen: HashMap<ReplayKey, u64>,
-    order: VecDeque<(u64, ReplayKey)>,
+    share: usize,
+    hasher: RandomState,
+    /// Hashes of the replay keys accepted in the window.
+    seen: HashSet<u64>,
+    /// (accepted at, key hash, identity hash) in acceptance order, for expiry.
+    order: VecDeque<Entry>,
+    /// Live entries per key identity (hash).
+    per_identity: HashMap<u64, u32>,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    accepted: u64,
+    key: u64,
+    identity: u64,
+}
+
+/// Bytes of a replay key that name the key identity (EN and the header's key bytes).
+const IDENTITY_BYTES: usize = 11;
+
 impl ReplayMemory {
+    /// A memory of `capacity` entries where one identity may use all of it.
     pub fn new(capacity: usize) -> Self {
-        ReplayMemory { capacity, seen: HashMap::new(), order: VecDeque::new() }
+        ReplayMemory::with_share(capacity, capacity)
+    }
+
+    /// A memory of `capacity` entries, at most `share` of them for one key identity.
+    pub fn with_share(capacity: usize, share: usize) -> Self {
+        ReplayMemory {
+            capacity,
+            share: share.max(1),
+            hasher: RandomState::new(),
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            per_identity: HashMap::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.order.is_empty()
     }
 
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// Entries one key identity may hold.
+    pub fn share(&self) -> usize {
+        self.share
+    }
+
+    /// Key identities that hold entries now.
+    pub fn identities(&self) -> usize {
+        self.per_identity.len()
+    }
+
     /// Drop entries accepted more than 600 s before `now`.
     pub fn expire(&mut self, now: u64) {
-        while let Some(&(t, key)) = self.order.front() {
-            if now.saturating_sub(t) <= REPLAY_WINDOW_SECS {
+        while let Some(e) = self.order.front().copied() {
+            if now.saturating_sub(e.accepted) <= REPLAY_WINDOW_SECS {
                 break;
             }
             self.order.pop_front();
-            if self.seen.get(&key) == Some(&t) {
-                self.seen.remove(&key);
+            self.seen.remove(&e.key);
+            if let Some(n) = self.per_identity.get_mut(&e.identity) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_identity.remove(&e.identity);
+                }
             }
         }
+    }
+
+    fn hash(&self, bytes: &[u8]) -> u64 {
+        self.hasher.hash_one(bytes)
     }
 }
 
 impl ReplayCheck for ReplayMemory {
     fn check_and_insert(&mut self, key: &ReplayKey, now: u64) -> Result<(), Status> {
         self.expire(now);
-        if let Some(&t) = self.seen.get(key) {
-            if now.saturating_sub(t) <= REPLAY_WINDOW_SECS {
-                return Err(Status::TxnProcessed);
-            }
+        let key_hash = self.hash(key);
+        if self.seen.contains(&key_hash) {
+            return Err(Status::TxnProcessed);
         }
-        if self.seen.len() >= self.capacity {
+        let identity = self.hash(&key[..IDENTITY_BYTES]);
+        let held = self.per_identity.get(&identity).copied().unwrap_or(0);
+        if held as usize >= self.share || self.order.len() >= self.capacity {
             return Err(Status::RequestRate);
         }
-        self.seen.insert(*key, now);
-        self.order.push_back((now, *key));
+        self.seen.insert(key_hash);
+        self.order.push_back(Entry { accepted: now, key: key_hash, identity });
+        *self.per_identity.entry(identity).or_insert(0) += 1;
         Ok(())
     }
 }
@@ -116,5 +175,29 @@ mod tests {
         assert_eq!(m.check_and_insert(&[3; 23], 600), Err(Status::RequestRate));
         assert!(m.check_and_insert(&[3; 23], 601).is_ok());
         assert_eq!(m.len(), 2);
+    }
+
+    fn key(identity: u8, nonce: u8) -> ReplayKey {
+        let mut k = [0u8; 23];
+        k[0] = 4;
+        k[1] = identity;
+        k[22] = nonce;
+        k
+    }
+
+    #[test]
+    fn one_identity_cannot_fill_the_memory() {
+        let mut m = ReplayMemory::with_share(100, 10);
+        for n in 0..10 {
+            assert!(m.check_and_insert(&key(1, n), 0).is_ok());
+        }
+        // the flooding key is refused, another key is still served
+        assert_eq!(m.check_and_insert(&key(1, 10), 0), Err(Status::RequestRate));
+        assert!(m.check_and_insert(&key(2, 0), 0).is_ok());
+        // a replay is still a replay, not a rate answer
+        assert_eq!(m.check_and_insert(&key(1, 3), 0), Err(Status::TxnProcessed));
+        // after the window, the share is free again
+        assert!(m.check_and_insert(&key(1, 10), 601).is_ok());
+        assert_eq!(m.identities(), 1);
     }
 }

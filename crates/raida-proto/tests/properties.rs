@@ -14,7 +14,7 @@ use raida_proto::{validate_request, Status};
 const AN: [u8; 16] = [7; 16];
 const AN2: [u8; 16] = [9; 16];
 const SECRET: [u8; 32] = [3; 32];
-const SERVER: ServerIdentity = ServerIdentity { raida_id: 4, coin_id: 6 };
+const SERVER: ServerIdentity = ServerIdentity::new(4, 6);
 const NOW: u64 = 1_800_000_000;
 
 struct Keys;
@@ -121,6 +121,22 @@ proptest! {
         let _ = validate_request(&mut p, &SERVER, &SpecCommands, &Keys, &mut replay, NOW);
     }
 
+    /// Responses whose echo matches and whose body size field is small (0..=20, the
+    /// 1-byte body included: it used to panic) never panic the client, for every mode.
+    #[test]
+    fn small_bodies_never_panic(status in any::<u8>(), size in 0u32..=20, body in proptest::collection::vec(any::<u8>(), 0..24)) {
+        let mut r = vec![0u8; 32];
+        r[2] = status;
+        r[9..12].copy_from_slice(&size.to_be_bytes()[1..]);
+        r.extend_from_slice(&body);
+        let legacy = PendingReply::legacy([0, 0], Some(Key16::new(AN)), [0; 16], [0; 16]);
+        let _ = legacy.open(&r);
+        let plain = PendingReply::legacy([0, 0], None, [0; 16], [0; 16]);
+        let _ = plain.open(&r);
+        let modern = PendingReply::modern([0, 0], Key32::from_secret(SECRET), [0; 12]);
+        let _ = modern.open(&r);
+    }
+
     /// No byte string makes the client's response parser panic.
     #[test]
     fn open_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -205,4 +221,17 @@ mod command_payloads {
             prop_assert_eq!(back, records);
         }
     }
+}
+
+/// The response that crashed the client (body size field 1, one body byte, echo 0).
+#[test]
+fn body_size_one_is_an_error_not_a_panic() {
+    use raida_proto::client::ResponseError;
+    let mut r = vec![0u8; 33];
+    r[2] = 250;
+    r[11] = 1;
+    let legacy = PendingReply::legacy([0, 0], None, [0; 16], [0; 16]);
+    assert_eq!(legacy.open(&r), Err(ResponseError::BadTerminator));
+    let modern = PendingReply::modern([0, 0], Key32::from_secret(SECRET), [0; 12]);
+    assert_eq!(modern.open(&r), Err(ResponseError::BadTerminator));
 }

@@ -332,8 +332,7 @@ fn request_validation() {
         assert_eq!(i["transport"], "udp", "{n}");
         let server = &i["server"];
         let keys = mem_keys(server);
-        let ident =
-            ServerIdentity { raida_id: u64_(&server["raida_id"]) as u8, coin_id: u64_(&server["coin_id"]) as u16 };
+        let ident = ServerIdentity::new(u64_(&server["raida_id"]) as u8, u64_(&server["coin_id"]) as u16);
         let mut replay = ReplayMemory::new(u64_(&i["replay_capacity"]) as usize);
         for (p, t) in i["prior_packets"].as_array().unwrap().iter().zip(i["prior_times"].as_array().unwrap()) {
             let mut pkt = bytes(p);

@@ -38,8 +38,7 @@ fn call(command: u8, payload: Vec<u8>) -> Call {
 }
 
 fn state(ledger: Arc<dyn Ledger>, dir: &std::path::Path) -> ServerState {
-    ServerState::new(ServerIdentity { raida_id: 0, coin_id: COIN_ID }, ledger, dir, 3600, 1000, Arc::new(|| NOW))
-        .unwrap()
+    ServerState::new(ServerIdentity::new(0, COIN_ID), ledger, dir, 3600, 1000, Arc::new(|| NOW)).unwrap()
 }
 
 /// N valid records for N distinct target coins (0, sn) made by RAIDA 1 and 2.

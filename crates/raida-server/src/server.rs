@@ -94,10 +94,25 @@ impl ServerBuilder {
             key_servers.push(KeyServer { raida_id: ks.raida_id, ip, port: ks.port });
         }
         let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger { store, coin_id: config.coin_id });
-        let identity = ServerIdentity { raida_id: config.raida_id, coin_id: config.coin_id };
+        let identity = ServerIdentity {
+            legacy_encryption: config.legacy_encryption,
+            ..ServerIdentity::new(config.raida_id, config.coin_id)
+        };
+        if !config.legacy_encryption {
+            tracing::info!("legacy encryption is off: EN 1 and EN 2 requests are answered 27");
+        }
         let mut state = ServerState::new(identity, ledger, dir, config.key_ttl_seconds, config.replay_capacity, clock)
             .map_err(io_err(format!("{}", dir.join("Keys").display())))?;
         state.admin_key = admin_key;
+        state.replay = parking_lot::Mutex::new(raida_proto::replay::ReplayMemory::with_share(
+            config.replay_capacity,
+            config.replay_share_per_key,
+        ));
+        state.tickets = crate::tickets::TicketPool::with_share(
+            raida_proto::consts::TICKET_POOL_SIZE,
+            raida_proto::consts::TICKET_RELEASE_SECONDS,
+            config.tickets_per_requester,
+        );
         state.key_alert = KeyAlertSettings {
             key_servers,
             identity: config.identity.as_ref().map(|i| (i.dn, i.sn)),

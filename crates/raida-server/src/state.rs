@@ -36,6 +36,9 @@ pub struct KeyAlertSettings {
     pub timeout: Duration,
 }
 
+/// Entries of the replay memory one key identity may hold unless configured (3.4).
+pub const DEFAULT_REPLAY_SHARE: usize = 10_000;
+
 /// Source of Unix time (seconds). The system clock in production; fixed in tests.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -130,7 +133,7 @@ impl ServerState {
             ledger,
             tickets: TicketPool::default(),
             stats: Stats::default(),
-            replay: Mutex::new(ReplayMemory::new(replay_capacity)),
+            replay: Mutex::new(ReplayMemory::with_share(replay_capacity, DEFAULT_REPLAY_SHARE)),
             admin_key: None,
             pending_keys: PendingKeys::open(&data_dir.join("Keys"), key_ttl_secs, now)?,
             inbox: Inbox::new(data_dir),

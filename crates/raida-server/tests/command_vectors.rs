@@ -41,8 +41,11 @@ fn get_ticket_cases() {
                 let coins = t.state.tickets.claim(number, 3, NOW).expect("ticket is live");
                 let payload = bytes(&i["payload"]);
                 let records = get_ticket::parse(&payload).unwrap();
-                let want: Vec<(i8, u32)> =
+                let mut want: Vec<(i8, u32)> =
                     records.zip(&passed).filter(|(_, p)| **p).map(|(r, _)| (r.dn, r.sn)).collect();
+                // a ticket holds each distinct coin once (Validate Ticket answers no more)
+                let mut distinct = std::collections::HashSet::new();
+                want.retain(|c| distinct.insert(*c));
                 assert_eq!(coins, want, "{n} ticket coins");
                 continue;
             }
@@ -251,9 +254,21 @@ fn encrypt_key_cases() {
     for c in cases("encrypt_key.json", "command") {
         let (i, e) = (&c["input"], &c["expected"]);
         let t = TestState::new(1, 6, ledger_from(&i["store"]), NOW);
+        // the request's key identity, from the coins whose ANs made its key
+        let coins: Vec<(i8, u32)> = i["key_coins"]
+            .as_array()
+            .expect("key_coins")
+            .iter()
+            .map(|k| (i64_(&k["dn"]) as i8, u64_(&k["sn"]) as u32))
+            .collect();
         let (enc, id) = match u64_(&i["en"]) {
             0 => (Encryption::None, KeyIdentity::None),
-            _ => (Encryption::Coin, KeyIdentity::Coin { dn: 1, sn: 1 }),
+            1 => (Encryption::Coin, KeyIdentity::Coin { dn: coins[0].0, sn: coins[0].1 }),
+            2 => (Encryption::Locker, KeyIdentity::Locker { prefix: [1, 2, 3, 4, 5] }),
+            4 => (Encryption::Token, KeyIdentity::Token { dn: coins[0].0, sn: coins[0].1 }),
+            5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coins[0], second: coins[1] }),
+            7 => (Encryption::Raida, KeyIdentity::Raida { sender: 2, key_id: 1 }),
+            en => panic!("{}: unexpected en {en}", name(&c)),
         };
         let a = cmd::encrypt_key::answer(
             &t.state,

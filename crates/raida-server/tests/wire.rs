@@ -266,18 +266,25 @@ async fn command_statuses_over_udp_and_tcp() {
         assert_eq!(call(&h, t, &raida3(), 2, 50, &unknown).await, Err(Status::NoTicketFound));
         assert_eq!(call(&h, t, &raida3(), 2, 50, &[25, 0, 0, 0, 1]).await, Err(Status::WrongRaida));
 
-        // group 4: Encrypt Key 250 / 34 / 40 / 16, Decrypt RAIDA Key 197 / 39
+        // group 4: Encrypt Key 250 / 34 (EN 0, not the target's owner) / 40 / 16,
+        // Decrypt RAIDA Key 197 / 39
         let ek = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
+            recipient: (2, 200),
+            key_part: [9; 8],
+            target: (1, 100),
+        });
+        assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek).await.map(|p| p.len()), Ok(16));
+        assert_eq!(call(&h, t, &ClientKey::None, 4, 44, &ek).await, Err(Status::InvalidEncryption));
+        let not_owner = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
             recipient: (1, 100),
             key_part: [9; 8],
             target: (2, 200),
         });
-        assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek).await.map(|p| p.len()), Ok(16));
-        assert_eq!(call(&h, t, &ClientKey::None, 4, 44, &ek).await, Err(Status::InvalidEncryption));
+        assert_eq!(call(&h, t, &coin_a(), 4, 44, &not_owner).await, Err(Status::InvalidEncryption));
         let ek_missing = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
             recipient: (1, 101),
             key_part: [9; 8],
-            target: (2, 200),
+            target: (1, 100),
         });
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek_missing).await, Err(Status::InvalidSnOrDenomination));
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek[..17]).await, Err(Status::InvalidPacketLength));

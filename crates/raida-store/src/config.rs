@@ -39,6 +39,15 @@ fn default_key_ttl() -> u64 {
 fn default_replay_capacity() -> usize {
     1_000_000
 }
+fn default_true() -> bool {
+    true
+}
+fn default_replay_share() -> usize {
+    10_000
+}
+fn default_tickets_per_requester() -> usize {
+    16
+}
 
 /// Server settings stored in `DIR/config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +67,17 @@ pub struct Config {
     pub key_ttl_seconds: u64,
     #[serde(default = "default_replay_capacity")]
     pub replay_capacity: usize,
+    /// Entries of the replay memory one key identity may hold (3.4; default 10,000, about
+    /// 16 modern requests per second sustained per key). Beyond it that key gets 160.
+    #[serde(default = "default_replay_share")]
+    pub replay_share_per_key: usize,
+    /// Accept legacy encryption (EN 1 and 2; 4.2). `false` answers them 27: their answers
+    /// reuse the request's keystream and leak AN bytes to a passive observer.
+    #[serde(default = "default_true")]
+    pub legacy_encryption: bool,
+    /// Live healing tickets one requester (coin, or source address for EN 0) may hold.
+    #[serde(default = "default_tickets_per_requester")]
+    pub tickets_per_requester: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityConfig>,
     /// `[[key_servers]]` tables; an empty list is not written, so operators can append tables.
@@ -80,6 +100,9 @@ impl Config {
             cache_mib: default_cache_mib(),
             key_ttl_seconds: default_key_ttl(),
             replay_capacity: default_replay_capacity(),
+            replay_share_per_key: default_replay_share(),
+            legacy_encryption: true,
+            tickets_per_requester: default_tickets_per_requester(),
             identity: None,
             key_servers: Vec::new(),
         })
@@ -103,6 +126,12 @@ impl Config {
             if !ok {
                 return Err(bad("admin_key must be 32 hex digits".into()));
             }
+        }
+        if c.replay_share_per_key == 0 {
+            return Err(bad("replay_share_per_key must be at least 1".into()));
+        }
+        if c.tickets_per_requester == 0 {
+            return Err(bad("tickets_per_requester must be at least 1".into()));
         }
         if c.cache_mib == 0 {
             return Err(bad("cache_mib must be at least 1".into()));

@@ -1,6 +1,8 @@
 //! 4/44 Encrypt Key: a 16-byte key ticket for another RAIDA — one AES-128 block
 //! encryption of `key part || target DN || target SN || 2 random || 0xFF` under the
-//! recipient's AN. Encrypted requests only (EN 0 → 34, before the size check).
+//! recipient's AN. Encrypted requests only (EN 0 → 34, before the size check), and only
+//! under the target coin's own key (6/44 amended): a ticket gives the target a new AN
+//! elsewhere through 45, so anyone else asking would be taking the coin over.
 
 use raida_proto::commands::key_tickets;
 use raida_proto::{Encryption, Key16, Status};
@@ -23,6 +25,9 @@ pub fn answer(state: &ServerState, call: &Call, random2: [u8; 2]) -> Answer {
         Ok(r) => r,
         Err(s) => return s.into(),
     };
+    if !super::request_coins(&call.header.key_identity).contains(&req.target) {
+        return Status::InvalidEncryption.into();
+    }
     let Some(an) = state.ledger.coin_an(req.recipient.0, req.recipient.1) else {
         return Status::InvalidSnOrDenomination.into();
     };

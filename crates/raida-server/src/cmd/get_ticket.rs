@@ -2,10 +2,11 @@
 
 use raida_proto::commands::get_ticket;
 use raida_proto::Status;
-use rand_core::{OsRng, RngCore};
+use rand_core::OsRng;
 use subtle::ConstantTimeEq;
 
 use crate::state::{Answer, Call, ServerState};
+use crate::tickets::Requester;
 
 pub fn run(state: &ServerState, call: &Call) -> Answer {
     let records = match get_ticket::parse(&call.payload) {
@@ -24,9 +25,10 @@ pub fn run(state: &ServerState, call: &Call) -> Answer {
     if coins.is_empty() {
         return get_ticket::answer(&passes, 0).into_answer();
     }
-    match state.tickets.issue(coins, call.now, OsRng.next_u32()) {
-        Some(ticket) => get_ticket::answer(&passes, ticket).into_answer(),
-        None => Status::NoTicketSlot.into(),
+    let requester = Requester::of(&call.header.key_identity, call.peer);
+    match state.tickets.issue(coins, &requester, call.now, &mut OsRng) {
+        Ok(ticket) => get_ticket::answer(&passes, ticket).into_answer(),
+        Err(s) => s.into(),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod version;
 use raida_proto::{Encryption, KeyIdentity};
 
 /// The coins whose keys encrypted a request (EN 1, EN 4, both tokens of EN 5).
+/// EN 2 (a locker) and EN 7 (a RAIDA secret) name no coin.
 pub fn request_coins(id: &KeyIdentity) -> Vec<(i8, u32)> {
     match *id {
         KeyIdentity::Coin { dn, sn } | KeyIdentity::Token { dn, sn } => vec![(dn, sn)],

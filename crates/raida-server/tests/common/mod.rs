@@ -36,9 +36,15 @@ impl TestState {
         let time = Arc::new(AtomicU64::new(now));
         let t = time.clone();
         let clock: Clock = Arc::new(move || t.load(Ordering::Relaxed));
-        let mut state =
-            ServerState::new(ServerIdentity { raida_id, coin_id }, ledger.clone(), dir.path(), 3600, 1_000_000, clock)
-                .expect("state");
+        let mut state = ServerState::new(
+            ServerIdentity::new(raida_id, coin_id),
+            ledger.clone(),
+            dir.path(),
+            3600,
+            1_000_000,
+            clock,
+        )
+        .expect("state");
         tweak(&mut state);
         TestState { state: Arc::new(state), ledger, time, dir }
     }

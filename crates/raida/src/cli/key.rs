@@ -12,8 +12,8 @@ use raida_client::exchange::{self, KeyServerTarget};
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::post_key::CoinName;
-use raida_proto::Key16;
 use raida_proto::Status;
+use raida_proto::{Key16, Key32};
 
 #[derive(clap::Subcommand)]
 pub enum KeyCommand {
@@ -115,7 +115,10 @@ fn fix(a: FixArgs) -> anyhow::Result<()> {
     for h in &a.helpers {
         let (server, an) = h.split_once('=').with_context(|| format!("{h:?}: expected ID@ADDR:PORT=ANHEX"))?;
         let an = Key16::new(parse_an(an, "the helper's AN")?);
-        helpers.push((parse_server(server)?, ClientKey::Coin { dn: coin.dn, sn: coin.sn, an }));
+        // EN 4 under the coin itself: 44 only makes tickets for a coin's own key (6/44),
+        // and our clients use the modern types (the legacy answer leaks AN bytes).
+        let key = Key32::sha256_of_an(&an);
+        helpers.push((parse_server(server)?, ClientKey::Token { dn: coin.dn, sn: coin.sn, key }));
     }
     let new_an = match &a.new_an {
         Some(h) => parse_an(h, "--new-an")?,

@@ -29,7 +29,7 @@ pub fn run() -> anyhow::Result<()> {
     let mut an = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut OsRng, &mut an);
     let keys = OneCoin(an);
-    let server = ServerIdentity { raida_id: 0, coin_id: 6 };
+    let server = ServerIdentity::new(0, 6);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let mut replay = ReplayMemory::new(16);
     let cases = [
