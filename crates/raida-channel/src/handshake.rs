@@ -13,6 +13,11 @@
 //! salt = initiator public || responder public, info = "raida-channel v1 " || direction)`.
 //! Hybrid: `ikm = X25519 secret || ML-KEM secret [|| PSK]`, `salt = initiator public ||
 //! responder public || ek || ct`, `info = "raida-channel v1 pq " || direction`.
+//!
+//! The peer's ML-KEM input is checked as FIPS 203 section 7 requires (see [`crate::pq`]): the
+//! responder refuses an encapsulation key that fails the modulus check, the initiator a
+//! ciphertext of the wrong length (`BadHandshake`, no reply, no session). A well-formed but
+//! altered ciphertext decapsulates to an unrelated secret, so the key confirmation fails.
 
 use std::fmt;
 

@@ -38,6 +38,7 @@
 
 pub mod chain;
 pub mod error;
+pub mod fuzz;
 pub mod handshake;
 pub mod message;
 pub mod pq;

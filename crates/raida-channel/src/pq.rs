@@ -1,8 +1,19 @@
 //! ML-KEM-768 (FIPS 203, RustCrypto `ml-kem`) for the optional post-quantum hybrid.
+//!
+//! Input checks (FIPS 203 section 7): a peer's encapsulation key is type- and
+//! modulus-checked (7.2: exactly 1184 bytes, every 12-bit coefficient below q = 3329) before
+//! anything is encapsulated to it, and a peer's ciphertext is type-checked (7.3: exactly
+//! 1088 bytes) before decapsulation. Both refusals are `BadHandshake` errors, so a malformed
+//! hello or reply ends the handshake without a session. The decapsulation-key check of 7.3
+//! (the hash of `ek` stored in an expanded `dk`) has nothing to check here: every `dk` is
+//! generated in this process from a fresh seed and never imported.
+//!
+//! Randomness: `ml-kem`'s `getrandom` feature, i.e. the OS CSPRNG, for both key generation
+//! and encapsulation (the crate uses `rand_core` 0.10, the rest of the channel 0.6).
 
-use ml_kem::kem::{Decapsulate, Encapsulate};
-use ml_kem::{EncodedSizeUser, KemCore, MlKem768};
-use rand_core::OsRng;
+use ml_kem::{
+    Decapsulate, DecapsulationKey768, Encapsulate, EncapsulationKey768, Kem, KeyExport, MlKem768, TryKeyInit,
+};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::ChannelError;
@@ -12,20 +23,17 @@ pub const EK_LEN: usize = 1184;
 /// ML-KEM-768 ciphertext length.
 pub const CT_LEN: usize = 1088;
 
-type Dk = <MlKem768 as KemCore>::DecapsulationKey;
-type Ek = <MlKem768 as KemCore>::EncapsulationKey;
-
 /// A fresh ML-KEM-768 key pair (the decapsulation key zeroizes itself on drop).
 pub struct KemKeyPair {
-    dk: Dk,
+    dk: DecapsulationKey768,
     ek: Vec<u8>,
 }
 
 impl KemKeyPair {
     /// Generates a key pair from the OS CSPRNG.
     pub fn generate() -> Self {
-        let (dk, ek) = MlKem768::generate(&mut OsRng);
-        KemKeyPair { dk, ek: ek.as_bytes().to_vec() }
+        let (dk, ek) = MlKem768::generate_keypair();
+        KemKeyPair { dk, ek: ek.to_bytes().to_vec() }
     }
 
     /// The encoded encapsulation key (1184 bytes).
@@ -33,12 +41,12 @@ impl KemKeyPair {
         &self.ek
     }
 
-    /// Decapsulates a ciphertext (implicit rejection: a bad ciphertext yields an unrelated
-    /// secret, so the channel's key confirmation fails).
+    /// Decapsulates a ciphertext after the FIPS 203 7.3 length check. Implicit rejection: a
+    /// well-formed but altered ciphertext yields an unrelated secret, so the channel's key
+    /// confirmation fails.
     pub fn decapsulate(&self, ct: &[u8]) -> Result<Zeroizing<[u8; 32]>, ChannelError> {
-        let ct =
-            ml_kem::array::Array::try_from(ct).map_err(|_| ChannelError::BadHandshake("ML-KEM ciphertext length"))?;
-        let mut ss = self.dk.decapsulate(&ct).map_err(|_| ChannelError::BadHandshake("ML-KEM decapsulation"))?;
+        let mut ss =
+            self.dk.decapsulate_slice(ct).map_err(|_| ChannelError::BadHandshake("ML-KEM ciphertext length"))?;
         let mut out = Zeroizing::new([0u8; 32]);
         out.copy_from_slice(ss.as_slice());
         ss.as_mut_slice().zeroize();
@@ -46,12 +54,15 @@ impl KemKeyPair {
     }
 }
 
-/// Encapsulates to an encoded encapsulation key: `(ciphertext, shared secret)`.
+/// Checks a peer's encoded encapsulation key (FIPS 203 7.2: length, then every coefficient
+/// below q) and encapsulates to it: `(ciphertext, shared secret)`.
 pub fn encapsulate(ek: &[u8]) -> Result<(Vec<u8>, Zeroizing<[u8; 32]>), ChannelError> {
-    let enc = ml_kem::array::Array::try_from(ek)
-        .map_err(|_| ChannelError::BadHandshake("ML-KEM encapsulation key length"))?;
-    let ek = Ek::from_bytes(&enc);
-    let (ct, mut ss) = ek.encapsulate(&mut OsRng).map_err(|_| ChannelError::BadHandshake("ML-KEM encapsulation"))?;
+    if ek.len() != EK_LEN {
+        return Err(ChannelError::BadHandshake("ML-KEM encapsulation key length"));
+    }
+    let ek = EncapsulationKey768::new_from_slice(ek)
+        .map_err(|_| ChannelError::BadHandshake("ML-KEM encapsulation key fails the modulus check"))?;
+    let (ct, mut ss) = ek.encapsulate();
     let mut out = Zeroizing::new([0u8; 32]);
     out.copy_from_slice(ss.as_slice());
     ss.as_mut_slice().zeroize();
