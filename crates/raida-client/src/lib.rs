@@ -13,6 +13,7 @@ use rand_core::OsRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+pub mod batch;
 pub mod bench;
 pub mod exchange;
 

@@ -1,10 +1,26 @@
 //! Keys assembled from Key Alerts, under `Inbox/`: one file per key, named by the first
-//! part's key id in 32 lowercase hex digits, written durably (temp + fsync + rename).
+//! part's key id in 32 lowercase hex digits, written durably and never replaced (temp +
+//! fsync + hard link, which fails when the name exists, so two concurrent alerts for one
+//! key id cannot both store).
+//!
+//! The inbox is bounded (PROTOCOL.md 6/42): at most `max_keys` keys, each expiring
+//! `max_age_secs` after it was stored. A server keeps an in-memory index of the keys (built
+//! at open, reconciled with the folder by [`Inbox::sweep`], which also removes expired keys)
+//! so that the checks made before every alert touch no disk. `raida inbox take` may run in
+//! another process while the server runs: a key it takes keeps counting until the next sweep.
 //!
 //! File format, version 1: `[1][created u64][parts 1][parts × (sender DN 1, sender SN 4)]`
 //! `[key length u16][key bytes]`.
 
+use std::collections::{BTreeSet, HashMap};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use raida_proto::Status;
 
 use zeroize::Zeroize;
 
@@ -73,10 +89,92 @@ impl InboxKey {
     }
 }
 
+/// Bounds of the inbox (config.toml `inbox_max_keys`, `inbox_max_age_seconds`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InboxLimits {
+    pub max_keys: usize,
+    pub max_age_secs: u64,
+}
+
+impl Default for InboxLimits {
+    fn default() -> Self {
+        InboxLimits { max_keys: 10_000, max_age_secs: 86_400 }
+    }
+}
+
+struct Entry {
+    created: u64,
+    /// When the entry entered the index (see [`Index::seq`]).
+    seq: u64,
+    /// False while a store of this id is under way (the slot is reserved).
+    stored: bool,
+}
+
+/// The keys in the folder, and stores under way.
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<[u8; 16], Entry>,
+    by_age: BTreeSet<(u64, [u8; 16])>,
+    /// Increases with every insertion: a sweep drops only entries older than its listing
+    /// of the folder, never a key stored while it was listing.
+    seq: u64,
+}
+
+impl Index {
+    fn insert(&mut self, id: [u8; 16], created: u64, stored: bool) {
+        self.seq += 1;
+        if let Some(old) = self.by_id.insert(id, Entry { created, seq: self.seq, stored }) {
+            self.by_age.remove(&(old.created, id));
+        }
+        self.by_age.insert((created, id));
+    }
+
+    fn remove(&mut self, id: &[u8; 16]) {
+        if let Some(old) = self.by_id.remove(id) {
+            self.by_age.remove(&(old.created, *id));
+        }
+    }
+
+    /// Keys that count against the bound at `now`: all but the expired ones.
+    fn live(&self, now: u64, limits: &InboxLimits) -> usize {
+        let expired = self.by_age.iter().take_while(|(created, _)| expired(*created, now, limits)).count();
+        self.by_id.len() - expired
+    }
+}
+
+fn expired(created: u64, now: u64, limits: &InboxLimits) -> bool {
+    created.saturating_add(limits.max_age_secs) <= now
+}
+
+/// Why a key cannot enter the inbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 201: a key with this id is in the inbox (or being stored); it is never replaced.
+    Exists,
+    /// 254: the inbox holds `max_keys` unexpired keys.
+    Full,
+}
+
+impl Refusal {
+    pub fn status(self) -> Status {
+        match self {
+            Refusal::Exists => Status::FileExists,
+            Refusal::Full => Status::MemoryAlloc,
+        }
+    }
+}
+
 /// The inbox folder of a data directory.
-#[derive(Clone, Debug)]
 pub struct Inbox {
     dir: PathBuf,
+    limits: InboxLimits,
+    index: Mutex<Index>,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox").field("dir", &self.dir).field("limits", &self.limits).finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,26 +187,248 @@ pub enum InboxError {
     NotFound(String),
     #[error("key id must be 32 hex digits")]
     BadKeyId,
+    #[error("a key with this id is already in the inbox (never replaced)")]
+    Exists,
+    #[error("the inbox is full")]
+    Full,
+}
+
+impl From<Refusal> for InboxError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Exists => InboxError::Exists,
+            Refusal::Full => InboxError::Full,
+        }
+    }
+}
+
+/// Temp names start with a dot (never 32 hex digits, so never listed as a key).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
+fn key_id_of(name: &str) -> Option<[u8; 16]> {
+    let mut id = [0u8; 16];
+    (name.len() == 32 && hex::decode_to_slice(name, &mut id).is_ok()).then_some(id)
 }
 
 impl Inbox {
-    /// `DIR/Inbox` (created on first store).
+    /// `DIR/Inbox` for reading and taking keys (`raida inbox`): no index is loaded, so
+    /// the bound counts only what this value stores. A server uses [`Inbox::open`].
     pub fn new(data_dir: &Path) -> Inbox {
-        Inbox { dir: data_dir.join("Inbox") }
+        Inbox { dir: data_dir.join("Inbox"), limits: InboxLimits::default(), index: Mutex::new(Index::default()) }
+    }
+
+    /// `DIR/Inbox` as a server keeps it: removes temporary files a crash left and indexes
+    /// the keys (a file that does not decode counts from `now`, so it still takes a slot).
+    pub fn open(data_dir: &Path, now: u64) -> std::io::Result<Inbox> {
+        let inbox = Inbox::new(data_dir);
+        let rd = match std::fs::read_dir(&inbox.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(inbox),
+            Err(e) => return Err(e),
+        };
+        let mut removed = false;
+        let mut index = inbox.index.lock();
+        for entry in rd {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if is_temp_name(name) {
+                std::fs::remove_file(entry.path())?;
+                removed = true;
+            } else if let Some(id) = key_id_of(name) {
+                index.insert(id, inbox.created_of(&id).unwrap_or(now), true);
+            }
+        }
+        drop(index);
+        if removed {
+            raida_store::durable::fsync_dir(&inbox.dir)?;
+        }
+        Ok(inbox)
+    }
+
+    /// Set the bounds (at start, before the inbox is shared).
+    pub fn set_limits(&mut self, limits: InboxLimits) {
+        self.limits = limits;
+    }
+
+    pub fn limits(&self) -> InboxLimits {
+        self.limits
     }
 
     fn path(&self, key_id: &[u8; 16]) -> PathBuf {
         self.dir.join(hex::encode(key_id))
     }
 
-    /// Store durably (replacing an earlier key with the same id).
-    pub fn store(&self, key: &InboxKey) -> Result<(), InboxError> {
-        let io = |e| InboxError::Io(self.dir.display().to_string(), e);
-        std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let mut bytes = key.encode();
-        let r = raida_store::durable::write_file_atomic(&self.path(&key.key_id), &bytes, 0o600);
+    /// The `created` time inside a key's file.
+    fn created_of(&self, key_id: &[u8; 16]) -> Option<u64> {
+        let mut bytes = std::fs::read(self.path(key_id)).ok()?;
+        let created = InboxKey::decode(*key_id, &bytes).map(|k| k.created);
         bytes.zeroize();
-        r.map_err(|e| InboxError::Io(self.path(&key.key_id).display().to_string(), e))
+        created
+    }
+
+    /// Whether a key with `key_id` stored at `now` could enter (no disk access): checked
+    /// before an alert fetches anything.
+    pub fn admit(&self, key_id: &[u8; 16], now: u64) -> Result<(), Refusal> {
+        let index = self.index.lock();
+        if index.by_id.contains_key(key_id) {
+            return Err(Refusal::Exists);
+        }
+        if index.live(now, &self.limits) >= self.limits.max_keys {
+            return Err(Refusal::Full);
+        }
+        Ok(())
+    }
+
+    /// Store durably, never replacing a key: the slot is reserved in the index and the file
+    /// is linked into place only if no file has the name (create-new), so of two concurrent
+    /// stores of one key id exactly one succeeds. `key.created` is the time the bound is
+    /// checked at.
+    pub fn store(&self, key: &InboxKey) -> Result<(), InboxError> {
+        {
+            let mut index = self.index.lock();
+            if index.by_id.contains_key(&key.key_id) {
+                return Err(InboxError::Exists);
+            }
+            if index.live(key.created, &self.limits) >= self.limits.max_keys {
+                return Err(InboxError::Full);
+            }
+            index.insert(key.key_id, key.created, false);
+        }
+        let result = self.write_new(key);
+        let mut index = self.index.lock();
+        match &result {
+            Ok(()) => {
+                if let Some(e) = index.by_id.get_mut(&key.key_id) {
+                    e.stored = true;
+                }
+            }
+            Err(_) => index.remove(&key.key_id),
+        }
+        result
+    }
+
+    fn write_new(&self, key: &InboxKey) -> Result<(), InboxError> {
+        let io = |p: &Path| {
+            let p = p.display().to_string();
+            move |e| InboxError::Io(p, e)
+        };
+        self.create_dir().map_err(io(&self.dir))?;
+        let path = self.path(&key.key_id);
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!(".{}.{}.{n}.tmp", hex::encode(key.key_id), std::process::id()));
+        let mut bytes = key.encode();
+        let written = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_data()
+        })();
+        bytes.zeroize();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&tmp)(e));
+        }
+        // link(2) fails when the name exists: the atomic "never replace"
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(InboxError::Exists),
+            Err(e) => return Err(io(&path)(e)),
+        }
+        if let Err(e) = raida_store::durable::fsync_dir(&self.dir) {
+            // not durable: do not leave a key the caller is told was not stored
+            let _ = std::fs::remove_file(&path);
+            return Err(io(&self.dir)(e));
+        }
+        Ok(())
+    }
+
+    /// `Inbox/`, mode 0700 (key ids must not be listed by other local users).
+    fn create_dir(&self) -> std::io::Result<()> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        match self.dir.parent() {
+            Some(parent) => raida_store::durable::fsync_dir(parent),
+            None => Ok(()),
+        }
+    }
+
+    /// Periodic upkeep: forget keys taken by another process, index keys this one does not
+    /// know, remove expired keys (one directory fsync for all). Returns how many expired.
+    pub fn sweep(&self, now: u64) -> std::io::Result<usize> {
+        let listed_at = self.index.lock().seq;
+        let mut on_disk = std::collections::HashSet::new();
+        match std::fs::read_dir(&self.dir) {
+            Ok(rd) => {
+                for entry in rd {
+                    let entry = entry?;
+                    if let Some(id) = entry.file_name().to_str().and_then(key_id_of) {
+                        on_disk.insert(id);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let unknown: Vec<[u8; 16]> = {
+            let mut index = self.index.lock();
+            let gone: Vec<[u8; 16]> = index
+                .by_id
+                .iter()
+                .filter(|(id, e)| e.stored && e.seq <= listed_at && !on_disk.contains(*id))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &gone {
+                index.remove(id);
+            }
+            on_disk.iter().filter(|id| !index.by_id.contains_key(*id)).copied().collect()
+        };
+        for id in unknown {
+            let created = self.created_of(&id).unwrap_or(now);
+            let mut index = self.index.lock();
+            if !index.by_id.contains_key(&id) {
+                index.insert(id, created, true);
+            }
+        }
+        let doomed: Vec<[u8; 16]> = {
+            let index = self.index.lock();
+            index
+                .by_age
+                .iter()
+                .take_while(|(created, _)| expired(*created, now, &self.limits))
+                .filter(|(_, id)| index.by_id.get(id).is_some_and(|e| e.stored))
+                .map(|(_, id)| *id)
+                .collect()
+        };
+        let mut removed = 0;
+        for id in &doomed {
+            match std::fs::remove_file(self.path(id)) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.index.lock().remove(id);
+        }
+        if removed > 0 {
+            raida_store::durable::fsync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Keys in the index (stored or being stored), expired ones included until swept.
+    pub fn indexed(&self) -> usize {
+        self.index.lock().by_id.len()
     }
 
     /// Every key, oldest first. A missing folder is an empty inbox.
@@ -122,11 +442,7 @@ impl Inbox {
         for entry in rd {
             let entry = entry.map_err(|e| InboxError::Io(self.dir.display().to_string(), e))?;
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let mut id = [0u8; 16];
-            if name.len() != 32 || hex::decode_to_slice(name, &mut id).is_err() {
-                continue;
-            }
+            let Some(id) = name.to_str().and_then(key_id_of) else { continue };
             let path = entry.path();
             let bytes = std::fs::read(&path).map_err(|e| InboxError::Io(path.display().to_string(), e))?;
             out.push(InboxKey::decode(id, &bytes).ok_or_else(|| InboxError::Corrupt(path.display().to_string()))?);
@@ -151,6 +467,83 @@ impl Inbox {
         };
         let key = InboxKey::decode(id, &bytes).ok_or_else(|| InboxError::Corrupt(path.display().to_string()))?;
         raida_store::durable::remove_file_durable(&path).map_err(|e| InboxError::Io(path.display().to_string(), e))?;
+        self.index.lock().remove(&id);
         Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: u8, created: u64) -> InboxKey {
+        InboxKey { key_id: [id; 16], created, senders: vec![(1, 2)], key: vec![id, 0xFF] }
+    }
+
+    #[test]
+    fn a_key_is_never_replaced_even_by_concurrent_stores() {
+        let d = tempfile::tempdir().unwrap();
+        let inbox = std::sync::Arc::new(Inbox::open(d.path(), 100).unwrap());
+        for round in 0..40u8 {
+            let stores: Vec<_> = (0..2u8)
+                .map(|i| {
+                    let inbox = inbox.clone();
+                    std::thread::spawn(move || {
+                        let mut k = key(round, 100);
+                        k.key = vec![i, 0xFF];
+                        inbox.store(&k).map(|()| i)
+                    })
+                })
+                .collect();
+            let results: Vec<_> = stores.into_iter().map(|t| t.join().unwrap()).collect();
+            let winners: Vec<u8> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+            assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+            assert!(results.iter().any(|r| matches!(r, Err(InboxError::Exists))));
+            let stored = inbox.list().unwrap().into_iter().find(|k| k.key_id == [round; 16]).unwrap();
+            assert_eq!(stored.key, vec![winners[0], 0xFF], "the winner's key stays");
+        }
+        // a new value (another process, or no index) cannot replace the file either
+        let other = Inbox::new(d.path());
+        assert!(matches!(other.store(&key(0, 100)), Err(InboxError::Exists)));
+        assert_eq!(inbox.indexed(), 40);
+        let names: Vec<String> = std::fs::read_dir(d.path().join("Inbox"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| key_id_of(n).is_some()), "no temp file left: {names:?}");
+    }
+
+    #[test]
+    fn bounded_in_count_and_age() {
+        let d = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(d.path(), 1000).unwrap();
+        inbox.set_limits(InboxLimits { max_keys: 2, max_age_secs: 50 });
+        inbox.store(&key(1, 1000)).unwrap();
+        inbox.store(&key(2, 1010)).unwrap();
+        assert_eq!(inbox.admit(&[3; 16], 1020), Err(Refusal::Full));
+        assert!(matches!(inbox.store(&key(3, 1020)), Err(InboxError::Full)));
+        assert_eq!(inbox.admit(&[1; 16], 1020), Err(Refusal::Exists));
+        // key 1 expires at 1050: its slot frees at once, its file goes at the next sweep
+        assert_eq!(inbox.admit(&[3; 16], 1050), Ok(()));
+        assert_eq!(inbox.sweep(1050).unwrap(), 1);
+        assert_eq!(inbox.list().unwrap().iter().map(|k| k.key_id[0]).collect::<Vec<_>>(), vec![2]);
+        inbox.store(&key(3, 1050)).unwrap();
+        assert!(matches!(inbox.store(&key(4, 1050)), Err(InboxError::Full)));
+
+        // another process takes key 2 (and leaves a crash's temp file): the sweep notices
+        Inbox::new(d.path()).take(&hex::encode([2u8; 16])).unwrap();
+        std::fs::write(d.path().join("Inbox").join(".x.1.2.tmp"), b"junk").unwrap();
+        assert_eq!(inbox.admit(&[4; 16], 1050), Err(Refusal::Full));
+        inbox.sweep(1050).unwrap();
+        assert_eq!(inbox.admit(&[4; 16], 1050), Ok(()));
+
+        // at open: temp files removed, keys indexed with their own time
+        let mut reopened = Inbox::open(d.path(), 1060).unwrap();
+        reopened.set_limits(InboxLimits { max_keys: 2, max_age_secs: 50 });
+        assert_eq!(reopened.indexed(), 1);
+        assert!(!d.path().join("Inbox").join(".x.1.2.tmp").exists());
+        assert_eq!(reopened.admit(&[3; 16], 1060), Err(Refusal::Exists));
+        assert_eq!(reopened.sweep(1100).unwrap(), 1, "key 3 (stored at 1050) expires at 1100");
+        assert!(reopened.list().unwrap().is_empty());
     }
 }

@@ -91,7 +91,7 @@ impl ServerBuilder {
             let ip: IpAddr = ks.address.parse().map_err(|_| {
                 ServerError::Config(format!("config.toml: key server address {:?} is not an IP address", ks.address))
             })?;
-            key_servers.push(KeyServer { raida_id: ks.raida_id, ip, port: ks.port });
+            key_servers.push(KeyServer { raida_id: ks.raida_id, ip, port: ks.port, legacy: ks.legacy });
         }
         let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger { store, coin_id: config.coin_id });
         let identity = ServerIdentity {
@@ -102,7 +102,7 @@ impl ServerBuilder {
             tracing::info!("legacy encryption is off: EN 1 and EN 2 requests are answered 27");
         }
         let mut state = ServerState::new(identity, ledger, dir, config.key_ttl_seconds, config.replay_capacity, clock)
-            .map_err(io_err(format!("{}", dir.join("Keys").display())))?;
+            .map_err(io_err(format!("{} (Keys/, Inbox/)", dir.display())))?;
         state.admin_key = admin_key;
         state.replay = parking_lot::Mutex::new(raida_proto::replay::ReplayMemory::with_share(
             config.replay_capacity,
@@ -113,6 +113,10 @@ impl ServerBuilder {
             raida_proto::consts::TICKET_RELEASE_SECONDS,
             config.tickets_per_requester,
         );
+        state.inbox.set_limits(crate::inbox::InboxLimits {
+            max_keys: config.inbox_max_keys,
+            max_age_secs: config.inbox_max_age_seconds,
+        });
         state.key_alert = KeyAlertSettings {
             key_servers,
             identity: config.identity.as_ref().map(|i| (i.dn, i.sn)),
@@ -194,7 +198,7 @@ impl RunningServer {
             stop.clone(),
             tracker.clone(),
         ));
-        // background sweeps: expired tickets and pending keys
+        // background sweeps: expired tickets, pending keys and inbox keys
         let sweep_state = state.clone();
         let sweep_stop = stop.clone();
         tokio::spawn(async move {
@@ -207,6 +211,10 @@ impl RunningServer {
                         sweep_state.tickets.sweep(now);
                         let st = sweep_state.clone();
                         let _ = tokio::task::spawn_blocking(move || st.pending_keys.sweep(now)).await;
+                        let st = sweep_state.clone();
+                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || st.inbox.sweep(now)).await {
+                            tracing::warn!(error = %e, "inbox sweep");
+                        }
                     }
                 }
             }

@@ -24,15 +24,19 @@ pub struct KeyServer {
     pub raida_id: u8,
     pub ip: IpAddr,
     pub port: u16,
+    /// Speaks no modern type: fetch with EN 1 under the identity coin's AN, not EN 4.
+    pub legacy: bool,
 }
 
 /// Settings of Key Alert (42).
 #[derive(Clone, Debug, Default)]
 pub struct KeyAlertSettings {
     pub key_servers: Vec<KeyServer>,
-    /// The identity coin (DN, SN) used to authenticate Get Key, if configured.
+    /// The identity coin (DN, SN) used to authenticate Get Key, if configured. When it is
+    /// configured but does not load, alerts answer 197 and fetch nothing; when none is
+    /// configured, parts are fetched with EN 0 (only parts that name no receiver come back).
     pub identity: Option<(i8, u32)>,
-    /// One timeout for all parts.
+    /// One timeout for all parts of an alert (they share one socket).
     pub timeout: Duration,
 }
 
@@ -136,7 +140,7 @@ impl ServerState {
             replay: Mutex::new(ReplayMemory::with_share(replay_capacity, DEFAULT_REPLAY_SHARE)),
             admin_key: None,
             pending_keys: PendingKeys::open(&data_dir.join("Keys"), key_ttl_secs, now)?,
-            inbox: Inbox::new(data_dir),
+            inbox: Inbox::open(data_dir, now)?,
             key_alert: KeyAlertSettings { timeout: Duration::from_secs(5), ..Default::default() },
             clock,
             dispatch: DispatchTable::standard(),

@@ -25,6 +25,11 @@ pub struct KeyServer {
     /// IP address (v4 or v6), without port.
     pub address: String,
     pub port: u16,
+    /// A deployed key server that speaks no modern encryption type: Key Alert fetches from
+    /// it with EN 1 (the identity coin's AN) instead of EN 4. EN 1 answers reuse the
+    /// request's keystream (PROTOCOL.md 4.2), so mark a server legacy only when it must be.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
 }
 
 fn default_coin_id() -> u16 {
@@ -47,6 +52,12 @@ fn default_replay_share() -> usize {
 }
 fn default_tickets_per_requester() -> usize {
     16
+}
+fn default_inbox_max_keys() -> usize {
+    10_000
+}
+fn default_inbox_max_age() -> u64 {
+    86_400
 }
 
 /// Server settings stored in `DIR/config.toml`.
@@ -78,6 +89,15 @@ pub struct Config {
     /// Live healing tickets one requester (coin, or source address for EN 0) may hold.
     #[serde(default = "default_tickets_per_requester")]
     pub tickets_per_requester: usize,
+    /// At most this many keys wait in `Inbox/`; beyond it Key Alert answers 254 before
+    /// fetching anything (an inbox key is never replaced, so the bound is what keeps a
+    /// flood of alerts from filling the disk).
+    #[serde(default = "default_inbox_max_keys")]
+    pub inbox_max_keys: usize,
+    /// An inbox key not taken within this many seconds expires (removed by the periodic
+    /// sweep; it stops counting against `inbox_max_keys` at once).
+    #[serde(default = "default_inbox_max_age")]
+    pub inbox_max_age_seconds: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityConfig>,
     /// `[[key_servers]]` tables; an empty list is not written, so operators can append tables.
@@ -103,6 +123,8 @@ impl Config {
             replay_share_per_key: default_replay_share(),
             legacy_encryption: true,
             tickets_per_requester: default_tickets_per_requester(),
+            inbox_max_keys: default_inbox_max_keys(),
+            inbox_max_age_seconds: default_inbox_max_age(),
             identity: None,
             key_servers: Vec::new(),
         })
@@ -135,6 +157,12 @@ impl Config {
         }
         if c.cache_mib == 0 {
             return Err(bad("cache_mib must be at least 1".into()));
+        }
+        if c.inbox_max_keys == 0 {
+            return Err(bad("inbox_max_keys must be at least 1".into()));
+        }
+        if c.inbox_max_age_seconds == 0 {
+            return Err(bad("inbox_max_age_seconds must be at least 1".into()));
         }
         if let Some(id) = &c.identity {
             crate::layout::check_dn(id.dn).map_err(|e| bad(format!("identity: {e}")))?;
@@ -200,7 +228,8 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:50003");
         assert_eq!(c.admin_key.len(), 32);
         c.identity = Some(IdentityConfig { dn: -1, sn: 7 });
-        c.key_servers.push(KeyServer { raida_id: 4, address: "127.0.0.1".into(), port: 50004 });
+        c.key_servers.push(KeyServer { raida_id: 4, address: "127.0.0.1".into(), port: 50004, legacy: false });
+        c.key_servers.push(KeyServer { raida_id: 5, address: "::1".into(), port: 50005, legacy: true });
         c.save(d.path()).unwrap();
         assert_eq!(Config::load(d.path()).unwrap(), c);
 
@@ -210,7 +239,16 @@ mod tests {
         assert_eq!(m.cache_mib, 64);
         assert_eq!(m.key_ttl_seconds, 3600);
         assert_eq!(m.replay_capacity, 1_000_000);
+        assert_eq!((m.inbox_max_keys, m.inbox_max_age_seconds), (10_000, 86_400));
         assert!(m.identity.is_none() && m.key_servers.is_empty());
+        let ks = Config::from_toml(
+            "raida_id = 2\n[[key_servers]]\nraida_id = 1\naddress = \"127.0.0.1\"\nport = 50001\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert!(!ks.key_servers[0].legacy, "a key server is modern unless marked legacy");
+        assert!(Config::from_toml("raida_id = 2\ninbox_max_keys = 0\n", Path::new("x")).is_err());
+        assert!(Config::from_toml("raida_id = 2\ninbox_max_age_seconds = 0\n", Path::new("x")).is_err());
         assert!(Config::from_toml("raida_id = 30\n", Path::new("x")).is_err());
         assert!(Config::from_toml("coin_id = 1\n", Path::new("x")).is_err());
     }

@@ -1,19 +1,49 @@
 //! 4/42 Key Alert: fetch each part of a key with Get Key from the configured key
-//! servers only (never anywhere else), all in parallel within one timeout, assemble
-//! in entry order, require the final 0xFF, store in the inbox.
+//! servers only (never anywhere else), all in parallel over one socket within one timeout,
+//! assemble in entry order, require the final 0xFF, store in the inbox.
+//!
+//! Hops are modern: with an identity coin configured, every Get Key is EN 4 under
+//! SHA-256 of the coin's AN for that RAIDA (EN 1 with the AN only for a key server marked
+//! legacy), and the part comes back under AES-256-GCM bound to the request's nonce. A
+//! configured identity that does not load answers 197 and fetches nothing: never a reason
+//! to fetch unauthenticated. With no identity configured, parts are fetched with EN 0.
+//!
+//! Cost of one alert, whatever its entries: one UDP socket per address family, one small
+//! receive buffer, one request per distinct (key server, key id). The inbox checks (201,
+//! 254) come before anything is fetched, and log lines are rate-limited per kind.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-use raida_client::{Client, Server, Transport};
+use raida_client::batch::{udp_batch, BatchRequest};
+use raida_client::Server;
 use raida_proto::client::ClientKey;
 use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
 use raida_proto::commands::key_alert::{self, AlertEntry};
-use raida_proto::commands::post_key;
-use raida_proto::{Key16, Status};
+use raida_proto::commands::post_key::{self, KEY_LENGTHS};
+use raida_proto::{Key16, Key32, Status};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::dispatch::AnswerFuture;
-use crate::inbox::InboxKey;
+use crate::inbox::{InboxError, InboxKey, Refusal};
 use crate::state::{Answer, Call, KeyServer, ServerState};
+
+/// The largest Get Key answer: header 32, then [sender DN 1][sender SN 4][key ≤ 40],
+/// a GCM tag 16 (modern) and the terminator 2. The receive buffer is this size, not 64 KiB.
+const MAX_GET_KEY_ANSWER: usize = 32 + 5 + max_key_length() + 16 + 2;
+
+const fn max_key_length() -> usize {
+    let mut max = 0;
+    let mut i = 0;
+    while i < KEY_LENGTHS.len() {
+        if KEY_LENGTHS[i] as usize > max {
+            max = KEY_LENGTHS[i] as usize;
+        }
+        i += 1;
+    }
+    max
+}
 
 /// Whether an entry names a configured key server (same IP version, address, port, RAIDA id).
 pub fn may_contact(servers: &[KeyServer], e: &AlertEntry) -> Option<KeyServer> {
@@ -22,60 +52,247 @@ pub fn may_contact(servers: &[KeyServer], e: &AlertEntry) -> Option<KeyServer> {
 }
 
 pub fn run(state: Arc<ServerState>, call: Call) -> AnswerFuture {
-    Box::pin(async move { alert(&state, &call).await })
+    Box::pin(async move { alert(state, call).await })
 }
 
-async fn alert(state: &ServerState, call: &Call) -> Answer {
+/// A part as a key server handed it out: (sender DN, SN) and the key bytes.
+type FetchedPart = ((i8, u32), Zeroizing<Vec<u8>>);
+
+/// How this server authenticates its Get Key requests.
+enum Auth {
+    /// No identity configured: EN 0.
+    Anonymous,
+    /// The identity coin's 25 ANs (wiped when the alert is done).
+    Coin { dn: i8, sn: u32, ans: Box<Zeroizing<[[u8; 16]; 25]>> },
+}
+
+impl Auth {
+    /// The key for one key server; None when the identity has no AN for its RAIDA id (the
+    /// part then fails: never a fallback to EN 0).
+    fn key_for(&self, ks: &KeyServer) -> Option<ClientKey> {
+        match self {
+            Auth::Anonymous => Some(ClientKey::None),
+            Auth::Coin { dn, sn, ans } => {
+                let an = Key16::new(*ans.get(ks.raida_id as usize)?);
+                Some(if ks.legacy {
+                    ClientKey::Coin { dn: *dn, sn: *sn, an }
+                } else {
+                    ClientKey::Token { dn: *dn, sn: *sn, key: Key32::sha256_of_an(&an) }
+                })
+            }
+        }
+    }
+}
+
+async fn load_identity(state: &Arc<ServerState>) -> Result<Auth, Status> {
+    let Some((dn, sn)) = state.key_alert.identity else { return Ok(Auth::Anonymous) };
+    let st = state.clone();
+    // reading coins/<dn>.<sn>.bin is disk I/O: off the async workers
+    match tokio::task::spawn_blocking(move || st.ledger.identity_coin(dn, sn)).await {
+        Ok(Some(ans)) => Ok(Auth::Coin { dn, sn, ans: Box::new(Zeroizing::new(ans)) }),
+        Ok(None) => {
+            if let Some(suppressed) = LOG_IDENTITY.pass() {
+                tracing::warn!(dn, sn, suppressed, "key alert: the configured identity coin does not load: 197");
+            }
+            Err(Status::CoinLoad)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "key alert: identity task failed");
+            Err(Status::Internal)
+        }
+    }
+}
+
+async fn alert(state: Arc<ServerState>, call: Call) -> Answer {
     let entries = match key_alert::parse(&call.payload) {
         Ok(e) => e,
         Err(s) => return s.into(),
     };
-    let settings = &state.key_alert;
-    let identity = settings.identity.and_then(|(dn, sn)| state.ledger.identity_coin(dn, sn).map(|ans| (dn, sn, ans)));
-    if settings.identity.is_some() && identity.is_none() {
-        tracing::warn!("key alert: the configured identity coin does not load; fetching without it");
+    let Some(first) = entries.first().map(|e| e.key_id) else { return Status::InvalidPacketLength.into() };
+    // an inbox key is never replaced, and the inbox is bounded: refuse before fetching
+    if let Err(refusal) = state.inbox.admit(&first, call.now) {
+        log_refusal(refusal);
+        return refusal.status().into();
     }
-    let fetches = entries.iter().map(|e| {
-        let target = may_contact(&settings.key_servers, e);
-        let key = match (&identity, target) {
-            (Some((dn, sn, ans)), Some(t)) => {
-                ClientKey::Coin { dn: *dn, sn: *sn, an: Key16::new(ans[t.raida_id as usize]) }
+    let auth = match load_identity(&state).await {
+        Ok(a) => a,
+        Err(s) => return s.into(),
+    };
+    let settings = &state.key_alert;
+
+    // each distinct (key server, key id) is fetched once; duplicates share its result
+    let mut distinct: Vec<(KeyServer, [u8; 16])> = Vec::new();
+    let mut requests: Vec<BatchRequest> = Vec::new();
+    let slots: Vec<Option<usize>> = entries
+        .iter()
+        .map(|e| {
+            let ks = may_contact(&settings.key_servers, e)?;
+            if let Some(i) = distinct.iter().position(|d| d.0 == ks && d.1 == e.key_id) {
+                return Some(i);
             }
-            _ => ClientKey::None,
-        };
-        let payload = post_key::encode_get(&e.key_id);
-        let coin_id = state.identity.coin_id;
-        async move {
-            let t = target?;
-            let server = Server { addr: (t.ip, t.port).into(), raida_id: t.raida_id };
-            match Client::new(Transport::Udp, coin_id, settings.timeout)
-                .request(server, GROUP_KEY_EXCHANGE, GET_KEY, &key, &payload)
-                .await
-            {
-                Ok(reply) => post_key::decode_get_answer(&reply.payload).map(|(s, k)| ((s.dn, s.sn), k.to_vec())),
-                Err(err) => {
-                    tracing::info!(server = %server.addr, error = %err, "key alert: part not fetched");
-                    None
+            let key = auth.key_for(&ks)?;
+            distinct.push((ks, e.key_id));
+            requests.push(BatchRequest {
+                server: Server { addr: (ks.ip, ks.port).into(), raida_id: ks.raida_id },
+                group: GROUP_KEY_EXCHANGE,
+                command: GET_KEY,
+                key,
+                payload: post_key::encode_get(&e.key_id),
+            });
+            Some(requests.len() - 1)
+        })
+        .collect();
+    drop(auth);
+    let results = if requests.is_empty() {
+        Vec::new()
+    } else {
+        udp_batch(state.identity.coin_id, &requests, settings.timeout, MAX_GET_KEY_ANSWER).await
+    };
+    drop(requests);
+    let fetched: Vec<Option<FetchedPart>> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(mut reply) => {
+                let part = post_key::decode_get_answer(&reply.payload)
+                    .map(|(s, k)| ((s.dn, s.sn), Zeroizing::new(k.to_vec())));
+                reply.payload.zeroize();
+                part
+            }
+            Err(err) => {
+                if let Some(suppressed) = LOG_PART.pass() {
+                    tracing::info!(error = %err, suppressed, "key alert: part not fetched");
                 }
+                None
             }
-        }
-    });
-    let fetched = tokio::time::timeout(settings.timeout, futures_util::future::join_all(fetches))
-        .await
-        .unwrap_or_else(|_| vec![None; entries.len()]);
-    let parts: Vec<Option<Vec<u8>>> = fetched.iter().map(|f| f.as_ref().map(|(_, k)| k.clone())).collect();
+        })
+        .collect();
+    let parts: Vec<Option<Vec<u8>>> =
+        slots.iter().map(|s| s.and_then(|i| fetched.get(i)?.as_ref().map(|(_, k)| k.to_vec()))).collect();
     let (status, map, key) = key_alert::assemble(&parts);
+    for mut p in parts.into_iter().flatten() {
+        p.zeroize();
+    }
     if let Some(key) = key {
         let stored = InboxKey {
-            key_id: entries[0].key_id,
+            key_id: first,
             created: call.now,
-            senders: fetched.iter().flatten().map(|(s, _)| *s).collect(),
+            senders: slots.iter().filter_map(|s| fetched.get((*s)?)?.as_ref().map(|(sender, _)| *sender)).collect(),
             key,
         };
-        if let Err(e) = state.inbox.store(&stored) {
-            tracing::error!(error = %e, "key alert: cannot store the assembled key");
-            return Status::Filesystem.into();
+        let st = state.clone();
+        let result = tokio::task::spawn_blocking(move || st.inbox.store(&stored)).await;
+        match result {
+            Ok(Ok(())) => {}
+            // another alert stored this key id, or filled the inbox, while this one fetched
+            Ok(Err(InboxError::Exists)) => return refused(Refusal::Exists),
+            Ok(Err(InboxError::Full)) => return refused(Refusal::Full),
+            Ok(Err(e)) => {
+                if let Some(suppressed) = LOG_STORE.pass() {
+                    tracing::error!(error = %e, suppressed, "key alert: cannot store the assembled key");
+                }
+                return Status::Filesystem.into();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "key alert: store task failed");
+                return Status::Internal.into();
+            }
         }
     }
     Answer { status, payload: map.to_vec() }
+}
+
+fn refused(refusal: Refusal) -> Answer {
+    log_refusal(refusal);
+    refusal.status().into()
+}
+
+fn log_refusal(refusal: Refusal) {
+    match refusal {
+        Refusal::Exists => {
+            if let Some(suppressed) = LOG_EXISTS.pass() {
+                tracing::info!(suppressed, "key alert: the first key id is already in the inbox: 201");
+            }
+        }
+        Refusal::Full => {
+            if let Some(suppressed) = LOG_FULL.pass() {
+                tracing::warn!(suppressed, "key alert: the inbox is full (inbox_max_keys): 254");
+            }
+        }
+    }
+}
+
+static LOG_IDENTITY: LogGate = LogGate::new();
+static LOG_PART: LogGate = LogGate::new();
+static LOG_STORE: LogGate = LogGate::new();
+static LOG_EXISTS: LogGate = LogGate::new();
+static LOG_FULL: LogGate = LogGate::new();
+
+/// At most one log line per second for one kind of event: alerts come from anyone (EN 0),
+/// so a flood of them must not flood the log. The line that passes reports how many were
+/// suppressed since the previous one.
+pub struct LogGate {
+    /// Milliseconds since [`log_clock_start`] before which nothing passes.
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+fn log_clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis().min(u64::MAX as u128) as u64
+}
+
+impl LogGate {
+    pub const INTERVAL_MS: u64 = 1000;
+
+    pub const fn new() -> LogGate {
+        LogGate { next_ms: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
+    }
+
+    /// Some(events suppressed since the last line) if a line may be written now.
+    pub fn pass(&self) -> Option<u64> {
+        let now = log_clock_ms();
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(next, now + Self::INTERVAL_MS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+impl Default for LogGate {
+    fn default() -> Self {
+        LogGate::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_buffer_fits_the_largest_part() {
+        assert_eq!(MAX_GET_KEY_ANSWER, 95);
+    }
+
+    #[test]
+    fn log_gate_passes_one_line_per_interval_and_counts_the_rest() {
+        let gate = LogGate::new();
+        let started = Instant::now();
+        let mut passed = Vec::new();
+        for _ in 0..100_000 {
+            if let Some(s) = gate.pass() {
+                passed.push(s);
+            }
+        }
+        let intervals = started.elapsed().as_millis() as u64 / LogGate::INTERVAL_MS;
+        assert!(!passed.is_empty() && passed.len() as u64 <= intervals + 1, "{} lines", passed.len());
+        let suppressed = gate.suppressed.load(Ordering::Relaxed) + passed.iter().sum::<u64>();
+        assert_eq!(suppressed + passed.len() as u64, 100_000, "every event is a line or counted");
+    }
 }
