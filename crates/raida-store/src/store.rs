@@ -422,11 +422,17 @@ impl Store {
         self.inner.read_loading(idx, sn, rec)
     }
 
-    /// The AN of a *present* coin (DN -8..6, SN < 1,024,000, MFS != 0), else `None`.
-    pub fn present_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
+    /// The AN of a *present* coin (DN -8..6, SN < 1,024,000, MFS != 0). `Ok(None)`: the
+    /// coin is not present (DN or SN out of range, no page file, MFS 0). `Err`: its page
+    /// could not be read (an I/O error such as EMFILE, a page file of the wrong size), which
+    /// says nothing about the coin and must never be reported as "not present".
+    pub fn present_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>> {
         match self.get(dn, sn) {
-            Ok(r) if r.mfs != 0 => Some(r.an),
-            _ => None,
+            Ok(r) => Ok((r.mfs != 0).then_some(r.an)),
+            Err(StoreError::BadDenomination(_) | StoreError::SnOutOfRange(_) | StoreError::MissingPage { .. }) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 

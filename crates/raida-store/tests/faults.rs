@@ -1,6 +1,8 @@
-//! Journal faults: a transient journal write error is retried; an update whose fsync
-//! failed is reported and does not stay visible (nor come back after a restart).
+//! Faults are faults: a page that cannot be read is an error, never "coin not present";
+//! a transient journal write error is retried; an update whose fsync failed is reported
+//! and does not stay visible (nor come back after a restart).
 
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
@@ -59,6 +61,42 @@ fn open_faulty(d: &Path) -> (Arc<Store>, Arc<Faults>) {
 }
 
 #[test]
+fn unreadable_page_is_a_fault_not_an_absent_coin() {
+    let (_t, d) = small_store();
+    {
+        let s = Store::open(&d).unwrap();
+        s.set(1, 5, [7; 16], 3).unwrap();
+    }
+    // The page file of DN 1, SN 0..1023 exists but cannot be read as a page.
+    let page = d.join(page_rel_path(1, 0));
+    fs::remove_file(&page).unwrap();
+    fs::create_dir(&page).unwrap();
+    let s = Store::open(&d).unwrap();
+    assert!(s.present_an(1, 5).is_err(), "an unreadable page is not an absent coin");
+    // Absent stays absent: no page file, out of range, MFS 0.
+    assert_eq!(s.present_an(0, 5000).unwrap(), None);
+    assert_eq!(s.present_an(1, 1_024_000).unwrap(), None);
+    assert_eq!(s.present_an(9, 5).unwrap(), None);
+    assert_eq!(s.present_an(1, 1024 + 5).unwrap(), None);
+}
+
+#[test]
+fn out_of_descriptors_while_loading_a_page_is_a_fault() {
+    let (_t, d) = small_store();
+    {
+        let s = Store::open(&d).unwrap();
+        s.set(1, 5, [7; 16], 3).unwrap();
+    }
+    let (s, faults) = open_faulty(&d);
+    faults.page_errno.store(libc::EMFILE, Ordering::SeqCst);
+    faults.page_left.store(1, Ordering::SeqCst);
+    let e = s.present_an(1, 5).unwrap_err();
+    assert!(matches!(&e, StoreError::Io { source, .. } if source.raw_os_error() == Some(libc::EMFILE)), "{e}");
+    // The next read (descriptors available again) finds the coin.
+    assert_eq!(s.present_an(1, 5).unwrap(), Some([7; 16]));
+}
+
+#[test]
 fn transient_journal_write_errors_are_retried() {
     let (_t, d) = small_store();
     {
@@ -70,7 +108,7 @@ fn transient_journal_write_errors_are_retried() {
             let before = faults.writes.load(Ordering::SeqCst);
             s.set(1, sn, [sn as u8; 16], 3).unwrap();
             assert_eq!(faults.writes.load(Ordering::SeqCst) - before, 3, "errno {errno}: two failures, then success");
-            assert_eq!(s.get(1, sn).unwrap().an, [sn as u8; 16]);
+            assert_eq!(s.present_an(1, sn).unwrap(), Some([sn as u8; 16]));
         }
         // Bounded: a transient error that does not go away fails the update after the retries.
         faults.write_errno.store(libc::EMFILE, Ordering::SeqCst);
@@ -79,13 +117,13 @@ fn transient_journal_write_errors_are_retried() {
         assert!(s.set(1, 9, [9; 16], 3).is_err());
         let tries = faults.writes.load(Ordering::SeqCst) - before;
         assert!((6..=8).contains(&tries), "1 try + 5 retries (+ the erase attempt), got {tries}");
-        assert_eq!(s.get(1, 9).unwrap().mfs, 0, "the failed update is not visible");
+        assert_eq!(s.present_an(1, 9).unwrap(), None, "the failed update is not visible");
     }
     let s = Store::open(&d).unwrap();
     for sn in 5..=8u32 {
-        assert_eq!(s.get(1, sn).unwrap().an, [sn as u8; 16], "acknowledged update {sn} survives");
+        assert_eq!(s.present_an(1, sn).unwrap(), Some([sn as u8; 16]), "acknowledged update {sn} survives");
     }
-    assert_eq!(s.get(1, 9).unwrap().mfs, 0);
+    assert_eq!(s.present_an(1, 9).unwrap(), None);
 }
 
 #[test]

@@ -31,7 +31,9 @@ async fn alert(state: &ServerState, call: &Call) -> Answer {
         Err(s) => return s.into(),
     };
     let settings = &state.key_alert;
-    let identity = settings.identity.and_then(|(dn, sn)| state.ledger.identity_coin(dn, sn).map(|ans| (dn, sn, ans)));
+    let identity =
+        settings.identity.map(|(dn, sn)| state.ledger.identity_coin(dn, sn).map(|a| a.map(|ans| (dn, sn, ans))));
+    let Ok(identity) = identity.transpose().map(Option::flatten) else { return Status::CoinLoad.into() };
     if settings.identity.is_some() && identity.is_none() {
         tracing::warn!("key alert: the configured identity coin does not load; fetching without it");
     }
