@@ -79,8 +79,9 @@ pub enum RequestKey {
     Modern(Key32),
 }
 
-/// What a server knows about keys: the lookups section 5 needs. Implemented by the
-/// coin store in production and by in-memory maps in tests.
+/// What a server knows about keys: the lookups section 5 needs, from a source that
+/// cannot fail (in-memory maps: tests, tools). A store on disk implements
+/// [`FallibleKeyLookup`] instead, so that a read error is not mistaken for "no such key".
 pub trait KeyLookup {
     /// The AN of a *present* coin (DN -8..6, SN < 1,024,000, MFS != 0), else None.
     fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]>;
@@ -92,53 +93,163 @@ pub trait KeyLookup {
     fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]>;
 }
 
-fn present_coin(keys: &impl KeyLookup, dn: i8, sn: u32) -> Option<Key16> {
-    if !is_coin_dn(dn) || sn >= MAX_SN {
-        return None;
+/// A lookup that could not be answered: the server's store failed to read (an I/O error
+/// such as running out of descriptors), which says nothing about whether the key exists.
+/// Request validation answers it with 194 (FILESYSTEM), never with 34 or 25.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LookupFault;
+
+impl From<LookupFault> for Status {
+    fn from(_: LookupFault) -> Status {
+        Status::Filesystem
     }
-    keys.coin_an(dn, sn).map(Key16)
+}
+
+/// The lookups of [`KeyLookup`] for a source that can fail (a store on disk): each says
+/// found, absent (`Ok(None)`) or could not tell (`Err(LookupFault)`). Request validation
+/// takes this trait; every [`KeyLookup`] (in-memory maps) is one that never fails.
+pub trait FallibleKeyLookup {
+    /// As [`KeyLookup::coin_an`].
+    fn try_coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, LookupFault>;
+    /// As [`KeyLookup::locker_an`].
+    fn try_locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault>;
+    /// As [`KeyLookup::token_secret`].
+    fn try_token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, LookupFault>;
+    /// As [`KeyLookup::raida_secret`].
+    fn try_raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, LookupFault>;
+}
+
+impl<K: KeyLookup + ?Sized> FallibleKeyLookup for K {
+    fn try_coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, LookupFault> {
+        Ok(self.coin_an(dn, sn))
+    }
+    fn try_locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault> {
+        Ok(self.locker_an(prefix))
+    }
+    fn try_token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, LookupFault> {
+        Ok(self.token_secret(dn, sn))
+    }
+    fn try_raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, LookupFault> {
+        Ok(self.raida_secret(sender, key_id))
+    }
+}
+
+fn present_coin(keys: &impl FallibleKeyLookup, dn: i8, sn: u32) -> Result<Option<Key16>, LookupFault> {
+    if !is_coin_dn(dn) || sn >= MAX_SN {
+        return Ok(None);
+    }
+    Ok(keys.try_coin_an(dn, sn)?.map(Key16))
 }
 
 /// Resolve the key of a request (section 3.2 / 3.4 / 5).
 ///
 /// Errors: legacy unknown coin or locker → 34; EN 5 naming one token twice → 34
-/// (before any lookup); modern key not found → 25. EN 0 has no key (`Ok(None)`).
-pub fn resolve_key(identity: &KeyIdentity, keys: &impl KeyLookup) -> Result<Option<RequestKey>, Status> {
+/// (before any lookup); modern key not found → 25; a lookup that failed (the store could
+/// not be read) → 194. EN 0 has no key (`Ok(None)`).
+pub fn resolve_key(identity: &KeyIdentity, keys: &impl FallibleKeyLookup) -> Result<Option<RequestKey>, Status> {
     match *identity {
         KeyIdentity::None => Ok(None),
         KeyIdentity::Coin { dn, sn } => {
-            present_coin(keys, dn, sn).map(|k| Some(RequestKey::Legacy(k))).ok_or(Status::InvalidEncryption)
+            present_coin(keys, dn, sn)?.map(|k| Some(RequestKey::Legacy(k))).ok_or(Status::InvalidEncryption)
         }
         KeyIdentity::Locker { prefix } => {
-            keys.locker_an(&prefix).map(|k| Some(RequestKey::Legacy(Key16(k)))).ok_or(Status::InvalidEncryption)
+            keys.try_locker_an(&prefix)?.map(|k| Some(RequestKey::Legacy(Key16(k)))).ok_or(Status::InvalidEncryption)
         }
         KeyIdentity::Token { dn, sn } => type4_key(keys, dn, sn).map(|k| Some(RequestKey::Modern(k))),
         KeyIdentity::TokenPair { first, second } => {
             if first == second {
                 return Err(Status::InvalidEncryption);
             }
-            let an1 = present_coin(keys, first.0, first.1).ok_or(Status::EncryptionCoinNotFound)?;
-            let an2 = present_coin(keys, second.0, second.1).ok_or(Status::EncryptionCoinNotFound)?;
+            let an1 = present_coin(keys, first.0, first.1)?.ok_or(Status::EncryptionCoinNotFound)?;
+            let an2 = present_coin(keys, second.0, second.1)?.ok_or(Status::EncryptionCoinNotFound)?;
             Key32::concat_two_tokens(first, &an1, second, &an2).map(|k| Some(RequestKey::Modern(k)))
         }
         KeyIdentity::Raida { sender, key_id } => {
             if sender >= TOTAL_RAIDA_SERVERS {
                 return Err(Status::EncryptionCoinNotFound);
             }
-            keys.raida_secret(sender, key_id)
+            keys.try_raida_secret(sender, key_id)?
                 .map(|s| Some(RequestKey::Modern(Key32(s))))
                 .ok_or(Status::EncryptionCoinNotFound)
         }
     }
 }
 
-/// Type 4: a key token's secret, or SHA-256 of a present coin's AN; else 25.
-pub fn type4_key(keys: &impl KeyLookup, dn: i8, sn: u32) -> Result<Key32, Status> {
+/// Type 4: a key token's secret, or SHA-256 of a present coin's AN; else 25 (194 when the
+/// lookup failed).
+pub fn type4_key(keys: &impl FallibleKeyLookup, dn: i8, sn: u32) -> Result<Key32, Status> {
     if is_key_token_dn(dn) {
-        keys.token_secret(dn, sn).map(Key32).ok_or(Status::EncryptionCoinNotFound)
+        keys.try_token_secret(dn, sn)?.map(Key32).ok_or(Status::EncryptionCoinNotFound)
     } else if is_coin_dn(dn) {
-        present_coin(keys, dn, sn).map(|an| Key32::sha256_of_an(&an)).ok_or(Status::EncryptionCoinNotFound)
+        present_coin(keys, dn, sn)?.map(|an| Key32::sha256_of_an(&an)).ok_or(Status::EncryptionCoinNotFound)
     } else {
         Err(Status::EncryptionCoinNotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Knows every key, but its store cannot be read.
+    struct Broken;
+    impl FallibleKeyLookup for Broken {
+        fn try_coin_an(&self, _: i8, _: u32) -> Result<Option<[u8; 16]>, LookupFault> {
+            Err(LookupFault)
+        }
+        fn try_locker_an(&self, _: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault> {
+            Err(LookupFault)
+        }
+        fn try_token_secret(&self, _: i8, _: u32) -> Result<Option<[u8; 32]>, LookupFault> {
+            Err(LookupFault)
+        }
+        fn try_raida_secret(&self, _: u8, _: u32) -> Result<Option<[u8; 32]>, LookupFault> {
+            Err(LookupFault)
+        }
+    }
+
+    /// Knows no key at all.
+    struct Empty;
+    impl KeyLookup for Empty {
+        fn coin_an(&self, _: i8, _: u32) -> Option<[u8; 16]> {
+            None
+        }
+        fn locker_an(&self, _: &[u8; 5]) -> Option<[u8; 16]> {
+            None
+        }
+        fn token_secret(&self, _: i8, _: u32) -> Option<[u8; 32]> {
+            None
+        }
+        fn raida_secret(&self, _: u8, _: u32) -> Option<[u8; 32]> {
+            None
+        }
+    }
+
+    fn status(r: Result<Option<RequestKey>, Status>) -> Option<Status> {
+        r.err()
+    }
+
+    #[test]
+    fn a_failed_lookup_is_194_and_an_absent_key_34_or_25() {
+        let cases = [
+            (KeyIdentity::Coin { dn: 1, sn: 5 }, Status::InvalidEncryption),
+            (KeyIdentity::Locker { prefix: [1; 5] }, Status::InvalidEncryption),
+            (KeyIdentity::Token { dn: 1, sn: 5 }, Status::EncryptionCoinNotFound),
+            (KeyIdentity::Token { dn: 7, sn: 5 }, Status::EncryptionCoinNotFound),
+            (KeyIdentity::TokenPair { first: (1, 5), second: (1, 6) }, Status::EncryptionCoinNotFound),
+            (KeyIdentity::Raida { sender: 3, key_id: 9 }, Status::EncryptionCoinNotFound),
+        ];
+        for (id, absent) in cases {
+            assert_eq!(status(resolve_key(&id, &Broken)), Some(Status::Filesystem), "{id:?}");
+            assert_eq!(status(resolve_key(&id, &Empty)), Some(absent), "{id:?}");
+        }
+        // Rules that need no lookup keep their status.
+        assert_eq!(status(resolve_key(&KeyIdentity::None, &Broken)), None);
+        let same = KeyIdentity::TokenPair { first: (1, 5), second: (1, 5) };
+        assert_eq!(status(resolve_key(&same, &Broken)), Some(Status::InvalidEncryption));
+        assert_eq!(
+            status(resolve_key(&KeyIdentity::Coin { dn: 1, sn: 1_024_000 }, &Broken)),
+            Some(Status::InvalidEncryption)
+        );
     }
 }

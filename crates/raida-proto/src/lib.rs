@@ -25,7 +25,7 @@ pub mod status;
 pub mod validate;
 
 pub use header::{CommandSet, Encryption, KeyIdentity, RequestHeader, ServerIdentity};
-pub use keys::{Key16, Key32, KeyLookup, RequestKey};
+pub use keys::{FallibleKeyLookup, Key16, Key32, KeyLookup, LookupFault, RequestKey};
 pub use response::{ReplyContext, ReplySecurity};
 pub use status::Status;
 pub use validate::{validate_request, Rejection, Validated};

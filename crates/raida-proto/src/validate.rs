@@ -6,7 +6,7 @@ use std::ops::Range;
 use crate::consts::{CHALLENGE_SIZE, TAG_SIZE, TERMINATOR};
 use crate::crypto;
 use crate::header::{frame, parse_request_header, CommandSet, Framing, RequestHeader, ServerIdentity};
-use crate::keys::{resolve_key, KeyLookup, RequestKey};
+use crate::keys::{resolve_key, FallibleKeyLookup, RequestKey};
 use crate::replay::{check_freshness, replay_key, ReplayCheck};
 use crate::response::{ReplyContext, ReplySecurity};
 use crate::status::Status;
@@ -47,7 +47,7 @@ pub fn validate_request(
     packet: &mut [u8],
     server: &ServerIdentity,
     commands: &impl CommandSet,
-    keys: &impl KeyLookup,
+    keys: &impl FallibleKeyLookup,
     replay: &mut impl ReplayCheck,
     now: u64,
 ) -> Result<Validated, Rejection> {

@@ -1,26 +1,41 @@
 //! What the command handlers need from the data directory, as a trait: the coin store
 //! in production ([`StoreLedger`]), an in-memory map in tests ([`MemoryLedger`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use raida_proto::consts::{is_coin_dn, MAX_SN};
-use raida_proto::keys::KeyLookup;
+use raida_proto::keys::{FallibleKeyLookup, LookupFault};
 
 /// One coin record to write: (DN, SN, AN, MFS).
 pub type CoinUpdate = (i8, u32, [u8; 16], u8);
 
-/// The data directory as the server sees it.
+/// A read of the data directory failed (an I/O error such as EMFILE, a page file of the
+/// wrong size): the thing looked up may well exist. Handlers answer 194 (197 for an
+/// identity coin), never "not present" (34/25/40/0x00).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault(pub String);
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The data directory as the server sees it. Every read says found (`Ok(Some)`), absent
+/// (`Ok(None)`) or could not tell (`Err(Fault)`).
 pub trait Ledger: Send + Sync + 'static {
     /// AN of a present coin (DN -8..6, SN < 1,024,000, MFS != 0).
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]>;
-    fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]>;
-    fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]>;
-    fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]>;
-    /// The 25 ANs of this server's identity coin `coins/<dn>.<sn>.bin`, if the file
-    /// loads (440 bytes, zero bytes where zero is required, the configured coin id).
-    fn identity_coin(&self, dn: i8, sn: u32) -> Option<[[u8; 16]; 25]>;
+    fn coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, Fault>;
+    fn locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, Fault>;
+    fn token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, Fault>;
+    fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault>;
+    /// The 25 ANs of this server's identity coin `coins/<dn>.<sn>.bin` if the file loads
+    /// (440 bytes, zero bytes where zero is required, the configured coin id); `Ok(None)`
+    /// when there is no such file or it does not load, `Err` when it could not be read.
+    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<[[u8; 16]; 25]>, Fault>;
     /// Write coin records durably (returns once they survive a crash).
     fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String>;
     /// (cached pages, dirty pages).
@@ -29,22 +44,39 @@ pub trait Ledger: Send + Sync + 'static {
     fn flush(&self) -> Result<(), String>;
 }
 
-/// Adapts a [`Ledger`] to the protocol core's [`KeyLookup`].
+/// Adapts a [`Ledger`] to the protocol core's [`FallibleKeyLookup`]: a fault becomes
+/// [`LookupFault`], which request validation answers with 194.
 pub struct LedgerKeys<'a>(pub &'a dyn Ledger);
 
-impl KeyLookup for LedgerKeys<'_> {
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
-        self.0.coin_an(dn, sn)
+impl FallibleKeyLookup for LedgerKeys<'_> {
+    fn try_coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, LookupFault> {
+        self.0.coin_an(dn, sn).map_err(|_| LookupFault)
     }
-    fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
-        self.0.locker_an(prefix)
+    fn try_locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault> {
+        self.0.locker_an(prefix).map_err(|_| LookupFault)
     }
-    fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]> {
-        self.0.token_secret(dn, sn)
+    fn try_token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, LookupFault> {
+        self.0.token_secret(dn, sn).map_err(|_| LookupFault)
     }
-    fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]> {
-        self.0.raida_secret(sender, key_id)
+    fn try_raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, LookupFault> {
+        self.0.raida_secret(sender, key_id).map_err(|_| LookupFault)
     }
+}
+
+/// Logs a store fault and turns it into a [`Fault`]. At most one line a second: a peer
+/// can repeat the request that hits a broken page as fast as it likes.
+fn store_fault(e: raida_store::StoreError) -> Fault {
+    static LAST_LOG_SEC: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let last = LAST_LOG_SEC.load(Ordering::Relaxed);
+    if now != last && LAST_LOG_SEC.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+        tracing::error!(error = %e, suppressed, "data directory read failed (answered 194/197)");
+    } else {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+    }
+    Fault(e.to_string())
 }
 
 /// The production ledger: a `raida_store::Store`.
@@ -54,20 +86,29 @@ pub struct StoreLedger {
 }
 
 impl Ledger for StoreLedger {
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
-        self.store.present_an(dn, sn)
+    fn coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, Fault> {
+        self.store.present_an(dn, sn).map_err(store_fault)
     }
-    fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
-        self.store.locker_by_prefix(prefix)
+    // Lockers, key-token secrets and RAIDA secrets are tables read into memory at open:
+    // looking one up cannot fail.
+    fn locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, Fault> {
+        Ok(self.store.locker_by_prefix(prefix))
     }
-    fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]> {
-        self.store.token_secret(dn, sn)
+    fn token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, Fault> {
+        Ok(self.store.token_secret(dn, sn))
     }
-    fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]> {
-        self.store.raida_secret(sender, key_id)
+    fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault> {
+        Ok(self.store.raida_secret(sender, key_id))
     }
-    fn identity_coin(&self, dn: i8, sn: u32) -> Option<[[u8; 16]; 25]> {
-        self.store.identity_coin(dn, sn, self.coin_id).ok()
+    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<[[u8; 16]; 25]>, Fault> {
+        match self.store.identity_coin(dn, sn, self.coin_id) {
+            Ok(ans) => Ok(Some(ans)),
+            Err(e @ raida_store::StoreError::Io { .. }) => Err(store_fault(e)),
+            Err(e) => {
+                tracing::debug!(error = %e, "identity coin does not load");
+                Ok(None)
+            }
+        }
     }
     fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String> {
         self.store.set_many(updates).map_err(|e| e.to_string())
@@ -86,6 +127,16 @@ pub type CoinMap = HashMap<(i8, u32), ([u8; 16], u8)>;
 /// Identity coins by (DN, SN): the 25 ANs.
 pub type IdentityMap = HashMap<(i8, u32), [[u8; 16]; 25]>;
 
+/// A lookup of a [`MemoryLedger`] made to fail (tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultAt {
+    Coin(i8, u32),
+    Locker([u8; 5]),
+    Token(i8, u32),
+    RaidaSecret(u8, u32),
+    Identity(i8, u32),
+}
+
 /// An in-memory ledger for tests and vectors.
 #[derive(Default)]
 pub struct MemoryLedger {
@@ -94,6 +145,8 @@ pub struct MemoryLedger {
     pub tokens: RwLock<HashMap<(i8, u32), [u8; 32]>>,
     pub secrets: RwLock<HashMap<(u8, u32), [u8; 32]>>,
     pub identities: RwLock<IdentityMap>,
+    /// Lookups that fail as an unreadable store would (see [`MemoryLedger::inject_fault`]).
+    pub faults: RwLock<HashSet<FaultAt>>,
 }
 
 impl MemoryLedger {
@@ -106,26 +159,42 @@ impl MemoryLedger {
     pub fn record(&self, dn: i8, sn: u32) -> Option<([u8; 16], u8)> {
         self.coins.read().get(&(dn, sn)).copied()
     }
+    /// From now on, looking up `at` fails with a [`Fault`] (whether or not it exists).
+    pub fn inject_fault(&self, at: FaultAt) {
+        self.faults.write().insert(at);
+    }
+    fn check(&self, at: FaultAt) -> Result<(), Fault> {
+        if self.faults.read().contains(&at) {
+            Err(Fault(format!("injected fault at {at:?}")))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Ledger for MemoryLedger {
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
+    fn coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, Fault> {
+        self.check(FaultAt::Coin(dn, sn))?;
         if !is_coin_dn(dn) || sn >= MAX_SN {
-            return None;
+            return Ok(None);
         }
-        self.coins.read().get(&(dn, sn)).filter(|(_, mfs)| *mfs != 0).map(|(an, _)| *an)
+        Ok(self.coins.read().get(&(dn, sn)).filter(|(_, mfs)| *mfs != 0).map(|(an, _)| *an))
     }
-    fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
-        self.lockers.read().iter().find(|a| a[..5] == prefix[..]).copied()
+    fn locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, Fault> {
+        self.check(FaultAt::Locker(*prefix))?;
+        Ok(self.lockers.read().iter().find(|a| a[..5] == prefix[..]).copied())
     }
-    fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]> {
-        self.tokens.read().get(&(dn, sn)).copied()
+    fn token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, Fault> {
+        self.check(FaultAt::Token(dn, sn))?;
+        Ok(self.tokens.read().get(&(dn, sn)).copied())
     }
-    fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]> {
-        self.secrets.read().get(&(sender, key_id)).copied()
+    fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault> {
+        self.check(FaultAt::RaidaSecret(sender, key_id))?;
+        Ok(self.secrets.read().get(&(sender, key_id)).copied())
     }
-    fn identity_coin(&self, dn: i8, sn: u32) -> Option<[[u8; 16]; 25]> {
-        self.identities.read().get(&(dn, sn)).copied()
+    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<[[u8; 16]; 25]>, Fault> {
+        self.check(FaultAt::Identity(dn, sn))?;
+        Ok(self.identities.read().get(&(dn, sn)).copied())
     }
     fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String> {
         let mut coins = self.coins.write();

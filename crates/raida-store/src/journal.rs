@@ -13,6 +13,13 @@
 //! Writers append their batch to a shared buffer while holding the page locks of the pages
 //! they changed; then one of the waiting writers (the leader) writes everything buffered and
 //! calls fdatasync once for all of them (group commit), the others wait on a condvar.
+//!
+//! Errors: a transient error of a write (EMFILE, ENFILE, ENOSPC, EINTR, EAGAIN) is retried
+//! a few times with a short backoff, each retry rewriting the whole buffer before syncing
+//! again. Any other error, or a transient one that outlasts the retries, fails every batch
+//! not yet durable, and the journal refuses further batches: the store then undoes those
+//! batches in its cache (their callers get the error), and the failed bytes are zeroed on a
+//! best-effort basis so that a restart does not replay what the callers were told failed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -20,6 +27,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -33,6 +41,38 @@ const MAX_BATCH_RECORDS: usize = 1 << 22;
 
 /// One coin update: (DN, SN, AN, MFS).
 pub type Update = (i8, u32, [u8; 16], u8);
+
+/// Retries of a journal write after a transient error (then the batch fails).
+pub(crate) const TRANSIENT_RETRIES: u32 = 5;
+/// Sleep before the first retry; doubled before each further one (2+4+8+16+32 = 62 ms at most).
+const FIRST_BACKOFF: Duration = Duration::from_millis(2);
+
+/// Errors that say "not now" rather than "broken": out of descriptors (EMFILE, ENFILE), a
+/// full disk that a checkpoint or an operator may free (ENOSPC), an interrupted or
+/// would-block call (EINTR, EAGAIN).
+pub(crate) fn is_transient(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+        || matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EINTR | libc::EAGAIN))
+}
+
+/// A hook through which tests make the store's file operations fail as the operating
+/// system would (a given errno). Production never installs one: it exists only behind
+/// [`Store::open_with_faults`](crate::Store::open_with_faults). Each method is called just
+/// before the real operation; an `Err` is returned in its place.
+pub trait FaultInjector: Send + Sync {
+    /// Before each write of buffered batches to a journal segment.
+    fn journal_write(&self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Before each fdatasync of a journal segment.
+    fn journal_sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Before a page file is opened to be read into the cache.
+    fn page_read(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 struct Segment {
     gen: u64,
@@ -60,6 +100,7 @@ struct State {
 pub(crate) struct Journal {
     dir: PathBuf,
     segment_bytes: u64,
+    faults: Option<Arc<dyn FaultInjector>>,
     st: Mutex<State>,
     cond: Condvar,
     /// Set when the current segment is half full (or closed) and there is no spare.
@@ -143,18 +184,43 @@ pub(crate) fn parse_segment(bytes: &[u8], mut f: impl FnMut(&[Update]) -> Result
 
 fn create_segment(dir: &Path, gen: u64, len: u64) -> io::Result<Segment> {
     let path = segment_path(dir, gen);
-    let mut f = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
-    // Real zeros (not a hole / fallocate): later fdatasyncs then only flush data blocks.
-    let zeros = vec![0u8; 256 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        f.write_all(&zeros[..n])?;
-        left -= n as u64;
+    let made = (|| {
+        let mut f = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
+        // Real zeros (not a hole / fallocate): later fdatasyncs then only flush data blocks.
+        let zeros = vec![0u8; 256 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()?;
+        fsync_dir(dir)?;
+        Ok(Segment { gen, file: Arc::new(f), len })
+    })();
+    if made.is_err() {
+        // A half-made segment must go: a retry creates the same generation again.
+        let _ = fs::remove_file(&path);
     }
-    f.sync_all()?;
-    fsync_dir(dir)?;
-    Ok(Segment { gen, file: Arc::new(f), len })
+    made
+}
+
+/// Runs `op` once, then again after each transient error (at most [`TRANSIENT_RETRIES`]
+/// more times, sleeping 2, 4, 8, ... ms in between).
+fn retry_transient<T>(what: &Path, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut backoff = FIRST_BACKOFF;
+    let mut retries = 0;
+    loop {
+        match op() {
+            Err(e) if is_transient(&e) && retries < TRANSIENT_RETRIES => {
+                retries += 1;
+                tracing::warn!("journal write in {}: {e}; retry {retries} of {TRANSIENT_RETRIES}", what.display());
+                std::thread::sleep(backoff);
+                backoff *= 2;
+            }
+            r => return r,
+        }
+    }
 }
 
 impl Journal {
@@ -163,6 +229,7 @@ impl Journal {
         Journal {
             dir,
             segment_bytes: segment_bytes.max(4096),
+            faults: None,
             st: Mutex::new(State {
                 buf: Vec::new(),
                 spare: Vec::new(),
@@ -183,6 +250,29 @@ impl Journal {
             fsyncs: AtomicU64::new(0),
             bytes_total: AtomicU64::new(0),
         }
+    }
+
+    /// Installs a test hook (see [`FaultInjector`]).
+    pub(crate) fn with_faults(mut self, faults: Option<Arc<dyn FaultInjector>>) -> Journal {
+        self.faults = faults;
+        self
+    }
+
+    /// Writes `buf` at `off` of `file` and fdatasyncs it, through the test hook.
+    fn write_and_sync(&self, file: &File, buf: &[u8], off: u64) -> io::Result<()> {
+        if let Some(f) = &self.faults {
+            f.journal_write()?;
+        }
+        file.write_all_at(buf, off)?;
+        if let Some(f) = &self.faults {
+            f.journal_sync()?;
+        }
+        file.sync_data()
+    }
+
+    /// The sequence number of the last batch on stable storage (frozen once a write failed).
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.st.lock().durable
     }
 
     /// Fails when an earlier journal write failed.
@@ -261,20 +351,37 @@ impl Journal {
             if buf.is_empty() {
                 return Ok(None);
             }
+            // A retry rewrites the whole buffer before it syncs again: after a failed fsync
+            // the kernel may have marked the pages clean without writing them, so a second
+            // fsync alone could succeed without the bytes being on disk.
             match (fits, cur_file) {
                 (true, Some(f)) => {
-                    f.write_all_at(&buf, off)?;
-                    f.sync_data()?;
-                    Ok(None)
+                    let written = retry_transient(&dir, || self.write_and_sync(&f, &buf, off));
+                    if written.is_err() {
+                        self.scrub(&f, buf.len(), off);
+                    }
+                    written.map(|()| None)
                 }
                 _ => {
-                    let seg = match spare {
-                        Some(seg) => seg,
-                        None => create_segment(&dir, new_gen, new_len)?,
-                    };
-                    seg.file.write_all_at(&buf, 0)?;
-                    seg.file.sync_data()?;
-                    Ok(Some(seg))
+                    let mut seg = spare;
+                    let written = retry_transient(&dir, || {
+                        if seg.is_none() {
+                            seg = Some(create_segment(&dir, new_gen, new_len)?);
+                        }
+                        match &seg {
+                            Some(s) => self.write_and_sync(&s.file, &buf, 0),
+                            None => Err(io::Error::other("no journal segment")),
+                        }
+                    });
+                    match written {
+                        Ok(()) => Ok(seg),
+                        Err(e) => {
+                            if let Some(s) = &seg {
+                                self.scrub(&s.file, buf.len(), 0);
+                            }
+                            Err(e)
+                        }
+                    }
                 }
             }
         });
@@ -324,6 +431,17 @@ impl Journal {
         }
         st.flushing = false;
         self.cond.notify_all();
+    }
+
+    /// Best effort after a failed write: zeroes the bytes of the failed batches so that a
+    /// restart does not replay batches whose callers were told they failed (a zero count
+    /// ends a segment). When this fails too, a restart may replay them: their callers got
+    /// an error, which does not promise that nothing was written.
+    fn scrub(&self, file: &File, len: usize, off: u64) {
+        let zeros = vec![0u8; len];
+        if let Err(e) = self.write_and_sync(file, &zeros, off) {
+            tracing::error!("cannot erase failed journal batches in {}: {e}", self.dir.display());
+        }
     }
 
     /// Creates the spare segment if one is wanted (background thread; no lock held while

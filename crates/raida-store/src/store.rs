@@ -1,7 +1,7 @@
 //! The coin store: an on-demand page cache over the page files, made durable by the
 //! journal (see `journal.rs`) and checkpointed with temp file + fsync + rename.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::durable::{create_dir_durable, fsync_dir, write_file_atomic, write_replace_no_dir_sync};
 use crate::error::{Result, StoreError};
 use crate::extras::{self, Table};
-use crate::journal::{self, Journal, Update};
+use crate::journal::{self, FaultInjector, Journal, Update};
 use crate::layout::*;
 
 /// Name of the lock file a running store holds.
@@ -206,8 +206,18 @@ struct Inner {
     /// above the bound); beyond the first `POOL_HOT` the memory of a pooled buffer is handed
     /// back to the kernel with `madvise(MADV_DONTNEED)`.
     pool: Mutex<Vec<PageBuf>>,
+    /// The cache's record of journal batches not yet durable, so that a failed journal
+    /// write can be undone: per record (slot, index), each pending write's (batch sequence,
+    /// value before it), oldest first. Entries leave once their batch is durable.
+    undo: Mutex<HashMap<(usize, usize), PendingWrites>>,
+    /// Test hook (never set in production).
+    faults: Option<Arc<dyn FaultInjector>>,
     _lock_file: File,
 }
+
+/// The not yet durable writes of one record: (journal batch sequence, value before it),
+/// oldest first.
+type PendingWrites = VecDeque<(u64, CoinRecord)>;
 
 /// Pooled buffers kept resident.
 const POOL_HOT: usize = 64;
@@ -290,6 +300,16 @@ impl Store {
 
     /// [`Store::open`] with explicit tuning.
     pub fn open_with(dir: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
+        Store::open_inner(dir, opts, None)
+    }
+
+    /// [`Store::open_with`] with a test hook that makes journal writes, journal fsyncs or
+    /// page reads fail on demand. For tests only: production opens without one.
+    pub fn open_with_faults(dir: &Path, opts: StoreOptions, faults: Arc<dyn FaultInjector>) -> Result<Arc<Store>> {
+        Store::open_inner(dir, opts, Some(faults))
+    }
+
+    fn open_inner(dir: &Path, opts: StoreOptions, faults: Option<Arc<dyn FaultInjector>>) -> Result<Arc<Store>> {
         if !dir.is_dir() {
             return Err(StoreError::NoSuchDir(dir.to_path_buf()));
         }
@@ -324,7 +344,7 @@ impl Store {
             tokens: extras::tokens(dir)?,
             raida_secrets: extras::raida_secrets(dir)?,
             config,
-            journal: Journal::new(jdir, next_gen, opts.segment_bytes),
+            journal: Journal::new(jdir, next_gen, opts.segment_bytes).with_faults(faults.clone()),
             opts,
             slots,
             capacity,
@@ -344,6 +364,8 @@ impl Store {
             cache_bytes,
             signal: Arc::new(Signal { state: Mutex::new((false, false)), cond: Condvar::new() }),
             pool: Mutex::new(Vec::new()),
+            undo: Mutex::new(HashMap::new()),
+            faults,
             _lock_file: lock_file,
         });
 
@@ -400,11 +422,17 @@ impl Store {
         self.inner.read_loading(idx, sn, rec)
     }
 
-    /// The AN of a *present* coin (DN -8..6, SN < 1,024,000, MFS != 0), else `None`.
-    pub fn present_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
+    /// The AN of a *present* coin (DN -8..6, SN < 1,024,000, MFS != 0). `Ok(None)`: the
+    /// coin is not present (DN or SN out of range, no page file, MFS 0). `Err`: its page
+    /// could not be read (an I/O error such as EMFILE, a page file of the wrong size), which
+    /// says nothing about the coin and must never be reported as "not present".
+    pub fn present_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>> {
         match self.get(dn, sn) {
-            Ok(r) if r.mfs != 0 => Some(r.an),
-            _ => None,
+            Ok(r) => Ok((r.mfs != 0).then_some(r.an)),
+            Err(StoreError::BadDenomination(_) | StoreError::SnOutOfRange(_) | StoreError::MissingPage { .. }) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -421,7 +449,11 @@ impl Store {
             return Ok(());
         };
         inner.maybe_evict();
-        inner.journal.wait_durable(seq)?;
+        if let Err(e) = inner.journal.wait_durable(seq) {
+            inner.roll_back_pending();
+            return Err(e);
+        }
+        inner.forget_durable(updates, seq);
         if inner.journal.bytes_since_rotate.load(Ordering::Relaxed) >= inner.opts.checkpoint_bytes {
             inner.kick_checkpoint();
         } else if inner.journal.spare_wanted.load(Ordering::Relaxed) {
@@ -463,6 +495,8 @@ impl Store {
 
     /// Loads `coins/<DN>.<SN>.bin` and returns its 25 ANs; any deviation from the 440-byte
     /// layout or a coin id other than `coin_id` is an error (the server answers 197).
+    /// No such coin: `MissingCoinFile`, `BadCoinFile` or `BadDenomination`; the file could
+    /// not be read (e.g. EMFILE): `Io`.
     pub fn identity_coin(&self, dn: i8, sn: u32, coin_id: u16) -> Result<[[u8; 16]; TOTAL_RAIDA]> {
         check_dn(dn)?;
         let path = self.identity_coin_path(dn, sn);
@@ -626,6 +660,9 @@ impl Inner {
 
     fn read_page(&self, idx: usize, sn: u32) -> Result<PageBuf> {
         let path = self.page_path(idx);
+        if let Some(faults) = &self.faults {
+            faults.page_read().map_err(|e| StoreError::io("cannot open", &path, e))?;
+        }
         let mut f = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::MissingPage { path, sn }),
@@ -737,19 +774,79 @@ impl Inner {
             if log {
                 seq = Some(self.journal.append(updates)?);
             }
+            // Under the page locks, so that the writes of one record are recorded in the
+            // order of their batches.
+            let mut undo = seq.map(|_| self.undo.lock());
             for ((_, _, an, mfs), (i, rec)) in updates.iter().zip(&locs) {
                 if let Ok(gi) = idxs.binary_search(i) {
                     if let Some(p) = guards[gi].page.as_mut() {
+                        if let (Some(undo), Some(seq)) = (undo.as_mut(), seq) {
+                            undo.entry((*i, *rec)).or_default().push_back((seq, p.record(*rec)));
+                        }
                         p.set(*rec, an, *mfs);
                     }
                 }
             }
+            drop(undo);
             for &i in &idxs {
                 self.mark_dirty(&self.slots[i]);
             }
         }
         self.updates.fetch_add(updates.len() as u64, Ordering::Relaxed);
         Ok(seq)
+    }
+
+    /// Batch `seq` is durable: its records' pending writes up to `seq` need no undo.
+    fn forget_durable(&self, updates: &[Update], seq: u64) {
+        let mut undo = self.undo.lock();
+        for (dn, sn, _, _) in updates {
+            let Ok(key) = locate(*dn, *sn) else { continue };
+            if let Some(q) = undo.get_mut(&key) {
+                while q.front().is_some_and(|(s, _)| *s <= seq) {
+                    q.pop_front();
+                }
+                if q.is_empty() {
+                    undo.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// A journal write failed: every batch not yet durable failed with it (the journal
+    /// refuses further batches), so each record they changed goes back to its value before
+    /// the oldest of those writes, the last durable one. Entries of batches that are durable
+    /// but whose writers have not yet called `forget_durable` are dropped first. The other
+    /// entries stay: a batch appended just before the failure but recorded after this pass
+    /// restores the same value, and a second pass is harmless.
+    fn roll_back_pending(&self) {
+        // Frozen: the caller saw the failure, and after one no batch becomes durable.
+        let durable = self.journal.durable_seq();
+        let restores: Vec<((usize, usize), CoinRecord)> = {
+            let mut undo = self.undo.lock();
+            undo.retain(|_, q| {
+                while q.front().is_some_and(|(s, _)| *s <= durable) {
+                    q.pop_front();
+                }
+                !q.is_empty()
+            });
+            undo.iter().filter_map(|(k, q)| q.front().map(|(_, before)| (*k, *before))).collect()
+        };
+        for ((idx, rec), before) in restores {
+            let slot = &self.slots[idx];
+            let mut g = slot.data.write();
+            if g.page.is_none() {
+                // Evicted since: load it (file + overlay) and correct it in the cache.
+                let (_, page) = slot_dn_page(idx);
+                if let Err(e) = self.load_into(slot, &mut g, idx, page * RECORDS_PER_PAGE) {
+                    tracing::error!("cannot undo a failed update in the cache: {e}");
+                    continue;
+                }
+            }
+            if let Some(p) = g.page.as_mut() {
+                p.set(rec, &before.an, before.mfs);
+                self.mark_dirty(slot);
+            }
+        }
     }
 
     /// Most pages the cache may hold now: the bound less the overlay records.

@@ -7,6 +7,7 @@ use raida_proto::commands::key_tickets::{self, DecryptRecord};
 use raida_proto::consts::mfs_for_unix_time;
 use raida_proto::{Key16, Status};
 
+use crate::ledger::Fault;
 use crate::state::{Answer, Call, ServerState};
 
 /// Why a record was rejected (for logs and tests).
@@ -31,7 +32,8 @@ pub fn answer(state: &ServerState, call: &Call) -> (Answer, Vec<Verdict>) {
         Ok(r) => r,
         Err(s) => return (s.into(), Vec::new()),
     };
-    let Some(ans) = state.ledger.identity_coin(coin.0, coin.1) else {
+    // Missing, not loading or unreadable: 197 all three.
+    let Ok(Some(ans)) = state.ledger.identity_coin(coin.0, coin.1) else {
         return (Status::CoinLoad.into(), Vec::new());
     };
     let mfs = mfs_for_unix_time(call.now);
@@ -40,7 +42,11 @@ pub fn answer(state: &ServerState, call: &Call) -> (Answer, Vec<Verdict>) {
     let mut results = Vec::with_capacity(records.len());
     let mut verdicts = Vec::with_capacity(records.len());
     for r in &records {
-        let v = judge(state, r, &ans, &mut pending, &mut order, coin_id(state));
+        let Ok(v) = judge(state, r, &ans, &mut pending, &mut order, coin_id(state)) else {
+            // A target whose page cannot be read: the whole request fails before anything
+            // is written (194), rather than that record reading as "not present".
+            return (Status::Filesystem.into(), verdicts);
+        };
         results.push(u8::from(v == Verdict::Ok));
         verdicts.push(v);
     }
@@ -65,26 +71,26 @@ fn judge(
     pending: &mut HashMap<(i8, u32), [u8; 16]>,
     order: &mut Vec<(i8, u32)>,
     coin_id: u16,
-) -> Verdict {
+) -> Result<Verdict, Fault> {
     if r.coin_id != coin_id {
-        return Verdict::CoinId;
+        return Ok(Verdict::CoinId);
     }
     if r.split_id > 1 {
-        return Verdict::SplitId;
+        return Ok(Verdict::SplitId);
     }
     if r.raida_id > 24 {
-        return Verdict::RaidaId;
+        return Ok(Verdict::RaidaId);
     }
-    let Some(current) = state.ledger.coin_an(r.target.0, r.target.1) else {
-        return Verdict::TargetNotPresent;
+    let Some(current) = state.ledger.coin_an(r.target.0, r.target.1)? else {
+        return Ok(Verdict::TargetNotPresent);
     };
     let maker = Key16::new(ans[r.raida_id as usize]);
     let block = raida_proto::crypto::aes128_decrypt_block(&maker, &r.ticket);
     if block[15] != 0xFF {
-        return Verdict::NoFf;
+        return Ok(Verdict::NoFf);
     }
     let Some(key) = key_tickets::open_ticket(&maker, &r.ticket, r.target) else {
-        return Verdict::TargetMismatch;
+        return Ok(Verdict::TargetMismatch);
     };
     let an = pending.entry(r.target).or_insert_with(|| {
         order.push(r.target);
@@ -92,5 +98,5 @@ fn judge(
     });
     let at = r.split_id as usize * 8;
     an[at..at + 8].copy_from_slice(&key);
-    Verdict::Ok
+    Ok(Verdict::Ok)
 }

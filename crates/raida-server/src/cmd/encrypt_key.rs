@@ -28,8 +28,10 @@ pub fn answer(state: &ServerState, call: &Call, random2: [u8; 2]) -> Answer {
     if !super::request_coins(&call.header.key_identity).contains(&req.target) {
         return Status::InvalidEncryption.into();
     }
-    let Some(an) = state.ledger.coin_an(req.recipient.0, req.recipient.1) else {
-        return Status::InvalidSnOrDenomination.into();
+    let an = match state.ledger.coin_an(req.recipient.0, req.recipient.1) {
+        Ok(Some(an)) => an,
+        Ok(None) => return Status::InvalidSnOrDenomination.into(),
+        Err(_) => return Status::Filesystem.into(),
     };
     let ticket = key_tickets::make_ticket(&Key16::new(an), &req.key_part, req.target, random2);
     Answer::ok(ticket.to_vec())

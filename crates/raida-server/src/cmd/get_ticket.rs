@@ -16,7 +16,9 @@ pub fn run(state: &ServerState, call: &Call) -> Answer {
     let mut passes = Vec::new();
     let mut coins = Vec::new();
     for r in records {
-        let ok = state.ledger.coin_an(r.dn, r.sn).is_some_and(|an| bool::from(an.ct_eq(&r.an)));
+        // A page that cannot be read fails the whole request (194), not just this record.
+        let Ok(an) = state.ledger.coin_an(r.dn, r.sn) else { return Status::Filesystem.into() };
+        let ok = an.is_some_and(|an| bool::from(an.ct_eq(&r.an)));
         if ok {
             coins.push((r.dn, r.sn));
         }

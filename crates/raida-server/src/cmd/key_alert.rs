@@ -89,8 +89,9 @@ async fn load_identity(state: &Arc<ServerState>) -> Result<Auth, Status> {
     let st = state.clone();
     // reading coins/<dn>.<sn>.bin is disk I/O: off the async workers
     match tokio::task::spawn_blocking(move || st.ledger.identity_coin(dn, sn)).await {
-        Ok(Some(ans)) => Ok(Auth::Coin { dn, sn, ans: Box::new(Zeroizing::new(ans)) }),
-        Ok(None) => {
+        Ok(Ok(Some(ans))) => Ok(Auth::Coin { dn, sn, ans: Box::new(Zeroizing::new(ans)) }),
+        // missing, malformed or unreadable: 197 either way, never an unauthenticated fetch
+        Ok(Ok(None) | Err(_)) => {
             if let Some(suppressed) = LOG_IDENTITY.pass() {
                 tracing::warn!(dn, sn, suppressed, "key alert: the configured identity coin does not load: 197");
             }
