@@ -97,6 +97,7 @@ impl ServerBuilder {
         let identity = ServerIdentity { raida_id: config.raida_id, coin_id: config.coin_id };
         let mut state = ServerState::new(identity, ledger, dir, config.key_ttl_seconds, config.replay_capacity, clock)
             .map_err(io_err(format!("{}", dir.join("Keys").display())))?;
+        state.pending_keys.set_limits(crate::pending_keys::PendingKeyLimits::from_config(&config));
         state.admin_key = admin_key;
         state.key_alert = KeyAlertSettings {
             key_servers,
