@@ -302,6 +302,17 @@ pub struct PendingKeyStats {
     pub dir_fsyncs: u64,
 }
 
+impl PendingKeyStats {
+    /// `name=value` lines for Show Stats.
+    pub fn render(&self) -> String {
+        format!(
+            "pending_keys={}\npending_keys_anonymous={}\npending_keys_posted={}\npending_keys_taken={}\n\
+             pending_keys_expired={}\npending_keys_temp_files_removed={}\npending_keys_dir_fsyncs={}\n",
+            self.keys, self.anonymous, self.posts, self.taken, self.expired, self.temp_files_removed, self.dir_fsyncs
+        )
+    }
+}
+
 /// The pending keys of one server.
 pub struct PendingKeys {
     dir: PathBuf,

@@ -25,7 +25,10 @@ fn limits() -> PendingKeyLimits {
 }
 
 fn state() -> TestState {
-    TestState::build(0, 6, MemoryLedger::default(), NOW, |s| s.pending_keys.set_limits(limits()))
+    TestState::build(0, 6, MemoryLedger::default(), NOW, |s| {
+        s.pending_keys.set_limits(limits());
+        s.admin_key = Some([1; 16]);
+    })
 }
 
 fn key_id(n: u64) -> [u8; 16] {
@@ -191,6 +194,13 @@ fn concurrent_posts_and_gets_share_directory_fsyncs() {
         assert!(!t.dir.path().join("Keys").join(hex::encode(key_id(i))).exists());
     }
     assert_eq!(keys.len(), 1);
+    // Show Stats reports the counters
+    let st = keys.stats();
+    assert_eq!((st.keys, st.anonymous, st.posts, st.taken), (1, 1, 1 + CLIENTS, CLIENTS));
+    let mut c = call(header(Encryption::None, KeyIdentity::None, 0, 2), vec![1; 16], NOW);
+    c.peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let shown = String::from_utf8(cmd::show_stats::run(&t.state, &c).payload).unwrap();
+    assert!(shown.contains("pending_keys=1\n") && shown.contains("pending_keys_dir_fsyncs="), "{shown}");
 }
 
 #[test]
