@@ -120,5 +120,49 @@ fn post_and_get(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decrypt_raida_key, post_and_get);
+/// 64 clients (each its own address, EN 0) posting and fetching keys at once: the
+/// pending-key store's concurrency (index lock, batched directory fsyncs).
+fn post_and_get_64_clients(c: &mut Criterion) {
+    const CLIENTS: u64 = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(Arc::new(MemoryLedger::default()), dir.path());
+    let none = CoinName { dn: 0, sn: 0 };
+    let round = std::sync::atomic::AtomicU64::new(0);
+    let mut g = c.benchmark_group("pending_keys");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    g.bench_function("post_key_then_get_key_durable_64_clients", |b| {
+        b.iter_custom(|iters| {
+            let r = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let per_client = iters.div_ceil(CLIENTS);
+            let start = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for client in 0..CLIENTS {
+                    let st = &st;
+                    s.spawn(move || {
+                        let peer = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, client as u8 + 1));
+                        for i in 0..per_client {
+                            let mut id = [0u8; 16];
+                            id[..8].copy_from_slice(&r.to_be_bytes());
+                            id[8..12].copy_from_slice(&(client as u32).to_be_bytes());
+                            id[12..].copy_from_slice(&(i as u32).to_be_bytes());
+                            let p = post_key::encode_post(&id, none, [0; 4], none, &[9; 128], 0, &[0xFF; 16]);
+                            let mut post = call(41, p);
+                            post.peer = peer;
+                            assert!(cmd::post_key::run(st, &post).status.is_success());
+                            let mut get = call(43, post_key::encode_get(&id));
+                            get.peer = peer;
+                            assert!(cmd::get_key::run(st, &get).status.is_success());
+                        }
+                    });
+                }
+            });
+            // time per pair as criterion counts it (iters pairs asked, per_client × 64 done)
+            start.elapsed().mul_f64(iters as f64 / (per_client * CLIENTS) as f64)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decrypt_raida_key, post_and_get, post_and_get_64_clients);
 criterion_main!(benches);

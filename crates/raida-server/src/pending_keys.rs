@@ -2,21 +2,53 @@
 //!
 //! One file per key, named by the 32 lowercase hex digits of the key id (nothing else
 //! from a request reaches a path), mode 0640, written to a temporary name, fsync'd and
-//! renamed. The in-memory index is rebuilt from the files at start.
+//! renamed. The in-memory index is rebuilt from the files at start; temporary files left
+//! by a crash, expired keys and unreadable files are removed then, in batches of
+//! [`SWEEP_BATCH`] with one directory fsync per batch.
+//!
+//! **The index lock is never held across disk I/O**, so a slow disk or a flood of posts
+//! cannot make every other post and Get Key queue behind one fsync:
+//! * Post Key reserves the key id in the index (state `Writing`: Get Key answers 216, a
+//!   post of the same id 201), writes the file outside the lock (temp + fsync + rename),
+//!   waits for the directory fsync, then publishes the key (`Live`) and answers.
+//! * Get Key marks the key `Taking` (so it is handed out once), unlinks the file outside
+//!   the lock, waits for the directory fsync, then drops the key and answers.
+//! * The directory fsync is a group commit ([`DirSync`]): one fsync of `Keys/` covers the
+//!   renames and unlinks of every post, Get Key and sweep waiting at that moment, and each
+//!   answer still comes only after its own file and directory entry are durable.
+//! * A post that replaces its poster's previous key removes the old file only after the new
+//!   one is durable (a crash in between leaves both; the next open keeps the newer).
+//!
+//! **Fair shares** ([`PendingKeyLimits`]): at most `max_keys` keys (254 beyond). Anonymous
+//! (EN 0) posts may hold at most `anonymous_percent` % of `max_keys` in total and
+//! `anonymous_per_addr` per source address (an IPv6 /64 is one address); beyond either 160.
+//! A source address can be spoofed over UDP, hence the total cap: however many addresses a
+//! flood uses, the rest of the store stays free for posts made with a coin, which are bounded
+//! by their own identity (one pending key per poster). Source addresses are kept only in
+//! memory: an anonymous post's address never reaches the disk, and after a restart the
+//! anonymous keys loaded count against the total only.
 //!
 //! File format (big-endian), version 1:
 //! `[1][created u64][poster kind 1][poster 9][receiver DN 1][receiver SN 4][receiver IP 4]`
 //! `[sender DN 1][sender SN 4][KL 1][key bytes KL]`.
 //! Poster kinds: 0 anonymous, 1 coin (DN, SN), 2 locker (5-byte prefix), 3 RAIDA (sender, key id).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::Status;
+use raida_store::durable::{self, DirSync};
 use zeroize::Zeroize;
+
+/// Files removed per directory fsync by the sweeper and at open.
+pub const SWEEP_BATCH: usize = 1024;
+/// A pending-key file is at most 34 + 255 bytes; reading stops beyond this.
+const MAX_KEY_FILE: u64 = 512;
 
 /// The request's key identity, as Post Key defines the poster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,18 +143,187 @@ impl PendingKey {
     }
 }
 
+/// Limits of the pending-key store (config.toml `max_pending_keys`,
+/// `anonymous_pending_keys_percent`, `anonymous_posts_per_addr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingKeyLimits {
+    /// Keys pending at once; a post beyond it gets 254.
+    pub max_keys: usize,
+    /// Share of `max_keys` anonymous posts may hold, in percent (rounded up); beyond it 160.
+    pub anonymous_percent: u8,
+    /// Anonymous keys pending at once from one source address; beyond it 160.
+    pub anonymous_per_addr: usize,
+}
+
+impl Default for PendingKeyLimits {
+    fn default() -> Self {
+        PendingKeyLimits { max_keys: PendingKeys::DEFAULT_MAX_KEYS, anonymous_percent: 25, anonymous_per_addr: 16 }
+    }
+}
+
+impl PendingKeyLimits {
+    /// The limits set in `config.toml`.
+    pub fn from_config(c: &raida_store::Config) -> PendingKeyLimits {
+        PendingKeyLimits {
+            max_keys: c.max_pending_keys,
+            anonymous_percent: c.anonymous_pending_keys_percent,
+            anonymous_per_addr: c.anonymous_posts_per_addr,
+        }
+    }
+
+    /// Anonymous keys allowed at once: `anonymous_percent` % of `max_keys`, rounded up.
+    pub fn anonymous_max(&self) -> usize {
+        let share = (self.max_keys as u128 * u128::from(self.anonymous_percent.min(100))).div_ceil(100);
+        usize::try_from(share).unwrap_or(usize::MAX)
+    }
+}
+
+/// Where anonymous posts are counted: an IPv4 address, or the /64 prefix of an IPv6
+/// address (one IPv6 host commonly holds a whole /64, so single addresses would count nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum SourceBucket {
+    V4([u8; 4]),
+    V6([u8; 8]),
+}
+
+impl SourceBucket {
+    fn of(ip: IpAddr) -> SourceBucket {
+        match ip {
+            IpAddr::V4(v4) => SourceBucket::V4(v4.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => SourceBucket::V4(v4.octets()),
+                None => {
+                    let [a, b, c, d, e, f, g, h, ..] = v6.octets();
+                    SourceBucket::V6([a, b, c, d, e, f, g, h])
+                }
+            },
+        }
+    }
+}
+
+/// Where a key is in its life; only `Live` keys are handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyState {
+    /// Reserved by a post whose file is being written.
+    Writing,
+    /// Durable and answered: Get Key may take it.
+    Live,
+    /// Being deleted (Get Key, a replacing post, the sweeper).
+    Taking,
+}
+
+struct Entry {
+    key: PendingKey,
+    state: KeyState,
+    /// The source of an anonymous post made since start (None after a restart).
+    source: Option<SourceBucket>,
+}
+
 #[derive(Default)]
 struct Index {
-    keys: HashMap<[u8; 16], PendingKey>,
+    keys: HashMap<[u8; 16], Entry>,
+    /// A poster's newest key (non-anonymous posters only).
     by_poster: HashMap<Poster, [u8; 16]>,
+    /// Anonymous keys in `keys`, in total and per source.
+    anonymous: usize,
+    anonymous_by_source: HashMap<SourceBucket, usize>,
+    /// (created, key id) in the order keys were added: the sweeper pops expired keys from
+    /// the front instead of scanning every key under the lock. Entries whose key is gone
+    /// are skipped when they reach the front (and compacted away if they pile up).
+    expiry: VecDeque<(u64, [u8; 16])>,
+}
+
+impl Index {
+    fn add(&mut self, id: [u8; 16], entry: Entry) {
+        if entry.key.poster == Poster::Anonymous {
+            self.anonymous += 1;
+            if let Some(b) = entry.source {
+                *self.anonymous_by_source.entry(b).or_insert(0) += 1;
+            }
+        }
+        self.expiry.push_back((entry.key.created, id));
+        if let Some(old) = self.keys.insert(id, entry) {
+            // callers remove first; keep the counters right anyway
+            self.forget(&id, &old);
+        }
+        self.compact_expiry();
+    }
+
+    fn remove(&mut self, id: &[u8; 16]) -> Option<Entry> {
+        let e = self.keys.remove(id)?;
+        self.forget(id, &e);
+        Some(e)
+    }
+
+    fn forget(&mut self, id: &[u8; 16], e: &Entry) {
+        if e.key.poster == Poster::Anonymous {
+            self.anonymous = self.anonymous.saturating_sub(1);
+            if let Some(b) = e.source {
+                if let Some(n) = self.anonymous_by_source.get_mut(&b) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.anonymous_by_source.remove(&b);
+                    }
+                }
+            }
+        } else if self.by_poster.get(&e.key.poster) == Some(id) {
+            self.by_poster.remove(&e.key.poster);
+        }
+    }
+
+    /// Keeps the expiry queue within twice the keys (plus slack): posts and takes at a high
+    /// rate would otherwise grow it by rate × TTL.
+    fn compact_expiry(&mut self) {
+        if self.expiry.len() <= 2 * self.keys.len() + 4096 {
+            return;
+        }
+        let mut q: Vec<(u64, [u8; 16])> = self.keys.iter().map(|(id, e)| (e.key.created, *id)).collect();
+        q.sort_unstable();
+        self.expiry = q.into();
+    }
+}
+
+/// Counters of the pending-key store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingKeyStats {
+    /// Keys in the index (pending, being written or being taken).
+    pub keys: usize,
+    /// Anonymous keys among them.
+    pub anonymous: usize,
+    /// Posts answered 250.
+    pub posts: u64,
+    /// Keys handed out by Get Key.
+    pub taken: u64,
+    /// Expired keys removed (at open and by the sweeper).
+    pub expired: u64,
+    /// Temporary files from an interrupted write removed at open.
+    pub temp_files_removed: u64,
+    /// fsyncs of the `Keys/` directory (group commit: far fewer than posts + takes under load).
+    pub dir_fsyncs: u64,
+}
+
+impl PendingKeyStats {
+    /// `name=value` lines for Show Stats.
+    pub fn render(&self) -> String {
+        format!(
+            "pending_keys={}\npending_keys_anonymous={}\npending_keys_posted={}\npending_keys_taken={}\n\
+             pending_keys_expired={}\npending_keys_temp_files_removed={}\npending_keys_dir_fsyncs={}\n",
+            self.keys, self.anonymous, self.posts, self.taken, self.expired, self.temp_files_removed, self.dir_fsyncs
+        )
+    }
 }
 
 /// The pending keys of one server.
 pub struct PendingKeys {
     dir: PathBuf,
     ttl: u64,
-    max_keys: usize,
+    limits: PendingKeyLimits,
     index: Mutex<Index>,
+    dir_sync: DirSync,
+    posts: AtomicU64,
+    taken: AtomicU64,
+    expired: AtomicU64,
+    temp_files_removed: AtomicU64,
 }
 
 /// The `Keys/` path of a key id.
@@ -130,51 +331,157 @@ pub fn key_file_name(key_id: &[u8; 16]) -> String {
     hex::encode(key_id)
 }
 
+/// Reads one key file, at most [`MAX_KEY_FILE`] bytes.
+fn read_key_file(path: &Path) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(64);
+    std::fs::File::open(path)?.take(MAX_KEY_FILE).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Unlinks `path`; a file that is already gone is fine.
+fn unlink(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 impl PendingKeys {
-    /// Open `dir` (created if missing) and load every pending key in it. Unreadable or
-    /// expired files are removed and logged.
     /// At most this many keys are pending by default (a post beyond it gets 254).
     pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
-    pub fn open(dir: &Path, ttl_secs: u64, now: u64) -> std::io::Result<PendingKeys> {
-        std::fs::create_dir_all(dir)?;
+    /// Open `dir` (created mode 0700 if missing, tightened to 0700 if wider) and load every
+    /// pending key in it. Temporary files left by a crash, expired keys, unreadable files
+    /// and keys replaced by a newer post of the same poster are removed, in batches with one
+    /// directory fsync each. Default limits ([`PendingKeys::set_limits`] changes them).
+    pub fn open(dir: &Path, ttl_secs: u64, now: u64) -> io::Result<PendingKeys> {
+        durable::create_private_dir(dir)?;
+        let keys = PendingKeys {
+            dir: dir.to_path_buf(),
+            ttl: ttl_secs,
+            limits: PendingKeyLimits::default(),
+            index: Mutex::new(Index::default()),
+            dir_sync: DirSync::new(dir),
+            posts: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            temp_files_removed: AtomicU64::new(0),
+        };
         let mut index = Index::default();
+        let (mut temps, mut expired, mut unreadable, mut replaced) = (Vec::new(), Vec::new(), 0u64, 0u64);
+        let mut garbage = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
+            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if durable::is_temp_file_name(name) {
+                if is_file {
+                    temps.push(entry.path());
+                }
+                continue;
+            }
             let mut id = [0u8; 16];
-            if name.len() != 32 || hex::decode_to_slice(name, &mut id).is_err() {
-                continue; // temporary or foreign file
+            if !is_file || name.len() != 32 || hex::decode_to_slice(name, &mut id).is_err() {
+                continue; // a foreign file: not ours to judge
             }
-            match std::fs::read(entry.path()).ok().and_then(|b| PendingKey::decode(&b)) {
-                Some(k) if now.saturating_sub(k.created) <= ttl_secs => {
-                    if k.poster != Poster::Anonymous {
-                        index.by_poster.insert(k.poster, id);
+            let bytes = match read_key_file(&entry.path()) {
+                Ok(b) => b,
+                Err(e) => {
+                    // a transient error (EMFILE, EIO) must not destroy a key: keep the file
+                    tracing::error!(file = %entry.path().display(), error = %e, "cannot read pending key file");
+                    continue;
+                }
+            };
+            let Some(k) = PendingKey::decode(&bytes) else {
+                tracing::warn!(file = %entry.path().display(), "unreadable pending key file removed");
+                unreadable += 1;
+                garbage.push(entry.path());
+                continue;
+            };
+            if now.saturating_sub(k.created) > ttl_secs {
+                expired.push(entry.path());
+                continue;
+            }
+            if k.poster != Poster::Anonymous {
+                if let Some(other) = index.by_poster.get(&k.poster).copied() {
+                    // a crash between a replacing post and the removal of the key it
+                    // replaced left both: keep the newer (the later key id on a tie)
+                    let other_created = index.keys.get(&other).map(|e| e.key.created).unwrap_or(0);
+                    replaced += 1;
+                    if (other_created, other) > (k.created, id) {
+                        garbage.push(keys.path(&id));
+                        continue;
                     }
-                    index.keys.insert(id, k);
+                    index.remove(&other);
+                    garbage.push(keys.path(&other));
                 }
-                Some(_) => {
-                    let _ = raida_store::durable::remove_file_durable(&entry.path());
-                }
-                None => {
-                    tracing::warn!(file = %entry.path().display(), "unreadable pending key file removed");
-                    let _ = raida_store::durable::remove_file_durable(&entry.path());
+                index.by_poster.insert(k.poster, id);
+            }
+            index.add(id, Entry { key: k, state: KeyState::Live, source: None });
+        }
+        index.expiry.make_contiguous().sort_unstable();
+        let (n_temps, n_expired) = (temps.len() as u64, expired.len() as u64);
+        garbage.extend(temps);
+        garbage.extend(expired);
+        for batch in garbage.chunks(SWEEP_BATCH) {
+            for path in batch {
+                if let Err(e) = unlink(path) {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove pending key file");
                 }
             }
+            keys.dir_sync.sync()?;
         }
-        Ok(PendingKeys {
-            dir: dir.to_path_buf(),
-            ttl: ttl_secs,
-            max_keys: Self::DEFAULT_MAX_KEYS,
-            index: Mutex::new(index),
-        })
+        if !garbage.is_empty() {
+            tracing::info!(
+                dir = %dir.display(),
+                temporary = n_temps,
+                expired = n_expired,
+                unreadable,
+                replaced,
+                "pending keys: files removed at open"
+            );
+        }
+        keys.temp_files_removed.store(n_temps, Ordering::Relaxed);
+        keys.expired.store(n_expired, Ordering::Relaxed);
+        *keys.index.lock() = index;
+        Ok(keys)
     }
 
     /// Bound the number of pending keys (memory and disk); posts beyond it get 254.
     pub fn with_max_keys(mut self, max: usize) -> Self {
-        self.max_keys = max;
+        self.limits.max_keys = max;
         self
+    }
+
+    /// Set every limit (the server applies config.toml's after open).
+    pub fn set_limits(&mut self, limits: PendingKeyLimits) {
+        self.limits = limits;
+    }
+
+    pub fn limits(&self) -> PendingKeyLimits {
+        self.limits
+    }
+
+    /// The group commit of the `Keys/` directory fsync (tests line callers up with it).
+    pub fn dir_sync(&self) -> &DirSync {
+        &self.dir_sync
+    }
+
+    pub fn stats(&self) -> PendingKeyStats {
+        let (keys, anonymous) = {
+            let idx = self.index.lock();
+            (idx.keys.len(), idx.anonymous)
+        };
+        PendingKeyStats {
+            keys,
+            anonymous,
+            posts: self.posts.load(Ordering::Relaxed),
+            taken: self.taken.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+            temp_files_removed: self.temp_files_removed.load(Ordering::Relaxed),
+            dir_fsyncs: self.dir_sync.fsyncs(),
+        }
     }
 
     fn path(&self, id: &[u8; 16]) -> PathBuf {
@@ -185,23 +492,16 @@ impl PendingKeys {
         now.saturating_sub(k.created) <= self.ttl
     }
 
-    /// Store a posted key durably (checks 217 and 201 here; 16/195/196 are the codec's).
-    pub fn post(&self, post: &PostKey, poster: Poster, now: u64) -> Result<(), Status> {
+    /// Store a posted key durably (checks 217 and 201 here, then the limits: 254 when the
+    /// store is full, 160 beyond the anonymous shares or while the same poster's previous
+    /// post is still being written; 16/195/196 are the codec's). `source`: the request's
+    /// source address (counted for anonymous posts only).
+    pub fn post(&self, post: &PostKey, poster: Poster, source: IpAddr, now: u64) -> Result<(), Status> {
         if post.sender.is_set() && poster != Poster::Coin(post.sender.dn, post.sender.sn) {
             return Err(Status::ReceiverAuth);
         }
-        let mut idx = self.index.lock();
-        if let Some(existing) = idx.keys.get(&post.key_id) {
-            let same = existing.poster == poster && poster != Poster::Anonymous;
-            if !same && self.live(existing, now) {
-                return Err(Status::FileExists);
-            }
-        }
-        let replaces =
-            idx.keys.contains_key(&post.key_id) || (poster != Poster::Anonymous && idx.by_poster.contains_key(&poster));
-        if !replaces && idx.keys.len() >= self.max_keys {
-            return Err(Status::MemoryAlloc);
-        }
+        let id = post.key_id;
+        let anonymous = poster == Poster::Anonymous;
         let key = PendingKey {
             created: now,
             poster,
@@ -211,32 +511,103 @@ impl PendingKeys {
             key_bytes: post.key_bytes.clone(),
         };
         let mut bytes = key.encode();
-        let written = raida_store::durable::write_file_atomic(&self.path(&post.key_id), &bytes, 0o640);
+
+        // 1. reserve the key id (no I/O under the lock)
+        let previous = {
+            let mut idx = self.index.lock();
+            let (mut same_id, mut expired) = (false, false);
+            if let Some(e) = idx.keys.get(&id) {
+                if e.state == KeyState::Live && !self.live(&e.key, now) {
+                    expired = true; // its file is replaced by the rename below
+                } else if e.state == KeyState::Live && !anonymous && e.key.poster == poster {
+                    same_id = true; // the poster posts its key id again: replaced in place
+                } else {
+                    bytes.zeroize();
+                    return Err(Status::FileExists);
+                }
+            }
+            let previous = if anonymous { None } else { idx.by_poster.get(&poster).copied() };
+            if let Some(prev) = previous.filter(|p| *p != id) {
+                if idx.keys.get(&prev).is_some_and(|e| e.state == KeyState::Writing) {
+                    // one post per poster at a time: which one replaces which is then clear
+                    bytes.zeroize();
+                    return Err(Status::RequestRate);
+                }
+            }
+            let replaces = same_id || expired || previous.is_some();
+            let refusal = if !replaces && idx.keys.len() >= self.limits.max_keys {
+                Some(Status::MemoryAlloc)
+            } else if anonymous
+                && (idx.anonymous >= self.limits.anonymous_max()
+                    || idx.anonymous_by_source.get(&SourceBucket::of(source)).copied().unwrap_or(0)
+                        >= self.limits.anonymous_per_addr)
+            {
+                Some(Status::RequestRate)
+            } else {
+                None
+            };
+            if let Some(status) = refusal {
+                bytes.zeroize();
+                return Err(status);
+            }
+            if same_id || expired {
+                idx.remove(&id);
+            }
+            idx.add(id, Entry { key, state: KeyState::Writing, source: anonymous.then(|| SourceBucket::of(source)) });
+            if !anonymous {
+                idx.by_poster.insert(poster, id);
+            }
+            previous.filter(|p| *p != id)
+        };
+
+        // 2. write the file and make its directory entry durable, outside the lock
+        let path = self.path(&id);
+        let written = durable::write_replace_no_dir_sync(&path, &bytes, 0o640).and_then(|()| self.dir_sync.sync());
         bytes.zeroize();
         if let Err(e) = written {
             tracing::error!(error = %e, "cannot write pending key");
-            return Err(Status::Filesystem);
-        }
-        if poster != Poster::Anonymous {
-            if let Some(old) = idx.by_poster.insert(poster, post.key_id) {
-                if old != post.key_id {
-                    idx.keys.remove(&old);
-                    if let Err(e) = raida_store::durable::remove_file_durable(&self.path(&old)) {
-                        tracing::warn!(error = %e, "cannot remove replaced pending key");
-                    }
+            // A post answered 194 leaves nothing under its key id (the rename may have
+            // happened before the directory fsync failed). The id stays reserved until
+            // the file is gone, so no other post's file can be removed here.
+            let _ = unlink(&path);
+            let mut idx = self.index.lock();
+            idx.remove(&id);
+            if let Some(prev) = previous {
+                if idx.keys.get(&prev).is_some_and(|e| e.key.poster == poster) {
+                    idx.by_poster.insert(poster, prev);
                 }
             }
+            return Err(Status::Filesystem);
         }
-        if let Some(prev) = idx.keys.insert(post.key_id, key) {
-            if prev.poster != poster && prev.poster != Poster::Anonymous {
-                idx.by_poster.remove(&prev.poster);
+
+        // 3. publish; a replaced key of the same poster stops being handed out now
+        let stale = {
+            let mut idx = self.index.lock();
+            if let Some(e) = idx.keys.get_mut(&id) {
+                e.state = KeyState::Live;
             }
+            let stale = previous
+                .filter(|p| idx.keys.get(p).is_some_and(|e| e.state == KeyState::Live && e.key.poster == poster));
+            if let Some(e) = stale.and_then(|p| idx.keys.get_mut(&p)) {
+                e.state = KeyState::Taking;
+            }
+            stale
+        };
+        if let Some(old) = stale {
+            // removed only now that the new key is durable: a crash never leaves neither
+            if let Err(e) = unlink(&self.path(&old)).and_then(|()| self.dir_sync.sync()) {
+                // the next open removes it (it keeps the newer key of a poster)
+                tracing::warn!(error = %e, "cannot remove replaced pending key");
+            }
+            self.index.lock().remove(&old);
         }
+        self.posts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Hand a key out once: 216 not pending, 217 wrong receiver coin, 218 wrong address.
-    /// `requester_coins`: the coins whose key encrypted the request.
+    /// `requester_coins`: the coins whose key encrypted the request. The key's deletion is
+    /// durable before this returns it.
     pub fn take(
         &self,
         key_id: &[u8; 16],
@@ -244,54 +615,107 @@ impl PendingKeys {
         requester_ip: IpAddr,
         now: u64,
     ) -> Result<(CoinName, Vec<u8>), Status> {
-        let mut idx = self.index.lock();
-        let k = idx.keys.get(key_id).ok_or(Status::KeyNotFound)?;
-        if !self.live(k, now) {
-            return Err(Status::KeyNotFound);
-        }
-        if k.receiver.is_set() && !requester_coins.contains(&(k.receiver.dn, k.receiver.sn)) {
-            return Err(Status::ReceiverAuth);
-        }
-        if k.receiver_ip != [0; 4] {
-            let allowed = IpAddr::V4(Ipv4Addr::from(k.receiver_ip));
-            let ip = match requester_ip {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(requester_ip),
-                v4 => v4,
-            };
-            if ip != allowed {
-                return Err(Status::ReceiverAddress);
+        {
+            let mut idx = self.index.lock();
+            let e = idx.keys.get_mut(key_id).ok_or(Status::KeyNotFound)?;
+            if e.state != KeyState::Live || now.saturating_sub(e.key.created) > self.ttl {
+                return Err(Status::KeyNotFound);
             }
-        }
-        if let Err(e) = raida_store::durable::remove_file_durable(&self.path(key_id)) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::error!(error = %e, "cannot delete pending key");
-                return Err(Status::Filesystem);
+            let k = &e.key;
+            if k.receiver.is_set() && !requester_coins.contains(&(k.receiver.dn, k.receiver.sn)) {
+                return Err(Status::ReceiverAuth);
             }
-        }
-        let Some(mut k) = idx.keys.remove(key_id) else {
-            return Err(Status::KeyNotFound);
-        };
-        if idx.by_poster.get(&k.poster) == Some(key_id) {
-            idx.by_poster.remove(&k.poster);
-        }
-        Ok((k.sender, std::mem::take(&mut k.key_bytes)))
-    }
-
-    /// Delete expired keys (the background sweeper).
-    pub fn sweep(&self, now: u64) -> usize {
-        let mut idx = self.index.lock();
-        let expired: Vec<[u8; 16]> = idx.keys.iter().filter(|(_, k)| !self.live(k, now)).map(|(id, _)| *id).collect();
-        for id in &expired {
-            if let Some(k) = idx.keys.remove(id) {
-                if idx.by_poster.get(&k.poster) == Some(id) {
-                    idx.by_poster.remove(&k.poster);
+            if k.receiver_ip != [0; 4] {
+                let allowed = IpAddr::V4(Ipv4Addr::from(k.receiver_ip));
+                let ip = match requester_ip {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(requester_ip),
+                    v4 => v4,
+                };
+                if ip != allowed {
+                    return Err(Status::ReceiverAddress);
                 }
             }
-            let _ = raida_store::durable::remove_file_durable(&self.path(id));
+            e.state = KeyState::Taking;
         }
-        expired.len()
+        let removed = unlink(&self.path(key_id)).and_then(|()| self.dir_sync.sync());
+        let mut idx = self.index.lock();
+        if let Err(e) = removed {
+            tracing::error!(error = %e, "cannot delete pending key");
+            if let Some(e) = idx.keys.get_mut(key_id) {
+                e.state = KeyState::Live;
+            }
+            return Err(Status::Filesystem);
+        }
+        let mut e = idx.remove(key_id).ok_or(Status::KeyNotFound)?;
+        drop(idx);
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        Ok((e.key.sender, std::mem::take(&mut e.key.key_bytes)))
     }
 
+    /// Delete expired keys (the background sweeper): batches of [`SWEEP_BATCH`], each with
+    /// one directory fsync; the index lock is held only to pick and to drop a batch.
+    pub fn sweep(&self, now: u64) -> usize {
+        let mut total = 0;
+        loop {
+            let batch = self.pick_expired(now);
+            if batch.is_empty() {
+                break;
+            }
+            for id in &batch {
+                if let Err(e) = unlink(&self.path(id)) {
+                    tracing::warn!(error = %e, "cannot remove expired pending key");
+                }
+            }
+            if let Err(e) = self.dir_sync.sync() {
+                tracing::warn!(error = %e, "cannot make the removal of expired pending keys durable");
+            }
+            {
+                let mut idx = self.index.lock();
+                for id in &batch {
+                    idx.remove(id);
+                }
+            }
+            total += batch.len();
+            if batch.len() < SWEEP_BATCH {
+                break;
+            }
+        }
+        self.expired.fetch_add(total as u64, Ordering::Relaxed);
+        total
+    }
+
+    /// Up to [`SWEEP_BATCH`] expired live keys, marked `Taking`.
+    fn pick_expired(&self, now: u64) -> Vec<[u8; 16]> {
+        let mut idx = self.index.lock();
+        let mut batch = Vec::new();
+        let mut busy = Vec::new();
+        while batch.len() < SWEEP_BATCH {
+            let Some(&(created, id)) = idx.expiry.front() else { break };
+            if now.saturating_sub(created) <= self.ttl {
+                break; // the queue is in posting order: nothing behind is older
+            }
+            idx.expiry.pop_front();
+            let Some(e) = idx.keys.get_mut(&id) else { continue };
+            if e.key.created != created {
+                continue; // the id was posted again since: its newer entry is further back
+            }
+            match e.state {
+                KeyState::Live => {
+                    e.state = KeyState::Taking;
+                    batch.push(id);
+                }
+                // being written or taken: look again at the next sweep
+                KeyState::Writing | KeyState::Taking => busy.push((created, id)),
+            }
+        }
+        // busy keys are looked at first by the next sweep
+        for item in busy.into_iter().rev() {
+            idx.expiry.push_front(item);
+        }
+        batch
+    }
+
+    /// Keys in the index (pending, being written or being taken).
     pub fn len(&self) -> usize {
         self.index.lock().keys.len()
     }

@@ -59,6 +59,15 @@ fn default_inbox_max_keys() -> usize {
 fn default_inbox_max_age() -> u64 {
     86_400
 }
+fn default_max_pending_keys() -> usize {
+    1_000_000
+}
+fn default_anonymous_pending_keys_percent() -> u8 {
+    25
+}
+fn default_anonymous_posts_per_addr() -> usize {
+    16
+}
 
 /// Server settings stored in `DIR/config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +107,20 @@ pub struct Config {
     /// sweep; it stops counting against `inbox_max_keys` at once).
     #[serde(default = "default_inbox_max_age")]
     pub inbox_max_age_seconds: u64,
+    /// Post Key (41): at most this many keys pending at once (memory and `Keys/` files);
+    /// a post beyond it gets 254. Default 1,000,000.
+    #[serde(default = "default_max_pending_keys")]
+    pub max_pending_keys: usize,
+    /// Post Key: anonymous (EN 0) posts may hold at most this percentage of
+    /// `max_pending_keys` (rounded up; 0 refuses anonymous posts); beyond it they get 160,
+    /// so a flood of anonymous posts (source addresses are cheap, over UDP even spoofed)
+    /// always leaves the rest to posts made with a coin. Default 25.
+    #[serde(default = "default_anonymous_pending_keys_percent")]
+    pub anonymous_pending_keys_percent: u8,
+    /// Post Key: anonymous posts pending at once from one source address (an IPv6 /64
+    /// counts as one address); beyond it 160. Default 16.
+    #[serde(default = "default_anonymous_posts_per_addr")]
+    pub anonymous_posts_per_addr: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityConfig>,
     /// `[[key_servers]]` tables; an empty list is not written, so operators can append tables.
@@ -125,6 +148,9 @@ impl Config {
             tickets_per_requester: default_tickets_per_requester(),
             inbox_max_keys: default_inbox_max_keys(),
             inbox_max_age_seconds: default_inbox_max_age(),
+            max_pending_keys: default_max_pending_keys(),
+            anonymous_pending_keys_percent: default_anonymous_pending_keys_percent(),
+            anonymous_posts_per_addr: default_anonymous_posts_per_addr(),
             identity: None,
             key_servers: Vec::new(),
         })
@@ -163,6 +189,15 @@ impl Config {
         }
         if c.inbox_max_age_seconds == 0 {
             return Err(bad("inbox_max_age_seconds must be at least 1".into()));
+        }
+        if c.max_pending_keys == 0 {
+            return Err(bad("max_pending_keys must be at least 1".into()));
+        }
+        if c.anonymous_pending_keys_percent > 100 {
+            return Err(bad(format!(
+                "anonymous_pending_keys_percent {} is above 100",
+                c.anonymous_pending_keys_percent
+            )));
         }
         if let Some(id) = &c.identity {
             crate::layout::check_dn(id.dn).map_err(|e| bad(format!("identity: {e}")))?;
@@ -240,6 +275,12 @@ mod tests {
         assert_eq!(m.key_ttl_seconds, 3600);
         assert_eq!(m.replay_capacity, 1_000_000);
         assert_eq!((m.inbox_max_keys, m.inbox_max_age_seconds), (10_000, 86_400));
+        assert_eq!(
+            (m.max_pending_keys, m.anonymous_pending_keys_percent, m.anonymous_posts_per_addr),
+            (1_000_000, 25, 16)
+        );
+        assert!(Config::from_toml("raida_id = 2\nmax_pending_keys = 0\n", Path::new("x")).is_err());
+        assert!(Config::from_toml("raida_id = 2\nanonymous_pending_keys_percent = 101\n", Path::new("x")).is_err());
         assert!(m.identity.is_none() && m.key_servers.is_empty());
         let ks = Config::from_toml(
             "raida_id = 2\n[[key_servers]]\nraida_id = 1\naddress = \"127.0.0.1\"\nport = 50001\n",

@@ -1,12 +1,19 @@
 //! Crash-safe file replacement: temp file in the same directory, fsync, rename, fsync the
 //! directory. A reader (or a restart after a crash) sees either the old or the new file,
 //! never a mix.
+//!
+//! Also: [`DirSync`], the group commit of one directory's fsync (many renames or unlinks,
+//! one fsync), and [`create_private_dir`] / [`tighten_dir_mode`], which keep every directory
+//! of a data directory at mode 0700 (PROTOCOL.md section 7).
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::VecDeque;
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -29,9 +36,16 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Whether `name` is a temporary file name made by this module (`.<name>.<pid>.<n>.tmp`):
+/// one left in a directory after a crash mid-write is garbage and may be removed at open.
+pub fn is_temp_file_name(name: &str) -> bool {
+    name.len() > 5 && name.starts_with('.') && name.ends_with(".tmp")
+}
+
 /// Writes `bytes` to a new temp file next to `path` and fsyncs it, renaming it over `path`
-/// without fsyncing the directory. Used by the page checkpoint, which fsyncs each directory once.
-pub(crate) fn write_replace_no_dir_sync(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+/// without fsyncing the directory: the caller makes the rename durable, once for many files
+/// (the page checkpoint fsyncs each directory once; pending keys go through a [`DirSync`]).
+pub fn write_replace_no_dir_sync(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let tmp = temp_path(path);
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
@@ -60,21 +74,180 @@ pub fn remove_file_durable(path: &Path) -> io::Result<()> {
     fsync_dir(parent_of(path))
 }
 
-/// Creates `dir` (and parents) and fsyncs the new directory entries.
-pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
+/// Mode of every directory of a data directory (PROTOCOL.md section 7): a key id alone can
+/// fetch a pending key part that names no receiver, so other local users must not even list
+/// `Keys/` (or any other directory of the server).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and missing parents) with mode 0700 and fsyncs each new directory entry.
+/// An existing directory is tightened to 0700 if group or others have any access
+/// ([`tighten_dir_mode`], logged). Every directory a data directory gets goes through here.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
+        tighten_dir_mode(dir)?;
         return Ok(());
     }
     let parent = parent_of(dir).to_path_buf();
     if !parent.is_dir() {
-        create_dir_durable(&parent)?;
+        create_private_dir(&parent)?;
     }
-    match fs::create_dir(dir) {
+    match DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            tighten_dir_mode(dir)?;
+            return Ok(());
+        }
         Err(e) => return Err(e),
     }
     fsync_dir(&parent)
+}
+
+/// Creates `dir` (and parents) like [`create_private_dir`]: mode 0700, entries fsynced.
+pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    create_private_dir(dir)
+}
+
+/// Sets `dir` to mode 0700 when group or others have any permission on it (a directory
+/// made by an older version or by hand); logs the change. Returns whether it changed.
+/// Symbolic links are not followed: a link is not one of our directories.
+pub fn tighten_dir_mode(dir: &Path) -> io::Result<bool> {
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(false);
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(false);
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))?;
+    tracing::warn!(dir = %dir.display(), "directory mode {mode:04o} tightened to 0700");
+    Ok(true)
+}
+
+/// Group commit of one directory's fsync.
+///
+/// Callers rename or unlink entries in the directory, then call [`DirSync::sync`], which
+/// returns once those changes are durable. The first caller to find no fsync running (the
+/// leader) fsyncs the directory once for every caller registered at that moment; callers
+/// that arrive meanwhile wait and are covered by the next fsync. Under load one fsync thus
+/// makes the renames and unlinks of many requests durable, and nobody holds a lock of its
+/// own across the wait.
+pub struct DirSync {
+    dir: PathBuf,
+    st: Mutex<DirSyncState>,
+    cond: Condvar,
+    /// Held around every fsync; [`DirSync::pause`] holds it to let tests line callers up.
+    gate: Mutex<()>,
+    fsyncs: AtomicU64,
+    waiting: AtomicUsize,
+}
+
+#[derive(Default)]
+struct DirSyncState {
+    /// Tickets handed out (one per `sync` call).
+    requested: u64,
+    /// Every ticket up to here has its fsync result.
+    done: u64,
+    syncing: bool,
+    /// Ticket ranges whose fsync failed (kept short: failures are rare).
+    failures: VecDeque<(u64, u64, io::ErrorKind, String)>,
+    /// Failures dropped from the list above reached up to this ticket; tickets at or
+    /// below it answer an error (conservative: a lost failure must never read as success).
+    forgotten_through: u64,
+}
+
+const DIR_SYNC_FAILURES_KEPT: usize = 64;
+
+impl DirSync {
+    pub fn new(dir: &Path) -> DirSync {
+        DirSync {
+            dir: dir.to_path_buf(),
+            st: Mutex::new(DirSyncState::default()),
+            cond: Condvar::new(),
+            gate: Mutex::new(()),
+            fsyncs: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// The directory this syncs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns once every rename, create or unlink made in the directory before this call
+    /// is durable (or the error of the fsync that should have covered it).
+    pub fn sync(&self) -> io::Result<()> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let result = self.sync_inner();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    fn sync_inner(&self) -> io::Result<()> {
+        let mut st = self.st.lock();
+        st.requested += 1;
+        let ticket = st.requested;
+        loop {
+            if st.done >= ticket {
+                return Self::result_of(&st, ticket);
+            }
+            if st.syncing {
+                self.cond.wait(&mut st);
+                continue;
+            }
+            // Leader: every ticket handed out so far belongs to a change made before it
+            // was taken, hence before this fsync starts.
+            st.syncing = true;
+            let from = st.done + 1;
+            let target = st.requested;
+            let result = MutexGuard::unlocked(&mut st, || {
+                let _gate = self.gate.lock();
+                let r = fsync_dir(&self.dir);
+                self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                r
+            });
+            if let Err(e) = &result {
+                tracing::error!(dir = %self.dir.display(), error = %e, "directory fsync failed");
+                st.failures.push_back((from, target, e.kind(), e.to_string()));
+                if st.failures.len() > DIR_SYNC_FAILURES_KEPT {
+                    if let Some((_, to, _, _)) = st.failures.pop_front() {
+                        st.forgotten_through = st.forgotten_through.max(to);
+                    }
+                }
+            }
+            st.done = target;
+            st.syncing = false;
+            self.cond.notify_all();
+        }
+    }
+
+    fn result_of(st: &DirSyncState, ticket: u64) -> io::Result<()> {
+        if ticket <= st.forgotten_through {
+            return Err(io::Error::other("directory fsync failed"));
+        }
+        match st.failures.iter().find(|(from, to, _, _)| (*from..=*to).contains(&ticket)) {
+            Some((_, _, kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Directory fsyncs made so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Callers inside [`DirSync::sync`] right now (waiting or syncing).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Holds every directory fsync until the guard drops (tests use it to line up
+    /// concurrent callers deterministically; nothing else should).
+    #[doc(hidden)]
+    pub fn pause(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.gate.lock()
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +266,59 @@ mod tests {
         remove_file_durable(&p).unwrap();
         assert!(!p.exists());
         assert!(remove_file_durable(&p).is_err());
+    }
+
+    #[test]
+    fn temp_names_are_recognised() {
+        let t = temp_path(Path::new("/x/0123456789abcdef0123456789abcdef"));
+        assert!(is_temp_file_name(&t.file_name().unwrap().to_string_lossy()));
+        assert!(!is_temp_file_name("0123456789abcdef0123456789abcdef"));
+        assert!(!is_temp_file_name(".tmp"));
+    }
+
+    #[test]
+    fn dir_sync_batches_waiting_callers() {
+        let d = tempfile::tempdir().unwrap();
+        let sync = DirSync::new(d.path());
+        sync.sync().unwrap();
+        assert_eq!(sync.fsyncs(), 1);
+        let pause = sync.pause();
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| sync.sync().unwrap());
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while sync.waiting() < 16 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            drop(pause);
+        });
+        // the leader blocked by the pause covers itself (and whoever came before it), the
+        // next fsync covers everyone who waited
+        assert!(sync.fsyncs() <= 3, "{} fsyncs for 16 callers", sync.fsyncs());
+    }
+
+    #[test]
+    fn dir_sync_reports_a_failed_fsync() {
+        let d = tempfile::tempdir().unwrap();
+        let sync = DirSync::new(&d.path().join("missing"));
+        assert!(sync.sync().is_err());
+        assert!(sync.sync().is_err());
+    }
+
+    #[test]
+    fn private_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let deep = d.path().join("a/b/c");
+        create_private_dir(&deep).unwrap();
+        for p in [d.path().join("a"), d.path().join("a/b"), deep.clone()] {
+            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o700, "{}", p.display());
+        }
+        fs::set_permissions(&deep, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(tighten_dir_mode(&deep).unwrap());
+        assert!(!tighten_dir_mode(&deep).unwrap());
+        fs::set_permissions(&deep, fs::Permissions::from_mode(0o750)).unwrap();
+        create_private_dir(&deep).unwrap();
+        assert_eq!(fs::metadata(&deep).unwrap().permissions().mode() & 0o7777, 0o700);
     }
 }

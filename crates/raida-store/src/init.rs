@@ -1,8 +1,8 @@
 //! `raida init`: a new data directory with config.toml and random page files.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use rand_core::{OsRng, RngCore};
 use zeroize::Zeroize;
 
 use crate::config::Config;
-use crate::durable::{create_dir_durable, fsync_dir};
+use crate::durable::{create_private_dir, fsync_dir, tighten_dir_mode, PRIVATE_DIR_MODE};
 use crate::error::{Result, StoreError};
 use crate::layout::*;
 
@@ -46,7 +46,7 @@ impl InitOptions {
 /// Creates a data directory: `config.toml` (random admin key), `pages` page files per listed
 /// denomination with CSPRNG ANs and MFS 0, and the empty `coins/`, `Keys/`, `Inbox/`,
 /// `Journal/` folders. Refuses an existing non-empty directory. `config.toml` is written
-/// last, after every page is on disk.
+/// last, after every page is on disk. Every directory, `dir` itself included, is mode 0700.
 pub fn init_data_dir(dir: &Path, mut opts: InitOptions) -> Result<Config> {
     if opts.raida_id > 24 {
         return Err(StoreError::BadRaidaId(opts.raida_id));
@@ -78,10 +78,11 @@ pub fn init_data_dir(dir: &Path, mut opts: InitOptions) -> Result<Config> {
             if rd.next().is_some() {
                 return Err(StoreError::DirNotEmpty(dir.to_path_buf()));
             }
+            tighten_dir_mode(dir).map_err(|e| StoreError::io("cannot set the mode of", dir, e))?;
         }
         Ok(_) => return Err(StoreError::DirNotEmpty(dir.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            create_dir_durable(dir).map_err(|e| StoreError::io("cannot create", dir, e))?;
+            create_private_dir(dir).map_err(|e| StoreError::io("cannot create", dir, e))?;
         }
         Err(e) => return Err(StoreError::io("cannot access", dir, e)),
     }
@@ -95,7 +96,12 @@ pub fn init_data_dir(dir: &Path, mut opts: InitOptions) -> Result<Config> {
             let path = dir.join(&rel);
             if page % 256 == 0 {
                 if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent).map_err(|e| StoreError::io("cannot create", parent, e))?;
+                    // fsynced below by sync_tree, with every other new entry
+                    DirBuilder::new()
+                        .recursive(true)
+                        .mode(PRIVATE_DIR_MODE)
+                        .create(parent)
+                        .map_err(|e| StoreError::io("cannot create", parent, e))?;
                 }
             }
             OsRng.try_fill_bytes(&mut buf).map_err(|e| StoreError::Random(e.to_string()))?;
@@ -118,11 +124,54 @@ pub fn init_data_dir(dir: &Path, mut opts: InitOptions) -> Result<Config> {
     buf.zeroize();
     for sub in ["coins", "Keys", "Inbox", crate::store::JOURNAL_DIR] {
         let p = dir.join(sub);
-        fs::create_dir_all(&p).map_err(|e| StoreError::io("cannot create", &p, e))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(PRIVATE_DIR_MODE)
+            .create(&p)
+            .map_err(|e| StoreError::io("cannot create", &p, e))?;
     }
+    // a umask cannot widen 0700, but a directory made by someone else in between could be wider
+    secure_dir_modes(dir)?;
     sync_tree(dir)?;
     config.save(dir)?;
     Ok(config)
+}
+
+/// Gives every directory of the data directory `dir` mode 0700 (PROTOCOL.md section 7):
+/// `dir` itself, each directory in it, and every directory under `Data/`. `Keys/`, `Inbox/`,
+/// `coins/` and `Journal/` hold only files and are not listed (`Keys/` may hold a million).
+/// Wider modes (an older version, a hand-made folder) are tightened and logged.
+/// Called by `init` and by `Store::open`.
+pub fn secure_dir_modes(dir: &Path) -> Result<()> {
+    let tighten = |p: &Path| tighten_dir_mode(p).map_err(|e| StoreError::io("cannot set the mode of", p, e));
+    tighten(dir)?;
+    let rd = fs::read_dir(dir).map_err(|e| StoreError::io("cannot list", dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| StoreError::io("cannot list", dir, e))?;
+        // file_type does not follow symbolic links: a link is not one of our directories
+        if !ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let path = ent.path();
+        if ent.file_name() == "Data" {
+            tighten_tree(&path)?;
+        } else {
+            tighten(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn tighten_tree(dir: &Path) -> Result<()> {
+    tighten_dir_mode(dir).map_err(|e| StoreError::io("cannot set the mode of", dir, e))?;
+    let rd = fs::read_dir(dir).map_err(|e| StoreError::io("cannot list", dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| StoreError::io("cannot list", dir, e))?;
+        if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            tighten_tree(&ent.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes every file written above durable: one syncfs of the file system on Linux, then

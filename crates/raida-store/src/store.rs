@@ -315,6 +315,7 @@ impl Store {
         }
         let config = Config::load(dir)?;
         let lock_file = lock_dir(dir)?;
+        crate::init::secure_dir_modes(dir)?;
         let jdir = dir.join(JOURNAL_DIR);
         create_dir_durable(&jdir).map_err(|e| StoreError::io("cannot create", &jdir, e))?;
         let segments = journal::list_segments(&jdir)?;

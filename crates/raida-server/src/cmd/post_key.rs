@@ -1,4 +1,5 @@
 //! 4/41 Post Key: park one part of a key for a receiver (durable before the answer).
+//! Anonymous (EN 0) posts are counted per source address (`call.peer`) and in total.
 
 use raida_proto::commands::post_key;
 use raida_proto::KeyIdentity;
@@ -22,7 +23,7 @@ pub fn run(state: &ServerState, call: &Call) -> Answer {
         Ok(p) => p,
         Err(s) => return s.into(),
     };
-    match state.pending_keys.post(&post, poster(&call.header.key_identity), call.now) {
+    match state.pending_keys.post(&post, poster(&call.header.key_identity), call.peer, call.now) {
         Ok(()) => Answer::ok(Vec::new()),
         Err(s) => s.into(),
     }

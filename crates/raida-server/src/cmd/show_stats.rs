@@ -22,6 +22,7 @@ pub fn run(state: &ServerState, call: &Call) -> Answer {
         return Status::AdminAuth.into();
     }
     let (cached, dirty) = state.ledger.page_stats();
-    let text = state.stats.render(state.tickets.free_slots(call.now), cached, dirty);
+    let mut text = state.stats.render(state.tickets.free_slots(call.now), cached, dirty);
+    text.push_str(&state.pending_keys.stats().render());
     Answer::ok(text.into_bytes())
 }
