@@ -62,13 +62,17 @@ fn subnet_of(ip: IpAddr) -> Subnet {
 pub enum Refusal {
     PerAddress,
     PerSubnet,
-    /// Full and every open connection is already being closed.
+    /// Full, and every open connection is working on a request.
     Full,
 }
 
+/// `last_active` of a connection working on a request: never evicted, because its
+/// descriptor (and the deferred slot it may hold) would outlive the eviction.
+const BUSY: u64 = u64::MAX;
+
 struct Entry {
     ip: IpAddr,
-    /// Milliseconds since the table's start at the last complete request or answer.
+    /// Milliseconds since the table's start at the last answer (or the connect), or BUSY.
     last_active: Arc<AtomicU64>,
     evict: CancellationToken,
     evicted: bool,
@@ -124,8 +128,10 @@ impl ConnectionTable {
                 .entries
                 .iter()
                 .filter(|(_, e)| !e.evicted)
-                .min_by_key(|(_, e)| e.last_active.load(Ordering::Relaxed))
-                .map(|(id, _)| *id);
+                .map(|(id, e)| (*id, e.last_active.load(Ordering::Relaxed)))
+                .filter(|&(_, active)| active != BUSY)
+                .min_by_key(|&(_, active)| active)
+                .map(|(id, _)| id);
             let Some(victim) = victim else { return Err(Refusal::Full) };
             if let Some(e) = t.entries.get_mut(&victim) {
                 e.evicted = true;
@@ -160,9 +166,14 @@ pub struct ConnectionSlot {
 }
 
 impl ConnectionSlot {
-    /// The connection did something: it is not idle.
+    /// The connection answered: idle from now.
     fn touch(&self) {
         self.last_active.store(self.table.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The connection read a request and works on it until the next [`Self::touch`].
+    fn busy(&self) {
+        self.last_active.store(BUSY, Ordering::Relaxed);
     }
 
     /// Cancelled when the table closes this connection for a new one.
@@ -288,10 +299,13 @@ async fn connection(
                 break;
             }
         }
-        slot.touch();
+        slot.busy();
         match state.handle(&mut buf, peer, &mut out) {
             Outcome::Reply => {}
-            Outcome::Drop => continue,
+            Outcome::Drop => {
+                slot.touch();
+                continue;
+            }
             // counted against the same per-kind limits as UDP
             Outcome::Deferred(d) => match deferred.try_acquire(d.kind(), peer.ip()) {
                 Some(permit) => {
@@ -308,10 +322,7 @@ async fn connection(
             }
             Ok::<(), std::io::Error>(())
         };
-        let written = tokio::select! {
-            _ = slot.evicted().cancelled() => return,
-            w = tokio::time::timeout(idle, write) => w,
-        };
+        let written = tokio::time::timeout(idle, write).await;
         match written {
             Ok(Ok(())) => slot.touch(),
             _ => break,
@@ -362,16 +373,23 @@ mod tests {
         let t = ConnectionTable::new(limits(2, 10, 10));
         let old = t.admit(ip("10.0.0.1")).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        let busy = t.admit(ip("10.0.1.1")).unwrap();
+        let idle = t.admit(ip("10.0.1.1")).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        old.touch(); // now `busy` has been idle longest
+        old.touch(); // now `idle` has been idle longest
         let new = t.admit(ip("10.0.2.1")).unwrap();
-        assert!(busy.evicted().is_cancelled());
+        assert!(idle.evicted().is_cancelled());
         assert!(!old.evicted().is_cancelled() && !new.evicted().is_cancelled());
         assert_eq!(t.live(), 2);
-        drop(busy);
+        drop(idle);
         assert_eq!(t.live(), 2);
-        drop((old, new));
+        // a connection working on a request is never evicted; all working: refused
+        old.busy();
+        new.busy();
+        assert_eq!(t.admit(ip("10.0.3.1")).err(), Some(Refusal::Full));
+        new.touch();
+        let newest = t.admit(ip("10.0.3.1")).unwrap();
+        assert!(new.evicted().is_cancelled() && !old.evicted().is_cancelled());
+        drop((old, new, newest));
         assert_eq!(t.live(), 0);
         assert!(t.table.lock().per_addr.is_empty() && t.table.lock().per_subnet.is_empty());
     }
