@@ -327,3 +327,30 @@ impl RunningServer {
         tokio::task::spawn_blocking(move || state.ledger.flush()).await.map_err(|e| e.to_string())?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_settings_reach_the_limits() {
+        let text = "raida_id = 1\nudp_error_rate_per_addr = 7\ntcp_max_connections = 100\n\
+                    tcp_max_connections_per_addr = 3\ntcp_max_connections_per_subnet = 9\n\
+                    tcp_connection_lifetime_seconds = 60\nmax_key_alerts = 5\nmax_durable_commands = 6\n\
+                    max_heavy_commands = 2\n";
+        let c = raida_store::Config::from_toml(text, Path::new("config.toml")).unwrap();
+        let l = ServerLimits::default().with_config(&c);
+        assert_eq!(l.udp_error_rate_per_addr, 7);
+        assert_eq!((l.max_connections, l.max_connections_per_ip, l.max_connections_per_subnet), (100, 3, 9));
+        assert_eq!(l.connection_lifetime, Duration::from_secs(60));
+        assert_eq!((l.max_key_alerts, l.max_durable_commands, l.max_heavy_commands), (5, 6, 2));
+        // the defaults of config.toml are those of ServerLimits
+        let d = ServerLimits::default();
+        let c = raida_store::Config::from_toml("raida_id = 1\n", Path::new("config.toml")).unwrap();
+        let l = ServerLimits::default().with_config(&c);
+        assert_eq!(l.udp_error_rate_per_addr, d.udp_error_rate_per_addr);
+        assert_eq!((l.max_connections, l.max_connections_per_ip, l.max_connections_per_subnet), (4096, 64, 256));
+        assert_eq!(l.connection_lifetime, d.connection_lifetime);
+        assert_eq!((l.max_key_alerts, l.max_durable_commands, l.max_heavy_commands), (256, 256, 4));
+    }
+}
