@@ -8,7 +8,13 @@ use raida_proto::commands::ids::*;
 use raida_proto::header::CommandSet;
 
 use crate::cmd;
+use crate::limits::WorkKind;
 use crate::state::{Answer, Call, ServerState};
+
+/// Records beyond which Get Ticket and Decrypt RAIDA Key run on the blocking pool under
+/// the heavy-command limit: each record may load a page from disk, and thousands of them
+/// (64 ms for 3,000) on a receiving thread delay every other client's answers.
+pub const HEAVY_RECORDS: usize = 64;
 
 /// A boxed future answering one call.
 pub type AnswerFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
@@ -24,14 +30,26 @@ pub enum Handler {
     Async(fn(Arc<ServerState>, Call) -> AnswerFuture),
 }
 
+impl Handler {
+    /// The limit a deferred handler counts against (inline ones only when heavy).
+    pub fn work_kind(&self) -> WorkKind {
+        match self {
+            Handler::Async(_) => WorkKind::KeyAlert,
+            Handler::Blocking(_) | Handler::Inline(_) => WorkKind::Durable,
+        }
+    }
+}
+
 /// group × command → handler.
 pub struct DispatchTable {
     table: Vec<[Option<Handler>; 256]>,
+    /// Payload bytes above which a command runs on the blocking pool as heavy work.
+    heavy_above: Vec<[Option<usize>; 256]>,
 }
 
 impl DispatchTable {
     pub fn empty() -> Self {
-        DispatchTable { table: vec![[None; 256]; 14] }
+        DispatchTable { table: vec![[None; 256]; 14], heavy_above: vec![[None; 256]; 14] }
     }
 
     /// Every command of PROTOCOL.md section 6.
@@ -47,7 +65,27 @@ impl DispatchTable {
         t.insert(GROUP_KEY_EXCHANGE, GET_KEY, Handler::Blocking(cmd::get_key::run));
         t.insert(GROUP_KEY_EXCHANGE, ENCRYPT_KEY, Handler::Inline(cmd::encrypt_key::run));
         t.insert(GROUP_KEY_EXCHANGE, DECRYPT_RAIDA_KEY, Handler::Blocking(cmd::decrypt_raida_key::run));
+        t.set_heavy_above(GROUP_HEALING, GET_TICKET, HEAVY_RECORDS * raida_proto::commands::get_ticket::RECORD);
+        t.set_heavy_above(
+            GROUP_KEY_EXCHANGE,
+            DECRYPT_RAIDA_KEY,
+            5 + HEAVY_RECORDS * raida_proto::commands::key_tickets::DECRYPT_RECORD,
+        );
         t
+    }
+
+    /// A payload longer than `bytes` makes this command heavy work: it runs on the
+    /// blocking pool, counted against the heavy-command limit.
+    pub fn set_heavy_above(&mut self, group: u8, command: u8, bytes: usize) {
+        if let Some(row) = self.heavy_above.get_mut(group as usize) {
+            row[command as usize] = Some(bytes);
+        }
+    }
+
+    /// Whether a call with `payload_len` bytes is heavy work.
+    #[inline]
+    pub fn is_heavy(&self, group: u8, command: u8, payload_len: usize) -> bool {
+        self.heavy_above.get(group as usize).and_then(|row| row[command as usize]).is_some_and(|b| payload_len > b)
     }
 
     pub fn insert(&mut self, group: u8, command: u8, handler: Handler) {

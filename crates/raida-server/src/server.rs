@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raida_proto::header::ServerIdentity;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ledger::{Ledger, StoreLedger};
+use crate::limits::{connection_budget, descriptor_reserve, raise_descriptor_limit, DeferredLimits};
 use crate::state::{system_clock, Clock, KeyAlertSettings, KeyServer, ServerState};
+use crate::tcp::{ConnectionTable, TcpLimits};
 use crate::udp::{spawn_workers, UdpContext};
 
 /// Resource bounds of one server.
@@ -21,12 +22,23 @@ use crate::udp::{spawn_workers, UdpContext};
 pub struct ServerLimits {
     /// Threads reading the UDP socket.
     pub udp_threads: usize,
-    /// Concurrent TCP connections.
+    /// Concurrent TCP connections (lowered at start to what the descriptor limit allows
+    /// after the store's reserve); when full, the longest-idle one is closed for a new one.
     pub max_connections: usize,
     /// Concurrent TCP connections from one IP address.
     pub max_connections_per_ip: usize,
-    /// Commands waiting for the disk or the network at once (UDP).
-    pub max_deferred: usize,
+    /// Concurrent TCP connections from one /24 (IPv4) or /64 (IPv6).
+    pub max_connections_per_subnet: usize,
+    /// A TCP connection is closed after this long (after the answer in flight).
+    pub connection_lifetime: Duration,
+    /// Key Alerts running at once (UDP and TCP together).
+    pub max_key_alerts: usize,
+    /// Commands waiting for a durable write at once (UDP and TCP together).
+    pub max_durable_commands: usize,
+    /// Commands that may touch thousands of pages running at once (blocking pool).
+    pub max_heavy_commands: usize,
+    /// UDP error answers per source address and second.
+    pub udp_error_rate_per_addr: u32,
     /// TCP idle timeout (RAIDA_SERVER_RCV_TIMEOUT).
     pub idle_timeout: Duration,
     /// How long shutdown waits for requests in flight.
@@ -39,13 +51,38 @@ impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             udp_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 16),
-            max_connections: 1024,
+            max_connections: 4096,
             max_connections_per_ip: 64,
-            max_deferred: 1024,
+            max_connections_per_subnet: 256,
+            connection_lifetime: Duration::from_secs(600),
+            max_key_alerts: 256,
+            max_durable_commands: 256,
+            max_heavy_commands: 4,
+            udp_error_rate_per_addr: crate::state::DEFAULT_UDP_ERROR_RATE,
             idle_timeout: Duration::from_secs(raida_proto::consts::RAIDA_SERVER_RCV_TIMEOUT_SECS),
             drain_timeout: Duration::from_secs(4),
             key_alert_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl ServerLimits {
+    /// These limits with the settings of config.toml applied.
+    pub fn with_config(mut self, c: &raida_store::Config) -> ServerLimits {
+        self.max_connections = c.tcp_max_connections;
+        self.max_connections_per_ip = c.tcp_max_connections_per_addr;
+        self.max_connections_per_subnet = c.tcp_max_connections_per_subnet;
+        self.connection_lifetime = Duration::from_secs(c.tcp_connection_lifetime_seconds);
+        self.max_key_alerts = c.max_key_alerts;
+        self.max_durable_commands = c.max_durable_commands;
+        self.max_heavy_commands = c.max_heavy_commands;
+        self.udp_error_rate_per_addr = c.udp_error_rate_per_addr;
+        self
+    }
+
+    /// Slots of every deferred kind together (each may hold a descriptor).
+    fn deferred_slots(&self) -> usize {
+        self.max_key_alerts.saturating_add(self.max_durable_commands).saturating_add(self.max_heavy_commands)
     }
 }
 
@@ -75,8 +112,19 @@ impl ServerBuilder {
         limits: &ServerLimits,
         clock: Option<Clock>,
     ) -> Result<(Arc<ServerState>, SocketAddr), ServerError> {
+        Self::open_configured(dir, limits, clock).map(|(state, listen, _)| (state, listen))
+    }
+
+    /// [`ServerBuilder::open`], and `limits` with the settings of config.toml applied
+    /// (pass them to [`RunningServer::start`]).
+    pub fn open_configured(
+        dir: &Path,
+        limits: &ServerLimits,
+        clock: Option<Clock>,
+    ) -> Result<(Arc<ServerState>, SocketAddr, ServerLimits), ServerError> {
         let store = raida_store::Store::open(dir)?;
         let config = store.config().clone();
+        let limits = &limits.clone().with_config(&config);
         let clock = clock.unwrap_or_else(system_clock);
         let listen: SocketAddr = config
             .listen
@@ -123,7 +171,7 @@ impl ServerBuilder {
             identity: config.identity.as_ref().map(|i| (i.dn, i.sn)),
             timeout: limits.key_alert_timeout,
         };
-        Ok((Arc::new(state), listen))
+        Ok((Arc::new(state), listen, limits.clone()))
     }
 }
 
@@ -136,6 +184,8 @@ pub struct RunningServer {
     tracker: TaskTracker,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     drain_timeout: Duration,
+    tcp_connections: usize,
+    deferred: Arc<DeferredLimits>,
 }
 
 /// Bind UDP and TCP on the same port (with port 0, the port UDP got).
@@ -176,6 +226,29 @@ impl RunningServer {
         listen: SocketAddr,
         limits: ServerLimits,
     ) -> Result<RunningServer, ServerError> {
+        // descriptors: as many as the hard limit allows; connections get what the store,
+        // the deferred commands and the UDP threads leave (a server out of descriptors
+        // answers "coin not present" or 194 for a present coin)
+        let descriptors = raise_descriptor_limit();
+        let udp_threads = limits.udp_threads.max(1);
+        let tcp_connections =
+            connection_budget(descriptors, limits.max_connections, limits.deferred_slots(), udp_threads);
+        let reserve = descriptor_reserve(limits.deferred_slots(), udp_threads);
+        tracing::info!(descriptors, reserve, tcp_connections, "descriptor limit");
+        if tcp_connections < limits.max_connections {
+            tracing::warn!(
+                descriptors,
+                wanted = limits.max_connections,
+                tcp_connections,
+                "not enough descriptors for the configured TCP connections: raise the hard RLIMIT_NOFILE"
+            );
+        }
+        state.udp_errors.set_per_second(limits.udp_error_rate_per_addr);
+        let deferred = Arc::new(DeferredLimits::new(
+            limits.max_key_alerts,
+            limits.max_durable_commands,
+            limits.max_heavy_commands,
+        ));
         let (udp, tcp) = bind(listen)?;
         let addr = udp.local_addr().map_err(io_err("udp address"))?;
         let tcp = tokio::net::TcpListener::from_std(tcp).map_err(io_err("tcp listener"))?;
@@ -186,16 +259,23 @@ impl RunningServer {
             socket: Arc::new(udp),
             state: state.clone(),
             runtime: tokio::runtime::Handle::current(),
-            deferred: Arc::new(Semaphore::new(limits.max_deferred)),
+            deferred: deferred.clone(),
             tracker: tracker.clone(),
             stop: stop_udp.clone(),
         });
-        let udp_threads = spawn_workers(ctx, limits.udp_threads).map_err(io_err("udp workers"))?;
+        let udp_threads = spawn_workers(ctx, udp_threads).map_err(io_err("udp workers"))?;
+        let table = ConnectionTable::new(TcpLimits {
+            total: tcp_connections,
+            per_addr: limits.max_connections_per_ip.max(1),
+            per_subnet: limits.max_connections_per_subnet.max(1),
+            idle_timeout: limits.idle_timeout,
+            lifetime: limits.connection_lifetime,
+        });
         tracker.spawn(crate::tcp::accept_loop(
             tcp,
             state.clone(),
-            crate::tcp::ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip),
-            limits.idle_timeout,
+            table,
+            deferred.clone(),
             stop.clone(),
             tracker.clone(),
         ));
@@ -220,7 +300,27 @@ impl RunningServer {
                 }
             }
         });
-        Ok(RunningServer { addr, state, stop_udp, stop, tracker, udp_threads, drain_timeout: limits.drain_timeout })
+        Ok(RunningServer {
+            addr,
+            state,
+            stop_udp,
+            stop,
+            tracker,
+            udp_threads,
+            drain_timeout: limits.drain_timeout,
+            tcp_connections,
+            deferred,
+        })
+    }
+
+    /// TCP connections this server keeps open at most (after the descriptor budget).
+    pub fn tcp_connection_limit(&self) -> usize {
+        self.tcp_connections
+    }
+
+    /// The per-kind limits of deferred commands (UDP and TCP share them).
+    pub fn deferred_limits(&self) -> &Arc<DeferredLimits> {
+        &self.deferred
     }
 
     /// The bound address (UDP and TCP share the port).
@@ -249,5 +349,32 @@ impl RunningServer {
         }
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || state.ledger.flush()).await.map_err(|e| e.to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_settings_reach_the_limits() {
+        let text = "raida_id = 1\nudp_error_rate_per_addr = 7\ntcp_max_connections = 100\n\
+                    tcp_max_connections_per_addr = 3\ntcp_max_connections_per_subnet = 9\n\
+                    tcp_connection_lifetime_seconds = 60\nmax_key_alerts = 5\nmax_durable_commands = 6\n\
+                    max_heavy_commands = 2\n";
+        let c = raida_store::Config::from_toml(text, Path::new("config.toml")).unwrap();
+        let l = ServerLimits::default().with_config(&c);
+        assert_eq!(l.udp_error_rate_per_addr, 7);
+        assert_eq!((l.max_connections, l.max_connections_per_ip, l.max_connections_per_subnet), (100, 3, 9));
+        assert_eq!(l.connection_lifetime, Duration::from_secs(60));
+        assert_eq!((l.max_key_alerts, l.max_durable_commands, l.max_heavy_commands), (5, 6, 2));
+        // the defaults of config.toml are those of ServerLimits
+        let d = ServerLimits::default();
+        let c = raida_store::Config::from_toml("raida_id = 1\n", Path::new("config.toml")).unwrap();
+        let l = ServerLimits::default().with_config(&c);
+        assert_eq!(l.udp_error_rate_per_addr, d.udp_error_rate_per_addr);
+        assert_eq!((l.max_connections, l.max_connections_per_ip, l.max_connections_per_subnet), (4096, 64, 256));
+        assert_eq!(l.connection_lifetime, d.connection_lifetime);
+        assert_eq!((l.max_key_alerts, l.max_durable_commands, l.max_heavy_commands), (256, 256, 4));
     }
 }

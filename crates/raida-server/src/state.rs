@@ -14,6 +14,7 @@ use rand_core::OsRng;
 use crate::dispatch::{DispatchTable, Handler};
 use crate::inbox::Inbox;
 use crate::ledger::{Ledger, LedgerKeys};
+use crate::limits::{ErrorRateLimiter, WorkKind};
 use crate::pending_keys::PendingKeys;
 use crate::stats::Stats;
 use crate::tickets::TicketPool;
@@ -67,7 +68,20 @@ pub struct ServerState {
     pub key_alert: KeyAlertSettings,
     pub clock: Clock,
     pub dispatch: DispatchTable,
+    /// Error answers per source address over UDP (PROTOCOL.md section 2).
+    pub udp_errors: ErrorRateLimiter,
 }
+
+/// The transport a request came in on: UDP answers fewer requests than TCP, because a
+/// UDP source address can be spoofed (PROTOCOL.md section 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Default of `udp_error_rate_per_addr` (config.toml).
+pub const DEFAULT_UDP_ERROR_RATE: u32 = 1_000;
 
 /// One command invocation: typed inputs for a handler.
 #[derive(Clone, Debug)]
@@ -104,7 +118,8 @@ impl From<Status> for Answer {
 pub enum Outcome {
     /// The answer is in the output buffer.
     Reply,
-    /// No answer at all (datagram shorter than 32 bytes).
+    /// No answer at all: a datagram shorter than 32 bytes; over UDP also a source port
+    /// below 1024, a 255/2/3 failure, or an error answer beyond the address's rate.
     Drop,
     /// The command must run off the receiving thread (durable write or network).
     Deferred(Box<Deferred>),
@@ -113,6 +128,7 @@ pub enum Outcome {
 /// A command that runs later (blocking pool or async task), then answers.
 pub struct Deferred {
     handler: Handler,
+    kind: WorkKind,
     call: Call,
     reply: ReplyContext,
     started: Instant,
@@ -144,6 +160,7 @@ impl ServerState {
             key_alert: KeyAlertSettings { timeout: Duration::from_secs(5), ..Default::default() },
             clock,
             dispatch: DispatchTable::standard(),
+            udp_errors: ErrorRateLimiter::new(DEFAULT_UDP_ERROR_RATE),
         })
     }
 }
@@ -156,8 +173,22 @@ impl ReplayCheck for SharedReplay<'_> {
 }
 
 impl ServerState {
-    /// Validate and (for inline commands) execute one request; the answer goes to `out`.
+    /// Validate and (for inline commands) execute one request as over TCP (every request
+    /// that frames is answered); the answer goes to `out`.
     pub fn handle(&self, packet: &mut [u8], peer: SocketAddr, out: &mut Vec<u8>) -> Outcome {
+        self.handle_from(Transport::Tcp, packet, peer, out)
+    }
+
+    /// Validate and (for inline commands) execute one request that came in on `transport`.
+    ///
+    /// Over UDP nothing is answered that could feed a reflection loop (section 2): a
+    /// source port below 1024 (before any work), a version / split id / RAIDA id failure
+    /// (no client of this server sends one, and every RAIDA answer parses as a request),
+    /// and error answers beyond `udp_errors` for the source address.
+    pub fn handle_from(&self, transport: Transport, packet: &mut [u8], peer: SocketAddr, out: &mut Vec<u8>) -> Outcome {
+        if transport == Transport::Udp && peer.port() < 1024 {
+            return self.drop_request();
+        }
         let started = Instant::now();
         let bytes_in = packet.len();
         let now = (self.clock)();
@@ -166,11 +197,17 @@ impl ServerState {
             validate_request(packet, &self.identity, &self.dispatch, &keys, &mut SharedReplay(&self.replay), now);
         let v = match validated {
             Ok(v) => v,
-            Err(Rejection::Drop) => {
-                self.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Outcome::Drop;
+            Err(Rejection::Drop) => return self.drop_request(),
+            Err(Rejection::Reply { status, .. })
+                if transport == Transport::Udp
+                    && matches!(status, Status::InvalidRouting | Status::InvalidSplitId | Status::InvalidRaidaId) =>
+            {
+                return self.drop_request();
             }
             Err(Rejection::Reply { status, reply }) => {
+                if !self.may_answer(transport, peer, status) {
+                    return self.drop_request();
+                }
                 let group = packet.get(4).copied().unwrap_or(0);
                 let command = packet.get(5).copied().unwrap_or(0);
                 self.finish(&reply, group, command, peer.ip(), None, Answer::status(status), started, bytes_in, out);
@@ -178,7 +215,7 @@ impl ServerState {
             }
         };
         let Some(handler) = self.dispatch.get(v.header.command_group, v.header.command) else {
-            // unreachable: validation checked the table
+            // unreachable: validation checked the table (so no rate check either)
             self.finish(
                 &v.reply,
                 v.header.command_group,
@@ -193,6 +230,12 @@ impl ServerState {
             return Outcome::Reply;
         };
         let call = Call { header: v.header, payload: packet[v.payload].to_vec(), peer: peer.ip(), now };
+        // a command that may touch thousands of pages leaves the receiving thread
+        let heavy = self.dispatch.is_heavy(call.header.command_group, call.header.command, call.payload.len());
+        let (handler, kind) = match handler {
+            Handler::Inline(f) | Handler::Blocking(f) if heavy => (Handler::Blocking(f), WorkKind::Heavy),
+            h => (h, h.work_kind()),
+        };
         match handler {
             Handler::Inline(f) => {
                 let answer =
@@ -200,6 +243,9 @@ impl ServerState {
                         tracing::error!("command handler panicked");
                         Answer::status(Status::Internal)
                     });
+                if !self.may_answer(transport, peer, answer.status) {
+                    return self.drop_request();
+                }
                 self.finish(
                     &v.reply,
                     call.header.command_group,
@@ -213,8 +259,19 @@ impl ServerState {
                 );
                 Outcome::Reply
             }
-            h => Outcome::Deferred(Box::new(Deferred { handler: h, call, reply: v.reply, started, bytes_in })),
+            h => Outcome::Deferred(Box::new(Deferred { handler: h, kind, call, reply: v.reply, started, bytes_in })),
         }
+    }
+
+    /// Whether an answer with `status` may go to `peer`: over UDP an error answer counts
+    /// against the address's rate (section 2), and beyond it the datagram is dropped.
+    pub fn may_answer(&self, transport: Transport, peer: SocketAddr, status: Status) -> bool {
+        transport == Transport::Tcp || status.is_success() || self.udp_errors.allow(peer.ip())
+    }
+
+    fn drop_request(&self) -> Outcome {
+        self.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Outcome::Drop
     }
 
     /// Build the answer, count it, log it.
@@ -252,6 +309,16 @@ impl ServerState {
 }
 
 impl Deferred {
+    /// The concurrency limit this command counts against.
+    pub fn kind(&self) -> WorkKind {
+        self.kind
+    }
+
+    /// Where the request came from.
+    pub fn peer(&self) -> IpAddr {
+        self.call.peer
+    }
+
     /// Answer without running the command (e.g. 160 when too many commands are queued).
     pub fn reject(self, state: &ServerState, status: Status, out: &mut Vec<u8>) {
         let h = self.call.header;
@@ -268,9 +335,10 @@ impl Deferred {
         );
     }
 
-    /// Run the command off the receiving thread and write the answer to `out`.
-    pub async fn run(self, state: Arc<ServerState>, out: &mut Vec<u8>) {
-        let Deferred { handler, call, reply, started, bytes_in } = self;
+    /// Run the command off the receiving thread and write the answer to `out`; returns its
+    /// status (UDP rate-limits error answers before sending).
+    pub async fn run(self, state: Arc<ServerState>, out: &mut Vec<u8>) -> Status {
+        let Deferred { handler, kind: _, call, reply, started, bytes_in } = self;
         let (group, command, peer, header) = (call.header.command_group, call.header.command, call.peer, call.header);
         let answer = match handler {
             Handler::Inline(f) => f(&state, &call),
@@ -286,6 +354,8 @@ impl Deferred {
             }
             Handler::Async(f) => f(state.clone(), call).await,
         };
+        let status = answer.status;
         state.finish(&reply, group, command, peer, Some(&header), answer, started, bytes_in, out);
+        status
     }
 }

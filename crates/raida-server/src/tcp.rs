@@ -1,59 +1,205 @@
 //! TCP: a connection carries any number of requests; answers go out in request order.
 //! Every read of a complete request is bounded by RAIDA_SERVER_RCV_TIMEOUT, every
-//! request by the 16-bit body length, and the number of connections by a semaphore.
+//! request by the 16-bit body length, a connection's life by a lifetime cap, and the
+//! connections by a table: per address, per /24 (IPv4) or /64 (IPv6), and in all, where
+//! a new connection closes the longest-idle one instead of being refused (so clients that
+//! connect and say nothing cannot lock everybody out).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use raida_proto::header::header_size_for;
+use raida_proto::Status;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::limits::DeferredLimits;
 use crate::state::{Outcome, ServerState};
 
-/// How many connections may be open: in all, and from one IP address.
-pub struct ConnectionLimits {
-    total: Arc<Semaphore>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    max_per_ip: usize,
+/// How many connections may be open, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpLimits {
+    /// In all (sized from the descriptor limit at start).
+    pub total: usize,
+    /// From one IP address.
+    pub per_addr: usize,
+    /// From one /24 (IPv4) or /64 (IPv6).
+    pub per_subnet: usize,
+    /// Without a complete request (RAIDA_SERVER_RCV_TIMEOUT).
+    pub idle_timeout: Duration,
+    /// In all: closed after the answer in flight once this has passed.
+    pub lifetime: Duration,
 }
 
-impl ConnectionLimits {
-    pub fn new(total: usize, per_ip: usize) -> ConnectionLimits {
-        ConnectionLimits { total: Arc::new(Semaphore::new(total)), per_ip: Arc::default(), max_per_ip: per_ip }
+/// The network a connection counts against besides its own address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Subnet {
+    V4([u8; 3]),
+    V6([u8; 8]),
+}
+
+fn subnet_of(ip: IpAddr) -> Subnet {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Subnet::V4([o[0], o[1], o[2]])
+        }
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            Subnet::V6([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
+        }
+    }
+}
+
+/// Why a connection was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    PerAddress,
+    PerSubnet,
+    /// Full, and every open connection is working on a request.
+    Full,
+}
+
+/// `last_active` of a connection working on a request: never evicted, because its
+/// descriptor (and the deferred slot it may hold) would outlive the eviction.
+const BUSY: u64 = u64::MAX;
+
+struct Entry {
+    ip: IpAddr,
+    /// Milliseconds since the table's start at the last answer (or the connect), or BUSY.
+    last_active: Arc<AtomicU64>,
+    evict: CancellationToken,
+    evicted: bool,
+}
+
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+    per_addr: HashMap<IpAddr, usize>,
+    per_subnet: HashMap<Subnet, usize>,
+    /// Entries not evicted.
+    live: usize,
+}
+
+/// The open connections. Memory is bounded by `limits.total` plus the connections being
+/// closed after eviction (they end at their next poll).
+pub struct ConnectionTable {
+    limits: TcpLimits,
+    started: Instant,
+    table: Mutex<Table>,
+}
+
+impl ConnectionTable {
+    pub fn new(limits: TcpLimits) -> Arc<ConnectionTable> {
+        Arc::new(ConnectionTable { limits, started: Instant::now(), table: Mutex::default() })
     }
 
-    /// Count a connection from `ip`; None when that address has too many open.
-    fn admit(&self, ip: IpAddr) -> Option<PeerSlot> {
-        let mut m = self.per_ip.lock();
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
-            return None;
+    pub fn limits(&self) -> &TcpLimits {
+        &self.limits
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis().min(u64::MAX as u128) as u64
+    }
+
+    /// Count a connection from `ip`. When the table is full the longest-idle connection
+    /// is told to close and the new one takes its place.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        let ip = ip.to_canonical();
+        let subnet = subnet_of(ip);
+        let now = self.now_ms();
+        let mut t = self.table.lock();
+        if t.per_addr.get(&ip).copied().unwrap_or(0) >= self.limits.per_addr {
+            return Err(Refusal::PerAddress);
         }
-        *n += 1;
-        Some(PeerSlot { ip, per_ip: self.per_ip.clone() })
+        if t.per_subnet.get(&subnet).copied().unwrap_or(0) >= self.limits.per_subnet {
+            return Err(Refusal::PerSubnet);
+        }
+        if t.live >= self.limits.total.max(1) {
+            // O(total) once per eviction: a few thousand loads, cheaper than the accept
+            let victim = t
+                .entries
+                .iter()
+                .filter(|(_, e)| !e.evicted)
+                .map(|(id, e)| (*id, e.last_active.load(Ordering::Relaxed)))
+                .filter(|&(_, active)| active != BUSY)
+                .min_by_key(|&(_, active)| active)
+                .map(|(id, _)| id);
+            let Some(victim) = victim else { return Err(Refusal::Full) };
+            if let Some(e) = t.entries.get_mut(&victim) {
+                e.evicted = true;
+                e.evict.cancel();
+                tracing::debug!(client = %e.ip, "tcp: connections full; closed the longest-idle one");
+            }
+            t.live -= 1;
+        }
+        let id = t.next_id;
+        t.next_id += 1;
+        let last_active = Arc::new(AtomicU64::new(now));
+        let evict = CancellationToken::new();
+        t.entries.insert(id, Entry { ip, last_active: last_active.clone(), evict: evict.clone(), evicted: false });
+        *t.per_addr.entry(ip).or_insert(0) += 1;
+        *t.per_subnet.entry(subnet).or_insert(0) += 1;
+        t.live += 1;
+        Ok(ConnectionSlot { id, table: self.clone(), last_active, evict })
+    }
+
+    /// Connections open and not being closed.
+    pub fn live(&self) -> usize {
+        self.table.lock().live
     }
 }
 
 /// One admitted connection; released on drop.
-struct PeerSlot {
-    ip: IpAddr,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+pub struct ConnectionSlot {
+    id: u64,
+    table: Arc<ConnectionTable>,
+    last_active: Arc<AtomicU64>,
+    evict: CancellationToken,
 }
 
-impl Drop for PeerSlot {
+impl ConnectionSlot {
+    /// The connection answered: idle from now.
+    fn touch(&self) {
+        self.last_active.store(self.table.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The connection read a request and works on it until the next [`Self::touch`].
+    fn busy(&self) {
+        self.last_active.store(BUSY, Ordering::Relaxed);
+    }
+
+    /// Cancelled when the table closes this connection for a new one.
+    pub fn evicted(&self) -> &CancellationToken {
+        &self.evict
+    }
+}
+
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut m = self.per_ip.lock();
-        if let Some(n) = m.get_mut(&self.ip) {
+        let mut t = self.table.table.lock();
+        let Some(e) = t.entries.remove(&self.id) else { return };
+        if !e.evicted {
+            t.live -= 1;
+        }
+        if let Some(n) = t.per_addr.get_mut(&e.ip) {
             *n -= 1;
             if *n == 0 {
-                m.remove(&self.ip);
+                t.per_addr.remove(&e.ip);
+            }
+        }
+        let subnet = subnet_of(e.ip);
+        if let Some(n) = t.per_subnet.get_mut(&subnet) {
+            *n -= 1;
+            if *n == 0 {
+                t.per_subnet.remove(&subnet);
             }
         }
     }
@@ -63,38 +209,39 @@ impl Drop for PeerSlot {
 pub async fn accept_loop(
     listener: TcpListener,
     state: Arc<ServerState>,
-    limits: ConnectionLimits,
-    idle_timeout: Duration,
+    table: Arc<ConnectionTable>,
+    deferred: Arc<DeferredLimits>,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
     loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            p = limits.total.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
+                    // e.g. EMFILE: wait for descriptors to come back rather than spin
                     tracing::warn!(error = %e, "tcp accept");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             },
         };
-        let Some(slot) = limits.admit(peer.ip()) else {
-            tracing::debug!(client = %peer, "too many connections from this address: closed");
-            drop(stream);
-            continue;
+        let slot = match table.admit(peer.ip()) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::debug!(client = %peer, ?why, "tcp: too many connections: closed");
+                drop(stream);
+                continue;
+            }
         };
         let state = state.clone();
         let stop = stop.clone();
+        let deferred = deferred.clone();
+        let limits = *table.limits();
         tracker.spawn(async move {
-            connection(stream, peer, state, idle_timeout, stop).await;
+            connection(stream, peer, state, &slot, &deferred, limits, stop).await;
             drop(slot);
-            drop(permit);
         });
     }
 }
@@ -121,7 +268,9 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<ServerState>,
-    idle: Duration,
+    slot: &ConnectionSlot,
+    deferred: &DeferredLimits,
+    limits: TcpLimits,
     stop: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -130,9 +279,16 @@ async fn connection(
     let mut writer = BufWriter::with_capacity(16 * 1024, w);
     let mut buf = Vec::with_capacity(1024);
     let mut out = Vec::with_capacity(1024);
+    let end_of_life = tokio::time::Instant::now() + limits.lifetime;
+    let idle = limits.idle_timeout;
     loop {
         let read = tokio::select! {
             _ = stop.cancelled() => break,
+            _ = slot.evicted().cancelled() => return, // its descriptor is wanted now: no flush
+            _ = tokio::time::sleep_until(end_of_life) => {
+                tracing::debug!(client = %peer, "tcp: connection lifetime reached");
+                break;
+            }
             r = tokio::time::timeout(idle, read_request(&mut reader, &mut buf)) => r,
         };
         match read {
@@ -143,10 +299,21 @@ async fn connection(
                 break;
             }
         }
+        slot.busy();
         match state.handle(&mut buf, peer, &mut out) {
             Outcome::Reply => {}
-            Outcome::Drop => continue,
-            Outcome::Deferred(d) => d.run(state.clone(), &mut out).await,
+            Outcome::Drop => {
+                slot.touch();
+                continue;
+            }
+            // counted against the same per-kind limits as UDP
+            Outcome::Deferred(d) => match deferred.try_acquire(d.kind(), peer.ip()) {
+                Some(permit) => {
+                    d.run(state.clone(), &mut out).await;
+                    drop(permit);
+                }
+                None => d.reject(&state, Status::RequestRate, &mut out),
+            },
         }
         let write = async {
             writer.write_all(&out).await?;
@@ -155,10 +322,75 @@ async fn connection(
             }
             Ok::<(), std::io::Error>(())
         };
-        match tokio::time::timeout(idle, write).await {
-            Ok(Ok(())) => {}
+        let written = tokio::time::timeout(idle, write).await;
+        match written {
+            Ok(Ok(())) => slot.touch(),
             _ => break,
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.flush()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(total: usize, per_addr: usize, per_subnet: usize) -> TcpLimits {
+        TcpLimits {
+            total,
+            per_addr,
+            per_subnet,
+            idle_timeout: Duration::from_secs(32),
+            lifetime: Duration::from_secs(600),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn per_address_and_per_subnet_caps() {
+        let t = ConnectionTable::new(limits(100, 2, 3));
+        let _a1 = t.admit(ip("10.0.0.1")).unwrap();
+        let _a2 = t.admit(ip("10.0.0.1")).unwrap();
+        assert_eq!(t.admit(ip("10.0.0.1")).err(), Some(Refusal::PerAddress));
+        let _b = t.admit(ip("10.0.0.2")).unwrap();
+        assert_eq!(t.admit(ip("10.0.0.3")).err(), Some(Refusal::PerSubnet));
+        // an IPv4-mapped IPv6 address is the same address
+        assert_eq!(t.admit(ip("::ffff:10.0.0.1")).err(), Some(Refusal::PerAddress));
+        assert!(t.admit(ip("10.0.1.1")).is_ok());
+        // IPv6: one /64
+        let _c1 = t.admit(ip("2001:db8::1")).unwrap();
+        let _c2 = t.admit(ip("2001:db8::2")).unwrap();
+        let _c3 = t.admit(ip("2001:db8::3")).unwrap();
+        assert_eq!(t.admit(ip("2001:db8::4")).err(), Some(Refusal::PerSubnet));
+        assert!(t.admit(ip("2001:db8:0:1::1")).is_ok());
+    }
+
+    #[test]
+    fn full_table_evicts_the_longest_idle() {
+        let t = ConnectionTable::new(limits(2, 10, 10));
+        let old = t.admit(ip("10.0.0.1")).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let idle = t.admit(ip("10.0.1.1")).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        old.touch(); // now `idle` has been idle longest
+        let new = t.admit(ip("10.0.2.1")).unwrap();
+        assert!(idle.evicted().is_cancelled());
+        assert!(!old.evicted().is_cancelled() && !new.evicted().is_cancelled());
+        assert_eq!(t.live(), 2);
+        drop(idle);
+        assert_eq!(t.live(), 2);
+        // a connection working on a request is never evicted; all working: refused
+        old.busy();
+        new.busy();
+        assert_eq!(t.admit(ip("10.0.3.1")).err(), Some(Refusal::Full));
+        new.touch();
+        let newest = t.admit(ip("10.0.3.1")).unwrap();
+        assert!(new.evicted().is_cancelled() && !old.evicted().is_cancelled());
+        drop((old, new, newest));
+        assert_eq!(t.live(), 0);
+        assert!(t.table.lock().per_addr.is_empty() && t.table.lock().per_subnet.is_empty());
+    }
 }

@@ -1,7 +1,9 @@
 //! UDP: one datagram is one request. A few OS threads share one socket and run the
 //! request path inline (no task hop, no allocation per datagram on the Echo path);
-//! commands that wait for the disk or the network are handed to the tokio runtime,
-//! bounded by a semaphore (160 REQUEST_RATE when it is exhausted).
+//! commands that wait for the disk or the network, or may touch thousands of pages, are
+//! handed to the tokio runtime, bounded per kind (160 REQUEST_RATE when a kind is full).
+//! What may not be answered over UDP at all (reflection, section 2) is decided by
+//! [`ServerState::handle_from`]; error answers of deferred commands are rate-limited here.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,17 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raida_proto::Status;
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::state::{Outcome, ServerState};
+use crate::limits::DeferredLimits;
+use crate::state::{Outcome, ServerState, Transport};
 
 /// Shared by the UDP worker threads.
 pub struct UdpContext {
     pub socket: Arc<UdpSocket>,
     pub state: Arc<ServerState>,
     pub runtime: tokio::runtime::Handle,
-    pub deferred: Arc<Semaphore>,
+    /// Shared with TCP.
+    pub deferred: Arc<DeferredLimits>,
     pub tracker: TaskTracker,
     pub stop: Arc<AtomicBool>,
 }
@@ -58,28 +61,37 @@ fn worker(ctx: &UdpContext) {
                 continue;
             }
         };
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.state.handle(&mut buf[..n], peer, &mut out)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ctx.state.handle_from(Transport::Udp, &mut buf[..n], peer, &mut out)
+        }));
         match result {
             Ok(Outcome::Reply) => send(&ctx.socket, &out, peer),
             Ok(Outcome::Drop) => {}
-            Ok(Outcome::Deferred(d)) => match ctx.deferred.clone().try_acquire_owned() {
-                Ok(permit) => {
+            Ok(Outcome::Deferred(d)) => match ctx.deferred.try_acquire(d.kind(), d.peer()) {
+                Some(permit) => {
                     let state = ctx.state.clone();
                     let socket = ctx.socket.clone();
                     ctx.tracker.spawn_on(
                         async move {
                             let mut out = Vec::new();
-                            d.run(state, &mut out).await;
-                            send(&socket, &out, peer);
+                            let status = d.run(state.clone(), &mut out).await;
                             drop(permit);
+                            if state.may_answer(Transport::Udp, peer, status) {
+                                send(&socket, &out, peer);
+                            } else {
+                                state.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                            }
                         },
                         &ctx.runtime,
                     );
                 }
-                Err(_) => {
-                    d.reject(&ctx.state, Status::RequestRate, &mut out);
-                    send(&ctx.socket, &out, peer);
+                None => {
+                    if ctx.state.may_answer(Transport::Udp, peer, Status::RequestRate) {
+                        d.reject(&ctx.state, Status::RequestRate, &mut out);
+                        send(&ctx.socket, &out, peer);
+                    } else {
+                        ctx.state.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             },
             Err(_) => tracing::error!(client = %peer, "request handler panicked; request dropped"),

@@ -68,6 +68,30 @@ fn default_anonymous_pending_keys_percent() -> u8 {
 fn default_anonymous_posts_per_addr() -> usize {
     16
 }
+fn default_udp_error_rate_per_addr() -> u32 {
+    1_000
+}
+fn default_tcp_max_connections() -> usize {
+    4_096
+}
+fn default_tcp_max_connections_per_addr() -> usize {
+    64
+}
+fn default_tcp_max_connections_per_subnet() -> usize {
+    256
+}
+fn default_tcp_connection_lifetime() -> u64 {
+    600
+}
+fn default_max_key_alerts() -> usize {
+    256
+}
+fn default_max_durable_commands() -> usize {
+    256
+}
+fn default_max_heavy_commands() -> usize {
+    4
+}
 
 /// Server settings stored in `DIR/config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +150,37 @@ pub struct Config {
     /// `[[key_servers]]` tables; an empty list is not written, so operators can append tables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_servers: Vec<KeyServer>,
+    /// UDP answers carrying an error status, per source address and second (PROTOCOL.md
+    /// section 2); beyond it the datagram is dropped. Bounds what a spoofed datagram can
+    /// reflect. At least 1.
+    #[serde(default = "default_udp_error_rate_per_addr")]
+    pub udp_error_rate_per_addr: u32,
+    /// Open TCP connections in all (further lowered to what the descriptor limit allows);
+    /// when full, the longest-idle connection is closed for a new one.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// Open TCP connections from one IP address; more are closed at once.
+    #[serde(default = "default_tcp_max_connections_per_addr")]
+    pub tcp_max_connections_per_addr: usize,
+    /// Open TCP connections from one /24 (IPv4) or /64 (IPv6); more are closed at once.
+    #[serde(default = "default_tcp_max_connections_per_subnet")]
+    pub tcp_max_connections_per_subnet: usize,
+    /// A TCP connection is closed after this many seconds (after the answer in flight),
+    /// however busy, so no client holds a slot forever.
+    #[serde(default = "default_tcp_connection_lifetime")]
+    pub tcp_connection_lifetime_seconds: u64,
+    /// Key Alerts (42) running at once, UDP and TCP together; beyond it 160.
+    #[serde(default = "default_max_key_alerts")]
+    pub max_key_alerts: usize,
+    /// Commands waiting for a durable write (Post Key, Get Key, Decrypt RAIDA Key) at
+    /// once, UDP and TCP together; beyond it 160. Separate from Key Alert so that alerts
+    /// cannot starve posts.
+    #[serde(default = "default_max_durable_commands")]
+    pub max_durable_commands: usize,
+    /// Commands that may touch thousands of pages (Get Ticket or Decrypt RAIDA Key with
+    /// more than 64 records) running at once on the blocking pool; beyond it 160.
+    #[serde(default = "default_max_heavy_commands")]
+    pub max_heavy_commands: usize,
 }
 
 impl Config {
@@ -153,6 +208,14 @@ impl Config {
             anonymous_posts_per_addr: default_anonymous_posts_per_addr(),
             identity: None,
             key_servers: Vec::new(),
+            udp_error_rate_per_addr: default_udp_error_rate_per_addr(),
+            tcp_max_connections: default_tcp_max_connections(),
+            tcp_max_connections_per_addr: default_tcp_max_connections_per_addr(),
+            tcp_max_connections_per_subnet: default_tcp_max_connections_per_subnet(),
+            tcp_connection_lifetime_seconds: default_tcp_connection_lifetime(),
+            max_key_alerts: default_max_key_alerts(),
+            max_durable_commands: default_max_durable_commands(),
+            max_heavy_commands: default_max_heavy_commands(),
         })
     }
 
@@ -201,6 +264,20 @@ impl Config {
         }
         if let Some(id) = &c.identity {
             crate::layout::check_dn(id.dn).map_err(|e| bad(format!("identity: {e}")))?;
+        }
+        for (name, value) in [
+            ("udp_error_rate_per_addr", c.udp_error_rate_per_addr as u64),
+            ("tcp_max_connections", c.tcp_max_connections as u64),
+            ("tcp_max_connections_per_addr", c.tcp_max_connections_per_addr as u64),
+            ("tcp_max_connections_per_subnet", c.tcp_max_connections_per_subnet as u64),
+            ("tcp_connection_lifetime_seconds", c.tcp_connection_lifetime_seconds),
+            ("max_key_alerts", c.max_key_alerts as u64),
+            ("max_durable_commands", c.max_durable_commands as u64),
+            ("max_heavy_commands", c.max_heavy_commands as u64),
+        ] {
+            if value == 0 {
+                return Err(bad(format!("{name} must be at least 1")));
+            }
         }
         for ks in &c.key_servers {
             if ks.raida_id > 24 {
@@ -290,6 +367,14 @@ mod tests {
         assert!(!ks.key_servers[0].legacy, "a key server is modern unless marked legacy");
         assert!(Config::from_toml("raida_id = 2\ninbox_max_keys = 0\n", Path::new("x")).is_err());
         assert!(Config::from_toml("raida_id = 2\ninbox_max_age_seconds = 0\n", Path::new("x")).is_err());
+        assert_eq!(m.udp_error_rate_per_addr, 1_000);
+        assert_eq!(m.tcp_max_connections, 4_096);
+        assert_eq!(m.tcp_max_connections_per_addr, 64);
+        assert_eq!(m.tcp_max_connections_per_subnet, 256);
+        assert_eq!(m.tcp_connection_lifetime_seconds, 600);
+        assert_eq!((m.max_key_alerts, m.max_durable_commands, m.max_heavy_commands), (256, 256, 4));
+        assert!(Config::from_toml("raida_id = 2\nudp_error_rate_per_addr = 0\n", Path::new("x")).is_err());
+        assert!(Config::from_toml("raida_id = 2\nmax_key_alerts = 0\n", Path::new("x")).is_err());
         assert!(Config::from_toml("raida_id = 30\n", Path::new("x")).is_err());
         assert!(Config::from_toml("coin_id = 1\n", Path::new("x")).is_err());
     }

@@ -56,8 +56,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let (state, configured) =
-            ServerBuilder::open(&dir, &limits, None).with_context(|| format!("cannot open {}", dir.display()))?;
+        let (state, configured, limits) = ServerBuilder::open_configured(&dir, &limits, None)
+            .with_context(|| format!("cannot open {}", dir.display()))?;
         let listen = args.listen.unwrap_or(configured);
         let server = RunningServer::start(state, listen, limits).await?;
         println!("listening on {} (udp, tcp)", server.local_addr());

@@ -1,0 +1,258 @@
+//! Bounds the transports put on what one peer can make the server do: error answers per
+//! source address (reflection), deferred commands per kind and per address, and the
+//! descriptor budget that sizes the TCP connection table.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Counters per row of [`ErrorRateLimiter`]: 2 rows × 16,384 × 8 bytes = 256 KiB, fixed.
+const SLOTS: usize = 1 << 14;
+const ROWS: usize = 2;
+
+/// Error answers per source address and second, in fixed memory.
+///
+/// A count-min sketch of one-second windows: each address is counted in one slot of each
+/// of two rows, and its count is the smaller of the two. Millions of spoofed addresses can
+/// only share slots, never add any, so memory is fixed. Slots are chosen by a keyed hash
+/// (std's `RandomState`, random keys per process), so nobody can aim collisions at a
+/// given address; an innocent address is only throttled when both of its slots are busy.
+pub struct ErrorRateLimiter {
+    per_second: AtomicU32,
+    started: Instant,
+    hasher: std::collections::hash_map::RandomState,
+    /// Each slot: window (seconds since `started`, high 32 bits) and count (low 32 bits).
+    slots: Box<[AtomicU64]>,
+}
+
+impl ErrorRateLimiter {
+    pub fn new(per_second: u32) -> ErrorRateLimiter {
+        ErrorRateLimiter {
+            per_second: AtomicU32::new(per_second.max(1)),
+            started: Instant::now(),
+            hasher: Default::default(),
+            slots: (0..ROWS * SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Change the limit (the state is built before the configuration is applied).
+    pub fn set_per_second(&self, per_second: u32) {
+        self.per_second.store(per_second.max(1), Ordering::Relaxed);
+    }
+
+    pub fn per_second(&self) -> u32 {
+        self.per_second.load(Ordering::Relaxed)
+    }
+
+    /// Count one error answer to `ip`; false when that address is over its limit this second.
+    pub fn allow(&self, ip: IpAddr) -> bool {
+        let window = self.started.elapsed().as_secs().min(u32::MAX as u64);
+        let limit = u64::from(self.per_second());
+        let h = self.hasher.hash_one(ip.to_canonical());
+        let idx = [(h as u32 as usize) % SLOTS, SLOTS + ((h >> 32) as usize) % SLOTS];
+        let count_in = |v: u64| if v >> 32 == window { v & 0xFFFF_FFFF } else { 0 };
+        let estimate = idx.iter().map(|&i| count_in(self.slots[i].load(Ordering::Relaxed))).min().unwrap_or(0);
+        if estimate >= limit {
+            return false;
+        }
+        for &i in &idx {
+            // lock-free: a lost race only miscounts by one
+            let _ = self.slots[i].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some((window << 32) | (count_in(v) + 1).min(0xFFFF_FFFF))
+            });
+        }
+        true
+    }
+}
+
+/// Which concurrency limit a command that runs off the receiving thread counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkKind {
+    /// Key Alert: waits for other servers.
+    KeyAlert,
+    /// Waits for a durable write: Post Key, Get Key, Decrypt RAIDA Key.
+    Durable,
+    /// May touch thousands of pages: Get Ticket / Decrypt RAIDA Key with many records.
+    Heavy,
+}
+
+/// One kind's pool: a total and, per source address, at most a quarter of it, so one
+/// client cannot hold every slot of a kind either.
+struct KindPool {
+    total: Arc<Semaphore>,
+    per_addr_max: u32,
+    per_addr: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+/// Concurrency limits of deferred commands, one per [`WorkKind`], shared by UDP and TCP.
+pub struct DeferredLimits {
+    key_alert: KindPool,
+    durable: KindPool,
+    heavy: KindPool,
+}
+
+impl DeferredLimits {
+    pub fn new(key_alerts: usize, durable: usize, heavy: usize) -> DeferredLimits {
+        let pool = |n: usize| KindPool {
+            total: Arc::new(Semaphore::new(n.max(1))),
+            per_addr_max: (n / 4).max(1).min(u32::MAX as usize) as u32,
+            per_addr: Arc::default(),
+        };
+        DeferredLimits { key_alert: pool(key_alerts), durable: pool(durable), heavy: pool(heavy) }
+    }
+
+    fn pool(&self, kind: WorkKind) -> &KindPool {
+        match kind {
+            WorkKind::KeyAlert => &self.key_alert,
+            WorkKind::Durable => &self.durable,
+            WorkKind::Heavy => &self.heavy,
+        }
+    }
+
+    /// A slot for one command of `kind` from `ip`; None when the kind (or that address's
+    /// share of it) is full: the caller answers 160.
+    pub fn try_acquire(&self, kind: WorkKind, ip: IpAddr) -> Option<DeferredPermit> {
+        let pool = self.pool(kind);
+        let ip = ip.to_canonical();
+        {
+            let mut m = pool.per_addr.lock();
+            let n = m.entry(ip).or_insert(0);
+            if *n >= pool.per_addr_max {
+                return None;
+            }
+            *n += 1;
+        }
+        let addr = AddrShare { ip, per_addr: pool.per_addr.clone() };
+        let permit = pool.total.clone().try_acquire_owned().ok()?;
+        Some(DeferredPermit { _permit: permit, _addr: addr })
+    }
+
+    /// Free slots of a kind (tests and logs).
+    pub fn available(&self, kind: WorkKind) -> usize {
+        self.pool(kind).total.available_permits()
+    }
+}
+
+/// Held while a deferred command runs; frees its slots on drop.
+pub struct DeferredPermit {
+    _permit: OwnedSemaphorePermit,
+    _addr: AddrShare,
+}
+
+struct AddrShare {
+    ip: IpAddr,
+    per_addr: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+impl Drop for AddrShare {
+    fn drop(&mut self) {
+        let mut m = self.per_addr.lock();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                // entries live only while a command runs: the map stays as small as the pool
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Descriptors kept for everything but client connections, beyond one per deferred slot:
+/// the journal, page files being read, pending-key and inbox files, identity coins, the
+/// listening sockets, the runtime's own (epoll, eventfd, pipes), stdio.
+pub const STORE_RESERVE: u64 = 256;
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit; the soft limit now in force.
+pub fn raise_descriptor_limit() -> u64 {
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, hard)) => match rlimit::increase_nofile_limit(hard) {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the descriptor limit");
+                soft
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the descriptor limit; assuming 1024");
+            1024
+        }
+    }
+}
+
+/// How many TCP connections fit in `nofile` descriptors after the store's reserve, one
+/// descriptor per deferred slot (a Key Alert's socket, a key file, a page file) and one
+/// per UDP thread; never more than `wanted`, and not fewer than 16 (unless `wanted` is): a
+/// server with fewer descriptors than its reserve still takes some connections, and logs why.
+pub fn connection_budget(nofile: u64, wanted: usize, deferred_slots: usize, udp_threads: usize) -> usize {
+    let reserve = descriptor_reserve(deferred_slots, udp_threads);
+    let fits = nofile.saturating_sub(reserve).min(usize::MAX as u64) as usize;
+    wanted.min(fits.max(16))
+}
+
+/// The descriptors [`connection_budget`] keeps for the rest of the server.
+pub fn descriptor_reserve(deferred_slots: usize, udp_threads: usize) -> u64 {
+    STORE_RESERVE.saturating_add(deferred_slots as u64).saturating_add(udp_threads as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn error_limit_is_per_address() {
+        let l = ErrorRateLimiter::new(5);
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let allowed = (0..50).filter(|_| l.allow(a)).count();
+        // at most two windows if the second turned during the loop
+        assert!((5..=10).contains(&allowed), "{allowed}");
+        assert!(l.allow(b));
+    }
+
+    #[test]
+    fn error_limiter_memory_is_fixed_under_a_million_addresses() {
+        let l = ErrorRateLimiter::new(1000);
+        for i in 0..1_000_000u32 {
+            let _ = l.allow(IpAddr::V4(Ipv4Addr::from(i)));
+        }
+        assert_eq!(l.slots.len(), ROWS * SLOTS);
+        // a fresh address is still answered: a million senders at one error each fill no slot
+        assert!(l.allow(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))));
+    }
+
+    #[test]
+    fn deferred_kinds_are_separate_and_shared_per_address() {
+        let d = DeferredLimits::new(8, 8, 2);
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        // one address: a quarter of the kind
+        let held: Vec<_> = (0..8).filter_map(|_| d.try_acquire(WorkKind::KeyAlert, a)).collect();
+        assert_eq!(held.len(), 2);
+        // another kind and another address are untouched
+        assert!(d.try_acquire(WorkKind::Durable, a).is_some());
+        assert!(d.try_acquire(WorkKind::KeyAlert, b).is_some());
+        drop(held);
+        assert_eq!(d.available(WorkKind::KeyAlert), 8);
+        assert!(d.key_alert.per_addr.lock().is_empty());
+    }
+
+    #[test]
+    fn connection_budget_keeps_the_reserve() {
+        // 1,024 descriptors, 516 deferred slots, 2 UDP threads: 250 connections at most
+        let reserve = descriptor_reserve(516, 2);
+        let n = connection_budget(1024, 4096, 516, 2);
+        assert_eq!(n as u64, 1024 - reserve);
+        assert!(n as u64 + reserve <= 1024);
+        // plenty of descriptors: the configured figure
+        assert_eq!(connection_budget(1 << 20, 4096, 516, 2), 4096);
+        // fewer descriptors than the reserve: a floor, not zero
+        assert_eq!(connection_budget(100, 4096, 516, 2), 16);
+    }
+}

@@ -1,0 +1,620 @@
+//! Issue 9, the transport under attack: reflection loops between two servers (section 2),
+//! UDP error answers per source address, low source ports, TCP connection caps per
+//! address / subnet / in all with idle eviction and a lifetime cap, heavy commands off the
+//! receiving threads, and separate concurrency limits per deferred command kind.
+//! Every loop is bounded by count and time; traffic only to loopback (127.0.0.0/8).
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::TestState;
+use raida_client::read_response;
+use raida_proto::client::{build_request, ClientKey, PendingReply, Routing};
+use raida_proto::commands::post_key::{self, CoinName};
+use raida_proto::commands::{get_ticket, key_alert, key_tickets};
+use raida_proto::Status;
+use raida_server::dispatch::Handler;
+use raida_server::ledger::MemoryLedger;
+use raida_server::limits::WorkKind;
+use raida_server::state::{Outcome, Transport};
+use raida_server::{Answer, KeyAlertSettings, KeyServer, RunningServer, ServerLimits, ServerState};
+use rand_core::{OsRng, RngCore};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+const RAIDA: u8 = 5;
+const COIN_ID: u16 = 6;
+const AN_A: [u8; 16] = [0xA1; 16];
+/// A test command that stands for one touching thousands of pages.
+const SLOW: (u8, u8) = (13, 210);
+
+fn now() -> u64 {
+    raida_client::unix_now()
+}
+
+fn ledger() -> MemoryLedger {
+    let l = MemoryLedger::with_coins([((1, 100), (AN_A, 40))]);
+    l.identities.write().insert((1, 500), [[0x11; 16]; 25]);
+    l
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Harness {
+    _t: TestState,
+    state: Arc<ServerState>,
+    server: Option<RunningServer>,
+    addr: SocketAddr,
+}
+
+impl Harness {
+    async fn start(tweak: impl FnOnce(&mut ServerState), limits: ServerLimits) -> Harness {
+        let t = TestState::build(RAIDA, COIN_ID, ledger(), now(), |s| {
+            s.clock = raida_server::state::system_clock();
+            tweak(s)
+        });
+        let state = t.state.clone();
+        let server = RunningServer::start(state.clone(), "127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
+        let addr = server.local_addr();
+        Harness { _t: t, state, server: Some(server), addr }
+    }
+
+    fn server(&self) -> &RunningServer {
+        self.server.as_ref().unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.unwrap();
+        }
+    }
+}
+
+fn limits() -> ServerLimits {
+    ServerLimits { udp_threads: 2, drain_timeout: Duration::from_secs(1), ..ServerLimits::default() }
+}
+
+fn request(group: u8, command: u8, payload: &[u8]) -> (Vec<u8>, PendingReply) {
+    build_request(&Routing::new(RAIDA, COIN_ID, group, command), &ClientKey::None, payload, now(), &mut OsRng)
+}
+
+fn echo() -> (Vec<u8>, PendingReply) {
+    request(0, 0, &[])
+}
+
+/// Send one datagram from `sock` and wait up to `wait` for the datagram answering it.
+async fn udp_call(sock: &UdpSocket, to: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    sock.send_to(packet, to).await.unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+            Ok(Ok(n)) if n >= 8 && buf[6..8] == packet[30..32] => return Some(buf[..n].to_vec()),
+            Ok(Ok(_)) => continue, // an answer to an earlier request
+            _ => return None,
+        }
+    }
+}
+
+async fn udp_from(source: &str) -> UdpSocket {
+    UdpSocket::bind((ip(source), 0)).await.unwrap()
+}
+
+async fn tcp_from(source: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind((ip(source), 0).into())?;
+    s.connect(to).await
+}
+
+/// One Echo over an open connection; false when the server closed it (or said nothing).
+async fn tcp_echo(s: &mut TcpStream) -> bool {
+    let (p, pending) = echo();
+    if s.write_all(&p).await.is_err() {
+        return false;
+    }
+    match tokio::time::timeout(Duration::from_secs(3), read_response(s)).await {
+        Ok(Ok(r)) => pending.open(&r).map(|r| r.status == Status::Success).unwrap_or(false),
+        _ => false,
+    }
+}
+
+async fn tcp_call(s: &mut TcpStream, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    s.write_all(packet).await.ok()?;
+    tokio::time::timeout(wait, read_response(s)).await.ok()?.ok()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Reflection loops
+// ---------------------------------------------------------------------------------------
+
+/// Deliver `first` to `a` as if `b` had sent it (spoofed), then each answer to the other
+/// server as a request, as two servers on the network would; the number of answers sent.
+async fn bounce(a: &Arc<ServerState>, b: &Arc<ServerState>, first: Vec<u8>, max_steps: usize) -> usize {
+    let addr_a: SocketAddr = "127.0.0.1:50001".parse().unwrap();
+    let addr_b: SocketAddr = "127.0.0.2:50002".parse().unwrap();
+    let mut packet = first;
+    let mut to_a = true;
+    let mut answers = 0;
+    for _ in 0..max_steps {
+        let (server, from) = if to_a { (a, addr_b) } else { (b, addr_a) };
+        let mut out = Vec::new();
+        let sent = match server.handle_from(Transport::Udp, &mut packet, from, &mut out) {
+            Outcome::Reply => true,
+            Outcome::Drop => false,
+            Outcome::Deferred(d) => {
+                let status = d.run(server.clone(), &mut out).await;
+                server.may_answer(Transport::Udp, from, status)
+            }
+        };
+        if !sent {
+            break;
+        }
+        answers += 1;
+        packet = out;
+        to_a = !to_a;
+    }
+    answers
+}
+
+/// Spoofed datagrams worth trying: valid requests of every command, every header fault,
+/// answers of a RAIDA, and random bytes.
+fn spoofed_datagrams(to: u8) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    let req = |g: u8, c: u8, p: &[u8]| {
+        build_request(&Routing::new(to, COIN_ID, g, c), &ClientKey::None, p, now(), &mut OsRng).0
+    };
+    for (g, c, p) in [
+        (0u8, 0u8, vec![]),
+        (0, 1, vec![]),
+        (0, 2, vec![0; 16]),
+        (2, 40, get_ticket::encode(&[get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_A }])),
+        (2, 50, vec![3, 0, 0, 0, 1]),
+        (
+            4,
+            41,
+            post_key::encode_post(
+                &[7; 16],
+                CoinName { dn: 0, sn: 0 },
+                [0; 4],
+                CoinName { dn: 0, sn: 0 },
+                &[1; 128],
+                0,
+                &[0xFF; 4],
+            ),
+        ),
+        (4, 43, post_key::encode_get(&[8; 16])),
+        (4, 44, vec![0; 18]),
+        (4, 45, key_tickets::encode_decrypt((1, 500), &[])),
+        (4, 42, key_alert::encode(&[key_alert::AlertEntry::new([9; 16], ip("127.0.0.1"), 1, 1)])),
+    ] {
+        v.push(req(g, c, &p));
+    }
+    let base = req(0, 0, &[]);
+    for f in [
+        |p: &mut Vec<u8>| p[0] = 2,
+        |p: &mut Vec<u8>| p[1] = 1,
+        |p: &mut Vec<u8>| p[2] ^= 1,
+        |p: &mut Vec<u8>| p[4] = 14,
+        |p: &mut Vec<u8>| p[3] = 4,
+        |p: &mut Vec<u8>| p[5] = 99,
+        |p: &mut Vec<u8>| p[7] ^= 1,
+        |p: &mut Vec<u8>| p[16] = 3,
+        |p: &mut Vec<u8>| p[32] ^= 1,
+        |p: &mut Vec<u8>| p.push(0),
+    ] {
+        let mut p = base.clone();
+        f(&mut p);
+        v.push(p);
+    }
+    // a RAIDA's answers: header only, every status, as RAIDA 1 (whose id passes the version rule)
+    for status in 0..=255u8 {
+        let mut p = vec![0u8; 32];
+        p[0] = 1;
+        p[2] = status;
+        p[5] = 1;
+        v.push(p);
+    }
+    for _ in 0..200 {
+        let n = 32 + (OsRng.next_u32() as usize % 200);
+        let mut p = vec![0u8; n];
+        OsRng.fill_bytes(&mut p);
+        p[0] = 1;
+        p[1] = 0;
+        p[2] = to;
+        v.push(p);
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_spoofed_datagram_between_two_servers_dies_out() {
+    const MAX_STEPS: usize = 10_000;
+    let started = Instant::now();
+    // every pair of RAIDA ids where one passes the other's version rule, and a few more
+    let mut pairs: Vec<(u8, u8)> = (0..25u8).filter(|&b| b != 1).flat_map(|b| [(1, b), (b, 1)]).collect();
+    pairs.extend([(0, 2), (3, 4), (24, 23)]);
+    let (mut runs, mut total, mut worst) = (0usize, 0usize, 0usize);
+    for (ia, ib) in pairs {
+        if started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        let ta = TestState::build(ia, COIN_ID, ledger(), now(), |s| s.clock = raida_server::state::system_clock());
+        let tb = TestState::build(ib, COIN_ID, ledger(), now(), |s| s.clock = raida_server::state::system_clock());
+        for first in spoofed_datagrams(ia) {
+            let n = bounce(&ta.state, &tb.state, first, MAX_STEPS).await;
+            runs += 1;
+            total += n;
+            worst = worst.max(n);
+        }
+    }
+    eprintln!("reflection: {runs} spoofed datagrams, {total} answers in total, at most {worst} from one");
+    assert!(runs > 1000, "{runs}");
+    // the spoofed request's own answer, its answer's answer, and at most one more
+    assert!(worst <= 3, "one spoofed datagram made {worst} answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_faults_are_dropped_over_udp_but_answered_over_tcp() {
+    let h = Harness::start(|_| {}, limits()).await;
+    let sock = udp_from("127.0.0.1").await;
+    for (name, f) in [
+        ("version 255", (|p: &mut Vec<u8>| p[0] = 2) as fn(&mut Vec<u8>)),
+        ("split id 2", |p: &mut Vec<u8>| p[1] = 1),
+        ("raida id 3", |p: &mut Vec<u8>| p[2] = RAIDA + 1),
+    ] {
+        let (mut p, _) = echo();
+        f(&mut p);
+        let dropped = h.state.stats.dropped.load(Ordering::Relaxed);
+        assert!(udp_call(&sock, h.addr, &p, Duration::from_secs(1)).await.is_none(), "{name} over UDP");
+        assert!(h.state.stats.dropped.load(Ordering::Relaxed) > dropped, "{name}: counted as dropped");
+        let mut s = TcpStream::connect(h.addr).await.unwrap();
+        let r = tcp_call(&mut s, &p, Duration::from_secs(3)).await.expect("answered over TCP");
+        let want = [Status::InvalidRouting, Status::InvalidSplitId, Status::InvalidRaidaId];
+        assert!(want.iter().any(|w| w.code() == r[2]), "{name}: status {}", r[2]);
+    }
+    // the next fault in rule order (group) is still answered over UDP
+    let (mut p, _) = echo();
+    p[4] = 14;
+    let r = udp_call(&sock, h.addr, &p, Duration::from_secs(3)).await.expect("group fault answered");
+    assert_eq!(r[2], Status::InvalidCommandGroup.code());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_port_below_1024_is_never_answered() {
+    let h = Harness::start(|_| {}, limits()).await;
+    let mut low = None;
+    for port in (600..1024u16).rev() {
+        if let Ok(s) = UdpSocket::bind(("127.0.0.1", port)).await {
+            low = Some(s);
+            break;
+        }
+    }
+    let Some(low) = low else {
+        eprintln!("note: cannot bind a port below 1024 here (not root); low-port test skipped");
+        h.stop().await;
+        return;
+    };
+    let dropped = h.state.stats.dropped.load(Ordering::Relaxed);
+    let (p, _) = echo();
+    assert!(udp_call(&low, h.addr, &p, Duration::from_secs(1)).await.is_none(), "answered a low port");
+    assert_eq!(h.state.stats.dropped.load(Ordering::Relaxed), dropped + 1);
+    assert_eq!(h.state.stats.requests_for(0, 0), 0, "dropped before any work");
+    // the same request from an ordinary port is answered
+    let high = udp_from("127.0.0.1").await;
+    assert!(udp_call(&high, h.addr, &p, Duration::from_secs(3)).await.is_some());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_error_answers_are_rate_limited_per_source_address() {
+    const LIMIT: u32 = 20;
+    const SENT: usize = 300;
+    let h = Harness::start(|_| {}, ServerLimits { udp_error_rate_per_addr: LIMIT, ..limits() }).await;
+    let abuser = udp_from("127.0.0.1").await;
+    // wrong coin id: 7, an error answer that passes the routing rules
+    let bad = || {
+        let (mut p, _) = echo();
+        p[7] ^= 1;
+        p
+    };
+    let started = Instant::now();
+    for _ in 0..SENT {
+        abuser.send_to(&bad(), h.addr).await.unwrap();
+    }
+    let mut answers = 0usize;
+    let mut buf = vec![0u8; 2048];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), abuser.recv(&mut buf)).await {
+        assert_eq!(buf[2], Status::InvalidCoinId.code(), "{n}");
+        answers += 1;
+    }
+    let windows = started.elapsed().as_secs() as usize + 2;
+    eprintln!("rate limit {LIMIT}/s: {SENT} error requests -> {answers} answers");
+    assert!(answers >= 1 && answers <= LIMIT as usize * windows, "{answers} answers");
+    assert!(answers < SENT);
+    // another address is still answered, errors included
+    let other = udp_from("127.0.0.2").await;
+    let r = udp_call(&other, h.addr, &bad(), Duration::from_secs(3)).await.expect("other address answered");
+    assert_eq!(r[2], Status::InvalidCoinId.code());
+    // and the abuser's successful requests are not limited
+    let (p, pending) = echo();
+    let r = udp_call(&abuser, h.addr, &p, Duration::from_secs(3)).await.expect("success still answered");
+    assert_eq!(pending.open(&r).unwrap().status, Status::Success);
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. TCP connections
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_one_subnet_cannot_take_every_connection() {
+    let l = ServerLimits { max_connections_per_ip: 4, max_connections_per_subnet: 8, ..limits() };
+    let h = Harness::start(|_| {}, l).await;
+    // an abuser with five addresses in 127.0.0.0/24, 4 connections each
+    let mut held = Vec::new();
+    let mut served = 0;
+    for host in 1..=5 {
+        for _ in 0..4 {
+            let Ok(mut s) = tcp_from(&format!("127.0.0.{host}"), h.addr).await else { continue };
+            if tcp_echo(&mut s).await {
+                served += 1;
+                held.push(s);
+            }
+        }
+    }
+    assert_eq!(served, 8, "the /24 holds 8 connections at most");
+    // one more address of that /24 is refused, another /24 is served
+    let mut same = tcp_from("127.0.0.9", h.addr).await.unwrap();
+    assert!(!tcp_echo(&mut same).await, "a ninth connection from the /24");
+    let mut other = tcp_from("127.0.1.1", h.addr).await.unwrap();
+    assert!(tcp_echo(&mut other).await, "another /24 is served");
+    drop(held);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_full_table_closes_the_longest_idle_connection_for_a_new_one() {
+    const TOTAL: usize = 8;
+    let h = Harness::start(|_| {}, ServerLimits { max_connections: TOTAL, ..limits() }).await;
+    assert_eq!(h.server().tcp_connection_limit(), TOTAL);
+    // an abuser from 8 subnets fills the table with connections that then say nothing
+    let mut idle = Vec::new();
+    for net in 1..=TOTAL {
+        let mut s = tcp_from(&format!("127.0.{net}.1"), h.addr).await.unwrap();
+        assert!(tcp_echo(&mut s).await);
+        idle.push(s);
+        tokio::time::sleep(Duration::from_millis(5)).await; // distinct idle ages
+    }
+    // a new client is served: the longest-idle connection made room
+    let mut client = tcp_from("127.0.100.1", h.addr).await.unwrap();
+    assert!(tcp_echo(&mut client).await, "new client served while the table was full");
+    assert!(!tcp_echo(&mut idle[0]).await, "the longest-idle connection was closed");
+    // the others are still open
+    assert!(tcp_echo(&mut idle[TOTAL - 1]).await);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connection_lifetime_is_capped() {
+    let h = Harness::start(|_| {}, ServerLimits { connection_lifetime: Duration::from_millis(800), ..limits() }).await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut answered = 0;
+    let mut closed = false;
+    for _ in 0..60 {
+        if !tcp_echo(&mut s).await {
+            closed = true;
+            break;
+        }
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered >= 1);
+    assert!(closed, "a busy connection outlived its lifetime ({answered} answers)");
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Descriptors
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptor_limit_is_raised_and_connections_leave_the_reserve() {
+    let h = Harness::start(|_| {}, limits()).await;
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    assert!(soft == hard || hard > 1 << 20, "soft {soft} hard {hard}");
+    let l = limits();
+    let slots = l.max_key_alerts + l.max_durable_commands + l.max_heavy_commands;
+    let reserve = raida_server::limits::descriptor_reserve(slots, l.udp_threads);
+    let n = h.server().tcp_connection_limit();
+    assert!(n <= l.max_connections);
+    assert!(n as u64 + reserve <= soft || n == 16, "{n} connections + {reserve} reserve > {soft}");
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Heavy commands
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn get_ticket_and_decrypt_with_many_records_are_heavy() {
+    let t = TestState::new(RAIDA, COIN_ID, ledger(), now());
+    let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let rec = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_A };
+    let dec = key_tickets::DecryptRecord {
+        coin_id: COIN_ID,
+        split_id: 0,
+        raida_id: 1,
+        shard: 0,
+        target: (1, 100),
+        ticket: [0; 16],
+    };
+    let kind = |group, command, payload: Vec<u8>| {
+        let (mut p, _) = build_request(
+            &Routing::new(RAIDA, COIN_ID, group, command),
+            &ClientKey::None,
+            &payload,
+            t.now(),
+            &mut OsRng,
+        );
+        match t.state.handle_from(Transport::Udp, &mut p, peer, &mut Vec::new()) {
+            Outcome::Reply => None,
+            Outcome::Drop => panic!("dropped"),
+            Outcome::Deferred(d) => Some(d.kind()),
+        }
+    };
+    assert_eq!(kind(2, 40, get_ticket::encode(&vec![rec; 64])), None);
+    assert_eq!(kind(2, 40, get_ticket::encode(&vec![rec; 65])), Some(WorkKind::Heavy));
+    assert_eq!(kind(4, 45, key_tickets::encode_decrypt((1, 500), &[dec; 64])), Some(WorkKind::Durable));
+    assert_eq!(kind(4, 45, key_tickets::encode_decrypt((1, 500), &[dec; 65])), Some(WorkKind::Heavy));
+    assert_eq!(kind(4, 41, vec![0; 167]), Some(WorkKind::Durable));
+    assert_eq!(
+        kind(4, 42, key_alert::encode(&[key_alert::AlertEntry::new([1; 16], peer.ip(), 1, 1)])),
+        Some(WorkKind::KeyAlert)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_heavy_commands_does_not_starve_echo() {
+    // SLOW stands for a Get Ticket of thousands of coins: 100 ms of page loads each
+    let h = Harness::start(
+        |s| {
+            s.dispatch.insert(
+                SLOW.0,
+                SLOW.1,
+                Handler::Inline(|_, _| {
+                    std::thread::sleep(Duration::from_millis(100));
+                    Answer::ok(vec![])
+                }),
+            );
+            s.dispatch.set_heavy_above(SLOW.0, SLOW.1, 64);
+        },
+        ServerLimits { max_heavy_commands: 2, ..limits() },
+    )
+    .await;
+    let addr = h.addr;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood_stop = stop.clone();
+    let flood = tokio::spawn(async move {
+        let sock = udp_from("127.0.0.1").await;
+        let started = Instant::now();
+        let mut sent = 0usize;
+        while sent < 200_000 && started.elapsed() < Duration::from_secs(15) && !flood_stop.load(Ordering::Relaxed) {
+            let (p, _) = request(SLOW.0, SLOW.1, &[0x42; 200]);
+            for _ in 0..50 {
+                let _ = sock.send_to(&p, addr).await;
+                sent += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = udp_from("127.0.0.2").await;
+    let mut answered = 0;
+    for _ in 0..10 {
+        let (p, pending) = echo();
+        if let Some(r) = udp_call(&client, addr, &p, Duration::from_secs(1)).await {
+            if pending.open(&r).is_ok_and(|r| r.status == Status::Success) {
+                answered += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.await.unwrap();
+    eprintln!("heavy flood: {sent} datagrams; echo answered {answered}/10");
+    assert!(answered >= 8, "echo answered {answered} of 10 during the flood");
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Concurrency limits per kind
+// ---------------------------------------------------------------------------------------
+
+fn alert_packet(silent: SocketAddr) -> (Vec<u8>, PendingReply) {
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    let entry = key_alert::AlertEntry::new(id, silent.ip(), silent.port(), 7);
+    request(4, 42, &key_alert::encode(&[entry]))
+}
+
+fn post_packet() -> (Vec<u8>, PendingReply) {
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    let none = CoinName { dn: 0, sn: 0 };
+    request(4, 41, &post_key::encode_post(&id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::needless_update)] // KeyAlertSettings may grow fields this test leaves at their defaults
+async fn a_flood_of_key_alerts_that_never_complete_does_not_stop_post_key() {
+    const ALERTS: usize = 8;
+    // a key server that takes every Get Key and never answers
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let h = Harness::start(
+        |s| {
+            s.key_alert = KeyAlertSettings {
+                key_servers: vec![KeyServer { raida_id: 7, ip: silent_addr.ip(), port: silent_addr.port(), legacy: false }],
+                identity: Some((1, 500)),
+                timeout: Duration::from_secs(20),
+                ..Default::default()
+            };
+        },
+        ServerLimits { max_key_alerts: ALERTS, max_durable_commands: 8, ..limits() },
+    )
+    .await;
+    // the flood: alerts from 8 addresses, half over UDP, half over TCP (each holds a slot)
+    let mut held = Vec::new();
+    for host in 1..=8 {
+        let source = format!("127.0.2.{host}");
+        if host % 2 == 0 {
+            let sock = udp_from(&source).await;
+            for _ in 0..4 {
+                sock.send_to(&alert_packet(silent_addr).0, h.addr).await.unwrap();
+            }
+            held.push(Err(sock));
+        } else {
+            for _ in 0..2 {
+                let mut s = tcp_from(&source, h.addr).await.unwrap();
+                s.write_all(&alert_packet(silent_addr).0).await.unwrap();
+                held.push(Ok(s));
+            }
+        }
+    }
+    let deferred = h.server().deferred_limits().clone();
+    let started = Instant::now();
+    while deferred.available(WorkKind::KeyAlert) > 0 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(deferred.available(WorkKind::KeyAlert), 0, "the alerts hold every alert slot");
+    // one more alert is refused with 160, over TCP (counted too) and over UDP
+    let (p, _) = alert_packet(silent_addr);
+    let mut s = tcp_from("127.0.3.1", h.addr).await.unwrap();
+    let r = tcp_call(&mut s, &p, Duration::from_secs(3)).await.expect("answered");
+    assert_eq!(r[2], Status::RequestRate.code(), "TCP alert beyond the limit");
+    let sock = udp_from("127.0.3.2").await;
+    let (p, _) = alert_packet(silent_addr);
+    let r = udp_call(&sock, h.addr, &p, Duration::from_secs(3)).await.expect("answered");
+    assert_eq!(r[2], Status::RequestRate.code(), "UDP alert beyond the limit");
+    // Post Key is still answered 250, over both transports
+    for host in 1..=3 {
+        let (p, pending) = post_packet();
+        let sock = udp_from(&format!("127.0.4.{host}")).await;
+        let r = udp_call(&sock, h.addr, &p, Duration::from_secs(3)).await.expect("post answered over UDP");
+        assert_eq!(pending.open(&r).unwrap().status, Status::Success, "UDP post");
+        let (p, pending) = post_packet();
+        let mut s = tcp_from(&format!("127.0.5.{host}"), h.addr).await.unwrap();
+        let r = tcp_call(&mut s, &p, Duration::from_secs(3)).await.expect("post answered over TCP");
+        assert_eq!(pending.open(&r).unwrap().status, Status::Success, "TCP post");
+    }
+    drop(held);
+    drop(silent);
+    h.stop().await;
+}
