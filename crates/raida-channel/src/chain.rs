@@ -8,8 +8,9 @@ use sha2::Sha256;
 use tracing::warn;
 use zeroize::{Zeroize, Zeroizing};
 
+use rand_core::{CryptoRngCore, OsRng};
+
 use crate::error::ChannelError;
-use rand_core::{OsRng, RngCore};
 
 use crate::record::{self, Direction, NONCE_LEN};
 
@@ -78,7 +79,8 @@ pub struct SendChain {
     nonces: NoncePool,
 }
 
-/// Nonces drawn from the OS CSPRNG 32 at a time (one system call per 32 records).
+/// Nonces drawn from the caller's CSPRNG 32 at a time (with the OS CSPRNG: one system call
+/// per 32 records).
 struct NoncePool {
     buf: [u8; NONCE_POOL],
     used: usize,
@@ -91,9 +93,9 @@ impl NoncePool {
         NoncePool { buf: [0u8; NONCE_POOL], used: NONCE_POOL }
     }
 
-    fn next(&mut self) -> [u8; NONCE_LEN] {
+    fn next(&mut self, rng: &mut (impl CryptoRngCore + ?Sized)) -> [u8; NONCE_LEN] {
         if self.used >= NONCE_POOL {
-            OsRng.fill_bytes(&mut self.buf);
+            rng.fill_bytes(&mut self.buf);
             self.used = 0;
         }
         let mut n = [0u8; NONCE_LEN];
@@ -127,19 +129,29 @@ impl SendChain {
         self.next_seq - 1
     }
 
-    /// Seals the next record and ratchets: `K_seq` is erased before this returns.
+    /// Seals the next record and ratchets: `K_seq` is erased before this returns. Nonces
+    /// from the OS CSPRNG.
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, ChannelError> {
-        self.seal_parts(&[plaintext])
+        self.seal_parts_with_rng(&[plaintext], &mut OsRng)
     }
 
     /// Seals the concatenation of `parts` as the next record (see [`SendChain::seal`]).
     pub fn seal_parts(&mut self, parts: &[&[u8]]) -> Result<Vec<u8>, ChannelError> {
+        self.seal_parts_with_rng(parts, &mut OsRng)
+    }
+
+    /// [`SendChain::seal_parts`] with nonces from `rng` (a session passes its own).
+    pub fn seal_parts_with_rng(
+        &mut self,
+        parts: &[&[u8]],
+        rng: &mut (impl CryptoRngCore + ?Sized),
+    ) -> Result<Vec<u8>, ChannelError> {
         let seq = self.next_seq;
         if seq >= SEQ_LIMIT {
             warn!(direction = self.direction.as_str(), "send sequence space exhausted; refusing to seal");
             return Err(ChannelError::SeqExhausted);
         }
-        let nonce = self.nonces.next();
+        let nonce = self.nonces.next(rng);
         let rec = record::seal_parts_with_nonce(&self.key, seq, &nonce, self.direction, self.endpoint, parts)?;
         // The old key is zeroized when the Zeroizing box is dropped here.
         self.key = next_key(&self.key, seq);

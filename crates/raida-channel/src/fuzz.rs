@@ -13,8 +13,8 @@
 //!   the FIPS 203 check of the ML-KEM encapsulation key.
 //! * [`handshake_reply`]: the initiator's parser of a reply (`handshake::Initiator::finish`),
 //!   including the ML-KEM ciphertext check and decapsulation.
-//! * [`record`]: the record parser (`record::record_seq`, `window::RecvWindow::open`).
-//! * [`message`]: the inner message parser (`message::decode`).
+//! * [`record()`]: the record parser (`record::record_seq`, `window::RecvWindow::open`).
+//! * [`message()`]: the inner message parser (`message::decode`).
 //! * [`session_messages`]: a sequence of decrypted messages through
 //!   `session::Session::handle_record` (message parser, state machine, rekey handshakes).
 

@@ -21,7 +21,7 @@
 
 use std::fmt;
 
-use rand_core::OsRng;
+use rand_core::{CryptoRngCore, OsRng};
 use sha2::{Digest, Sha256};
 use tracing::warn;
 use x25519_dalek::{EphemeralSecret, PublicKey};
@@ -263,7 +263,14 @@ pub struct Initiator {
 impl Initiator {
     /// Fresh ephemeral keys from the OS CSPRNG and the hello message.
     pub fn new(cfg: &HandshakeConfig) -> Initiator {
-        let secret = EphemeralSecret::random_from_rng(OsRng);
+        Initiator::with_rng(cfg, &mut OsRng)
+    }
+
+    /// Fresh ephemeral keys and the hello message, the X25519 key from `rng` (the OS CSPRNG
+    /// in production, a seeded one in tests). The ML-KEM-768 key pair of the hybrid comes
+    /// from the OS CSPRNG whatever `rng` is (see [`crate::pq`]).
+    pub fn with_rng(cfg: &HandshakeConfig, rng: &mut (impl CryptoRngCore + ?Sized)) -> Initiator {
+        let secret = EphemeralSecret::random_from_rng(rng);
         let public = PublicKey::from(&secret).to_bytes();
         let kem = cfg.pq.then(KemKeyPair::generate);
         let mut hello = Vec::with_capacity(HEAD_LEN + 32 + pq::EK_LEN);
@@ -315,11 +322,26 @@ impl Initiator {
 }
 
 /// The responder's side: parses a hello, returns the reply to send and the session keys.
+/// Ephemeral keys from the OS CSPRNG.
 pub fn respond(hello: &[u8], cfg: &HandshakeConfig) -> Result<(Vec<u8>, Established), ChannelError> {
-    logged(respond_inner(hello, cfg), "hello")
+    respond_with_rng(hello, cfg, &mut OsRng)
 }
 
-fn respond_inner(hello: &[u8], cfg: &HandshakeConfig) -> Result<(Vec<u8>, Established), ChannelError> {
+/// [`respond`] with the X25519 key from `rng` (the OS CSPRNG in production, a seeded one in
+/// tests); the ML-KEM-768 encapsulation of the hybrid uses the OS CSPRNG whatever `rng` is.
+pub fn respond_with_rng(
+    hello: &[u8],
+    cfg: &HandshakeConfig,
+    rng: &mut (impl CryptoRngCore + ?Sized),
+) -> Result<(Vec<u8>, Established), ChannelError> {
+    logged(respond_inner(hello, cfg, rng), "hello")
+}
+
+fn respond_inner(
+    hello: &[u8],
+    cfg: &HandshakeConfig,
+    rng: &mut (impl CryptoRngCore + ?Sized),
+) -> Result<(Vec<u8>, Established), ChannelError> {
     let p = parse(hello, pq::EK_LEN)?;
     if (p.flags & FLAG_PQ != 0) != cfg.pq {
         return Err(ChannelError::ModeMismatch("post-quantum option differs"));
@@ -327,7 +349,7 @@ fn respond_inner(hello: &[u8], cfg: &HandshakeConfig) -> Result<(Vec<u8>, Establ
     if (p.flags & FLAG_PSK != 0) != cfg.psk.is_some() {
         return Err(ChannelError::ModeMismatch("pre-shared key option differs"));
     }
-    let secret = EphemeralSecret::random_from_rng(OsRng);
+    let secret = EphemeralSecret::random_from_rng(rng);
     let public = PublicKey::from(&secret).to_bytes();
     let (ct, kem_ss) = if cfg.pq {
         let (ct, ss) = pq::encapsulate(p.extra)?;

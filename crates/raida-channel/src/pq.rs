@@ -9,7 +9,10 @@
 //! generated in this process from a fresh seed and never imported.
 //!
 //! Randomness: `ml-kem`'s `getrandom` feature, i.e. the OS CSPRNG, for both key generation
-//! and encapsulation (the crate uses `rand_core` 0.10, the rest of the channel 0.6).
+//! and encapsulation, even where the rest of the handshake takes a caller's RNG: `ml-kem`'s
+//! RNG parameters are `rand_core` 0.10 traits, the rest of the channel (and x25519-dalek)
+//! uses 0.6, and we do not bridge the two by hand. So a seeded test RNG makes the classic
+//! handshake deterministic, not the hybrid one.
 
 use ml_kem::{
     Decapsulate, DecapsulationKey768, Encapsulate, EncapsulationKey768, Kem, KeyExport, MlKem768, TryKeyInit,

@@ -3,7 +3,7 @@
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
-use rand_core::{OsRng, RngCore};
+use rand_core::CryptoRngCore;
 
 use crate::error::ChannelError;
 
@@ -108,30 +108,31 @@ pub fn seal_parts_with_nonce(
     Ok(out)
 }
 
-/// Seals the concatenation of `parts` with a fresh nonce from the OS CSPRNG.
+/// Seals the concatenation of `parts` with a fresh nonce from `rng` (the OS CSPRNG in
+/// production; [`crate::chain::SendChain`] draws its nonces in batches instead).
 pub fn seal_parts(
     key: &[u8; 32],
     seq: u64,
     direction: Direction,
     endpoint: &str,
     parts: &[&[u8]],
+    rng: &mut (impl CryptoRngCore + ?Sized),
 ) -> Result<Vec<u8>, ChannelError> {
     let mut nonce = [0u8; NONCE_LEN];
-    OsRng.fill_bytes(&mut nonce);
+    rng.fill_bytes(&mut nonce);
     seal_parts_with_nonce(key, seq, &nonce, direction, endpoint, parts)
 }
 
-/// Seals `plaintext` as record `seq` under `key` with a fresh nonce from the OS CSPRNG.
+/// Seals `plaintext` as record `seq` under `key` with a fresh nonce from `rng`.
 pub fn seal(
     key: &[u8; 32],
     seq: u64,
     direction: Direction,
     endpoint: &str,
     plaintext: &[u8],
+    rng: &mut (impl CryptoRngCore + ?Sized),
 ) -> Result<Vec<u8>, ChannelError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    OsRng.fill_bytes(&mut nonce);
-    seal_with_nonce(key, seq, &nonce, direction, endpoint, plaintext)
+    seal_parts(key, seq, direction, endpoint, &[plaintext], rng)
 }
 
 /// Opens a record under `key`; the AAD is rebuilt from the record's own sequence number.

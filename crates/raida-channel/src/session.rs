@@ -10,10 +10,21 @@
 //! sends nothing else until the `RekeyAck` (the reply, the responder's last record under
 //! the old keys) arrives; the responder switches both directions right after sealing the
 //! ack. New epoch: new directional keys, sequence numbers restart at 1, windows cleared.
+//!
+//! Timers follow quinn-proto's sans-IO shape: [`Session::poll_timeout`] is the next instant
+//! at which [`Session::poll`] has work (keepalive, automatic rekey, idle, rekey and shutdown
+//! deadlines), so a transport sleeps exactly until then instead of waking on a fixed tick;
+//! the answer changes only after a call that takes `&mut self`, so it is asked again after
+//! each of them.
+//!
+//! Randomness (the nonces of the records, the ephemeral keys of a rekey) comes from the RNG
+//! the session was built with: the OS CSPRNG with [`Session::new`], any CSPRNG with
+//! [`Session::with_rng`] (tests pass a seeded one).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use rand_core::{CryptoRngCore, OsRng};
 use subtle::ConstantTimeEq;
 use tracing::{debug, info, warn};
 
@@ -30,6 +41,13 @@ pub const MAX_MESSAGES_BEFORE_REKEY: u64 = 10_000;
 pub const MAX_TIME_BEFORE_REKEY: Duration = Duration::from_secs(3600);
 /// Rekey once a sequence number comes this close to 2^63.
 pub const SEQ_REKEY_MARGIN: u64 = 1 << 20;
+
+/// The idle, rekey and shutdown timeouts fire once *more* than their duration has passed;
+/// on a nanosecond clock that is this much after `start + duration`.
+const STRICTLY_AFTER: Duration = Duration::from_nanos(1);
+
+/// The source of the session's randomness (nonces, rekey key pairs).
+pub type SessionRng = Box<dyn CryptoRngCore + Send>;
 
 /// Session settings.
 #[derive(Clone, Debug)]
@@ -161,11 +179,17 @@ pub struct Session {
     next_request_id: u64,
     outstanding: HashSet<u64>,
     rejected: u64,
+    rng: SessionRng,
 }
 
 impl Session {
-    /// A session from a completed handshake, at time `now`.
+    /// A session from a completed handshake, at time `now`; randomness from the OS CSPRNG.
     pub fn new(est: Established, mode: Mode, cfg: Config, now: Instant) -> Session {
+        Session::with_rng(est, mode, cfg, now, Box::new(OsRng))
+    }
+
+    /// [`Session::new`] drawing its randomness (record nonces, rekey key pairs) from `rng`.
+    pub fn with_rng(est: Established, mode: Mode, cfg: Config, now: Instant, rng: SessionRng) -> Session {
         let endpoint = mode.endpoint();
         let role = est.role;
         let (send_key, recv_key) = match role {
@@ -196,6 +220,7 @@ impl Session {
             outstanding: HashSet::new(),
             rejected: 0,
             cfg,
+            rng,
         }
     }
 
@@ -278,7 +303,7 @@ impl Session {
             return Err(ChannelError::Closed);
         }
         let h = message::header(kind, id);
-        let rec = self.send.seal_parts(&[&h, payload])?;
+        let rec = self.send.seal_parts_with_rng(&[&h, payload], &mut *self.rng)?;
         self.last_sent = now;
         Ok(rec)
     }
@@ -339,10 +364,13 @@ impl Session {
 
     /// Whether a rekey is due (message count, epoch age, or sequence numbers near 2^63).
     pub fn rekey_due(&self, now: Instant) -> bool {
+        self.rekey_due_by_count() || now.saturating_duration_since(self.epoch_start) >= self.cfg.rekey_after
+    }
+
+    fn rekey_due_by_count(&self) -> bool {
         let limit = self.cfg.rekey_after_messages;
         self.send.sent() >= limit
             || self.recv.highest() >= limit
-            || now.saturating_duration_since(self.epoch_start) >= self.cfg.rekey_after
             || self.send.next_seq() >= SEQ_LIMIT - SEQ_REKEY_MARGIN
             || self.recv.highest() >= SEQ_LIMIT - SEQ_REKEY_MARGIN
     }
@@ -353,7 +381,7 @@ impl Session {
         self.check_app_send()?;
         match self.role {
             Role::Initiator => {
-                let hs = Initiator::new(&self.cfg.handshake);
+                let hs = Initiator::with_rng(&self.cfg.handshake, &mut *self.rng);
                 let rec = self.seal(Kind::Rekey, 0, hs.hello(), now)?;
                 info!(session = %self.session_id_hex(), epoch = self.epoch, "rekey started");
                 self.rekey = Rekey::Sent { hs: Box::new(hs), since: now };
@@ -383,35 +411,82 @@ impl Session {
     }
 
     /// Timers: returns records to send (keepalive ping, rekey) or `Timeout` when the
-    /// peer has been silent too long or an answer is overdue.
+    /// peer has been silent too long or an answer is overdue. Call it at
+    /// [`Session::poll_timeout`] (calling it earlier is harmless).
     pub fn poll(&mut self, now: Instant) -> Result<Vec<Vec<u8>>, ChannelError> {
         if self.state == State::Closed {
             return Ok(Vec::new());
         }
-        let overdue = |since: Instant| now.saturating_duration_since(since) > self.cfg.request_timeout;
-        let timed_out = now.saturating_duration_since(self.last_recv) > self.cfg.idle_timeout
-            || matches!(self.state, State::ShutdownSent(t) if overdue(t))
-            || matches!(&self.rekey, Rekey::Sent { since, .. } if overdue(*since));
-        if timed_out {
+        if self.timeout_at().is_some_and(|t| now >= t) {
             let e = ChannelError::Timeout;
             self.log_reject(&e);
             return Err(e);
         }
         let mut out = Vec::new();
-        if self.mode == Mode::Http && self.role == Role::Responder {
-            return Ok(out);
+        if self.may_start_rekey() && self.rekey_due(now) {
+            out.push(self.start_rekey(now)?);
         }
-        if self.can_send() && self.rekey_due(now) {
-            match self.role {
-                Role::Initiator => out.push(self.start_rekey(now)?),
-                Role::Responder if !self.rekey_requested => out.push(self.start_rekey(now)?),
-                Role::Responder => {}
-            }
-        }
-        if self.can_send() && now.saturating_duration_since(self.last_sent) >= self.cfg.keepalive_interval {
+        if self.keepalive_at().is_some_and(|t| now >= t) {
             out.push(self.seal_ping(now)?);
         }
         Ok(out)
+    }
+
+    /// The next instant at which [`Session::poll`] has something to do (an instant in the
+    /// past: at once), or `None` once the session is closed. It moves only through calls
+    /// that take `&mut self` (a record handled or sealed, a poll), so ask again after each.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Closed {
+            return None;
+        }
+        let rekey_at = if !self.may_start_rekey() {
+            None
+        } else if self.rekey_due_by_count() {
+            Some(self.epoch_start)
+        } else {
+            self.epoch_start.checked_add(self.cfg.rekey_after)
+        };
+        [self.timeout_at(), rekey_at, self.keepalive_at()].into_iter().flatten().min()
+    }
+
+    /// When the session gives up: no valid record for longer than the idle timeout, or no
+    /// answer to our rekey or shutdown within the request timeout.
+    fn timeout_at(&self) -> Option<Instant> {
+        let after = |since: Instant, d: Duration| since.checked_add(d)?.checked_add(STRICTLY_AFTER);
+        let idle = after(self.last_recv, self.cfg.idle_timeout);
+        let shutdown = match self.state {
+            State::ShutdownSent(t) => after(t, self.cfg.request_timeout),
+            _ => None,
+        };
+        let rekey = match &self.rekey {
+            Rekey::Sent { since, .. } => after(*since, self.cfg.request_timeout),
+            Rekey::Idle => None,
+        };
+        [idle, shutdown, rekey].into_iter().flatten().min()
+    }
+
+    /// Whether this side may send unprompted: not the HTTP responder, which only answers.
+    fn speaks_unprompted(&self) -> bool {
+        !(self.mode == Mode::Http && self.role == Role::Responder)
+    }
+
+    /// Whether a due rekey would be started (initiator) or asked for (responder, once).
+    fn may_start_rekey(&self) -> bool {
+        self.speaks_unprompted()
+            && self.can_send()
+            && match self.role {
+                Role::Initiator => true,
+                Role::Responder => !self.rekey_requested,
+            }
+    }
+
+    /// When the next keepalive ping is due (after `keepalive_interval` without sending).
+    fn keepalive_at(&self) -> Option<Instant> {
+        if self.speaks_unprompted() && self.can_send() {
+            self.last_sent.checked_add(self.cfg.keepalive_interval)
+        } else {
+            None
+        }
     }
 
     fn install(&mut self, est: Established, now: Instant) {
@@ -497,7 +572,7 @@ impl Session {
                     debug!("rekey ignored during shutdown");
                     Event::None
                 } else {
-                    let (reply, est) = handshake::respond(payload, &self.cfg.handshake)?;
+                    let (reply, est) = handshake::respond_with_rng(payload, &self.cfg.handshake, &mut *self.rng)?;
                     // The ack is the last record under the old keys.
                     replies.push(self.seal(Kind::RekeyAck, 0, &reply, now)?);
                     self.install(est, now);

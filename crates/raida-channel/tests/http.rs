@@ -108,3 +108,14 @@ async fn mismatched_options_and_dead_parent() {
     let r = tokio::time::timeout(Duration::from_secs(5), child).await.unwrap().unwrap();
     assert!(matches!(r, Err(ChannelError::Closed)), "{r:?}");
 }
+
+/// The child sleeps until its session's `poll_timeout` (the idle timeout) and stops on its
+/// own when the parent stays silent.
+#[tokio::test]
+async fn the_child_gives_up_on_a_silent_parent() {
+    let impatient = Config { idle_timeout: Duration::from_millis(100), ..cfg(None, false) };
+    let (client, child) = start(cfg(None, false), impatient).await;
+    let _parent = client.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), child).await.expect("the child stopped").unwrap();
+    assert!(matches!(r, Err(ChannelError::Timeout)), "{r:?}");
+}

@@ -116,6 +116,32 @@ async fn vanished_peer_is_an_error() {
     }
 }
 
+/// The driver sleeps until the session's `poll_timeout`: with no command and no frame it
+/// still sends its keepalives and notices a silent peer.
+#[tokio::test]
+async fn the_driver_wakes_for_keepalive_and_idle_timeout_on_its_own() {
+    let hour = Duration::from_secs(3600);
+    let chatty = Config { keepalive_interval: Duration::from_millis(20), ..cfg(None, false) };
+    let (a, _b) = ok_pair(chatty).await;
+    let mut pings = false;
+    for _ in 0..500 {
+        if a.records_sent() >= 3 {
+            pings = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(pings, "no keepalive from an idle channel");
+    let impatient = Config { idle_timeout: Duration::from_millis(100), keepalive_interval: hour, ..cfg(None, false) };
+    let silent = Config { keepalive_interval: hour, ..cfg(None, false) };
+    let (a, b) = pair(impatient, silent).await;
+    let (mut a, _b) = (a.unwrap(), b.unwrap());
+    match tokio::time::timeout(Duration::from_secs(10), a.recv()).await {
+        Ok(Some(Err(ChannelError::Timeout))) => {}
+        other => panic!("expected the idle timeout, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn tampered_record_on_the_wire_is_reported_and_skipped() {
     let (a_end, p_in) = duplex(1 << 16);

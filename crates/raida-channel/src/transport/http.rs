@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use super::frame::{read_frame, write_frame, MAX_FRAME, MAX_HANDSHAKE_FRAME};
+use super::within;
 use crate::error::ChannelError;
 use crate::handshake::{respond, Initiator};
 use crate::record::HTTP_ENDPOINT;
@@ -158,13 +159,16 @@ where
     let (st, oc) = (shared.clone(), outcome.clone());
     let stop = async move {
         let mut buf = [0u8; 64];
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
         let set = |r: Result<(), ChannelError>| {
             if let Ok(mut o) = oc.lock() {
                 *o = r;
             }
         };
         loop {
+            // Sleep until the session's next deadline. Requests handled meanwhile only move
+            // it later (the HTTP responder has just the idle timeout; it never starts a rekey
+            // or a shutdown), so waking at a stale deadline costs one extra poll, no more.
+            let next = st.session.lock().ok().and_then(|s| s.poll_timeout());
             tokio::select! {
                 biased;
                 _ = st.closed.notified() => break,
@@ -178,7 +182,7 @@ where
                         break;
                     }
                 }
-                _ = tick.tick() => {
+                _ = sleep_until(next) => {
                     let polled = st.session.lock().map(|mut s| s.poll(Instant::now()));
                     if let Ok(Err(e)) = polled {
                         set(Err(e));
@@ -191,6 +195,14 @@ where
     axum::serve(listener, app).with_graceful_shutdown(stop).await?;
     let r = outcome.lock().map(|o| o.clone()).unwrap_or(Err(ChannelError::Closed));
     r
+}
+
+/// Sleeps until `at`; never returns for `None` (no deadline).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The parent's side of HTTP mode: owns the child, its stdin (closing it stops the
@@ -235,14 +247,7 @@ impl HttpClient {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Send + Unpin + 'static,
     {
-        let t = cfg.request_timeout;
-        match tokio::time::timeout(t, Self::handshake_pipes(from_child, to_child, cfg)).await {
-            Ok(r) => r,
-            Err(_) => {
-                warn!("HTTP-mode handshake timed out");
-                Err(ChannelError::Timeout)
-            }
-        }
+        within(cfg.request_timeout, "HTTP-mode handshake", Self::handshake_pipes(from_child, to_child, cfg)).await
     }
 
     async fn handshake_pipes<R, W>(mut from_child: R, mut to_child: W, cfg: Config) -> Result<HttpClient, ChannelError>
@@ -359,7 +364,9 @@ impl HttpClient {
         Ok((seq, Some(out.event)))
     }
 
-    /// Timers: automatic rekey (10,000 messages, 1 hour, 2^63) and keepalive pings.
+    /// Timers: automatic rekey (10,000 messages, 1 hour, 2^63) and keepalive pings. The
+    /// parent has no task of its own: call this by `session().poll_timeout()` on an idle
+    /// session (`request` and `send` call it first anyway).
     pub async fn tick(&mut self) -> Result<(), ChannelError> {
         let recs = self.session.poll(Instant::now())?;
         for r in recs {

@@ -4,9 +4,11 @@
 //! Flow: initiator sends the hello frame, responder answers with the reply frame and its
 //! key-confirmation record, the initiator checks it and sends its own confirmation; then
 //! records flow both ways. A driver task owns the [`Session`]; [`Channel`] and
-//! [`ChannelSender`] talk to it.
+//! [`ChannelSender`] talk to it. The driver sleeps until the session's
+//! [`Session::poll_timeout`] or the deadline of the oldest unanswered request, whichever
+//! comes first (no periodic wake-up).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,13 +19,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use super::frame::{read_frame, write_frame, MAX_FRAME, MAX_HANDSHAKE_FRAME};
+use super::within;
 use crate::error::ChannelError;
 use crate::handshake::{respond, Initiator, Role};
 use crate::session::{Config, Event, Mode, Session};
 
 /// Consecutive rejected records after which the driver gives up on the stream.
 pub const MAX_CONSECUTIVE_REJECTIONS: u32 = 16;
-const TICK: Duration = Duration::from_millis(250);
 
 /// Something the peer sent to the application.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,13 +83,7 @@ impl ChannelSender {
     /// Sends a request and waits for its response (correlated by id), at most the
     /// configured request timeout.
     pub async fn request(&self, data: Vec<u8>) -> Result<Vec<u8>, ChannelError> {
-        match tokio::time::timeout(self.request_timeout, self.call(|r| Cmd::Request(data, r))).await {
-            Ok(r) => r,
-            Err(_) => {
-                warn!("request timed out");
-                Err(ChannelError::Timeout)
-            }
-        }
+        within(self.request_timeout, "request", self.call(|r| Cmd::Request(data, r))).await
     }
 
     /// Answers the peer's request `id`.
@@ -132,14 +128,7 @@ impl Channel {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let t = cfg.request_timeout;
-        match tokio::time::timeout(t, Self::handshake(stream, cfg, Role::Initiator)).await {
-            Ok(r) => r,
-            Err(_) => {
-                warn!("handshake timed out");
-                Err(ChannelError::Timeout)
-            }
-        }
+        Self::open(stream, cfg, Role::Initiator).await
     }
 
     /// Handshake as the responder ("bob") over `stream`, then start the channel.
@@ -147,14 +136,16 @@ impl Channel {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let t = cfg.request_timeout;
-        match tokio::time::timeout(t, Self::handshake(stream, cfg, Role::Responder)).await {
-            Ok(r) => r,
-            Err(_) => {
-                warn!("handshake timed out");
-                Err(ChannelError::Timeout)
-            }
-        }
+        Self::open(stream, cfg, Role::Responder).await
+    }
+
+    /// The one code path of [`Channel::connect`] and [`Channel::accept`]: the handshake of
+    /// `role` within the request timeout, then the driver.
+    async fn open<S>(stream: S, cfg: Config, role: Role) -> Result<Channel, ChannelError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        within(cfg.request_timeout, "handshake", Self::handshake(stream, cfg, role)).await
     }
 
     async fn handshake<S>(stream: S, cfg: Config, role: Role) -> Result<Channel, ChannelError>
@@ -214,7 +205,8 @@ impl Channel {
             w,
             in_tx,
             stats: stats.clone(),
-            pending: HashMap::new(),
+            request_timeout: cfg.request_timeout,
+            pending: BTreeMap::new(),
             deferred: VecDeque::new(),
             rekey_waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
@@ -319,7 +311,11 @@ struct Driver<S> {
     w: BufWriter<WriteHalf<S>>,
     in_tx: mpsc::Sender<Result<Incoming, ChannelError>>,
     stats: Arc<Stats>,
-    pending: HashMap<u64, Reply<Vec<u8>>>,
+    request_timeout: Duration,
+    /// Our requests awaiting a response, by id with their deadline (`None`: a timeout too
+    /// long for the clock). Ids grow with time and every request gets the same timeout, so
+    /// the first entry has the earliest deadline.
+    pending: BTreeMap<u64, (Reply<Vec<u8>>, Option<Instant>)>,
     deferred: VecDeque<Cmd>,
     rekey_waiters: Vec<Reply<u32>>,
     shutdown_waiters: Vec<Reply<()>>,
@@ -337,8 +333,15 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Driver<S> {
         mut cmd_rx: mpsc::Receiver<Cmd>,
         mut frame_rx: mpsc::Receiver<Result<Option<Vec<u8>>, ChannelError>>,
     ) -> Result<(), ChannelError> {
-        let mut tick = tokio::time::interval(TICK);
+        let wake = tokio::time::sleep_until(Instant::now().into());
+        tokio::pin!(wake);
         let r = loop {
+            let next = self.next_timeout();
+            if let Some(t) = next {
+                if wake.deadline() != t.into() {
+                    wake.as_mut().reset(t.into());
+                }
+            }
             let step = tokio::select! {
                 biased;
                 f = frame_rx.recv() => self.on_frame(f).await,
@@ -352,7 +355,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Driver<S> {
                         Ok(Flow::Done)
                     }
                 },
-                _ = tick.tick() => self.on_tick().await,
+                _ = &mut wake, if next.is_some() => self.on_timeout().await,
             };
             match step {
                 Ok(Flow::Continue) => {}
@@ -366,7 +369,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Driver<S> {
             Ok(()) => ChannelError::Closed,
             Err(e) => clone_err(e),
         };
-        for (_, p) in self.pending.drain() {
+        for (_, (p, _)) in std::mem::take(&mut self.pending) {
             let _ = p.send(Err(err()));
         }
         for w in self.rekey_waiters.drain(..) {
@@ -394,13 +397,26 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Driver<S> {
         Ok(())
     }
 
-    async fn on_tick(&mut self) -> Result<Flow, ChannelError> {
-        let recs = self.session.poll(Instant::now())?;
+    /// When the driver must act next without a frame or a command: the session's timers or
+    /// the deadline of the oldest unanswered request.
+    fn next_timeout(&self) -> Option<Instant> {
+        let oldest_request = self.pending.first_key_value().and_then(|(_, (_, deadline))| *deadline);
+        [self.session.poll_timeout(), oldest_request].into_iter().flatten().min()
+    }
+
+    async fn on_timeout(&mut self) -> Result<Flow, ChannelError> {
+        let now = Instant::now();
+        let recs = self.session.poll(now)?;
         self.write_all(&recs).await?;
-        let dead: Vec<u64> = self.pending.iter().filter(|(_, p)| p.is_closed()).map(|(id, _)| *id).collect();
-        for id in dead {
-            self.pending.remove(&id);
+        // The caller's own timeout (the same duration, started earlier) has given up on
+        // these; a response that still comes is refused as unexpected.
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().1.is_none_or(|deadline| deadline > now) {
+                break;
+            }
+            let (id, (p, _)) = entry.remove_entry();
             self.session.cancel_request(id);
+            let _ = p.send(Err(ChannelError::Timeout));
         }
         Ok(Flow::Continue)
     }
@@ -444,7 +460,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Driver<S> {
                 let _ = self.in_tx.send(Ok(Incoming::End)).await;
             }
             Event::Response { id, data } => match self.pending.remove(&id) {
-                Some(p) => {
+                Some((p, _)) => {
                     let _ = p.send(Ok(data));
                 }
                 None => debug!(id, "response to an abandoned request"),
@@ -506,7 +522,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Driver<S> {
                 Cmd::Request(d, r) => match self.session.seal_request(&d, now) {
                     Ok((id, rec)) => {
                         self.write_all(&[rec]).await?;
-                        self.pending.insert(id, r);
+                        self.pending.insert(id, (r, now.checked_add(self.request_timeout)));
                     }
                     Err(e) => {
                         let _ = r.send(Err(e));
