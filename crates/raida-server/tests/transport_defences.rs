@@ -561,7 +561,12 @@ async fn a_flood_of_key_alerts_that_never_complete_does_not_stop_post_key() {
     let h = Harness::start(
         |s| {
             s.key_alert = KeyAlertSettings {
-                key_servers: vec![KeyServer { raida_id: 7, ip: silent_addr.ip(), port: silent_addr.port(), legacy: false }],
+                key_servers: vec![KeyServer {
+                    raida_id: 7,
+                    ip: silent_addr.ip(),
+                    port: silent_addr.port(),
+                    legacy: false,
+                }],
                 identity: Some((1, 500)),
                 timeout: Duration::from_secs(20),
                 ..Default::default()
