@@ -93,7 +93,12 @@ impl std::fmt::Debug for SessionKey {
 
 /// `K = HKDF-SHA256(ikm = assembled key, salt = "raida-rke v1", info = sender DN 1 ||
 /// sender SN 4 || receiver DN 1 || receiver SN 4 || first key id 16)`.
-pub fn derive_session_key(assembled: &[u8], sender: CoinName, receiver: CoinName, first_key_id: &[u8; 16]) -> SessionKey {
+pub fn derive_session_key(
+    assembled: &[u8],
+    sender: CoinName,
+    receiver: CoinName,
+    first_key_id: &[u8; 16],
+) -> SessionKey {
     let mut info = [0u8; 26];
     info[0] = sender.dn as u8;
     info[1..5].copy_from_slice(&sender.sn.to_be_bytes());
@@ -347,7 +352,8 @@ async fn post_all(
                 }
                 Err(ClientError::Io { source, .. }) if source.kind() != std::io::ErrorKind::TimedOut => {
                     // TCP refused or unreachable: the UDP silence says the rest
-                    let why = last[i].take().map(|e| failure_reason(&e, placements[i].server.server.raida_id, wallet.name()));
+                    let why =
+                        last[i].take().map(|e| failure_reason(&e, placements[i].server.server.raida_id, wallet.name()));
                     results[i] = Some(Err(why.unwrap_or_else(|| source.to_string())));
                 }
                 Err(e) => last[i] = Some(e),
@@ -413,9 +419,10 @@ pub async fn send_assembled_key(
         )));
     }
     let pieces = split_key(key, opts.parts).map_err(|e| RkeError::Setup(e.to_string()))?;
-    let receiver_addr = resolve_address(&to.address)
-        .await
-        .map_err(|reason| RkeError::Alert { address: to.address.clone(), reason: format!("cannot resolve: {reason}") })?;
+    let receiver_addr = resolve_address(&to.address).await.map_err(|reason| RkeError::Alert {
+        address: to.address.clone(),
+        reason: format!("cannot resolve: {reason}"),
+    })?;
     let receiver_ip = match receiver_addr.ip() {
         IpAddr::V4(v4) if opts.bind_receiver_address => v4.octets(),
         _ => [0; 4],
@@ -460,7 +467,9 @@ pub async fn send_assembled_key(
     }
     let entries: Vec<AlertEntry> = placed
         .iter()
-        .map(|p| AlertEntry::new(p.key_id, p.server.server.addr.ip(), p.server.server.addr.port(), p.server.server.raida_id))
+        .map(|p| {
+            AlertEntry::new(p.key_id, p.server.server.addr.ip(), p.server.server.addr.port(), p.server.server.raida_id)
+        })
         .collect();
     let first_key_id = entries[0].key_id;
     let status = alert(network.coin_id, to, receiver_addr, &entries, opts.alert_timeout).await?;
@@ -563,7 +572,11 @@ pub struct Received {
 pub enum AlertOutcome {
     Accepted(Received),
     /// Answered 242 / 243 (or an error status); nothing kept.
-    Refused { from: SocketAddr, status: Status, reason: String },
+    Refused {
+        from: SocketAddr,
+        status: Status,
+        reason: String,
+    },
 }
 
 /// One request from a TCP connection, and where its answer goes.
@@ -649,7 +662,12 @@ enum Event {
 
 impl KeyReceiver {
     /// Listen on `listen` (`HOST:PORT`; port 0 picks a free one) for UDP and TCP.
-    pub async fn bind(listen: &str, network: Network, wallet: Wallet, opts: ReceiveOptions) -> Result<KeyReceiver, RkeError> {
+    pub async fn bind(
+        listen: &str,
+        network: Network,
+        wallet: Wallet,
+        opts: ReceiveOptions,
+    ) -> Result<KeyReceiver, RkeError> {
         if wallet.coin_id() != network.coin_id {
             return Err(RkeError::Setup(format!(
                 "the wallet is a coin of coin id {} but network.toml says coin_id = {}",
@@ -780,7 +798,12 @@ impl KeyReceiver {
     }
 
     /// One request: the answer to send (None = drop) and, for a Key Alert, its outcome.
-    async fn handle(&mut self, packet: &mut [u8], from: SocketAddr, udp: bool) -> (Option<Vec<u8>>, Option<AlertOutcome>) {
+    async fn handle(
+        &mut self,
+        packet: &mut [u8],
+        from: SocketAddr,
+        udp: bool,
+    ) -> (Option<Vec<u8>>, Option<AlertOutcome>) {
         let started = Instant::now();
         // the rules of 3.1 except the RAIDA id: answer as whichever RAIDA id was asked
         let identity = ServerIdentity {
@@ -823,7 +846,9 @@ impl KeyReceiver {
     /// 42 Key Alert as section 9 says: fetch every part (EN 4 under our coin, only from the
     /// network's RAIDAs), same sender everywhere, an accepted sender, final 0xFF.
     async fn key_alert(&self, payload: &[u8], from: SocketAddr) -> (Status, [u8; 16], AlertOutcome) {
-        let refused = |status: Status, map: [u8; 16], reason: String| (status, map, AlertOutcome::Refused { from, status, reason });
+        let refused = |status: Status, map: [u8; 16], reason: String| {
+            (status, map, AlertOutcome::Refused { from, status, reason })
+        };
         let entries = match key_alert::parse(payload) {
             Ok(e) => e,
             Err(s) => return refused(s, [0; 16], "malformed Key Alert".into()),
@@ -840,9 +865,16 @@ impl KeyReceiver {
             .enumerate()
             .map(|(i, e)| {
                 let Some(r) = raidas.iter().find(|r| {
-                    Some(r.server.addr.ip()) == e.ip() && r.server.addr.port() == e.port && r.server.raida_id == e.raida_id
+                    Some(r.server.addr.ip()) == e.ip()
+                        && r.server.addr.port() == e.port
+                        && r.server.raida_id == e.raida_id
                 }) else {
-                    why[i] = Some(format!("part {i}: RAIDA {} at {:?}:{} is not in network.toml", e.raida_id, e.ip(), e.port));
+                    why[i] = Some(format!(
+                        "part {i}: RAIDA {} at {:?}:{} is not in network.toml",
+                        e.raida_id,
+                        e.ip(),
+                        e.port
+                    ));
                     return None;
                 };
                 if r.legacy {
@@ -883,10 +915,8 @@ impl KeyReceiver {
                 Err(e) => Err(format!("RAIDA {}: {}", q.server.raida_id, failure_reason(&e, q.server.raida_id, me))),
             })
             .collect();
-        let parts: Vec<Option<Vec<u8>>> = slots
-            .iter()
-            .map(|s| s.and_then(|i| fetched.get(i)?.as_ref().ok().map(|(_, k)| k.to_vec())))
-            .collect();
+        let parts: Vec<Option<Vec<u8>>> =
+            slots.iter().map(|s| s.and_then(|i| fetched.get(i)?.as_ref().ok().map(|(_, k)| k.to_vec()))).collect();
         for (i, s) in slots.iter().enumerate() {
             if let Some(Err(e)) = s.and_then(|j| fetched.get(j)) {
                 why[i] = Some(format!("part {i}: {e}"));
@@ -907,7 +937,11 @@ impl KeyReceiver {
         let sender = senders[0];
         if senders.iter().any(|s| *s != sender) {
             let list: Vec<String> = senders.iter().map(|s| format!("{}:{}", s.dn, s.sn)).collect();
-            return refused(Status::Mixed, map, format!("the key servers name different senders ({})", list.join(", ")));
+            return refused(
+                Status::Mixed,
+                map,
+                format!("the key servers name different senders ({})", list.join(", ")),
+            );
         }
         if !self.opts.accept.is_empty() && !self.opts.accept.contains(&sender) {
             return refused(

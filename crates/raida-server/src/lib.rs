@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod dispatch;
 pub mod inbox;
 pub mod ledger;
+pub mod local_network;
 pub mod pending_keys;
 pub mod server;
 pub mod state;
