@@ -427,6 +427,7 @@ pub async fn send_assembled_key(
         IpAddr::V4(v4) if opts.bind_receiver_address => v4.octets(),
         _ => [0; 4],
     };
+    probe(network.coin_id, to, receiver_addr).await?;
     let mut pool: Vec<ResolvedRaida> = network.resolve().await?.into_iter().filter(|r| !r.legacy).collect();
     let available = pool.len();
     if available < pieces.len() {
@@ -483,6 +484,26 @@ pub async fn send_assembled_key(
         first_key_id,
         key_servers: placed.iter().map(|p| p.server.server.raida_id).collect(),
         reposted,
+    })
+}
+
+/// Echo the receiver before posting anything: a receiver that is not listening is the most
+/// common mistake, and finding it after the posts would leave parts behind for nothing.
+async fn probe(coin_id: u16, to: &Recipient, addr: SocketAddr) -> Result<(), RkeError> {
+    let server = Server { addr, raida_id: to.raida_id.unwrap_or(0) };
+    let timeout = Duration::from_secs(3);
+    let mut last = None;
+    for transport in [Transport::Tcp, Transport::Udp] {
+        match Client::new(transport, coin_id, timeout).request(server, GROUP_STATUS, ECHO, &ClientKey::None, &[]).await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    let why = last.map(|e| e.to_string()).unwrap_or_default();
+    Err(RkeError::Alert {
+        address: to.address.clone(),
+        reason: format!("does not answer Echo ({why}): start `raida key receive --listen {}` there first", to.address),
     })
 }
 
