@@ -922,7 +922,7 @@ impl KeyReceiver {
             udp_batch(self.network.coin_id, &requests, self.opts.fetch_timeout, MAX_ANSWER).await
         };
         let me = self.wallet.name();
-        let fetched: Vec<Result<(CoinName, Zeroizing<Vec<u8>>), String>> = results
+        let fetched: Vec<Result<FetchedPart, String>> = results
             .into_iter()
             .zip(&requests)
             .map(|(r, q)| match r {
@@ -982,6 +982,9 @@ impl KeyReceiver {
         (Status::Success, map, AlertOutcome::Accepted(received))
     }
 }
+
+/// A part as a key server handed it out: the sender it names and the key bytes.
+type FetchedPart = (CoinName, Zeroizing<Vec<u8>>);
 
 fn elapsed_us(t: Instant) -> u32 {
     t.elapsed().as_micros().min(u32::MAX as u128) as u32

@@ -194,7 +194,10 @@ async fn a_sender_not_in_the_from_list_is_refused() {
 }
 
 /// A UDP relay in front of one RAIDA that records every datagram both ways.
-async fn relay(upstream: SocketAddr, log: Arc<Mutex<Vec<(bool, Vec<u8>)>>>) -> SocketAddr {
+/// Every datagram a relay saw: (towards the RAIDA, bytes).
+type Recorded = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
+
+async fn relay(upstream: SocketAddr, log: Recorded) -> SocketAddr {
     let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let addr = front.local_addr().unwrap();
     tokio::spawn(async move {
@@ -243,7 +246,7 @@ async fn every_post_and_fetch_travels_as_en4_and_no_part_is_in_the_clear() {
     let sent = sent.unwrap();
     let AlertOutcome::Accepted(got) = got else { panic!("refused: {got:?}") };
     assert_eq!(sent.session_key.as_bytes(), got.session_key.as_bytes());
-    let log = log.lock().unwrap();
+    let log: Vec<(bool, Vec<u8>)> = log.lock().unwrap().clone();
     let requests: Vec<&Vec<u8>> = log.iter().filter(|(up, _)| *up).map(|(_, d)| d).collect();
     let posts = requests.iter().filter(|d| d.len() >= 48 && d[4] == 4 && d[5] == 41).count();
     let gets = requests.iter().filter(|d| d.len() >= 48 && d[4] == 4 && d[5] == 43).count();
