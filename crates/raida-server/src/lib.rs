@@ -8,6 +8,7 @@
 pub mod cmd;
 pub mod dispatch;
 pub mod inbox;
+pub mod key_servers;
 pub mod ledger;
 pub mod local_network;
 pub mod pending_keys;
