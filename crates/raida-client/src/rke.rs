@@ -559,6 +559,8 @@ pub struct ReceiveOptions {
     pub fetch_timeout: Duration,
     /// Concurrent TCP connections.
     pub max_connections: usize,
+    /// Concurrent TCP connections from one IP address (one peer cannot take them all).
+    pub max_connections_per_ip: usize,
     /// A TCP connection without a complete request for this long is closed.
     pub idle_timeout: Duration,
     /// Error answers per second (in total; beyond, datagrams are dropped).
@@ -571,6 +573,7 @@ impl Default for ReceiveOptions {
             accept: Vec::new(),
             fetch_timeout: Duration::from_secs(5),
             max_connections: 16,
+            max_connections_per_ip: 4,
             idle_timeout: Duration::from_secs(10),
             max_error_answers_per_second: 1000,
         }
@@ -618,7 +621,42 @@ pub struct KeyReceiver {
     conn_tx: mpsc::Sender<TcpRequest>,
     conn_rx: mpsc::Receiver<TcpRequest>,
     connections: Arc<Semaphore>,
+    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
     errors: ErrorBudget,
+}
+
+/// One connection counted against its IP address until dropped.
+struct IpSlot {
+    ip: IpAddr,
+    table: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
+}
+
+impl IpSlot {
+    fn take(
+        table: &Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        max: usize,
+    ) -> Option<IpSlot> {
+        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        let n = t.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { ip, table: table.clone() })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
 }
 
 struct ErrorBudget {
@@ -716,6 +754,7 @@ impl KeyReceiver {
             conn_tx,
             conn_rx,
             connections,
+            per_ip: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
             errors: ErrorBudget { window: Instant::now(), used: 0 },
         })
     }
@@ -780,12 +819,17 @@ impl KeyReceiver {
                     }
                 }
                 Event::Connection(stream, from) => {
+                    let Some(slot) = IpSlot::take(&self.per_ip, from.ip(), self.opts.max_connections_per_ip.max(1))
+                    else {
+                        continue;
+                    };
                     let Ok(permit) = self.connections.clone().try_acquire_owned() else { continue };
                     let tx = self.conn_tx.clone();
                     let idle = self.opts.idle_timeout;
                     tokio::spawn(async move {
                         serve_connection(stream, from, tx, idle).await;
                         drop(permit);
+                        drop(slot);
                     });
                 }
                 Event::Tcp(req) => {

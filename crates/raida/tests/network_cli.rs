@@ -48,6 +48,9 @@ fn network_up_then_key_receive_and_key_send_print_the_same_key() {
     let alice = dir.join("wallets/alice/01.1.bin");
     let bob = dir.join("wallets/bob/01.2.bin");
     assert!(ok(&["wallet", "show", alice.to_str().unwrap()]).starts_with("coin 1:1 (coin id 6)"));
+    // one more user, registered on every RAIDA while the network is stopped
+    let carol = ok(&["network", "add-user", d, "carol"]);
+    assert!(carol.trim().ends_with("wallets/carol/01.3.bin"), "{carol}");
 
     let mut up =
         Command::new(BIN).args(["network", "up", d]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
@@ -110,6 +113,10 @@ fn network_up_then_key_receive_and_key_send_print_the_same_key() {
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains(&dead.to_string()) && e.contains("raida key receive"), "{e}");
+
+    let busy = Command::new(BIN).args(["network", "add-user", d, "dave"]).output().unwrap();
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("stop `raida network up` first"));
 
     assert!(terminate(up).success(), "network up stops cleanly on SIGTERM");
 }

@@ -298,3 +298,53 @@ async fn the_receiver_answers_echo_and_refuses_other_commands() {
     }
     let _ = (tmp, key_alert::MAX_PARTS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_tcp_connection_of_the_receiver() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let network = Network::from_toml("[[raida]]\nid = 0\naddress = \"127.0.0.1:9\"\n", "n").unwrap();
+    let bob = Wallet::generate(1, 2, 6).unwrap();
+    let opts = ReceiveOptions { max_connections_per_ip: 2, ..ReceiveOptions::default() };
+    let mut receiver = KeyReceiver::bind("127.0.0.1:0", network, bob, opts).await.unwrap();
+    let addr = receiver.local_addr();
+    let serving = tokio::spawn(async move { receiver.next_alert().await });
+    let echo = || {
+        let routing = raida_proto::client::Routing::new(0, 6, 0, 0);
+        raida_proto::client::build_request(
+            &routing,
+            &raida_proto::client::ClientKey::None,
+            &[],
+            0,
+            &mut rand_core::OsRng,
+        )
+        .0
+    };
+    // answers Echo on a connection, or None when the receiver closed it
+    async fn ask(s: &mut tokio::net::TcpStream, req: &[u8]) -> Option<u8> {
+        s.write_all(req).await.ok()?;
+        let mut head = [0u8; 32];
+        match tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head)).await {
+            Ok(Ok(_)) => Some(head[2]),
+            _ => None,
+        }
+    }
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(ask(&mut first, &echo()).await, Some(250));
+    assert_eq!(ask(&mut second, &echo()).await, Some(250));
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(ask(&mut third, &echo()).await, None, "a third connection from one address is closed");
+    drop(first);
+    // the slot comes back once a connection ends (bounded wait)
+    let mut served = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+        served = ask(&mut again, &echo()).await;
+        if served.is_some() {
+            break;
+        }
+    }
+    assert_eq!(served, Some(250));
+    serving.abort();
+}
