@@ -29,6 +29,10 @@ pub enum NetworkCommand {
         /// Pages per denomination in each data directory (1024 coins each).
         #[arg(long, default_value_t = 1)]
         pages: u32,
+        /// IP address every RAIDA listens on and network.toml names (e.g. this machine's
+        /// LAN address, so that another machine can use the network).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
     },
     /// Run every RAIDA of DIR in this process (default ./raida-network, created with users
     /// alice and bob on first start). Ctrl-C stops them all.
@@ -47,14 +51,17 @@ pub enum NetworkCommand {
 
 pub fn run(cmd: NetworkCommand) -> anyhow::Result<()> {
     match cmd {
-        NetworkCommand::Init { dir, raidas, users, base_port, pages } => {
-            let opts = NetworkInit { raidas, users: users.clone(), base_port, pages, ..NetworkInit::default() };
+        NetworkCommand::Init { dir, raidas, users, base_port, pages, host } => {
+            let opts = NetworkInit {
+                raidas,
+                users: users.clone(),
+                base_port,
+                pages,
+                host: host.clone(),
+                ..NetworkInit::default()
+            };
             init_network(&dir, &opts)?;
-            println!(
-                "created {} ({raidas} RAIDAs on 127.0.0.1:{base_port}.., users {})",
-                dir.display(),
-                users.join(", ")
-            );
+            println!("created {} ({raidas} RAIDAs on {host}:{base_port}.., users {})", dir.display(), users.join(", "));
             Ok(())
         }
         NetworkCommand::AddUser { dir, name } => {
