@@ -16,6 +16,9 @@ use tokio::net::{TcpStream, UdpSocket};
 pub mod batch;
 pub mod bench;
 pub mod exchange;
+pub mod network;
+pub mod rke;
+pub mod wallet;
 
 /// Default per-request timeout (RAIDA_SERVER_RCV_TIMEOUT).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);

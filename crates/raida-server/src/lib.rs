@@ -8,8 +8,10 @@
 pub mod cmd;
 pub mod dispatch;
 pub mod inbox;
+pub mod key_servers;
 pub mod ledger;
 pub mod limits;
+pub mod local_network;
 pub mod pending_keys;
 pub mod server;
 pub mod state;

@@ -1,7 +1,7 @@
 //! Binding, starting and stopping a server: UDP and TCP on one port, background sweeps,
 //! graceful shutdown (stop taking requests, finish those in flight, flush the store).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::ledger::{Ledger, StoreLedger};
 use crate::limits::{connection_budget, descriptor_reserve, raise_descriptor_limit, DeferredLimits};
-use crate::state::{system_clock, Clock, KeyAlertSettings, KeyServer, ServerState};
+use crate::state::{system_clock, Clock, KeyAlertSettings, ServerState};
 use crate::tcp::{ConnectionTable, TcpLimits};
 use crate::udp::{spawn_workers, UdpContext};
 
@@ -134,13 +134,7 @@ impl ServerBuilder {
         if admin_key.is_none() {
             tracing::warn!("config.toml has no valid admin_key (32 hex digits): Show Stats is disabled");
         }
-        let mut key_servers = Vec::new();
-        for ks in &config.key_servers {
-            let ip: IpAddr = ks.address.parse().map_err(|_| {
-                ServerError::Config(format!("config.toml: key server address {:?} is not an IP address", ks.address))
-            })?;
-            key_servers.push(KeyServer { raida_id: ks.raida_id, ip, port: ks.port, legacy: ks.legacy });
-        }
+        let key_servers = crate::key_servers::configured_key_servers(&config, dir).map_err(ServerError::Config)?;
         let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger { store, coin_id: config.coin_id });
         let identity = ServerIdentity {
             legacy_encryption: config.legacy_encryption,

@@ -22,7 +22,7 @@ pub struct IdentityConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyServer {
     pub raida_id: u8,
-    /// IP address (v4 or v6), without port.
+    /// IP address (v4 or v6) or host name (resolved when the server starts), without port.
     pub address: String,
     pub port: u16,
     /// A deployed key server that speaks no modern encryption type: Key Alert fetches from
@@ -30,6 +30,19 @@ pub struct KeyServer {
     /// request's keystream (PROTOCOL.md 4.2), so mark a server legacy only when it must be.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub legacy: bool,
+}
+
+/// A DNS host name: labels of letters, digits and '-', separated by dots, at most 253 bytes.
+pub fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 fn default_coin_id() -> u16 {
@@ -147,6 +160,12 @@ pub struct Config {
     pub anonymous_posts_per_addr: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityConfig>,
+    /// A network file (the `network.toml` of `raida network init`, format in
+    /// `raida_client::network`), relative to the data directory or absolute: every RAIDA
+    /// it lists other than this one is a key server, in addition to `[[key_servers]]`.
+    /// Default: none. Its host names are resolved when the server starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// `[[key_servers]]` tables; an empty list is not written, so operators can append tables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_servers: Vec<KeyServer>,
@@ -207,6 +226,7 @@ impl Config {
             anonymous_pending_keys_percent: default_anonymous_pending_keys_percent(),
             anonymous_posts_per_addr: default_anonymous_posts_per_addr(),
             identity: None,
+            network: None,
             key_servers: Vec::new(),
             udp_error_rate_per_addr: default_udp_error_rate_per_addr(),
             tcp_max_connections: default_tcp_max_connections(),
@@ -262,6 +282,9 @@ impl Config {
                 c.anonymous_pending_keys_percent
             )));
         }
+        if c.network.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(bad("network must name a file (e.g. \"network.toml\")".into()));
+        }
         if let Some(id) = &c.identity {
             crate::layout::check_dn(id.dn).map_err(|e| bad(format!("identity: {e}")))?;
         }
@@ -283,8 +306,8 @@ impl Config {
             if ks.raida_id > 24 {
                 return Err(bad(format!("key_servers: raida_id {} is above 24", ks.raida_id)));
             }
-            if ks.address.parse::<std::net::IpAddr>().is_err() {
-                return Err(bad(format!("key_servers: address {:?} is not an IP address", ks.address)));
+            if ks.address.parse::<std::net::IpAddr>().is_err() && !is_host_name(&ks.address) {
+                return Err(bad(format!("key_servers: address {:?} is not an IP address or a host name", ks.address)));
             }
         }
         Ok(c)

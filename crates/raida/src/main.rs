@@ -37,7 +37,13 @@ enum Command {
     /// Keys assembled from Key Alerts (the receiver's inbox).
     #[command(subcommand)]
     Inbox(cli::inbox::InboxCommand),
-    /// Key exchange through the RAIDA: send a key to a receiving server.
+    /// A user's identity coin (wallet): make one, show one.
+    #[command(subcommand)]
+    Wallet(cli::wallet::WalletCommand),
+    /// A local RAIDA network: init, up (every RAIDA in one process), add-user.
+    #[command(subcommand)]
+    Network(cli::network::NetworkCommand),
+    /// Key exchange through the RAIDA: send a key, receive a key, fix a lost AN.
     #[command(subcommand)]
     Key(cli::key::KeyCommand),
     /// Load generator: Echo requests against any RAIDA server.
@@ -61,6 +67,8 @@ fn main() {
         Command::Locker(c) => cli::locker::run(c),
         Command::Inbox(c) => cli::inbox::run(c),
         Command::Key(c) => cli::key::run(c),
+        Command::Wallet(c) => cli::wallet::run(c),
+        Command::Network(c) => cli::network::run(c),
         Command::Bench(a) => cli::bench::run(a),
         Command::Selfcheck => cli::selfcheck::run(),
         Command::Channel(c) => cli::channel::run(c),

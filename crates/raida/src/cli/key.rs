@@ -1,7 +1,8 @@
-//! `raida key send`: give a fresh key to a receiving RAIDA server through key servers
-//! (Post Key to each, then Key Alert to the receiver). The receiver's operator takes it
-//! from the inbox with `raida inbox take`; both sides can then use it as the secure
-//! channel's pre-shared key.
+//! `raida key send` / `raida key receive`: the key exchange between two machines
+//! (PROTOCOL.md section 9, `raida_client::rke`): the sender posts the parts EN 4 under its
+//! wallet's coin and alerts the receiver; both print the same session key K.
+//! The older form `raida key send --receiver ID@ADDR:PORT --via ...` still gives a key to a
+//! receiving RAIDA server (its operator takes it with `raida inbox take`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use raida_client::exchange::{self, KeyServerTarget};
+use raida_client::network::Network;
+use raida_client::rke::{send_key, AlertOutcome, KeyReceiver, ReceiveOptions, Recipient, SendOptions};
+use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::post_key::CoinName;
@@ -17,8 +21,11 @@ use raida_proto::{Key16, Key32};
 
 #[derive(clap::Subcommand)]
 pub enum KeyCommand {
-    /// Split a fresh key across key servers and alert the receiving server.
+    /// Send a fresh key: --network, --wallet, --to DN:SN@HOST:PORT (or the older
+    /// --receiver/--via form for a receiving RAIDA server).
     Send(SendArgs),
+    /// Wait for one key (answer one Key Alert), print the sender's coin and K.
+    Receive(ReceiveArgs),
     /// Give a RAIDA that lost a coin's AN a new one, through key tickets from two other RAIDAs.
     Fix(FixArgs),
 }
@@ -53,12 +60,50 @@ pub struct FixArgs {
 }
 
 #[derive(clap::Args)]
+pub struct ReceiveArgs {
+    /// The network file (network.toml): only its RAIDAs are asked for parts.
+    #[arg(long, value_name = "FILE")]
+    pub network: PathBuf,
+    /// This receiver's coin file (<DN 2 hex>.<SN>.bin).
+    #[arg(long, value_name = "FILE")]
+    pub wallet: PathBuf,
+    /// Where to listen for the Key Alert, UDP and TCP (a host name is resolved).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: String,
+    /// Accept keys only from this sender coin (repeat for several); default: any sender.
+    #[arg(long = "from", value_name = "DN:SN", allow_hyphen_values = true)]
+    pub from: Vec<String>,
+    /// Write K (hex) to this new file, mode 0600, instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Give up after this many seconds (default: wait until a key comes).
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<u64>,
+}
+
+#[derive(clap::Args)]
 pub struct SendArgs {
-    /// The receiving RAIDA server: ID@ADDR:PORT (its config.toml must list the key servers).
-    #[arg(long, value_name = "ID@ADDR:PORT")]
-    pub receiver: String,
-    /// A key server holding one part: ID@ADDR:PORT (repeat, 1 to 16 times, in part order).
-    #[arg(long = "via", value_name = "ID@ADDR:PORT", required = true)]
+    /// The network file (network.toml) whose RAIDAs hold the parts.
+    #[arg(long, value_name = "FILE", requires_all = ["wallet", "to"], conflicts_with_all = ["receiver", "via"])]
+    pub network: Option<PathBuf>,
+    /// The sender's coin file (<DN 2 hex>.<SN>.bin).
+    #[arg(long, value_name = "FILE")]
+    pub wallet: Option<PathBuf>,
+    /// The receiver: its coin and where `raida key receive` listens, DN:SN@HOST:PORT
+    /// (a RAIDA server as receiver: DN:SN@ID@HOST:PORT).
+    #[arg(long, value_name = "DN:SN@HOST:PORT", allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// Number of parts, each on its own RAIDA (1..16).
+    #[arg(long, default_value_t = raida_client::rke::DEFAULT_PARTS)]
+    pub parts: usize,
+    /// Let the parts be fetched from any address (default: only the --to address).
+    #[arg(long)]
+    pub any_address: bool,
+    /// Older form: the receiving RAIDA server, ID@ADDR:PORT (its config.toml must list the key servers).
+    #[arg(long, value_name = "ID@ADDR:PORT", requires = "via")]
+    pub receiver: Option<String>,
+    /// Older form: a key server holding one part, ID@ADDR:PORT (repeat, 1 to 16 times, in part order).
+    #[arg(long = "via", value_name = "ID@ADDR:PORT")]
     pub via: Vec<String>,
     /// Key length in bytes, the final 0xFF included (a sum of the parts' allowed lengths).
     #[arg(long, default_value_t = 32)]
@@ -72,7 +117,8 @@ pub struct SendArgs {
     /// Use TCP instead of UDP.
     #[arg(long)]
     pub tcp: bool,
-    /// Write the key (hex) to this file, mode 0600, instead of printing it.
+    /// Write the key (hex) to this new file, mode 0600, instead of printing it (checked
+    /// before anything is sent).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Seconds to wait for each answer.
@@ -95,7 +141,19 @@ fn parse_coin(s: &str) -> anyhow::Result<CoinName> {
 
 pub fn run(cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
-        KeyCommand::Send(a) => send(a),
+        KeyCommand::Send(a) if a.network.is_some() => send_rke(a),
+        KeyCommand::Send(a) => {
+            // the --out file is created before anything is sent; remove it again (only the
+            // one we created) if the key was not delivered
+            let out = a.out.clone();
+            let existed = out.as_deref().is_some_and(|p| p.exists());
+            let r = send(a);
+            if let (Err(_), Some(p), false) = (&r, &out, existed) {
+                let _ = std::fs::remove_file(p);
+            }
+            r
+        }
+        KeyCommand::Receive(a) => receive(a),
         KeyCommand::Fix(a) => fix(a),
     }
 }
@@ -152,7 +210,10 @@ fn fix(a: FixArgs) -> anyhow::Result<()> {
 }
 
 fn send(a: SendArgs) -> anyhow::Result<()> {
-    let receiver = parse_server(&a.receiver)?;
+    let receiver = parse_server(a.receiver.as_deref().context(
+        "give --network FILE --wallet FILE --to DN:SN@HOST:PORT (or the older --receiver ID@ADDR:PORT --via ...)",
+    )?)?;
+    let mut out_file = a.out.as_deref().map(create_out).transpose()?;
     let targets: Vec<KeyServerTarget> = a
         .via
         .iter()
@@ -178,20 +239,118 @@ fn send(a: SendArgs) -> anyhow::Result<()> {
     }
     let key_hex = hex::encode(&key);
     eprintln!("key delivered: inbox id {} ({} parts)", hex::encode(entries[0].key_id), entries.len());
-    match a.out {
-        Some(path) => {
+    match (out_file.as_mut(), &a.out) {
+        (Some(f), Some(path)) => {
             use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
             writeln!(f, "{key_hex}")?;
+            f.sync_all()?;
             eprintln!("key written to {}", path.display());
         }
-        None => println!("{key_hex}"),
+        _ => println!("{key_hex}"),
     }
     Ok(())
+}
+
+/// Create the output file now (new, mode 0600), before anything is sent or received: a key
+/// must never be delivered and then lost because the file cannot be written.
+fn create_out(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))
+}
+
+fn write_key(
+    out: Option<(std::fs::File, &std::path::Path)>,
+    key: &raida_client::rke::SessionKey,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    match out {
+        Some((mut f, path)) => {
+            writeln!(f, "{}", key.to_hex().as_str())?;
+            f.sync_all()?;
+            eprintln!("K written to {}", path.display());
+        }
+        None => println!("key {}", key.to_hex().as_str()),
+    }
+    Ok(())
+}
+
+fn load(network: &std::path::Path, wallet: &std::path::Path) -> anyhow::Result<(Network, Wallet)> {
+    Ok((Network::load(network)?, Wallet::load(wallet)?))
+}
+
+fn send_rke(a: SendArgs) -> anyhow::Result<()> {
+    let (Some(network), Some(wallet), Some(to)) = (&a.network, &a.wallet, &a.to) else {
+        anyhow::bail!("give --network FILE --wallet FILE --to DN:SN@HOST:PORT");
+    };
+    let to = Recipient::parse(to)?;
+    let (network, wallet) = load(network, wallet)?;
+    let out = a.out.as_deref().map(|p| create_out(p).map(|f| (f, p))).transpose()?;
+    let opts = SendOptions { parts: a.parts, bind_receiver_address: !a.any_address, ..SendOptions::default() };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let report = match rt.block_on(send_key(&network, &wallet, &to, &opts)) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some((_, p)) = &out {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e.into());
+        }
+    };
+    for f in &report.reposted {
+        eprintln!("note: {f}; that part went to another RAIDA");
+    }
+    eprintln!(
+        "key delivered: {} parts on RAIDAs {:?}, first key id {}",
+        report.key_servers.len(),
+        report.key_servers,
+        hex::encode(report.first_key_id)
+    );
+    println!("receiver {}:{}", report.receiver.dn, report.receiver.sn);
+    write_key(out, &report.session_key)
+}
+
+fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
+    let (network, wallet) = load(&a.network, &a.wallet)?;
+    let accept = a.from.iter().map(|s| raida_client::wallet::parse_coin_name(s)).collect::<Result<Vec<_>, _>>()?;
+    let out = a.out.as_deref().map(|p| create_out(p).map(|f| (f, p))).transpose()?;
+    let opts = ReceiveOptions { accept, ..ReceiveOptions::default() };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let result = rt.block_on(async {
+        let mut receiver = KeyReceiver::bind(&a.listen, network, wallet, opts).await?;
+        eprintln!("waiting for a key on {} (udp, tcp)", receiver.local_addr());
+        let deadline = a.timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+        loop {
+            let next = receiver.next_alert();
+            let outcome = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, next).await {
+                    Ok(o) => o,
+                    Err(_) => anyhow::bail!("no key within {} s", a.timeout.unwrap_or_default()),
+                },
+                None => next.await,
+            };
+            match outcome {
+                AlertOutcome::Accepted(r) => return Ok(r),
+                AlertOutcome::Refused { from, status, reason } => {
+                    eprintln!("refused a Key Alert from {from} ({status}): {reason}; still waiting");
+                }
+            }
+        }
+    });
+    let received = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some((_, p)) = &out {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
+    };
+    eprintln!("key received from {} ({} parts)", received.from, received.parts);
+    println!("sender {}:{}", received.sender.dn, received.sender.sn);
+    write_key(out, &received.session_key)
 }

@@ -1,0 +1,193 @@
+//! A RAIDA network as a client sees it: the coin id and up to 25 RAIDAs (`network.toml`).
+//!
+//! ```toml
+//! coin_id = 6
+//!
+//! [[raida]]
+//! id = 0
+//! address = "127.0.0.1:50000"    # host:port; a host name is resolved each time it is used
+//!
+//! [[raida]]
+//! id = 1
+//! address = "raida1.example.net:50001"
+//! legacy = true                  # speaks no modern encryption type: never used as a key server
+//! ```
+//!
+//! Ids are 0..24 and unique; addresses are `HOST:PORT` (`[v6]:PORT` for IPv6 literals).
+//! Host names are resolved at use ([`Network::resolve`]), so a network file stays valid when
+//! a server's address changes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Server;
+
+/// File name of a network description in a `raida network init` folder.
+pub const NETWORK_FILE: &str = "network.toml";
+
+/// How long resolving one host name may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One RAIDA of a network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaidaEntry {
+    /// RAIDA id, 0..24.
+    pub id: u8,
+    /// `HOST:PORT`; host names are resolved at use.
+    pub address: String,
+    /// A deployed server that speaks no modern encryption type (EN 4): section 9 requires
+    /// EN 4 on every hop, so such a server is never chosen as a key server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
+}
+
+/// A RAIDA network: its coin id and its RAIDAs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Coin id of the network (request bytes 6-7), default 6.
+    #[serde(default = "default_coin_id")]
+    pub coin_id: u16,
+    /// The RAIDAs, by id.
+    #[serde(default, rename = "raida")]
+    pub raidas: Vec<RaidaEntry>,
+}
+
+fn default_coin_id() -> u16 {
+    6
+}
+
+/// A network file that cannot be used, or a host name that does not resolve.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("RAIDA {id}: cannot resolve {address:?}: {reason} (check the name, or use an IP address)")]
+    Resolve { id: u8, address: String, reason: String },
+}
+
+/// Split `HOST:PORT` (host may be `[v6]`), checking the port.
+pub fn split_host_port(address: &str) -> Result<(&str, u16), String> {
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("{address:?} is not HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{address:?}: the port must be 1..65535"))?;
+    if port == 0 || host.is_empty() {
+        return Err(format!("{address:?} is not HOST:PORT"));
+    }
+    Ok((host, port))
+}
+
+/// Resolve `HOST:PORT` to one socket address (IPv4 preferred), within a bounded time.
+pub async fn resolve_address(address: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = address.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    split_host_port(address)?;
+    let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(address))
+        .await
+        .map_err(|_| "no answer from the resolver".to_string())?
+        .map_err(|e| e.to_string())?;
+    let all: Vec<SocketAddr> = found.collect();
+    all.iter().find(|a| a.is_ipv4()).or(all.first()).copied().ok_or_else(|| "no address".to_string())
+}
+
+impl Network {
+    /// Parse and check a network description; `path` names it in errors.
+    pub fn from_toml(text: &str, path: &str) -> Result<Network, NetworkError> {
+        let invalid = |reason: String| NetworkError::Invalid { path: path.to_string(), reason };
+        let net: Network = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        if net.raidas.is_empty() {
+            return Err(invalid("no [[raida]] entries".into()));
+        }
+        let mut seen = [false; 25];
+        for r in &net.raidas {
+            let slot = seen.get_mut(r.id as usize).ok_or_else(|| invalid(format!("RAIDA id {} is not 0..24", r.id)))?;
+            if *slot {
+                return Err(invalid(format!("RAIDA id {} is listed twice", r.id)));
+            }
+            *slot = true;
+            split_host_port(&r.address).map_err(|e| invalid(format!("RAIDA {}: {e}", r.id)))?;
+        }
+        Ok(net)
+    }
+
+    /// Read `network.toml` (or any file of that format).
+    pub fn load(path: &Path) -> Result<Network, NetworkError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| NetworkError::Read { path: path.display().to_string(), source })?;
+        Network::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The description as TOML (what [`Network::load`] reads).
+    pub fn to_toml(&self) -> String {
+        let mut out = format!("# RAIDA network: coin id and the RAIDAs (id, HOST:PORT)\ncoin_id = {}\n", self.coin_id);
+        for r in &self.raidas {
+            out.push_str(&format!("\n[[raida]]\nid = {}\naddress = \"{}\"\n", r.id, r.address));
+            if r.legacy {
+                out.push_str("legacy = true\n");
+            }
+        }
+        out
+    }
+
+    /// The entry of RAIDA `id`.
+    pub fn raida(&self, id: u8) -> Option<&RaidaEntry> {
+        self.raidas.iter().find(|r| r.id == id)
+    }
+
+    /// Resolve every RAIDA's address now (host names looked up at use). A name that does
+    /// not resolve is an error naming that RAIDA.
+    pub async fn resolve(&self) -> Result<Vec<ResolvedRaida>, NetworkError> {
+        let lookups = self.raidas.iter().map(|r| async move {
+            resolve_address(&r.address)
+                .await
+                .map(|addr| ResolvedRaida { server: Server { addr, raida_id: r.id }, legacy: r.legacy })
+                .map_err(|reason| NetworkError::Resolve { id: r.id, address: r.address.clone(), reason })
+        });
+        futures_util::future::join_all(lookups).await.into_iter().collect()
+    }
+}
+
+/// A RAIDA whose address was resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResolvedRaida {
+    pub server: Server,
+    pub legacy: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_checks() {
+        let net = Network {
+            coin_id: 6,
+            raidas: vec![
+                RaidaEntry { id: 0, address: "127.0.0.1:50000".into(), legacy: false },
+                RaidaEntry { id: 3, address: "localhost:50003".into(), legacy: true },
+            ],
+        };
+        assert_eq!(Network::from_toml(&net.to_toml(), "n").unwrap(), net);
+        let bad = |t: &str| Network::from_toml(t, "n").unwrap_err().to_string();
+        assert!(bad("coin_id = 6\n").contains("no [[raida]]"));
+        assert!(bad("[[raida]]\nid = 25\naddress = \"a:1\"\n").contains("0..24"));
+        assert!(bad("[[raida]]\nid = 1\naddress = \"a:1\"\n[[raida]]\nid = 1\naddress = \"b:2\"\n").contains("twice"));
+        assert!(bad("[[raida]]\nid = 1\naddress = \"nohost\"\n").contains("HOST:PORT"));
+        assert!(bad("[[raida]]\nid = 1\naddress = \"a:1\"\nport = 3\n").contains("unknown field"));
+    }
+
+    #[tokio::test]
+    async fn host_names_resolve_at_use() {
+        let net = Network::from_toml("[[raida]]\nid = 2\naddress = \"localhost:50002\"\n", "n").unwrap();
+        let r = net.resolve().await.unwrap();
+        assert_eq!(r[0].server.raida_id, 2);
+        assert!(r[0].server.addr.ip().is_loopback());
+        assert_eq!(r[0].server.addr.port(), 50002);
+    }
+}

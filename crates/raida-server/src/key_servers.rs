@@ -1,0 +1,90 @@
+//! The key servers a Key Alert may fetch from, from config.toml: the `[[key_servers]]`
+//! tables and, with `network = "FILE"`, every other RAIDA of that network file. Host names
+//! are resolved here, when the server starts (a name that does not resolve is an error
+//! naming it, so a typo never silently drops a key server).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+use raida_client::network::{split_host_port, Network};
+use raida_store::Config;
+
+use crate::state::KeyServer;
+
+/// One address for `host:port`, IPv4 preferred.
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let all: Vec<SocketAddr> =
+        (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host:?}: {e}"))?.collect();
+    all.iter().find(|a| a.is_ipv4()).or(all.first()).copied().ok_or_else(|| format!("{host:?} has no address"))
+}
+
+/// Every configured key server, resolved; duplicates (same RAIDA id, address and port) once.
+pub fn configured_key_servers(config: &Config, dir: &Path) -> Result<Vec<KeyServer>, String> {
+    let mut out: Vec<KeyServer> = Vec::new();
+    let mut push = |ks: KeyServer| {
+        if !out.contains(&ks) {
+            out.push(ks);
+        }
+    };
+    for ks in &config.key_servers {
+        let addr =
+            resolve(&ks.address, ks.port).map_err(|e| format!("config.toml: key server {}: {e}", ks.raida_id))?;
+        push(KeyServer { raida_id: ks.raida_id, ip: addr.ip(), port: addr.port(), legacy: ks.legacy });
+    }
+    if let Some(file) = &config.network {
+        let path = dir.join(file);
+        let network = Network::load(&path).map_err(|e| format!("config.toml: network: {e}"))?;
+        if network.coin_id != config.coin_id {
+            return Err(format!(
+                "config.toml: network {}: coin_id {} is not this server's coin_id {}",
+                path.display(),
+                network.coin_id,
+                config.coin_id
+            ));
+        }
+        for r in network.raidas.iter().filter(|r| r.id != config.raida_id) {
+            let (host, port) =
+                split_host_port(&r.address).map_err(|e| format!("{}: RAIDA {}: {e}", path.display(), r.id))?;
+            let addr = resolve(host, port).map_err(|e| format!("{}: RAIDA {}: {e}", path.display(), r.id))?;
+            push(KeyServer { raida_id: r.id, ip: addr.ip(), port: addr.port(), legacy: r.legacy });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_and_a_network_file_become_key_servers() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("net.toml"),
+            "coin_id = 6\n[[raida]]\nid = 0\naddress = \"127.0.0.1:50000\"\n[[raida]]\nid = 1\naddress = \"localhost:50001\"\nlegacy = true\n[[raida]]\nid = 2\naddress = \"127.0.0.1:50002\"\n",
+        )
+        .unwrap();
+        let text = "raida_id = 0\nnetwork = \"net.toml\"\n[[key_servers]]\nraida_id = 5\naddress = \"localhost\"\nport = 50005\n[[key_servers]]\nraida_id = 2\naddress = \"127.0.0.1\"\nport = 50002\n";
+        let config = Config::from_toml(text, &tmp.path().join("config.toml")).unwrap();
+        let ks = configured_key_servers(&config, tmp.path()).unwrap();
+        let ids: Vec<(u8, u16, bool)> = ks.iter().map(|k| (k.raida_id, k.port, k.legacy)).collect();
+        // RAIDA 0 is this server; RAIDA 2 is listed twice and kept once
+        assert_eq!(ids, vec![(5, 50005, false), (2, 50002, false), (1, 50001, true)]);
+        assert!(ks.iter().all(|k| k.ip.is_loopback()));
+
+        let bad = Config::from_toml("raida_id = 0\nnetwork = \"missing.toml\"\n", &tmp.path().join("c")).unwrap();
+        assert!(configured_key_servers(&bad, tmp.path()).unwrap_err().contains("missing.toml"));
+        let unresolvable =
+            "raida_id = 0\n[[key_servers]]\nraida_id = 5\naddress = \"no-such-host.invalid\"\nport = 1\n";
+        let c = Config::from_toml(unresolvable, &tmp.path().join("c")).unwrap();
+        assert!(configured_key_servers(&c, tmp.path()).unwrap_err().contains("key server 5"));
+        assert!(Config::from_toml(
+            "raida_id = 0\n[[key_servers]]\nraida_id = 5\naddress = \"a b\"\nport = 1\n",
+            &tmp.path().join("c")
+        )
+        .is_err());
+    }
+}
