@@ -96,6 +96,23 @@ pub async fn resolve_address(address: &str) -> Result<SocketAddr, String> {
     all.iter().find(|a| a.is_ipv4()).or(all.first()).copied().ok_or_else(|| "no address".to_string())
 }
 
+/// Resolve `HOST:PORT` on the calling thread (no runtime needed): for command-line
+/// flags, parsed before any runtime starts. IPv4 preferred, as [`resolve_address`].
+pub fn resolve_address_blocking(address: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = address.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    split_host_port(address)?;
+    let all: Vec<SocketAddr> =
+        address.to_socket_addrs().map_err(|e| format!("cannot resolve {address:?}: {e}"))?.collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| format!("{address:?} resolves to no address"))
+}
+
 impl Network {
     /// Parse and check a network description; `path` names it in errors.
     pub fn from_toml(text: &str, path: &str) -> Result<Network, NetworkError> {
@@ -162,6 +179,17 @@ pub struct ResolvedRaida {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn flags_take_host_names_as_well_as_addresses() {
+        assert_eq!(resolve_address_blocking("127.0.0.1:7").unwrap(), "127.0.0.1:7".parse().unwrap());
+        assert_eq!(resolve_address_blocking("[::1]:7").unwrap(), "[::1]:7".parse().unwrap());
+        let local = resolve_address_blocking("localhost:7").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 7, "{local}");
+        assert!(resolve_address_blocking("localhost").is_err(), "a port is required");
+        assert!(resolve_address_blocking("no-such-host.invalid:7").is_err());
+    }
+
     use super::*;
 
     #[test]

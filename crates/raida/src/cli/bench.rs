@@ -11,7 +11,8 @@ use raida_proto::{Key16, Key32};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Server address, e.g. 127.0.0.1:50000.
+    /// Server address, HOST:PORT (e.g. 127.0.0.1:50000 or localhost:50000).
+    #[arg(value_parser = crate::cli::host_port)]
     pub addr: SocketAddr,
     /// The server's RAIDA id.
     #[arg(long)]

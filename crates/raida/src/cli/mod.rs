@@ -12,3 +12,8 @@ pub mod selfcheck;
 pub mod serve;
 pub mod token;
 pub mod wallet;
+
+/// A `HOST:PORT` flag: an IP address or a host name (resolved once, here; IPv4 preferred).
+pub fn host_port(s: &str) -> Result<std::net::SocketAddr, String> {
+    raida_client::network::resolve_address_blocking(s)
+}

@@ -16,7 +16,7 @@ pub struct ServeArgs {
     /// raida id 0, listen 127.0.0.1:50000, 16 pages per denomination).
     pub dir: Option<PathBuf>,
     /// Listen address, overriding config.toml.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::cli::host_port)]
     pub listen: Option<SocketAddr>,
     /// Threads reading the UDP socket (default: number of CPUs, at least 2).
     #[arg(long)]
