@@ -1,5 +1,6 @@
-//! Payload codecs, one file per command: request and answer layouts of section 6.
-//! Handlers in the server see these typed values, never raw offsets.
+//! Payload codecs, one file per command (named after it): request and answer types of
+//! section 6, each a [`Codec`](crate::codec::Codec). Handlers in the server see these typed
+//! values, never raw offsets.
 
 use crate::header::CommandSet;
 
@@ -20,7 +21,10 @@ pub mod ids {
     pub const DECRYPT_RAIDA_KEY: u8 = 45;
 }
 
-/// Every (group, command) pair PROTOCOL.md section 6 defines.
+/// Every (group, command) pair PROTOCOL.md section 6 defines, for sans-IO users that have
+/// no server (this crate's tests, benches and fuzz targets). The server's registry
+/// (`raida_server::dispatch::COMMANDS`) is the list; its test `registry.rs` fails if this
+/// mirror differs from it or from PROTOCOL.md.
 pub const SPEC_COMMANDS: [(u8, u8); 10] = [
     (ids::GROUP_STATUS, ids::ECHO),
     (ids::GROUP_STATUS, ids::VERSION),
@@ -44,9 +48,15 @@ impl CommandSet for SpecCommands {
     }
 }
 
+pub mod decrypt_raida_key;
+pub mod echo;
+pub mod encrypt_key;
+pub mod get_key;
 pub mod get_ticket;
 pub mod key_alert;
 pub mod key_tickets;
 pub mod post_key;
+pub mod show_stats;
 pub mod status_group;
 pub mod validate_ticket;
+pub mod version;
