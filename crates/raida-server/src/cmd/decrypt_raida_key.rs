@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use raida_proto::commands::decrypt_raida_key::{Accepted, DecryptRaidaKey, DecryptRecord, RecordFault};
 use raida_proto::commands::encrypt_key::{open_ticket_checked, TicketFault};
-use raida_proto::consts::mfs_for_unix_time;
+use raida_proto::consts::{mfs_for_unix_time, AnsPerRaida};
 use raida_proto::{Key16, Status};
 
 use super::{Command, Ctx};
@@ -95,7 +95,7 @@ fn judge_all(
 fn judge(
     state: &ServerState,
     r: &DecryptRecord,
-    ans: &[[u8; 16]; 25],
+    ans: &AnsPerRaida,
     pending: &mut HashMap<(i8, u32), [u8; 16]>,
     order: &mut Vec<(i8, u32)>,
 ) -> Result<Verdict, Fault> {

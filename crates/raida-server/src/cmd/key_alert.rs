@@ -24,6 +24,7 @@ use raida_proto::commands::get_key::{self, GetKey};
 use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert, PartMap};
 use raida_proto::commands::post_key::KEY_LENGTHS;
+use raida_proto::consts::AnsPerRaida;
 use raida_proto::{Key16, Key32, Status};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -79,7 +80,7 @@ enum Auth {
     /// No identity configured: EN 0.
     Anonymous,
     /// The identity coin's 25 ANs (wiped when the alert is done).
-    Coin { dn: i8, sn: u32, ans: Box<Zeroizing<[[u8; 16]; 25]>> },
+    Coin { dn: i8, sn: u32, ans: Box<Zeroizing<AnsPerRaida>> },
 }
 
 impl Auth {
