@@ -44,7 +44,7 @@ impl Handler {
 /// `raida-proto/src/commands/<name>.rs` and of its handler file `cmd/<name>.rs`), how it
 /// runs, and from which payload size it is heavy work.
 #[derive(Clone, Copy)]
-pub struct Command {
+pub struct CommandSpec {
     pub group: u8,
     pub command: u8,
     pub name: &'static str,
@@ -53,11 +53,11 @@ pub struct Command {
     pub heavy_above: Option<usize>,
 }
 
-const fn command(group: u8, command: u8, name: &'static str, handler: Handler) -> Command {
-    Command { group, command, name, handler, heavy_above: None }
+const fn command(group: u8, command: u8, name: &'static str, handler: Handler) -> CommandSpec {
+    CommandSpec { group, command, name, handler, heavy_above: None }
 }
 
-const fn heavy_above(mut c: Command, bytes: usize) -> Command {
+const fn heavy_above(mut c: CommandSpec, bytes: usize) -> CommandSpec {
     c.heavy_above = Some(bytes);
     c
 }
@@ -65,7 +65,7 @@ const fn heavy_above(mut c: Command, bytes: usize) -> Command {
 /// THE list of commands: the dispatch table, Show Stats, `raida selfcheck`, the tests and
 /// the README derive from it, and `tests/registry.rs` fails if it differs from PROTOCOL.md
 /// section 6. Adding a command is one line here (plus its codec type and handler file).
-pub const COMMANDS: [Command; 10] = [
+pub const COMMANDS: [CommandSpec; 10] = [
     command(GROUP_STATUS, ECHO, "echo", Handler::Inline(cmd::echo::run)),
     command(GROUP_STATUS, VERSION, "version", Handler::Inline(cmd::version::run)),
     command(GROUP_STATUS, SHOW_STATS, "show_stats", Handler::Inline(cmd::show_stats::run)),
