@@ -90,7 +90,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// `n` records of `size` bytes each, decoded with `T::read`.
+    /// `n` records, each decoded with `T::read`.
     pub fn records<T: Codec>(&mut self, n: usize) -> Result<Vec<T>, Status> {
         (0..n).map(|_| T::read(self)).collect()
     }
