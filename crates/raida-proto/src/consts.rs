@@ -1,6 +1,10 @@
 //! Constants of PROTOCOL.md section 1.
 
 pub const TOTAL_RAIDA_SERVERS: u8 = 25;
+/// [`TOTAL_RAIDA_SERVERS`] as an array length.
+pub const RAIDA_COUNT: usize = TOTAL_RAIDA_SERVERS as usize;
+/// One AN per RAIDA (0..24): an identity coin's ANs.
+pub type AnsPerRaida = [[u8; 16]; RAIDA_COUNT];
 pub const DEFAULT_PORT_BASE: u16 = 50000;
 pub const MAX_COMMAND_GROUP: u8 = 13;
 pub const MAX_SHARD: u8 = 3;

@@ -1,6 +1,7 @@
 //! Request headers: the framing of section 2, the rules of 3.1 in their exact order,
 //! the legacy 32-byte header (3.2) and the modern 48-byte header (3.4).
 
+use crate::codec::be32;
 use crate::consts::{LEGACY_HEADER_SIZE, MAX_COMMAND_GROUP, MAX_SHARD, MODERN_HEADER_SIZE};
 use crate::status::Status;
 
@@ -148,10 +149,6 @@ impl ServerIdentity {
     pub const fn new(raida_id: u8, coin_id: u16) -> ServerIdentity {
         ServerIdentity { raida_id, coin_id, legacy_encryption: true }
     }
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// Apply the rules of section 3.1 in order and decode the header.

@@ -14,6 +14,7 @@
 //! under test and uses the system clock and the OS CSPRNG in production.
 
 pub mod client;
+pub mod codec;
 pub mod commands;
 pub mod consts;
 pub mod crypto;

@@ -40,38 +40,84 @@ impl Handler {
     }
 }
 
+/// One command of PROTOCOL.md section 6: its numbers, its name (the name of its codec file
+/// `raida-proto/src/commands/<name>.rs` and of its handler file `cmd/<name>.rs`), how it
+/// runs, and from which payload size it is heavy work.
+#[derive(Clone, Copy)]
+pub struct CommandSpec {
+    pub group: u8,
+    pub command: u8,
+    pub name: &'static str,
+    pub handler: Handler,
+    /// Payload bytes above which the command runs on the blocking pool as heavy work.
+    pub heavy_above: Option<usize>,
+}
+
+const fn command(group: u8, command: u8, name: &'static str, handler: Handler) -> CommandSpec {
+    CommandSpec { group, command, name, handler, heavy_above: None }
+}
+
+const fn heavy_above(mut c: CommandSpec, bytes: usize) -> CommandSpec {
+    c.heavy_above = Some(bytes);
+    c
+}
+
+/// THE list of commands: the dispatch table, Show Stats, `raida selfcheck`, the tests and
+/// the README derive from it, and `tests/registry.rs` fails if it differs from PROTOCOL.md
+/// section 6. Adding a command is one line here (plus its codec type and handler file).
+pub const COMMANDS: [CommandSpec; 10] = [
+    command(GROUP_STATUS, ECHO, "echo", Handler::Inline(cmd::echo::run)),
+    command(GROUP_STATUS, VERSION, "version", Handler::Inline(cmd::version::run)),
+    command(GROUP_STATUS, SHOW_STATS, "show_stats", Handler::Inline(cmd::show_stats::run)),
+    heavy_above(
+        command(GROUP_HEALING, GET_TICKET, "get_ticket", Handler::Inline(cmd::get_ticket::run)),
+        HEAVY_RECORDS * raida_proto::commands::get_ticket::RECORD,
+    ),
+    command(GROUP_HEALING, VALIDATE_TICKET, "validate_ticket", Handler::Inline(cmd::validate_ticket::run)),
+    command(GROUP_KEY_EXCHANGE, POST_KEY, "post_key", Handler::Blocking(cmd::post_key::run)),
+    command(GROUP_KEY_EXCHANGE, KEY_ALERT, "key_alert", Handler::Async(cmd::key_alert::run)),
+    command(GROUP_KEY_EXCHANGE, GET_KEY, "get_key", Handler::Blocking(cmd::get_key::run)),
+    command(GROUP_KEY_EXCHANGE, ENCRYPT_KEY, "encrypt_key", Handler::Inline(cmd::encrypt_key::run)),
+    heavy_above(
+        command(
+            GROUP_KEY_EXCHANGE,
+            DECRYPT_RAIDA_KEY,
+            "decrypt_raida_key",
+            Handler::Blocking(cmd::decrypt_raida_key::run),
+        ),
+        5 + HEAVY_RECORDS * raida_proto::commands::key_tickets::DECRYPT_RECORD,
+    ),
+];
+
 /// group × command → handler.
 pub struct DispatchTable {
     table: Vec<[Option<Handler>; 256]>,
     /// Payload bytes above which a command runs on the blocking pool as heavy work.
     heavy_above: Vec<[Option<usize>; 256]>,
+    /// (group, command) of every entry, in the order inserted (Show Stats lists them).
+    listed: Vec<(u8, u8)>,
 }
 
 impl DispatchTable {
     pub fn empty() -> Self {
-        DispatchTable { table: vec![[None; 256]; 14], heavy_above: vec![[None; 256]; 14] }
+        DispatchTable { table: vec![[None; 256]; 14], heavy_above: vec![[None; 256]; 14], listed: Vec::new() }
     }
 
-    /// Every command of PROTOCOL.md section 6.
+    /// Every command of [`COMMANDS`].
     pub fn standard() -> Self {
         let mut t = DispatchTable::empty();
-        t.insert(GROUP_STATUS, ECHO, Handler::Inline(cmd::echo::run));
-        t.insert(GROUP_STATUS, VERSION, Handler::Inline(cmd::version::run));
-        t.insert(GROUP_STATUS, SHOW_STATS, Handler::Inline(cmd::show_stats::run));
-        t.insert(GROUP_HEALING, GET_TICKET, Handler::Inline(cmd::get_ticket::run));
-        t.insert(GROUP_HEALING, VALIDATE_TICKET, Handler::Inline(cmd::validate_ticket::run));
-        t.insert(GROUP_KEY_EXCHANGE, POST_KEY, Handler::Blocking(cmd::post_key::run));
-        t.insert(GROUP_KEY_EXCHANGE, KEY_ALERT, Handler::Async(cmd::key_alert::run));
-        t.insert(GROUP_KEY_EXCHANGE, GET_KEY, Handler::Blocking(cmd::get_key::run));
-        t.insert(GROUP_KEY_EXCHANGE, ENCRYPT_KEY, Handler::Inline(cmd::encrypt_key::run));
-        t.insert(GROUP_KEY_EXCHANGE, DECRYPT_RAIDA_KEY, Handler::Blocking(cmd::decrypt_raida_key::run));
-        t.set_heavy_above(GROUP_HEALING, GET_TICKET, HEAVY_RECORDS * raida_proto::commands::get_ticket::RECORD);
-        t.set_heavy_above(
-            GROUP_KEY_EXCHANGE,
-            DECRYPT_RAIDA_KEY,
-            5 + HEAVY_RECORDS * raida_proto::commands::key_tickets::DECRYPT_RECORD,
-        );
+        for c in COMMANDS {
+            t.insert(c.group, c.command, c.handler);
+            if let Some(bytes) = c.heavy_above {
+                t.set_heavy_above(c.group, c.command, bytes);
+            }
+        }
         t
+    }
+
+    /// (group, command) of every command in the table, in registry order.
+    pub fn commands(&self) -> impl Iterator<Item = (u8, u8)> + '_ {
+        self.listed.iter().copied()
     }
 
     /// A payload longer than `bytes` makes this command heavy work: it runs on the
@@ -90,6 +136,9 @@ impl DispatchTable {
 
     pub fn insert(&mut self, group: u8, command: u8, handler: Handler) {
         if let Some(row) = self.table.get_mut(group as usize) {
+            if row[command as usize].is_none() {
+                self.listed.push((group, command));
+            }
             row[command as usize] = Some(handler);
         }
     }

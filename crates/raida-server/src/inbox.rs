@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use raida_proto::codec::be32;
 use raida_proto::Status;
 
 use zeroize::Zeroize;
@@ -76,7 +77,7 @@ impl InboxKey {
         let mut senders = Vec::with_capacity(n);
         for _ in 0..n {
             let s = b.get(pos..pos + 5)?;
-            senders.push((s[0] as i8, u32::from_be_bytes([s[1], s[2], s[3], s[4]])));
+            senders.push((s[0] as i8, be32(&s[1..])));
             pos += 5;
         }
         let len_bytes = b.get(pos..pos + 2)?;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use raida_proto::consts::{is_coin_dn, MAX_SN};
+use raida_proto::consts::{is_coin_dn, AnsPerRaida, MAX_SN};
 use raida_proto::keys::{FallibleKeyLookup, LookupFault};
 
 /// One coin record to write: (DN, SN, AN, MFS).
@@ -35,7 +35,7 @@ pub trait Ledger: Send + Sync + 'static {
     /// The 25 ANs of this server's identity coin `coins/<dn>.<sn>.bin` if the file loads
     /// (440 bytes, zero bytes where zero is required, the configured coin id); `Ok(None)`
     /// when there is no such file or it does not load, `Err` when it could not be read.
-    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<[[u8; 16]; 25]>, Fault>;
+    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<AnsPerRaida>, Fault>;
     /// Write coin records durably (returns once they survive a crash).
     fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String>;
     /// (cached pages, dirty pages).
@@ -100,7 +100,7 @@ impl Ledger for StoreLedger {
     fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault> {
         Ok(self.store.raida_secret(sender, key_id))
     }
-    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<[[u8; 16]; 25]>, Fault> {
+    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<AnsPerRaida>, Fault> {
         match self.store.identity_coin(dn, sn, self.coin_id) {
             Ok(ans) => Ok(Some(ans)),
             Err(e @ raida_store::StoreError::Io { .. }) => Err(store_fault(e)),
@@ -125,7 +125,7 @@ impl Ledger for StoreLedger {
 /// Coin records by (DN, SN): (AN, MFS).
 pub type CoinMap = HashMap<(i8, u32), ([u8; 16], u8)>;
 /// Identity coins by (DN, SN): the 25 ANs.
-pub type IdentityMap = HashMap<(i8, u32), [[u8; 16]; 25]>;
+pub type IdentityMap = HashMap<(i8, u32), AnsPerRaida>;
 
 /// A lookup of a [`MemoryLedger`] made to fail (tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -192,7 +192,7 @@ impl Ledger for MemoryLedger {
         self.check(FaultAt::RaidaSecret(sender, key_id))?;
         Ok(self.secrets.read().get(&(sender, key_id)).copied())
     }
-    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<[[u8; 16]; 25]>, Fault> {
+    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<AnsPerRaida>, Fault> {
         self.check(FaultAt::Identity(dn, sn))?;
         Ok(self.identities.read().get(&(dn, sn)).copied())
     }

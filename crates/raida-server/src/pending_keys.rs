@@ -40,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use raida_proto::codec::be32;
 use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::Status;
 use raida_store::durable::{self, DirSync};
@@ -82,7 +83,7 @@ impl Poster {
         b
     }
     fn decode(b: &[u8]) -> Option<Poster> {
-        let sn = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
+        let sn = be32(b.get(2..6)?);
         Some(match b[0] {
             0 => Poster::Anonymous,
             1 => Poster::Coin(b[1] as i8, sn),
@@ -127,7 +128,6 @@ impl PendingKey {
         if b.len() < 34 || b[0] != 1 {
             return None;
         }
-        let be32 = |s: &[u8]| u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
         let kl = b[33] as usize;
         if b.len() != 34 + kl {
             return None;

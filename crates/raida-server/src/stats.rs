@@ -4,7 +4,6 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use raida_proto::commands::SPEC_COMMANDS;
 use raida_proto::Status;
 
 /// Counters shared by every worker (relaxed atomics: approximate under races, never blocking).
@@ -56,10 +55,16 @@ impl Stats {
         self.statuses[status.code() as usize].load(Relaxed)
     }
 
-    /// The Show Stats text.
-    pub fn render(&self, free_ticket_slots: usize, cached_pages: u64, dirty_pages: u64) -> String {
+    /// The Show Stats text; `commands` are the (group, command) pairs of the dispatch table.
+    pub fn render(
+        &self,
+        commands: impl Iterator<Item = (u8, u8)>,
+        free_ticket_slots: usize,
+        cached_pages: u64,
+        dirty_pages: u64,
+    ) -> String {
         let mut s = String::new();
-        for (g, c) in SPEC_COMMANDS {
+        for (g, c) in commands {
             let _ = writeln!(s, "requests.{g}.{c}={}", self.requests_for(g, c));
         }
         for status in Status::ALL {

@@ -258,7 +258,7 @@ async fn read_request<R: tokio::io::AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<
     } else {
         32
     };
-    let body = u16::from_be_bytes([buf[22], buf[23]]) as usize;
+    let body = raida_proto::header::body_length(buf);
     buf.resize(body_at + body, 0);
     r.read_exact(&mut buf[body_at..]).await?;
     Ok(())

@@ -1,5 +1,6 @@
-//! 40 Get Ticket: N × [DN 1][SN 4][AN 16] → 241 ticket / 242 / 243 bitfield || ticket.
+//! 2/40 Get Ticket: N × [DN 1][SN 4][AN 16] → 241 ticket / 242 / 243 bitfield || ticket.
 
+use crate::codec::{put_coin, Codec, Reader, Reply};
 use crate::consts::MAX_COINS_PER_TICKET;
 use crate::status::Status;
 
@@ -13,52 +14,109 @@ pub struct TicketRecord {
     pub an: [u8; 16],
 }
 
+impl Codec for TicketRecord {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_coin(out, (self.dn, self.sn));
+        out.extend_from_slice(&self.an);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        let (dn, sn) = r.coin()?;
+        Ok(TicketRecord { dn, sn, an: r.array()? })
+    }
+}
+
+/// The Get Ticket request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetTicket {
+    pub records: Vec<TicketRecord>,
+}
+
+impl Codec for GetTicket {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.records.len() * RECORD);
+        self.records.iter().for_each(|r| r.encode(out));
+    }
+    /// 16 for N = 0, 39 not a multiple of 21, 45 above 4096.
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        if r.is_empty() {
+            return Err(Status::InvalidPacketLength);
+        }
+        if !r.left().is_multiple_of(RECORD) {
+            return Err(Status::CoinsNotDiv);
+        }
+        let n = r.left() / RECORD;
+        if n > MAX_COINS_PER_TICKET {
+            return Err(Status::TooManyCoins);
+        }
+        Ok(GetTicket { records: r.records(n)? })
+    }
+}
+
 /// Check the payload's shape (16 for N = 0, 39 not a multiple of 21, 45 above 4096)
 /// and return an iterator over the records.
 pub fn parse(payload: &[u8]) -> Result<impl Iterator<Item = TicketRecord> + '_, Status> {
-    if payload.is_empty() {
-        return Err(Status::InvalidPacketLength);
-    }
-    if !payload.len().is_multiple_of(RECORD) {
-        return Err(Status::CoinsNotDiv);
-    }
-    if payload.len() / RECORD > MAX_COINS_PER_TICKET {
-        return Err(Status::TooManyCoins);
-    }
-    Ok(payload.chunks_exact(RECORD).map(|r| {
-        let mut an = [0u8; 16];
-        an.copy_from_slice(&r[5..21]);
-        TicketRecord { dn: r[0] as i8, sn: u32::from_be_bytes([r[1], r[2], r[3], r[4]]), an }
-    }))
+    GetTicket::decode(payload).map(|g| g.records.into_iter())
 }
 
 /// Encode records (client side).
 pub fn encode(records: &[TicketRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(records.len() * RECORD);
-    for r in records {
-        out.push(r.dn as u8);
-        out.extend_from_slice(&r.sn.to_be_bytes());
-        out.extend_from_slice(&r.an);
+    GetTicket { records: records.to_vec() }.to_bytes()
+}
+
+/// The answer: each record's result and the ticket (used when at least one passed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetTicketAnswer {
+    pub passes: Vec<bool>,
+    pub ticket: u32,
+}
+
+impl Codec for GetTicketAnswer {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self.status() {
+            Status::AllFail => {}
+            Status::AllPass => out.extend_from_slice(&self.ticket.to_be_bytes()),
+            _ => {
+                let at = out.len();
+                out.resize(at + self.passes.len().div_ceil(8), 0);
+                for (i, p) in self.passes.iter().enumerate() {
+                    if let Some(byte) = out.get_mut(at + i / 8).filter(|_| *p) {
+                        *byte |= 1 << (i % 8);
+                    }
+                }
+                out.extend_from_slice(&self.ticket.to_be_bytes());
+            }
+        }
     }
-    out
+    /// Client side. N is not on the wire: an empty payload (242) reads as no passes, 4
+    /// bytes (241) as the ticket alone, a longer one (243) as 8 results per bitfield byte.
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        if r.is_empty() {
+            return Ok(GetTicketAnswer { passes: Vec::new(), ticket: 0 });
+        }
+        let bitfield = r.take(r.left().saturating_sub(4))?;
+        let ticket = r.u32()?;
+        let passes = bitfield.iter().flat_map(|b| (0..8).map(move |i| b & (1 << i) != 0)).collect();
+        Ok(GetTicketAnswer { passes, ticket })
+    }
+}
+
+impl Reply for GetTicketAnswer {
+    /// 241 all passed, 242 none, 243 some.
+    fn status(&self) -> Status {
+        let n_pass = self.passes.iter().filter(|p| **p).count();
+        if n_pass == 0 {
+            Status::AllFail
+        } else if n_pass == self.passes.len() {
+            Status::AllPass
+        } else {
+            Status::Mixed
+        }
+    }
 }
 
 /// The answer for per-record results: (status, payload). `ticket` is only used when
 /// at least one record passed.
 pub fn answer(passes: &[bool], ticket: u32) -> (Status, Vec<u8>) {
-    let n_pass = passes.iter().filter(|p| **p).count();
-    if n_pass == 0 {
-        (Status::AllFail, Vec::new())
-    } else if n_pass == passes.len() {
-        (Status::AllPass, ticket.to_be_bytes().to_vec())
-    } else {
-        let mut out = vec![0u8; passes.len().div_ceil(8)];
-        for (i, p) in passes.iter().enumerate() {
-            if *p {
-                out[i / 8] |= 1 << (i % 8);
-            }
-        }
-        out.extend_from_slice(&ticket.to_be_bytes());
-        (Status::Mixed, out)
-    }
+    let a = GetTicketAnswer { passes: passes.to_vec(), ticket };
+    (a.status(), a.to_bytes())
 }

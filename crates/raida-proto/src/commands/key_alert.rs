@@ -1,7 +1,8 @@
-//! 42 Key Alert: [NU 1][NU × 36-byte entries] → 16-byte part map.
+//! 4/42 Key Alert: [NU 1][NU × 36-byte entries] → 16-byte part map.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::codec::{Codec, Reader, Reply};
 use crate::status::Status;
 
 pub const ENTRY: usize = 36;
@@ -23,8 +24,9 @@ impl AlertEntry {
     /// 12 trailing zero bytes).
     pub fn ip(&self) -> Option<IpAddr> {
         match self.ip_version {
-            4 if self.address[4..] == [0u8; 12] => {
-                Some(IpAddr::V4(Ipv4Addr::new(self.address[0], self.address[1], self.address[2], self.address[3])))
+            4 => {
+                let (v4, zero) = self.address.split_first_chunk::<4>()?;
+                zero.iter().all(|b| *b == 0).then(|| IpAddr::V4(Ipv4Addr::from(*v4)))
             }
             6 => Some(IpAddr::V6(Ipv6Addr::from(self.address))),
             _ => None,
@@ -35,6 +37,25 @@ impl AlertEntry {
     pub fn new(key_id: [u8; 16], ip: IpAddr, port: u16, raida_id: u8) -> Self {
         let (ip_version, address) = address_bytes(ip);
         AlertEntry { ip_version, key_id, address, port, raida_id }
+    }
+}
+
+impl Codec for AlertEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.ip_version);
+        out.extend_from_slice(&self.key_id);
+        out.extend_from_slice(&self.address);
+        out.extend_from_slice(&self.port.to_be_bytes());
+        out.push(self.raida_id);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        Ok(AlertEntry {
+            ip_version: r.u8()?,
+            key_id: r.array()?,
+            address: r.array()?,
+            port: r.u16()?,
+            raida_id: r.u8()?,
+        })
     }
 }
 
@@ -50,45 +71,68 @@ pub fn address_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
     }
 }
 
+/// The Key Alert request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyAlert {
+    pub entries: Vec<AlertEntry>,
+}
+
+impl Codec for KeyAlert {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(1 + self.entries.len() * ENTRY);
+        out.push(self.entries.len().min(255) as u8);
+        self.entries.iter().for_each(|e| e.encode(out));
+    }
+    /// NU of 0 or above 16, or a payload that is not 1 + 36 × NU → 16.
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        let nu = r.u8()? as usize;
+        if nu == 0 || nu > MAX_PARTS || r.left() != ENTRY * nu {
+            return Err(Status::InvalidPacketLength);
+        }
+        Ok(KeyAlert { entries: r.records(nu)? })
+    }
+}
+
 /// NU of 0 or above 16, or a payload that is not 1 + 36 × NU → 16.
 pub fn parse(payload: &[u8]) -> Result<Vec<AlertEntry>, Status> {
-    let nu = *payload.first().ok_or(Status::InvalidPacketLength)? as usize;
-    if nu == 0 || nu > MAX_PARTS || payload.len() != 1 + ENTRY * nu {
-        return Err(Status::InvalidPacketLength);
-    }
-    Ok(payload[1..]
-        .chunks_exact(ENTRY)
-        .map(|e| {
-            let mut key_id = [0u8; 16];
-            key_id.copy_from_slice(&e[1..17]);
-            let mut address = [0u8; 16];
-            address.copy_from_slice(&e[17..33]);
-            AlertEntry { ip_version: e[0], key_id, address, port: u16::from_be_bytes([e[33], e[34]]), raida_id: e[35] }
-        })
-        .collect())
+    KeyAlert::decode(payload).map(|a| a.entries)
 }
 
 pub fn encode(entries: &[AlertEntry]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(1 + entries.len() * ENTRY);
-    p.push(entries.len().min(255) as u8);
-    for e in entries {
-        p.push(e.ip_version);
-        p.extend_from_slice(&e.key_id);
-        p.extend_from_slice(&e.address);
-        p.extend_from_slice(&e.port.to_be_bytes());
-        p.push(e.raida_id);
+    KeyAlert { entries: entries.to_vec() }.to_bytes()
+}
+
+/// The answer: byte i = 0xFF if part i was fetched. Its status (250, 242, 243) travels in
+/// the response header; [`Codec::read`] leaves it at 250.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartMap {
+    pub status: Status,
+    pub map: [u8; MAX_PARTS],
+}
+
+impl Codec for PartMap {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.map);
     }
-    p
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        Ok(PartMap { status: Status::Success, map: r.array()? })
+    }
+}
+
+impl Reply for PartMap {
+    fn status(&self) -> Status {
+        self.status
+    }
 }
 
 /// Assemble fetched parts (None = not fetched): (status, 16-byte part map, key).
 /// 250 when every part came and the key ends in 0xFF; 242 when none came; else 243.
 pub fn assemble(parts: &[Option<Vec<u8>>]) -> (Status, [u8; 16], Option<Vec<u8>>) {
-    let mut map = [0u8; 16];
+    let mut map = [0u8; MAX_PARTS];
     let mut fetched = 0;
-    for (i, p) in parts.iter().enumerate().take(MAX_PARTS) {
+    for (slot, p) in map.iter_mut().zip(parts) {
         if p.is_some() {
-            map[i] = 0xFF;
+            *slot = 0xFF;
             fetched += 1;
         }
     }

@@ -1,5 +1,6 @@
-//! Payload codecs, one file per command: request and answer layouts of section 6.
-//! Handlers in the server see these typed values, never raw offsets.
+//! Payload codecs, one file per command (named after it): request and answer types of
+//! section 6, each a [`Codec`](crate::codec::Codec). Handlers in the server see these typed
+//! values, never raw offsets.
 
 use crate::header::CommandSet;
 
@@ -20,7 +21,10 @@ pub mod ids {
     pub const DECRYPT_RAIDA_KEY: u8 = 45;
 }
 
-/// Every (group, command) pair PROTOCOL.md section 6 defines.
+/// Every (group, command) pair PROTOCOL.md section 6 defines, for sans-IO users that have
+/// no server (this crate's tests, benches and fuzz targets). The server's registry
+/// (`raida_server::dispatch::COMMANDS`) is the list; its test `registry.rs` fails if this
+/// mirror differs from it or from PROTOCOL.md.
 pub const SPEC_COMMANDS: [(u8, u8); 10] = [
     (ids::GROUP_STATUS, ids::ECHO),
     (ids::GROUP_STATUS, ids::VERSION),
@@ -44,9 +48,99 @@ impl CommandSet for SpecCommands {
     }
 }
 
+pub mod decrypt_raida_key;
+pub mod echo;
+pub mod encrypt_key;
+pub mod get_key;
 pub mod get_ticket;
 pub mod key_alert;
 pub mod key_tickets;
 pub mod post_key;
+pub mod show_stats;
 pub mod status_group;
 pub mod validate_ticket;
+pub mod version;
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Debug;
+
+    use super::*;
+    use crate::codec::{Codec, Reply};
+    use crate::status::Status;
+
+    fn round_trip<T: Codec + PartialEq + Debug>(v: T) {
+        let bytes = v.to_bytes();
+        assert_eq!(T::decode(&bytes).as_ref(), Ok(&v), "{bytes:02x?}");
+        for cut in 0..bytes.len() {
+            // a truncated payload is an error or another value, never a panic
+            let _ = T::decode(&bytes[..cut]);
+        }
+    }
+
+    #[test]
+    fn every_request_and_answer_round_trips() {
+        let coin = (-3, 1_023_999);
+        round_trip(echo::Echo);
+        round_trip(version::Version);
+        round_trip(version::BuildDate(b"20261128".to_vec()));
+        round_trip(show_stats::ShowStats { admin_key: [7; 16] });
+        round_trip(show_stats::StatsText("requests.0.0=1\n".into()));
+        let record = get_ticket::TicketRecord { dn: 1, sn: 9, an: [3; 16] };
+        round_trip(get_ticket::GetTicket { records: vec![record; 3] });
+        round_trip(get_ticket::GetTicketAnswer {
+            passes: vec![true, false, true, true, false, false, false, false],
+            ticket: 77,
+        });
+        round_trip(validate_ticket::ValidateTicket { claiming_raida: 24, ticket: 5 });
+        round_trip(validate_ticket::ClaimedCoins { coins: vec![coin, (6, 0)] });
+        let name = post_key::CoinName { dn: 2, sn: 4 };
+        round_trip(post_key::PostKeyRequest {
+            key_id: [1; 16],
+            receiver: name,
+            receiver_ip: [10, 0, 0, 1],
+            sender: name,
+            key_field: [9; 128],
+            key_start: 88,
+            key_length: 40,
+        });
+        round_trip(get_key::GetKey { key_id: [4; 16] });
+        round_trip(get_key::GetKeyAnswer { sender: name, key: vec![0xAA, 0xFF] });
+        let entry = key_alert::AlertEntry::new([5; 16], [127, 0, 0, 1].into(), 50001, 1);
+        round_trip(key_alert::KeyAlert { entries: vec![entry; 16] });
+        round_trip(key_alert::PartMap { status: Status::Success, map: [0xFF; 16] });
+        round_trip(encrypt_key::EncryptKey { recipient: coin, key_part: [8; 8], target: (1, 2) });
+        round_trip(encrypt_key::KeyTicket([6; 16]));
+        round_trip(encrypt_key::TicketBlock { key_part: [8; 8], target: coin, random2: [1, 2], end: 0xFF });
+        let r = decrypt_raida_key::DecryptRecord {
+            coin_id: 6,
+            split_id: 1,
+            raida_id: 24,
+            shard: 0,
+            target: coin,
+            ticket: [2; 16],
+        };
+        round_trip(decrypt_raida_key::DecryptRaidaKey { coin, records: vec![r; 2] });
+        round_trip(decrypt_raida_key::Accepted(vec![true, false]));
+    }
+
+    #[test]
+    fn answers_carry_their_status() {
+        let a = |passes: Vec<bool>| get_ticket::GetTicketAnswer { passes, ticket: 1 }.status();
+        assert_eq!(a(vec![true, true]), Status::AllPass);
+        assert_eq!(a(vec![false, false]), Status::AllFail);
+        assert_eq!(a(vec![true, false]), Status::Mixed);
+        assert_eq!(encrypt_key::KeyTicket([0; 16]).status(), Status::Success);
+    }
+
+    #[test]
+    fn the_checks_of_45_are_in_order() {
+        use decrypt_raida_key::{DecryptRecord, RecordFault};
+        let ok = DecryptRecord { coin_id: 6, split_id: 0, raida_id: 0, shard: 0, target: (1, 1), ticket: [0; 16] };
+        assert_eq!(ok.check(6), Ok(()));
+        assert_eq!(DecryptRecord { coin_id: 5, split_id: 2, ..ok }.check(6), Err(RecordFault::CoinId));
+        assert_eq!(DecryptRecord { split_id: 2, raida_id: 25, ..ok }.check(6), Err(RecordFault::SplitId));
+        assert_eq!(DecryptRecord { raida_id: 25, ..ok }.check(6), Err(RecordFault::RaidaId));
+        assert!(!DecryptRecord { raida_id: 25, ..ok }.shape_ok(6));
+    }
+}

@@ -1,11 +1,16 @@
-//! 41 Post Key (payload 167) and 43 Get Key (payload 37).
+//! 4/41 Post Key (payload 167). Get Key (43) is in `get_key.rs`; its older entry points are
+//! re-exported here.
 
+use crate::codec::{put_coin, Codec, Reader};
 use crate::status::Status;
 
+pub use super::get_key::{decode_get_answer, encode_get, encode_get_answer, parse_get, GET_KEY_SIZE};
+
 pub const POST_KEY_SIZE: usize = 167;
-pub const GET_KEY_SIZE: usize = 37;
 pub const KEY_FIELD: usize = 128;
 pub const KEY_LENGTHS: [u8; 6] = [4, 8, 16, 24, 32, 40];
+/// Bytes 25..32: reserved, zero, ignored.
+const RESERVED: usize = 7;
 
 /// A coin named in a Post Key; (0, 0) means "not set".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,6 +22,11 @@ pub struct CoinName {
 impl CoinName {
     pub fn is_set(&self) -> bool {
         !(self.dn == 0 && self.sn == 0)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        let (dn, sn) = r.coin()?;
+        Ok(CoinName { dn, sn })
     }
 }
 
@@ -32,35 +42,78 @@ pub struct PostKey {
     pub key_bytes: Vec<u8>,
 }
 
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+/// The Post Key payload as it is on the wire: the key part sits at KS inside 128 bytes of
+/// random padding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostKeyRequest {
+    pub key_id: [u8; 16],
+    pub receiver: CoinName,
+    pub receiver_ip: [u8; 4],
+    pub sender: CoinName,
+    pub key_field: [u8; KEY_FIELD],
+    /// KS, key start.
+    pub key_start: u8,
+    /// KL, key length.
+    pub key_length: u8,
+}
+
+impl PostKeyRequest {
+    /// The KL key bytes at KS (empty if they do not fit: `read` refuses such a request).
+    pub fn key_bytes(&self) -> &[u8] {
+        let ks = self.key_start as usize;
+        self.key_field.get(ks..ks + self.key_length as usize).unwrap_or(&[])
+    }
+
+    /// What the server keeps of it.
+    pub fn post(&self) -> PostKey {
+        PostKey {
+            key_id: self.key_id,
+            receiver: self.receiver,
+            receiver_ip: self.receiver_ip,
+            sender: self.sender,
+            key_bytes: self.key_bytes().to_vec(),
+        }
+    }
+}
+
+impl Codec for PostKeyRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(POST_KEY_SIZE);
+        out.extend_from_slice(&self.key_id);
+        put_coin(out, (self.receiver.dn, self.receiver.sn));
+        out.extend_from_slice(&self.receiver_ip);
+        out.extend_from_slice(&[0; RESERVED]);
+        put_coin(out, (self.sender.dn, self.sender.sn));
+        out.extend_from_slice(&self.key_field);
+        out.push(self.key_start);
+        out.push(self.key_length);
+    }
+
+    /// Checks in order: size (16), KS (195), KL (196).
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        if r.left() != POST_KEY_SIZE {
+            return Err(Status::InvalidPacketLength);
+        }
+        let key_id = r.array()?;
+        let receiver = CoinName::read(r)?;
+        let receiver_ip = r.array()?;
+        r.skip(RESERVED)?;
+        let sender = CoinName::read(r)?;
+        let key_field = r.array()?;
+        let (key_start, key_length) = (r.u8()?, r.u8()?);
+        if key_start as usize >= KEY_FIELD {
+            return Err(Status::InvalidKeyStart);
+        }
+        if !KEY_LENGTHS.contains(&key_length) || key_start as usize + key_length as usize > KEY_FIELD {
+            return Err(Status::InvalidKeyLength);
+        }
+        Ok(PostKeyRequest { key_id, receiver, receiver_ip, sender, key_field, key_start, key_length })
+    }
 }
 
 /// Checks in order: size (16), KS (195), KL (196).
 pub fn parse_post(payload: &[u8]) -> Result<PostKey, Status> {
-    if payload.len() != POST_KEY_SIZE {
-        return Err(Status::InvalidPacketLength);
-    }
-    let ks = payload[165] as usize;
-    let kl = payload[166];
-    if ks > 127 {
-        return Err(Status::InvalidKeyStart);
-    }
-    if !KEY_LENGTHS.contains(&kl) || ks + kl as usize > KEY_FIELD {
-        return Err(Status::InvalidKeyLength);
-    }
-    let mut key_id = [0u8; 16];
-    key_id.copy_from_slice(&payload[..16]);
-    let mut receiver_ip = [0u8; 4];
-    receiver_ip.copy_from_slice(&payload[21..25]);
-    let field = &payload[37..37 + KEY_FIELD];
-    Ok(PostKey {
-        key_id,
-        receiver: CoinName { dn: payload[16] as i8, sn: be32(&payload[17..21]) },
-        receiver_ip,
-        sender: CoinName { dn: payload[32] as i8, sn: be32(&payload[33..37]) },
-        key_bytes: field[ks..ks + kl as usize].to_vec(),
-    })
+    PostKeyRequest::decode(payload).map(|r| r.post())
 }
 
 /// Build a Post Key payload: the key part is placed at `ks` inside `padding` (128 random bytes).
@@ -73,51 +126,23 @@ pub fn encode_post(
     ks: u8,
     key_part: &[u8],
 ) -> Vec<u8> {
-    let mut p = vec![0u8; POST_KEY_SIZE];
-    p[..16].copy_from_slice(key_id);
-    p[16] = receiver.dn as u8;
-    p[17..21].copy_from_slice(&receiver.sn.to_be_bytes());
-    p[21..25].copy_from_slice(&receiver_ip);
-    p[32] = sender.dn as u8;
-    p[33..37].copy_from_slice(&sender.sn.to_be_bytes());
-    p[37..165].copy_from_slice(padding);
-    let ks_us = (ks as usize).min(KEY_FIELD);
-    let end = (ks_us + key_part.len()).min(KEY_FIELD);
-    p[37 + ks_us..37 + end].copy_from_slice(&key_part[..end - ks_us]);
-    p[165] = ks;
-    p[166] = key_part.len().min(255) as u8;
-    p
-}
-
-/// Get Key: the key id (the 21 reserved bytes are ignored).
-pub fn parse_get(payload: &[u8]) -> Result<[u8; 16], Status> {
-    if payload.len() != GET_KEY_SIZE {
-        return Err(Status::InvalidPacketLength);
+    let mut key_field = *padding;
+    let start = (ks as usize).min(KEY_FIELD);
+    let end = (start + key_part.len()).min(KEY_FIELD);
+    if let (Some(dst), Some(src)) = (key_field.get_mut(start..end), key_part.get(..end - start)) {
+        dst.copy_from_slice(src);
     }
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&payload[..16]);
-    Ok(id)
+    let request = PostKeyRequest {
+        key_id: *key_id,
+        receiver,
+        receiver_ip,
+        sender,
+        key_field,
+        key_start: ks,
+        key_length: key_part.len().min(255) as u8,
+    };
+    request.to_bytes()
 }
 
-pub fn encode_get(key_id: &[u8; 16]) -> Vec<u8> {
-    let mut p = vec![0u8; GET_KEY_SIZE];
-    p[..16].copy_from_slice(key_id);
-    p
-}
-
-/// Get Key answer: [sender DN][sender SN][key bytes].
-pub fn encode_get_answer(sender: CoinName, key_bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + key_bytes.len());
-    out.push(sender.dn as u8);
-    out.extend_from_slice(&sender.sn.to_be_bytes());
-    out.extend_from_slice(key_bytes);
-    out
-}
-
-/// Client side: split a Get Key answer into the sender and the key bytes.
-pub fn decode_get_answer(payload: &[u8]) -> Option<(CoinName, &[u8])> {
-    if payload.len() < 5 {
-        return None;
-    }
-    Some((CoinName { dn: payload[0] as i8, sn: be32(&payload[1..5]) }, &payload[5..]))
-}
+/// The Post Key answer: none (250).
+pub use crate::codec::Empty as PostKeyAnswer;

@@ -1,7 +1,10 @@
-//! 50 Validate Ticket: [claiming RAIDA id 1][ticket 4] → N × [DN 1][SN 4].
+//! 2/50 Validate Ticket: [claiming RAIDA id 1][ticket 4] → N × [DN 1][SN 4].
 
+use crate::codec::{put_coin, Codec, Reader, Reply};
 use crate::consts::TOTAL_RAIDA_SERVERS;
 use crate::status::Status;
+
+pub const SIZE: usize = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValidateTicket {
@@ -9,31 +12,58 @@ pub struct ValidateTicket {
     pub ticket: u32,
 }
 
-/// Size (16) and RAIDA id (18) checks.
-pub fn parse(payload: &[u8]) -> Result<ValidateTicket, Status> {
-    if payload.len() != 5 {
-        return Err(Status::InvalidPacketLength);
+impl Codec for ValidateTicket {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.claiming_raida);
+        out.extend_from_slice(&self.ticket.to_be_bytes());
     }
-    if payload[0] >= TOTAL_RAIDA_SERVERS {
-        return Err(Status::WrongRaida);
+    /// Size (16) and RAIDA id (18) checks.
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        if r.left() != SIZE {
+            return Err(Status::InvalidPacketLength);
+        }
+        let claiming_raida = r.u8()?;
+        if claiming_raida >= TOTAL_RAIDA_SERVERS {
+            return Err(Status::WrongRaida);
+        }
+        Ok(ValidateTicket { claiming_raida, ticket: r.u32()? })
     }
-    Ok(ValidateTicket {
-        claiming_raida: payload[0],
-        ticket: u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]),
-    })
 }
 
-pub fn encode(v: &ValidateTicket) -> [u8; 5] {
-    let t = v.ticket.to_be_bytes();
-    [v.claiming_raida, t[0], t[1], t[2], t[3]]
+/// Size (16) and RAIDA id (18) checks.
+pub fn parse(payload: &[u8]) -> Result<ValidateTicket, Status> {
+    ValidateTicket::decode(payload)
 }
+
+pub fn encode(v: &ValidateTicket) -> [u8; SIZE] {
+    let mut out = [0u8; SIZE];
+    out.copy_from_slice(&v.to_bytes());
+    out
+}
+
+/// The answer: the claimed coins, N × [DN][SN].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedCoins {
+    pub coins: Vec<(i8, u32)>,
+}
+
+impl Codec for ClaimedCoins {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.coins.len() * 5);
+        self.coins.iter().for_each(|c| put_coin(out, *c));
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
+        let mut coins = Vec::with_capacity(r.left() / 5);
+        while !r.is_empty() {
+            coins.push(r.coin()?);
+        }
+        Ok(ClaimedCoins { coins })
+    }
+}
+
+impl Reply for ClaimedCoins {}
 
 /// The answer: N × [DN][SN].
 pub fn answer(coins: &[(i8, u32)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(coins.len() * 5);
-    for (dn, sn) in coins {
-        out.push(*dn as u8);
-        out.extend_from_slice(&sn.to_be_bytes());
-    }
-    out
+    ClaimedCoins { coins: coins.to_vec() }.to_bytes()
 }

@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 
-use raida_proto::commands::key_tickets::{self, DecryptRecord};
-use raida_proto::consts::mfs_for_unix_time;
+use raida_proto::commands::decrypt_raida_key::{Accepted, DecryptRaidaKey, DecryptRecord, RecordFault};
+use raida_proto::commands::encrypt_key::{open_ticket_checked, TicketFault};
+use raida_proto::consts::{mfs_for_unix_time, AnsPerRaida};
 use raida_proto::{Key16, Status};
 
+use super::{Command, Ctx};
 use crate::ledger::Fault;
 use crate::state::{Answer, Call, ServerState};
 
@@ -22,81 +24,101 @@ pub enum Verdict {
     TargetMismatch,
 }
 
+impl From<RecordFault> for Verdict {
+    fn from(f: RecordFault) -> Verdict {
+        match f {
+            RecordFault::CoinId => Verdict::CoinId,
+            RecordFault::SplitId => Verdict::SplitId,
+            RecordFault::RaidaId => Verdict::RaidaId,
+        }
+    }
+}
+
+impl From<TicketFault> for Verdict {
+    fn from(f: TicketFault) -> Verdict {
+        match f {
+            TicketFault::NoFf => Verdict::NoFf,
+            TicketFault::TargetMismatch => Verdict::TargetMismatch,
+        }
+    }
+}
+
+impl Command for DecryptRaidaKey {
+    type Answer = Accepted;
+
+    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<Accepted, Status> {
+        judge_all(state, ctx, self, &mut Vec::new())
+    }
+}
+
 pub fn run(state: &ServerState, call: &Call) -> Answer {
-    answer(state, call).0
+    super::run::<DecryptRaidaKey>(state, call)
 }
 
 /// The answer and each record's verdict.
 pub fn answer(state: &ServerState, call: &Call) -> (Answer, Vec<Verdict>) {
-    let (coin, records) = match key_tickets::parse_decrypt(&call.payload) {
-        Ok(r) => r,
-        Err(s) => return (s.into(), Vec::new()),
-    };
+    let mut verdicts = Vec::new();
+    let answer = super::run_with(call, |req: DecryptRaidaKey, ctx| judge_all(state, ctx, req, &mut verdicts));
+    (answer, verdicts)
+}
+
+fn judge_all(
+    state: &ServerState,
+    ctx: &Ctx,
+    req: DecryptRaidaKey,
+    verdicts: &mut Vec<Verdict>,
+) -> Result<Accepted, Status> {
     // Missing, not loading or unreadable: 197 all three.
-    let Ok(Some(ans)) = state.ledger.identity_coin(coin.0, coin.1) else {
-        return (Status::CoinLoad.into(), Vec::new());
+    let Ok(Some(ans)) = state.ledger.identity_coin(req.coin.0, req.coin.1) else {
+        return Err(Status::CoinLoad);
     };
-    let mfs = mfs_for_unix_time(call.now);
+    let mfs = mfs_for_unix_time(ctx.now);
     let mut pending: HashMap<(i8, u32), [u8; 16]> = HashMap::new();
     let mut order: Vec<(i8, u32)> = Vec::new();
-    let mut results = Vec::with_capacity(records.len());
-    let mut verdicts = Vec::with_capacity(records.len());
-    for r in &records {
-        let Ok(v) = judge(state, r, &ans, &mut pending, &mut order, coin_id(state)) else {
-            // A target whose page cannot be read: the whole request fails before anything
-            // is written (194), rather than that record reading as "not present".
-            return (Status::Filesystem.into(), verdicts);
-        };
-        results.push(u8::from(v == Verdict::Ok));
+    verdicts.reserve(req.records.len());
+    for r in &req.records {
+        // A target whose page cannot be read: the whole request fails before anything
+        // is written (194), rather than that record reading as "not present".
+        let v = judge(state, r, &ans, &mut pending, &mut order).map_err(|_| Status::Filesystem)?;
         verdicts.push(v);
     }
-    let updates: Vec<_> = order.iter().map(|t| (t.0, t.1, pending[t], mfs)).collect();
+    let updates: Vec<_> = order.iter().filter_map(|t| Some((t.0, t.1, *pending.get(t)?, mfs))).collect();
     if !updates.is_empty() {
         if let Err(e) = state.ledger.write_coins(&updates) {
             tracing::error!(error = %e, "decrypt raida key: durable write failed");
-            return (Status::Filesystem.into(), verdicts);
+            return Err(Status::Filesystem);
         }
     }
-    (Answer::ok(results), verdicts)
-}
-
-fn coin_id(state: &ServerState) -> u16 {
-    state.identity.coin_id
+    Ok(Accepted(verdicts.iter().map(|v| *v == Verdict::Ok).collect()))
 }
 
 fn judge(
     state: &ServerState,
     r: &DecryptRecord,
-    ans: &[[u8; 16]; 25],
+    ans: &AnsPerRaida,
     pending: &mut HashMap<(i8, u32), [u8; 16]>,
     order: &mut Vec<(i8, u32)>,
-    coin_id: u16,
 ) -> Result<Verdict, Fault> {
-    if r.coin_id != coin_id {
-        return Ok(Verdict::CoinId);
-    }
-    if r.split_id > 1 {
-        return Ok(Verdict::SplitId);
-    }
-    if r.raida_id > 24 {
-        return Ok(Verdict::RaidaId);
+    if let Err(f) = r.check(state.identity.coin_id) {
+        return Ok(f.into());
     }
     let Some(current) = state.ledger.coin_an(r.target.0, r.target.1)? else {
         return Ok(Verdict::TargetNotPresent);
     };
-    let maker = Key16::new(ans[r.raida_id as usize]);
-    let block = raida_proto::crypto::aes128_decrypt_block(&maker, &r.ticket);
-    if block[15] != 0xFF {
-        return Ok(Verdict::NoFf);
-    }
-    let Some(key) = key_tickets::open_ticket(&maker, &r.ticket, r.target) else {
-        return Ok(Verdict::TargetMismatch);
+    // check() bounds the RAIDA id below 25
+    let Some(maker) = ans.get(r.raida_id as usize).map(|an| Key16::new(*an)) else {
+        return Ok(Verdict::RaidaId);
+    };
+    let key = match open_ticket_checked(&maker, &r.ticket, r.target) {
+        Ok(k) => k,
+        Err(f) => return Ok(f.into()),
     };
     let an = pending.entry(r.target).or_insert_with(|| {
         order.push(r.target);
         current
     });
-    let at = r.split_id as usize * 8;
-    an[at..at + 8].copy_from_slice(&key);
+    if let Some(half) = an.get_mut(r.half()) {
+        half.copy_from_slice(&key);
+    }
     Ok(Verdict::Ok)
 }

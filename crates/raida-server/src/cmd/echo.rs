@@ -1,12 +1,18 @@
 //! 0/0 Echo: empty payload → 250.
 
-use raida_proto::commands::status_group;
+use raida_proto::commands::echo::{Echo, EchoAnswer};
+use raida_proto::Status;
 
+use super::{Command, Ctx};
 use crate::state::{Answer, Call, ServerState};
 
-pub fn run(_state: &ServerState, call: &Call) -> Answer {
-    match status_group::parse_empty(&call.payload) {
-        Ok(()) => Answer::ok(Vec::new()),
-        Err(s) => s.into(),
+impl Command for Echo {
+    type Answer = EchoAnswer;
+    fn apply(self, _: &ServerState, _: &Ctx) -> Result<EchoAnswer, Status> {
+        Ok(EchoAnswer)
     }
+}
+
+pub fn run(state: &ServerState, call: &Call) -> Answer {
+    super::run::<Echo>(state, call)
 }

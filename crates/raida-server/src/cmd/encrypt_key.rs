@@ -4,35 +4,48 @@
 //! under the target coin's own key (6/44 amended): a ticket gives the target a new AN
 //! elsewhere through 45, so anyone else asking would be taking the coin over.
 
-use raida_proto::commands::key_tickets;
+use raida_proto::commands::encrypt_key::{self, EncryptKey, KeyTicket};
 use raida_proto::{Encryption, Key16, Status};
 use rand_core::{OsRng, RngCore};
 
+use super::{Command, Ctx};
 use crate::state::{Answer, Call, ServerState};
 
+impl Command for EncryptKey {
+    type Answer = KeyTicket;
+
+    fn admit(ctx: &Ctx) -> Result<(), Status> {
+        if ctx.header.encryption == Encryption::None {
+            return Err(Status::InvalidEncryption);
+        }
+        Ok(())
+    }
+
+    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<KeyTicket, Status> {
+        let mut random2 = [0u8; 2];
+        OsRng.fill_bytes(&mut random2);
+        ticket(state, ctx, self, random2)
+    }
+}
+
+/// The ticket with its 2 random bytes given.
+fn ticket(state: &ServerState, ctx: &Ctx, req: EncryptKey, random2: [u8; 2]) -> Result<KeyTicket, Status> {
+    if !super::request_coins(&ctx.header.key_identity).contains(&req.target) {
+        return Err(Status::InvalidEncryption);
+    }
+    let an = match state.ledger.coin_an(req.recipient.0, req.recipient.1) {
+        Ok(Some(an)) => an,
+        Ok(None) => return Err(Status::InvalidSnOrDenomination),
+        Err(_) => return Err(Status::Filesystem),
+    };
+    Ok(KeyTicket(encrypt_key::make_ticket(&Key16::new(an), &req.key_part, req.target, random2)))
+}
+
 pub fn run(state: &ServerState, call: &Call) -> Answer {
-    let mut random2 = [0u8; 2];
-    OsRng.fill_bytes(&mut random2);
-    answer(state, call, random2)
+    super::run::<EncryptKey>(state, call)
 }
 
 /// The command with its 2 random bytes given (vectors and tests).
 pub fn answer(state: &ServerState, call: &Call, random2: [u8; 2]) -> Answer {
-    if call.header.encryption == Encryption::None {
-        return Status::InvalidEncryption.into();
-    }
-    let req = match key_tickets::parse_encrypt(&call.payload) {
-        Ok(r) => r,
-        Err(s) => return s.into(),
-    };
-    if !super::request_coins(&call.header.key_identity).contains(&req.target) {
-        return Status::InvalidEncryption.into();
-    }
-    let an = match state.ledger.coin_an(req.recipient.0, req.recipient.1) {
-        Ok(Some(an)) => an,
-        Ok(None) => return Status::InvalidSnOrDenomination.into(),
-        Err(_) => return Status::Filesystem.into(),
-    };
-    let ticket = key_tickets::make_ticket(&Key16::new(an), &req.key_part, req.target, random2);
-    Answer::ok(ticket.to_vec())
+    super::run_with(call, |req: EncryptKey, ctx| ticket(state, ctx, req, random2))
 }

@@ -1,18 +1,21 @@
 //! 4/43 Get Key: hand a pending key out once (deleted durably before the answer).
 
-use raida_proto::commands::post_key;
+use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
+use raida_proto::Status;
 
-use crate::cmd::request_coins;
+use super::{request_coins, Command, Ctx};
 use crate::state::{Answer, Call, ServerState};
 
-pub fn run(state: &ServerState, call: &Call) -> Answer {
-    let key_id = match post_key::parse_get(&call.payload) {
-        Ok(id) => id,
-        Err(s) => return s.into(),
-    };
-    let coins = request_coins(&call.header.key_identity);
-    match state.pending_keys.take(&key_id, &coins, call.peer, call.now) {
-        Ok((sender, key)) => Answer::ok(post_key::encode_get_answer(sender, &key)),
-        Err(s) => s.into(),
+impl Command for GetKey {
+    type Answer = GetKeyAnswer;
+
+    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<GetKeyAnswer, Status> {
+        let coins = request_coins(&ctx.header.key_identity);
+        let (sender, key) = state.pending_keys.take(&self.key_id, &coins, ctx.peer, ctx.now)?;
+        Ok(GetKeyAnswer { sender, key })
     }
+}
+
+pub fn run(state: &ServerState, call: &Call) -> Answer {
+    super::run::<GetKey>(state, call)
 }

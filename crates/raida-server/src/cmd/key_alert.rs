@@ -19,15 +19,19 @@ use std::time::Instant;
 use raida_client::batch::{udp_batch, BatchRequest};
 use raida_client::Server;
 use raida_proto::client::ClientKey;
+use raida_proto::codec::Codec;
+use raida_proto::commands::get_key::{self, GetKey};
 use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
-use raida_proto::commands::key_alert::{self, AlertEntry};
-use raida_proto::commands::post_key::{self, KEY_LENGTHS};
+use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert, PartMap};
+use raida_proto::commands::post_key::KEY_LENGTHS;
+use raida_proto::consts::AnsPerRaida;
 use raida_proto::{Key16, Key32, Status};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::Ctx;
 use crate::dispatch::AnswerFuture;
 use crate::inbox::{InboxError, InboxKey, Refusal};
-use crate::state::{Answer, Call, KeyServer, ServerState};
+use crate::state::{Call, KeyServer, ServerState};
 
 /// The largest Get Key answer: header 32, then [sender DN 1][sender SN 4][key ≤ 40],
 /// a GCM tag 16 (modern) and the terminator 2. The receive buffer is this size, not 64 KiB.
@@ -51,8 +55,21 @@ pub fn may_contact(servers: &[KeyServer], e: &AlertEntry) -> Option<KeyServer> {
     servers.iter().copied().find(|s| s.ip == ip && s.port == e.port && s.raida_id == e.raida_id)
 }
 
+/// The command runs as an async task (it talks to the network), so it is not a
+/// [`Command`](super::Command); it decodes the same way.
 pub fn run(state: Arc<ServerState>, call: Call) -> AnswerFuture {
-    Box::pin(async move { alert(state, call).await })
+    Box::pin(async move {
+        let ctx = Ctx::of(&call);
+        let req = match KeyAlert::decode(&call.payload) {
+            Ok(r) => r,
+            Err(s) => return s.into(),
+        };
+        drop(call);
+        match alert(state, ctx, req).await {
+            Ok(map) => super::reply(map),
+            Err(s) => s.into(),
+        }
+    })
 }
 
 /// A part as a key server handed it out: (sender DN, SN) and the key bytes.
@@ -63,7 +80,7 @@ enum Auth {
     /// No identity configured: EN 0.
     Anonymous,
     /// The identity coin's 25 ANs (wiped when the alert is done).
-    Coin { dn: i8, sn: u32, ans: Box<Zeroizing<[[u8; 16]; 25]>> },
+    Coin { dn: i8, sn: u32, ans: Box<Zeroizing<AnsPerRaida>> },
 }
 
 impl Auth {
@@ -104,21 +121,15 @@ async fn load_identity(state: &Arc<ServerState>) -> Result<Auth, Status> {
     }
 }
 
-async fn alert(state: Arc<ServerState>, call: Call) -> Answer {
-    let entries = match key_alert::parse(&call.payload) {
-        Ok(e) => e,
-        Err(s) => return s.into(),
-    };
-    let Some(first) = entries.first().map(|e| e.key_id) else { return Status::InvalidPacketLength.into() };
+async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartMap, Status> {
+    let entries = req.entries;
+    let Some(first) = entries.first().map(|e| e.key_id) else { return Err(Status::InvalidPacketLength) };
     // an inbox key is never replaced, and the inbox is bounded: refuse before fetching
-    if let Err(refusal) = state.inbox.admit(&first, call.now) {
+    if let Err(refusal) = state.inbox.admit(&first, ctx.now) {
         log_refusal(refusal);
-        return refusal.status().into();
+        return Err(refusal.status());
     }
-    let auth = match load_identity(&state).await {
-        Ok(a) => a,
-        Err(s) => return s.into(),
-    };
+    let auth = load_identity(&state).await?;
     let settings = &state.key_alert;
 
     // each distinct (key server, key id) is fetched once; duplicates share its result
@@ -138,7 +149,7 @@ async fn alert(state: Arc<ServerState>, call: Call) -> Answer {
                 group: GROUP_KEY_EXCHANGE,
                 command: GET_KEY,
                 key,
-                payload: post_key::encode_get(&e.key_id),
+                payload: GetKey { key_id: e.key_id }.to_bytes(),
             });
             Some(requests.len() - 1)
         })
@@ -154,8 +165,8 @@ async fn alert(state: Arc<ServerState>, call: Call) -> Answer {
         .into_iter()
         .map(|r| match r {
             Ok(mut reply) => {
-                let part = post_key::decode_get_answer(&reply.payload)
-                    .map(|(s, k)| ((s.dn, s.sn), Zeroizing::new(k.to_vec())));
+                let part =
+                    get_key::decode_get_answer(&reply.payload).map(|(s, k)| ((s.dn, s.sn), Zeroizing::new(k.to_vec())));
                 reply.payload.zeroize();
                 part
             }
@@ -176,7 +187,7 @@ async fn alert(state: Arc<ServerState>, call: Call) -> Answer {
     if let Some(key) = key {
         let stored = InboxKey {
             key_id: first,
-            created: call.now,
+            created: ctx.now,
             senders: slots.iter().filter_map(|s| fetched.get((*s)?)?.as_ref().map(|(sender, _)| *sender)).collect(),
             key,
         };
@@ -185,26 +196,26 @@ async fn alert(state: Arc<ServerState>, call: Call) -> Answer {
         match result {
             Ok(Ok(())) => {}
             // another alert stored this key id, or filled the inbox, while this one fetched
-            Ok(Err(InboxError::Exists)) => return refused(Refusal::Exists),
-            Ok(Err(InboxError::Full)) => return refused(Refusal::Full),
+            Ok(Err(InboxError::Exists)) => return Err(refused(Refusal::Exists)),
+            Ok(Err(InboxError::Full)) => return Err(refused(Refusal::Full)),
             Ok(Err(e)) => {
                 if let Some(suppressed) = LOG_STORE.pass() {
                     tracing::error!(error = %e, suppressed, "key alert: cannot store the assembled key");
                 }
-                return Status::Filesystem.into();
+                return Err(Status::Filesystem);
             }
             Err(e) => {
                 tracing::error!(error = %e, "key alert: store task failed");
-                return Status::Internal.into();
+                return Err(Status::Internal);
             }
         }
     }
-    Answer { status, payload: map.to_vec() }
+    Ok(PartMap { status, map })
 }
 
-fn refused(refusal: Refusal) -> Answer {
+fn refused(refusal: Refusal) -> Status {
     log_refusal(refusal);
-    refusal.status().into()
+    refusal.status()
 }
 
 fn log_refusal(refusal: Refusal) {

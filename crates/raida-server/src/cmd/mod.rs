@@ -1,6 +1,8 @@
-//! One file per command. Each handler sees typed inputs ([`Call`](crate::state::Call):
-//! header, decrypted payload, peer, time) and returns an [`Answer`](crate::state::Answer);
-//! payload layouts live in `raida_proto::commands`.
+//! One file per command, named after it. A handler implements [`Command`] for the request
+//! type of its codec (`raida_proto::commands::<command>`): it receives the decoded request
+//! and a [`Ctx`] (header, peer, time; never the payload bytes) and returns its typed answer
+//! or a status. [`run`] is the one path from a [`Call`] to an [`Answer`]: header checks,
+//! decode, apply, encode.
 
 pub mod decrypt_raida_key;
 pub mod echo;
@@ -13,7 +15,59 @@ pub mod show_stats;
 pub mod validate_ticket;
 pub mod version;
 
-use raida_proto::{Encryption, KeyIdentity};
+use std::net::IpAddr;
+
+use raida_proto::codec::{Codec, Reply};
+use raida_proto::header::RequestHeader;
+use raida_proto::{Encryption, KeyIdentity, Status};
+
+use crate::state::{Answer, Call, ServerState};
+
+/// What a handler knows of its call besides the decoded request.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx {
+    pub header: RequestHeader,
+    pub peer: IpAddr,
+    pub now: u64,
+}
+
+impl Ctx {
+    pub fn of(call: &Call) -> Ctx {
+        Ctx { header: call.header, peer: call.peer, now: call.now }
+    }
+}
+
+/// A command as this server applies it.
+pub trait Command: Codec {
+    type Answer: Reply;
+
+    /// Checks on the header that section 6 puts before the payload's (44: EN 0 → 34 before
+    /// the size; Show Stats: EN 0 only from loopback).
+    fn admit(_ctx: &Ctx) -> Result<(), Status> {
+        Ok(())
+    }
+
+    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<Self::Answer, Status>;
+}
+
+/// Header checks, decode, [`Command::apply`], encode.
+pub fn run<C: Command>(state: &ServerState, call: &Call) -> Answer {
+    run_with(call, |req: C, ctx| req.apply(state, ctx))
+}
+
+/// [`run`] with another way to apply the request (tests fix the randomness of 44).
+pub fn run_with<C: Command>(call: &Call, apply: impl FnOnce(C, &Ctx) -> Result<C::Answer, Status>) -> Answer {
+    let ctx = Ctx::of(call);
+    match C::admit(&ctx).and_then(|()| C::decode(&call.payload)).and_then(|req| apply(req, &ctx)) {
+        Ok(a) => reply(a),
+        Err(s) => s.into(),
+    }
+}
+
+/// The answer's status and bytes.
+pub fn reply(a: impl Reply) -> Answer {
+    Answer { status: a.status(), payload: a.to_bytes() }
+}
 
 /// The coins whose keys encrypted a request (EN 1, EN 4, both tokens of EN 5).
 /// EN 2 (a locker) and EN 7 (a RAIDA secret) name no coin.

@@ -1,9 +1,10 @@
 //! 4/41 Post Key: park one part of a key for a receiver (durable before the answer).
-//! Anonymous (EN 0) posts are counted per source address (`call.peer`) and in total.
+//! Anonymous (EN 0) posts are counted per source address (`ctx.peer`) and in total.
 
-use raida_proto::commands::post_key;
-use raida_proto::KeyIdentity;
+use raida_proto::commands::post_key::{PostKeyAnswer, PostKeyRequest};
+use raida_proto::{KeyIdentity, Status};
 
+use super::{Command, Ctx};
 use crate::pending_keys::Poster;
 use crate::state::{Answer, Call, ServerState};
 
@@ -18,13 +19,15 @@ pub fn poster(id: &KeyIdentity) -> Poster {
     }
 }
 
-pub fn run(state: &ServerState, call: &Call) -> Answer {
-    let post = match post_key::parse_post(&call.payload) {
-        Ok(p) => p,
-        Err(s) => return s.into(),
-    };
-    match state.pending_keys.post(&post, poster(&call.header.key_identity), call.peer, call.now) {
-        Ok(()) => Answer::ok(Vec::new()),
-        Err(s) => s.into(),
+impl Command for PostKeyRequest {
+    type Answer = PostKeyAnswer;
+
+    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<PostKeyAnswer, Status> {
+        state.pending_keys.post(&self.post(), poster(&ctx.header.key_identity), ctx.peer, ctx.now)?;
+        Ok(PostKeyAnswer)
     }
+}
+
+pub fn run(state: &ServerState, call: &Call) -> Answer {
+    super::run::<PostKeyRequest>(state, call)
 }

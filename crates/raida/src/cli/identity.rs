@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use raida_proto::consts::RAIDA_COUNT;
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -28,7 +29,7 @@ pub fn run(cmd: IdentityCommand) -> anyhow::Result<()> {
             let dn = parse_dn(&dn)?;
             let sn: u32 = parse_num(&sn, "serial number")?;
             let store = open(&dir)?;
-            let mut ans = Zeroizing::new([[0u8; 16]; 25]);
+            let mut ans = Zeroizing::new([[0u8; 16]; RAIDA_COUNT]);
             for an in ans.iter_mut() {
                 OsRng.try_fill_bytes(an).map_err(|e| anyhow::anyhow!("OS random generator: {e}"))?;
             }
@@ -40,7 +41,7 @@ pub fn run(cmd: IdentityCommand) -> anyhow::Result<()> {
                 c.identity = Some(raida_store::IdentityConfig { dn, sn });
                 c.save(&dir)?;
             }
-            let mut out = String::with_capacity(25 * 33);
+            let mut out = String::with_capacity(RAIDA_COUNT * 33);
             for an in ans.iter() {
                 out.push_str(&hex::encode(an));
                 out.push('\n');

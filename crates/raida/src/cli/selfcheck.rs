@@ -1,11 +1,11 @@
 //! `raida selfcheck`: a quick known-answer test of the protocol codec on this machine.
 
 use raida_proto::client::{build_request, ClientKey, Routing};
-use raida_proto::commands::SpecCommands;
 use raida_proto::header::ServerIdentity;
 use raida_proto::keys::{Key16, Key32, KeyLookup};
 use raida_proto::replay::ReplayMemory;
 use raida_proto::{crypto, validate_request, Status};
+use raida_server::dispatch::{DispatchTable, COMMANDS};
 use rand_core::OsRng;
 
 struct OneCoin([u8; 16]);
@@ -32,6 +32,8 @@ pub fn run() -> anyhow::Result<()> {
     let server = ServerIdentity::new(0, 6);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let mut replay = ReplayMemory::new(16);
+    // the server's own dispatch table: the commands this build answers
+    let commands = DispatchTable::standard();
     let cases = [
         ("EN 0", ClientKey::None),
         ("EN 1", ClientKey::Coin { dn: 1, sn: 1, an: Key16::new(an) }),
@@ -39,7 +41,7 @@ pub fn run() -> anyhow::Result<()> {
     ];
     for (name, key) in cases {
         let (mut packet, pending) = build_request(&Routing::new(0, 6, 0, 0), &key, b"ping", now, &mut OsRng);
-        let v = validate_request(&mut packet, &server, &SpecCommands, &keys, &mut replay, now)
+        let v = validate_request(&mut packet, &server, &commands, &keys, &mut replay, now)
             .map_err(|r| anyhow::anyhow!("{name}: request rejected: {:?}", r.status()))?;
         anyhow::ensure!(&packet[v.payload.clone()] == b"ping", "{name}: payload mismatch");
         let mut out = Vec::new();
@@ -48,6 +50,8 @@ pub fn run() -> anyhow::Result<()> {
         anyhow::ensure!(reply.payload == b"pong", "{name}: answer mismatch");
         println!("{name}: request -> validate -> answer -> verify: ok");
     }
+    let names: Vec<String> = COMMANDS.iter().map(|c| format!("{}/{} {}", c.group, c.command, c.name)).collect();
+    println!("commands: {}", names.join(", "));
     println!("selfcheck passed");
     Ok(())
 }
