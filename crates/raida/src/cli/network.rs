@@ -142,6 +142,7 @@ fn print_hint(dir: &Path) {
     );
 }
 
+/// Until Ctrl-C (SIGINT) or SIGTERM: what stops `raida serve` and `raida network up`.
 pub async fn wait_for_signal() {
     #[cfg(unix)]
     {

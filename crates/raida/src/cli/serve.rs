@@ -62,7 +62,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let server = RunningServer::start(state, listen, limits).await?;
         println!("listening on {} (udp, tcp)", server.local_addr());
         tracing::info!(dir = %dir.display(), addr = %server.local_addr(), "server started");
-        wait_for_signal().await;
+        super::network::wait_for_signal().await;
         tracing::info!("shutting down");
         server.shutdown().await.map_err(|e| anyhow::anyhow!("flushing the store: {e}"))?;
         tracing::info!("stopped");
@@ -77,26 +77,4 @@ fn create_default(dir: &std::path::Path) -> anyhow::Result<()> {
     eprintln!("creating {} (raida id 0, 127.0.0.1:50000, 16 pages per denomination)", dir.display());
     raida_store::init_data_dir(dir, opts).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
