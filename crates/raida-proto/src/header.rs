@@ -57,6 +57,14 @@ pub fn body_length(header: &[u8]) -> usize {
     u16::from_be_bytes([header[22], header[23]]) as usize
 }
 
+/// TCP framing (section 2): the size of a whole request given its first 32 bytes: the
+/// header size byte 16 implies plus the body length of bytes 22-23. Never more than
+/// [`MAX_REQUEST_SIZE`](crate::consts::MAX_REQUEST_SIZE), and [`frame`] accepts the
+/// request assembled to this size. A stream reader reads 32 bytes, then the rest.
+pub fn request_len(first32: &[u8; 32]) -> usize {
+    header_size_for(first32[16]) + body_length(first32)
+}
+
 /// Outcome of UDP framing (section 2), checked before anything else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
