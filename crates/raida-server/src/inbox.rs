@@ -212,7 +212,9 @@ fn is_temp_name(name: &str) -> bool {
 
 fn key_id_of(name: &str) -> Option<[u8; 16]> {
     let mut id = [0u8; 16];
-    (name.len() == 32 && hex::decode_to_slice(name, &mut id).is_ok()).then_some(id)
+    // lower-case only, as written: `take` could not find an upper-case twin (fuzz finding)
+    let lower = name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (name.len() == 32 && lower && hex::decode_to_slice(name, &mut id).is_ok()).then_some(id)
 }
 
 impl Inbox {

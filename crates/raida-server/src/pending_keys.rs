@@ -382,7 +382,9 @@ impl PendingKeys {
                 continue;
             }
             let mut id = [0u8; 16];
-            if !is_file || name.len() != 32 || hex::decode_to_slice(name, &mut id).is_err() {
+            // only the lower-case names this server writes: an upper-case twin would be loaded but
+            // never deleted by take or sweep (found by the pending_keys fuzz target)
+            if !is_file || !is_lower_hex_32(name) || hex::decode_to_slice(name, &mut id).is_err() {
                 continue; // a foreign file: not ours to judge
             }
             let bytes = match read_key_file(&entry.path()) {
@@ -723,4 +725,9 @@ impl PendingKeys {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// 32 lower-case hex digits: the only key-file names the server writes or reads.
+fn is_lower_hex_32(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
