@@ -17,3 +17,15 @@ pub mod wallet;
 pub fn host_port(s: &str) -> Result<std::net::SocketAddr, String> {
     raida_client::network::resolve_address_blocking(s)
 }
+
+/// The tokio runtime `raida serve` and `raida network up` run their servers on (2 workers:
+/// UDP has its own threads, the runtime carries TCP and deferred commands).
+pub fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("raida-worker")
+        .build()
+        .context("cannot start the runtime")
+}

@@ -97,12 +97,7 @@ fn up(dir: Option<PathBuf>, skip: Vec<u8>, log: &str) -> anyhow::Result<()> {
             d
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("raida-worker")
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = super::server_runtime()?;
     runtime.block_on(async move {
         let net = LocalNetwork::start(&dir, &skip, false).await?;
         let running = net.running();

@@ -49,12 +49,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.udp_threads {
         limits.udp_threads = n.max(1);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("raida-worker")
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = super::server_runtime()?;
     runtime.block_on(async move {
         let (state, configured, limits) = ServerBuilder::open_configured(&dir, &limits, None)
             .with_context(|| format!("cannot open {}", dir.display()))?;
