@@ -82,6 +82,12 @@ pub fn split_host_port(address: &str) -> Result<(&str, u16), String> {
     Ok((host, port))
 }
 
+/// The address to use of those a name resolves to: the first IPv4 one, else the first.
+fn prefer_ipv4(all: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
+    let all: Vec<SocketAddr> = all.into_iter().collect();
+    all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
+}
+
 /// Resolve `HOST:PORT` to one socket address (IPv4 preferred), within a bounded time.
 pub async fn resolve_address(address: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = address.parse::<SocketAddr>() {
@@ -92,25 +98,28 @@ pub async fn resolve_address(address: &str) -> Result<SocketAddr, String> {
         .await
         .map_err(|_| "no answer from the resolver".to_string())?
         .map_err(|e| e.to_string())?;
-    let all: Vec<SocketAddr> = found.collect();
-    all.iter().find(|a| a.is_ipv4()).or(all.first()).copied().ok_or_else(|| "no address".to_string())
+    prefer_ipv4(found).ok_or_else(|| "no address".to_string())
 }
 
 /// Resolve `HOST:PORT` on the calling thread (no runtime needed): for command-line
 /// flags, parsed before any runtime starts. IPv4 preferred, as [`resolve_address`].
 pub fn resolve_address_blocking(address: &str) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs;
     if let Ok(a) = address.parse::<SocketAddr>() {
         return Ok(a);
     }
-    split_host_port(address)?;
-    let all: Vec<SocketAddr> =
-        address.to_socket_addrs().map_err(|e| format!("cannot resolve {address:?}: {e}"))?.collect();
-    all.iter()
-        .find(|a| a.is_ipv4())
-        .or(all.first())
-        .copied()
-        .ok_or_else(|| format!("{address:?} resolves to no address"))
+    let (host, port) = split_host_port(address)?;
+    resolve_host_blocking(host, port)
+}
+
+/// Resolve a host (IP address, `[v6]` or host name) and a port on the calling thread,
+/// IPv4 preferred: `[[key_servers]]` of config.toml give the two apart.
+pub fn resolve_host_blocking(host: &str, port: u16) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let found = (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
+    prefer_ipv4(found).ok_or_else(|| format!("{host:?} resolves to no address"))
 }
 
 impl Network {
@@ -163,18 +172,26 @@ impl Network {
         let lookups = self.raidas.iter().map(|r| async move {
             resolve_address(&r.address)
                 .await
-                .map(|addr| ResolvedRaida { server: Server { addr, raida_id: r.id }, legacy: r.legacy })
+                .map(|addr| ResolvedRaida::new(r.id, addr, r.legacy))
                 .map_err(|reason| NetworkError::Resolve { id: r.id, address: r.address.clone(), reason })
         });
         futures_util::future::join_all(lookups).await.into_iter().collect()
     }
 }
 
-/// A RAIDA whose address was resolved.
+/// A RAIDA whose address was resolved: a RAIDA of a network file, or a key server of a
+/// server's config.toml (`raida_server::KeyServer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResolvedRaida {
     pub server: Server,
+    /// Speaks no modern type: fetch with EN 1 under the identity coin's AN, not EN 4.
     pub legacy: bool,
+}
+
+impl ResolvedRaida {
+    pub fn new(raida_id: u8, addr: SocketAddr, legacy: bool) -> ResolvedRaida {
+        ResolvedRaida { server: Server { addr, raida_id }, legacy }
+    }
 }
 
 #[cfg(test)]

@@ -47,8 +47,9 @@ use raida_proto::commands::ids::{ECHO, GET_KEY, GROUP_KEY_EXCHANGE, GROUP_STATUS
 use raida_proto::commands::key_alert::{self, AlertEntry};
 use raida_proto::commands::post_key::{self, CoinName, KEY_FIELD};
 use raida_proto::header::{header_size_for, CommandSet, ServerIdentity};
-use raida_proto::replay::{ReplayCheck, ReplayKey};
-use raida_proto::{validate_request, KeyLookup, Rejection, Status};
+use raida_proto::keys::NoKeys;
+use raida_proto::replay::NoReplay;
+use raida_proto::{validate_request, Rejection, Status};
 use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -402,6 +403,18 @@ pub async fn send_key(
     send_assembled_key(network, wallet, to, &key, opts).await
 }
 
+/// A wallet works only on the network of its coin id.
+fn same_coin_id(network: &Network, wallet: &Wallet) -> Result<(), RkeError> {
+    if wallet.coin_id() != network.coin_id {
+        return Err(RkeError::Setup(format!(
+            "the wallet is a coin of coin id {} but network.toml says coin_id = {}",
+            wallet.coin_id(),
+            network.coin_id
+        )));
+    }
+    Ok(())
+}
+
 /// [`send_key`] with a key chosen by the caller (its length a sum of `opts.parts` allowed
 /// part lengths, its last byte 0xFF). Use [`send_key`] unless you need a given key.
 pub async fn send_assembled_key(
@@ -411,13 +424,7 @@ pub async fn send_assembled_key(
     key: &[u8],
     opts: &SendOptions,
 ) -> Result<SendReport, RkeError> {
-    if wallet.coin_id() != network.coin_id {
-        return Err(RkeError::Setup(format!(
-            "the wallet is a coin of coin id {} but network.toml says coin_id = {}",
-            wallet.coin_id(),
-            network.coin_id
-        )));
-    }
+    same_coin_id(network, wallet)?;
     let pieces = split_key(key, opts.parts).map_err(|e| RkeError::Setup(e.to_string()))?;
     let receiver_addr = resolve_address(&to.address).await.map_err(|reason| RkeError::Alert {
         address: to.address.clone(),
@@ -672,31 +679,6 @@ impl CommandSet for ReceiverCommands {
     }
 }
 
-/// The receiver holds no keys: only EN 0 requests pass (EN 4/5/7 get 25).
-struct NoKeys;
-impl KeyLookup for NoKeys {
-    fn coin_an(&self, _: i8, _: u32) -> Option<[u8; 16]> {
-        None
-    }
-    fn locker_an(&self, _: &[u8; 5]) -> Option<[u8; 16]> {
-        None
-    }
-    fn token_secret(&self, _: i8, _: u32) -> Option<[u8; 32]> {
-        None
-    }
-    fn raida_secret(&self, _: u8, _: u32) -> Option<[u8; 32]> {
-        None
-    }
-}
-
-/// EN 0 requests carry no nonce to remember, and no modern request gets this far.
-struct NoReplay;
-impl ReplayCheck for NoReplay {
-    fn check_and_insert(&mut self, _: &ReplayKey, _: u64) -> Result<(), Status> {
-        Ok(())
-    }
-}
-
 /// Bind UDP and TCP on the same port (with port 0, the port UDP got).
 fn bind_both(listen: SocketAddr) -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
     let mut last = None;
@@ -727,13 +709,7 @@ impl KeyReceiver {
         wallet: Wallet,
         opts: ReceiveOptions,
     ) -> Result<KeyReceiver, RkeError> {
-        if wallet.coin_id() != network.coin_id {
-            return Err(RkeError::Setup(format!(
-                "the wallet is a coin of coin id {} but network.toml says coin_id = {}",
-                wallet.coin_id(),
-                network.coin_id
-            )));
-        }
+        same_coin_id(&network, &wallet)?;
         let io = |source| RkeError::Listen { address: listen.to_string(), source };
         let addr = resolve_address(listen).await.map_err(|e| io(std::io::Error::other(e)))?;
         let (udp, tcp) = bind_both(addr).map_err(io)?;

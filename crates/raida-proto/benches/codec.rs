@@ -7,37 +7,13 @@ use rand_core::OsRng;
 use raida_proto::client::{build_request, ClientKey, Routing};
 use raida_proto::commands::SpecCommands;
 use raida_proto::header::ServerIdentity;
-use raida_proto::keys::{Key16, Key32, KeyLookup};
-use raida_proto::replay::{ReplayCheck, ReplayKey};
+use raida_proto::keys::{Key16, Key32, OneCoin};
+use raida_proto::replay::NoReplay;
 use raida_proto::{validate_request, Status};
 
 const AN: [u8; 16] = [7; 16];
 const SERVER: ServerIdentity = ServerIdentity::new(1, 6);
 const NOW: u64 = 1_800_000_000;
-
-struct Keys;
-impl KeyLookup for Keys {
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
-        (dn == 1 && sn == 100).then_some(AN)
-    }
-    fn locker_an(&self, _: &[u8; 5]) -> Option<[u8; 16]> {
-        None
-    }
-    fn token_secret(&self, _: i8, _: u32) -> Option<[u8; 32]> {
-        None
-    }
-    fn raida_secret(&self, _: u8, _: u32) -> Option<[u8; 32]> {
-        None
-    }
-}
-
-/// Accept everything: the bench measures the codec, the replay memory has its own cost.
-struct NoReplay;
-impl ReplayCheck for NoReplay {
-    fn check_and_insert(&mut self, _: &ReplayKey, _: u64) -> Result<(), Status> {
-        Ok(())
-    }
-}
 
 fn bench_one(c: &mut Criterion, name: &str, key: ClientKey) {
     let routing = Routing::new(SERVER.raida_id, SERVER.coin_id, 0, 0);
@@ -49,8 +25,15 @@ fn bench_one(c: &mut Criterion, name: &str, key: ClientKey) {
     group.bench_function(name, |b| {
         b.iter(|| {
             buf.copy_from_slice(&packet);
-            let v = validate_request(black_box(&mut buf), &SERVER, &SpecCommands, &Keys, &mut NoReplay, NOW)
-                .expect("valid");
+            let v = validate_request(
+                black_box(&mut buf),
+                &SERVER,
+                &SpecCommands,
+                &OneCoin { dn: 1, sn: 100, an: AN },
+                &mut NoReplay,
+                NOW,
+            )
+            .expect("valid");
             v.reply.write(Status::Success, &[], 1, &mut OsRng, &mut out);
             black_box(&out);
         })

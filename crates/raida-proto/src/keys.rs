@@ -82,15 +82,44 @@ pub enum RequestKey {
 /// What a server knows about keys: the lookups section 5 needs, from a source that
 /// cannot fail (in-memory maps: tests, tools). A store on disk implements
 /// [`FallibleKeyLookup`] instead, so that a read error is not mistaken for "no such key".
+/// Every lookup defaults to "no such key" (fails closed), so a source names only the keys
+/// it holds.
 pub trait KeyLookup {
     /// The AN of a *present* coin (DN -8..6, SN < 1,024,000, MFS != 0), else None.
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]>;
+    fn coin_an(&self, _dn: i8, _sn: u32) -> Option<[u8; 16]> {
+        None
+    }
     /// The AN of the locker whose AN starts with `prefix`.
-    fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]>;
+    fn locker_an(&self, _prefix: &[u8; 5]) -> Option<[u8; 16]> {
+        None
+    }
     /// A key token's 32-byte secret for this RAIDA (DN 7..11).
-    fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]>;
+    fn token_secret(&self, _dn: i8, _sn: u32) -> Option<[u8; 32]> {
+        None
+    }
     /// The pre-shared secret [sender][this RAIDA][key id].
-    fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]>;
+    fn raida_secret(&self, _sender: u8, _key_id: u32) -> Option<[u8; 32]> {
+        None
+    }
+}
+
+/// Knows no key at all: only EN 0 requests pass (EN 1 and 2 get 34, EN 4, 5 and 7 get
+/// 25). A key receiver (section 9) holds no keys; tests use it too.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoKeys;
+impl KeyLookup for NoKeys {}
+
+/// Knows the AN of one coin and nothing else (`raida selfcheck`, benches, tests).
+#[derive(Clone)]
+pub struct OneCoin {
+    pub dn: i8,
+    pub sn: u32,
+    pub an: [u8; 16],
+}
+impl KeyLookup for OneCoin {
+    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
+        (dn == self.dn && sn == self.sn).then_some(self.an)
+    }
 }
 
 /// A lookup that could not be answered: the server's store failed to read (an I/O error
@@ -208,23 +237,6 @@ mod tests {
         }
     }
 
-    /// Knows no key at all.
-    struct Empty;
-    impl KeyLookup for Empty {
-        fn coin_an(&self, _: i8, _: u32) -> Option<[u8; 16]> {
-            None
-        }
-        fn locker_an(&self, _: &[u8; 5]) -> Option<[u8; 16]> {
-            None
-        }
-        fn token_secret(&self, _: i8, _: u32) -> Option<[u8; 32]> {
-            None
-        }
-        fn raida_secret(&self, _: u8, _: u32) -> Option<[u8; 32]> {
-            None
-        }
-    }
-
     fn status(r: Result<Option<RequestKey>, Status>) -> Option<Status> {
         r.err()
     }
@@ -241,7 +253,7 @@ mod tests {
         ];
         for (id, absent) in cases {
             assert_eq!(status(resolve_key(&id, &Broken)), Some(Status::Filesystem), "{id:?}");
-            assert_eq!(status(resolve_key(&id, &Empty)), Some(absent), "{id:?}");
+            assert_eq!(status(resolve_key(&id, &NoKeys)), Some(absent), "{id:?}");
         }
         // Rules that need no lookup keep their status.
         assert_eq!(status(resolve_key(&KeyIdentity::None, &Broken)), None);

@@ -39,6 +39,17 @@ pub trait ReplayCheck {
     fn check_and_insert(&mut self, key: &ReplayKey, now: u64) -> Result<(), Status>;
 }
 
+/// Remembers nothing: for a server that takes only EN 0 requests (they carry no nonce to
+/// remember, and a modern request needs a key, so it never gets this far) and for benches
+/// that measure the codec alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoReplay;
+impl ReplayCheck for NoReplay {
+    fn check_and_insert(&mut self, _: &ReplayKey, _: u64) -> Result<(), Status> {
+        Ok(())
+    }
+}
+
 /// Remembers every nonce accepted in the last 2 × FRESHNESS_WINDOW, up to a bound.
 /// Only expired entries are dropped; while it is full of unexpired entries, new
 /// requests get 160 — it never forgets a nonce that could still be replayed.

@@ -3,23 +3,12 @@
 //! are resolved here, when the server starts (a name that does not resolve is an error
 //! naming it, so a typo never silently drops a key server).
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
-use raida_client::network::{split_host_port, Network};
+use raida_client::network::{resolve_address_blocking, resolve_host_blocking, Network};
 use raida_store::Config;
 
 use crate::state::KeyServer;
-
-/// One address for `host:port`, IPv4 preferred.
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let all: Vec<SocketAddr> =
-        (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host:?}: {e}"))?.collect();
-    all.iter().find(|a| a.is_ipv4()).or(all.first()).copied().ok_or_else(|| format!("{host:?} has no address"))
-}
 
 /// Every configured key server, resolved; duplicates (same RAIDA id, address and port) once.
 pub fn configured_key_servers(config: &Config, dir: &Path) -> Result<Vec<KeyServer>, String> {
@@ -30,9 +19,9 @@ pub fn configured_key_servers(config: &Config, dir: &Path) -> Result<Vec<KeyServ
         }
     };
     for ks in &config.key_servers {
-        let addr =
-            resolve(&ks.address, ks.port).map_err(|e| format!("config.toml: key server {}: {e}", ks.raida_id))?;
-        push(KeyServer { raida_id: ks.raida_id, ip: addr.ip(), port: addr.port(), legacy: ks.legacy });
+        let addr = resolve_host_blocking(&ks.address, ks.port)
+            .map_err(|e| format!("config.toml: key server {}: {e}", ks.raida_id))?;
+        push(KeyServer::new(ks.raida_id, addr, ks.legacy));
     }
     if let Some(file) = &config.network {
         let path = dir.join(file);
@@ -46,10 +35,9 @@ pub fn configured_key_servers(config: &Config, dir: &Path) -> Result<Vec<KeyServ
             ));
         }
         for r in network.raidas.iter().filter(|r| r.id != config.raida_id) {
-            let (host, port) =
-                split_host_port(&r.address).map_err(|e| format!("{}: RAIDA {}: {e}", path.display(), r.id))?;
-            let addr = resolve(host, port).map_err(|e| format!("{}: RAIDA {}: {e}", path.display(), r.id))?;
-            push(KeyServer { raida_id: r.id, ip: addr.ip(), port: addr.port(), legacy: r.legacy });
+            let addr =
+                resolve_address_blocking(&r.address).map_err(|e| format!("{}: RAIDA {}: {e}", path.display(), r.id))?;
+            push(KeyServer::new(r.id, addr, r.legacy));
         }
     }
     Ok(out)
@@ -70,10 +58,11 @@ mod tests {
         let text = "raida_id = 0\nnetwork = \"net.toml\"\n[[key_servers]]\nraida_id = 5\naddress = \"localhost\"\nport = 50005\n[[key_servers]]\nraida_id = 2\naddress = \"127.0.0.1\"\nport = 50002\n";
         let config = Config::from_toml(text, &tmp.path().join("config.toml")).unwrap();
         let ks = configured_key_servers(&config, tmp.path()).unwrap();
-        let ids: Vec<(u8, u16, bool)> = ks.iter().map(|k| (k.raida_id, k.port, k.legacy)).collect();
+        let ids: Vec<(u8, u16, bool)> =
+            ks.iter().map(|k| (k.server.raida_id, k.server.addr.port(), k.legacy)).collect();
         // RAIDA 0 is this server; RAIDA 2 is listed twice and kept once
         assert_eq!(ids, vec![(5, 50005, false), (2, 50002, false), (1, 50001, true)]);
-        assert!(ks.iter().all(|k| k.ip.is_loopback()));
+        assert!(ks.iter().all(|k| k.server.addr.ip().is_loopback()));
 
         let bad = Config::from_toml("raida_id = 0\nnetwork = \"missing.toml\"\n", &tmp.path().join("c")).unwrap();
         assert!(configured_key_servers(&bad, tmp.path()).unwrap_err().contains("missing.toml"));

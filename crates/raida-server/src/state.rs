@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use raida_proto::header::{RequestHeader, ServerIdentity};
 use raida_proto::replay::{ReplayCheck, ReplayKey, ReplayMemory};
 use raida_proto::{validate_request, Rejection, ReplyContext, Status};
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 
 use crate::dispatch::{DispatchTable, Handler};
 use crate::inbox::Inbox;
@@ -19,15 +19,8 @@ use crate::pending_keys::PendingKeys;
 use crate::stats::Stats;
 use crate::tickets::TicketPool;
 
-/// A configured key server (Key Alert contacts only these).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeyServer {
-    pub raida_id: u8,
-    pub ip: IpAddr,
-    pub port: u16,
-    /// Speaks no modern type: fetch with EN 1 under the identity coin's AN, not EN 4.
-    pub legacy: bool,
-}
+/// A configured key server (Key Alert contacts only these), its address resolved.
+pub use raida_client::network::ResolvedRaida as KeyServer;
 
 /// Settings of Key Alert (42).
 #[derive(Clone, Debug, Default)]
@@ -52,6 +45,39 @@ pub fn system_clock() -> Clock {
     Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
 }
 
+/// Source of randomness on the request path (response nonces, ticket numbers, the random
+/// bytes of 44): fills a buffer. The OS CSPRNG in production ([`os_random`]); tests may set
+/// a seeded generator. Passed in like [`Clock`], so no handler reaches for a global.
+pub type Random = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
+
+/// The OS CSPRNG.
+pub fn os_random() -> Random {
+    Arc::new(|buf: &mut [u8]| OsRng.fill_bytes(buf))
+}
+
+/// A [`Random`] as a `rand_core` generator (what raida-proto and the ticket pool take).
+pub struct RandomRng<'a>(&'a Random);
+
+impl RngCore for RandomRng<'_> {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        (self.0)(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        (self.0)(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        (self.0)(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        (self.0)(dest);
+        Ok(())
+    }
+}
+
 /// Everything a request may touch.
 ///
 /// Fields are public so tests can assemble a state around an in-memory ledger;
@@ -67,6 +93,8 @@ pub struct ServerState {
     pub inbox: Inbox,
     pub key_alert: KeyAlertSettings,
     pub clock: Clock,
+    /// Randomness of the request path ([`os_random`] unless a test sets another).
+    pub random: Random,
     pub dispatch: DispatchTable,
     /// Error answers per source address over UDP (PROTOCOL.md section 2).
     pub udp_errors: ErrorRateLimiter,
@@ -159,9 +187,17 @@ impl ServerState {
             inbox: Inbox::open(data_dir, now)?,
             key_alert: KeyAlertSettings { timeout: Duration::from_secs(5), ..Default::default() },
             clock,
+            random: os_random(),
             dispatch: DispatchTable::standard(),
             udp_errors: ErrorRateLimiter::new(DEFAULT_UDP_ERROR_RATE),
         })
+    }
+}
+
+impl ServerState {
+    /// The request path's randomness as a generator.
+    pub fn rng(&self) -> RandomRng<'_> {
+        RandomRng(&self.random)
     }
 }
 
@@ -290,7 +326,7 @@ impl ServerState {
     ) {
         let us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
         let payload: &[u8] = if answer.status.is_success() { &answer.payload } else { &[] };
-        reply.write(answer.status, payload, us, &mut OsRng, out);
+        reply.write(answer.status, payload, us, &mut self.rng(), out);
         self.stats.record(group, command, answer.status, bytes_in, out.len());
         if tracing::enabled!(tracing::Level::DEBUG) {
             let coin = header.map(|h| format!("{:?}", h.key_identity)).unwrap_or_else(|| "-".into());

@@ -210,7 +210,7 @@ fn key_alert_cases() {
             .iter()
             .map(|s| {
                 let e = entry(&serde_json::json!({"ip_version": s["ip_version"], "key_id": "00000000000000000000000000000000", "address": s["address"], "port": s["port"], "raida_id": s["raida_id"]}));
-                KeyServer { raida_id: e.raida_id, ip: e.ip().expect("configured address"), port: e.port, legacy: false }
+                KeyServer::new(e.raida_id, (e.ip().expect("configured address"), e.port).into(), false)
             })
             .collect();
         let got: Vec<bool> = c["input"]["entries"]

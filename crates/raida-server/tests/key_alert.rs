@@ -48,7 +48,7 @@ async fn start(t: &TestState) -> RunningServer {
 }
 
 fn key_server(addr: SocketAddr, raida_id: u8, legacy: bool) -> KeyServer {
-    KeyServer { raida_id, ip: addr.ip(), port: addr.port(), legacy }
+    KeyServer::new(raida_id, addr, legacy)
 }
 
 /// A key server that never answers; [`Silent::requests`] drains what it received.

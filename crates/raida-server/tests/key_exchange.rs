@@ -54,10 +54,7 @@ async fn two_key_servers_and_a_receiver() {
     let (a1, a2) = (s1.local_addr(), s2.local_addr());
     let rx = state(3, receiver_ledger, |s| {
         s.key_alert.identity = Some(identity);
-        s.key_alert.key_servers = vec![
-            KeyServer { raida_id: 1, ip: a1.ip(), port: a1.port(), legacy: false },
-            KeyServer { raida_id: 2, ip: a2.ip(), port: a2.port(), legacy: false },
-        ];
+        s.key_alert.key_servers = vec![KeyServer::new(1, a1, false), KeyServer::new(2, a2, false)];
         s.key_alert.timeout = T;
     });
     let r = start(&rx).await;

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TestState;
+use common::{Harness, TestState};
 use raida_client::read_response;
 use raida_proto::client::{build_request, ClientKey, PendingReply, Routing};
 use raida_proto::commands::post_key::{self, CoinName};
@@ -21,7 +21,7 @@ use raida_server::dispatch::Handler;
 use raida_server::ledger::MemoryLedger;
 use raida_server::limits::WorkKind;
 use raida_server::state::{Outcome, Transport};
-use raida_server::{Answer, KeyAlertSettings, KeyServer, RunningServer, ServerLimits, ServerState};
+use raida_server::{Answer, KeyAlertSettings, KeyServer, ServerLimits, ServerState};
 use rand_core::{OsRng, RngCore};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
@@ -46,33 +46,9 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-struct Harness {
-    _t: TestState,
-    state: Arc<ServerState>,
-    server: Option<RunningServer>,
-    addr: SocketAddr,
-}
-
 impl Harness {
     async fn start(tweak: impl FnOnce(&mut ServerState), limits: ServerLimits) -> Harness {
-        let t = TestState::build(RAIDA, COIN_ID, ledger(), now(), |s| {
-            s.clock = raida_server::state::system_clock();
-            tweak(s)
-        });
-        let state = t.state.clone();
-        let server = RunningServer::start(state.clone(), "127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
-        let addr = server.local_addr();
-        Harness { _t: t, state, server: Some(server), addr }
-    }
-
-    fn server(&self) -> &RunningServer {
-        self.server.as_ref().unwrap()
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await.unwrap();
-        }
+        Harness::launch(RAIDA, COIN_ID, ledger(), tweak, limits).await
     }
 }
 
@@ -383,7 +359,7 @@ async fn tcp_one_subnet_cannot_take_every_connection() {
 async fn tcp_full_table_closes_the_longest_idle_connection_for_a_new_one() {
     const TOTAL: usize = 8;
     let h = Harness::start(|_| {}, ServerLimits { max_connections: TOTAL, ..limits() }).await;
-    assert_eq!(h.server().tcp_connection_limit(), TOTAL);
+    assert_eq!(h.running().tcp_connection_limit(), TOTAL);
     // an abuser from 8 subnets fills the table with connections that then say nothing
     let mut idle = Vec::new();
     for net in 1..=TOTAL {
@@ -432,7 +408,7 @@ async fn descriptor_limit_is_raised_and_connections_leave_the_reserve() {
     let l = limits();
     let slots = l.max_key_alerts + l.max_durable_commands + l.max_heavy_commands;
     let reserve = raida_server::limits::descriptor_reserve(slots, l.udp_threads);
-    let n = h.server().tcp_connection_limit();
+    let n = h.running().tcp_connection_limit();
     assert!(n <= l.max_connections);
     assert!(n as u64 + reserve <= soft || n == 16, "{n} connections + {reserve} reserve > {soft}");
     h.stop().await;
@@ -561,12 +537,7 @@ async fn a_flood_of_key_alerts_that_never_complete_does_not_stop_post_key() {
     let h = Harness::start(
         |s| {
             s.key_alert = KeyAlertSettings {
-                key_servers: vec![KeyServer {
-                    raida_id: 7,
-                    ip: silent_addr.ip(),
-                    port: silent_addr.port(),
-                    legacy: false,
-                }],
+                key_servers: vec![KeyServer::new(7, silent_addr, false)],
                 identity: Some((1, 500)),
                 timeout: Duration::from_secs(20),
                 ..Default::default()
@@ -593,7 +564,7 @@ async fn a_flood_of_key_alerts_that_never_complete_does_not_stop_post_key() {
             }
         }
     }
-    let deferred = h.server().deferred_limits().clone();
+    let deferred = h.running().deferred_limits().clone();
     let started = Instant::now();
     while deferred.available(WorkKind::KeyAlert) > 0 && started.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(20)).await;

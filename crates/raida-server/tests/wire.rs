@@ -5,10 +5,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestState;
+use common::Harness;
 use raida_client::{read_response, Client, Server, Transport};
 use raida_proto::client::{build_request, ClientKey, PendingReply, Routing};
 use raida_proto::commands::post_key::{self, CoinName};
@@ -16,7 +15,7 @@ use raida_proto::commands::{get_ticket, key_tickets, validate_ticket};
 use raida_proto::{Key16, Key32, Status};
 use raida_server::dispatch::Handler;
 use raida_server::ledger::MemoryLedger;
-use raida_server::{Answer, RunningServer, ServerLimits, ServerState};
+use raida_server::{Answer, ServerLimits, ServerState};
 use rand_core::OsRng;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
@@ -39,38 +38,21 @@ fn ledger() -> MemoryLedger {
     l
 }
 
-struct Harness {
-    _t: TestState,
-    state: Arc<ServerState>,
-    server: Option<RunningServer>,
-    addr: SocketAddr,
-}
-
 impl Harness {
     async fn start(tweak: impl FnOnce(&mut ServerState)) -> Harness {
         Self::start_with(tweak, ServerLimits { udp_threads: 2, ..ServerLimits::default() }).await
     }
 
     async fn start_with(tweak: impl FnOnce(&mut ServerState), limits: ServerLimits) -> Harness {
-        let t = TestState::build(RAIDA, COIN_ID, ledger(), now(), |s| {
+        let admin = |s: &mut ServerState| {
             s.admin_key = Some(ADMIN);
-            s.clock = raida_server::state::system_clock();
             tweak(s)
-        });
-        let state = t.state.clone();
-        let server = RunningServer::start(state.clone(), "127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
-        let addr = server.local_addr();
-        Harness { _t: t, state, server: Some(server), addr }
+        };
+        Harness::launch(RAIDA, COIN_ID, ledger(), admin, limits).await
     }
 
     fn server(&self) -> Server {
         Server { addr: self.addr, raida_id: RAIDA }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await.unwrap();
-        }
     }
 }
 
@@ -429,7 +411,7 @@ async fn filesystem_and_memory_statuses() {
 
     // 194: the Keys folder cannot be written
     let h = Harness::start(|_| {}).await;
-    let keys = h._t.dir.path().join("Keys");
+    let keys = h.t.dir.path().join("Keys");
     std::fs::remove_dir_all(&keys).unwrap();
     std::fs::write(&keys, b"not a folder").unwrap();
     let p = post_key::encode_post(&[3; 16], none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]);

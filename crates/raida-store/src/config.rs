@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use raida_proto::consts::TOTAL_RAIDA_SERVERS;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -45,65 +46,36 @@ pub fn is_host_name(s: &str) -> bool {
         })
 }
 
-fn default_coin_id() -> u16 {
-    6
+/// The `#[serde(default = ...)]` functions: one line per setting.
+macro_rules! defaults {
+    ($($name:ident: $ty:ty = $value:expr;)*) => {
+        $(fn $name() -> $ty {
+            $value
+        })*
+    };
 }
-fn default_cache_mib() -> u64 {
-    64
-}
-fn default_key_ttl() -> u64 {
-    3600
-}
-fn default_replay_capacity() -> usize {
-    1_000_000
-}
-fn default_true() -> bool {
-    true
-}
-fn default_replay_share() -> usize {
-    10_000
-}
-fn default_tickets_per_requester() -> usize {
-    16
-}
-fn default_inbox_max_keys() -> usize {
-    10_000
-}
-fn default_inbox_max_age() -> u64 {
-    86_400
-}
-fn default_max_pending_keys() -> usize {
-    1_000_000
-}
-fn default_anonymous_pending_keys_percent() -> u8 {
-    25
-}
-fn default_anonymous_posts_per_addr() -> usize {
-    16
-}
-fn default_udp_error_rate_per_addr() -> u32 {
-    1_000
-}
-fn default_tcp_max_connections() -> usize {
-    4_096
-}
-fn default_tcp_max_connections_per_addr() -> usize {
-    64
-}
-fn default_tcp_max_connections_per_subnet() -> usize {
-    256
-}
-fn default_tcp_connection_lifetime() -> u64 {
-    600
-}
-fn default_max_key_alerts() -> usize {
-    256
-}
-fn default_max_durable_commands() -> usize {
-    256
-}
-fn default_max_heavy_commands() -> usize {
-    4
+
+defaults! {
+    default_coin_id: u16 = 6;
+    default_cache_mib: u64 = 64;
+    default_key_ttl: u64 = 3600;
+    default_replay_capacity: usize = 1_000_000;
+    default_true: bool = true;
+    default_replay_share: usize = 10_000;
+    default_tickets_per_requester: usize = 16;
+    default_inbox_max_keys: usize = 10_000;
+    default_inbox_max_age: u64 = 86_400;
+    default_max_pending_keys: usize = 1_000_000;
+    default_anonymous_pending_keys_percent: u8 = 25;
+    default_anonymous_posts_per_addr: usize = 16;
+    default_udp_error_rate_per_addr: u32 = 1_000;
+    default_tcp_max_connections: usize = 4_096;
+    default_tcp_max_connections_per_addr: usize = 64;
+    default_tcp_max_connections_per_subnet: usize = 256;
+    default_tcp_connection_lifetime: u64 = 600;
+    default_max_key_alerts: usize = 256;
+    default_max_durable_commands: usize = 256;
+    default_max_heavy_commands: usize = 4;
 }
 
 /// Server settings stored in `DIR/config.toml`.
@@ -209,41 +181,19 @@ impl Config {
         OsRng.try_fill_bytes(&mut key).map_err(|e| StoreError::Random(e.to_string()))?;
         let admin_key = hex::encode(key);
         zeroize::Zeroize::zeroize(&mut key);
-        Ok(Config {
-            raida_id,
-            coin_id: default_coin_id(),
-            listen: default_listen(raida_id),
-            admin_key,
-            cache_mib: default_cache_mib(),
-            key_ttl_seconds: default_key_ttl(),
-            replay_capacity: default_replay_capacity(),
-            replay_share_per_key: default_replay_share(),
-            legacy_encryption: true,
-            tickets_per_requester: default_tickets_per_requester(),
-            inbox_max_keys: default_inbox_max_keys(),
-            inbox_max_age_seconds: default_inbox_max_age(),
-            max_pending_keys: default_max_pending_keys(),
-            anonymous_pending_keys_percent: default_anonymous_pending_keys_percent(),
-            anonymous_posts_per_addr: default_anonymous_posts_per_addr(),
-            identity: None,
-            network: None,
-            key_servers: Vec::new(),
-            udp_error_rate_per_addr: default_udp_error_rate_per_addr(),
-            tcp_max_connections: default_tcp_max_connections(),
-            tcp_max_connections_per_addr: default_tcp_max_connections_per_addr(),
-            tcp_max_connections_per_subnet: default_tcp_max_connections_per_subnet(),
-            tcp_connection_lifetime_seconds: default_tcp_connection_lifetime(),
-            max_key_alerts: default_max_key_alerts(),
-            max_durable_commands: default_max_durable_commands(),
-            max_heavy_commands: default_max_heavy_commands(),
-        })
+        // every other setting takes its serde default: the defaults are listed once
+        let mut c: Config = toml::from_str(&format!("raida_id = {raida_id}\n"))
+            .map_err(|e| StoreError::Config { path: CONFIG_FILE.into(), msg: one_line(&e.to_string()) })?;
+        c.listen = default_listen(raida_id);
+        c.admin_key = admin_key;
+        Ok(c)
     }
 
     /// Parses TOML text (fills the default listen address, validates values).
     pub fn from_toml(text: &str, path: &Path) -> Result<Config> {
         let bad = |msg: String| StoreError::Config { path: path.to_path_buf(), msg };
         let mut c: Config = toml::from_str(text).map_err(|e| bad(one_line(&e.to_string())))?;
-        if c.raida_id > 24 {
+        if c.raida_id >= TOTAL_RAIDA_SERVERS {
             return Err(bad(format!("raida_id {} is above 24", c.raida_id)));
         }
         if c.listen.is_empty() {
@@ -258,37 +208,14 @@ impl Config {
                 return Err(bad("admin_key must be 32 hex digits".into()));
             }
         }
-        if c.replay_share_per_key == 0 {
-            return Err(bad("replay_share_per_key must be at least 1".into()));
-        }
-        if c.tickets_per_requester == 0 {
-            return Err(bad("tickets_per_requester must be at least 1".into()));
-        }
-        if c.cache_mib == 0 {
-            return Err(bad("cache_mib must be at least 1".into()));
-        }
-        if c.inbox_max_keys == 0 {
-            return Err(bad("inbox_max_keys must be at least 1".into()));
-        }
-        if c.inbox_max_age_seconds == 0 {
-            return Err(bad("inbox_max_age_seconds must be at least 1".into()));
-        }
-        if c.max_pending_keys == 0 {
-            return Err(bad("max_pending_keys must be at least 1".into()));
-        }
-        if c.anonymous_pending_keys_percent > 100 {
-            return Err(bad(format!(
-                "anonymous_pending_keys_percent {} is above 100",
-                c.anonymous_pending_keys_percent
-            )));
-        }
-        if c.network.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            return Err(bad("network must name a file (e.g. \"network.toml\")".into()));
-        }
-        if let Some(id) = &c.identity {
-            crate::layout::check_dn(id.dn).map_err(|e| bad(format!("identity: {e}")))?;
-        }
+        // settings of which 0 would refuse everything or divide by zero: at least 1
         for (name, value) in [
+            ("replay_share_per_key", c.replay_share_per_key as u64),
+            ("tickets_per_requester", c.tickets_per_requester as u64),
+            ("cache_mib", c.cache_mib),
+            ("inbox_max_keys", c.inbox_max_keys as u64),
+            ("inbox_max_age_seconds", c.inbox_max_age_seconds),
+            ("max_pending_keys", c.max_pending_keys as u64),
             ("udp_error_rate_per_addr", c.udp_error_rate_per_addr as u64),
             ("tcp_max_connections", c.tcp_max_connections as u64),
             ("tcp_max_connections_per_addr", c.tcp_max_connections_per_addr as u64),
@@ -302,8 +229,20 @@ impl Config {
                 return Err(bad(format!("{name} must be at least 1")));
             }
         }
+        if c.anonymous_pending_keys_percent > 100 {
+            return Err(bad(format!(
+                "anonymous_pending_keys_percent {} is above 100",
+                c.anonymous_pending_keys_percent
+            )));
+        }
+        if c.network.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(bad("network must name a file (e.g. \"network.toml\")".into()));
+        }
+        if let Some(id) = &c.identity {
+            crate::layout::check_dn(id.dn).map_err(|e| bad(format!("identity: {e}")))?;
+        }
         for ks in &c.key_servers {
-            if ks.raida_id > 24 {
+            if ks.raida_id >= TOTAL_RAIDA_SERVERS {
                 return Err(bad(format!("key_servers: raida_id {} is above 24", ks.raida_id)));
             }
             if ks.address.parse::<std::net::IpAddr>().is_err() && !is_host_name(&ks.address) {

@@ -17,7 +17,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use raida_client::batch::{udp_batch, BatchRequest};
-use raida_client::Server;
 use raida_proto::client::ClientKey;
 use raida_proto::codec::Codec;
 use raida_proto::commands::get_key::{self, GetKey};
@@ -52,7 +51,7 @@ const fn max_key_length() -> usize {
 /// Whether an entry names a configured key server (same IP version, address, port, RAIDA id).
 pub fn may_contact(servers: &[KeyServer], e: &AlertEntry) -> Option<KeyServer> {
     let ip = e.ip()?;
-    servers.iter().copied().find(|s| s.ip == ip && s.port == e.port && s.raida_id == e.raida_id)
+    servers.iter().copied().find(|s| s.server.addr == (ip, e.port).into() && s.server.raida_id == e.raida_id)
 }
 
 /// The command runs as an async task (it talks to the network), so it is not a
@@ -90,7 +89,7 @@ impl Auth {
         match self {
             Auth::Anonymous => Some(ClientKey::None),
             Auth::Coin { dn, sn, ans } => {
-                let an = Key16::new(*ans.get(ks.raida_id as usize)?);
+                let an = Key16::new(*ans.get(ks.server.raida_id as usize)?);
                 Some(if ks.legacy {
                     ClientKey::Coin { dn: *dn, sn: *sn, an }
                 } else {
@@ -145,7 +144,7 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartM
             let key = auth.key_for(&ks)?;
             distinct.push((ks, e.key_id));
             requests.push(BatchRequest {
-                server: Server { addr: (ks.ip, ks.port).into(), raida_id: ks.raida_id },
+                server: ks.server,
                 group: GROUP_KEY_EXCHANGE,
                 command: GET_KEY,
                 key,

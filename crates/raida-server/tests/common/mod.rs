@@ -1,4 +1,5 @@
-//! Shared helpers of the server tests: an in-memory server state with a settable clock.
+//! Shared helpers of the server tests: an in-memory server state with a settable clock,
+//! and a server on a loopback socket around it.
 
 #![allow(dead_code)]
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use raida_proto::header::{Encryption, KeyIdentity, RequestHeader, ServerIdentity};
 use raida_server::ledger::MemoryLedger;
 use raida_server::state::Clock;
-use raida_server::{Call, ServerState};
+use raida_server::{Call, RunningServer, ServerLimits, ServerState};
 use raida_vectors::{arr, i64_, u64_, Value};
 
 pub struct TestState {
@@ -55,6 +56,43 @@ impl TestState {
 
     pub fn set_now(&self, t: u64) {
         self.time.store(t, Ordering::Relaxed)
+    }
+}
+
+/// A server on 127.0.0.1 (ephemeral port) around a [`TestState`] on the system clock.
+pub struct Harness {
+    pub t: TestState,
+    pub state: Arc<ServerState>,
+    pub server: Option<RunningServer>,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Harness {
+    pub async fn launch(
+        raida_id: u8,
+        coin_id: u16,
+        ledger: MemoryLedger,
+        tweak: impl FnOnce(&mut ServerState),
+        limits: ServerLimits,
+    ) -> Harness {
+        let t = TestState::build(raida_id, coin_id, ledger, raida_client::unix_now(), |s| {
+            s.clock = raida_server::state::system_clock();
+            tweak(s)
+        });
+        let state = t.state.clone();
+        let server = RunningServer::start(state.clone(), "127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
+        let addr = server.local_addr();
+        Harness { t, state, server: Some(server), addr }
+    }
+
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.unwrap();
+        }
     }
 }
 

@@ -129,7 +129,11 @@ pub struct SendArgs {
 /// `ID@HOST:PORT` (a host name is resolved here).
 pub fn parse_server(s: &str) -> anyhow::Result<Server> {
     let (id, addr) = s.split_once('@').with_context(|| format!("{s:?}: expected ID@HOST:PORT"))?;
-    let raida_id: u8 = id.parse().ok().filter(|i| *i < 25).with_context(|| format!("{s:?}: RAIDA id must be 0..24"))?;
+    let raida_id: u8 = id
+        .parse()
+        .ok()
+        .filter(|i| *i < raida_proto::consts::TOTAL_RAIDA_SERVERS)
+        .with_context(|| format!("{s:?}: RAIDA id must be 0..24"))?;
     let addr: SocketAddr = crate::cli::host_port(addr).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))?;
     Ok(Server { addr, raida_id })
 }

@@ -2,33 +2,17 @@
 
 use raida_proto::client::{build_request, ClientKey, Routing};
 use raida_proto::header::ServerIdentity;
-use raida_proto::keys::{Key16, Key32, KeyLookup};
+use raida_proto::keys::{Key16, Key32, OneCoin};
 use raida_proto::replay::ReplayMemory;
 use raida_proto::{crypto, validate_request, Status};
 use raida_server::dispatch::{DispatchTable, COMMANDS};
 use rand_core::OsRng;
 
-struct OneCoin([u8; 16]);
-impl KeyLookup for OneCoin {
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
-        (dn == 1 && sn == 1).then_some(self.0)
-    }
-    fn locker_an(&self, _: &[u8; 5]) -> Option<[u8; 16]> {
-        None
-    }
-    fn token_secret(&self, _: i8, _: u32) -> Option<[u8; 32]> {
-        None
-    }
-    fn raida_secret(&self, _: u8, _: u32) -> Option<[u8; 32]> {
-        None
-    }
-}
-
 pub fn run() -> anyhow::Result<()> {
     anyhow::ensure!(crypto::crc32(&[0u8; 12]) == 0x7bd5c66f, "CRC32 known answer failed");
     let mut an = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut OsRng, &mut an);
-    let keys = OneCoin(an);
+    let keys = OneCoin { dn: 1, sn: 1, an };
     let server = ServerIdentity::new(0, 6);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let mut replay = ReplayMemory::new(16);
