@@ -1,94 +1,19 @@
-//! Keys assembled from Key Alerts, under `Inbox/`: one file per key, named by the first
-//! part's key id in 32 lowercase hex digits, written durably and never replaced (temp +
-//! fsync + hard link, which fails when the name exists, so two concurrent alerts for one
-//! key id cannot both store).
+//! Keys assembled from Key Alerts, under `Inbox/` (the files and their format are
+//! `raida_store::inbox`'s: written durably, never replaced).
 //!
 //! The inbox is bounded (PROTOCOL.md 6/42): at most `max_keys` keys, each expiring
 //! `max_age_secs` after it was stored. A server keeps an in-memory index of the keys (built
 //! at open, reconciled with the folder by [`Inbox::sweep`], which also removes expired keys)
 //! so that the checks made before every alert touch no disk. `raida inbox take` may run in
 //! another process while the server runs: a key it takes keeps counting until the next sweep.
-//!
-//! File format, version 1: `[1][created u64][parts 1][parts × (sender DN 1, sender SN 4)]`
-//! `[key length u16][key bytes]`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use parking_lot::Mutex;
-use raida_proto::codec::be32;
 use raida_proto::Status;
-
-use zeroize::Zeroize;
-
-/// One assembled key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct InboxKey {
-    pub key_id: [u8; 16],
-    pub created: u64,
-    /// The sender identity each key server reported, in part order.
-    pub senders: Vec<(i8, u32)>,
-    pub key: Vec<u8>,
-}
-
-impl Drop for InboxKey {
-    fn drop(&mut self) {
-        self.key.zeroize();
-    }
-}
-
-impl std::fmt::Debug for InboxKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InboxKey")
-            .field("key_id", &hex::encode(self.key_id))
-            .field("created", &self.created)
-            .field("senders", &self.senders)
-            .field("key_len", &self.key.len())
-            .finish()
-    }
-}
-
-impl InboxKey {
-    fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(12 + self.senders.len() * 5 + self.key.len());
-        b.push(1);
-        b.extend_from_slice(&self.created.to_be_bytes());
-        b.push(self.senders.len() as u8);
-        for (dn, sn) in &self.senders {
-            b.push(*dn as u8);
-            b.extend_from_slice(&sn.to_be_bytes());
-        }
-        b.extend_from_slice(&(self.key.len() as u16).to_be_bytes());
-        b.extend_from_slice(&self.key);
-        b
-    }
-
-    fn decode(key_id: [u8; 16], b: &[u8]) -> Option<InboxKey> {
-        if b.len() < 12 || b[0] != 1 {
-            return None;
-        }
-        let created = u64::from_be_bytes(b[1..9].try_into().ok()?);
-        let n = b[9] as usize;
-        let mut pos = 10;
-        let mut senders = Vec::with_capacity(n);
-        for _ in 0..n {
-            let s = b.get(pos..pos + 5)?;
-            senders.push((s[0] as i8, be32(&s[1..])));
-            pos += 5;
-        }
-        let len_bytes = b.get(pos..pos + 2)?;
-        let len = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
-        let key = b.get(pos + 2..)?;
-        if key.len() != len {
-            return None;
-        }
-        Some(InboxKey { key_id, created, senders, key: key.to_vec() })
-    }
-}
+use raida_store::inbox::InboxDir;
+pub use raida_store::inbox::{InboxError, InboxKey};
 
 /// Bounds of the inbox (config.toml `inbox_max_keys`, `inbox_max_age_seconds`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,31 +92,15 @@ impl Refusal {
 
 /// The inbox folder of a data directory.
 pub struct Inbox {
-    dir: PathBuf,
+    files: InboxDir,
     limits: InboxLimits,
     index: Mutex<Index>,
 }
 
 impl std::fmt::Debug for Inbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox").field("dir", &self.dir).field("limits", &self.limits).finish()
+        f.debug_struct("Inbox").field("dir", &self.files.dir()).field("limits", &self.limits).finish()
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InboxError {
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-    #[error("{0}: not a valid inbox file")]
-    Corrupt(String),
-    #[error("no key {0} in the inbox")]
-    NotFound(String),
-    #[error("key id must be 32 hex digits")]
-    BadKeyId,
-    #[error("a key with this id is already in the inbox (never replaced)")]
-    Exists,
-    #[error("the inbox is full")]
-    Full,
 }
 
 impl From<Refusal> for InboxError {
@@ -203,53 +112,23 @@ impl From<Refusal> for InboxError {
     }
 }
 
-/// Temp names start with a dot (never 32 hex digits, so never listed as a key).
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".tmp")
-}
-
-fn key_id_of(name: &str) -> Option<[u8; 16]> {
-    let mut id = [0u8; 16];
-    // lower-case only, as written: `take` could not find an upper-case twin (fuzz finding)
-    let lower = name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    (name.len() == 32 && lower && hex::decode_to_slice(name, &mut id).is_ok()).then_some(id)
-}
-
 impl Inbox {
-    /// `DIR/Inbox` for reading and taking keys (`raida inbox`): no index is loaded, so
-    /// the bound counts only what this value stores. A server uses [`Inbox::open`].
+    /// `DIR/Inbox` for reading and taking keys: no index is loaded, so the bound counts
+    /// only what this value stores. A server uses [`Inbox::open`].
     pub fn new(data_dir: &Path) -> Inbox {
-        Inbox { dir: data_dir.join("Inbox"), limits: InboxLimits::default(), index: Mutex::new(Index::default()) }
+        Inbox { files: InboxDir::new(data_dir), limits: InboxLimits::default(), index: Mutex::new(Index::default()) }
     }
 
     /// `DIR/Inbox` as a server keeps it: removes temporary files a crash left and indexes
     /// the keys (a file that does not decode counts from `now`, so it still takes a slot).
     pub fn open(data_dir: &Path, now: u64) -> std::io::Result<Inbox> {
         let inbox = Inbox::new(data_dir);
-        let rd = match std::fs::read_dir(&inbox.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(inbox),
-            Err(e) => return Err(e),
-        };
-        let mut removed = false;
+        let ids = inbox.files.recover()?;
         let mut index = inbox.index.lock();
-        for entry in rd {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if is_temp_name(name) {
-                std::fs::remove_file(entry.path())?;
-                removed = true;
-            } else if let Some(id) = key_id_of(name) {
-                index.insert(id, inbox.created_of(&id).unwrap_or(now), true);
-            }
+        for id in ids {
+            index.insert(id, inbox.files.created_of(&id).unwrap_or(now), true);
         }
         drop(index);
-        if removed {
-            raida_store::durable::fsync_dir(&inbox.dir)?;
-        }
         Ok(inbox)
     }
 
@@ -260,18 +139,6 @@ impl Inbox {
 
     pub fn limits(&self) -> InboxLimits {
         self.limits
-    }
-
-    fn path(&self, key_id: &[u8; 16]) -> PathBuf {
-        self.dir.join(hex::encode(key_id))
-    }
-
-    /// The `created` time inside a key's file.
-    fn created_of(&self, key_id: &[u8; 16]) -> Option<u64> {
-        let mut bytes = std::fs::read(self.path(key_id)).ok()?;
-        let created = InboxKey::decode(*key_id, &bytes).map(|k| k.created);
-        bytes.zeroize();
-        created
     }
 
     /// Whether a key with `key_id` stored at `now` could enter (no disk access): checked
@@ -302,7 +169,7 @@ impl Inbox {
             }
             index.insert(key.key_id, key.created, false);
         }
-        let result = self.write_new(key);
+        let result = self.files.write_new(key);
         let mut index = self.index.lock();
         match &result {
             Ok(()) => {
@@ -315,75 +182,11 @@ impl Inbox {
         result
     }
 
-    fn write_new(&self, key: &InboxKey) -> Result<(), InboxError> {
-        let io = |p: &Path| {
-            let p = p.display().to_string();
-            move |e| InboxError::Io(p, e)
-        };
-        self.create_dir().map_err(io(&self.dir))?;
-        let path = self.path(&key.key_id);
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!(".{}.{}.{n}.tmp", hex::encode(key.key_id), std::process::id()));
-        let mut bytes = key.encode();
-        let written = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_data()
-        })();
-        bytes.zeroize();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(&tmp)(e));
-        }
-        // link(2) fails when the name exists: the atomic "never replace"
-        let linked = std::fs::hard_link(&tmp, &path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(InboxError::Exists),
-            Err(e) => return Err(io(&path)(e)),
-        }
-        if let Err(e) = raida_store::durable::fsync_dir(&self.dir) {
-            // not durable: do not leave a key the caller is told was not stored
-            let _ = std::fs::remove_file(&path);
-            return Err(io(&self.dir)(e));
-        }
-        Ok(())
-    }
-
-    /// `Inbox/`, mode 0700 (key ids must not be listed by other local users).
-    fn create_dir(&self) -> std::io::Result<()> {
-        if self.dir.is_dir() {
-            return Ok(());
-        }
-        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        match self.dir.parent() {
-            Some(parent) => raida_store::durable::fsync_dir(parent),
-            None => Ok(()),
-        }
-    }
-
     /// Periodic upkeep: forget keys taken by another process, index keys this one does not
     /// know, remove expired keys (one directory fsync for all). Returns how many expired.
     pub fn sweep(&self, now: u64) -> std::io::Result<usize> {
         let listed_at = self.index.lock().seq;
-        let mut on_disk = std::collections::HashSet::new();
-        match std::fs::read_dir(&self.dir) {
-            Ok(rd) => {
-                for entry in rd {
-                    let entry = entry?;
-                    if let Some(id) = entry.file_name().to_str().and_then(key_id_of) {
-                        on_disk.insert(id);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        let on_disk = self.files.key_ids()?;
         let unknown: Vec<[u8; 16]> = {
             let mut index = self.index.lock();
             let gone: Vec<[u8; 16]> = index
@@ -398,7 +201,7 @@ impl Inbox {
             on_disk.iter().filter(|id| !index.by_id.contains_key(*id)).copied().collect()
         };
         for id in unknown {
-            let created = self.created_of(&id).unwrap_or(now);
+            let created = self.files.created_of(&id).unwrap_or(now);
             let mut index = self.index.lock();
             if !index.by_id.contains_key(&id) {
                 index.insert(id, created, true);
@@ -416,15 +219,13 @@ impl Inbox {
         };
         let mut removed = 0;
         for id in &doomed {
-            match std::fs::remove_file(self.path(id)) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+            if self.files.remove(id)? {
+                removed += 1;
             }
             self.index.lock().remove(id);
         }
         if removed > 0 {
-            raida_store::durable::fsync_dir(&self.dir)?;
+            self.files.sync()?;
         }
         Ok(removed)
     }
@@ -436,41 +237,13 @@ impl Inbox {
 
     /// Every key, oldest first. A missing folder is an empty inbox.
     pub fn list(&self) -> Result<Vec<InboxKey>, InboxError> {
-        let rd = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(InboxError::Io(self.dir.display().to_string(), e)),
-        };
-        let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| InboxError::Io(self.dir.display().to_string(), e))?;
-            let name = entry.file_name();
-            let Some(id) = name.to_str().and_then(key_id_of) else { continue };
-            let path = entry.path();
-            let bytes = std::fs::read(&path).map_err(|e| InboxError::Io(path.display().to_string(), e))?;
-            out.push(InboxKey::decode(id, &bytes).ok_or_else(|| InboxError::Corrupt(path.display().to_string()))?);
-        }
-        out.sort_by_key(|k| (k.created, k.key_id));
-        Ok(out)
+        self.files.list()
     }
 
     /// Read one key and remove it durably.
     pub fn take(&self, key_id_hex: &str) -> Result<InboxKey, InboxError> {
-        let mut id = [0u8; 16];
-        if key_id_hex.len() != 32 || hex::decode_to_slice(key_id_hex.to_ascii_lowercase(), &mut id).is_err() {
-            return Err(InboxError::BadKeyId);
-        }
-        let path = self.path(&id);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(InboxError::NotFound(key_id_hex.to_string()))
-            }
-            Err(e) => return Err(InboxError::Io(path.display().to_string(), e)),
-        };
-        let key = InboxKey::decode(id, &bytes).ok_or_else(|| InboxError::Corrupt(path.display().to_string()))?;
-        raida_store::durable::remove_file_durable(&path).map_err(|e| InboxError::Io(path.display().to_string(), e))?;
-        self.index.lock().remove(&id);
+        let key = self.files.take(key_id_hex)?;
+        self.index.lock().remove(&key.key_id);
         Ok(key)
     }
 }
@@ -513,7 +286,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert!(names.iter().all(|n| key_id_of(n).is_some()), "no temp file left: {names:?}");
+        assert!(
+            names.iter().all(|n| raida_store::keys_dir::key_id_of_file_name(n).is_some()),
+            "no temp file left: {names:?}"
+        );
     }
 
     #[test]

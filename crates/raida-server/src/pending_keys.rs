@@ -28,121 +28,24 @@
 //! memory: an anonymous post's address never reaches the disk, and after a restart the
 //! anonymous keys loaded count against the total only.
 //!
-//! File format (big-endian), version 1:
-//! `[1][created u64][poster kind 1][poster 9][receiver DN 1][receiver SN 4][receiver IP 4]`
-//! `[sender DN 1][sender SN 4][KL 1][key bytes KL]`.
-//! Poster kinds: 0 anonymous, 1 coin (DN, SN), 2 locker (5-byte prefix), 3 RAIDA (sender, key id).
+//! The file format, file names and reading of `Keys/` are `raida_store::keys_dir`'s.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use raida_proto::codec::be32;
 use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::Status;
 use raida_store::durable::{self, DirSync};
+pub use raida_store::keys_dir::{key_file_name, Poster};
+use raida_store::keys_dir::{key_id_of_file_name, read_key_file, unlink, PendingKey};
 use zeroize::Zeroize;
 
 /// Files removed per directory fsync by the sweeper and at open.
 pub const SWEEP_BATCH: usize = 1024;
-/// A pending-key file is at most 34 + 255 bytes; reading stops beyond this.
-const MAX_KEY_FILE: u64 = 512;
-
-/// The request's key identity, as Post Key defines the poster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Poster {
-    Anonymous,
-    Coin(i8, u32),
-    Locker([u8; 5]),
-    Raida(u8, u32),
-}
-
-impl Poster {
-    fn encode(&self) -> [u8; 10] {
-        let mut b = [0u8; 10];
-        match *self {
-            Poster::Anonymous => {}
-            Poster::Coin(dn, sn) => {
-                b[0] = 1;
-                b[1] = dn as u8;
-                b[2..6].copy_from_slice(&sn.to_be_bytes());
-            }
-            Poster::Locker(p) => {
-                b[0] = 2;
-                b[1..6].copy_from_slice(&p);
-            }
-            Poster::Raida(s, k) => {
-                b[0] = 3;
-                b[1] = s;
-                b[2..6].copy_from_slice(&k.to_be_bytes());
-            }
-        }
-        b
-    }
-    fn decode(b: &[u8]) -> Option<Poster> {
-        let sn = be32(b.get(2..6)?);
-        Some(match b[0] {
-            0 => Poster::Anonymous,
-            1 => Poster::Coin(b[1] as i8, sn),
-            2 => Poster::Locker([b[1], b[2], b[3], b[4], b[5]]),
-            3 => Poster::Raida(b[1], sn),
-            _ => return None,
-        })
-    }
-}
-
-struct PendingKey {
-    created: u64,
-    poster: Poster,
-    receiver: CoinName,
-    receiver_ip: [u8; 4],
-    sender: CoinName,
-    key_bytes: Vec<u8>,
-}
-
-impl Drop for PendingKey {
-    fn drop(&mut self) {
-        self.key_bytes.zeroize();
-    }
-}
-
-impl PendingKey {
-    fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(40 + self.key_bytes.len());
-        b.push(1);
-        b.extend_from_slice(&self.created.to_be_bytes());
-        b.extend_from_slice(&self.poster.encode());
-        b.push(self.receiver.dn as u8);
-        b.extend_from_slice(&self.receiver.sn.to_be_bytes());
-        b.extend_from_slice(&self.receiver_ip);
-        b.push(self.sender.dn as u8);
-        b.extend_from_slice(&self.sender.sn.to_be_bytes());
-        b.push(self.key_bytes.len() as u8);
-        b.extend_from_slice(&self.key_bytes);
-        b
-    }
-    fn decode(b: &[u8]) -> Option<PendingKey> {
-        if b.len() < 34 || b[0] != 1 {
-            return None;
-        }
-        let kl = b[33] as usize;
-        if b.len() != 34 + kl {
-            return None;
-        }
-        Some(PendingKey {
-            created: u64::from_be_bytes(b[1..9].try_into().ok()?),
-            poster: Poster::decode(&b[9..19])?,
-            receiver: CoinName { dn: b[19] as i8, sn: be32(&b[20..24]) },
-            receiver_ip: [b[24], b[25], b[26], b[27]],
-            sender: CoinName { dn: b[28] as i8, sn: be32(&b[29..33]) },
-            key_bytes: b[34..].to_vec(),
-        })
-    }
-}
-
 /// Limits of the pending-key store (config.toml `max_pending_keys`,
 /// `anonymous_pending_keys_percent`, `anonymous_posts_per_addr`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,26 +229,6 @@ pub struct PendingKeys {
     temp_files_removed: AtomicU64,
 }
 
-/// The `Keys/` path of a key id.
-pub fn key_file_name(key_id: &[u8; 16]) -> String {
-    hex::encode(key_id)
-}
-
-/// Reads one key file, at most [`MAX_KEY_FILE`] bytes.
-fn read_key_file(path: &Path) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(64);
-    std::fs::File::open(path)?.take(MAX_KEY_FILE).read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
-/// Unlinks `path`; a file that is already gone is fine.
-fn unlink(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
 impl PendingKeys {
     /// At most this many keys are pending by default (a post beyond it gets 254).
     pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
@@ -381,12 +264,9 @@ impl PendingKeys {
                 }
                 continue;
             }
-            let mut id = [0u8; 16];
-            // only the lower-case names this server writes: an upper-case twin would be loaded but
-            // never deleted by take or sweep (found by the pending_keys fuzz target)
-            if !is_file || !is_lower_hex_32(name) || hex::decode_to_slice(name, &mut id).is_err() {
+            let Some(id) = key_id_of_file_name(name).filter(|_| is_file) else {
                 continue; // a foreign file: not ours to judge
-            }
+            };
             let bytes = match read_key_file(&entry.path()) {
                 Ok(b) => b,
                 Err(e) => {
@@ -725,9 +605,4 @@ impl PendingKeys {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// 32 lower-case hex digits: the only key-file names the server writes or reads.
-fn is_lower_hex_32(name: &str) -> bool {
-    name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

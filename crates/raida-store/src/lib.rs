@@ -4,16 +4,21 @@
 //!   bound, one lock per page; updates are durable through a group-commit write-ahead journal
 //!   and pages are checkpointed with temp file + fsync + rename (never torn).
 //! * identity coins, lockers, key-token secrets and RAIDA pre-shared secrets.
+//! * the files of `Keys/` ([`keys_dir`]: pending key parts) and `Inbox/` ([`inbox`]:
+//!   assembled keys); the server keeps their in-memory indexes and bounds.
 //! * [`Config`] (`config.toml`), [`init_data_dir`], and [`durable`] file helpers.
 
 pub mod config;
 pub mod durable;
 mod error;
-mod extras;
+pub mod inbox;
 mod init;
 mod journal;
+pub mod keys_dir;
 pub mod layout;
+mod page_cache;
 mod store;
+mod tables;
 
 pub use config::{Config, IdentityConfig, KeyServer, CONFIG_FILE};
 pub use error::{Result, StoreError};

@@ -1,4 +1,5 @@
-//! Small tables kept in memory after open and persisted as whole files (atomic replace):
+//! The small tables of a data directory: identity coins (`coins/`, read at use) and the
+//! tables kept in memory after open and persisted as whole files (atomic replace):
 //!
 //! * `lockers.bin`: N × 16-byte locker ANs (the key of EN 2 is found by the first 5 bytes;
 //!   prefixes are unique).
@@ -16,8 +17,13 @@ use std::path::{Path, PathBuf};
 use parking_lot::RwLock;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::durable::write_file_atomic;
+use std::fs::File;
+use std::io::Read;
+
+use crate::durable::{create_dir_durable, write_file_atomic};
 use crate::error::{Result, StoreError};
+use crate::layout::*;
+use crate::store::Store;
 
 pub(crate) const LOCKERS_FILE: &str = "lockers.bin";
 pub(crate) const TOKENS_FILE: &str = "tokens.bin";
@@ -179,4 +185,111 @@ pub(crate) fn raida_secrets(dir: &Path) -> Result<Table<(u8, u32), 32>> {
         },
         |b| (b[0] <= 24).then(|| (b[0], u32::from_be_bytes([b[1], b[2], b[3], b[4]]))),
     )
+}
+
+impl Store {
+    // ---- identity coins ----
+
+    /// Path of an identity coin file.
+    pub fn identity_coin_path(&self, dn: i8, sn: u32) -> PathBuf {
+        self.inner.dir.join(identity_coin_rel_path(dn, sn))
+    }
+
+    /// Loads `coins/<DN>.<SN>.bin` and returns its 25 ANs; any deviation from the 440-byte
+    /// layout or a coin id other than `coin_id` is an error (the server answers 197).
+    /// No such coin: `MissingCoinFile`, `BadCoinFile` or `BadDenomination`; the file could
+    /// not be read (e.g. EMFILE): `Io`.
+    pub fn identity_coin(&self, dn: i8, sn: u32, coin_id: u16) -> Result<[[u8; 16]; TOTAL_RAIDA]> {
+        check_dn(dn)?;
+        let path = self.identity_coin_path(dn, sn);
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::MissingCoinFile(path)),
+            Err(e) => return Err(StoreError::io("cannot open", path, e)),
+        };
+        let mut buf = Zeroizing::new(Vec::with_capacity(IDENTITY_COIN_BYTES + 1));
+        (&mut f)
+            .take(IDENTITY_COIN_BYTES as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| StoreError::io("cannot read", &path, e))?;
+        decode_identity_coin(&buf, coin_id).map_err(|reason| StoreError::BadCoinFile { path, reason })
+    }
+
+    /// Writes an identity coin file durably (mode 0600); refuses to overwrite an existing one.
+    pub fn write_identity_coin(&self, dn: i8, sn: u32, coin_id: u16, ans: &[[u8; 16]; TOTAL_RAIDA]) -> Result<()> {
+        check_dn(dn)?;
+        let path = self.identity_coin_path(dn, sn);
+        if path.exists() {
+            return Err(StoreError::CoinFileExists(path));
+        }
+        if let Some(parent) = path.parent() {
+            create_dir_durable(parent).map_err(|e| StoreError::io("cannot create", parent, e))?;
+        }
+        let bytes = Zeroizing::new(encode_identity_coin(coin_id, ans));
+        write_file_atomic(&path, &bytes[..], 0o600).map_err(|e| StoreError::io("cannot write", path, e))
+    }
+
+    // ---- lockers ----
+
+    /// The locker whose AN starts with `prefix`.
+    pub fn locker_by_prefix(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
+        self.inner.lockers.get(prefix)
+    }
+
+    /// Adds a locker durably; refuses a second locker with the same 5-byte prefix.
+    pub fn add_locker(&self, an: [u8; 16]) -> Result<()> {
+        let mut p = [0u8; 5];
+        p.copy_from_slice(&an[..5]);
+        if self.inner.lockers.put(p, &an, false)? {
+            Ok(())
+        } else {
+            Err(StoreError::DuplicateLocker(hex::encode(p)))
+        }
+    }
+
+    /// Removes the locker with this prefix; `Ok(false)` if there was none.
+    pub fn remove_locker(&self, prefix: &[u8; 5]) -> Result<bool> {
+        self.inner.lockers.remove(prefix)
+    }
+
+    /// Number of lockers.
+    pub fn locker_count(&self) -> usize {
+        self.inner.lockers.len()
+    }
+
+    // ---- key tokens ----
+
+    /// This RAIDA's 32-byte secret of key token (DN 7..11, SN).
+    pub fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]> {
+        if !raida_proto::consts::is_key_token_dn(dn) {
+            return None;
+        }
+        self.inner.tokens.get(&(dn, sn))
+    }
+
+    /// Stores (or replaces) a key token's secret durably.
+    pub fn set_token_secret(&self, dn: i8, sn: u32, secret: &[u8; 32]) -> Result<()> {
+        if !raida_proto::consts::is_key_token_dn(dn) {
+            return Err(StoreError::BadTokenDenomination(dn));
+        }
+        self.inner.tokens.put((dn, sn), secret, true).map(|_| ())
+    }
+
+    // ---- RAIDA pre-shared secrets ----
+
+    /// Type-7 pre-shared secret from RAIDA `sender` to this RAIDA, key id `key_id`.
+    pub fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]> {
+        if sender >= raida_proto::consts::TOTAL_RAIDA_SERVERS {
+            return None;
+        }
+        self.inner.raida_secrets.get(&(sender, key_id))
+    }
+
+    /// Stores (or replaces) a type-7 pre-shared secret durably.
+    pub fn set_raida_secret(&self, sender: u8, key_id: u32, secret: &[u8; 32]) -> Result<()> {
+        if sender >= raida_proto::consts::TOTAL_RAIDA_SERVERS {
+            return Err(StoreError::BadRaidaId(sender));
+        }
+        self.inner.raida_secrets.put((sender, key_id), secret, true).map(|_| ())
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use raida_server::inbox::Inbox;
+use raida_store::inbox::InboxDir;
 
 #[derive(clap::Subcommand)]
 pub enum InboxCommand {
@@ -24,7 +24,7 @@ pub fn run(cmd: InboxCommand) -> anyhow::Result<()> {
     match cmd {
         InboxCommand::List { dir } => {
             anyhow::ensure!(dir.is_dir(), "{}: no such data directory", dir.display());
-            for k in Inbox::new(&dir).list()? {
+            for k in InboxDir::new(&dir).list()? {
                 let senders: Vec<String> = k.senders.iter().map(|(dn, sn)| format!("{dn}.{sn}")).collect();
                 println!(
                     "{} parts={} senders={} time={}",
@@ -38,7 +38,7 @@ pub fn run(cmd: InboxCommand) -> anyhow::Result<()> {
         }
         InboxCommand::Take { dir, key_id } => {
             anyhow::ensure!(dir.is_dir(), "{}: no such data directory", dir.display());
-            let k = Inbox::new(&dir).take(&key_id)?;
+            let k = InboxDir::new(&dir).take(&key_id)?;
             println!("{}", hex::encode(&k.key));
             Ok(())
         }
