@@ -63,3 +63,17 @@ fn pending_keys_survive_a_restart_and_expire() {
     assert_eq!(keys.sweep(4601), 1);
     assert!(!file.exists());
 }
+
+#[test]
+fn the_request_path_takes_its_randomness_from_the_state() {
+    // a seeded source: every random byte is 5, so the ticket number is 0x05050505
+    let seeded = |s: &mut raida_server::ServerState| s.random = std::sync::Arc::new(|b: &mut [u8]| b.fill(5));
+    let ledger = MemoryLedger::with_coins([((1, 1), ([9; 16], 40))]);
+    let t = TestState::build(0, 6, ledger, 1000, seeded);
+    let rec = get_ticket::TicketRecord { dn: 1, sn: 1, an: [9; 16] };
+    let c = call(header(Encryption::None, KeyIdentity::None, 2, 40), get_ticket::encode(&[rec]), 1000);
+    let answer = cmd::get_ticket::run(&t.state, &c);
+    assert_eq!(answer.status, Status::AllPass);
+    let decoded = <get_ticket::GetTicketAnswer as raida_proto::codec::Codec>::decode(&answer.payload).unwrap();
+    assert_eq!(decoded.ticket, 0x0505_0505);
+}

@@ -6,7 +6,7 @@
 
 use raida_proto::commands::encrypt_key::{self, EncryptKey, KeyTicket};
 use raida_proto::{Encryption, Key16, Status};
-use rand_core::{OsRng, RngCore};
+use rand_core::RngCore;
 
 use super::{Command, Ctx};
 use crate::state::{Answer, Call, ServerState};
@@ -23,7 +23,7 @@ impl Command for EncryptKey {
 
     fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<KeyTicket, Status> {
         let mut random2 = [0u8; 2];
-        OsRng.fill_bytes(&mut random2);
+        state.rng().fill_bytes(&mut random2);
         ticket(state, ctx, self, random2)
     }
 }

@@ -2,7 +2,6 @@
 
 use raida_proto::commands::get_ticket::{GetTicket, GetTicketAnswer};
 use raida_proto::Status;
-use rand_core::OsRng;
 use subtle::ConstantTimeEq;
 
 use super::{Command, Ctx};
@@ -28,7 +27,7 @@ impl Command for GetTicket {
             return Ok(GetTicketAnswer { passes, ticket: 0 });
         }
         let requester = Requester::of(&ctx.header.key_identity, ctx.peer);
-        let ticket = state.tickets.issue(coins, &requester, ctx.now, &mut OsRng)?;
+        let ticket = state.tickets.issue(coins, &requester, ctx.now, &mut state.rng())?;
         Ok(GetTicketAnswer { passes, ticket })
     }
 }
