@@ -30,6 +30,7 @@ use raida_proto::commands::key_tickets::{self, DecryptRecord, EncryptKey};
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::commands::{get_ticket, key_alert, validate_ticket, SPEC_COMMANDS};
 use raida_proto::Key16;
+use raida_proto::{CoinId, IdentityCoin};
 use raida_server::ledger::MemoryLedger;
 use raida_server::state::{Clock, Outcome};
 use raida_server::ServerState;
@@ -134,7 +135,7 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
                 .map(|_| {
                     let (dn, sn) = pick_coin(inp);
                     let an = if !inp.u8().is_multiple_of(4) { an_of((dn, sn)) } else { inp.array() };
-                    get_ticket::TicketRecord { dn, sn, an }
+                    get_ticket::TicketRecord { coin: CoinId { dn, sn }, an }
                 })
                 .collect();
             get_ticket::encode(&records)
@@ -214,9 +215,9 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
             key_alert::encode(&entries)
         }
         (GROUP_KEY_EXCHANGE, ENCRYPT_KEY) => key_tickets::encode_encrypt(&EncryptKey {
-            recipient: pick_coin(inp),
+            recipient: IdentityCoin(pick_coin(inp).into()),
             key_part: inp.array(),
-            target: pick_coin(inp),
+            target: pick_coin(inp).into(),
         })
         .to_vec(),
         (GROUP_KEY_EXCHANGE, DECRYPT_RAIDA_KEY) => {
@@ -226,10 +227,10 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
                 .map(|_| {
                     let c = inp.u8();
                     let raida_id = if c & 1 == 0 { inp.u8() % 25 } else { inp.u8() };
-                    let target = pick_coin(inp);
+                    let target: CoinId = pick_coin(inp).into();
                     let ticket = if c & 2 == 0 {
                         // Made by RAIDA `raida_id` under our identity coin's AN for it.
-                        let maker_target = if c & 4 == 0 { target } else { pick_coin(inp) };
+                        let maker_target = if c & 4 == 0 { target } else { pick_coin(inp).into() };
                         key_tickets::make_ticket(
                             &Key16::new(identity_an(raida_id as usize)),
                             &inp.array(),
@@ -249,7 +250,7 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
                     }
                 })
                 .collect();
-            key_tickets::encode_decrypt(coin, &records)
+            key_tickets::encode_decrypt(IdentityCoin(coin.into()), &records)
         }
         // Echo, Version, anything else: empty.
         _ => Vec::new(),
@@ -270,7 +271,7 @@ fn run(ctx: &Context, data: &[u8]) {
     let ledger = Arc::new(ledger());
     let mut state = ServerState::new(SERVER, ledger.clone(), &ctx.dir, 3600, 1000, clock).expect("server state opens");
     state.admin_key = Some(ADMIN_KEY);
-    state.key_alert.identity = Some(IDENTITY);
+    state.key_alert.identity = Some(IdentityCoin(IDENTITY.into()));
     state.key_alert.timeout = Duration::from_millis(50);
     let state = Arc::new(state);
     let mut mem = Memory::default();
@@ -416,7 +417,7 @@ fn pending_keys_in(base: &std::path::Path, data: &[u8]) {
     let peer = PEERS[inp.u8() as usize % PEERS.len()].ip();
     let mut taken = Vec::new();
     for id in &ids {
-        let coins = [pick_coin(&mut inp)];
+        let coins = [pick_coin(&mut inp).into()];
         if keys.take(id, &coins, peer, NOW + inp.u8() as u64).is_ok() {
             taken.push(*id);
         }
@@ -433,7 +434,7 @@ fn pending_keys_in(base: &std::path::Path, data: &[u8]) {
             &[0xFF; 8],
         ))
         .expect("a well-formed post");
-        let poster = if inp.bool() { Poster::Anonymous } else { Poster::Coin(1, 100) };
+        let poster = if inp.bool() { Poster::Anonymous } else { Poster::Coin(CoinId { dn: 1, sn: 100 }) };
         let _ = keys.post(&post, poster, std::net::IpAddr::from([127, 0, 0, 1]), NOW);
     }
     let _ = keys.sweep(NOW + 3600 + inp.u16() as u64);

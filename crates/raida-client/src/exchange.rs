@@ -8,6 +8,7 @@ use raida_proto::commands::key_alert::{self, AlertEntry};
 use raida_proto::commands::key_tickets::{self, DecryptRecord, EncryptKey};
 use raida_proto::commands::post_key::{self, CoinName, KEY_FIELD, KEY_LENGTHS};
 use raida_proto::Status;
+use raida_proto::{CoinId, IdentityCoin};
 use rand_core::{OsRng, RngCore};
 
 use crate::{Client, ClientError, Server};
@@ -134,8 +135,8 @@ pub async fn fix_an(
     client: &Client,
     helpers: [(Server, ClientKey); 2],
     target: Server,
-    identity: (i8, u32),
-    coin: (i8, u32),
+    identity: IdentityCoin,
+    coin: CoinId,
     new_an: [u8; 16],
 ) -> Result<Vec<u8>, ExchangeError> {
     let mut records = Vec::with_capacity(2);

@@ -3,6 +3,7 @@
 //! bounds-checked [`Reader`], so no payload offset is written outside these impls and no
 //! byte string, however short, can make a decoder index out of range.
 
+use crate::coin::CoinId;
 use crate::status::Status;
 
 /// A big-endian u32 from the first 4 bytes of `b` (0 if `b` is shorter: callers pass
@@ -72,8 +73,8 @@ impl<'a> Reader<'a> {
     }
 
     /// `[DN 1][SN 4]`, the way every command names a coin.
-    pub fn coin(&mut self) -> Result<(i8, u32), Status> {
-        Ok((self.i8()?, self.u32()?))
+    pub fn coin(&mut self) -> Result<CoinId, Status> {
+        Ok(CoinId { dn: self.i8()?, sn: self.u32()? })
     }
 
     /// Skip `n` bytes (reserved fields).
@@ -97,9 +98,9 @@ impl<'a> Reader<'a> {
 }
 
 /// The writing side: `[DN 1][SN 4]`.
-pub fn put_coin(out: &mut Vec<u8>, coin: (i8, u32)) {
-    out.push(coin.0 as u8);
-    out.extend_from_slice(&coin.1.to_be_bytes());
+pub fn put_coin(out: &mut Vec<u8>, coin: CoinId) {
+    out.push(coin.dn as u8);
+    out.extend_from_slice(&coin.sn.to_be_bytes());
 }
 
 /// A request payload or an answer of section 6.

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod coin;
 pub mod commands;
 pub mod consts;
 pub mod crypto;
@@ -25,6 +26,7 @@ pub mod response;
 pub mod status;
 pub mod validate;
 
+pub use coin::{CoinId, IdentityCoin};
 pub use header::{CommandSet, Encryption, KeyIdentity, RequestHeader, ServerIdentity};
 pub use keys::{FallibleKeyLookup, Key16, Key32, KeyLookup, LookupFault, RequestKey};
 pub use response::{ReplyContext, ReplySecurity};

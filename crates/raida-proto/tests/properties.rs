@@ -151,6 +151,7 @@ mod command_payloads {
     use proptest::prelude::*;
     use raida_proto::commands::post_key::CoinName;
     use raida_proto::commands::{get_ticket, key_alert, key_tickets, post_key, status_group, validate_ticket};
+    use raida_proto::{CoinId, IdentityCoin};
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
@@ -172,7 +173,7 @@ mod command_payloads {
 
         #[test]
         fn get_ticket_round_trip(recs in proptest::collection::vec((any::<i8>(), any::<u32>(), any::<[u8; 16]>()), 1..50)) {
-            let records: Vec<_> = recs.iter().map(|&(dn, sn, an)| get_ticket::TicketRecord { dn, sn, an }).collect();
+            let records: Vec<_> = recs.iter().map(|&(dn, sn, an)| get_ticket::TicketRecord { coin: CoinId { dn, sn }, an }).collect();
             let back: Vec<_> = get_ticket::parse(&get_ticket::encode(&records)).unwrap().collect();
             prop_assert_eq!(back, records);
         }
@@ -205,19 +206,19 @@ mod command_payloads {
         #[test]
         fn ticket_round_trip(an in any::<[u8; 16]>(), part in any::<[u8; 8]>(), dn in any::<i8>(), sn in any::<u32>(), r in any::<[u8; 2]>(), flip in 0usize..128) {
             let key = raida_proto::Key16::new(an);
-            let t = key_tickets::make_ticket(&key, &part, (dn, sn), r);
-            prop_assert_eq!(key_tickets::open_ticket(&key, &t, (dn, sn)), Some(part));
+            let t = key_tickets::make_ticket(&key, &part, CoinId { dn, sn }, r);
+            prop_assert_eq!(key_tickets::open_ticket(&key, &t, CoinId { dn, sn }), Some(part));
             let mut bad = t;
             bad[flip / 8] ^= 1 << (flip % 8);
             // a flipped bit fails the 0xFF + target check except with probability 2^-48
-            prop_assert_eq!(key_tickets::open_ticket(&key, &bad, (dn, sn)), None);
+            prop_assert_eq!(key_tickets::open_ticket(&key, &bad, CoinId { dn, sn }), None);
         }
 
         #[test]
         fn decrypt_round_trip(dn in any::<i8>(), sn in any::<u32>(), recs in proptest::collection::vec((any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<i8>(), any::<u32>(), any::<[u8; 16]>()), 1..20)) {
-            let records: Vec<_> = recs.iter().map(|&(coin_id, split_id, raida_id, shard, tdn, tsn, ticket)| key_tickets::DecryptRecord { coin_id, split_id, raida_id, shard, target: (tdn, tsn), ticket }).collect();
-            let (coin, back) = key_tickets::parse_decrypt(&key_tickets::encode_decrypt((dn, sn), &records)).unwrap();
-            prop_assert_eq!(coin, (dn, sn));
+            let records: Vec<_> = recs.iter().map(|&(coin_id, split_id, raida_id, shard, tdn, tsn, ticket)| key_tickets::DecryptRecord { coin_id, split_id, raida_id, shard, target: CoinId { dn: tdn, sn: tsn }, ticket }).collect();
+            let (coin, back) = key_tickets::parse_decrypt(&key_tickets::encode_decrypt(IdentityCoin(CoinId { dn, sn }), &records)).unwrap();
+            prop_assert_eq!(coin, IdentityCoin(CoinId { dn, sn }));
             prop_assert_eq!(back, records);
         }
     }

@@ -47,12 +47,12 @@ fn payload(n: u32, ans: &[[u8; 16]; 25]) -> Vec<u8> {
         .map(|i| {
             let split = (i % 2) as u8;
             let maker = 1 + split;
-            let target = (0i8, i / 2);
+            let target = raida_proto::CoinId { dn: 0, sn: i / 2 };
             let ticket = key_tickets::make_ticket(&Key16::new(ans[maker as usize]), &[i as u8; 8], target, [1, 2]);
             DecryptRecord { coin_id: COIN_ID, split_id: split, raida_id: maker, shard: 0, target, ticket }
         })
         .collect();
-    key_tickets::encode_decrypt(IDENT, &records)
+    key_tickets::encode_decrypt(raida_proto::IdentityCoin(IDENT.into()), &records)
 }
 
 fn decrypt_raida_key(c: &mut Criterion) {

@@ -253,7 +253,7 @@ mod tests {
     use super::*;
 
     fn key(id: u8, created: u64) -> InboxKey {
-        InboxKey { key_id: [id; 16], created, senders: vec![(1, 2)], key: vec![id, 0xFF] }
+        InboxKey { key_id: [id; 16], created, senders: vec![(1, 2).into()], key: vec![id, 0xFF] }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use raida_proto::consts::{is_coin_dn, AnsPerRaida, MAX_SN};
 use raida_proto::keys::{FallibleKeyLookup, LookupFault};
+use raida_proto::{CoinId, IdentityCoin, Key16};
 
 /// One coin record to write: (DN, SN, AN, MFS).
 pub type CoinUpdate = (i8, u32, [u8; 16], u8);
@@ -28,14 +29,14 @@ impl std::fmt::Display for Fault {
 /// (`Ok(None)`) or could not tell (`Err(Fault)`).
 pub trait Ledger: Send + Sync + 'static {
     /// AN of a present coin (DN -8..6, SN < 1,024,000, MFS != 0).
-    fn coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, Fault>;
+    fn coin_an(&self, coin: CoinId) -> Result<Option<Key16>, Fault>;
     fn locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, Fault>;
     fn token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, Fault>;
     fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault>;
     /// The 25 ANs of this server's identity coin `coins/<dn>.<sn>.bin` if the file loads
     /// (440 bytes, zero bytes where zero is required, the configured coin id); `Ok(None)`
     /// when there is no such file or it does not load, `Err` when it could not be read.
-    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<AnsPerRaida>, Fault>;
+    fn identity_coin(&self, coin: IdentityCoin) -> Result<Option<AnsPerRaida>, Fault>;
     /// Write coin records durably (returns once they survive a crash).
     fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String>;
     /// (cached pages, dirty pages).
@@ -50,7 +51,7 @@ pub struct LedgerKeys<'a>(pub &'a dyn Ledger);
 
 impl FallibleKeyLookup for LedgerKeys<'_> {
     fn try_coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, LookupFault> {
-        self.0.coin_an(dn, sn).map_err(|_| LookupFault)
+        Ok(self.0.coin_an(CoinId { dn, sn }).map_err(|_| LookupFault)?.map(|an| *an.as_bytes()))
     }
     fn try_locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault> {
         self.0.locker_an(prefix).map_err(|_| LookupFault)
@@ -86,8 +87,8 @@ pub struct StoreLedger {
 }
 
 impl Ledger for StoreLedger {
-    fn coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, Fault> {
-        self.store.present_an(dn, sn).map_err(store_fault)
+    fn coin_an(&self, coin: CoinId) -> Result<Option<Key16>, Fault> {
+        Ok(self.store.present_an(coin.dn, coin.sn).map_err(store_fault)?.map(Key16::new))
     }
     // Lockers, key-token secrets and RAIDA secrets are tables read into memory at open:
     // looking one up cannot fail.
@@ -100,8 +101,8 @@ impl Ledger for StoreLedger {
     fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault> {
         Ok(self.store.raida_secret(sender, key_id))
     }
-    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<AnsPerRaida>, Fault> {
-        match self.store.identity_coin(dn, sn, self.coin_id) {
+    fn identity_coin(&self, IdentityCoin(coin): IdentityCoin) -> Result<Option<AnsPerRaida>, Fault> {
+        match self.store.identity_coin(coin.dn, coin.sn, self.coin_id) {
             Ok(ans) => Ok(Some(ans)),
             Err(e @ raida_store::StoreError::Io { .. }) => Err(store_fault(e)),
             Err(e) => {
@@ -173,12 +174,12 @@ impl MemoryLedger {
 }
 
 impl Ledger for MemoryLedger {
-    fn coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, Fault> {
+    fn coin_an(&self, CoinId { dn, sn }: CoinId) -> Result<Option<Key16>, Fault> {
         self.check(FaultAt::Coin(dn, sn))?;
         if !is_coin_dn(dn) || sn >= MAX_SN {
             return Ok(None);
         }
-        Ok(self.coins.read().get(&(dn, sn)).filter(|(_, mfs)| *mfs != 0).map(|(an, _)| *an))
+        Ok(self.coins.read().get(&(dn, sn)).filter(|(_, mfs)| *mfs != 0).map(|(an, _)| Key16::new(*an)))
     }
     fn locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, Fault> {
         self.check(FaultAt::Locker(*prefix))?;
@@ -192,7 +193,7 @@ impl Ledger for MemoryLedger {
         self.check(FaultAt::RaidaSecret(sender, key_id))?;
         Ok(self.secrets.read().get(&(sender, key_id)).copied())
     }
-    fn identity_coin(&self, dn: i8, sn: u32) -> Result<Option<AnsPerRaida>, Fault> {
+    fn identity_coin(&self, IdentityCoin(CoinId { dn, sn }): IdentityCoin) -> Result<Option<AnsPerRaida>, Fault> {
         self.check(FaultAt::Identity(dn, sn))?;
         Ok(self.identities.read().get(&(dn, sn)).copied())
     }

@@ -379,7 +379,7 @@ impl PendingKeys {
     /// post is still being written; 16/195/196 are the codec's). `source`: the request's
     /// source address (counted for anonymous posts only).
     pub fn post(&self, post: &PostKey, poster: Poster, source: IpAddr, now: u64) -> Result<(), Status> {
-        if post.sender.is_set() && poster != Poster::Coin(post.sender.dn, post.sender.sn) {
+        if post.sender.is_set() && poster != Poster::Coin(post.sender) {
             return Err(Status::ReceiverAuth);
         }
         let id = post.key_id;
@@ -493,7 +493,7 @@ impl PendingKeys {
     pub fn take(
         &self,
         key_id: &[u8; 16],
-        requester_coins: &[(i8, u32)],
+        requester_coins: &[CoinName],
         requester_ip: IpAddr,
         now: u64,
     ) -> Result<(CoinName, Vec<u8>), Status> {
@@ -504,7 +504,7 @@ impl PendingKeys {
                 return Err(Status::KeyNotFound);
             }
             let k = &e.key;
-            if k.receiver.is_set() && !requester_coins.contains(&(k.receiver.dn, k.receiver.sn)) {
+            if k.receiver.is_set() && !requester_coins.contains(&k.receiver) {
                 return Err(Status::ReceiverAuth);
             }
             if k.receiver_ip != [0; 4] {

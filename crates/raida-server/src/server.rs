@@ -162,7 +162,7 @@ impl ServerBuilder {
         });
         state.key_alert = KeyAlertSettings {
             key_servers,
-            identity: config.identity.as_ref().map(|i| (i.dn, i.sn)),
+            identity: config.identity.as_ref().map(|i| raida_proto::IdentityCoin((i.dn, i.sn).into())),
             timeout: limits.key_alert_timeout,
         };
         Ok((Arc::new(state), listen, limits.clone()))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use raida_proto::header::{RequestHeader, ServerIdentity};
 use raida_proto::replay::{ReplayCheck, ReplayKey, ReplayMemory};
-use raida_proto::{validate_request, Rejection, ReplyContext, Status};
+use raida_proto::{validate_request, IdentityCoin, Rejection, ReplyContext, Status};
 use rand_core::{OsRng, RngCore};
 
 use crate::dispatch::{DispatchTable, Handler};
@@ -29,7 +29,7 @@ pub struct KeyAlertSettings {
     /// The identity coin (DN, SN) used to authenticate Get Key, if configured. When it is
     /// configured but does not load, alerts answer 197 and fetch nothing; when none is
     /// configured, parts are fetched with EN 0 (only parts that name no receiver come back).
-    pub identity: Option<(i8, u32)>,
+    pub identity: Option<IdentityCoin>,
     /// One timeout for all parts of an alert (they share one socket).
     pub timeout: Duration,
 }

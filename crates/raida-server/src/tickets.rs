@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use raida_proto::consts::{TICKET_POOL_SIZE, TICKET_RELEASE_SECONDS, TOTAL_RAIDA_SERVERS};
+use raida_proto::CoinId;
 use raida_proto::{KeyIdentity, Status};
 use rand_core::RngCore;
 
@@ -38,7 +39,7 @@ impl Requester {
 #[derive(Default)]
 struct SlotData {
     created: u64,
-    coins: Vec<(i8, u32)>,
+    coins: Vec<CoinId>,
     /// Bit r set: RAIDA r claimed it.
     claimed: u32,
 }
@@ -118,7 +119,7 @@ impl TicketPool {
     /// Err(160) when the requester already holds its share, Err(42) when every slot is live.
     pub fn issue(
         &self,
-        mut coins: Vec<(i8, u32)>,
+        mut coins: Vec<CoinId>,
         requester: &Requester,
         now: u64,
         rng: &mut impl RngCore,
@@ -148,7 +149,7 @@ impl TicketPool {
     }
 
     /// Place a ticket with a given number (tests and vectors). None when full.
-    pub fn insert(&self, number: u32, coins: Vec<(i8, u32)>, now: u64) -> Option<()> {
+    pub fn insert(&self, number: u32, coins: Vec<CoinId>, now: u64) -> Option<()> {
         let _issuing = self.issuing.lock();
         let slot = self.slots.iter().find(|s| !self.live(s, now))?;
         let mut d = slot.data.lock();
@@ -160,7 +161,7 @@ impl TicketPool {
     }
 
     /// Claim a ticket for RAIDA `raida`: 43 unknown or expired, 44 already claimed by it.
-    pub fn claim(&self, number: u32, raida: u8, now: u64) -> Result<Vec<(i8, u32)>, Status> {
+    pub fn claim(&self, number: u32, raida: u8, now: u64) -> Result<Vec<CoinId>, Status> {
         if number == 0 || raida >= TOTAL_RAIDA_SERVERS {
             return Err(Status::NoTicketFound);
         }
@@ -211,6 +212,10 @@ mod tests {
     use super::*;
     use rand_core::OsRng;
 
+    fn coins(list: &[(i8, u32)]) -> Vec<CoinId> {
+        list.iter().map(|&c| c.into()).collect()
+    }
+
     fn who(n: u8) -> Requester {
         Requester::Address(IpAddr::from([10, 0, 0, n]))
     }
@@ -218,11 +223,11 @@ mod tests {
     #[test]
     fn issue_claim_expire() {
         let pool = TicketPool::with_share(4, 300, 16);
-        let t = pool.issue(vec![(1, 2)], &who(1), 1000, &mut OsRng).unwrap();
+        let t = pool.issue(coins(&[(1, 2)]), &who(1), 1000, &mut OsRng).unwrap();
         assert_ne!(t, 0);
-        assert_eq!(pool.claim(t, 3, 1000), Ok(vec![(1, 2)]));
+        assert_eq!(pool.claim(t, 3, 1000), Ok(coins(&[(1, 2)])));
         assert_eq!(pool.claim(t, 3, 1000), Err(Status::TicketClaimedAlready));
-        assert_eq!(pool.claim(t, 4, 1299), Ok(vec![(1, 2)]));
+        assert_eq!(pool.claim(t, 4, 1299), Ok(coins(&[(1, 2)])));
         assert_eq!(pool.claim(t, 5, 1300), Err(Status::NoTicketFound));
         for _ in 0..4 {
             assert!(pool.issue(vec![], &who(1), 2000, &mut OsRng).is_ok());
@@ -282,7 +287,7 @@ mod tests {
         let pool = TicketPool::with_share(512, 300, 16);
         let mut refused = 0;
         for _ in 0..512 {
-            match pool.issue(vec![(1, 1)], &who(1), 0, &mut OsRng) {
+            match pool.issue(coins(&[(1, 1)]), &who(1), 0, &mut OsRng) {
                 Ok(_) => {}
                 Err(s) => {
                     assert_eq!(s, Status::RequestRate);
@@ -292,15 +297,15 @@ mod tests {
         }
         assert_eq!(refused, 512 - 16);
         assert_eq!(pool.free_slots(0), 512 - 16);
-        assert!(pool.issue(vec![(2, 2)], &who(2), 0, &mut OsRng).is_ok());
+        assert!(pool.issue(coins(&[(2, 2)]), &who(2), 0, &mut OsRng).is_ok());
         // once its tickets expire the abuser may ask again
-        assert!(pool.issue(vec![(1, 1)], &who(1), 300, &mut OsRng).is_ok());
+        assert!(pool.issue(coins(&[(1, 1)]), &who(1), 300, &mut OsRng).is_ok());
     }
 
     #[test]
     fn duplicate_coins_are_one_coin() {
         let pool = TicketPool::default();
-        let t = pool.issue(vec![(1, 5), (1, 5), (2, 7), (1, 5)], &who(1), 0, &mut OsRng).unwrap();
-        assert_eq!(pool.claim(t, 0, 0), Ok(vec![(1, 5), (2, 7)]));
+        let t = pool.issue(coins(&[(1, 5), (1, 5), (2, 7), (1, 5)]), &who(1), 0, &mut OsRng).unwrap();
+        assert_eq!(pool.claim(t, 0, 0), Ok(coins(&[(1, 5), (2, 7)])));
     }
 }

@@ -13,6 +13,7 @@ use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::{get_ticket, key_tickets, validate_ticket};
 use raida_proto::replay::ReplayMemory;
+use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use raida_server::ledger::MemoryLedger;
 use raida_server::{RunningServer, ServerLimits, ServerState};
@@ -68,6 +69,7 @@ fn en4(coin: (i8, u32), an: [u8; 16]) -> ClientKey {
 }
 
 fn encrypt_key(recipient: (i8, u32), target: (i8, u32)) -> Vec<u8> {
+    let (recipient, target) = (IdentityCoin(recipient.into()), target.into());
     key_tickets::encode_encrypt(&key_tickets::EncryptKey { recipient, key_part: [0x42; 8], target }).to_vec()
 }
 
@@ -144,7 +146,9 @@ async fn one_key_cannot_fill_the_replay_memory() {
 #[tokio::test]
 async fn one_requester_cannot_drain_the_ticket_pool() {
     let net = start(|_| {}).await;
-    let record = |coin: (i8, u32), an| get_ticket::encode(&[get_ticket::TicketRecord { dn: coin.0, sn: coin.1, an }]);
+    let record = |coin: (i8, u32), an| {
+        get_ticket::encode(&[get_ticket::TicketRecord { coin: CoinId { dn: coin.0, sn: coin.1 }, an }])
+    };
     let (mut issued, mut refused) = (0, 0);
     for _ in 0..520 {
         match net.ask(&ClientKey::None, 2, 40, &record(ATTACKER, AN_ATTACKER)).await {
@@ -163,7 +167,7 @@ async fn one_requester_cannot_drain_the_ticket_pool() {
 #[tokio::test]
 async fn validate_ticket_answers_each_coin_once() {
     let net = start(|_| {}).await;
-    let r = get_ticket::TicketRecord { dn: OTHER.0, sn: OTHER.1, an: AN_OTHER };
+    let r = get_ticket::TicketRecord { coin: CoinId { dn: OTHER.0, sn: OTHER.1 }, an: AN_OTHER };
     let answer = net.ask(&ClientKey::None, 2, 40, &get_ticket::encode(&[r, r, r, r])).await.unwrap();
     let ticket = u32::from_be_bytes(answer[..4].try_into().unwrap());
     let claim = validate_ticket::encode(&validate_ticket::ValidateTicket { claiming_raida: 3, ticket });

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use common::*;
 use raida_proto::commands::{get_ticket, key_alert, key_tickets, post_key, validate_ticket};
 use raida_proto::header::{Encryption, KeyIdentity};
+use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Status};
 use raida_server::cmd;
 use raida_server::ledger::MemoryLedger;
@@ -41,8 +42,7 @@ fn get_ticket_cases() {
                 let coins = t.state.tickets.claim(number, 3, NOW).expect("ticket is live");
                 let payload = bytes(&i["payload"]);
                 let records = get_ticket::parse(&payload).unwrap();
-                let mut want: Vec<(i8, u32)> =
-                    records.zip(&passed).filter(|(_, p)| **p).map(|(r, _)| (r.dn, r.sn)).collect();
+                let mut want: Vec<CoinId> = records.zip(&passed).filter(|(_, p)| **p).map(|(r, _)| r.coin).collect();
                 // a ticket holds each distinct coin once (Validate Ticket answers no more)
                 let mut distinct = std::collections::HashSet::new();
                 want.retain(|c| distinct.insert(*c));
@@ -74,7 +74,7 @@ fn validate_ticket_cases() {
         };
         assert_eq!(validate_ticket::encode(&v).to_vec(), bytes(&e["payload"]), "{}", name(&c));
         assert_eq!(validate_ticket::parse(&bytes(&e["payload"])), Ok(v));
-        let coins = coins_of(&i["coins"]);
+        let coins: Vec<CoinId> = coins_of(&i["coins"]).into_iter().map(CoinId::from).collect();
         assert_eq!(validate_ticket::answer(&coins), bytes(&e["response_payload"]));
     }
     for c in cases("get_ticket.json", "validate_sequence") {
@@ -82,7 +82,10 @@ fn validate_ticket_cases() {
         let now = u64_(&i["now"]);
         let t = TestState::new(1, 6, MemoryLedger::default(), now);
         for tk in i["tickets"].as_array().unwrap() {
-            t.state.tickets.insert(u64_(&tk["ticket"]) as u32, coins_of(&tk["coins"]), now).unwrap();
+            t.state
+                .tickets
+                .insert(u64_(&tk["ticket"]) as u32, coins_of(&tk["coins"]).into_iter().map(CoinId::from).collect(), now)
+                .unwrap();
         }
         for (step, want) in i["steps"].as_array().unwrap().iter().zip(e["steps"].as_array().unwrap()) {
             let at = now + u64_(&step["time_offset"]);
@@ -230,9 +233,9 @@ fn encrypt_key_cases() {
     for c in cases("encrypt_key.json", "ticket") {
         let (i, e) = (&c["input"], &c["expected"]);
         let req = key_tickets::EncryptKey {
-            recipient: (i64_(&i["recipient_dn"]) as i8, u64_(&i["recipient_sn"]) as u32),
+            recipient: IdentityCoin(CoinId { dn: i64_(&i["recipient_dn"]) as i8, sn: u64_(&i["recipient_sn"]) as u32 }),
             key_part: arr(&i["key_part"]),
-            target: (i64_(&i["target_dn"]) as i8, u64_(&i["target_sn"]) as u32),
+            target: CoinId { dn: i64_(&i["target_dn"]) as i8, sn: u64_(&i["target_sn"]) as u32 },
         };
         assert_eq!(key_tickets::encode_encrypt(&req).to_vec(), bytes(&e["payload"]), "{}", name(&c));
         let block = key_tickets::ticket_block(&req.key_part, req.target, arr(&i["random2"]));
@@ -248,7 +251,7 @@ fn encrypt_key_cases() {
         let ticket: [u8; 16] = arr(&i["ticket"]);
         let block = raida_proto::crypto::aes128_decrypt_block(&an, &ticket);
         assert_eq!(block.to_vec(), bytes(&e["block"]), "{}", name(&c));
-        let target = (i64_(&i["target_dn"]) as i8, u64_(&i["target_sn"]) as u32);
+        let target = CoinId { dn: i64_(&i["target_dn"]) as i8, sn: u64_(&i["target_sn"]) as u32 };
         assert_eq!(key_tickets::open_ticket(&an, &ticket, target).is_some(), e["valid"].as_bool().unwrap());
     }
     for c in cases("encrypt_key.json", "command") {

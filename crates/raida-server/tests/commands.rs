@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use common::*;
 use raida_proto::commands::get_ticket;
 use raida_proto::header::{Encryption, KeyIdentity};
+use raida_proto::CoinId;
 use raida_proto::Status;
 use raida_server::cmd;
 use raida_server::ledger::MemoryLedger;
@@ -36,7 +37,7 @@ fn show_stats_without_admin_key_is_refused() {
 fn get_ticket_too_many_records() {
     // 45 cannot travel in one request (16-bit body length), but the rule holds
     let t = TestState::new(0, 6, MemoryLedger::default(), 1000);
-    let rec = get_ticket::TicketRecord { dn: 1, sn: 1, an: [0; 16] };
+    let rec = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 1 }, an: [0; 16] };
     let payload = get_ticket::encode(&vec![rec; 4097]);
     let c = call(header(Encryption::None, KeyIdentity::None, 2, 40), payload, 1000);
     assert_eq!(cmd::get_ticket::run(&t.state, &c).status, Status::TooManyCoins);
@@ -70,7 +71,7 @@ fn the_request_path_takes_its_randomness_from_the_state() {
     let seeded = |s: &mut raida_server::ServerState| s.random = std::sync::Arc::new(|b: &mut [u8]| b.fill(5));
     let ledger = MemoryLedger::with_coins([((1, 1), ([9; 16], 40))]);
     let t = TestState::build(0, 6, ledger, 1000, seeded);
-    let rec = get_ticket::TicketRecord { dn: 1, sn: 1, an: [9; 16] };
+    let rec = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 1 }, an: [9; 16] };
     let c = call(header(Encryption::None, KeyIdentity::None, 2, 40), get_ticket::encode(&[rec]), 1000);
     let answer = cmd::get_ticket::run(&t.state, &c);
     assert_eq!(answer.status, Status::AllPass);

@@ -12,6 +12,7 @@ use raida_proto::commands::get_ticket::{self, TicketRecord};
 use raida_proto::commands::key_alert::{self, AlertEntry};
 use raida_proto::commands::key_tickets::{self, DecryptRecord, EncryptKey};
 use raida_proto::header::{Encryption, KeyIdentity};
+use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use raida_server::cmd;
 use raida_server::ledger::{FaultAt, MemoryLedger};
@@ -79,7 +80,10 @@ async fn unreadable_page_answers_194_not_34() {
     assert_eq!(udp_exchange(addr, &packet).await[2], Status::InvalidEncryption.code());
 
     // Get Ticket naming that coin among readable ones: the whole request is 194.
-    let records = [TicketRecord { dn: 0, sn: 5, an: AN_A }, TicketRecord { dn: 1, sn: 5, an: AN_A }];
+    let records = [
+        TicketRecord { coin: CoinId { dn: 0, sn: 5 }, an: AN_A },
+        TicketRecord { coin: CoinId { dn: 1, sn: 5 }, an: AN_A },
+    ];
     let ticket = Routing::new(0, COIN_ID, 2, 40);
     let (packet, _) = build_request(&ticket, &ClientKey::None, &get_ticket::encode(&records), now, &mut OsRng);
     let answer = udp_exchange(addr, &packet).await;
@@ -129,7 +133,10 @@ fn key_lookup_faults_answer_194_for_every_encryption_type() {
 #[test]
 fn get_ticket_with_a_faulty_coin_is_194() {
     let t = TestState::new(0, COIN_ID, MemoryLedger::with_coins([((1, 5), (AN_A, 30)), ((1, 6), (AN_A, 30))]), 1000);
-    let records = [TicketRecord { dn: 1, sn: 5, an: AN_A }, TicketRecord { dn: 1, sn: 6, an: AN_A }];
+    let records = [
+        TicketRecord { coin: CoinId { dn: 1, sn: 5 }, an: AN_A },
+        TicketRecord { coin: CoinId { dn: 1, sn: 6 }, an: AN_A },
+    ];
     let c = call(header(Encryption::None, KeyIdentity::None, 2, 40), get_ticket::encode(&records), 1000);
     assert_eq!(cmd::get_ticket::run(&t.state, &c).status, Status::AllPass);
     t.ledger.inject_fault(FaultAt::Coin(1, 6));
@@ -140,7 +147,11 @@ fn get_ticket_with_a_faulty_coin_is_194() {
 #[test]
 fn encrypt_key_recipient_fault_is_194_not_40() {
     let t = TestState::new(0, COIN_ID, MemoryLedger::with_coins([((1, 5), (AN_A, 30)), ((1, 7), (AN_A, 30))]), 1000);
-    let req = EncryptKey { recipient: (1, 7), key_part: [9; 8], target: (1, 5) };
+    let req = EncryptKey {
+        recipient: IdentityCoin(CoinId { dn: 1, sn: 7 }),
+        key_part: [9; 8],
+        target: CoinId { dn: 1, sn: 5 },
+    };
     let c = call(
         header(Encryption::Coin, KeyIdentity::Coin { dn: 1, sn: 5 }, 4, 44),
         key_tickets::encode_encrypt(&req).to_vec(),
@@ -159,10 +170,13 @@ fn decrypt_raida_key_faults_are_197_and_194() {
     let l = MemoryLedger::with_coins([(target, (AN_A, 30))]);
     l.identities.write().insert(identity, maker_ans);
     let t = TestState::new(0, COIN_ID, l, 1000);
-    let ticket = key_tickets::make_ticket(&Key16::new(maker_ans[2]), &[7; 8], target, [1, 2]);
-    let rec = DecryptRecord { coin_id: COIN_ID, split_id: 0, raida_id: 2, shard: 0, target, ticket };
-    let c =
-        call(header(Encryption::None, KeyIdentity::None, 4, 45), key_tickets::encode_decrypt(identity, &[rec]), 1000);
+    let ticket = key_tickets::make_ticket(&Key16::new(maker_ans[2]), &[7; 8], target.into(), [1, 2]);
+    let rec = DecryptRecord { coin_id: COIN_ID, split_id: 0, raida_id: 2, shard: 0, target: target.into(), ticket };
+    let c = call(
+        header(Encryption::None, KeyIdentity::None, 4, 45),
+        key_tickets::encode_decrypt(IdentityCoin(identity.into()), &[rec]),
+        1000,
+    );
     // The target's page cannot be read: 194 and nothing written (not a 0x00 record).
     t.ledger.inject_fault(FaultAt::Coin(target.0, target.1));
     let (a, _) = cmd::decrypt_raida_key::answer(&t.state, &c);
@@ -181,7 +195,7 @@ async fn key_alert_identity_fault_is_197() {
     let l = MemoryLedger::default();
     l.identities.write().insert(identity, [[0x11; 16]; 25]);
     let t = TestState::build(0, COIN_ID, l, 1000, |s| {
-        s.key_alert.identity = Some(identity);
+        s.key_alert.identity = Some(IdentityCoin(identity.into()));
         s.key_alert.timeout = Duration::from_secs(1);
     });
     // No configured key server: nothing is fetched either way.

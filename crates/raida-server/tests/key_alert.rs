@@ -19,7 +19,7 @@ use raida_proto::client::{ClientKey, Reply};
 use raida_proto::commands::key_alert::{self, AlertEntry};
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::header::{Encryption, KeyIdentity};
-use raida_proto::Status;
+use raida_proto::{CoinId, IdentityCoin, Status};
 use raida_server::inbox::{InboxKey, InboxLimits};
 use raida_server::ledger::MemoryLedger;
 use raida_server::{KeyServer, RunningServer, ServerLimits, ServerState};
@@ -144,7 +144,7 @@ async fn an_identity_that_does_not_load_answers_197_and_fetches_nothing() {
     let silent = Silent::new();
     // the identity is configured, but the ledger has no such coin file
     let rx = state(3, MemoryLedger::default(), |s| {
-        s.key_alert.identity = Some(IDENTITY);
+        s.key_alert.identity = Some(IdentityCoin(IDENTITY.into()));
         s.key_alert.key_servers = vec![key_server(silent.addr(), 1, false)];
         s.key_alert.timeout = Duration::from_secs(1);
     });
@@ -166,7 +166,7 @@ async fn fetch_through_proxy(legacy: bool, only_en: u8) {
     let ledger = MemoryLedger::default();
     ledger.identities.write().insert(IDENTITY, ans);
     let rx = state(3, ledger, |s| {
-        s.key_alert.identity = Some(IDENTITY);
+        s.key_alert.identity = Some(IdentityCoin(IDENTITY.into()));
         s.key_alert.key_servers = vec![key_server(proxy.addr, 1, legacy)];
         s.key_alert.timeout = T;
     });
@@ -275,7 +275,7 @@ async fn a_full_inbox_answers_254_until_a_key_expires() {
         s.inbox.set_limits(InboxLimits { max_keys: 1, max_age_secs: 100 });
     });
     let r = start(&rx).await;
-    let held = InboxKey { key_id: random(), created: now, senders: vec![(0, 0)], key: vec![1, 0xFF] };
+    let held = InboxKey { key_id: random(), created: now, senders: vec![CoinId::default()], key: vec![1, 0xFF] };
     rx.state.inbox.store(&held).unwrap();
 
     let err = send_alert(r.local_addr(), &[entry(random(), silent.addr(), 1)]).await.unwrap_err();
@@ -312,7 +312,7 @@ fn a_flood_of_alerts_writes_a_few_log_lines() {
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
     let rx = TestState::build(3, COIN_ID, MemoryLedger::default(), 1_800_000_000, |s| {
-        s.key_alert.identity = Some(IDENTITY); // does not load: every alert logs a warning
+        s.key_alert.identity = Some(IdentityCoin(IDENTITY.into())); // does not load: every alert logs a warning
     });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     const ALERTS: usize = 500;

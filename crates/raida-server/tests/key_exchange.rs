@@ -14,6 +14,7 @@ use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::key_alert::{self, AlertEntry};
 use raida_proto::commands::post_key::{self, CoinName};
+use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Status};
 use raida_server::ledger::MemoryLedger;
 use raida_server::server::ServerBuilder;
@@ -53,7 +54,7 @@ async fn two_key_servers_and_a_receiver() {
     receiver_ledger.identities.write().insert(identity, ans);
     let (a1, a2) = (s1.local_addr(), s2.local_addr());
     let rx = state(3, receiver_ledger, |s| {
-        s.key_alert.identity = Some(identity);
+        s.key_alert.identity = Some(IdentityCoin(identity.into()));
         s.key_alert.key_servers = vec![KeyServer::new(1, a1, false), KeyServer::new(2, a2, false)];
         s.key_alert.timeout = T;
     });
@@ -90,7 +91,7 @@ async fn two_key_servers_and_a_receiver() {
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].key_id, k1);
     assert_eq!(inbox[0].key, key);
-    assert_eq!(inbox[0].senders, vec![(0, 0), (0, 0)]);
+    assert_eq!(inbox[0].senders, vec![CoinId::default(); 2]);
     let taken = rx.state.inbox.take(&hex::encode(k1)).unwrap();
     assert_eq!(taken.key, key);
     assert!(rx.state.inbox.list().unwrap().is_empty());
@@ -167,8 +168,16 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
         (Server { addr: s1.local_addr(), raida_id: 1 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c1) }),
         (Server { addr: s2.local_addr(), raida_id: 2 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c2) }),
     ];
-    let results =
-        exchange::fix_an(&Client::new(Transport::Tcp, COIN_ID, T), helpers, three, ident, c, new_an).await.unwrap();
+    let results = exchange::fix_an(
+        &Client::new(Transport::Tcp, COIN_ID, T),
+        helpers,
+        three,
+        IdentityCoin(ident.into()),
+        c.into(),
+        new_an,
+    )
+    .await
+    .unwrap();
     assert_eq!(results, vec![1, 1]);
     // after: RAIDA 3 answers EN 1 under the new AN
     let after = Client::new(Transport::Udp, COIN_ID, T)

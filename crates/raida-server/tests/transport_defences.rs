@@ -17,6 +17,7 @@ use raida_proto::client::{build_request, ClientKey, PendingReply, Routing};
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::commands::{get_ticket, key_alert, key_tickets};
 use raida_proto::Status;
+use raida_proto::{CoinId, IdentityCoin};
 use raida_server::dispatch::Handler;
 use raida_server::ledger::MemoryLedger;
 use raida_server::limits::WorkKind;
@@ -149,7 +150,7 @@ fn spoofed_datagrams(to: u8) -> Vec<Vec<u8>> {
         (0u8, 0u8, vec![]),
         (0, 1, vec![]),
         (0, 2, vec![0; 16]),
-        (2, 40, get_ticket::encode(&[get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_A }])),
+        (2, 40, get_ticket::encode(&[get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A }])),
         (2, 50, vec![3, 0, 0, 0, 1]),
         (
             4,
@@ -166,7 +167,7 @@ fn spoofed_datagrams(to: u8) -> Vec<Vec<u8>> {
         ),
         (4, 43, post_key::encode_get(&[8; 16])),
         (4, 44, vec![0; 18]),
-        (4, 45, key_tickets::encode_decrypt((1, 500), &[])),
+        (4, 45, key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[])),
         (4, 42, key_alert::encode(&[key_alert::AlertEntry::new([9; 16], ip("127.0.0.1"), 1, 1)])),
     ] {
         v.push(req(g, c, &p));
@@ -422,13 +423,13 @@ async fn descriptor_limit_is_raised_and_connections_leave_the_reserve() {
 fn get_ticket_and_decrypt_with_many_records_are_heavy() {
     let t = TestState::new(RAIDA, COIN_ID, ledger(), now());
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    let rec = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_A };
+    let rec = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A };
     let dec = key_tickets::DecryptRecord {
         coin_id: COIN_ID,
         split_id: 0,
         raida_id: 1,
         shard: 0,
-        target: (1, 100),
+        target: CoinId { dn: 1, sn: 100 },
         ticket: [0; 16],
     };
     let kind = |group, command, payload: Vec<u8>| {
@@ -447,8 +448,14 @@ fn get_ticket_and_decrypt_with_many_records_are_heavy() {
     };
     assert_eq!(kind(2, 40, get_ticket::encode(&vec![rec; 64])), None);
     assert_eq!(kind(2, 40, get_ticket::encode(&vec![rec; 65])), Some(WorkKind::Heavy));
-    assert_eq!(kind(4, 45, key_tickets::encode_decrypt((1, 500), &[dec; 64])), Some(WorkKind::Durable));
-    assert_eq!(kind(4, 45, key_tickets::encode_decrypt((1, 500), &[dec; 65])), Some(WorkKind::Heavy));
+    assert_eq!(
+        kind(4, 45, key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[dec; 64])),
+        Some(WorkKind::Durable)
+    );
+    assert_eq!(
+        kind(4, 45, key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[dec; 65])),
+        Some(WorkKind::Heavy)
+    );
     assert_eq!(kind(4, 41, vec![0; 167]), Some(WorkKind::Durable));
     assert_eq!(
         kind(4, 42, key_alert::encode(&[key_alert::AlertEntry::new([1; 16], peer.ip(), 1, 1)])),
@@ -538,7 +545,7 @@ async fn a_flood_of_key_alerts_that_never_complete_does_not_stop_post_key() {
         |s| {
             s.key_alert = KeyAlertSettings {
                 key_servers: vec![KeyServer::new(7, silent_addr, false)],
-                identity: Some((1, 500)),
+                identity: Some(IdentityCoin(CoinId { dn: 1, sn: 500 })),
                 timeout: Duration::from_secs(20),
                 ..Default::default()
             };

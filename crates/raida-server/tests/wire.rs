@@ -12,6 +12,7 @@ use raida_client::{read_response, Client, Server, Transport};
 use raida_proto::client::{build_request, ClientKey, PendingReply, Routing};
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::commands::{get_ticket, key_tickets, validate_ticket};
+use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use raida_server::dispatch::Handler;
 use raida_server::ledger::MemoryLedger;
@@ -235,8 +236,8 @@ async fn command_statuses_over_udp_and_tcp() {
         assert!(stats.contains("free_ticket_slots="));
 
         // group 2: Get Ticket 241 / 242 / 243 / 39 / 16, Validate Ticket 250 / 44 / 43 / 18 / 34
-        let good = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_A };
-        let bad = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_B };
+        let good = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A };
+        let bad = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_B };
         let r = Client::new(t, COIN_ID, Duration::from_secs(5))
             .request(h.server(), 2, 40, &ClientKey::None, &get_ticket::encode(&[good]))
             .await
@@ -259,22 +260,22 @@ async fn command_statuses_over_udp_and_tcp() {
         // group 4: Encrypt Key 250 / 34 (EN 0, not the target's owner) / 40 / 16,
         // Decrypt RAIDA Key 197 / 39
         let ek = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
-            recipient: (2, 200),
+            recipient: IdentityCoin(CoinId { dn: 2, sn: 200 }),
             key_part: [9; 8],
-            target: (1, 100),
+            target: CoinId { dn: 1, sn: 100 },
         });
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek).await.map(|p| p.len()), Ok(16));
         assert_eq!(call(&h, t, &ClientKey::None, 4, 44, &ek).await, Err(Status::InvalidEncryption));
         let not_owner = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
-            recipient: (1, 100),
+            recipient: IdentityCoin(CoinId { dn: 1, sn: 100 }),
             key_part: [9; 8],
-            target: (2, 200),
+            target: CoinId { dn: 2, sn: 200 },
         });
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &not_owner).await, Err(Status::InvalidEncryption));
         let ek_missing = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
-            recipient: (1, 101),
+            recipient: IdentityCoin(CoinId { dn: 1, sn: 101 }),
             key_part: [9; 8],
-            target: (1, 100),
+            target: CoinId { dn: 1, sn: 100 },
         });
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek_missing).await, Err(Status::InvalidSnOrDenomination));
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek[..17]).await, Err(Status::InvalidPacketLength));
@@ -283,18 +284,34 @@ async fn command_statuses_over_udp_and_tcp() {
             split_id: 0,
             raida_id: 1,
             shard: 0,
-            target: (2, 200),
+            target: CoinId { dn: 2, sn: 200 },
             ticket: [0; 16],
         };
         assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 45, &key_tickets::encode_decrypt((1, 501), &[rec])).await,
+            call(
+                &h,
+                t,
+                &ClientKey::None,
+                4,
+                45,
+                &key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 501 }), &[rec])
+            )
+            .await,
             Err(Status::CoinLoad)
         );
-        let mut odd = key_tickets::encode_decrypt((1, 500), &[rec]);
+        let mut odd = key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[rec]);
         odd.push(0);
         assert_eq!(call(&h, t, &ClientKey::None, 4, 45, &odd).await, Err(Status::CoinsNotDiv));
         assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 45, &key_tickets::encode_decrypt((1, 500), &[rec])).await,
+            call(
+                &h,
+                t,
+                &ClientKey::None,
+                4,
+                45,
+                &key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[rec])
+            )
+            .await,
             Ok(vec![0])
         );
 
@@ -359,7 +376,7 @@ async fn command_statuses_over_udp_and_tcp() {
     for k in 0..600u32 {
         let _ = h.state.tickets.insert(k + 1, vec![], now());
     }
-    let good = get_ticket::TicketRecord { dn: 1, sn: 100, an: AN_A };
+    let good = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A };
     for t in [Transport::Udp, Transport::Tcp] {
         assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[good])).await, Err(Status::NoTicketSlot));
     }

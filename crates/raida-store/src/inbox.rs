@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use raida_proto::codec::be32;
+use raida_proto::CoinId;
 use zeroize::Zeroize;
 
 use crate::durable::{fsync_dir, remove_file_durable};
@@ -29,7 +30,7 @@ pub struct InboxKey {
     pub key_id: [u8; 16],
     pub created: u64,
     /// The sender identity each key server reported, in part order.
-    pub senders: Vec<(i8, u32)>,
+    pub senders: Vec<CoinId>,
     pub key: Vec<u8>,
 }
 
@@ -57,9 +58,9 @@ impl InboxKey {
         b.push(1);
         b.extend_from_slice(&self.created.to_be_bytes());
         b.push(self.senders.len() as u8);
-        for (dn, sn) in &self.senders {
-            b.push(*dn as u8);
-            b.extend_from_slice(&sn.to_be_bytes());
+        for s in &self.senders {
+            b.push(s.dn as u8);
+            b.extend_from_slice(&s.sn.to_be_bytes());
         }
         b.extend_from_slice(&(self.key.len() as u16).to_be_bytes());
         b.extend_from_slice(&self.key);
@@ -77,7 +78,7 @@ impl InboxKey {
         let mut senders = Vec::with_capacity(n);
         for _ in 0..n {
             let s = b.get(pos..pos + 5)?;
-            senders.push((s[0] as i8, be32(&s[1..])));
+            senders.push(CoinId { dn: s[0] as i8, sn: be32(&s[1..]) });
             pos += 5;
         }
         let len_bytes = b.get(pos..pos + 2)?;

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use raida_proto::codec::be32;
 use raida_proto::commands::post_key::CoinName;
+use raida_proto::CoinId;
 use zeroize::Zeroize;
 
 /// A pending-key file is at most 34 + 255 bytes; reading stops beyond this.
@@ -22,7 +23,7 @@ const MAX_KEY_FILE: u64 = 512;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Poster {
     Anonymous,
-    Coin(i8, u32),
+    Coin(CoinId),
     Locker([u8; 5]),
     Raida(u8, u32),
 }
@@ -32,10 +33,10 @@ impl Poster {
         let mut b = [0u8; 10];
         match *self {
             Poster::Anonymous => {}
-            Poster::Coin(dn, sn) => {
+            Poster::Coin(c) => {
                 b[0] = 1;
-                b[1] = dn as u8;
-                b[2..6].copy_from_slice(&sn.to_be_bytes());
+                b[1] = c.dn as u8;
+                b[2..6].copy_from_slice(&c.sn.to_be_bytes());
             }
             Poster::Locker(p) => {
                 b[0] = 2;
@@ -53,7 +54,7 @@ impl Poster {
         let sn = be32(b.get(2..6)?);
         Some(match b[0] {
             0 => Poster::Anonymous,
-            1 => Poster::Coin(b[1] as i8, sn),
+            1 => Poster::Coin(CoinId { dn: b[1] as i8, sn }),
             2 => Poster::Locker([b[1], b[2], b[3], b[4], b[5]]),
             3 => Poster::Raida(b[1], sn),
             _ => return None,

@@ -62,7 +62,7 @@ fn inbox_list_and_take() {
     let key = raida_server::inbox::InboxKey {
         key_id: [0xAB; 16],
         created: 1_795_305_600,
-        senders: vec![(-1, 7), (0, 0)],
+        senders: vec![(-1, 7).into(), (0, 0).into()],
         key: vec![1, 2, 3, 0xFF],
     };
     inbox.store(&key).unwrap();

@@ -2,6 +2,7 @@
 //! per record (0x01 accepted, 0x00 rejected).
 
 use crate::codec::{put_coin, Codec, Reader, Reply};
+use crate::coin::{CoinId, IdentityCoin};
 use crate::consts::TOTAL_RAIDA_SERVERS;
 use crate::status::Status;
 
@@ -16,7 +17,7 @@ pub struct DecryptRecord {
     pub split_id: u8,
     pub raida_id: u8,
     pub shard: u8,
-    pub target: (i8, u32),
+    pub target: CoinId,
     pub ticket: [u8; 16],
 }
 
@@ -81,14 +82,14 @@ impl Codec for DecryptRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecryptRaidaKey {
     /// The identity coin whose ANs open the tickets.
-    pub coin: (i8, u32),
+    pub coin: IdentityCoin,
     pub records: Vec<DecryptRecord>,
 }
 
 impl Codec for DecryptRaidaKey {
     fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(COIN + self.records.len() * DECRYPT_RECORD);
-        put_coin(out, self.coin);
+        put_coin(out, self.coin.0);
         self.records.iter().for_each(|r| r.encode(out));
     }
     /// 16 if shorter than 31; 39 if not whole records.
@@ -99,18 +100,18 @@ impl Codec for DecryptRaidaKey {
         if !(r.left() - COIN).is_multiple_of(DECRYPT_RECORD) {
             return Err(Status::CoinsNotDiv);
         }
-        let coin = r.coin()?;
+        let coin = IdentityCoin(r.coin()?);
         let n = r.left() / DECRYPT_RECORD;
         Ok(DecryptRaidaKey { coin, records: r.records(n)? })
     }
 }
 
 /// 45 request: decryption coin and records. 16 if shorter than 31; 39 if not whole records.
-pub fn parse_decrypt(payload: &[u8]) -> Result<((i8, u32), Vec<DecryptRecord>), Status> {
+pub fn parse_decrypt(payload: &[u8]) -> Result<(IdentityCoin, Vec<DecryptRecord>), Status> {
     DecryptRaidaKey::decode(payload).map(|d| (d.coin, d.records))
 }
 
-pub fn encode_decrypt(coin: (i8, u32), records: &[DecryptRecord]) -> Vec<u8> {
+pub fn encode_decrypt(coin: IdentityCoin, records: &[DecryptRecord]) -> Vec<u8> {
     DecryptRaidaKey { coin, records: records.to_vec() }.to_bytes()
 }
 

@@ -2,6 +2,7 @@
 //! 16-byte key ticket (one AES-128 block). The ticket format is shared with 45.
 
 use crate::codec::{put_coin, Codec, Reader, Reply};
+use crate::coin::{CoinId, IdentityCoin};
 use crate::crypto;
 use crate::keys::Key16;
 use crate::status::Status;
@@ -11,14 +12,16 @@ pub const ENCRYPT_KEY_SIZE: usize = 18;
 /// 44 request: [recipient DN][recipient SN][key part 8][target DN][target SN].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EncryptKey {
-    pub recipient: (i8, u32),
+    /// The identity coin whose AN (at this RAIDA) encrypts the ticket.
+    pub recipient: IdentityCoin,
     pub key_part: [u8; 8],
-    pub target: (i8, u32),
+    /// The coin the ticket gives a new AN.
+    pub target: CoinId,
 }
 
 impl Codec for EncryptKey {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_coin(out, self.recipient);
+        put_coin(out, self.recipient.0);
         out.extend_from_slice(&self.key_part);
         put_coin(out, self.target);
     }
@@ -26,7 +29,7 @@ impl Codec for EncryptKey {
         if r.left() != ENCRYPT_KEY_SIZE {
             return Err(Status::InvalidPacketLength);
         }
-        Ok(EncryptKey { recipient: r.coin()?, key_part: r.array()?, target: r.coin()? })
+        Ok(EncryptKey { recipient: IdentityCoin(r.coin()?), key_part: r.array()?, target: r.coin()? })
     }
 }
 
@@ -60,7 +63,7 @@ impl Reply for KeyTicket {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TicketBlock {
     pub key_part: [u8; 8],
-    pub target: (i8, u32),
+    pub target: CoinId,
     pub random2: [u8; 2],
     pub end: u8,
 }
@@ -78,14 +81,14 @@ impl Codec for TicketBlock {
 }
 
 /// `key part (8) || target DN || target SN (4) || 2 random || 0xFF`.
-pub fn ticket_block(key_part: &[u8; 8], target: (i8, u32), random2: [u8; 2]) -> [u8; 16] {
+pub fn ticket_block(key_part: &[u8; 8], target: CoinId, random2: [u8; 2]) -> [u8; 16] {
     let mut block = [0u8; 16];
     block.copy_from_slice(&TicketBlock { key_part: *key_part, target, random2, end: 0xFF }.to_bytes());
     block
 }
 
 /// The ticket: one AES-128 block encryption of the block under the recipient's AN.
-pub fn make_ticket(recipient_an: &Key16, key_part: &[u8; 8], target: (i8, u32), random2: [u8; 2]) -> [u8; 16] {
+pub fn make_ticket(recipient_an: &Key16, key_part: &[u8; 8], target: CoinId, random2: [u8; 2]) -> [u8; 16] {
     crypto::aes128_encrypt_block(recipient_an, &ticket_block(key_part, target, random2))
 }
 
@@ -100,7 +103,7 @@ pub enum TicketFault {
 
 /// Open a ticket: decrypt with the maker's AN, check 0xFF, then the target.
 /// Returns the 8 key bytes.
-pub fn open_ticket_checked(maker_an: &Key16, ticket: &[u8; 16], target: (i8, u32)) -> Result<[u8; 8], TicketFault> {
+pub fn open_ticket_checked(maker_an: &Key16, ticket: &[u8; 16], target: CoinId) -> Result<[u8; 8], TicketFault> {
     let block = crypto::aes128_decrypt_block(maker_an, ticket);
     let block = TicketBlock::decode(&block).map_err(|_| TicketFault::NoFf)?;
     if block.end != 0xFF {
@@ -114,6 +117,6 @@ pub fn open_ticket_checked(maker_an: &Key16, ticket: &[u8; 16], target: (i8, u32
 
 /// Open a ticket: decrypt with the maker's AN and check 0xFF and the target.
 /// Returns the 8 key bytes.
-pub fn open_ticket(maker_an: &Key16, ticket: &[u8; 16], target: (i8, u32)) -> Option<[u8; 8]> {
+pub fn open_ticket(maker_an: &Key16, ticket: &[u8; 16], target: CoinId) -> Option<[u8; 8]> {
     open_ticket_checked(maker_an, ticket, target).ok()
 }

@@ -39,12 +39,11 @@ pub struct GetKeyAnswer {
 impl Codec for GetKeyAnswer {
     fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(5 + self.key.len());
-        put_coin(out, (self.sender.dn, self.sender.sn));
+        put_coin(out, self.sender);
         out.extend_from_slice(&self.key);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
-        let (dn, sn) = r.coin()?;
-        Ok(GetKeyAnswer { sender: CoinName { dn, sn }, key: r.rest().to_vec() })
+        Ok(GetKeyAnswer { sender: r.coin()?, key: r.rest().to_vec() })
     }
 }
 
@@ -62,7 +61,7 @@ pub fn encode_get(key_id: &[u8; 16]) -> Vec<u8> {
 /// Get Key answer: [sender DN][sender SN][key bytes].
 pub fn encode_get_answer(sender: CoinName, key_bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + key_bytes.len());
-    put_coin(&mut out, (sender.dn, sender.sn));
+    put_coin(&mut out, sender);
     out.extend_from_slice(key_bytes);
     out
 }
@@ -71,6 +70,6 @@ pub fn encode_get_answer(sender: CoinName, key_bytes: &[u8]) -> Vec<u8> {
 /// the key).
 pub fn decode_get_answer(payload: &[u8]) -> Option<(CoinName, &[u8])> {
     let mut r = Reader::new(payload);
-    let (dn, sn) = r.coin().ok()?;
-    Some((CoinName { dn, sn }, r.rest()))
+    let sender = r.coin().ok()?;
+    Some((sender, r.rest()))
 }

@@ -1,6 +1,7 @@
 //! 2/40 Get Ticket: N × [DN 1][SN 4][AN 16] → 241 ticket / 242 / 243 bitfield || ticket.
 
 use crate::codec::{put_coin, Codec, Reader, Reply};
+use crate::coin::CoinId;
 use crate::consts::MAX_COINS_PER_TICKET;
 use crate::status::Status;
 
@@ -9,19 +10,17 @@ pub const RECORD: usize = 21;
 /// One record of a Get Ticket request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TicketRecord {
-    pub dn: i8,
-    pub sn: u32,
+    pub coin: CoinId,
     pub an: [u8; 16],
 }
 
 impl Codec for TicketRecord {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_coin(out, (self.dn, self.sn));
+        put_coin(out, self.coin);
         out.extend_from_slice(&self.an);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
-        let (dn, sn) = r.coin()?;
-        Ok(TicketRecord { dn, sn, an: r.array()? })
+        Ok(TicketRecord { coin: r.coin()?, an: r.array()? })
     }
 }
 

@@ -67,6 +67,7 @@ mod tests {
 
     use super::*;
     use crate::codec::{Codec, Reply};
+    use crate::coin::{CoinId, IdentityCoin};
     use crate::status::Status;
 
     fn round_trip<T: Codec + PartialEq + Debug>(v: T) {
@@ -80,20 +81,21 @@ mod tests {
 
     #[test]
     fn every_request_and_answer_round_trips() {
-        let coin = (-3, 1_023_999);
+        let coin = CoinId { dn: -3, sn: 1_023_999 };
+        let identity = IdentityCoin(coin);
         round_trip(echo::Echo);
         round_trip(version::Version);
         round_trip(version::BuildDate(b"20261128".to_vec()));
         round_trip(show_stats::ShowStats { admin_key: [7; 16] });
         round_trip(show_stats::StatsText("requests.0.0=1\n".into()));
-        let record = get_ticket::TicketRecord { dn: 1, sn: 9, an: [3; 16] };
+        let record = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 9 }, an: [3; 16] };
         round_trip(get_ticket::GetTicket { records: vec![record; 3] });
         round_trip(get_ticket::GetTicketAnswer {
             passes: vec![true, false, true, true, false, false, false, false],
             ticket: 77,
         });
         round_trip(validate_ticket::ValidateTicket { claiming_raida: 24, ticket: 5 });
-        round_trip(validate_ticket::ClaimedCoins { coins: vec![coin, (6, 0)] });
+        round_trip(validate_ticket::ClaimedCoins { coins: vec![coin, CoinId { dn: 6, sn: 0 }] });
         let name = post_key::CoinName { dn: 2, sn: 4 };
         round_trip(post_key::PostKeyRequest {
             key_id: [1; 16],
@@ -109,7 +111,7 @@ mod tests {
         let entry = key_alert::AlertEntry::new([5; 16], [127, 0, 0, 1].into(), 50001, 1);
         round_trip(key_alert::KeyAlert { entries: vec![entry; 16] });
         round_trip(key_alert::PartMap { status: Status::Success, map: [0xFF; 16] });
-        round_trip(encrypt_key::EncryptKey { recipient: coin, key_part: [8; 8], target: (1, 2) });
+        round_trip(encrypt_key::EncryptKey { recipient: identity, key_part: [8; 8], target: CoinId { dn: 1, sn: 2 } });
         round_trip(encrypt_key::KeyTicket([6; 16]));
         round_trip(encrypt_key::TicketBlock { key_part: [8; 8], target: coin, random2: [1, 2], end: 0xFF });
         let r = decrypt_raida_key::DecryptRecord {
@@ -120,7 +122,7 @@ mod tests {
             target: coin,
             ticket: [2; 16],
         };
-        round_trip(decrypt_raida_key::DecryptRaidaKey { coin, records: vec![r; 2] });
+        round_trip(decrypt_raida_key::DecryptRaidaKey { coin: identity, records: vec![r; 2] });
         round_trip(decrypt_raida_key::Accepted(vec![true, false]));
     }
 
@@ -136,7 +138,14 @@ mod tests {
     #[test]
     fn the_checks_of_45_are_in_order() {
         use decrypt_raida_key::{DecryptRecord, RecordFault};
-        let ok = DecryptRecord { coin_id: 6, split_id: 0, raida_id: 0, shard: 0, target: (1, 1), ticket: [0; 16] };
+        let ok = DecryptRecord {
+            coin_id: 6,
+            split_id: 0,
+            raida_id: 0,
+            shard: 0,
+            target: CoinId { dn: 1, sn: 1 },
+            ticket: [0; 16],
+        };
         assert_eq!(ok.check(6), Ok(()));
         assert_eq!(DecryptRecord { coin_id: 5, split_id: 2, ..ok }.check(6), Err(RecordFault::CoinId));
         assert_eq!(DecryptRecord { split_id: 2, raida_id: 25, ..ok }.check(6), Err(RecordFault::SplitId));

@@ -12,23 +12,8 @@ pub const KEY_LENGTHS: [u8; 6] = [4, 8, 16, 24, 32, 40];
 /// Bytes 25..32: reserved, zero, ignored.
 const RESERVED: usize = 7;
 
-/// A coin named in a Post Key; (0, 0) means "not set".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CoinName {
-    pub dn: i8,
-    pub sn: u32,
-}
-
-impl CoinName {
-    pub fn is_set(&self) -> bool {
-        !(self.dn == 0 && self.sn == 0)
-    }
-
-    fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
-        let (dn, sn) = r.coin()?;
-        Ok(CoinName { dn, sn })
-    }
-}
+/// A coin named in a Post Key; (0, 0) means "not set" ([`CoinId::is_set`]).
+pub use crate::coin::CoinId as CoinName;
 
 /// A Post Key request that passed the size, KS and KL checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,10 +65,10 @@ impl Codec for PostKeyRequest {
     fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(POST_KEY_SIZE);
         out.extend_from_slice(&self.key_id);
-        put_coin(out, (self.receiver.dn, self.receiver.sn));
+        put_coin(out, self.receiver);
         out.extend_from_slice(&self.receiver_ip);
         out.extend_from_slice(&[0; RESERVED]);
-        put_coin(out, (self.sender.dn, self.sender.sn));
+        put_coin(out, self.sender);
         out.extend_from_slice(&self.key_field);
         out.push(self.key_start);
         out.push(self.key_length);
@@ -95,10 +80,10 @@ impl Codec for PostKeyRequest {
             return Err(Status::InvalidPacketLength);
         }
         let key_id = r.array()?;
-        let receiver = CoinName::read(r)?;
+        let receiver = r.coin()?;
         let receiver_ip = r.array()?;
         r.skip(RESERVED)?;
-        let sender = CoinName::read(r)?;
+        let sender = r.coin()?;
         let key_field = r.array()?;
         let (key_start, key_length) = (r.u8()?, r.u8()?);
         if key_start as usize >= KEY_FIELD {

@@ -1,6 +1,7 @@
 //! 2/50 Validate Ticket: [claiming RAIDA id 1][ticket 4] → N × [DN 1][SN 4].
 
 use crate::codec::{put_coin, Codec, Reader, Reply};
+use crate::coin::CoinId;
 use crate::consts::TOTAL_RAIDA_SERVERS;
 use crate::status::Status;
 
@@ -44,7 +45,7 @@ pub fn encode(v: &ValidateTicket) -> [u8; SIZE] {
 /// The answer: the claimed coins, N × [DN][SN].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimedCoins {
-    pub coins: Vec<(i8, u32)>,
+    pub coins: Vec<CoinId>,
 }
 
 impl Codec for ClaimedCoins {
@@ -64,6 +65,6 @@ impl Codec for ClaimedCoins {
 impl Reply for ClaimedCoins {}
 
 /// The answer: N × [DN][SN].
-pub fn answer(coins: &[(i8, u32)]) -> Vec<u8> {
+pub fn answer(coins: &[CoinId]) -> Vec<u8> {
     ClaimedCoins { coins: coins.to_vec() }.to_bytes()
 }

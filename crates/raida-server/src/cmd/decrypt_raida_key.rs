@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use raida_proto::commands::decrypt_raida_key::{Accepted, DecryptRaidaKey, DecryptRecord, RecordFault};
 use raida_proto::commands::encrypt_key::{open_ticket_checked, TicketFault};
 use raida_proto::consts::{mfs_for_unix_time, AnsPerRaida};
-use raida_proto::{Key16, Status};
+use raida_proto::{CoinId, Key16, Status};
 
 use super::{Command, Ctx};
 use crate::ledger::Fault;
@@ -69,12 +69,12 @@ fn judge_all(
     verdicts: &mut Vec<Verdict>,
 ) -> Result<Accepted, Status> {
     // Missing, not loading or unreadable: 197 all three.
-    let Ok(Some(ans)) = state.ledger.identity_coin(req.coin.0, req.coin.1) else {
+    let Ok(Some(ans)) = state.ledger.identity_coin(req.coin) else {
         return Err(Status::CoinLoad);
     };
     let mfs = mfs_for_unix_time(ctx.now);
-    let mut pending: HashMap<(i8, u32), [u8; 16]> = HashMap::new();
-    let mut order: Vec<(i8, u32)> = Vec::new();
+    let mut pending: HashMap<CoinId, [u8; 16]> = HashMap::new();
+    let mut order: Vec<CoinId> = Vec::new();
     verdicts.reserve(req.records.len());
     for r in &req.records {
         // A target whose page cannot be read: the whole request fails before anything
@@ -82,7 +82,7 @@ fn judge_all(
         let v = judge(state, r, &ans, &mut pending, &mut order).map_err(|_| Status::Filesystem)?;
         verdicts.push(v);
     }
-    let updates: Vec<_> = order.iter().filter_map(|t| Some((t.0, t.1, *pending.get(t)?, mfs))).collect();
+    let updates: Vec<_> = order.iter().filter_map(|t| Some((t.dn, t.sn, *pending.get(t)?, mfs))).collect();
     if !updates.is_empty() {
         if let Err(e) = state.ledger.write_coins(&updates) {
             tracing::error!(error = %e, "decrypt raida key: durable write failed");
@@ -96,13 +96,13 @@ fn judge(
     state: &ServerState,
     r: &DecryptRecord,
     ans: &AnsPerRaida,
-    pending: &mut HashMap<(i8, u32), [u8; 16]>,
-    order: &mut Vec<(i8, u32)>,
+    pending: &mut HashMap<CoinId, [u8; 16]>,
+    order: &mut Vec<CoinId>,
 ) -> Result<Verdict, Fault> {
     if let Err(f) = r.check(state.identity.coin_id) {
         return Ok(f.into());
     }
-    let Some(current) = state.ledger.coin_an(r.target.0, r.target.1)? else {
+    let Some(current) = state.ledger.coin_an(r.target)? else {
         return Ok(Verdict::TargetNotPresent);
     };
     // check() bounds the RAIDA id below 25
@@ -115,7 +115,7 @@ fn judge(
     };
     let an = pending.entry(r.target).or_insert_with(|| {
         order.push(r.target);
-        current
+        *current.as_bytes()
     });
     if let Some(half) = an.get_mut(r.half()) {
         half.copy_from_slice(&key);

@@ -5,7 +5,7 @@
 //! elsewhere through 45, so anyone else asking would be taking the coin over.
 
 use raida_proto::commands::encrypt_key::{self, EncryptKey, KeyTicket};
-use raida_proto::{Encryption, Key16, Status};
+use raida_proto::{Encryption, Status};
 use rand_core::RngCore;
 
 use super::{Command, Ctx};
@@ -33,12 +33,12 @@ fn ticket(state: &ServerState, ctx: &Ctx, req: EncryptKey, random2: [u8; 2]) -> 
     if !super::request_coins(&ctx.header.key_identity).contains(&req.target) {
         return Err(Status::InvalidEncryption);
     }
-    let an = match state.ledger.coin_an(req.recipient.0, req.recipient.1) {
+    let an = match state.ledger.coin_an(req.recipient.0) {
         Ok(Some(an)) => an,
         Ok(None) => return Err(Status::InvalidSnOrDenomination),
         Err(_) => return Err(Status::Filesystem),
     };
-    Ok(KeyTicket(encrypt_key::make_ticket(&Key16::new(an), &req.key_part, req.target, random2)))
+    Ok(KeyTicket(encrypt_key::make_ticket(&an, &req.key_part, req.target, random2)))
 }
 
 pub fn run(state: &ServerState, call: &Call) -> Answer {

@@ -2,7 +2,6 @@
 
 use raida_proto::commands::get_ticket::{GetTicket, GetTicketAnswer};
 use raida_proto::Status;
-use subtle::ConstantTimeEq;
 
 use super::{Command, Ctx};
 use crate::state::{Answer, Call, ServerState};
@@ -16,10 +15,10 @@ impl Command for GetTicket {
         let mut coins = Vec::new();
         for r in &self.records {
             // A page that cannot be read fails the whole request (194), not just this record.
-            let an = state.ledger.coin_an(r.dn, r.sn).map_err(|_| Status::Filesystem)?;
-            let ok = an.is_some_and(|an| bool::from(an.ct_eq(&r.an)));
+            let an = state.ledger.coin_an(r.coin).map_err(|_| Status::Filesystem)?;
+            let ok = an.is_some_and(|an| an.ct_eq(&r.an));
             if ok {
-                coins.push((r.dn, r.sn));
+                coins.push(r.coin);
             }
             passes.push(ok);
         }

@@ -24,6 +24,7 @@ use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert, PartMap};
 use raida_proto::commands::post_key::KEY_LENGTHS;
 use raida_proto::consts::AnsPerRaida;
+use raida_proto::CoinId;
 use raida_proto::{Key16, Key32, Status};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -72,7 +73,7 @@ pub fn run(state: Arc<ServerState>, call: Call) -> AnswerFuture {
 }
 
 /// A part as a key server handed it out: (sender DN, SN) and the key bytes.
-type FetchedPart = ((i8, u32), Zeroizing<Vec<u8>>);
+type FetchedPart = (CoinId, Zeroizing<Vec<u8>>);
 
 /// How this server authenticates its Get Key requests.
 enum Auth {
@@ -101,10 +102,11 @@ impl Auth {
 }
 
 async fn load_identity(state: &Arc<ServerState>) -> Result<Auth, Status> {
-    let Some((dn, sn)) = state.key_alert.identity else { return Ok(Auth::Anonymous) };
+    let Some(identity) = state.key_alert.identity else { return Ok(Auth::Anonymous) };
+    let CoinId { dn, sn } = identity.0;
     let st = state.clone();
     // reading coins/<dn>.<sn>.bin is disk I/O: off the async workers
-    match tokio::task::spawn_blocking(move || st.ledger.identity_coin(dn, sn)).await {
+    match tokio::task::spawn_blocking(move || st.ledger.identity_coin(identity)).await {
         Ok(Ok(Some(ans))) => Ok(Auth::Coin { dn, sn, ans: Box::new(Zeroizing::new(ans)) }),
         // missing, malformed or unreadable: 197 either way, never an unauthenticated fetch
         Ok(Ok(None) | Err(_)) => {
@@ -164,8 +166,7 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartM
         .into_iter()
         .map(|r| match r {
             Ok(mut reply) => {
-                let part =
-                    get_key::decode_get_answer(&reply.payload).map(|(s, k)| ((s.dn, s.sn), Zeroizing::new(k.to_vec())));
+                let part = get_key::decode_get_answer(&reply.payload).map(|(s, k)| (s, Zeroizing::new(k.to_vec())));
                 reply.payload.zeroize();
                 part
             }

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use raida_proto::codec::{Codec, Reply};
 use raida_proto::header::RequestHeader;
-use raida_proto::{Encryption, KeyIdentity, Status};
+use raida_proto::{CoinId, Encryption, KeyIdentity, Status};
 
 use crate::state::{Answer, Call, ServerState};
 
@@ -71,10 +71,10 @@ pub fn reply(a: impl Reply) -> Answer {
 
 /// The coins whose keys encrypted a request (EN 1, EN 4, both tokens of EN 5).
 /// EN 2 (a locker) and EN 7 (a RAIDA secret) name no coin.
-pub fn request_coins(id: &KeyIdentity) -> Vec<(i8, u32)> {
+pub fn request_coins(id: &KeyIdentity) -> Vec<CoinId> {
     match *id {
-        KeyIdentity::Coin { dn, sn } | KeyIdentity::Token { dn, sn } => vec![(dn, sn)],
-        KeyIdentity::TokenPair { first, second } => vec![first, second],
+        KeyIdentity::Coin { dn, sn } | KeyIdentity::Token { dn, sn } => vec![CoinId { dn, sn }],
+        KeyIdentity::TokenPair { first, second } => vec![first.into(), second.into()],
         _ => Vec::new(),
     }
 }

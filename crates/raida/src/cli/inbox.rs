@@ -25,7 +25,7 @@ pub fn run(cmd: InboxCommand) -> anyhow::Result<()> {
         InboxCommand::List { dir } => {
             anyhow::ensure!(dir.is_dir(), "{}: no such data directory", dir.display());
             for k in InboxDir::new(&dir).list()? {
-                let senders: Vec<String> = k.senders.iter().map(|(dn, sn)| format!("{dn}.{sn}")).collect();
+                let senders: Vec<String> = k.senders.iter().map(|c| c.to_string()).collect();
                 println!(
                     "{} parts={} senders={} time={}",
                     hex::encode(k.key_id),

@@ -15,7 +15,7 @@ use raida_client::rke::{send_key, AlertOutcome, KeyReceiver, ReceiveOptions, Rec
 use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
-use raida_proto::commands::post_key::CoinName;
+use raida_proto::CoinId;
 use raida_proto::Status;
 use raida_proto::{Key16, Key32};
 
@@ -138,9 +138,11 @@ pub fn parse_server(s: &str) -> anyhow::Result<Server> {
     Ok(Server { addr, raida_id })
 }
 
-fn parse_coin(s: &str) -> anyhow::Result<CoinName> {
+/// `DN:SN` of a coin or key token: [`CoinId::new`] checks the range.
+fn parse_coin(s: &str) -> anyhow::Result<CoinId> {
     let (dn, sn) = s.split_once(':').with_context(|| format!("{s:?}: expected DN:SN"))?;
-    Ok(CoinName { dn: dn.parse().context("DN must be -8..11")?, sn: sn.parse().context("SN must be decimal")? })
+    let dn = dn.parse().context("DN must be -8..11")?;
+    CoinId::new(dn, sn.parse().context("SN must be decimal")?).with_context(|| format!("{s:?}"))
 }
 
 pub fn run(cmd: KeyCommand) -> anyhow::Result<()> {
@@ -195,14 +197,8 @@ fn fix(a: FixArgs) -> anyhow::Result<()> {
     let helpers: [(Server, ClientKey); 2] =
         helpers.try_into().map_err(|_| anyhow::anyhow!("give exactly two --helper RAIDAs"))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let results = rt.block_on(exchange::fix_an(
-        &client,
-        helpers,
-        target,
-        (identity.dn, identity.sn),
-        (coin.dn, coin.sn),
-        new_an,
-    ))?;
+    let results =
+        rt.block_on(exchange::fix_an(&client, helpers, target, raida_proto::IdentityCoin(identity), coin, new_an))?;
     anyhow::ensure!(
         results == [1, 1],
         "the target RAIDA rejected the tickets (result bytes {})",
@@ -223,7 +219,7 @@ fn send(a: SendArgs) -> anyhow::Result<()> {
         .iter()
         .map(|v| parse_server(v).map(|server| KeyServerTarget { server, auth: ClientKey::None }))
         .collect::<anyhow::Result<_>>()?;
-    let receiver_coin = a.receiver_coin.as_deref().map(parse_coin).transpose()?.unwrap_or(CoinName { dn: 0, sn: 0 });
+    let receiver_coin = a.receiver_coin.as_deref().map(parse_coin).transpose()?.unwrap_or(CoinId::default());
     let transport = if a.tcp { Transport::Tcp } else { Transport::Udp };
     let timeout = Duration::from_secs(a.timeout.max(1));
     let client = Client::new(transport, a.coin_id, timeout);
@@ -231,8 +227,7 @@ fn send(a: SendArgs) -> anyhow::Result<()> {
     exchange::split_key(&key, targets.len())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (entries, status, map) = rt.block_on(async {
-        let entries =
-            exchange::post_parts(&client, &targets, &key, receiver_coin, [0; 4], CoinName { dn: 0, sn: 0 }).await?;
+        let entries = exchange::post_parts(&client, &targets, &key, receiver_coin, [0; 4], CoinId::default()).await?;
         let (status, map) = exchange::alert(&client, receiver, &ClientKey::None, &entries).await?;
         Ok::<_, anyhow::Error>((entries, status, map))
     })?;
