@@ -268,13 +268,16 @@ fn tables(dir: &Path, data: &[u8]) {
         Ok(store) => {
             assert!(all_ok, "a malformed table file was accepted");
             for (prefix, r) in want_lockers.iter().flatten() {
-                assert_eq!(store.locker_by_prefix(prefix).map(|a| a.to_vec()), Some(r.clone()));
+                assert_eq!(store.locker_by_prefix(prefix).map(|a| a.as_bytes().to_vec()), Some(r.clone()));
             }
             for ((dn, sn), r) in want_tokens.iter().flatten() {
-                assert_eq!(store.token_secret(*dn, *sn).map(|s| s.to_vec()), Some(r[5..].to_vec()));
+                assert_eq!(
+                    store.token_secret(raida_proto::CoinId { dn: *dn, sn: *sn }).map(|s| s.as_bytes().to_vec()),
+                    Some(r[5..].to_vec())
+                );
             }
             for ((sender, key_id), r) in want_secrets.iter().flatten() {
-                assert_eq!(store.raida_secret(*sender, *key_id).map(|s| s.to_vec()), Some(r[5..].to_vec()));
+                assert_eq!(store.raida_secret(*sender, *key_id).map(|s| s.as_bytes().to_vec()), Some(r[5..].to_vec()));
             }
             let loaded = store.identity_coin(coin.0, coin.1, COIN_ID);
             match &coin_bytes {
@@ -293,7 +296,7 @@ fn tables(dir: &Path, data: &[u8]) {
                 if added.is_ok() {
                     let again = Store::open_with(dir, options()).expect("reopen after adding a locker");
                     let p = [an[0], an[1], an[2], an[3], an[4]];
-                    assert_eq!(again.locker_by_prefix(&p), Some(an));
+                    assert_eq!(again.locker_by_prefix(&p).map(|k| *k.as_bytes()), Some(an));
                 }
             }
         }

@@ -88,18 +88,18 @@ pub struct StoreLedger {
 
 impl Ledger for StoreLedger {
     fn coin_an(&self, coin: CoinId) -> Result<Option<Key16>, Fault> {
-        Ok(self.store.present_an(coin.dn, coin.sn).map_err(store_fault)?.map(Key16::new))
+        self.store.present_an(coin).map_err(store_fault)
     }
     // Lockers, key-token secrets and RAIDA secrets are tables read into memory at open:
     // looking one up cannot fail.
     fn locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, Fault> {
-        Ok(self.store.locker_by_prefix(prefix))
+        Ok(self.store.locker_by_prefix(prefix).map(|k| *k.as_bytes()))
     }
     fn token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, Fault> {
-        Ok(self.store.token_secret(dn, sn))
+        Ok(self.store.token_secret(CoinId { dn, sn }).map(|k| *k.as_bytes()))
     }
     fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault> {
-        Ok(self.store.raida_secret(sender, key_id))
+        Ok(self.store.raida_secret(sender, key_id).map(|k| *k.as_bytes()))
     }
     fn identity_coin(&self, IdentityCoin(coin): IdentityCoin) -> Result<Option<AnsPerRaida>, Fault> {
         match self.store.identity_coin(coin.dn, coin.sn, self.coin_id) {

@@ -22,6 +22,7 @@ use crate::journal::{self, FaultInjector, Journal, Update};
 use crate::layout::*;
 use crate::page_cache::*;
 use crate::tables;
+use raida_proto::{CoinId, Key16};
 
 /// Name of the lock file a running store holds.
 pub const LOCK_FILE: &str = ".lock";
@@ -267,9 +268,9 @@ impl Store {
     /// coin is not present (DN or SN out of range, no page file, MFS 0). `Err`: its page
     /// could not be read (an I/O error such as EMFILE, a page file of the wrong size), which
     /// says nothing about the coin and must never be reported as "not present".
-    pub fn present_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>> {
-        match self.get(dn, sn) {
-            Ok(r) => Ok((r.mfs != 0).then_some(r.an)),
+    pub fn present_an(&self, coin: CoinId) -> Result<Option<Key16>> {
+        match self.get(coin.dn, coin.sn) {
+            Ok(r) => Ok((r.mfs != 0).then(|| Key16::new(r.an))),
             Err(StoreError::BadDenomination(_) | StoreError::SnOutOfRange(_) | StoreError::MissingPage { .. }) => {
                 Ok(None)
             }

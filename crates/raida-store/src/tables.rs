@@ -24,6 +24,7 @@ use crate::durable::{create_dir_durable, write_file_atomic};
 use crate::error::{Result, StoreError};
 use crate::layout::*;
 use crate::store::Store;
+use raida_proto::{CoinId, Key16, Key32};
 
 pub(crate) const LOCKERS_FILE: &str = "lockers.bin";
 pub(crate) const TOKENS_FILE: &str = "tokens.bin";
@@ -232,8 +233,8 @@ impl Store {
     // ---- lockers ----
 
     /// The locker whose AN starts with `prefix`.
-    pub fn locker_by_prefix(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
-        self.inner.lockers.get(prefix)
+    pub fn locker_by_prefix(&self, prefix: &[u8; 5]) -> Option<Key16> {
+        self.inner.lockers.get(prefix).map(Key16::new)
     }
 
     /// Adds a locker durably; refuses a second locker with the same 5-byte prefix.
@@ -260,11 +261,11 @@ impl Store {
     // ---- key tokens ----
 
     /// This RAIDA's 32-byte secret of key token (DN 7..11, SN).
-    pub fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]> {
-        if !raida_proto::consts::is_key_token_dn(dn) {
+    pub fn token_secret(&self, token: CoinId) -> Option<Key32> {
+        if !raida_proto::consts::is_key_token_dn(token.dn) {
             return None;
         }
-        self.inner.tokens.get(&(dn, sn))
+        self.inner.tokens.get(&(token.dn, token.sn)).map(Key32::from_secret)
     }
 
     /// Stores (or replaces) a key token's secret durably.
@@ -278,11 +279,11 @@ impl Store {
     // ---- RAIDA pre-shared secrets ----
 
     /// Type-7 pre-shared secret from RAIDA `sender` to this RAIDA, key id `key_id`.
-    pub fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]> {
+    pub fn raida_secret(&self, sender: u8, key_id: u32) -> Option<Key32> {
         if sender >= raida_proto::consts::TOTAL_RAIDA_SERVERS {
             return None;
         }
-        self.inner.raida_secrets.get(&(sender, key_id))
+        self.inner.raida_secrets.get(&(sender, key_id)).map(Key32::from_secret)
     }
 
     /// Stores (or replaces) a type-7 pre-shared secret durably.

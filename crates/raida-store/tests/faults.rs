@@ -2,6 +2,7 @@
 //! a transient journal write error is retried; an update whose fsync failed is reported
 //! and does not stay visible (nor come back after a restart).
 
+use raida_proto::CoinId;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -72,12 +73,12 @@ fn unreadable_page_is_a_fault_not_an_absent_coin() {
     fs::remove_file(&page).unwrap();
     fs::create_dir(&page).unwrap();
     let s = Store::open(&d).unwrap();
-    assert!(s.present_an(1, 5).is_err(), "an unreadable page is not an absent coin");
+    assert!(s.present_an(CoinId { dn: 1, sn: 5 }).is_err(), "an unreadable page is not an absent coin");
     // Absent stays absent: no page file, out of range, MFS 0.
-    assert_eq!(s.present_an(0, 5000).unwrap(), None);
-    assert_eq!(s.present_an(1, 1_024_000).unwrap(), None);
-    assert_eq!(s.present_an(9, 5).unwrap(), None);
-    assert_eq!(s.present_an(1, 1024 + 5).unwrap(), None);
+    assert_eq!(s.present_an(CoinId { dn: 0, sn: 5000 }).unwrap().map(|k| *k.as_bytes()), None);
+    assert_eq!(s.present_an(CoinId { dn: 1, sn: 1_024_000 }).unwrap().map(|k| *k.as_bytes()), None);
+    assert_eq!(s.present_an(CoinId { dn: 9, sn: 5 }).unwrap().map(|k| *k.as_bytes()), None);
+    assert_eq!(s.present_an(CoinId { dn: 1, sn: 1024 + 5 }).unwrap().map(|k| *k.as_bytes()), None);
 }
 
 #[test]
@@ -90,10 +91,10 @@ fn out_of_descriptors_while_loading_a_page_is_a_fault() {
     let (s, faults) = open_faulty(&d);
     faults.page_errno.store(libc::EMFILE, Ordering::SeqCst);
     faults.page_left.store(1, Ordering::SeqCst);
-    let e = s.present_an(1, 5).unwrap_err();
+    let e = s.present_an(CoinId { dn: 1, sn: 5 }).unwrap_err();
     assert!(matches!(&e, StoreError::Io { source, .. } if source.raw_os_error() == Some(libc::EMFILE)), "{e}");
     // The next read (descriptors available again) finds the coin.
-    assert_eq!(s.present_an(1, 5).unwrap(), Some([7; 16]));
+    assert_eq!(s.present_an(CoinId { dn: 1, sn: 5 }).unwrap().map(|k| *k.as_bytes()), Some([7; 16]));
 }
 
 #[test]
@@ -108,7 +109,7 @@ fn transient_journal_write_errors_are_retried() {
             let before = faults.writes.load(Ordering::SeqCst);
             s.set(1, sn, [sn as u8; 16], 3).unwrap();
             assert_eq!(faults.writes.load(Ordering::SeqCst) - before, 3, "errno {errno}: two failures, then success");
-            assert_eq!(s.present_an(1, sn).unwrap(), Some([sn as u8; 16]));
+            assert_eq!(s.present_an(CoinId { dn: 1, sn }).unwrap().map(|k| *k.as_bytes()), Some([sn as u8; 16]));
         }
         // Bounded: a transient error that does not go away fails the update after the retries.
         faults.write_errno.store(libc::EMFILE, Ordering::SeqCst);
@@ -117,13 +118,21 @@ fn transient_journal_write_errors_are_retried() {
         assert!(s.set(1, 9, [9; 16], 3).is_err());
         let tries = faults.writes.load(Ordering::SeqCst) - before;
         assert!((6..=8).contains(&tries), "1 try + 5 retries (+ the erase attempt), got {tries}");
-        assert_eq!(s.present_an(1, 9).unwrap(), None, "the failed update is not visible");
+        assert_eq!(
+            s.present_an(CoinId { dn: 1, sn: 9 }).unwrap().map(|k| *k.as_bytes()),
+            None,
+            "the failed update is not visible"
+        );
     }
     let s = Store::open(&d).unwrap();
     for sn in 5..=8u32 {
-        assert_eq!(s.present_an(1, sn).unwrap(), Some([sn as u8; 16]), "acknowledged update {sn} survives");
+        assert_eq!(
+            s.present_an(CoinId { dn: 1, sn }).unwrap().map(|k| *k.as_bytes()),
+            Some([sn as u8; 16]),
+            "acknowledged update {sn} survives"
+        );
     }
-    assert_eq!(s.present_an(1, 9).unwrap(), None);
+    assert_eq!(s.present_an(CoinId { dn: 1, sn: 9 }).unwrap().map(|k| *k.as_bytes()), None);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Behaviour of the store: round trips, persistence, corrupt files, vectors.
 
+use raida_proto::CoinId;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,7 +36,7 @@ fn init_layout_and_config() {
     let s = Store::open(&d).unwrap();
     let r = s.get(0, 5).unwrap();
     assert_eq!(r.mfs, 0);
-    assert_eq!(s.present_an(0, 5).unwrap(), None);
+    assert_eq!(s.present_an(CoinId { dn: 0, sn: 5 }).unwrap().map(|k| *k.as_bytes()), None);
     // Random ANs differ.
     assert_ne!(s.get(0, 5).unwrap().an, s.get(0, 6).unwrap().an);
     // Refuses an existing non-empty directory.
@@ -52,14 +53,14 @@ fn set_get_persist_and_errors() {
         s.set(-1, 7, [0xAB; 16], 5).unwrap();
         s.set_many(&[(2, 1024, [1; 16], 1), (2, 2047, [2; 16], 2), (2, 1024, [3; 16], 3)]).unwrap();
         assert_eq!(s.get(-1, 7).unwrap(), CoinRecord { an: [0xAB; 16], mfs: 5 });
-        assert_eq!(s.present_an(2, 1024).unwrap(), Some([3; 16]));
+        assert_eq!(s.present_an(CoinId { dn: 2, sn: 1024 }).unwrap().map(|k| *k.as_bytes()), Some([3; 16]));
         assert!(matches!(s.get(-9, 0), Err(StoreError::BadDenomination(-9))));
         assert!(matches!(s.get(7, 0), Err(StoreError::BadDenomination(7))));
         assert!(matches!(s.get(0, 1_024_000), Err(StoreError::SnOutOfRange(_))));
         assert!(matches!(s.get(-1, 2048), Err(StoreError::MissingPage { .. })));
         assert!(matches!(s.get(0, 0), Err(StoreError::MissingPage { .. })));
         assert!(s.set(-1, 5000, [0; 16], 1).is_err());
-        assert_eq!(s.present_an(-1, 5000).unwrap(), None);
+        assert_eq!(s.present_an(CoinId { dn: -1, sn: 5000 }).unwrap().map(|k| *k.as_bytes()), None);
         // The lock is held.
         assert!(matches!(Store::open(&d), Err(StoreError::Locked(_))));
         let st = s.stats();
@@ -165,8 +166,8 @@ fn lockers_tokens_secrets_persist() {
         an[15] = 6;
         assert!(matches!(s.add_locker(an), Err(StoreError::DuplicateLocker(_))));
         s.add_locker([6u8; 16]).unwrap();
-        assert_eq!(s.locker_by_prefix(&[5; 5]), Some([5; 16]));
-        assert_eq!(s.locker_by_prefix(&[7; 5]), None);
+        assert_eq!(s.locker_by_prefix(&[5; 5]).map(|k| *k.as_bytes()), Some([5; 16]));
+        assert_eq!(s.locker_by_prefix(&[7; 5]).map(|k| *k.as_bytes()), None);
         s.set_token_secret(7, 99, &[1; 32]).unwrap();
         s.set_token_secret(11, 1, &[2; 32]).unwrap();
         assert!(s.set_token_secret(6, 1, &[2; 32]).is_err());
@@ -177,12 +178,12 @@ fn lockers_tokens_secrets_persist() {
     }
     let s = Store::open(&d).unwrap();
     assert_eq!(s.locker_count(), 2);
-    assert_eq!(s.locker_by_prefix(&[6; 5]), Some([6; 16]));
-    assert_eq!(s.token_secret(7, 99), Some([1; 32]));
-    assert_eq!(s.token_secret(11, 1), Some([2; 32]));
-    assert_eq!(s.token_secret(0, 99), None);
-    assert_eq!(s.raida_secret(24, 7), Some([4; 32]));
-    assert_eq!(s.raida_secret(24, 8), None);
+    assert_eq!(s.locker_by_prefix(&[6; 5]).map(|k| *k.as_bytes()), Some([6; 16]));
+    assert_eq!(s.token_secret(CoinId { dn: 7, sn: 99 }).map(|k| *k.as_bytes()), Some([1; 32]));
+    assert_eq!(s.token_secret(CoinId { dn: 11, sn: 1 }).map(|k| *k.as_bytes()), Some([2; 32]));
+    assert_eq!(s.token_secret(CoinId { dn: 0, sn: 99 }).map(|k| *k.as_bytes()), None);
+    assert_eq!(s.raida_secret(24, 7).map(|k| *k.as_bytes()), Some([4; 32]));
+    assert_eq!(s.raida_secret(24, 8).map(|k| *k.as_bytes()), None);
     assert!(s.remove_locker(&[6; 5]).unwrap());
     assert_eq!(fs::metadata(d.join("lockers.bin")).unwrap().len(), 16);
     assert_eq!(fs::metadata(d.join("tokens.bin")).unwrap().len(), 74);

@@ -1,5 +1,6 @@
 //! The data directory subcommands through the real binary.
 
+use raida_proto::CoinId;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -122,12 +123,12 @@ fn identity_secret_token_locker() {
     ok(&["locker", "add", dir, "0102030406bbbbbbbbbbbbbbbbbbbbbb"]);
 
     let store = raida_store::Store::open(&d).unwrap();
-    assert_eq!(store.raida_secret(24, u32::MAX), Some([0xab; 32]));
-    assert_eq!(store.token_secret(11, 13), Some([0xcd; 32]));
-    assert_eq!(store.token_secret(7, 12), Some([0xab; 32]));
+    assert_eq!(store.raida_secret(24, u32::MAX).map(|k| *k.as_bytes()), Some([0xab; 32]));
+    assert_eq!(store.token_secret(CoinId { dn: 11, sn: 13 }).map(|k| *k.as_bytes()), Some([0xcd; 32]));
+    assert_eq!(store.token_secret(CoinId { dn: 7, sn: 12 }).map(|k| *k.as_bytes()), Some([0xab; 32]));
     let mut an = [0xaa; 16];
     an[..5].copy_from_slice(&[1, 2, 3, 4, 5]);
-    assert_eq!(store.locker_by_prefix(&[1, 2, 3, 4, 5]), Some(an));
+    assert_eq!(store.locker_by_prefix(&[1, 2, 3, 4, 5]).map(|k| *k.as_bytes()), Some(an));
     assert_eq!(store.identity_coin(-8, 220197, 6).unwrap().len(), 25);
 
     // While the directory is held (as by a running server) every command refuses it.
