@@ -202,7 +202,7 @@ impl RequestSpec {
                 if a < 3 && b < 3 {
                     let (c1, an1) = coin_key16(a);
                     let (c2, an2) = coin_key16(b);
-                    match Key32::concat_two_tokens(c1, &an1, c2, &an2) {
+                    match Key32::concat_two_tokens(c1.into(), &an1, c2.into(), &an2) {
                         Ok(key) => {
                             Chosen::Modern { key_bytes: dn_sn_bytes(c1.0, c1.1), second: dn_sn_bytes(c2.0, c2.1), key }
                         }

@@ -3,6 +3,7 @@
 
 use rand_core::RngCore;
 
+use crate::coin::CoinId;
 use crate::consts::{RESPONSE_HEADER_SIZE, TAG_SIZE, TERMINATOR};
 use crate::crypto;
 use crate::keys::{Key16, Key32};
@@ -93,7 +94,7 @@ pub enum ClientKey {
     /// EN 4: a coin (key = SHA-256(AN): use [`Key32::sha256_of_an`]) or a key token's secret.
     Token { dn: i8, sn: u32, key: Key32 },
     /// EN 5: two distinct tokens, key = AN1 || AN2 ([`Key32::concat_two_tokens`]).
-    TokenPair { first: (i8, u32), second: (i8, u32), key: Key32 },
+    TokenPair { first: CoinId, second: CoinId, key: Key32 },
     /// EN 7: RAIDA-to-RAIDA secret.
     Raida { sender: u8, key_id: u32, key: Key32 },
 }
@@ -118,7 +119,7 @@ impl ClientKey {
                 p.copy_from_slice(&an.as_bytes()[..5]);
                 p
             }
-            ClientKey::TokenPair { first, .. } => dn_sn_bytes(first.0, first.1),
+            ClientKey::TokenPair { first, .. } => dn_sn_bytes(first.dn, first.sn),
             ClientKey::Raida { sender, key_id, .. } => {
                 let k = key_id.to_be_bytes();
                 [*sender, k[0], k[1], k[2], k[3]]
@@ -225,7 +226,7 @@ pub fn build_request(
         ClientKey::TokenPair { second, key, .. } => modern(
             &fields,
             {
-                let b = dn_sn_bytes(second.0, second.1);
+                let b = dn_sn_bytes(second.dn, second.sn);
                 [b[0], b[1], b[2], b[3], b[4], 0]
             },
             payload,

@@ -2,6 +2,7 @@
 //! the legacy 32-byte header (3.2) and the modern 48-byte header (3.4).
 
 use crate::codec::be32;
+use crate::coin::CoinId;
 use crate::consts::{LEGACY_HEADER_SIZE, MAX_COMMAND_GROUP, MAX_SHARD, MODERN_HEADER_SIZE};
 use crate::status::Status;
 
@@ -105,7 +106,7 @@ pub enum KeyIdentity {
     /// EN 4: coin or key token (DN, SN).
     Token { dn: i8, sn: u32 },
     /// EN 5: two tokens, header order.
-    TokenPair { first: (i8, u32), second: (i8, u32) },
+    TokenPair { first: CoinId, second: CoinId },
     /// EN 7: (sender RAIDA, key id).
     Raida { sender: u8, key_id: u32 },
 }
@@ -211,8 +212,8 @@ pub fn parse_request_header(
         }
         Encryption::Token => KeyIdentity::Token { dn: bytes[17] as i8, sn: be32(&bytes[18..22]) },
         Encryption::TokenPair => KeyIdentity::TokenPair {
-            first: (bytes[17] as i8, be32(&bytes[18..22])),
-            second: (bytes[24] as i8, be32(&bytes[25..29])),
+            first: CoinId { dn: bytes[17] as i8, sn: be32(&bytes[18..22]) },
+            second: CoinId { dn: bytes[24] as i8, sn: be32(&bytes[25..29]) },
         },
         Encryption::Raida => KeyIdentity::Raida { sender: bytes[17], key_id: be32(&bytes[18..22]) },
     };

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::coin::CoinId;
 use crate::consts::{is_coin_dn, is_key_token_dn, MAX_SN, TOTAL_RAIDA_SERVERS};
 use crate::header::KeyIdentity;
 use crate::status::Status;
@@ -47,7 +48,7 @@ impl Key32 {
         Key32(k)
     }
     /// Type 5: AN1 || AN2 of two distinct tokens (`first` != `second`).
-    pub fn concat_two_tokens(first: (i8, u32), an1: &Key16, second: (i8, u32), an2: &Key16) -> Result<Self, Status> {
+    pub fn concat_two_tokens(first: CoinId, an1: &Key16, second: CoinId, an2: &Key16) -> Result<Self, Status> {
         if first == second {
             return Err(Status::InvalidEncryption);
         }
@@ -189,8 +190,8 @@ pub fn resolve_key(identity: &KeyIdentity, keys: &impl FallibleKeyLookup) -> Res
             if first == second {
                 return Err(Status::InvalidEncryption);
             }
-            let an1 = present_coin(keys, first.0, first.1)?.ok_or(Status::EncryptionCoinNotFound)?;
-            let an2 = present_coin(keys, second.0, second.1)?.ok_or(Status::EncryptionCoinNotFound)?;
+            let an1 = present_coin(keys, first.dn, first.sn)?.ok_or(Status::EncryptionCoinNotFound)?;
+            let an2 = present_coin(keys, second.dn, second.sn)?.ok_or(Status::EncryptionCoinNotFound)?;
             Key32::concat_two_tokens(first, &an1, second, &an2).map(|k| Some(RequestKey::Modern(k)))
         }
         KeyIdentity::Raida { sender, key_id } => {
@@ -248,7 +249,7 @@ mod tests {
             (KeyIdentity::Locker { prefix: [1; 5] }, Status::InvalidEncryption),
             (KeyIdentity::Token { dn: 1, sn: 5 }, Status::EncryptionCoinNotFound),
             (KeyIdentity::Token { dn: 7, sn: 5 }, Status::EncryptionCoinNotFound),
-            (KeyIdentity::TokenPair { first: (1, 5), second: (1, 6) }, Status::EncryptionCoinNotFound),
+            (KeyIdentity::TokenPair { first: (1, 5).into(), second: (1, 6).into() }, Status::EncryptionCoinNotFound),
             (KeyIdentity::Raida { sender: 3, key_id: 9 }, Status::EncryptionCoinNotFound),
         ];
         for (id, absent) in cases {
@@ -257,7 +258,7 @@ mod tests {
         }
         // Rules that need no lookup keep their status.
         assert_eq!(status(resolve_key(&KeyIdentity::None, &Broken)), None);
-        let same = KeyIdentity::TokenPair { first: (1, 5), second: (1, 5) };
+        let same = KeyIdentity::TokenPair { first: (1, 5).into(), second: (1, 5).into() };
         assert_eq!(status(resolve_key(&same, &Broken)), Some(Status::InvalidEncryption));
         assert_eq!(
             status(resolve_key(&KeyIdentity::Coin { dn: 1, sn: 1_024_000 }, &Broken)),

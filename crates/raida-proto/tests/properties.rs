@@ -47,9 +47,9 @@ fn client_key(kind: u8) -> ClientKey {
         3 => ClientKey::Token { dn: 1, sn: 100, key: Key32::sha256_of_an(&an) },
         4 => ClientKey::Token { dn: 7, sn: 1, key: Key32::from_secret(SECRET) },
         5 => ClientKey::TokenPair {
-            first: (1, 100),
-            second: (2, 200),
-            key: Key32::concat_two_tokens((1, 100), &an, (2, 200), &an2).unwrap(),
+            first: (1, 100).into(),
+            second: (2, 200).into(),
+            key: Key32::concat_two_tokens((1, 100).into(), &an, (2, 200).into(), &an2).unwrap(),
         },
         _ => ClientKey::Raida { sender: 3, key_id: 42, key: Key32::from_secret(SECRET) },
     }

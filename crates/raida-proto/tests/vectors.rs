@@ -184,9 +184,9 @@ fn modern_key(i: &Value) -> Key32 {
             None => Key32::sha256_of_an(&Key16::new(arr(&i["an"]))),
         },
         5 => Key32::concat_two_tokens(
-            (i64_(&i["token_dn"]) as i8, u64_(&i["token_sn"]) as u32),
+            (i64_(&i["token_dn"]) as i8, u64_(&i["token_sn"]) as u32).into(),
             &Key16::new(arr(&i["an1"])),
-            (i64_(&i["token2_dn"]) as i8, u64_(&i["token2_sn"]) as u32),
+            (i64_(&i["token2_dn"]) as i8, u64_(&i["token2_sn"]) as u32).into(),
             &Key16::new(arr(&i["an2"])),
         )
         .unwrap(),
@@ -432,7 +432,10 @@ fn keys() {
         if let Some(an) = opt_bytes(&i["an2"]) {
             k.coins.insert(second, (an.try_into().unwrap(), 1));
         }
-        check_key(&c, status_of(resolve_key(&KeyIdentity::TokenPair { first, second }, &k)));
+        check_key(
+            &c,
+            status_of(resolve_key(&KeyIdentity::TokenPair { first: first.into(), second: second.into() }, &k)),
+        );
     }
     for c in cases("keys.json", "type7") {
         let i = &c["input"];

@@ -83,9 +83,10 @@ async fn encrypt_key_refuses_a_target_that_is_not_the_requesters_own() {
     assert_eq!(net.ask(&en4(ATTACKER, AN_ATTACKER), 4, 44, &steal).await, Err(Status::InvalidEncryption));
     assert_eq!(net.ask(&en1(ATTACKER, AN_ATTACKER), 4, 44, &steal).await, Err(Status::InvalidEncryption));
     let pair = ClientKey::TokenPair {
-        first: ATTACKER,
-        second: OTHER,
-        key: Key32::concat_two_tokens(ATTACKER, &Key16::new(AN_ATTACKER), OTHER, &Key16::new(AN_OTHER)).unwrap(),
+        first: ATTACKER.into(),
+        second: OTHER.into(),
+        key: Key32::concat_two_tokens(ATTACKER.into(), &Key16::new(AN_ATTACKER), OTHER.into(), &Key16::new(AN_OTHER))
+            .unwrap(),
     };
     assert_eq!(net.ask(&pair, 4, 44, &steal).await, Err(Status::InvalidEncryption));
     let raida = ClientKey::Raida { sender: 3, key_id: 7, key: Key32::from_secret(SECRET) };
@@ -95,9 +96,10 @@ async fn encrypt_key_refuses_a_target_that_is_not_the_requesters_own() {
     assert_eq!(net.ask(&en4(VICTIM, AN_VICTIM), 4, 44, &own).await.map(|t| t.len()), Ok(16));
     assert_eq!(net.ask(&en1(VICTIM, AN_VICTIM), 4, 44, &own).await.map(|t| t.len()), Ok(16));
     let pair = ClientKey::TokenPair {
-        first: OTHER,
-        second: VICTIM,
-        key: Key32::concat_two_tokens(OTHER, &Key16::new(AN_OTHER), VICTIM, &Key16::new(AN_VICTIM)).unwrap(),
+        first: OTHER.into(),
+        second: VICTIM.into(),
+        key: Key32::concat_two_tokens(OTHER.into(), &Key16::new(AN_OTHER), VICTIM.into(), &Key16::new(AN_VICTIM))
+            .unwrap(),
     };
     assert_eq!(net.ask(&pair, 4, 44, &own).await.map(|t| t.len()), Ok(16));
     net.stop().await;

@@ -269,7 +269,7 @@ fn encrypt_key_cases() {
             1 => (Encryption::Coin, KeyIdentity::Coin { dn: coins[0].0, sn: coins[0].1 }),
             2 => (Encryption::Locker, KeyIdentity::Locker { prefix: [1, 2, 3, 4, 5] }),
             4 => (Encryption::Token, KeyIdentity::Token { dn: coins[0].0, sn: coins[0].1 }),
-            5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coins[0], second: coins[1] }),
+            5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coins[0].into(), second: coins[1].into() }),
             7 => (Encryption::Raida, KeyIdentity::Raida { sender: 2, key_id: 1 }),
             en => panic!("{}: unexpected en {en}", name(&c)),
         };

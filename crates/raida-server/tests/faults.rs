@@ -112,13 +112,13 @@ fn key_lookup_faults_answer_194_for_every_encryption_type() {
     l.secrets.write().insert((3, 42), [0x55; 32]);
     let t = TestState::new(0, COIN_ID, l, raida_client::unix_now());
     let an = Key16::new(AN_A);
-    let pair = Key32::concat_two_tokens((1, 5), &an, (1, 6), &an).unwrap();
+    let pair = Key32::concat_two_tokens((1, 5).into(), &an, (1, 6).into(), &an).unwrap();
     let keys = [
         (ClientKey::Coin { dn: 1, sn: 5, an: an.clone() }, FaultAt::Coin(1, 5)),
         (ClientKey::Locker { an: Key16::new([0x33; 16]) }, FaultAt::Locker([0x33; 5])),
         (ClientKey::Token { dn: 1, sn: 5, key: Key32::sha256_of_an(&an) }, FaultAt::Coin(1, 5)),
         (ClientKey::Token { dn: 7, sn: 9, key: Key32::from_secret([0x44; 32]) }, FaultAt::Token(7, 9)),
-        (ClientKey::TokenPair { first: (1, 5), second: (1, 6), key: pair }, FaultAt::Coin(1, 6)),
+        (ClientKey::TokenPair { first: (1, 5).into(), second: (1, 6).into(), key: pair }, FaultAt::Coin(1, 6)),
         (ClientKey::Raida { sender: 3, key_id: 42, key: Key32::from_secret([0x55; 32]) }, FaultAt::RaidaSecret(3, 42)),
     ];
     for (key, _) in &keys {

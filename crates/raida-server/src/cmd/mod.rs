@@ -74,7 +74,7 @@ pub fn reply(a: impl Reply) -> Answer {
 pub fn request_coins(id: &KeyIdentity) -> Vec<CoinId> {
     match *id {
         KeyIdentity::Coin { dn, sn } | KeyIdentity::Token { dn, sn } => vec![CoinId { dn, sn }],
-        KeyIdentity::TokenPair { first, second } => vec![first.into(), second.into()],
+        KeyIdentity::TokenPair { first, second } => vec![first, second],
         _ => Vec::new(),
     }
 }

@@ -13,7 +13,7 @@ pub fn poster(id: &KeyIdentity) -> Poster {
     match *id {
         KeyIdentity::None => Poster::Anonymous,
         KeyIdentity::Coin { dn, sn } | KeyIdentity::Token { dn, sn } => Poster::Coin(CoinId { dn, sn }),
-        KeyIdentity::TokenPair { first, .. } => Poster::Coin(first.into()),
+        KeyIdentity::TokenPair { first, .. } => Poster::Coin(first),
         KeyIdentity::Locker { prefix } => Poster::Locker(prefix),
         KeyIdentity::Raida { sender, key_id } => Poster::Raida(sender, key_id),
     }

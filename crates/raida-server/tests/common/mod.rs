@@ -140,7 +140,7 @@ pub fn identity_for(en: u64, coins: &[(i8, u32)], poster: &Value) -> (Encryption
             (Encryption::Locker, KeyIdentity::Locker { prefix: p })
         }
         4 => (Encryption::Token, KeyIdentity::Token { dn: coins[0].0, sn: coins[0].1 }),
-        5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coins[0], second: coins[1] }),
+        5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coins[0].into(), second: coins[1].into() }),
         7 => {
             (Encryption::Raida, KeyIdentity::Raida { sender: u64_(&poster[1]) as u8, key_id: u64_(&poster[2]) as u32 })
         }
