@@ -1,5 +1,6 @@
 //! `raida coin get DIR DN SN` and `raida coin set DIR DN SN ANHEX [--mfs M]`.
 
+use raida_proto::CoinId;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -45,6 +46,11 @@ pub(crate) fn parse_dn(s: &str) -> anyhow::Result<i8> {
     parse_num(s, "denomination")
 }
 
+/// Parses the DN (signed decimal) and SN (decimal) of a coin (range checked by the store).
+pub(crate) fn parse_coin(dn: &str, sn: &str) -> anyhow::Result<CoinId> {
+    Ok(CoinId { dn: parse_dn(dn)?, sn: parse_num(sn, "serial number")? })
+}
+
 /// Parses exactly `N` bytes of hex (either case) into a wiped-on-drop array.
 pub(crate) fn parse_hex<const N: usize>(s: &str, what: &str) -> anyhow::Result<Zeroizing<[u8; N]>> {
     let mut out = Zeroizing::new([0u8; N]);
@@ -63,8 +69,7 @@ pub(crate) fn open(dir: &std::path::Path) -> anyhow::Result<std::sync::Arc<Store
 pub fn run(cmd: CoinCommand) -> anyhow::Result<()> {
     match cmd {
         CoinCommand::Get { dir, dn, sn } => {
-            let dn = parse_dn(&dn)?;
-            let sn: u32 = parse_num(&sn, "serial number")?;
+            let CoinId { dn, sn } = parse_coin(&dn, &sn)?;
             let store = open(&dir)?;
             let r = store.get(dn, sn).with_context(|| format!("coin {dn}/{sn}"))?;
             let an = Zeroizing::new(hex::encode(r.an));
@@ -72,8 +77,7 @@ pub fn run(cmd: CoinCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CoinCommand::Set { dir, dn, sn, an, mfs } => {
-            let dn = parse_dn(&dn)?;
-            let sn: u32 = parse_num(&sn, "serial number")?;
+            let CoinId { dn, sn } = parse_coin(&dn, &sn)?;
             let an = parse_hex::<16>(&an, "AN")?;
             let mfs: u8 = match mfs {
                 Some(m) => parse_num(&m, "MFS")?,

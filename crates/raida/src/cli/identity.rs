@@ -1,5 +1,6 @@
 //! `raida identity new DIR DN SN`: this server's identity coin file with 25 CSPRNG ANs.
 
+use raida_proto::CoinId;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -7,7 +8,7 @@ use raida_proto::consts::RAIDA_COUNT;
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
-use super::coin::{open, parse_dn, parse_num};
+use super::coin::{open, parse_coin};
 
 #[derive(clap::Subcommand)]
 pub enum IdentityCommand {
@@ -26,8 +27,7 @@ pub enum IdentityCommand {
 pub fn run(cmd: IdentityCommand) -> anyhow::Result<()> {
     match cmd {
         IdentityCommand::New { dir, dn, sn } => {
-            let dn = parse_dn(&dn)?;
-            let sn: u32 = parse_num(&sn, "serial number")?;
+            let CoinId { dn, sn } = parse_coin(&dn, &sn)?;
             let store = open(&dir)?;
             let mut ans = Zeroizing::new([[0u8; 16]; RAIDA_COUNT]);
             for an in ans.iter_mut() {

@@ -1,8 +1,9 @@
 //! `raida token set DIR DN SN HEX64`: a key token's 32-byte secret for this RAIDA.
 
+use raida_proto::CoinId;
 use std::path::PathBuf;
 
-use super::coin::{open, parse_dn, parse_hex, parse_num};
+use super::coin::{open, parse_coin, parse_hex};
 
 #[derive(clap::Subcommand)]
 pub enum TokenCommand {
@@ -23,8 +24,7 @@ pub enum TokenCommand {
 pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Set { dir, dn, sn, secret } => {
-            let dn = parse_dn(&dn)?;
-            let sn: u32 = parse_num(&sn, "serial number")?;
+            let CoinId { dn, sn } = parse_coin(&dn, &sn)?;
             let secret = parse_hex::<32>(&secret, "secret")?;
             open(&dir)?.set_token_secret(dn, sn, &secret)?;
             Ok(())
