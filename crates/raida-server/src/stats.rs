@@ -14,7 +14,17 @@ pub struct Stats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub dropped: AtomicU64,
+    /// UDP error answers not sent because the source address was over
+    /// `udp_error_rate_per_addr` (also counted in `dropped`).
+    pub rate_limited: AtomicU64,
+    /// Request latency (receipt to answer built), [`LATENCY_BUCKETS_US`]: one counter per
+    /// bucket (not cumulative), the last one for everything slower.
+    latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    latency_sum_us: AtomicU64,
 }
+
+/// Upper bounds (µs) of the latency histogram's buckets: powers of 4 from 4 µs to 4.2 s.
+pub const LATENCY_BUCKETS_US: [u64; 11] = [4, 16, 64, 256, 1_024, 4_096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304];
 
 impl Default for Stats {
     fn default() -> Self {
@@ -25,6 +35,9 @@ impl Default for Stats {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            latency: Default::default(),
+            latency_sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -38,6 +51,25 @@ impl Stats {
         self.statuses[status.code() as usize].fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(bytes_in as u64, Relaxed);
         self.bytes_out.fetch_add(bytes_out as u64, Relaxed);
+    }
+
+    /// Count one request's latency: two relaxed increments, no lock.
+    pub fn observe_latency(&self, us: u32) {
+        let us = u64::from(us);
+        let bucket = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        if let Some(c) = self.latency.get(bucket) {
+            c.fetch_add(1, Relaxed);
+        }
+        self.latency_sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// The latency histogram: (count per bucket, the last beyond every bound; sum in µs).
+    pub fn latency(&self) -> ([u64; LATENCY_BUCKETS_US.len() + 1], u64) {
+        let mut counts = [0u64; LATENCY_BUCKETS_US.len() + 1];
+        for (c, a) in counts.iter_mut().zip(&self.latency) {
+            *c = a.load(Relaxed);
+        }
+        (counts, self.latency_sum_us.load(Relaxed))
     }
 
     pub fn uptime_secs(&self) -> u64 {

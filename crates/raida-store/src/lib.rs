@@ -15,7 +15,7 @@ mod journal;
 pub mod layout;
 mod store;
 
-pub use config::{Config, IdentityConfig, KeyServer, CONFIG_FILE};
+pub use config::{Config, IdentityConfig, KeyServer, CONFIG_FILE, ENV_PREFIX};
 pub use error::{Result, StoreError};
 pub use init::{init_data_dir, InitOptions};
 pub use journal::{FaultInjector, Update};

@@ -45,6 +45,8 @@ pub struct StoreStats {
     pub capacity_pages: usize,
     /// Pages read from disk (cache misses).
     pub page_loads: u64,
+    /// Reads answered from a cached page (cache hits).
+    pub cache_hits: u64,
     /// Pages dropped from the cache.
     pub evictions: u64,
     /// Coin records changed through `set`/`set_many`.
@@ -193,6 +195,7 @@ struct Inner {
     tokens: Table<(i8, u32), 32>,
     raida_secrets: Table<(u8, u32), 32>,
     page_loads: AtomicU64,
+    cache_hits: AtomicU64,
     evictions: AtomicU64,
     updates: AtomicU64,
     checkpoints: AtomicU64,
@@ -356,6 +359,7 @@ impl Store {
             checkpoint_lock: Mutex::new(()),
             kick_pending: AtomicBool::new(false),
             page_loads: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             updates: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
@@ -417,6 +421,7 @@ impl Store {
                 if !slot.referenced.load(Ordering::Relaxed) {
                     slot.referenced.store(true, Ordering::Relaxed);
                 }
+                self.inner.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(p.record(rec));
             }
         }
@@ -476,6 +481,7 @@ impl Store {
             dirty_pages: i.dirty.load(Ordering::Relaxed),
             capacity_pages: i.capacity,
             page_loads: i.page_loads.load(Ordering::Relaxed),
+            cache_hits: i.cache_hits.load(Ordering::Relaxed),
             evictions: i.evictions.load(Ordering::Relaxed),
             updates: i.updates.load(Ordering::Relaxed),
             journal_syncs: i.journal.fsyncs.load(Ordering::Relaxed),
