@@ -60,4 +60,39 @@ mod tests {
         assert_eq!(restart_needed(&old, &new), vec!["cache_mib".to_string()]);
         assert!(restart_needed(&old, &old).is_empty());
     }
+
+    #[test]
+    fn key_servers_identity_and_rate_change_and_a_bad_file_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = ServerState::new(
+            raida_proto::header::ServerIdentity::new(1, 6),
+            Arc::new(crate::ledger::MemoryLedger::default()),
+            tmp.path(),
+            3600,
+            1000,
+            crate::state::system_clock(),
+        )
+        .unwrap();
+        let p = tmp.path().join("config.toml");
+        let old = Config::from_toml("raida_id = 1\n", &p).unwrap();
+        assert!(state.key_alert_settings().key_servers.is_empty());
+        let new = Config::from_toml(
+            "raida_id = 1\nudp_error_rate_per_addr = 9\n[identity]\ndn = 0\nsn = 5\n\
+             [[key_servers]]\nraida_id = 2\naddress = \"127.0.0.1\"\nport = 50002\n",
+            &p,
+        )
+        .unwrap();
+        assert!(apply(&state, &old, &new, tmp.path()).unwrap().is_empty());
+        let ks = state.key_alert_settings();
+        assert_eq!(ks.key_servers.iter().map(|k| (k.raida_id, k.port)).collect::<Vec<_>>(), vec![(2, 50002)]);
+        assert_eq!(ks.identity, Some((0, 5)));
+        assert_eq!(ks.timeout, state.key_alert.timeout, "the timeout is kept");
+        assert_eq!(state.udp_errors.per_second(), 9);
+        // a network file that does not exist: refused, the settings stay
+        let bad =
+            Config::from_toml("raida_id = 1\nnetwork = \"missing.toml\"\nudp_error_rate_per_addr = 3\n", &p).unwrap();
+        assert!(apply(&state, &new, &bad, tmp.path()).unwrap_err().contains("missing.toml"));
+        assert_eq!(state.key_alert_settings().key_servers.len(), 1);
+        assert_eq!(state.udp_errors.per_second(), 9);
+    }
 }

@@ -53,6 +53,7 @@ pub fn status_hint(status: Status) -> Option<&'static str> {
             "34: the RAIDA does not hold that coin with that AN: is the coin registered there \
              (`raida coin set` on that RAIDA), and is the AN the one for that RAIDA?"
         }
+        Status::InvalidRaidaId => "3: that server is another RAIDA: give its id with --raida-id",
         Status::EncryptionCoinNotFound => "25: the coin is not present on that RAIDA: is the coin registered there?",
         Status::ReceiverAuth => {
             "217: the sender reserved this key part for another receiver coin (PROTOCOL.md 6/43): \
