@@ -66,6 +66,27 @@ pub struct StoreStats {
     pub overlay_bytes: u64,
 }
 
+/// Cache hits, counted in 16 cache-line-sized stripes chosen by page slot: readers of
+/// different pages on different cores rarely touch the same line (one shared counter
+/// would bounce between cores on every cached read).
+#[derive(Default)]
+struct HitCounter([HitStripe; 16]);
+
+#[derive(Default)]
+#[repr(align(64))]
+struct HitStripe(AtomicU64);
+
+impl HitCounter {
+    fn add(&self, slot: usize) {
+        if let Some(s) = self.0.get(slot % 16) {
+            s.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
 /// Tuning knobs; `Default` is what `Store::open` uses.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -195,7 +216,7 @@ struct Inner {
     tokens: Table<(i8, u32), 32>,
     raida_secrets: Table<(u8, u32), 32>,
     page_loads: AtomicU64,
-    cache_hits: AtomicU64,
+    cache_hits: HitCounter,
     evictions: AtomicU64,
     updates: AtomicU64,
     checkpoints: AtomicU64,
@@ -359,7 +380,7 @@ impl Store {
             checkpoint_lock: Mutex::new(()),
             kick_pending: AtomicBool::new(false),
             page_loads: AtomicU64::new(0),
-            cache_hits: AtomicU64::new(0),
+            cache_hits: HitCounter::default(),
             evictions: AtomicU64::new(0),
             updates: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
@@ -421,7 +442,7 @@ impl Store {
                 if !slot.referenced.load(Ordering::Relaxed) {
                     slot.referenced.store(true, Ordering::Relaxed);
                 }
-                self.inner.cache_hits.fetch_add(1, Ordering::Relaxed);
+                self.inner.cache_hits.add(idx);
                 return Ok(p.record(rec));
             }
         }
@@ -481,7 +502,7 @@ impl Store {
             dirty_pages: i.dirty.load(Ordering::Relaxed),
             capacity_pages: i.capacity,
             page_loads: i.page_loads.load(Ordering::Relaxed),
-            cache_hits: i.cache_hits.load(Ordering::Relaxed),
+            cache_hits: i.cache_hits.sum(),
             evictions: i.evictions.load(Ordering::Relaxed),
             updates: i.updates.load(Ordering::Relaxed),
             journal_syncs: i.journal.fsyncs.load(Ordering::Relaxed),

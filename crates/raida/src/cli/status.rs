@@ -72,7 +72,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Echo then Version to each RAIDA, all RAIDAs at once.
+/// Echo then Version to each RAIDA, all RAIDAs at once; rows in RAIDA id order.
 async fn probe_all(network: &Network, timeout: Duration) -> Vec<Row> {
     let client = Client::new(Transport::Udp, network.coin_id, timeout);
     let mut probes = tokio::task::JoinSet::new();
@@ -89,33 +89,31 @@ async fn probe_all(network: &Network, timeout: Duration) -> Vec<Row> {
     rows
 }
 
+/// One RAIDA: up when it answers Echo; its Version when it answers that too.
 async fn probe(client: Client, r: raida_client::network::RaidaEntry) -> Row {
-    {
-        let mut row =
-            Row { id: r.id, address: r.address.clone(), up: false, echo_ms: None, version: None, error: None };
-        let addr = match raida_client::network::resolve_address(&r.address).await {
-            Ok(a) => a,
-            Err(e) => {
-                row.error = Some(e);
-                return row;
-            }
-        };
-        let server = Server { addr, raida_id: r.id };
-        let started = Instant::now();
-        match client.request(server, GROUP_STATUS, ECHO, &ClientKey::None, &[]).await {
-            Ok(_) => {
-                row.up = true;
-                row.echo_ms = Some(started.elapsed().as_secs_f64() * 1e3);
-            }
-            Err(e) => {
-                row.error = Some(e.to_string());
-                return row;
-            }
+    let mut row = Row { id: r.id, address: r.address.clone(), up: false, echo_ms: None, version: None, error: None };
+    let addr = match raida_client::network::resolve_address(&r.address).await {
+        Ok(a) => a,
+        Err(e) => {
+            row.error = Some(e);
+            return row;
         }
-        match client.request(server, GROUP_STATUS, VERSION, &ClientKey::None, &[]).await {
-            Ok(reply) => row.version = Some(String::from_utf8_lossy(&reply.payload).into_owned()),
-            Err(e) => row.error = Some(format!("version: {e}")),
+    };
+    let server = Server { addr, raida_id: r.id };
+    let started = Instant::now();
+    match client.request(server, GROUP_STATUS, ECHO, &ClientKey::None, &[]).await {
+        Ok(_) => {
+            row.up = true;
+            row.echo_ms = Some(started.elapsed().as_secs_f64() * 1e3);
         }
-        row
+        Err(e) => {
+            row.error = Some(e.to_string());
+            return row;
+        }
     }
+    match client.request(server, GROUP_STATUS, VERSION, &ClientKey::None, &[]).await {
+        Ok(reply) => row.version = Some(String::from_utf8_lossy(&reply.payload).into_owned()),
+        Err(e) => row.error = Some(format!("version: {e}")),
+    }
+    row
 }
