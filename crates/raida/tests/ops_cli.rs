@@ -342,6 +342,13 @@ fn errors_are_one_line_with_the_cause_once_and_a_hint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.to_lowercase().contains("cache_mib"), "{err}");
+    // the offline tools read the file alone: the environment does not reach them
+    let out = Command::new(BIN)
+        .args(["coin", "get", dir.to_str().unwrap(), "0", "5"])
+        .env("RAIDA_CACHE_MIB", "lots")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
