@@ -58,6 +58,19 @@ impl Collector for ServerCollector {
             }
         }
         {
+            let mut family = e.encode_descriptor(
+                "raida_request_errors",
+                "Requests answered with an error status, by command",
+                None,
+                MetricType::Counter,
+            )?;
+            for c in COMMANDS {
+                let n = stats.errors_for(c.group, c.command);
+                let labels = [("command", c.name)];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        {
             let mut family =
                 e.encode_descriptor("raida_answers", "Answers sent, by status code", None, MetricType::Counter)?;
             for status in Status::ALL {

@@ -10,6 +10,8 @@ use raida_proto::Status;
 pub struct Stats {
     started: Instant,
     requests: Vec<AtomicU64>,
+    /// Of `requests`, those answered with an error status (per group × command).
+    errors: Vec<AtomicU64>,
     statuses: Vec<AtomicU64>,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -31,6 +33,7 @@ impl Default for Stats {
         Stats {
             started: Instant::now(),
             requests: (0..14 * 256).map(|_| AtomicU64::new(0)).collect(),
+            errors: (0..14 * 256).map(|_| AtomicU64::new(0)).collect(),
             statuses: (0..256).map(|_| AtomicU64::new(0)).collect(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -47,6 +50,9 @@ impl Stats {
     pub fn record(&self, group: u8, command: u8, status: Status, bytes_in: usize, bytes_out: usize) {
         if group <= 13 {
             self.requests[group as usize * 256 + command as usize].fetch_add(1, Relaxed);
+            if !status.is_success() {
+                self.errors[group as usize * 256 + command as usize].fetch_add(1, Relaxed);
+            }
         }
         self.statuses[status.code() as usize].fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(bytes_in as u64, Relaxed);
@@ -81,6 +87,14 @@ impl Stats {
             return 0;
         }
         self.requests[group as usize * 256 + command as usize].load(Relaxed)
+    }
+
+    /// Requests of one command answered with an error status.
+    pub fn errors_for(&self, group: u8, command: u8) -> u64 {
+        if group > 13 {
+            return 0;
+        }
+        self.errors[group as usize * 256 + command as usize].load(Relaxed)
     }
 
     pub fn status_count(&self, status: Status) -> u64 {

@@ -174,6 +174,13 @@ fn metrics_are_scraped_over_http() {
     let body = answer.split("\r\n\r\n").nth(1).unwrap();
     assert_eq!(metric(body, "raida_requests_total{command=\"echo\"}"), 10);
     assert_eq!(metric(body, "raida_answers_total{status=\"250\"}"), 10);
+    assert_eq!(metric(body, "raida_request_errors_total{command=\"echo\"}"), 0);
+    // Show Stats with a wrong admin key: an error answer (38) of command show_stats
+    let out = Command::new(BIN).args(["stats", &s.addr, "--admin-key", &"ab".repeat(16), "--raida-id", "4"]).output();
+    assert!(!out.unwrap().status.success());
+    let after = http_get(&m, "/metrics");
+    assert_eq!(metric(&after, "raida_request_errors_total{command=\"show_stats\"}"), 1);
+    assert_eq!(metric(&after, "raida_answers_total{status=\"38\"}"), 1);
     assert_eq!(metric(body, "raida_request_duration_seconds_count"), 10);
     assert_eq!(metric(body, "raida_request_duration_seconds_bucket{le=\"+Inf\"}"), 10);
     assert!(metric(body, "raida_received_bytes_total") >= 10 * 32);
