@@ -63,6 +63,24 @@ fn spawn_serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
     Served { child, addr, metrics, stderr }
 }
 
+impl Served {
+    /// SIGTERM, then its exit status (bounded wait).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        send_sigterm(self.child.id());
+        wait_timeout(&mut self.child, Duration::from_secs(10))
+    }
+}
+
+/// A failing test must not leave its server running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Lines on `rx` until one contains `needle` (bounded by time); returns every line read.
 fn lines_until(rx: &Receiver<String>, needle: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -161,11 +179,11 @@ fn metrics_are_scraped_over_http() {
     let dir = tmp.path().join("d");
     init_with_coin(&dir);
     // off by default
-    let s = spawn_serve(&dir, &[], &[]);
+    let mut s = spawn_serve(&dir, &[], &[]);
     assert!(s.metrics.is_none());
-    assert!(terminate(s.child).success());
+    assert!(s.stop().success());
     // on through the environment (RAIDA_<SETTING> over config.toml)
-    let s = spawn_serve(&dir, &[], &[("RAIDA_METRICS_LISTEN", "127.0.0.1:0")]);
+    let mut s = spawn_serve(&dir, &[], &[("RAIDA_METRICS_LISTEN", "127.0.0.1:0")]);
     let m = s.metrics.clone().expect("metrics address");
     assert_eq!(echoes(&s.addr, Transport::Udp, &ClientKey::None, 7), 7);
     assert_eq!(echoes(&s.addr, Transport::Tcp, &coin_keys()[0], 3), 3);
@@ -200,7 +218,7 @@ fn metrics_are_scraped_over_http() {
         metric(body, name);
     }
     assert!(http_get(&m, "/other").starts_with("HTTP/1.1 404"));
-    assert!(terminate(s.child).success());
+    assert!(s.stop().success());
 }
 
 #[test]
@@ -209,7 +227,7 @@ fn json_log_lines_parse_and_carry_no_key() {
     let dir = tmp.path().join("d");
     init_with_coin(&dir);
     let admin = admin_key(&dir);
-    let s = spawn_serve(&dir, &["--log-format", "json", "--log", "trace"], &[]);
+    let mut s = spawn_serve(&dir, &["--log-format", "json", "--log", "trace"], &[]);
     for key in coin_keys() {
         assert_eq!(echoes(&s.addr, Transport::Udp, &key, 2), 2);
     }
@@ -217,7 +235,7 @@ fn json_log_lines_parse_and_carry_no_key() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("requests.0.0=4"));
     let mut lines = lines_until(&s.stderr, "\"request\"");
-    assert!(terminate(s.child).success());
+    assert!(s.stop().success());
     lines.extend(drain(&s.stderr));
     let mut an = [0u8; 16];
     hex::decode_to_slice(AN_HEX, &mut an).unwrap();
@@ -243,9 +261,9 @@ fn text_logs_have_no_colour_on_a_pipe() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     init_as(&dir, "4");
-    let s = spawn_serve(&dir, &[], &[]);
+    let mut s = spawn_serve(&dir, &[], &[]);
     let lines = lines_until(&s.stderr, "server started");
-    assert!(terminate(s.child).success());
+    assert!(s.stop().success());
     assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:#?}");
 }
 
@@ -255,7 +273,7 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old() {
     let dir = tmp.path().join("d");
     init_as(&dir, "4");
     append_config(&dir, "log = \"info\"\n");
-    let s = spawn_serve(&dir, &[], &[]);
+    let mut s = spawn_serve(&dir, &[], &[]);
     lines_until(&s.stderr, "server started");
     // at info, a request logs nothing
     assert_eq!(echoes(&s.addr, Transport::Udp, &ClientKey::None, 1), 1);
@@ -287,7 +305,7 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old() {
     signal(&s.child, "-HUP");
     let l = lines_until(&s.stderr, "next start");
     assert!(l.last().unwrap().contains("cache_mib"), "{l:#?}");
-    assert!(terminate(s.child).success());
+    assert!(s.stop().success());
 }
 
 #[test]
@@ -299,7 +317,7 @@ fn readiness_and_stopping_are_notified() {
     let sock_path = tmp.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let s = spawn_serve(&dir, &[], &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    let mut s = spawn_serve(&dir, &[], &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
     let mut buf = [0u8; 512];
     let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
     assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
@@ -308,7 +326,7 @@ fn readiness_and_stopping_are_notified() {
     signal(&s.child, "-TERM");
     let n = sock.recv(&mut buf).expect("STOPPING=1");
     assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
-    assert!(wait_timeout(&mut { s.child }, Duration::from_secs(10)).success());
+    assert!(wait_timeout(&mut s.child, Duration::from_secs(10)).success());
 }
 
 #[test]
