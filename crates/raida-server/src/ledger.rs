@@ -41,6 +41,11 @@ pub trait Ledger: Send + Sync + 'static {
     fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String>;
     /// (cached pages, dirty pages).
     fn page_stats(&self) -> (u64, u64);
+    /// The page cache's and journal's counters, when the ledger is a data directory
+    /// (`/metrics`); `None` for in-memory ledgers.
+    fn store_stats(&self) -> Option<raida_store::StoreStats> {
+        None
+    }
     /// Write every dirty page (clean shutdown).
     fn flush(&self) -> Result<(), String>;
 }
@@ -113,6 +118,9 @@ impl Ledger for StoreLedger {
     }
     fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String> {
         self.store.set_many(updates).map_err(|e| e.to_string())
+    }
+    fn store_stats(&self) -> Option<raida_store::StoreStats> {
+        Some(self.store.stats())
     }
     fn page_stats(&self) -> (u64, u64) {
         let s = self.store.stats();

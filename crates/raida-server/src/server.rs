@@ -45,6 +45,8 @@ pub struct ServerLimits {
     pub drain_timeout: Duration,
     /// Key Alert's timeout for all parts.
     pub key_alert_timeout: Duration,
+    /// Where `GET /metrics` is served (config.toml `metrics_listen`); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerLimits {
@@ -62,6 +64,7 @@ impl Default for ServerLimits {
             idle_timeout: Duration::from_secs(raida_proto::consts::RAIDA_SERVER_RCV_TIMEOUT_SECS),
             drain_timeout: Duration::from_secs(4),
             key_alert_timeout: Duration::from_secs(5),
+            metrics_listen: None,
         }
     }
 }
@@ -77,6 +80,8 @@ impl ServerLimits {
         self.max_durable_commands = c.max_durable_commands;
         self.max_heavy_commands = c.max_heavy_commands;
         self.udp_error_rate_per_addr = c.udp_error_rate_per_addr;
+        // validated by Config::from_toml
+        self.metrics_listen = c.metrics_listen.as_deref().and_then(|m| m.parse().ok());
         self
     }
 
@@ -124,6 +129,33 @@ impl ServerBuilder {
     ) -> Result<(Arc<ServerState>, SocketAddr, ServerLimits), ServerError> {
         let store = raida_store::Store::open(dir)?;
         let config = store.config().clone();
+        Self::build(store, config, dir, limits, clock)
+    }
+
+    /// [`ServerBuilder::open_configured`] with `config` in place of the file's (e.g.
+    /// [`raida_store::Config::load_with_env`]: `RAIDA_*` variables over config.toml, what
+    /// `raida serve` uses); the page cache is sized by `config.cache_mib`.
+    pub fn open_with_config(
+        dir: &Path,
+        config: raida_store::Config,
+        limits: &ServerLimits,
+        clock: Option<Clock>,
+    ) -> Result<(Arc<ServerState>, SocketAddr, ServerLimits), ServerError> {
+        let opts = raida_store::StoreOptions {
+            cache_bytes: Some(config.cache_mib.saturating_mul(1 << 20)),
+            ..Default::default()
+        };
+        let store = raida_store::Store::open_with(dir, opts)?;
+        Self::build(store, config, dir, limits, clock)
+    }
+
+    fn build(
+        store: Arc<raida_store::Store>,
+        config: raida_store::Config,
+        dir: &Path,
+        limits: &ServerLimits,
+        clock: Option<Clock>,
+    ) -> Result<(Arc<ServerState>, SocketAddr, ServerLimits), ServerError> {
         let limits = &limits.clone().with_config(&config);
         let clock = clock.unwrap_or_else(system_clock);
         let listen: SocketAddr = config
@@ -180,6 +212,7 @@ pub struct RunningServer {
     drain_timeout: Duration,
     tcp_connections: usize,
     deferred: Arc<DeferredLimits>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Bind UDP and TCP on the same port (with port 0, the port UDP got).
@@ -244,6 +277,13 @@ impl RunningServer {
             limits.max_heavy_commands,
         ));
         let (udp, tcp) = bind(listen)?;
+        // before any worker starts, so that a busy metrics port leaves nothing running
+        let metrics = match limits.metrics_listen {
+            Some(at) => {
+                Some(tokio::net::TcpListener::bind(at).await.map_err(io_err(format!("bind metrics_listen {at}")))?)
+            }
+            None => None,
+        };
         let addr = udp.local_addr().map_err(io_err("udp address"))?;
         let tcp = tokio::net::TcpListener::from_std(tcp).map_err(io_err("tcp listener"))?;
         let stop = CancellationToken::new();
@@ -265,6 +305,15 @@ impl RunningServer {
             idle_timeout: limits.idle_timeout,
             lifetime: limits.connection_lifetime,
         });
+        let metrics_addr = match metrics {
+            Some(listener) => {
+                let bound = listener.local_addr().map_err(io_err("metrics address"))?;
+                tracker.spawn(crate::metrics::serve(listener, state.clone(), Some(table.clone()), stop.clone()));
+                tracing::info!(addr = %bound, "metrics at http://{bound}/metrics");
+                Some(bound)
+            }
+            None => None,
+        };
         tracker.spawn(crate::tcp::accept_loop(
             tcp,
             state.clone(),
@@ -304,7 +353,13 @@ impl RunningServer {
             drain_timeout: limits.drain_timeout,
             tcp_connections,
             deferred,
+            metrics_addr,
         })
+    }
+
+    /// Where `GET /metrics` answers, if `metrics_listen` is set (with port 0, the port taken).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// TCP connections this server keeps open at most (after the descriptor budget).

@@ -91,7 +91,12 @@ pub struct ServerState {
     pub admin_key: Option<[u8; 16]>,
     pub pending_keys: PendingKeys,
     pub inbox: Inbox,
+    /// Key Alert's settings at start. A SIGHUP reload ([`crate::reload`]) puts new ones in
+    /// `key_alert_reloaded`, which then win: read them with [`ServerState::key_alert_settings`].
     pub key_alert: KeyAlertSettings,
+    /// Key Alert's settings from the last reload, swapped atomically (an alert in flight
+    /// keeps the settings it started with; readers take no lock).
+    pub key_alert_reloaded: arc_swap::ArcSwapOption<KeyAlertSettings>,
     pub clock: Clock,
     /// Randomness of the request path ([`os_random`] unless a test sets another).
     pub random: Random,
@@ -186,6 +191,7 @@ impl ServerState {
             pending_keys: PendingKeys::open(&data_dir.join("Keys"), key_ttl_secs, now)?,
             inbox: Inbox::open(data_dir, now)?,
             key_alert: KeyAlertSettings { timeout: Duration::from_secs(5), ..Default::default() },
+            key_alert_reloaded: arc_swap::ArcSwapOption::empty(),
             clock,
             random: os_random(),
             dispatch: DispatchTable::standard(),
@@ -198,6 +204,24 @@ impl ServerState {
     /// The request path's randomness as a generator.
     pub fn rng(&self) -> RandomRng<'_> {
         RandomRng(&self.random)
+    }
+
+    /// Key Alert's settings now: those of the last reload, else those at start.
+    pub fn key_alert_settings(&self) -> KeyAlertSettingsRef<'_> {
+        KeyAlertSettingsRef { reloaded: self.key_alert_reloaded.load_full(), start: &self.key_alert }
+    }
+}
+
+/// Key Alert's settings as read by one alert (see [`ServerState::key_alert_settings`]).
+pub struct KeyAlertSettingsRef<'a> {
+    reloaded: Option<Arc<KeyAlertSettings>>,
+    start: &'a KeyAlertSettings,
+}
+
+impl std::ops::Deref for KeyAlertSettingsRef<'_> {
+    type Target = KeyAlertSettings;
+    fn deref(&self) -> &KeyAlertSettings {
+        self.reloaded.as_deref().unwrap_or(self.start)
     }
 }
 
@@ -302,7 +326,11 @@ impl ServerState {
     /// Whether an answer with `status` may go to `peer`: over UDP an error answer counts
     /// against the address's rate (section 2), and beyond it the datagram is dropped.
     pub fn may_answer(&self, transport: Transport, peer: SocketAddr, status: Status) -> bool {
-        transport == Transport::Tcp || status.is_success() || self.udp_errors.allow(peer.ip())
+        let ok = transport == Transport::Tcp || status.is_success() || self.udp_errors.allow(peer.ip());
+        if !ok {
+            self.stats.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        ok
     }
 
     fn drop_request(&self) -> Outcome {
@@ -328,6 +356,7 @@ impl ServerState {
         let payload: &[u8] = if answer.status.is_success() { &answer.payload } else { &[] };
         reply.write(answer.status, payload, us, &mut self.rng(), out);
         self.stats.record(group, command, answer.status, bytes_in, out.len());
+        self.stats.observe_latency(us);
         if tracing::enabled!(tracing::Level::DEBUG) {
             let coin = header.map(|h| format!("{:?}", h.key_identity)).unwrap_or_else(|| "-".into());
             tracing::debug!(

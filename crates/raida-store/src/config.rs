@@ -172,6 +172,16 @@ pub struct Config {
     /// more than 64 records) running at once on the blocking pool; beyond it 160.
     #[serde(default = "default_max_heavy_commands")]
     pub max_heavy_commands: usize,
+    /// `HOST:PORT` where `raida serve` answers `GET /metrics` (Prometheus text format) over
+    /// plain HTTP. Default: none (off). Bind it to loopback or a management network: the
+    /// figures are not secret, but nothing else guards the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+    /// Log filter of `raida serve` (tracing EnvFilter syntax, e.g. `info` or
+    /// `info,raida_server=debug`) when no `--log` flag is given; re-read on SIGHUP.
+    /// Default: none (`info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 impl Config {
@@ -192,7 +202,40 @@ impl Config {
     /// Parses TOML text (fills the default listen address, validates values).
     pub fn from_toml(text: &str, path: &Path) -> Result<Config> {
         let bad = |msg: String| StoreError::Config { path: path.to_path_buf(), msg };
-        let mut c: Config = toml::from_str(text).map_err(|e| bad(one_line(&e.to_string())))?;
+        let c: Config = toml::from_str(text).map_err(|e| bad(one_line(&e.to_string())))?;
+        c.validated(path)
+    }
+
+    /// [`Config::from_toml`] with the environment variables `RAIDA_<SETTING>` (the setting's
+    /// name in upper case, e.g. `RAIDA_CACHE_MIB=128`, `RAIDA_METRICS_LISTEN=127.0.0.1:9100`)
+    /// laid over the file's values: environment over file over default. Values are read as
+    /// TOML values (numbers, booleans, otherwise strings); variables that name no setting
+    /// are ignored. The server uses this (`raida serve`, at start and on SIGHUP); the
+    /// offline tools read the file alone, so they never write an environment value back.
+    pub fn from_toml_with_env(text: &str, path: &Path) -> Result<Config> {
+        use figment::providers::{Env, Format, Toml};
+        let bad = |msg: String| StoreError::Config { path: path.to_path_buf(), msg };
+        // the file alone first: its errors keep their line numbers
+        toml::from_str::<toml::Value>(text).map_err(|e| bad(one_line(&e.to_string())))?;
+        let c: Config = figment::Figment::from(Toml::string(text))
+            .merge(Env::prefixed(ENV_PREFIX))
+            .extract()
+            .map_err(|e| bad(one_line(&e.to_string())))?;
+        c.validated(path)
+    }
+
+    /// Loads `dir/config.toml` with the `RAIDA_*` environment laid over it
+    /// ([`Config::from_toml_with_env`]).
+    pub fn load_with_env(dir: &Path) -> Result<Config> {
+        let path = dir.join(CONFIG_FILE);
+        let text = Self::read_text(dir, &path)?;
+        Config::from_toml_with_env(&text, &path)
+    }
+
+    /// Fills the default listen address and checks every value.
+    fn validated(self, path: &Path) -> Result<Config> {
+        let bad = |msg: String| StoreError::Config { path: path.to_path_buf(), msg };
+        let mut c = self;
         if c.raida_id >= TOTAL_RAIDA_SERVERS {
             return Err(bad(format!("raida_id {} is above 24", c.raida_id)));
         }
@@ -241,6 +284,16 @@ impl Config {
         if let Some(id) = &c.identity {
             crate::layout::check_dn(id.dn).map_err(|e| bad(format!("identity: {e}")))?;
         }
+        if let Some(m) = &c.metrics_listen {
+            if m.parse::<std::net::SocketAddr>().is_err() {
+                return Err(bad(format!("metrics_listen {m:?} is not ADDR:PORT")));
+            }
+        }
+        if let Some(f) = &c.log {
+            if f.trim().is_empty() {
+                return Err(bad("log must be a filter such as \"info\"".into()));
+            }
+        }
         for ks in &c.key_servers {
             if ks.raida_id >= TOTAL_RAIDA_SERVERS {
                 return Err(bad(format!("key_servers: raida_id {} is above 24", ks.raida_id)));
@@ -255,17 +308,19 @@ impl Config {
     /// Loads `dir/config.toml`.
     pub fn load(dir: &Path) -> Result<Config> {
         let path = dir.join(CONFIG_FILE);
+        let text = Self::read_text(dir, &path)?;
+        Config::from_toml(&text, &path)
+    }
+
+    fn read_text(dir: &Path, path: &Path) -> Result<String> {
         if !dir.is_dir() {
             return Err(StoreError::NoSuchDir(dir.to_path_buf()));
         }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::NotADataDir(dir.to_path_buf()))
-            }
-            Err(e) => return Err(StoreError::io("cannot read", path, e)),
-        };
-        Config::from_toml(&text, &path)
+        match std::fs::read_to_string(path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotADataDir(dir.to_path_buf())),
+            Err(e) => Err(StoreError::io("cannot read", path, e)),
+        }
     }
 
     /// The 16-byte admin key, if one is configured.
@@ -281,6 +336,9 @@ impl Config {
         write_file_atomic(&path, text.as_bytes(), 0o600).map_err(|e| StoreError::io("cannot write", path, e))
     }
 }
+
+/// Prefix of the environment variables that override settings ([`Config::from_toml_with_env`]).
+pub const ENV_PREFIX: &str = "RAIDA_";
 
 /// `0.0.0.0:<50000 + raida_id>`.
 pub fn default_listen(raida_id: u8) -> String {

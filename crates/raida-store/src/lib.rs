@@ -20,7 +20,7 @@ mod page_cache;
 mod store;
 mod tables;
 
-pub use config::{Config, IdentityConfig, KeyServer, CONFIG_FILE};
+pub use config::{Config, IdentityConfig, KeyServer, CONFIG_FILE, ENV_PREFIX};
 pub use error::{Result, StoreError};
 pub use init::{init_data_dir, InitOptions};
 pub use journal::{FaultInjector, Update};

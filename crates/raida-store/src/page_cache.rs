@@ -127,6 +127,7 @@ pub(crate) struct Inner {
     pub(crate) tokens: Table<(i8, u32), 32>,
     pub(crate) raida_secrets: Table<(u8, u32), 32>,
     pub(crate) page_loads: AtomicU64,
+    pub(crate) cache_hits: HitCounter,
     pub(crate) evictions: AtomicU64,
     pub(crate) updates: AtomicU64,
     pub(crate) checkpoints: AtomicU64,
@@ -618,5 +619,26 @@ impl Inner {
         self.journal.remove_segments(&old)?;
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// Cache hits, counted in 16 cache-line-sized stripes chosen by page slot: readers of
+/// different pages on different cores rarely touch the same line (one shared counter
+/// would bounce between cores on every cached read).
+#[derive(Default)]
+pub(crate) struct HitCounter([HitStripe; 16]);
+
+#[derive(Default)]
+#[repr(align(64))]
+struct HitStripe(AtomicU64);
+
+impl HitCounter {
+    pub(crate) fn add(&self, slot: usize) {
+        if let Some(s) = self.0.get(slot % 16) {
+            s.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
     }
 }

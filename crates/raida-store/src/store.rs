@@ -47,6 +47,8 @@ pub struct StoreStats {
     pub capacity_pages: usize,
     /// Pages read from disk (cache misses).
     pub page_loads: u64,
+    /// Reads answered from a cached page (cache hits).
+    pub cache_hits: u64,
     /// Pages dropped from the cache.
     pub evictions: u64,
     /// Coin records changed through `set`/`set_many`.
@@ -197,6 +199,7 @@ impl Store {
             checkpoint_lock: Mutex::new(()),
             kick_pending: AtomicBool::new(false),
             page_loads: AtomicU64::new(0),
+            cache_hits: HitCounter::default(),
             evictions: AtomicU64::new(0),
             updates: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
@@ -258,6 +261,7 @@ impl Store {
                 if !slot.referenced.load(Ordering::Relaxed) {
                     slot.referenced.store(true, Ordering::Relaxed);
                 }
+                self.inner.cache_hits.add(idx);
                 return Ok(p.record(rec));
             }
         }
@@ -317,6 +321,7 @@ impl Store {
             dirty_pages: i.dirty.load(Ordering::Relaxed),
             capacity_pages: i.capacity,
             page_loads: i.page_loads.load(Ordering::Relaxed),
+            cache_hits: i.cache_hits.sum(),
             evictions: i.evictions.load(Ordering::Relaxed),
             updates: i.updates.load(Ordering::Relaxed),
             journal_syncs: i.journal.fsyncs.load(Ordering::Relaxed),

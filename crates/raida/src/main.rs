@@ -2,12 +2,22 @@
 //! its arguments and calls into the libraries (raida-proto, raida-store, raida-server,
 //! raida-client, raida-channel).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cli;
 
+/// `raida --version`: the package version, the commit and the build date (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RAIDA_BUILD_COMMIT"),
+    ", built ",
+    env!("RAIDA_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(name = "raida", version, about = "RAIDA X server, data directory tools, client and secure channel")]
+#[command(name = "raida", version = VERSION, about = "RAIDA X server, data directory tools, client and secure channel")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,6 +63,14 @@ enum Command {
     /// Secure channel: demo, listen, connect.
     #[command(subcommand)]
     Channel(cli::channel::ChannelCommand),
+    /// Echo and Version to every RAIDA of a network file at once: up/down, latency, version.
+    Status(cli::status::StatusArgs),
+    /// A server's counters (Show Stats), with its admin key.
+    Stats(cli::stats::StatsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff) to stdout: `raida man | man -l -`.
+    Man,
 }
 
 fn main() {
@@ -72,9 +90,21 @@ fn main() {
         Command::Bench(a) => cli::bench::run(a),
         Command::Selfcheck => cli::selfcheck::run(),
         Command::Channel(c) => cli::channel::run(c),
+        Command::Status(a) => cli::status::run(a),
+        Command::Stats(a) => cli::stats::run(a),
+        Command::Completions { shell } => {
+            // into a buffer: clap_complete panics when it cannot write (a closed pipe)
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "raida", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cli::errors::one_line(&e));
+        if let Some(hint) = cli::errors::hint(&e) {
+            eprintln!("hint: {hint}");
+        }
         std::process::exit(1);
     }
 }

@@ -102,7 +102,7 @@ impl Auth {
 }
 
 async fn load_identity(state: &Arc<ServerState>) -> Result<Auth, Status> {
-    let Some(identity) = state.key_alert.identity else { return Ok(Auth::Anonymous) };
+    let Some(identity) = state.key_alert_settings().identity else { return Ok(Auth::Anonymous) };
     let CoinId { dn, sn } = identity.0;
     let st = state.clone();
     // reading coins/<dn>.<sn>.bin is disk I/O: off the async workers
@@ -131,7 +131,7 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartM
         return Err(refusal.status());
     }
     let auth = load_identity(&state).await?;
-    let settings = &state.key_alert;
+    let settings = state.key_alert_settings();
 
     // each distinct (key server, key id) is fetched once; duplicates share its result
     let mut distinct: Vec<(KeyServer, [u8; 16])> = Vec::new();

@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod channel;
 pub mod coin;
+pub mod errors;
 pub mod identity;
 pub mod inbox;
 pub mod init;
@@ -10,6 +11,8 @@ pub mod network;
 pub mod secret;
 pub mod selfcheck;
 pub mod serve;
+pub mod stats;
+pub mod status;
 pub mod token;
 pub mod wallet;
 

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use raida_client::network::NETWORK_FILE;
 use raida_server::local_network::{add_user, init_network, user_wallet, LocalNetwork, NetworkInit};
 
@@ -44,6 +43,9 @@ pub enum NetworkCommand {
         /// Log filter (tracing EnvFilter syntax).
         #[arg(long, default_value = "warn")]
         log: String,
+        /// Log lines as text or as one JSON object per line.
+        #[arg(long, value_enum, default_value_t = super::serve::LogFormat::Text, env = "RAIDA_LOG_FORMAT")]
+        log_format: super::serve::LogFormat,
     },
     /// Make one more user's wallet and register it on every RAIDA (the network must be stopped).
     AddUser { dir: PathBuf, name: String },
@@ -69,15 +71,12 @@ pub fn run(cmd: NetworkCommand) -> anyhow::Result<()> {
             println!("{}", path.display());
             Ok(())
         }
-        NetworkCommand::Up { dir, skip, log } => up(dir, skip, &log),
+        NetworkCommand::Up { dir, skip, log, log_format } => up(dir, skip, &log, log_format),
     }
 }
 
-fn up(dir: Option<PathBuf>, skip: Vec<u8>, log: &str) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(log).context("bad --log filter")?)
-        .with_writer(std::io::stderr)
-        .init();
+fn up(dir: Option<PathBuf>, skip: Vec<u8>, log: &str, log_format: super::serve::LogFormat) -> anyhow::Result<()> {
+    super::serve::init_logging(log, log_format)?;
     let dir = match dir {
         Some(d) => {
             anyhow::ensure!(

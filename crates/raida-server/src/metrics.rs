@@ -1,0 +1,204 @@
+//! `GET /metrics` in the Prometheus text format (config.toml `metrics_listen`, off by
+//! default). The request path only bumps the relaxed atomic counters it always had
+//! ([`crate::stats::Stats`], the store's, the pending keys'); this module reads them when
+//! a scrape comes (a prometheus-client [`Collector`]), so metrics cost no lock and no
+//! allocation per request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use raida_proto::Status;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::COMMANDS;
+use crate::state::ServerState;
+use crate::stats::LATENCY_BUCKETS_US;
+use crate::tcp::ConnectionTable;
+
+/// Reads a server's counters at scrape time.
+pub struct ServerCollector {
+    state: Arc<ServerState>,
+    connections: Option<Arc<ConnectionTable>>,
+}
+
+impl std::fmt::Debug for ServerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerCollector")
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for ServerCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.state;
+        let stats = &s.stats;
+        {
+            let mut family =
+                e.encode_descriptor("raida_requests", "Requests answered, by command", None, MetricType::Counter)?;
+            for c in COMMANDS {
+                let n = stats.requests_for(c.group, c.command);
+                let labels = [("command", c.name)];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut family = e.encode_descriptor(
+                "raida_request_errors",
+                "Requests answered with an error status, by command",
+                None,
+                MetricType::Counter,
+            )?;
+            for c in COMMANDS {
+                let n = stats.errors_for(c.group, c.command);
+                let labels = [("command", c.name)];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut family =
+                e.encode_descriptor("raida_answers", "Answers sent, by status code", None, MetricType::Counter)?;
+            for status in Status::ALL {
+                let n = stats.status_count(status);
+                if n > 0 {
+                    let code = status.code().to_string();
+                    let labels = [("status", code.as_str())];
+                    ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let (counts, sum_us) = stats.latency();
+            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
+                .iter()
+                .map(|&b| b as f64 / 1e6)
+                .chain(std::iter::once(f64::MAX))
+                .zip(counts)
+                .collect();
+            let total = counts.iter().sum();
+            let mut m = e.encode_descriptor(
+                "raida_request_duration_seconds",
+                "Time from receipt to the answer built (deferred commands included)",
+                None,
+                MetricType::Histogram,
+            )?;
+            m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum_us as f64 / 1e6, total, &buckets, None)?;
+        }
+        counter(&mut e, "raida_received_bytes", "Request bytes of answered requests", stats.bytes_in.load(Relaxed))?;
+        counter(&mut e, "raida_sent_bytes", "Answer bytes", stats.bytes_out.load(Relaxed))?;
+        counter(&mut e, "raida_dropped", "Requests dropped without an answer", stats.dropped.load(Relaxed))?;
+        counter(
+            &mut e,
+            "raida_rate_limited",
+            "UDP error answers not sent: source address over udp_error_rate_per_addr",
+            stats.rate_limited.load(Relaxed),
+        )?;
+        if let Some(st) = s.ledger.store_stats() {
+            counter(&mut e, "raida_cache_hits", "Coin reads answered from a cached page", st.cache_hits)?;
+            counter(&mut e, "raida_cache_misses", "Pages read from disk", st.page_loads)?;
+            counter(&mut e, "raida_cache_evictions", "Pages dropped from the cache", st.evictions)?;
+            gauge(&mut e, "raida_cache_pages", "Pages in the cache", st.cached_pages as u64)?;
+            gauge(
+                &mut e,
+                "raida_cache_dirty_pages",
+                "Cached pages not yet written to their file",
+                st.dirty_pages as u64,
+            )?;
+            gauge(
+                &mut e,
+                "raida_cache_capacity_pages",
+                "Most pages the cache keeps (cache_mib)",
+                st.capacity_pages as u64,
+            )?;
+            counter(
+                &mut e,
+                "raida_journal_fsyncs",
+                "Journal fdatasync calls (one per group-commit batch)",
+                st.journal_syncs,
+            )?;
+            counter(
+                &mut e,
+                "raida_journal_records",
+                "Coin records written through the journal (divided by fsyncs: the mean batch size)",
+                st.updates,
+            )?;
+            counter(&mut e, "raida_journal_bytes", "Journal bytes written", st.journal_bytes)?;
+            counter(&mut e, "raida_checkpoints", "Checkpoints completed", st.checkpoints)?;
+        }
+        let pk = s.pending_keys.stats();
+        gauge(&mut e, "raida_pending_keys", "Posted key parts waiting in Keys/", pk.keys as u64)?;
+        gauge(&mut e, "raida_pending_keys_anonymous", "Of them, posted with EN 0", pk.anonymous as u64)?;
+        counter(&mut e, "raida_pending_keys_dir_fsyncs", "fsyncs of Keys/ (group commit)", pk.dir_fsyncs)?;
+        gauge(&mut e, "raida_inbox_keys", "Assembled keys waiting in Inbox/", s.inbox.indexed() as u64)?;
+        let now = (s.clock)();
+        let live = raida_proto::consts::TICKET_POOL_SIZE.saturating_sub(s.tickets.free_slots(now));
+        gauge(&mut e, "raida_live_tickets", "Healing tickets in the pool", live as u64)?;
+        let (entries, capacity) = {
+            let r = s.replay.lock();
+            (r.len(), r.capacity())
+        };
+        gauge(
+            &mut e,
+            "raida_replay_entries",
+            "Modern nonces remembered against replay (about 40 bytes each)",
+            entries as u64,
+        )?;
+        gauge(
+            &mut e,
+            "raida_replay_capacity",
+            "Most nonces the replay memory holds (replay_capacity)",
+            capacity as u64,
+        )?;
+        if let Some(t) = &self.connections {
+            gauge(&mut e, "raida_tcp_connections", "Open TCP connections", t.live() as u64)?;
+        }
+        gauge(&mut e, "raida_uptime_seconds", "Seconds since the server started", stats.uptime_secs())?;
+        Ok(())
+    }
+}
+
+/// The Prometheus text of one server's counters now.
+pub fn render(state: &Arc<ServerState>, connections: Option<Arc<ConnectionTable>>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ServerCollector { state: state.clone(), connections }));
+    let mut out = String::new();
+    // writing to a String cannot fail
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+/// Serve `GET /metrics` on `listener` until `stop` (plain HTTP/1.1, axum).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServerState>,
+    connections: Option<Arc<ConnectionTable>>,
+    stop: CancellationToken,
+) {
+    use axum::http::header::CONTENT_TYPE;
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = render(&state, connections.clone());
+            async move { ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text) }
+        }),
+    );
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+        tracing::warn!(error = %e, addr = ?addr, "metrics endpoint stopped");
+    }
+}
