@@ -255,6 +255,32 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
     };
     let mut summary = Summary::default();
     let mut state = State::Idle;
+    let r = receive_items(&mut ch, dir.as_deref(), &mut shared, overwrite, &mut state, &mut summary, events).await;
+    if let State::Writing(w) = std::mem::replace(&mut state, State::Idle) {
+        // an interrupted item: its partial file is complete and closed before we return
+        let _ = finish_writer(w, &mut shared).await;
+    }
+    r?;
+    // the sender shuts down next; acknowledging it ends the driver
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ch.closed()).await;
+    events(&Event::Finished {
+        items: summary.items.len(),
+        bytes: summary.bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(summary)
+}
+
+/// The message loop of [`receive_over`], until the sender's end of data.
+async fn receive_items<F: FnMut(&Event) + Send>(
+    ch: &mut Channel,
+    dir: Option<&Path>,
+    shared: &mut Option<Box<dyn Write + Send>>,
+    overwrite: bool,
+    state: &mut State,
+    summary: &mut Summary,
+    events: &mut F,
+) -> Result<(), TransferError> {
     let protocol = |what: &str| TransferError::Protocol(format!("the sender broke the protocol: {what}"));
     loop {
         let incoming = match ch.recv().await {
@@ -267,8 +293,7 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
         };
         match incoming {
             Incoming::End => {
-                if let State::Writing(w) = state {
-                    let _ = finish_writer(w, &mut shared).await;
+                if matches!(state, State::Writing(_)) {
                     return Err(TransferError::Protocol("the sender ended in the middle of an item".into()));
                 }
                 if matches!(state, State::Offered(_)) {
@@ -279,11 +304,11 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
             Incoming::Request { id, data } => match data.first() {
                 Some(&wire::OFFER) if matches!(state, State::Idle) => {
                     let offer = wire::decode_offer(&data).map_err(protocol)?;
-                    match accept_offer(offer, dir.as_deref(), overwrite, shared.is_some()).await {
+                    match accept_offer(offer, dir, overwrite, shared.is_some()).await {
                         Ok(acc) => {
                             let prefix: [u8; 32] = acc.prefix.clone().finalize().into();
                             ch.respond(id, wire::encode_accept(acc.have, &prefix)).await?;
-                            state = State::Offered(acc);
+                            *state = State::Offered(acc);
                         }
                         Err((name, reason)) => {
                             ch.respond(id, wire::encode_refused(&reason)).await?;
@@ -293,11 +318,11 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
                     }
                 }
                 Some(&wire::DONE) => {
-                    let State::Writing(w) = std::mem::replace(&mut state, State::Idle) else {
+                    let State::Writing(w) = std::mem::replace(state, State::Idle) else {
                         return Err(protocol("done without an item"));
                     };
                     let claimed = wire::decode_done(&data).ok_or_else(|| protocol("malformed done"))?;
-                    match complete(w, claimed, &mut shared, overwrite).await {
+                    match complete(w, claimed, shared, overwrite).await {
                         Ok((name, bytes, hash, path, moved)) => {
                             ch.respond(id, vec![wire::OK]).await?;
                             events(&Event::Completed {
@@ -320,20 +345,20 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
             },
             Incoming::Data(data) => match data.first() {
                 Some(&wire::START) => {
-                    let State::Offered(item) = std::mem::replace(&mut state, State::Idle) else {
+                    let State::Offered(item) = std::mem::replace(state, State::Idle) else {
                         return Err(protocol("start without an offer"));
                     };
                     let offset = wire::decode_start(&data).ok_or_else(|| protocol("malformed start"))?;
                     if offset != 0 && offset != item.have {
                         return Err(protocol("start at an offset the receiver did not offer"));
                     }
-                    let w = start_writer(item, offset, &mut shared).await?;
+                    let w = start_writer(item, offset, shared).await?;
                     let size = (w.item.offer.kind == Kind::File).then_some(w.item.offer.size);
                     events(&Event::Started { name: w.item.offer.name.clone(), size, resume_from: offset });
-                    state = State::Writing(w);
+                    *state = State::Writing(w);
                 }
                 Some(&wire::CHUNK) => {
-                    let State::Writing(w) = &mut state else {
+                    let State::Writing(w) = state else {
                         return Err(protocol("data without an item"));
                     };
                     let n = (data.len() - 1) as u64;
@@ -345,9 +370,11 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
                         return Err(protocol("more bytes than offered"));
                     }
                     if w.tx.send(data).await.is_err() {
-                        // the writer stopped: its error comes out of finish_writer
-                        let State::Writing(w) = std::mem::replace(&mut state, State::Idle) else { unreachable!() };
-                        let (_, r) = finish_writer(w, &mut shared).await;
+                        // the writer stopped on an error: take it out and report it
+                        let State::Writing(w) = std::mem::replace(state, State::Idle) else {
+                            return Err(TransferError::Io("writer stopped".into()));
+                        };
+                        let (_, r) = finish_writer(w, shared).await;
                         return Err(r.err().unwrap_or_else(|| TransferError::Io("writer stopped".into())));
                     }
                     w.received += n;
@@ -358,14 +385,7 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
             },
         }
     }
-    // the sender shuts down next; acknowledging it ends the driver
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ch.closed()).await;
-    events(&Event::Finished {
-        items: summary.items.len(),
-        bytes: summary.bytes,
-        seconds: started.elapsed().as_secs_f64(),
-    });
-    Ok(summary)
+    Ok(())
 }
 
 /// Check an offer and find what we already hold of it. Err: (name, reason) to refuse.
