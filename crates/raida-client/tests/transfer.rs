@@ -220,8 +220,8 @@ async fn raw_receiver(
     (c.unwrap(), h)
 }
 
-fn offer(name: &str, size: u64, sha256: [u8; 32]) -> Vec<u8> {
-    wire::encode_offer(&wire::Offer { kind: wire::Kind::File, size, sha256, name: name.into() })
+fn offer(name: &str, size: u64) -> Vec<u8> {
+    wire::encode_offer(&wire::Offer { kind: wire::Kind::File, size, name: name.into() })
 }
 
 fn chunk(b: &[u8]) -> Vec<u8> {
@@ -238,7 +238,7 @@ async fn bytes_that_do_not_match_the_offered_hash_never_become_the_file() {
         use sha2::Digest;
         sha2::Sha256::digest(b"hello").into()
     };
-    let a = c.request(offer("h.txt", 5, claimed)).await.unwrap();
+    let a = c.request(offer("h.txt", 5)).await.unwrap();
     assert_eq!(a[0], wire::OK);
     c.send(wire::encode_start(0)).await.unwrap();
     c.send(chunk(b"jello")).await.unwrap();
@@ -256,7 +256,7 @@ async fn hostile_names_are_refused_before_any_data() {
         let out = parent.path().join("out");
         std::fs::create_dir(&out).unwrap();
         let (c, h) = raw_receiver(&out).await;
-        let a = c.request(offer(name, 1, [0; 32])).await.unwrap();
+        let a = c.request(offer(name, 1)).await.unwrap();
         assert_eq!(a[0], wire::REFUSED, "{name:?} accepted");
         assert!(matches!(h.await.unwrap(), Err(TransferError::Refused { .. })));
         assert!(listing(&out).is_empty(), "{name:?}");
@@ -269,7 +269,7 @@ async fn an_existing_file_is_not_overwritten() {
     let out = tempfile::tempdir().unwrap();
     std::fs::write(out.path().join("keep.txt"), b"mine").unwrap();
     let (c, h) = raw_receiver(out.path()).await;
-    let a = c.request(offer("keep.txt", 1, [0; 32])).await.unwrap();
+    let a = c.request(offer("keep.txt", 1)).await.unwrap();
     assert_eq!(a[0], wire::REFUSED);
     assert!(h.await.unwrap().is_err());
     assert_eq!(std::fs::read(out.path().join("keep.txt")).unwrap(), b"mine");
@@ -280,7 +280,7 @@ async fn more_bytes_than_offered_or_an_oversized_chunk_end_the_transfer() {
     for (size, body) in [(3u64, vec![1u8; 4]), (u64::MAX / 2, vec![1u8; raida_client::transfer::MAX_CHUNK + 1])] {
         let out = tempfile::tempdir().unwrap();
         let (c, h) = raw_receiver(out.path()).await;
-        let a = c.request(offer("big", size, [0; 32])).await.unwrap();
+        let a = c.request(offer("big", size)).await.unwrap();
         assert_eq!(a[0], wire::OK);
         c.send(wire::encode_start(0)).await.unwrap();
         let _ = c.send(chunk(&body)).await;
@@ -312,4 +312,17 @@ async fn a_stream_goes_to_a_writer_in_order() {
     send_over(c, vec![item], &small_chunks(), &mut |_| {}).await.unwrap();
     recv.await.unwrap().unwrap();
     assert_eq!(*buf.lock().unwrap(), body);
+}
+
+#[tokio::test]
+async fn both_ends_see_the_same_phrase_and_another_session_another_one() {
+    let (c1, r1) = pair(1, 1).await;
+    let (c2, r2) = pair(1, 1).await;
+    let (c1, r1, c2, r2) = (c1.unwrap(), r1.unwrap(), c2.unwrap(), r2.unwrap());
+    assert_eq!(c1.transcript_hash(), r1.transcript_hash());
+    assert_ne!(c1.transcript_hash(), c2.transcript_hash(), "fresh ephemeral keys: another transcript");
+    let p = raida_client::transfer::verification_phrase(&c1.transcript_hash());
+    assert_eq!(p, raida_client::transfer::verification_phrase(&r1.transcript_hash()));
+    assert_eq!(p.split('-').count(), raida_client::transfer::PHRASE_WORDS);
+    assert_ne!(p, raida_client::transfer::verification_phrase(&r2.transcript_hash()));
 }

@@ -10,13 +10,14 @@
 //!   receiver's address and sends each item. Both print the peer's coin and a verification
 //!   phrase ([`verification_phrase`]) that two people can compare.
 //! * Per item (messages in `wire.rs`, each one channel message): the sender *requests*
-//!   an OFFER (kind, size, SHA-256, name); the receiver answers how many bytes it already
-//!   holds in its partial file for exactly that item and the SHA-256 of those bytes (or
-//!   refuses: a bad name, an existing file without `overwrite`). The sender checks that hash
-//!   against its own file's prefix and sends START (where it begins: that length or 0),
-//!   CHUNKs, then *requests* DONE; the receiver answers only after the whole file's SHA-256
-//!   matched and the file was renamed into place. A stream (stdin) has no size and sends its
-//!   hash with DONE.
+//!   an OFFER (kind, name, size); the receiver answers how many bytes it already holds in
+//!   its partial file for that name and size and the SHA-256 of those bytes (or refuses: a
+//!   bad name, an existing file without `overwrite`). The sender checks that hash against
+//!   its own file's prefix and sends START (where it begins: that length or 0), CHUNKs,
+//!   then *requests* DONE with the SHA-256 of the whole item, which it computed while
+//!   reading (the file is read once: the first byte leaves at once whatever the size); the
+//!   receiver answers only after its own hash of every byte (the resumed prefix included)
+//!   and the size matched and the file was renamed into place. A stream (stdin) has no size.
 //! * Safety on the receiver: a name is one plain file-name component (no `/`, `\`, `..`,
 //!   NUL or control characters, not empty, at most 255 bytes); nothing is overwritten unless
 //!   asked; data goes to `DIR/.raida-partial-<hash>` (mode 0600) and becomes `DIR/NAME`
@@ -228,8 +229,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// Partial files: `DIR/.raida-partial-<32 hex>`.
 pub const PARTIAL_PREFIX: &str = ".raida-partial-";
 
-/// Where the partial file of an offered file lives: the same name, size and hash map to
-/// the same partial file, so sending the same file again resumes it.
+/// Where the partial file of an offered file lives: the same name and size map to the same
+/// partial file, so sending the same file again resumes it (after the sender checked the
+/// partial bytes against its own by hash).
 fn partial_name(offer: &wire::Offer) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -237,7 +239,6 @@ fn partial_name(offer: &wire::Offer) -> String {
     h.update((offer.name.len() as u64).to_be_bytes());
     h.update(offer.name.as_bytes());
     h.update(offer.size.to_be_bytes());
-    h.update(offer.sha256);
     format!("{PARTIAL_PREFIX}{}", hex::encode(&h.finalize()[..16]))
 }
 

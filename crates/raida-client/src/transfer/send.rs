@@ -110,13 +110,9 @@ pub async fn send_over<F: FnMut(&Event) + Send>(
     Ok(summary)
 }
 
-/// SHA-256 of the first `limit` bytes of `path` (all of it with None), bounded buffer.
-fn hash_file(path: &Path, limit: Option<u64>) -> std::io::Result<[u8; 32]> {
-    let f = std::fs::File::open(path)?;
-    let mut r: Box<dyn Read> = match limit {
-        Some(n) => Box::new(f.take(n)),
-        None => Box::new(f),
-    };
+/// SHA-256 state after the first `limit` bytes of `path`, bounded buffer.
+fn hash_prefix(path: &Path, limit: u64) -> std::io::Result<Sha256> {
+    let mut r = std::fs::File::open(path)?.take(limit);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -126,7 +122,7 @@ fn hash_file(path: &Path, limit: Option<u64>) -> std::io::Result<[u8; 32]> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().into())
+    Ok(h)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, TransferError> {
@@ -134,13 +130,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// Read `r` in chunks of `chunk` bytes, each prefixed with the CHUNK tag, into `tx`;
-/// returns the bytes read and their SHA-256.
+/// returns the bytes read and the SHA-256 of `h`'s prefix followed by them.
 fn read_chunks(
     mut r: Box<dyn Read + Send>,
+    mut h: Sha256,
     chunk: usize,
     tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
 ) -> (u64, [u8; 32]) {
-    let mut h = Sha256::new();
     let mut total = 0u64;
     loop {
         let mut buf = vec![0u8; 1 + chunk];
@@ -186,13 +182,9 @@ async fn send_item<F: FnMut(&Event) + Send>(
     let (offer, source): (Offer, Source) = match item {
         Item::File { path, name } => {
             let size = std::fs::metadata(&path).map_err(|e| io_err(path.display(), e))?.len();
-            let p = path.clone();
-            let sha256 = blocking(move || hash_file(&p, None)).await?.map_err(|e| io_err(path.display(), e))?;
-            (Offer { kind: Kind::File, size, sha256, name }, Source::File(path))
+            (Offer { kind: Kind::File, size, name }, Source::File(path))
         }
-        Item::Stream { name, reader } => {
-            (Offer { kind: Kind::Stream, size: 0, sha256: [0; 32], name }, Source::Stream(reader))
-        }
+        Item::Stream { name, reader } => (Offer { kind: Kind::Stream, size: 0, name }, Source::Stream(reader)),
     };
     let name = offer.name.clone();
     let refused = |reason: String| TransferError::Refused { name: name.clone(), reason };
@@ -208,12 +200,15 @@ async fn send_item<F: FnMut(&Event) + Send>(
         wire::decode_accept(rest).ok_or_else(|| TransferError::Protocol("malformed answer to the offer".into()))?;
     // resume only where the receiver's bytes are ours (checked by hash)
     let mut offset = 0;
+    let mut hasher = Sha256::new();
     if let Source::File(path) = &source {
         if have > 0 && have <= offer.size {
             let p = path.clone();
-            let ours = blocking(move || hash_file(&p, Some(have))).await?.map_err(|e| io_err(path.display(), e))?;
-            if ours == their_prefix {
+            let ours = blocking(move || hash_prefix(&p, have)).await?.map_err(|e| io_err(path.display(), e))?;
+            let digest: [u8; 32] = ours.clone().finalize().into();
+            if digest == their_prefix {
                 offset = have;
+                hasher = ours;
             }
         }
     }
@@ -230,7 +225,7 @@ async fn send_item<F: FnMut(&Event) + Send>(
     };
     let (tx, mut rx) = mpsc::channel(QUEUE);
     let chunk = opts.chunk_size;
-    let reading = tokio::task::spawn_blocking(move || read_chunks(reader, chunk, tx));
+    let reading = tokio::task::spawn_blocking(move || read_chunks(reader, hasher, chunk, tx));
     let started = Instant::now();
     let mut sent = 0u64;
     while let Some(buf) = rx.recv().await {
@@ -244,11 +239,10 @@ async fn send_item<F: FnMut(&Event) + Send>(
             tokio::time::sleep_until(due.into()).await;
         }
     }
-    let (read, stream_hash) = reading.await.map_err(|e| TransferError::Io(format!("reader: {e}")))?;
+    let (read, hash) = reading.await.map_err(|e| TransferError::Io(format!("reader: {e}")))?;
     if offer.kind == Kind::File && offset + read != offer.size {
-        return Err(TransferError::Io(format!("{name}: the file changed while it was being sent")));
+        return Err(TransferError::Io(format!("{name}: the file changed size while it was being sent")));
     }
-    let hash = if offer.kind == Kind::File { offer.sha256 } else { stream_hash };
     let answer = ch.request(wire::encode_done(&hash)).await?;
     if let Err(reason) = wire::decode_answer(&answer) {
         events(&Event::Refused { name: name.clone(), reason: reason.clone() });

@@ -1,13 +1,14 @@
 //! The transfer's messages inside the channel (each one channel message; see the module
 //! docs of [`super`] for the flow). Big-endian integers; every parser is bounds-checked.
 
-/// Request: a file or a stream is coming. `[1][kind 1][size 8][sha256 32][name len 2][name]`.
+/// Request: a file or a stream is coming. `[1][kind 1][size 8][name len 2][name]`.
 pub const OFFER: u8 = 1;
 /// Data: the sender starts at this offset. `[2][offset 8]`.
 pub const START: u8 = 2;
 /// Data: the next bytes of the item. `[3][bytes]`.
 pub const CHUNK: u8 = 3;
-/// Request: the item is complete. `[4][sha256 32]` (for a stream: the hash of every byte).
+/// Request: the item is complete. `[4][sha256 32]`: the SHA-256 of the whole item (a resumed
+/// prefix included), computed by the sender as it read.
 pub const DONE: u8 = 4;
 
 /// Answer: accepted (`[0][have 8][sha256 of those bytes 32]` to an offer, `[0]` to done).
@@ -18,9 +19,9 @@ pub const REFUSED: u8 = 1;
 /// Kind of an offered item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Size and SHA-256 known up front; resumable.
+    /// Size known up front; resumable.
     File,
-    /// Size unknown (stdin); the hash comes with `DONE`.
+    /// Size unknown (stdin); not resumable.
     Stream,
 }
 
@@ -31,27 +32,25 @@ pub const MAX_NAME: usize = 255;
 pub struct Offer {
     pub kind: Kind,
     pub size: u64,
-    pub sha256: [u8; 32],
     pub name: String,
 }
 
 pub fn encode_offer(o: &Offer) -> Vec<u8> {
     let name = o.name.as_bytes();
-    let mut v = Vec::with_capacity(44 + name.len());
+    let mut v = Vec::with_capacity(12 + name.len());
     v.push(OFFER);
     v.push(match o.kind {
         Kind::File => 0,
         Kind::Stream => 1,
     });
     v.extend_from_slice(&o.size.to_be_bytes());
-    v.extend_from_slice(&o.sha256);
     v.extend_from_slice(&(name.len().min(u16::MAX as usize) as u16).to_be_bytes());
     v.extend_from_slice(name);
     v
 }
 
 pub fn decode_offer(m: &[u8]) -> Result<Offer, &'static str> {
-    if m.len() < 44 || m[0] != OFFER {
+    if m.len() < 12 || m[0] != OFFER {
         return Err("malformed offer");
     }
     let kind = match m[1] {
@@ -60,14 +59,13 @@ pub fn decode_offer(m: &[u8]) -> Result<Offer, &'static str> {
         _ => return Err("unknown item kind"),
     };
     let size = u64::from_be_bytes(m[2..10].try_into().map_err(|_| "malformed offer")?);
-    let sha256: [u8; 32] = m[10..42].try_into().map_err(|_| "malformed offer")?;
-    let len = u16::from_be_bytes([m[42], m[43]]) as usize;
-    let name = m.get(44..).filter(|n| n.len() == len).ok_or("malformed offer: name length")?;
+    let len = u16::from_be_bytes([m[10], m[11]]) as usize;
+    let name = m.get(12..).filter(|n| n.len() == len).ok_or("malformed offer: name length")?;
     if len > MAX_NAME {
         return Err("name longer than 255 bytes");
     }
     let name = std::str::from_utf8(name).map_err(|_| "name is not UTF-8")?.to_string();
-    Ok(Offer { kind, size, sha256, name })
+    Ok(Offer { kind, size, name })
 }
 
 pub fn encode_start(offset: u64) -> Vec<u8> {
@@ -126,7 +124,7 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_garbage_is_refused() {
-        let o = Offer { kind: Kind::File, size: 5, sha256: [7; 32], name: "a.txt".into() };
+        let o = Offer { kind: Kind::File, size: 5, name: "a.txt".into() };
         assert_eq!(decode_offer(&encode_offer(&o)), Ok(o.clone()));
         let enc = encode_offer(&o);
         for cut in 0..enc.len() {
