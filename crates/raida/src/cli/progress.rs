@@ -94,12 +94,12 @@ impl Reporter {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
-                match path {
-                    Some(p) => eprintln!("{name}: {} {bytes} bytes, SHA-256 {sha256} verified -> {p}", self.verb),
-                    None => {
-                        eprintln!("{name}: {} {bytes} bytes, SHA-256 {sha256} confirmed by the receiver", self.verb)
-                    }
-                }
+                let what = match path {
+                    Some(p) => format!("verified -> {p}"),
+                    None if self.verb == "received" => "verified (written to stdout)".to_string(),
+                    None => "confirmed by the receiver".to_string(),
+                };
+                eprintln!("{name}: {} {bytes} bytes, SHA-256 {sha256} {what}", self.verb);
             }
             Event::Refused { name, reason } => {
                 if let Some(b) = self.bar.take() {
