@@ -321,3 +321,52 @@ fn an_existing_file_is_kept_unless_overwrite_is_given() {
     assert!(rx.finish().0.success());
     assert_eq!(std::fs::read(out.join("same.txt")).unwrap(), b"new content");
 }
+
+/// The channel is accepted only from the address the Key Alert came from: a silent
+/// connection from another address, queued before the sender's, is dropped at once instead
+/// of holding the receiver until its timeout.
+#[test]
+fn a_connection_from_another_address_does_not_hold_up_the_channel() {
+    use raida_channel::Channel;
+    use raida_client::network::Network;
+    use raida_client::rke::{send_key, Recipient, SendOptions as KeySendOptions};
+    use raida_client::transfer::{self, channel_config, Item, ReceiveOptions, Receiver, SendOptions, Sink};
+    use raida_client::wallet::Wallet;
+
+    let net = net();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("f.txt");
+    std::fs::write(&src, b"only for the real sender").unwrap();
+    let out = tmp.path().join("in");
+    std::fs::create_dir(&out).unwrap();
+    let network = Network::load(&net.file).unwrap();
+    let sender = Wallet::load(Path::new(&wallet("s3"))).unwrap();
+    let me = Wallet::load(Path::new(&wallet("r3"))).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let opts = ReceiveOptions {
+            accept: vec![sender.name()],
+            connect_timeout: Duration::from_secs(5),
+            ..ReceiveOptions::default()
+        };
+        let receiver = Receiver::bind("127.0.0.1:0", network.clone(), me.clone(), opts).await.unwrap();
+        let addr = receiver.local_addr();
+        let dir = out.clone();
+        let receiving = tokio::spawn(async move { receiver.receive(Sink::Directory(dir), &mut |_| {}).await });
+        let to = Recipient { coin: me.name(), address: addr.to_string(), raida_id: None };
+        let report = send_key(&network, &sender, &to, &KeySendOptions::default()).await.unwrap();
+        // queued first, from 127.0.0.2, and silent
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let hostile = sock.connect(addr).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let ch = Channel::connect(tcp, channel_config(&report.session_key, true).unwrap()).await.unwrap();
+        let items = vec![Item::file(&src).unwrap()];
+        transfer::send_over(ch, items, &SendOptions::default(), &mut |_| {}).await.unwrap();
+        // without the address check the receiver waits on the silent connection until its
+        // 5 s deadline and fails
+        receiving.await.unwrap().unwrap();
+        drop(hostile);
+    });
+    assert_eq!(std::fs::read(out.join("f.txt")).unwrap(), b"only for the real sender");
+}
