@@ -62,9 +62,12 @@ pub fn run(a: ReceiveArgs) -> anyhow::Result<()> {
     let sink = if a.stdout { Sink::Writer(Box::new(std::io::stdout())) } else { Sink::Directory(a.output.clone()) };
     let mut reporter = Reporter::new(a.quiet, a.json, a.stdout, "received");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(async {
+    let received = rt.block_on(async {
         let receiver = Receiver::bind(&a.listen, network, wallet, opts).await?;
         receiver.receive(sink, &mut |e| reporter.event(e)).await
-    })?;
+    });
+    // a writer still blocked on stdout (the transfer failed) must not keep the process alive
+    rt.shutdown_timeout(Duration::from_millis(200));
+    received?;
     Ok(())
 }

@@ -77,6 +77,9 @@ pub fn run(a: SendArgs) -> anyhow::Result<()> {
     };
     let mut reporter = Reporter::new(a.quiet, a.json, false, "sent");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(transfer::send(&network, &wallet, &to, items, &opts, &mut |e| reporter.event(e)))?;
+    let sent = rt.block_on(transfer::send(&network, &wallet, &to, items, &opts, &mut |e| reporter.event(e)));
+    // a reader still blocked on stdin (the transfer failed) must not keep the process alive
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    sent?;
     Ok(())
 }
