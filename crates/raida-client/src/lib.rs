@@ -18,6 +18,7 @@ pub mod bench;
 pub mod exchange;
 pub mod network;
 pub mod rke;
+pub mod transfer;
 pub mod wallet;
 
 /// Default per-request timeout (RAIDA_SERVER_RCV_TIMEOUT).

@@ -740,6 +740,12 @@ impl KeyReceiver {
         self.addr
     }
 
+    /// Stop answering (UDP closes) and hand over the TCP listener, still bound: after a key
+    /// was accepted, the sender connects to the same port for the channel (`transfer`).
+    pub fn into_listener(self) -> TcpListener {
+        self.tcp
+    }
+
     /// Wait for Key Alerts until one is accepted, answering Echo and refusing anything else;
     /// refused alerts are logged and waiting goes on. `None` waits forever.
     pub async fn receive(&mut self, timeout: Option<Duration>) -> Result<Received, RkeError> {

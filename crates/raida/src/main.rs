@@ -56,6 +56,10 @@ enum Command {
     /// Key exchange through the RAIDA: send a key, receive a key, fix a lost AN.
     #[command(subcommand)]
     Key(cli::key::KeyCommand),
+    /// Send files (or stdin) to a receiver: a key through the RAIDA, then a private channel.
+    Send(cli::send::SendArgs),
+    /// Receive files (or a stream) from a sender: wait for its key, accept its channel.
+    Receive(cli::receive::ReceiveArgs),
     /// Load generator: Echo requests against any RAIDA server.
     Bench(cli::bench::BenchArgs),
     /// Self-check of the protocol codec against built-in known answers.
@@ -87,6 +91,8 @@ fn main() {
         Command::Key(c) => cli::key::run(c),
         Command::Wallet(c) => cli::wallet::run(c),
         Command::Network(c) => cli::network::run(c),
+        Command::Send(a) => cli::send::run(a),
+        Command::Receive(a) => cli::receive::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Selfcheck => cli::selfcheck::run(),
         Command::Channel(c) => cli::channel::run(c),

@@ -118,8 +118,22 @@ pub struct Channel {
     sender: ChannelSender,
     rx: mpsc::Receiver<Result<Incoming, ChannelError>>,
     session_id: [u8; 16],
+    transcript: [u8; 32],
     stats: Arc<Stats>,
     driver: JoinHandle<Result<(), ChannelError>>,
+}
+
+/// Label of [`Channel::transcript_hash`].
+pub const TRANSCRIPT_LABEL: &[u8] = b"raida-channel v1 transcript";
+
+/// SHA-256(label || hello || reply): the same on both ends of one handshake.
+fn transcript_hash(hello: &[u8], reply: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(TRANSCRIPT_LABEL);
+    h.update(hello);
+    h.update(reply);
+    h.finalize().into()
 }
 
 impl Channel {
@@ -154,20 +168,22 @@ impl Channel {
     {
         let (mut r, w) = tokio::io::split(stream);
         let mut w = BufWriter::new(w);
-        let mut session = match role {
+        let (mut session, transcript) = match role {
             Role::Initiator => {
                 let hs = Initiator::new(&cfg.handshake);
                 write_frame(&mut w, hs.hello()).await?;
                 w.flush().await?;
                 let reply = read_frame(&mut r, MAX_HANDSHAKE_FRAME).await?.ok_or(ChannelError::Closed)?;
+                let transcript = transcript_hash(hs.hello(), &reply);
                 let est = hs.finish(&reply)?;
-                Session::new(est, Mode::Stream, cfg.clone(), Instant::now())
+                (Session::new(est, Mode::Stream, cfg.clone(), Instant::now()), transcript)
             }
             Role::Responder => {
                 let hello = read_frame(&mut r, MAX_HANDSHAKE_FRAME).await?.ok_or(ChannelError::Closed)?;
                 let (reply, est) = respond(&hello, &cfg.handshake)?;
                 write_frame(&mut w, &reply).await?;
-                Session::new(est, Mode::Stream, cfg.clone(), Instant::now())
+                let transcript = transcript_hash(&hello, &reply);
+                (Session::new(est, Mode::Stream, cfg.clone(), Instant::now()), transcript)
             }
         };
         let confirm = session.seal_confirm(Instant::now())?;
@@ -221,6 +237,7 @@ impl Channel {
             sender: ChannelSender { tx: cmd_tx, request_timeout: cfg.request_timeout },
             rx: in_rx,
             session_id,
+            transcript,
             stats,
             driver,
         })
@@ -229,6 +246,13 @@ impl Channel {
     /// The session id (public).
     pub fn session_id(&self) -> [u8; 16] {
         self.session_id
+    }
+
+    /// SHA-256("raida-channel v1 transcript" || hello || reply): both ends of one handshake
+    /// get the same 32 bytes, two different handshakes (a man in the middle runs two) get
+    /// different ones. Not secret; for a verification phrase that two people compare.
+    pub fn transcript_hash(&self) -> [u8; 32] {
+        self.transcript
     }
 
     /// The current epoch (1 + number of rekeys).

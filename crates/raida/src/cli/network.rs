@@ -121,19 +121,26 @@ fn up(dir: Option<PathBuf>, skip: Vec<u8>, log: &str, log_format: super::serve::
 fn print_hint(dir: &Path) {
     let (Some(alice), Some(bob)) = (user_wallet(dir, "alice"), user_wallet(dir, "bob")) else { return };
     let net = dir.join(NETWORK_FILE);
-    let bob_coin = bob
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(raida_client::wallet::parse_file_name)
-        .map(|(dn, sn)| format!("{dn}:{sn}"))
-        .unwrap_or_default();
-    eprintln!("try, in two more terminals:");
-    eprintln!("  raida key receive --network {} --wallet {} --listen 127.0.0.1:7100", net.display(), bob.display());
+    let coin = |w: &Path| {
+        w.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(raida_client::wallet::parse_file_name)
+            .map(|(dn, sn)| format!("{dn}:{sn}"))
+            .unwrap_or_default()
+    };
+    let (alice_coin, bob_coin) = (coin(&alice), coin(&bob));
+    eprintln!("try, in two more terminals (bob receives a file from alice):");
     eprintln!(
-        "  raida key send --network {} --wallet {} --to {bob_coin}@127.0.0.1:7100",
+        "  raida receive --network {} --wallet {} --listen 127.0.0.1:7100 --from {alice_coin} -o .",
+        net.display(),
+        bob.display()
+    );
+    eprintln!(
+        "  raida send FILE --network {} --wallet {} --to {bob_coin}@127.0.0.1:7100",
         net.display(),
         alice.display()
     );
+    eprintln!("(the key alone: raida key receive / raida key send, see the README)");
 }
 
 /// Until Ctrl-C (SIGINT) or SIGTERM: what stops `raida serve` and `raida network up`.

@@ -1,0 +1,258 @@
+//! The sending side: check the items, exchange the key, connect, send each item.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use raida_channel::Channel;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::wire::{self, Kind, Offer};
+use super::{
+    channel_config, coin_text, connected, io_err, Event, SendOptions, Summary, TransferError, MAX_CHUNK, QUEUE,
+};
+use crate::network::{resolve_address, Network};
+use crate::rke::{send_key, Recipient};
+use crate::wallet::Wallet;
+
+/// One thing to send.
+pub enum Item {
+    /// A file: its size and SHA-256 are offered up front; resumable.
+    File { path: PathBuf, name: String },
+    /// A stream of unknown length (stdin): hashed as it goes, not resumable.
+    Stream { name: String, reader: Box<dyn Read + Send> },
+}
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::File { path, name } => write!(f, "File({}, {name:?})", path.display()),
+            Item::Stream { name, .. } => write!(f, "Stream({name:?})"),
+        }
+    }
+}
+
+impl Item {
+    /// A regular file, offered under its own file name. Fails now (before any exchange)
+    /// if it cannot be read.
+    pub fn file(path: &Path) -> Result<Item, TransferError> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| TransferError::Io(format!("{}: no usable file name", path.display())))?;
+        Item::file_named(path, name)
+    }
+
+    /// A regular file offered under another name.
+    pub fn file_named(path: &Path, name: &str) -> Result<Item, TransferError> {
+        let meta = std::fs::metadata(path).map_err(|e| io_err(path.display(), e))?;
+        if !meta.is_file() {
+            return Err(TransferError::Io(format!("{}: not a regular file", path.display())));
+        }
+        std::fs::File::open(path).map_err(|e| io_err(path.display(), e))?;
+        Ok(Item::File { path: path.to_path_buf(), name: name.to_string() })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Item::File { name, .. } | Item::Stream { name, .. } => name,
+        }
+    }
+}
+
+/// Exchange a key with `to` through `network`, open the channel to its address and send
+/// `items`; Ok once the receiver confirmed every one.
+pub async fn send<F: FnMut(&Event) + Send>(
+    network: &Network,
+    wallet: &Wallet,
+    to: &Recipient,
+    items: Vec<Item>,
+    opts: &SendOptions,
+    events: &mut F,
+) -> Result<Summary, TransferError> {
+    if opts.chunk_size == 0 || opts.chunk_size > MAX_CHUNK {
+        return Err(TransferError::Protocol(format!("chunk size must be 1..={MAX_CHUNK}")));
+    }
+    let report = send_key(network, wallet, to, &opts.rke).await?;
+    events(&Event::KeyExchanged { peer: coin_text(report.receiver) });
+    let addr = resolve_address(&to.address).await.map_err(TransferError::Connect)?;
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| TransferError::Connect(format!("{addr}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let ch = Channel::connect(tcp, channel_config(&report.session_key, opts.pq)?).await?;
+    events(&connected(&ch, report.receiver, addr));
+    send_over(ch, items, opts, events).await
+}
+
+/// Send `items` over an established channel (the other end runs [`super::receive_over`]),
+/// then end and shut the channel down.
+pub async fn send_over<F: FnMut(&Event) + Send>(
+    ch: Channel,
+    items: Vec<Item>,
+    opts: &SendOptions,
+    events: &mut F,
+) -> Result<Summary, TransferError> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    for item in items {
+        let name = item.name().to_string();
+        let (hash, bytes) = send_item(&ch, item, opts, events).await?;
+        summary.items.push((name, hash));
+        summary.bytes += bytes;
+    }
+    ch.sender().finish().await?;
+    ch.shutdown().await?;
+    events(&Event::Finished {
+        items: summary.items.len(),
+        bytes: summary.bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(summary)
+}
+
+/// SHA-256 state after the first `limit` bytes of `path`, bounded buffer.
+fn hash_prefix(path: &Path, limit: u64) -> std::io::Result<Sha256> {
+    let mut r = std::fs::File::open(path)?.take(limit);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, TransferError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| TransferError::Io(format!("worker: {e}")))
+}
+
+/// Read `r` in chunks of `chunk` bytes, each prefixed with the CHUNK tag, into `tx`;
+/// returns the bytes read and the SHA-256 of `h`'s prefix followed by them.
+fn read_chunks(
+    mut r: Box<dyn Read + Send>,
+    mut h: Sha256,
+    chunk: usize,
+    tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
+) -> (u64, [u8; 32]) {
+    let mut total = 0u64;
+    loop {
+        let mut buf = vec![0u8; 1 + chunk];
+        buf[0] = wire::CHUNK;
+        let mut filled = 1;
+        // fill the chunk (pipes return short reads)
+        let res = loop {
+            match r.read(&mut buf[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = res {
+            let _ = tx.blocking_send(Err(e));
+            break;
+        }
+        if filled == 1 {
+            break;
+        }
+        buf.truncate(filled);
+        h.update(&buf[1..]);
+        total += (filled - 1) as u64;
+        if tx.blocking_send(Ok(buf)).is_err() {
+            break;
+        }
+    }
+    (total, h.finalize().into())
+}
+
+async fn send_item<F: FnMut(&Event) + Send>(
+    ch: &Channel,
+    item: Item,
+    opts: &SendOptions,
+    events: &mut F,
+) -> Result<([u8; 32], u64), TransferError> {
+    let (offer, source): (Offer, Source) = match item {
+        Item::File { path, name } => {
+            let size = std::fs::metadata(&path).map_err(|e| io_err(path.display(), e))?.len();
+            (Offer { kind: Kind::File, size, name }, Source::File(path))
+        }
+        Item::Stream { name, reader } => (Offer { kind: Kind::Stream, size: 0, name }, Source::Stream(reader)),
+    };
+    let name = offer.name.clone();
+    let refused = |reason: String| TransferError::Refused { name: name.clone(), reason };
+    let answer = ch.request(wire::encode_offer(&offer)).await?;
+    let rest = match wire::decode_answer(&answer) {
+        Ok(r) => r,
+        Err(reason) => {
+            events(&Event::Refused { name: name.clone(), reason: reason.clone() });
+            return Err(refused(reason));
+        }
+    };
+    let (have, their_prefix) =
+        wire::decode_accept(rest).ok_or_else(|| TransferError::Protocol("malformed answer to the offer".into()))?;
+    // resume only where the receiver's bytes are ours (checked by hash)
+    let mut offset = 0;
+    let mut hasher = Sha256::new();
+    if let Source::File(path) = &source {
+        if have > 0 && have <= offer.size {
+            let p = path.clone();
+            let ours = blocking(move || hash_prefix(&p, have)).await?.map_err(|e| io_err(path.display(), e))?;
+            let digest: [u8; 32] = ours.clone().finalize().into();
+            if digest == their_prefix {
+                offset = have;
+                hasher = ours;
+            }
+        }
+    }
+    let size = (offer.kind == Kind::File).then_some(offer.size);
+    events(&Event::Started { name: name.clone(), size, resume_from: offset });
+    ch.send(wire::encode_start(offset)).await?;
+    let reader: Box<dyn Read + Send> = match source {
+        Source::File(path) => {
+            let mut f = std::fs::File::open(&path).map_err(|e| io_err(path.display(), e))?;
+            f.seek(SeekFrom::Start(offset)).map_err(|e| io_err(path.display(), e))?;
+            Box::new(f)
+        }
+        Source::Stream(r) => r,
+    };
+    let (tx, mut rx) = mpsc::channel(QUEUE);
+    let chunk = opts.chunk_size;
+    let reading = tokio::task::spawn_blocking(move || read_chunks(reader, hasher, chunk, tx));
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while let Some(buf) = rx.recv().await {
+        let buf = buf.map_err(|e| io_err(&name, e))?;
+        let n = (buf.len() - 1) as u64;
+        ch.send(buf).await?;
+        sent += n;
+        events(&Event::Progress { name: name.clone(), bytes: offset + sent, size });
+        if let Some(rate) = opts.rate_limit.filter(|r| *r > 0) {
+            let due = started + std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+    let (read, hash) = reading.await.map_err(|e| TransferError::Io(format!("reader: {e}")))?;
+    if offer.kind == Kind::File && offset + read != offer.size {
+        return Err(TransferError::Io(format!("{name}: the file changed size while it was being sent")));
+    }
+    let answer = ch.request(wire::encode_done(&hash)).await?;
+    if let Err(reason) = wire::decode_answer(&answer) {
+        events(&Event::Refused { name: name.clone(), reason: reason.clone() });
+        return Err(refused(reason));
+    }
+    events(&Event::Completed { name: name.clone(), bytes: offset + read, sha256: hex::encode(hash), path: None });
+    Ok((hash, read))
+}
+
+enum Source {
+    File(PathBuf),
+    Stream(Box<dyn Read + Send>),
+}

@@ -1,0 +1,143 @@
+//! The transfer's messages inside the channel (each one channel message; see the module
+//! docs of [`super`] for the flow). Big-endian integers; every parser is bounds-checked.
+
+/// Request: a file or a stream is coming. `[1][kind 1][size 8][name len 2][name]`.
+pub const OFFER: u8 = 1;
+/// Data: the sender starts at this offset. `[2][offset 8]`.
+pub const START: u8 = 2;
+/// Data: the next bytes of the item. `[3][bytes]`.
+pub const CHUNK: u8 = 3;
+/// Request: the item is complete. `[4][sha256 32]`: the SHA-256 of the whole item (a resumed
+/// prefix included), computed by the sender as it read.
+pub const DONE: u8 = 4;
+
+/// Answer: accepted (`[0][have 8][sha256 of those bytes 32]` to an offer, `[0]` to done).
+pub const OK: u8 = 0;
+/// Answer: refused, `[1][reason, UTF-8]`; the sender stops.
+pub const REFUSED: u8 = 1;
+
+/// Kind of an offered item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Size known up front; resumable.
+    File,
+    /// Size unknown (stdin); not resumable.
+    Stream,
+}
+
+/// Longest name accepted (bytes): a file name on common file systems.
+pub const MAX_NAME: usize = 255;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub kind: Kind,
+    pub size: u64,
+    pub name: String,
+}
+
+pub fn encode_offer(o: &Offer) -> Vec<u8> {
+    let name = o.name.as_bytes();
+    let mut v = Vec::with_capacity(12 + name.len());
+    v.push(OFFER);
+    v.push(match o.kind {
+        Kind::File => 0,
+        Kind::Stream => 1,
+    });
+    v.extend_from_slice(&o.size.to_be_bytes());
+    v.extend_from_slice(&(name.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    v.extend_from_slice(name);
+    v
+}
+
+pub fn decode_offer(m: &[u8]) -> Result<Offer, &'static str> {
+    if m.len() < 12 || m[0] != OFFER {
+        return Err("malformed offer");
+    }
+    let kind = match m[1] {
+        0 => Kind::File,
+        1 => Kind::Stream,
+        _ => return Err("unknown item kind"),
+    };
+    let size = u64::from_be_bytes(m[2..10].try_into().map_err(|_| "malformed offer")?);
+    let len = u16::from_be_bytes([m[10], m[11]]) as usize;
+    let name = m.get(12..).filter(|n| n.len() == len).ok_or("malformed offer: name length")?;
+    if len > MAX_NAME {
+        return Err("name longer than 255 bytes");
+    }
+    let name = std::str::from_utf8(name).map_err(|_| "name is not UTF-8")?.to_string();
+    Ok(Offer { kind, size, name })
+}
+
+pub fn encode_start(offset: u64) -> Vec<u8> {
+    let mut v = vec![START];
+    v.extend_from_slice(&offset.to_be_bytes());
+    v
+}
+
+pub fn decode_start(m: &[u8]) -> Option<u64> {
+    (m.len() == 9 && m[0] == START).then(|| u64::from_be_bytes(m[1..9].try_into().unwrap_or_default()))
+}
+
+pub fn encode_done(sha256: &[u8; 32]) -> Vec<u8> {
+    let mut v = vec![DONE];
+    v.extend_from_slice(sha256);
+    v
+}
+
+pub fn decode_done(m: &[u8]) -> Option<[u8; 32]> {
+    (m.len() == 33 && m[0] == DONE).then(|| m[1..33].try_into().ok()).flatten()
+}
+
+pub fn encode_accept(have: u64, prefix: &[u8; 32]) -> Vec<u8> {
+    let mut v = vec![OK];
+    v.extend_from_slice(&have.to_be_bytes());
+    v.extend_from_slice(prefix);
+    v
+}
+
+pub fn encode_refused(reason: &str) -> Vec<u8> {
+    let mut v = vec![REFUSED];
+    v.extend_from_slice(reason.as_bytes());
+    v
+}
+
+/// An answer: `Ok(rest)` after `OK`, `Err(reason)` for `REFUSED` or garbage.
+pub fn decode_answer(m: &[u8]) -> Result<&[u8], String> {
+    match m.split_first() {
+        Some((&OK, rest)) => Ok(rest),
+        Some((&REFUSED, reason)) => Err(String::from_utf8_lossy(&reason[..reason.len().min(512)]).into_owned()),
+        _ => Err("malformed answer".into()),
+    }
+}
+
+/// `have` and the prefix hash from an accepted offer.
+pub fn decode_accept(rest: &[u8]) -> Option<(u64, [u8; 32])> {
+    if rest.len() != 40 {
+        return None;
+    }
+    Some((u64::from_be_bytes(rest[..8].try_into().ok()?), rest[8..40].try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_refused() {
+        let o = Offer { kind: Kind::File, size: 5, name: "a.txt".into() };
+        assert_eq!(decode_offer(&encode_offer(&o)), Ok(o.clone()));
+        let enc = encode_offer(&o);
+        for cut in 0..enc.len() {
+            assert!(decode_offer(&enc[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut long = enc.clone();
+        long.push(b'x');
+        assert!(decode_offer(&long).is_err());
+        assert_eq!(decode_start(&encode_start(9)), Some(9));
+        assert_eq!(decode_start(&[START, 1]), None);
+        assert_eq!(decode_done(&encode_done(&[3; 32])), Some([3; 32]));
+        assert_eq!(decode_accept(decode_answer(&encode_accept(4, &[1; 32])).unwrap()), Some((4, [1; 32])));
+        assert_eq!(decode_answer(&encode_refused("no")), Err("no".to_string()));
+        assert!(decode_answer(&[]).is_err());
+    }
+}

@@ -1,0 +1,328 @@
+//! `raida_client::transfer` over a loopback TCP channel (no RAIDA network needed): resume,
+//! and the defences that fail closed: a wrong PSK, a tampered record, a replayed record, a
+//! wrong hash, a hostile name, an oversized or surplus chunk.
+
+use std::path::Path;
+use std::time::Duration;
+
+use raida_channel::{Channel, Config, Psk};
+use raida_client::transfer::{receive_over, send_over, wire, Event, Item, SendOptions, Sink, TransferError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn cfg(key: u8) -> Config {
+    Config::new(Some(Psk::new(vec![key; 32]).unwrap()), false)
+}
+
+/// A connected pair of channels over loopback TCP (sender = initiator).
+async fn pair(
+    sender_key: u8,
+    receiver_key: u8,
+) -> (Result<Channel, raida_channel::ChannelError>, Result<Channel, raida_channel::ChannelError>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        Channel::accept(s, cfg(receiver_key)).await
+    });
+    let s = TcpStream::connect(addr).await.unwrap();
+    let c = Channel::connect(s, cfg(sender_key)).await;
+    (c, accept.await.unwrap())
+}
+
+/// Sender -> proxy -> receiver; the proxy applies `mangle` to the sender's frames (by
+/// index: 0 hello, 1 key confirmation, 2 offer, 3 start, 4.. chunks; none: cut here).
+async fn proxied_pair(mangle: fn(usize, Vec<u8>) -> Vec<Vec<u8>>) -> (Channel, Channel) {
+    let real = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let real_addr = real.local_addr().unwrap();
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (client, _) = front.accept().await.unwrap();
+        let server = TcpStream::connect(real_addr).await.unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        });
+        let mut index = 0;
+        loop {
+            let mut len = [0u8; 4];
+            if cr.read_exact(&mut len).await.is_err() {
+                break;
+            }
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            if cr.read_exact(&mut frame).await.is_err() {
+                break;
+            }
+            let outs = mangle(index, frame);
+            if outs.is_empty() {
+                break; // cut the connection here
+            }
+            for out in outs {
+                let mut buf = (out.len() as u32).to_be_bytes().to_vec();
+                buf.extend_from_slice(&out);
+                if sw.write_all(&buf).await.is_err() {
+                    return;
+                }
+            }
+            index += 1;
+        }
+    });
+    let accept = tokio::spawn(async move {
+        let (s, _) = real.accept().await.unwrap();
+        Channel::accept(s, cfg(1)).await.unwrap()
+    });
+    let c = Channel::connect(TcpStream::connect(front_addr).await.unwrap(), cfg(1)).await.unwrap();
+    (c, accept.await.unwrap())
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect()
+}
+
+fn small_chunks() -> SendOptions {
+    SendOptions { chunk_size: 16 * 1024, ..SendOptions::default() }
+}
+
+/// Names in `dir` (partial files included).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+async fn run_pair(
+    sender: Channel,
+    receiver: Channel,
+    items: Vec<Item>,
+    dir: &Path,
+) -> (
+    Result<raida_client::transfer::Summary, TransferError>,
+    Result<raida_client::transfer::Summary, TransferError>,
+    Vec<Event>,
+) {
+    let dir = dir.to_path_buf();
+    let recv = tokio::spawn(async move {
+        let mut events = Vec::new();
+        let r = receive_over(receiver, Sink::Directory(dir), false, &mut |e| events.push(e.clone())).await;
+        (r, events)
+    });
+    let sent = tokio::time::timeout(Duration::from_secs(30), send_over(sender, items, &small_chunks(), &mut |_| {}))
+        .await
+        .expect("sender finishes");
+    let (got, events) = tokio::time::timeout(Duration::from_secs(30), recv).await.expect("receiver finishes").unwrap();
+    (sent, got, events)
+}
+
+#[tokio::test]
+async fn files_arrive_identical_and_a_partial_file_resumes() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let body = data(300_000, 7);
+    let path = src.path().join("a.bin");
+    std::fs::write(&path, &body).unwrap();
+    // a partial file as an interrupted run leaves it: the first 100,000 bytes
+    let (c, r) = proxied_pair(|i, f| if i >= 6 { vec![] } else { vec![f] }).await;
+    let (sent, got, _) = run_pair(c, r, vec![Item::file(&path).unwrap()], out.path()).await;
+    assert!(sent.is_err() && got.is_err(), "a cut transfer must not succeed");
+    let names = listing(out.path());
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with(".raida-partial-"), "only the partial file: {names:?}");
+    let partial = out.path().join(&names[0]);
+    let have = std::fs::metadata(&partial).unwrap().len();
+    assert!(have > 0 && have < body.len() as u64, "partial {have}");
+    // again: the receiver reports what it has, the sender checks the hash and resumes
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, events) = run_pair(c.unwrap(), r.unwrap(), vec![Item::file(&path).unwrap()], out.path()).await;
+    sent.unwrap();
+    let got = got.unwrap();
+    assert_eq!(std::fs::read(out.path().join("a.bin")).unwrap(), body);
+    assert_eq!(listing(out.path()), vec!["a.bin".to_string()], "the partial file became a.bin");
+    assert!(events.contains(&Event::Started {
+        name: "a.bin".into(),
+        size: Some(body.len() as u64),
+        resume_from: have
+    }));
+    assert_eq!(got.bytes, body.len() as u64 - have, "only the rest moved");
+}
+
+#[tokio::test]
+async fn a_partial_file_that_is_not_a_prefix_is_sent_again_from_the_start() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let body = data(100_000, 3);
+    let path = src.path().join("b.bin");
+    std::fs::write(&path, &body).unwrap();
+    // learn the partial file's name from a cut run, then corrupt its content
+    let (c, r) = proxied_pair(|i, f| if i >= 5 { vec![] } else { vec![f] }).await;
+    let _ = run_pair(c, r, vec![Item::file(&path).unwrap()], out.path()).await;
+    let names = listing(out.path());
+    let partial = out.path().join(&names[0]);
+    std::fs::write(&partial, vec![0xEEu8; 5000]).unwrap();
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, events) = run_pair(c.unwrap(), r.unwrap(), vec![Item::file(&path).unwrap()], out.path()).await;
+    sent.unwrap();
+    got.unwrap();
+    assert!(events.contains(&Event::Started { name: "b.bin".into(), size: Some(100_000), resume_from: 0 }));
+    assert_eq!(std::fs::read(out.path().join("b.bin")).unwrap(), body);
+}
+
+#[tokio::test]
+async fn a_wrong_psk_fails_the_handshake_on_both_sides() {
+    let (c, r) = pair(1, 2).await;
+    assert!(c.is_err(), "sender with a wrong key got a channel");
+    assert!(r.is_err(), "receiver accepted a sender with a wrong key");
+}
+
+#[tokio::test]
+async fn a_tampered_record_ends_the_transfer_and_leaves_no_file() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let path = src.path().join("t.bin");
+    std::fs::write(&path, data(200_000, 1)).unwrap();
+    let (c, r) = proxied_pair(|i, mut f| {
+        if i == 6 {
+            let last = f.len() - 1;
+            f[last] ^= 0x01; // a bit of the tag of the third chunk
+        }
+        vec![f]
+    })
+    .await;
+    let (sent, got, _) = run_pair(c, r, vec![Item::file(&path).unwrap()], out.path()).await;
+    assert!(matches!(got, Err(TransferError::Channel(_))), "{got:?}");
+    assert!(sent.is_err());
+    assert!(!out.path().join("t.bin").exists());
+}
+
+#[tokio::test]
+async fn a_replayed_record_ends_the_transfer_and_leaves_no_file() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let path = src.path().join("r.bin");
+    std::fs::write(&path, data(200_000, 2)).unwrap();
+    let (c, r) = proxied_pair(|i, f| if i == 5 { vec![f.clone(), f] } else { vec![f] }).await;
+    let (sent, got, _) = run_pair(c, r, vec![Item::file(&path).unwrap()], out.path()).await;
+    assert!(matches!(got, Err(TransferError::Channel(_))), "{got:?}");
+    assert!(sent.is_err());
+    assert!(!out.path().join("r.bin").exists());
+}
+
+/// Drive the receiver with hand-made messages.
+async fn raw_receiver(
+    out: &Path,
+) -> (Channel, tokio::task::JoinHandle<Result<raida_client::transfer::Summary, TransferError>>) {
+    let (c, r) = pair(1, 1).await;
+    let dir = out.to_path_buf();
+    let r = r.unwrap();
+    let h = tokio::spawn(async move { receive_over(r, Sink::Directory(dir), false, &mut |_| {}).await });
+    (c.unwrap(), h)
+}
+
+fn offer(name: &str, size: u64) -> Vec<u8> {
+    wire::encode_offer(&wire::Offer { kind: wire::Kind::File, size, name: name.into() })
+}
+
+fn chunk(b: &[u8]) -> Vec<u8> {
+    let mut v = vec![wire::CHUNK];
+    v.extend_from_slice(b);
+    v
+}
+
+#[tokio::test]
+async fn bytes_that_do_not_match_the_offered_hash_never_become_the_file() {
+    let out = tempfile::tempdir().unwrap();
+    let (c, h) = raw_receiver(out.path()).await;
+    let claimed: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"hello").into()
+    };
+    let a = c.request(offer("h.txt", 5)).await.unwrap();
+    assert_eq!(a[0], wire::OK);
+    c.send(wire::encode_start(0)).await.unwrap();
+    c.send(chunk(b"jello")).await.unwrap();
+    let a = c.request(wire::encode_done(&claimed)).await.unwrap();
+    assert_eq!(a[0], wire::REFUSED, "{}", String::from_utf8_lossy(&a));
+    let r = h.await.unwrap();
+    assert!(matches!(r, Err(TransferError::Refused { .. })), "{r:?}");
+    assert!(listing(out.path()).is_empty(), "nothing kept: {:?}", listing(out.path()));
+}
+
+#[tokio::test]
+async fn hostile_names_are_refused_before_any_data() {
+    for name in ["../x", "/etc/x", "a/../../x", "..", "x\\..\\y"] {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let (c, h) = raw_receiver(&out).await;
+        let a = c.request(offer(name, 1)).await.unwrap();
+        assert_eq!(a[0], wire::REFUSED, "{name:?} accepted");
+        assert!(matches!(h.await.unwrap(), Err(TransferError::Refused { .. })));
+        assert!(listing(&out).is_empty(), "{name:?}");
+        assert_eq!(listing(parent.path()), vec!["out".to_string()], "{name:?}: nothing beside the directory");
+    }
+}
+
+#[tokio::test]
+async fn an_existing_file_is_not_overwritten() {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("keep.txt"), b"mine").unwrap();
+    let (c, h) = raw_receiver(out.path()).await;
+    let a = c.request(offer("keep.txt", 1)).await.unwrap();
+    assert_eq!(a[0], wire::REFUSED);
+    assert!(h.await.unwrap().is_err());
+    assert_eq!(std::fs::read(out.path().join("keep.txt")).unwrap(), b"mine");
+}
+
+#[tokio::test]
+async fn more_bytes_than_offered_or_an_oversized_chunk_end_the_transfer() {
+    for (size, body) in [(3u64, vec![1u8; 4]), (u64::MAX / 2, vec![1u8; raida_client::transfer::MAX_CHUNK + 1])] {
+        let out = tempfile::tempdir().unwrap();
+        let (c, h) = raw_receiver(out.path()).await;
+        let a = c.request(offer("big", size)).await.unwrap();
+        assert_eq!(a[0], wire::OK);
+        c.send(wire::encode_start(0)).await.unwrap();
+        let _ = c.send(chunk(&body)).await;
+        let r = tokio::time::timeout(Duration::from_secs(10), h).await.unwrap().unwrap();
+        assert!(matches!(r, Err(TransferError::Protocol(_))), "{r:?}");
+        assert!(!out.path().join("big").exists());
+    }
+}
+
+#[tokio::test]
+async fn a_stream_goes_to_a_writer_in_order() {
+    let (c, r) = pair(1, 1).await;
+    let (c, r) = (c.unwrap(), r.unwrap());
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct W(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::Writer(Box::new(W(buf.clone())));
+    let recv = tokio::spawn(async move { receive_over(r, sink, false, &mut |_| {}).await });
+    let body = data(70_000, 9);
+    let item = Item::Stream { name: "stdin".into(), reader: Box::new(std::io::Cursor::new(body.clone())) };
+    send_over(c, vec![item], &small_chunks(), &mut |_| {}).await.unwrap();
+    recv.await.unwrap().unwrap();
+    assert_eq!(*buf.lock().unwrap(), body);
+}
+
+#[tokio::test]
+async fn both_ends_see_the_same_phrase_and_another_session_another_one() {
+    let (c1, r1) = pair(1, 1).await;
+    let (c2, r2) = pair(1, 1).await;
+    let (c1, r1, c2, r2) = (c1.unwrap(), r1.unwrap(), c2.unwrap(), r2.unwrap());
+    assert_eq!(c1.transcript_hash(), r1.transcript_hash());
+    assert_ne!(c1.transcript_hash(), c2.transcript_hash(), "fresh ephemeral keys: another transcript");
+    let p = raida_client::transfer::verification_phrase(&c1.transcript_hash());
+    assert_eq!(p, raida_client::transfer::verification_phrase(&r1.transcript_hash()));
+    assert_eq!(p.split('-').count(), raida_client::transfer::PHRASE_WORDS);
+    assert_ne!(p, raida_client::transfer::verification_phrase(&r2.transcript_hash()));
+}

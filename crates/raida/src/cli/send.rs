@@ -1,0 +1,85 @@
+//! `raida send FILE... | - --to DN:SN@HOST:PORT --network FILE --wallet FILE`: a key through
+//! the RAIDA, the secure channel, then the files (`raida_client::transfer::send`).
+
+use std::path::{Path, PathBuf};
+
+use raida_client::network::Network;
+use raida_client::rke::Recipient;
+use raida_client::transfer::{self, Item, SendOptions};
+use raida_client::wallet::Wallet;
+
+use super::progress::Reporter;
+
+#[derive(clap::Args)]
+pub struct SendArgs {
+    /// Files to send, or `-` for stdin as a stream.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The receiver: its coin and where `raida receive` listens, DN:SN@HOST:PORT.
+    #[arg(long, value_name = "DN:SN@HOST:PORT", allow_hyphen_values = true)]
+    pub to: String,
+    /// The network file (network.toml) whose RAIDAs carry the key.
+    #[arg(long, value_name = "FILE")]
+    pub network: PathBuf,
+    /// The sender's coin file (<DN 2 hex>.<SN>.bin).
+    #[arg(long, value_name = "FILE")]
+    pub wallet: PathBuf,
+    /// Name offered for the item (one item only; the default is the file name, `stdin` for `-`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Number of key parts, each on its own RAIDA (1..16).
+    #[arg(long, default_value_t = raida_client::rke::DEFAULT_PARTS)]
+    pub parts: usize,
+    /// Let the key parts be fetched from any address (default: only the --to address).
+    #[arg(long)]
+    pub any_address: bool,
+    /// At most this many bytes per second.
+    #[arg(long, value_name = "BYTES_PER_S")]
+    pub limit_rate: Option<u64>,
+    /// X25519 + PSK only, without ML-KEM-768 (the receiver must say --no-pq too).
+    #[arg(long)]
+    pub no_pq: bool,
+    /// No output except errors.
+    #[arg(long, short, conflicts_with = "json")]
+    pub quiet: bool,
+    /// One JSON object per event on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: SendArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.name.is_none() || a.files.len() == 1, "--name needs exactly one FILE");
+    let to = Recipient::parse(&a.to)?;
+    let network = Network::load(&a.network)?;
+    let wallet = Wallet::load(&a.wallet)?;
+    // every file is checked before the key exchange
+    let mut items = Vec::with_capacity(a.files.len());
+    for f in &a.files {
+        if f == Path::new("-") {
+            let name = a.name.clone().unwrap_or_else(|| "stdin".into());
+            items.push(Item::Stream { name, reader: Box::new(std::io::stdin()) });
+        } else {
+            items.push(match &a.name {
+                Some(n) => Item::file_named(f, n)?,
+                None => Item::file(f)?,
+            });
+        }
+    }
+    let opts = SendOptions {
+        rke: raida_client::rke::SendOptions {
+            parts: a.parts,
+            bind_receiver_address: !a.any_address,
+            ..Default::default()
+        },
+        pq: !a.no_pq,
+        rate_limit: a.limit_rate,
+        ..SendOptions::default()
+    };
+    let mut reporter = Reporter::new(a.quiet, a.json, false, "sent");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let sent = rt.block_on(transfer::send(&network, &wallet, &to, items, &opts, &mut |e| reporter.event(e)));
+    // a reader still blocked on stdin (the transfer failed) must not keep the process alive
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    sent?;
+    Ok(())
+}
