@@ -50,8 +50,8 @@ async fn unreadable_page_answers_194_not_34() {
     raida_store::init_data_dir(&data, opts).unwrap();
     {
         let store = raida_store::Store::open(&data).unwrap();
-        store.set(1, 5, AN_A, 30).unwrap();
-        store.set(0, 5, AN_A, 30).unwrap();
+        store.set((1, 5).into(), AN_A, 30).unwrap();
+        store.set((0, 5).into(), AN_A, 30).unwrap();
     }
     // DN 1's first page file is there but cannot be read as a page.
     let page = data.join(raida_store::page_rel_path(1, 0));

@@ -150,8 +150,8 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     raida_store::init_data_dir(&data, opts).unwrap();
     {
         let store = raida_store::Store::open(&data).unwrap();
-        store.set(c.0, c.1, random::<16>(), 30).unwrap();
-        store.write_identity_coin(ident.0, ident.1, COIN_ID, &ident_ans).unwrap();
+        store.set(c.into(), random::<16>(), 30).unwrap();
+        store.write_identity_coin(IdentityCoin(ident.into()), COIN_ID, &ident_ans).unwrap();
     }
     let (st3, _) = ServerBuilder::open(&data, &ServerLimits::default(), None).unwrap();
     let s3 = RunningServer::start(st3, "127.0.0.1:0".parse().unwrap(), ServerLimits::default()).await.unwrap();
@@ -188,7 +188,7 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     // durable: after a restart the new AN is still there
     s3.shutdown().await.unwrap();
     let store = raida_store::Store::open(&data).unwrap();
-    assert_eq!(store.get(c.0, c.1).unwrap().an, new_an);
+    assert_eq!(store.get(c.into()).unwrap().an, new_an);
     drop(store);
     for s in [s1, s2] {
         s.shutdown().await.unwrap();

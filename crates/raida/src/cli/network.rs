@@ -126,7 +126,7 @@ fn print_hint(dir: &Path) {
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(raida_client::wallet::parse_file_name)
-        .map(|(dn, sn)| format!("{dn}:{sn}"))
+        .map(|coin| format!("{}:{}", coin.0.dn, coin.0.sn))
         .unwrap_or_default();
     eprintln!("try, in two more terminals:");
     eprintln!("  raida key receive --network {} --wallet {} --listen 127.0.0.1:7100", net.display(), bob.display());
