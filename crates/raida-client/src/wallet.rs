@@ -120,7 +120,7 @@ impl Wallet {
     /// The EN 4 key for RAIDA `raida_id`: SHA-256 of the coin's AN there (section 5).
     pub fn en4_key(&self, raida_id: u8) -> Option<ClientKey> {
         let an = self.an(raida_id)?;
-        Some(ClientKey::Token { dn: self.dn, sn: self.sn, key: Key32::sha256_of_an(&an) })
+        Some(ClientKey::Token { coin: CoinId { dn: self.dn, sn: self.sn }, key: Key32::sha256_of_an(&an) })
     }
 
     /// `<DN 2 hex>.<SN>.bin`.

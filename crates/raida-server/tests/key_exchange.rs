@@ -160,13 +160,19 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     let three = Server { addr: s3.local_addr(), raida_id: 3 };
     // before: EN 1 with the new AN does not decrypt (the challenge's CRC fails)
     let before = Client::new(Transport::Udp, COIN_ID, T)
-        .request(three, 0, 0, &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) }, &[])
+        .request(three, 0, 0, &ClientKey::Coin { coin: CoinId { dn: c.0, sn: c.1 }, an: Key16::new(new_an) }, &[])
         .await;
     assert_eq!(before.unwrap_err().status(), Some(Status::InvalidCrc));
     // one half from each helper RAIDA's key ticket (44), both opened by RAIDA 3 (45)
     let helpers = [
-        (Server { addr: s1.local_addr(), raida_id: 1 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c1) }),
-        (Server { addr: s2.local_addr(), raida_id: 2 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c2) }),
+        (
+            Server { addr: s1.local_addr(), raida_id: 1 },
+            ClientKey::Coin { coin: CoinId { dn: c.0, sn: c.1 }, an: Key16::new(c1) },
+        ),
+        (
+            Server { addr: s2.local_addr(), raida_id: 2 },
+            ClientKey::Coin { coin: CoinId { dn: c.0, sn: c.1 }, an: Key16::new(c2) },
+        ),
     ];
     let results = exchange::fix_an(
         &Client::new(Transport::Tcp, COIN_ID, T),
@@ -181,7 +187,7 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     assert_eq!(results, vec![1, 1]);
     // after: RAIDA 3 answers EN 1 under the new AN
     let after = Client::new(Transport::Udp, COIN_ID, T)
-        .request(three, 0, 0, &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) }, &[])
+        .request(three, 0, 0, &ClientKey::Coin { coin: CoinId { dn: c.0, sn: c.1 }, an: Key16::new(new_an) }, &[])
         .await;
     assert_eq!(after.unwrap().status, Status::Success);
 
