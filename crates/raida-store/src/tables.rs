@@ -274,7 +274,7 @@ impl Store {
     }
 
     /// Stores (or replaces) a key token's secret durably.
-    pub fn set_token_secret(&self, dn: i8, sn: u32, secret: &[u8; 32]) -> Result<()> {
+    pub fn set_token_secret(&self, CoinId { dn, sn }: CoinId, secret: &[u8; 32]) -> Result<()> {
         if !raida_proto::consts::is_key_token_dn(dn) {
             return Err(StoreError::BadTokenDenomination(dn));
         }

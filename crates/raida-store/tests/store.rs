@@ -168,10 +168,10 @@ fn lockers_tokens_secrets_persist() {
         s.add_locker([6u8; 16]).unwrap();
         assert_eq!(s.locker_by_prefix(&[5; 5]).map(|k| *k.as_bytes()), Some([5; 16]));
         assert_eq!(s.locker_by_prefix(&[7; 5]).map(|k| *k.as_bytes()), None);
-        s.set_token_secret(7, 99, &[1; 32]).unwrap();
-        s.set_token_secret(11, 1, &[2; 32]).unwrap();
-        assert!(s.set_token_secret(6, 1, &[2; 32]).is_err());
-        assert!(s.set_token_secret(12, 1, &[2; 32]).is_err());
+        s.set_token_secret((7, 99).into(), &[1; 32]).unwrap();
+        s.set_token_secret((11, 1).into(), &[2; 32]).unwrap();
+        assert!(s.set_token_secret((6, 1).into(), &[2; 32]).is_err());
+        assert!(s.set_token_secret((12, 1).into(), &[2; 32]).is_err());
         s.set_raida_secret(24, 7, &[3; 32]).unwrap();
         s.set_raida_secret(24, 7, &[4; 32]).unwrap();
         assert!(s.set_raida_secret(25, 7, &[3; 32]).is_err());
