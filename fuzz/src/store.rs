@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use raida_proto::IdentityCoin;
 use raida_store::{
     decode_identity_coin, encode_identity_coin, identity_coin_rel_path, init_data_dir, Config, InitOptions, Store,
     StoreOptions, JOURNAL_DIR,
@@ -129,7 +130,7 @@ fn replay(dir: &Path, data: &[u8]) {
                     last.insert(*coin, (*an, *mfs));
                 }
                 for ((dn, sn), (an, mfs)) in last {
-                    let rec = store.get(dn, sn).expect("a replayed coin reads back");
+                    let rec = store.get((dn, sn).into()).expect("a replayed coin reads back");
                     assert_eq!((rec.an, rec.mfs), (an, mfs), "journal replay lost an update of {dn}.{sn}");
                 }
             }
@@ -279,7 +280,7 @@ fn tables(dir: &Path, data: &[u8]) {
             for ((sender, key_id), r) in want_secrets.iter().flatten() {
                 assert_eq!(store.raida_secret(*sender, *key_id).map(|s| s.as_bytes().to_vec()), Some(r[5..].to_vec()));
             }
-            let loaded = store.identity_coin(coin.0, coin.1, COIN_ID);
+            let loaded = store.identity_coin(IdentityCoin((coin.0, coin.1).into()), COIN_ID);
             match &coin_bytes {
                 None => assert!(loaded.is_err()),
                 Some(b) => {

@@ -71,13 +71,13 @@ fn build(cfg: &BenchConfig, echo: [u8; 2]) -> (Vec<u8>, PendingReply) {
             let n = [rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], echo[0], echo[1]];
             encode_legacy(&f, n, rnd[8..20].try_into().unwrap_or([0; 12]), &[], None)
         }
-        ClientKey::Coin { dn, sn, an } => {
-            let f = HeaderFields::standard(&routing, 1, dn_sn_bytes(*dn, *sn));
+        ClientKey::Coin { coin, an } => {
+            let f = HeaderFields::standard(&routing, 1, dn_sn_bytes(coin.dn, coin.sn));
             let n = [rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], echo[0], echo[1]];
             encode_legacy(&f, n, rnd[8..20].try_into().unwrap_or([0; 12]), &[], Some(an))
         }
-        ClientKey::Token { dn, sn, key } => {
-            let f = HeaderFields::standard(&routing, 4, dn_sn_bytes(*dn, *sn));
+        ClientKey::Token { coin, key } => {
+            let f = HeaderFields::standard(&routing, 4, dn_sn_bytes(coin.dn, coin.sn));
             let nonce: [u8; 12] = rnd[..12].try_into().unwrap_or([0; 12]);
             encode_modern(&f, [0; 6], echo, nonce, unix_now() as u32, &[], key)
         }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use raida_proto::client::ClientKey;
 use raida_proto::commands::post_key::CoinName;
-use raida_proto::{Key16, Key32};
+use raida_proto::{CoinId, IdentityCoin, Key16, Key32};
 use raida_store::layout::{decode_identity_coin, dn_hex, encode_identity_coin};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
@@ -103,6 +103,10 @@ impl Wallet {
     pub fn coin_id(&self) -> u16 {
         self.coin_id
     }
+    /// The coin, as the identity it is.
+    pub fn identity(&self) -> IdentityCoin {
+        IdentityCoin(CoinId { dn: self.dn, sn: self.sn })
+    }
     /// The coin's name as the wire carries it.
     pub fn name(&self) -> CoinName {
         CoinName { dn: self.dn, sn: self.sn }
@@ -116,7 +120,7 @@ impl Wallet {
     /// The EN 4 key for RAIDA `raida_id`: SHA-256 of the coin's AN there (section 5).
     pub fn en4_key(&self, raida_id: u8) -> Option<ClientKey> {
         let an = self.an(raida_id)?;
-        Some(ClientKey::Token { dn: self.dn, sn: self.sn, key: Key32::sha256_of_an(&an) })
+        Some(ClientKey::Token { coin: CoinId { dn: self.dn, sn: self.sn }, key: Key32::sha256_of_an(&an) })
     }
 
     /// `<DN 2 hex>.<SN>.bin`.
@@ -134,7 +138,7 @@ impl Wallet {
         let p = path.display().to_string();
         let invalid = |reason: String| WalletError::Invalid { path: p.clone(), reason };
         let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| invalid("no file name".into()))?;
-        let (dn, sn) = parse_file_name(name).ok_or_else(|| {
+        let IdentityCoin(CoinId { dn, sn }) = parse_file_name(name).ok_or_else(|| {
             invalid("a coin file is named <DN 2 hex>.<SN>.bin, e.g. 01.101.bin (DN 1, SN 101)".into())
         })?;
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| WalletError::Io { path: p.clone(), source })?);
@@ -167,15 +171,15 @@ impl Wallet {
     }
 }
 
-/// `<DN 2 hex>.<SN decimal>.bin` → (DN, SN).
-pub fn parse_file_name(name: &str) -> Option<(i8, u32)> {
+/// `<DN 2 hex>.<SN decimal>.bin` → the identity coin (DN, SN).
+pub fn parse_file_name(name: &str) -> Option<IdentityCoin> {
     let stem = name.strip_suffix(".bin")?;
     let (dn, sn) = stem.split_once('.')?;
     if dn.len() != 2 || sn.is_empty() || !sn.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let dn = u8::from_str_radix(dn, 16).ok()? as i8;
-    Some((dn, sn.parse().ok()?))
+    Some(IdentityCoin(CoinId { dn, sn: sn.parse().ok()? }))
 }
 
 #[cfg(test)]
@@ -197,7 +201,7 @@ mod tests {
         assert!(Wallet::generate(0, 0, 6).is_err());
         std::fs::write(tmp.path().join("01.5.bin"), [0u8; 439]).unwrap();
         assert!(Wallet::load(&tmp.path().join("01.5.bin")).is_err());
-        assert_eq!(parse_file_name("0a.12.bin"), None.or(Some((10, 12))));
+        assert_eq!(parse_file_name("0a.12.bin"), Some(IdentityCoin(CoinId { dn: 10, sn: 12 })));
         assert_eq!(parse_file_name("1.12.bin"), None);
         assert!(parse_coin_name("1:101").is_ok());
         assert!(parse_coin_name("x").is_err());

@@ -9,7 +9,7 @@ use raida_proto::commands::SpecCommands;
 use raida_proto::header::ServerIdentity;
 use raida_proto::keys::{Key16, Key32, OneCoin};
 use raida_proto::replay::NoReplay;
-use raida_proto::{validate_request, Status};
+use raida_proto::{validate_request, CoinId, Status};
 
 const AN: [u8; 16] = [7; 16];
 const SERVER: ServerIdentity = ServerIdentity::new(1, 6);
@@ -43,11 +43,15 @@ fn bench_one(c: &mut Criterion, name: &str, key: ClientKey) {
 
 fn benches(c: &mut Criterion) {
     bench_one(c, "legacy_en0_echo_validate_and_respond", ClientKey::None);
-    bench_one(c, "legacy_en1_echo_validate_and_respond", ClientKey::Coin { dn: 1, sn: 100, an: Key16::new(AN) });
+    bench_one(
+        c,
+        "legacy_en1_echo_validate_and_respond",
+        ClientKey::Coin { coin: CoinId { dn: 1, sn: 100 }, an: Key16::new(AN) },
+    );
     bench_one(
         c,
         "modern_en4_echo_validate_and_respond",
-        ClientKey::Token { dn: 1, sn: 100, key: Key32::sha256_of_an(&Key16::new(AN)) },
+        ClientKey::Token { coin: CoinId { dn: 1, sn: 100 }, key: Key32::sha256_of_an(&Key16::new(AN)) },
     );
 }
 

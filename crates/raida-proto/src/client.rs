@@ -88,11 +88,11 @@ pub enum ClientKey {
     /// EN 0.
     None,
     /// EN 1: the coin's AN for this RAIDA.
-    Coin { dn: i8, sn: u32, an: Key16 },
+    Coin { coin: CoinId, an: Key16 },
     /// EN 2: a locker AN (its first 5 bytes go in the header).
     Locker { an: Key16 },
     /// EN 4: a coin (key = SHA-256(AN): use [`Key32::sha256_of_an`]) or a key token's secret.
-    Token { dn: i8, sn: u32, key: Key32 },
+    Token { coin: CoinId, key: Key32 },
     /// EN 5: two distinct tokens, key = AN1 || AN2 ([`Key32::concat_two_tokens`]).
     TokenPair { first: CoinId, second: CoinId, key: Key32 },
     /// EN 7: RAIDA-to-RAIDA secret.
@@ -113,7 +113,7 @@ impl ClientKey {
     fn key_bytes(&self) -> [u8; 5] {
         match self {
             ClientKey::None => [0; 5],
-            ClientKey::Coin { dn, sn, .. } | ClientKey::Token { dn, sn, .. } => dn_sn_bytes(*dn, *sn),
+            ClientKey::Coin { coin, .. } | ClientKey::Token { coin, .. } => dn_sn_bytes(coin.dn, coin.sn),
             ClientKey::Locker { an } => {
                 let mut p = [0u8; 5];
                 p.copy_from_slice(&an.as_bytes()[..5]);

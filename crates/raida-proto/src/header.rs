@@ -100,11 +100,11 @@ pub enum KeyIdentity {
     /// EN 0.
     None,
     /// EN 1: coin (DN, SN).
-    Coin { dn: i8, sn: u32 },
+    Coin { coin: CoinId },
     /// EN 2: the locker whose AN starts with these 5 bytes.
     Locker { prefix: [u8; 5] },
     /// EN 4: coin or key token (DN, SN).
-    Token { dn: i8, sn: u32 },
+    Token { coin: CoinId },
     /// EN 5: two tokens, header order.
     TokenPair { first: CoinId, second: CoinId },
     /// EN 7: (sender RAIDA, key id).
@@ -204,13 +204,13 @@ pub fn parse_request_header(
     }
     let key_identity = match encryption {
         Encryption::None => KeyIdentity::None,
-        Encryption::Coin => KeyIdentity::Coin { dn: bytes[17] as i8, sn: be32(&bytes[18..22]) },
+        Encryption::Coin => KeyIdentity::Coin { coin: CoinId { dn: bytes[17] as i8, sn: be32(&bytes[18..22]) } },
         Encryption::Locker => {
             let mut prefix = [0u8; 5];
             prefix.copy_from_slice(&bytes[17..22]);
             KeyIdentity::Locker { prefix }
         }
-        Encryption::Token => KeyIdentity::Token { dn: bytes[17] as i8, sn: be32(&bytes[18..22]) },
+        Encryption::Token => KeyIdentity::Token { coin: CoinId { dn: bytes[17] as i8, sn: be32(&bytes[18..22]) } },
         Encryption::TokenPair => KeyIdentity::TokenPair {
             first: CoinId { dn: bytes[17] as i8, sn: be32(&bytes[18..22]) },
             second: CoinId { dn: bytes[24] as i8, sn: be32(&bytes[25..29]) },

@@ -179,13 +179,13 @@ fn present_coin(keys: &impl FallibleKeyLookup, dn: i8, sn: u32) -> Result<Option
 pub fn resolve_key(identity: &KeyIdentity, keys: &impl FallibleKeyLookup) -> Result<Option<RequestKey>, Status> {
     match *identity {
         KeyIdentity::None => Ok(None),
-        KeyIdentity::Coin { dn, sn } => {
+        KeyIdentity::Coin { coin: CoinId { dn, sn } } => {
             present_coin(keys, dn, sn)?.map(|k| Some(RequestKey::Legacy(k))).ok_or(Status::InvalidEncryption)
         }
         KeyIdentity::Locker { prefix } => {
             keys.try_locker_an(&prefix)?.map(|k| Some(RequestKey::Legacy(Key16(k)))).ok_or(Status::InvalidEncryption)
         }
-        KeyIdentity::Token { dn, sn } => type4_key(keys, dn, sn).map(|k| Some(RequestKey::Modern(k))),
+        KeyIdentity::Token { coin: CoinId { dn, sn } } => type4_key(keys, dn, sn).map(|k| Some(RequestKey::Modern(k))),
         KeyIdentity::TokenPair { first, second } => {
             if first == second {
                 return Err(Status::InvalidEncryption);
@@ -245,10 +245,10 @@ mod tests {
     #[test]
     fn a_failed_lookup_is_194_and_an_absent_key_34_or_25() {
         let cases = [
-            (KeyIdentity::Coin { dn: 1, sn: 5 }, Status::InvalidEncryption),
+            (KeyIdentity::Coin { coin: CoinId { dn: 1, sn: 5 } }, Status::InvalidEncryption),
             (KeyIdentity::Locker { prefix: [1; 5] }, Status::InvalidEncryption),
-            (KeyIdentity::Token { dn: 1, sn: 5 }, Status::EncryptionCoinNotFound),
-            (KeyIdentity::Token { dn: 7, sn: 5 }, Status::EncryptionCoinNotFound),
+            (KeyIdentity::Token { coin: CoinId { dn: 1, sn: 5 } }, Status::EncryptionCoinNotFound),
+            (KeyIdentity::Token { coin: CoinId { dn: 7, sn: 5 } }, Status::EncryptionCoinNotFound),
             (KeyIdentity::TokenPair { first: (1, 5).into(), second: (1, 6).into() }, Status::EncryptionCoinNotFound),
             (KeyIdentity::Raida { sender: 3, key_id: 9 }, Status::EncryptionCoinNotFound),
         ];
@@ -261,7 +261,7 @@ mod tests {
         let same = KeyIdentity::TokenPair { first: (1, 5).into(), second: (1, 5).into() };
         assert_eq!(status(resolve_key(&same, &Broken)), Some(Status::InvalidEncryption));
         assert_eq!(
-            status(resolve_key(&KeyIdentity::Coin { dn: 1, sn: 1_024_000 }, &Broken)),
+            status(resolve_key(&KeyIdentity::Coin { coin: CoinId { dn: 1, sn: 1_024_000 } }, &Broken)),
             Some(Status::InvalidEncryption)
         );
     }

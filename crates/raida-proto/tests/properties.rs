@@ -9,7 +9,7 @@ use raida_proto::commands::SpecCommands;
 use raida_proto::header::{frame, parse_request_header, ServerIdentity};
 use raida_proto::keys::{Key16, Key32, KeyLookup};
 use raida_proto::replay::ReplayMemory;
-use raida_proto::{validate_request, Status};
+use raida_proto::{validate_request, CoinId, Status};
 
 const AN: [u8; 16] = [7; 16];
 const AN2: [u8; 16] = [9; 16];
@@ -42,10 +42,10 @@ fn client_key(kind: u8) -> ClientKey {
     let an2 = Key16::new(AN2);
     match kind % 7 {
         0 => ClientKey::None,
-        1 => ClientKey::Coin { dn: 1, sn: 100, an },
+        1 => ClientKey::Coin { coin: CoinId { dn: 1, sn: 100 }, an },
         2 => ClientKey::Locker { an: an2 },
-        3 => ClientKey::Token { dn: 1, sn: 100, key: Key32::sha256_of_an(&an) },
-        4 => ClientKey::Token { dn: 7, sn: 1, key: Key32::from_secret(SECRET) },
+        3 => ClientKey::Token { coin: CoinId { dn: 1, sn: 100 }, key: Key32::sha256_of_an(&an) },
+        4 => ClientKey::Token { coin: CoinId { dn: 7, sn: 1 }, key: Key32::from_secret(SECRET) },
         5 => ClientKey::TokenPair {
             first: (1, 100).into(),
             second: (2, 200).into(),

@@ -9,7 +9,7 @@ use raida_proto::header::{KeyIdentity, ServerIdentity};
 use raida_proto::keys::{resolve_key, Key16, Key32, KeyLookup, RequestKey};
 use raida_proto::replay::ReplayMemory;
 use raida_proto::response::{ReplyContext, ReplySecurity};
-use raida_proto::{validate_request, Rejection, Status};
+use raida_proto::{validate_request, CoinId, Rejection, Status};
 use raida_vectors::{arr, bytes, cases, i64_, name, opt_bytes, u64_, Value};
 
 /// An in-memory key store built from a vector's `server` object.
@@ -386,7 +386,7 @@ fn keys() {
     for c in cases("keys.json", "type1") {
         let mut k = MemKeys::default();
         k.coins.insert((1, 5), (arr(&c["input"]["an"]), 3));
-        check_key(&c, status_of(resolve_key(&KeyIdentity::Coin { dn: 1, sn: 5 }, &k)));
+        check_key(&c, status_of(resolve_key(&KeyIdentity::Coin { coin: CoinId { dn: 1, sn: 5 } }, &k)));
     }
     for c in cases("keys.json", "type1_client") {
         let ans = c["input"]["ans"].as_array().unwrap();
@@ -412,7 +412,7 @@ fn keys() {
             k.tokens.insert((dn as i8, 77), s.try_into().unwrap());
         }
         let got = if (-128..=127).contains(&dn) {
-            status_of(resolve_key(&KeyIdentity::Token { dn: dn as i8, sn: 77 }, &k))
+            status_of(resolve_key(&KeyIdentity::Token { coin: CoinId { dn: dn as i8, sn: 77 } }, &k))
         } else {
             (25, None)
         };

@@ -81,9 +81,9 @@ fn decrypt_raida_key(c: &mut Criterion) {
     raida_store::init_data_dir(&data, opts).unwrap();
     let store = raida_store::Store::open(&data).unwrap();
     for sn in 0..N / 2 {
-        store.set(0, sn, [7; 16], 30).unwrap();
+        store.set((0, sn).into(), [7; 16], 30).unwrap();
     }
-    store.write_identity_coin(IDENT.0, IDENT.1, COIN_ID, &ans).unwrap();
+    store.write_identity_coin(raida_proto::IdentityCoin(IDENT.into()), COIN_ID, &ans).unwrap();
     let st = state(Arc::new(StoreLedger { store, coin_id: COIN_ID }), &data);
     g.bench_function("1000_records_durable", |b| {
         b.iter(|| {

@@ -106,8 +106,8 @@ impl Ledger for StoreLedger {
     fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault> {
         Ok(self.store.raida_secret(sender, key_id).map(|k| *k.as_bytes()))
     }
-    fn identity_coin(&self, IdentityCoin(coin): IdentityCoin) -> Result<Option<AnsPerRaida>, Fault> {
-        match self.store.identity_coin(coin.dn, coin.sn, self.coin_id) {
+    fn identity_coin(&self, coin: IdentityCoin) -> Result<Option<AnsPerRaida>, Fault> {
+        match self.store.identity_coin(coin, self.coin_id) {
             Ok(ans) => Ok(Some(ans)),
             Err(e @ raida_store::StoreError::Io { .. }) => Err(store_fault(e)),
             Err(e) => {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use raida_client::network::{Network, RaidaEntry, NETWORK_FILE};
 use raida_client::wallet::{parse_file_name, Wallet};
+use raida_proto::{CoinId, IdentityCoin};
 
 use crate::server::{RunningServer, ServerBuilder, ServerLimits};
 
@@ -139,12 +140,12 @@ pub fn init_network(dir: &Path, opts: &NetworkInit) -> Result<Network, LocalNetw
         let store = raida_store::Store::open(&d).map_err(|e| err(format!("{}: {e}", d.display())))?;
         let me = &identities[id as usize];
         let ans: [[u8; 16]; 25] = std::array::from_fn(|i| me.an(i as u8).map(|k| *k.as_bytes()).unwrap_or_default());
-        store.write_identity_coin(me.dn(), me.sn(), opts.coin_id, &ans).map_err(err)?;
+        store.write_identity_coin(me.identity(), opts.coin_id, &ans).map_err(err)?;
         // every RAIDA knows every RAIDA's identity coin (Key Alert fetches with EN 4 under it)
         let mfs = raida_store::mfs_now();
         for w in &identities {
             let an = w.an(id).ok_or_else(|| err("identity AN"))?;
-            store.set(w.dn(), w.sn(), *an.as_bytes(), mfs).map_err(err)?;
+            store.set(w.identity().0, *an.as_bytes(), mfs).map_err(err)?;
         }
         store.flush().map_err(err)?;
         let mut config = store.config().clone();
@@ -193,7 +194,7 @@ pub fn add_user(dir: &Path, name: &str) -> Result<PathBuf, LocalNetworkError> {
     if let Ok(rd) = std::fs::read_dir(dir.join(WALLETS_DIR)) {
         for u in rd.flatten() {
             for f in std::fs::read_dir(u.path()).into_iter().flatten().flatten() {
-                if let Some((_, sn)) = f.file_name().to_str().and_then(parse_file_name) {
+                if let Some(IdentityCoin(CoinId { sn, .. })) = f.file_name().to_str().and_then(parse_file_name) {
                     used.push(sn);
                 }
             }
@@ -212,7 +213,7 @@ pub fn add_user(dir: &Path, name: &str) -> Result<PathBuf, LocalNetworkError> {
             e => err(format!("{}: {e}", d.display())),
         })?;
         let an = wallet.an(r.id).ok_or_else(|| err("AN"))?;
-        store.set(wallet.dn(), wallet.sn(), *an.as_bytes(), mfs).map_err(|e| err(format!("{}: {e}", d.display())))?;
+        store.set(wallet.identity().0, *an.as_bytes(), mfs).map_err(|e| err(format!("{}: {e}", d.display())))?;
         store.flush().map_err(err)?;
     }
     wallet.save(&user_dir).map_err(err)

@@ -62,10 +62,10 @@ impl Net {
 }
 
 fn en1(coin: (i8, u32), an: [u8; 16]) -> ClientKey {
-    ClientKey::Coin { dn: coin.0, sn: coin.1, an: Key16::new(an) }
+    ClientKey::Coin { coin: CoinId { dn: coin.0, sn: coin.1 }, an: Key16::new(an) }
 }
 fn en4(coin: (i8, u32), an: [u8; 16]) -> ClientKey {
-    ClientKey::Token { dn: coin.0, sn: coin.1, key: Key32::sha256_of_an(&Key16::new(an)) }
+    ClientKey::Token { coin: CoinId { dn: coin.0, sn: coin.1 }, key: Key32::sha256_of_an(&Key16::new(an)) }
 }
 
 fn encrypt_key(recipient: (i8, u32), target: (i8, u32)) -> Vec<u8> {

@@ -93,8 +93,8 @@ fn validate_ticket_cases() {
                 7 => {
                     (Encryption::Raida, KeyIdentity::Raida { sender: u64_(&step["sender_raida_id"]) as u8, key_id: 1 })
                 }
-                1 => (Encryption::Coin, KeyIdentity::Coin { dn: 1, sn: 1 }),
-                4 => (Encryption::Token, KeyIdentity::Token { dn: 1, sn: 1 }),
+                1 => (Encryption::Coin, KeyIdentity::Coin { coin: CoinId { dn: 1, sn: 1 } }),
+                4 => (Encryption::Token, KeyIdentity::Token { coin: CoinId { dn: 1, sn: 1 } }),
                 _ => (Encryption::None, KeyIdentity::None),
             };
             let a = cmd::validate_ticket::run(&t.state, &call(header(enc, id, 2, 50), bytes(&step["payload"]), at));
@@ -123,7 +123,7 @@ fn post_key_cases() {
             let (genc, gid) = if receiver == (0, 0) {
                 (Encryption::None, KeyIdentity::None)
             } else {
-                (Encryption::Coin, KeyIdentity::Coin { dn: receiver.0, sn: receiver.1 })
+                (Encryption::Coin, KeyIdentity::Coin { coin: CoinId { dn: receiver.0, sn: receiver.1 } })
             };
             let mut gc = call(header(genc, gid, 4, 43), get, NOW);
             let ip: [u8; 4] = arr(&i["fields"]["receiver_ip"]);
@@ -266,9 +266,9 @@ fn encrypt_key_cases() {
             .collect();
         let (enc, id) = match u64_(&i["en"]) {
             0 => (Encryption::None, KeyIdentity::None),
-            1 => (Encryption::Coin, KeyIdentity::Coin { dn: coins[0].0, sn: coins[0].1 }),
+            1 => (Encryption::Coin, KeyIdentity::Coin { coin: CoinId { dn: coins[0].0, sn: coins[0].1 } }),
             2 => (Encryption::Locker, KeyIdentity::Locker { prefix: [1, 2, 3, 4, 5] }),
-            4 => (Encryption::Token, KeyIdentity::Token { dn: coins[0].0, sn: coins[0].1 }),
+            4 => (Encryption::Token, KeyIdentity::Token { coin: CoinId { dn: coins[0].0, sn: coins[0].1 } }),
             5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coins[0].into(), second: coins[1].into() }),
             7 => (Encryption::Raida, KeyIdentity::Raida { sender: 2, key_id: 1 }),
             en => panic!("{}: unexpected en {en}", name(&c)),

@@ -20,7 +20,7 @@ fn show_stats_in_clear_only_from_loopback() {
     c.peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     assert_eq!(cmd::show_stats::run(&t.state, &c).status, Status::InvalidEncryption);
     // encrypted, the key may come from anywhere
-    c.header = header(Encryption::Coin, KeyIdentity::Coin { dn: 1, sn: 1 }, 0, 2);
+    c.header = header(Encryption::Coin, KeyIdentity::Coin { coin: CoinId { dn: 1, sn: 1 } }, 0, 2);
     assert_eq!(cmd::show_stats::run(&t.state, &c).status, Status::Success);
     c.payload = vec![2; 16];
     assert_eq!(cmd::show_stats::run(&t.state, &c).status, Status::AdminAuth);

@@ -50,8 +50,8 @@ async fn unreadable_page_answers_194_not_34() {
     raida_store::init_data_dir(&data, opts).unwrap();
     {
         let store = raida_store::Store::open(&data).unwrap();
-        store.set(1, 5, AN_A, 30).unwrap();
-        store.set(0, 5, AN_A, 30).unwrap();
+        store.set((1, 5).into(), AN_A, 30).unwrap();
+        store.set((0, 5).into(), AN_A, 30).unwrap();
     }
     // DN 1's first page file is there but cannot be read as a page.
     let page = data.join(raida_store::page_rel_path(1, 0));
@@ -64,13 +64,13 @@ async fn unreadable_page_answers_194_not_34() {
 
     // EN 1 Echo with the coin on the unreadable page: 194, header only (not 34).
     let echo = Routing::new(0, COIN_ID, 0, 0);
-    let key = |dn, sn| ClientKey::Coin { dn, sn, an: Key16::new(AN_A) };
+    let key = |dn, sn| ClientKey::Coin { coin: CoinId { dn, sn }, an: Key16::new(AN_A) };
     let (packet, _) = build_request(&echo, &key(1, 5), &[], now, &mut OsRng);
     let answer = udp_exchange(addr, &packet).await;
     assert_eq!(answer[2], Status::Filesystem.code(), "EN 1 with a coin on an unreadable page");
     assert_eq!(answer.len(), 32, "header only");
     // EN 4 likewise (not 25).
-    let en4 = ClientKey::Token { dn: 1, sn: 5, key: Key32::sha256_of_an(&Key16::new(AN_A)) };
+    let en4 = ClientKey::Token { coin: CoinId { dn: 1, sn: 5 }, key: Key32::sha256_of_an(&Key16::new(AN_A)) };
     let (packet, _) = build_request(&echo, &en4, &[], now, &mut OsRng);
     assert_eq!(udp_exchange(addr, &packet).await[2], Status::Filesystem.code(), "EN 4");
     // A readable page and an absent coin are unchanged: success and 34.
@@ -114,10 +114,10 @@ fn key_lookup_faults_answer_194_for_every_encryption_type() {
     let an = Key16::new(AN_A);
     let pair = Key32::concat_two_tokens((1, 5).into(), &an, (1, 6).into(), &an).unwrap();
     let keys = [
-        (ClientKey::Coin { dn: 1, sn: 5, an: an.clone() }, FaultAt::Coin(1, 5)),
+        (ClientKey::Coin { coin: CoinId { dn: 1, sn: 5 }, an: an.clone() }, FaultAt::Coin(1, 5)),
         (ClientKey::Locker { an: Key16::new([0x33; 16]) }, FaultAt::Locker([0x33; 5])),
-        (ClientKey::Token { dn: 1, sn: 5, key: Key32::sha256_of_an(&an) }, FaultAt::Coin(1, 5)),
-        (ClientKey::Token { dn: 7, sn: 9, key: Key32::from_secret([0x44; 32]) }, FaultAt::Token(7, 9)),
+        (ClientKey::Token { coin: CoinId { dn: 1, sn: 5 }, key: Key32::sha256_of_an(&an) }, FaultAt::Coin(1, 5)),
+        (ClientKey::Token { coin: CoinId { dn: 7, sn: 9 }, key: Key32::from_secret([0x44; 32]) }, FaultAt::Token(7, 9)),
         (ClientKey::TokenPair { first: (1, 5).into(), second: (1, 6).into(), key: pair }, FaultAt::Coin(1, 6)),
         (ClientKey::Raida { sender: 3, key_id: 42, key: Key32::from_secret([0x55; 32]) }, FaultAt::RaidaSecret(3, 42)),
     ];
@@ -153,7 +153,7 @@ fn encrypt_key_recipient_fault_is_194_not_40() {
         target: CoinId { dn: 1, sn: 5 },
     };
     let c = call(
-        header(Encryption::Coin, KeyIdentity::Coin { dn: 1, sn: 5 }, 4, 44),
+        header(Encryption::Coin, KeyIdentity::Coin { coin: CoinId { dn: 1, sn: 5 } }, 4, 44),
         key_tickets::encode_encrypt(&req).to_vec(),
         1000,
     );

@@ -150,8 +150,8 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     raida_store::init_data_dir(&data, opts).unwrap();
     {
         let store = raida_store::Store::open(&data).unwrap();
-        store.set(c.0, c.1, random::<16>(), 30).unwrap();
-        store.write_identity_coin(ident.0, ident.1, COIN_ID, &ident_ans).unwrap();
+        store.set(c.into(), random::<16>(), 30).unwrap();
+        store.write_identity_coin(IdentityCoin(ident.into()), COIN_ID, &ident_ans).unwrap();
     }
     let (st3, _) = ServerBuilder::open(&data, &ServerLimits::default(), None).unwrap();
     let s3 = RunningServer::start(st3, "127.0.0.1:0".parse().unwrap(), ServerLimits::default()).await.unwrap();
@@ -160,13 +160,19 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     let three = Server { addr: s3.local_addr(), raida_id: 3 };
     // before: EN 1 with the new AN does not decrypt (the challenge's CRC fails)
     let before = Client::new(Transport::Udp, COIN_ID, T)
-        .request(three, 0, 0, &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) }, &[])
+        .request(three, 0, 0, &ClientKey::Coin { coin: CoinId { dn: c.0, sn: c.1 }, an: Key16::new(new_an) }, &[])
         .await;
     assert_eq!(before.unwrap_err().status(), Some(Status::InvalidCrc));
     // one half from each helper RAIDA's key ticket (44), both opened by RAIDA 3 (45)
     let helpers = [
-        (Server { addr: s1.local_addr(), raida_id: 1 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c1) }),
-        (Server { addr: s2.local_addr(), raida_id: 2 }, ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(c2) }),
+        (
+            Server { addr: s1.local_addr(), raida_id: 1 },
+            ClientKey::Coin { coin: CoinId { dn: c.0, sn: c.1 }, an: Key16::new(c1) },
+        ),
+        (
+            Server { addr: s2.local_addr(), raida_id: 2 },
+            ClientKey::Coin { coin: CoinId { dn: c.0, sn: c.1 }, an: Key16::new(c2) },
+        ),
     ];
     let results = exchange::fix_an(
         &Client::new(Transport::Tcp, COIN_ID, T),
@@ -181,14 +187,14 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     assert_eq!(results, vec![1, 1]);
     // after: RAIDA 3 answers EN 1 under the new AN
     let after = Client::new(Transport::Udp, COIN_ID, T)
-        .request(three, 0, 0, &ClientKey::Coin { dn: c.0, sn: c.1, an: Key16::new(new_an) }, &[])
+        .request(three, 0, 0, &ClientKey::Coin { coin: CoinId { dn: c.0, sn: c.1 }, an: Key16::new(new_an) }, &[])
         .await;
     assert_eq!(after.unwrap().status, Status::Success);
 
     // durable: after a restart the new AN is still there
     s3.shutdown().await.unwrap();
     let store = raida_store::Store::open(&data).unwrap();
-    assert_eq!(store.get(c.0, c.1).unwrap().an, new_an);
+    assert_eq!(store.get(c.into()).unwrap().an, new_an);
     drop(store);
     for s in [s1, s2] {
         s.shutdown().await.unwrap();

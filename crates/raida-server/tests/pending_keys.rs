@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::header::{Encryption, KeyIdentity};
-use raida_proto::Status;
+use raida_proto::{CoinId, Status};
 use raida_server::cmd;
 use raida_server::ledger::MemoryLedger;
 use raida_server::pending_keys::{PendingKeyLimits, PendingKeys};
@@ -53,7 +53,7 @@ fn post_anonymous(t: &TestState, id: &[u8; 16], peer: IpAddr) -> Status {
 fn post_with_coin(t: &TestState, id: &[u8; 16], sn: u32) -> Status {
     let me = CoinName { dn: 1, sn };
     let p = post_key::encode_post(id, NONE, [0; 4], me, &[7; 128], 3, &[0x22; 16]);
-    let mut c = call(header(Encryption::Token, KeyIdentity::Token { dn: 1, sn }, 4, 41), p, t.now());
+    let mut c = call(header(Encryption::Token, KeyIdentity::Token { coin: CoinId { dn: 1, sn } }, 4, 41), p, t.now());
     c.peer = v4(0, 1); // the flooding address: encrypted posts are not counted by address
     cmd::post_key::run(&t.state, &c).status
 }

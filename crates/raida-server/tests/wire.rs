@@ -81,11 +81,11 @@ fn echo_packet() -> (Vec<u8>, PendingReply) {
 }
 
 fn coin_a() -> ClientKey {
-    ClientKey::Coin { dn: 1, sn: 100, an: Key16::new(AN_A) }
+    ClientKey::Coin { coin: CoinId { dn: 1, sn: 100 }, an: Key16::new(AN_A) }
 }
 
 fn token_a() -> ClientKey {
-    ClientKey::Token { dn: 1, sn: 100, key: Key32::sha256_of_an(&Key16::new(AN_A)) }
+    ClientKey::Token { coin: CoinId { dn: 1, sn: 100 }, key: Key32::sha256_of_an(&Key16::new(AN_A)) }
 }
 
 fn raida3() -> ClientKey {
@@ -132,7 +132,7 @@ fn header_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
             "EN 1 unknown coin",
             build_request(
                 &Routing::new(RAIDA, COIN_ID, 0, 0),
-                &ClientKey::Coin { dn: 1, sn: 101, an: Key16::new(AN_B) },
+                &ClientKey::Coin { coin: CoinId { dn: 1, sn: 101 }, an: Key16::new(AN_B) },
                 &[],
                 now(),
                 &mut OsRng,
@@ -142,7 +142,7 @@ fn header_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
         ),
         (
             "EN 4 unknown coin",
-            modern(ClientKey::Token { dn: 3, sn: 9, key: Key32::from_secret([1; 32]) }),
+            modern(ClientKey::Token { coin: CoinId { dn: 3, sn: 9 }, key: Key32::from_secret([1; 32]) }),
             Status::EncryptionCoinNotFound,
         ),
         (
@@ -353,7 +353,7 @@ async fn command_statuses_over_udp_and_tcp() {
             Ok(vec![])
         );
         assert_eq!(call(&h, t, &coin_a(), 4, 43, &post_key::encode_get(&id2)).await, Err(Status::ReceiverAuth));
-        let coin_b = ClientKey::Coin { dn: 2, sn: 200, an: Key16::new(AN_B) };
+        let coin_b = ClientKey::Coin { coin: CoinId { dn: 2, sn: 200 }, an: Key16::new(AN_B) };
         assert!(call(&h, t, &coin_b, 4, 43, &post_key::encode_get(&id2)).await.is_ok());
         // receiver address 192.0.2.7: we come from 127.0.0.1
         id2[1] ^= 0x55;

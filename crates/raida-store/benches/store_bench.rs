@@ -85,7 +85,7 @@ fn reads(dir: &Path, dns: &[i8], pages_per_dn: u32, label: &str) {
     // Warm up: touch every page of the working set.
     for &dn in dns {
         for p in 0..pages_per_dn {
-            let _ = store.get(dn, p * 1024);
+            let _ = store.get((dn, p * 1024).into());
         }
     }
     for threads in [1usize, 2] {
@@ -105,7 +105,7 @@ fn reads(dir: &Path, dns: &[i8], pages_per_dn: u32, label: &str) {
                             let r = rng.next();
                             let dn = dns[(r as usize >> 40) % dns.len()];
                             let sn = (r as u32) % sns;
-                            if let Ok(rec) = store.get(dn, sn) {
+                            if let Ok(rec) = store.get((dn, sn).into()) {
                                 acc ^= rec.an[0];
                             }
                         }
@@ -149,7 +149,7 @@ fn writes(dir: &Path, batch: usize, dns: &[i8], label: &str) {
     // Warm up: the working set in the cache.
     for &dn in dns {
         for p in 0..1000 {
-            let _ = store.get(dn, p * 1024);
+            let _ = store.get((dn, p * 1024).into());
         }
     }
     for &threads in configs {

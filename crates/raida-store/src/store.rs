@@ -252,7 +252,7 @@ impl Store {
     }
 
     /// Reads one coin record.
-    pub fn get(&self, dn: i8, sn: u32) -> Result<CoinRecord> {
+    pub fn get(&self, CoinId { dn, sn }: CoinId) -> Result<CoinRecord> {
         let (idx, rec) = locate(dn, sn)?;
         let slot = &self.inner.slots[idx];
         {
@@ -273,7 +273,7 @@ impl Store {
     /// could not be read (an I/O error such as EMFILE, a page file of the wrong size), which
     /// says nothing about the coin and must never be reported as "not present".
     pub fn present_an(&self, coin: CoinId) -> Result<Option<Key16>> {
-        match self.get(coin.dn, coin.sn) {
+        match self.get(coin) {
             Ok(r) => Ok((r.mfs != 0).then(|| Key16::new(r.an))),
             Err(StoreError::BadDenomination(_) | StoreError::SnOutOfRange(_) | StoreError::MissingPage { .. }) => {
                 Ok(None)
@@ -283,7 +283,7 @@ impl Store {
     }
 
     /// Changes one record; durable when it returns Ok.
-    pub fn set(&self, dn: i8, sn: u32, an: [u8; 16], mfs: u8) -> Result<()> {
+    pub fn set(&self, CoinId { dn, sn }: CoinId, an: [u8; 16], mfs: u8) -> Result<()> {
         self.set_many(&[(dn, sn, an, mfs)])
     }
 

@@ -24,7 +24,7 @@ use crate::durable::{create_dir_durable, write_file_atomic};
 use crate::error::{Result, StoreError};
 use crate::layout::*;
 use crate::store::Store;
-use raida_proto::{CoinId, Key16, Key32};
+use raida_proto::{CoinId, IdentityCoin, Key16, Key32};
 
 pub(crate) const LOCKERS_FILE: &str = "lockers.bin";
 pub(crate) const TOKENS_FILE: &str = "tokens.bin";
@@ -192,7 +192,7 @@ impl Store {
     // ---- identity coins ----
 
     /// Path of an identity coin file.
-    pub fn identity_coin_path(&self, dn: i8, sn: u32) -> PathBuf {
+    pub fn identity_coin_path(&self, IdentityCoin(CoinId { dn, sn }): IdentityCoin) -> PathBuf {
         self.inner.dir.join(identity_coin_rel_path(dn, sn))
     }
 
@@ -200,9 +200,9 @@ impl Store {
     /// layout or a coin id other than `coin_id` is an error (the server answers 197).
     /// No such coin: `MissingCoinFile`, `BadCoinFile` or `BadDenomination`; the file could
     /// not be read (e.g. EMFILE): `Io`.
-    pub fn identity_coin(&self, dn: i8, sn: u32, coin_id: u16) -> Result<[[u8; 16]; TOTAL_RAIDA]> {
-        check_dn(dn)?;
-        let path = self.identity_coin_path(dn, sn);
+    pub fn identity_coin(&self, identity: IdentityCoin, coin_id: u16) -> Result<[[u8; 16]; TOTAL_RAIDA]> {
+        check_dn(identity.0.dn)?;
+        let path = self.identity_coin_path(identity);
         let mut f = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::MissingCoinFile(path)),
@@ -217,9 +217,14 @@ impl Store {
     }
 
     /// Writes an identity coin file durably (mode 0600); refuses to overwrite an existing one.
-    pub fn write_identity_coin(&self, dn: i8, sn: u32, coin_id: u16, ans: &[[u8; 16]; TOTAL_RAIDA]) -> Result<()> {
-        check_dn(dn)?;
-        let path = self.identity_coin_path(dn, sn);
+    pub fn write_identity_coin(
+        &self,
+        identity: IdentityCoin,
+        coin_id: u16,
+        ans: &[[u8; 16]; TOTAL_RAIDA],
+    ) -> Result<()> {
+        check_dn(identity.0.dn)?;
+        let path = self.identity_coin_path(identity);
         if path.exists() {
             return Err(StoreError::CoinFileExists(path));
         }
@@ -269,7 +274,7 @@ impl Store {
     }
 
     /// Stores (or replaces) a key token's secret durably.
-    pub fn set_token_secret(&self, dn: i8, sn: u32, secret: &[u8; 32]) -> Result<()> {
+    pub fn set_token_secret(&self, CoinId { dn, sn }: CoinId, secret: &[u8; 32]) -> Result<()> {
         if !raida_proto::consts::is_key_token_dn(dn) {
             return Err(StoreError::BadTokenDenomination(dn));
         }

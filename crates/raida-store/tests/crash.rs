@@ -71,7 +71,7 @@ fn crash_child() {
                     }
                     if batch.len() == 1 {
                         let u = batch[0];
-                        store.set(u.0, u.1, u.2, u.3).unwrap();
+                        store.set((u.0, u.1).into(), u.2, u.3).unwrap();
                     } else {
                         store.set_many(&batch).unwrap();
                     }
@@ -138,7 +138,7 @@ fn kill_9_never_loses_acknowledged_updates() {
         let store = Store::open_with(&dir, opts()).unwrap();
         for dn in DNS {
             for sn in 0..PAGES * 1024 {
-                let r = store.get(dn, sn).unwrap();
+                let r = store.get((dn, sn).into()).unwrap();
                 state.insert((dn, sn), Rec { an: r.an, mfs: r.mfs });
             }
         }
@@ -211,7 +211,7 @@ fn kill_9_never_loses_acknowledged_updates() {
         check_pages_whole(&dir);
         let store = Store::open_with(&dir, opts()).unwrap();
         for (&k, _) in state.clone().iter() {
-            let got = store.get(k.0, k.1).unwrap();
+            let got = store.get((k.0, k.1).into()).unwrap();
             let got = Rec { an: got.an, mfs: got.mfs };
             let base = acked.get(&k).or(state.get(&k)).copied();
             let ok = Some(got) == base || Some(got) == pending.get(&k).copied();

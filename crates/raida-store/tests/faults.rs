@@ -66,7 +66,7 @@ fn unreadable_page_is_a_fault_not_an_absent_coin() {
     let (_t, d) = small_store();
     {
         let s = Store::open(&d).unwrap();
-        s.set(1, 5, [7; 16], 3).unwrap();
+        s.set((1, 5).into(), [7; 16], 3).unwrap();
     }
     // The page file of DN 1, SN 0..1023 exists but cannot be read as a page.
     let page = d.join(page_rel_path(1, 0));
@@ -86,7 +86,7 @@ fn out_of_descriptors_while_loading_a_page_is_a_fault() {
     let (_t, d) = small_store();
     {
         let s = Store::open(&d).unwrap();
-        s.set(1, 5, [7; 16], 3).unwrap();
+        s.set((1, 5).into(), [7; 16], 3).unwrap();
     }
     let (s, faults) = open_faulty(&d);
     faults.page_errno.store(libc::EMFILE, Ordering::SeqCst);
@@ -107,7 +107,7 @@ fn transient_journal_write_errors_are_retried() {
             faults.write_errno.store(errno, Ordering::SeqCst);
             faults.write_left.store(2, Ordering::SeqCst);
             let before = faults.writes.load(Ordering::SeqCst);
-            s.set(1, sn, [sn as u8; 16], 3).unwrap();
+            s.set((1, sn).into(), [sn as u8; 16], 3).unwrap();
             assert_eq!(faults.writes.load(Ordering::SeqCst) - before, 3, "errno {errno}: two failures, then success");
             assert_eq!(s.present_an(CoinId { dn: 1, sn }).unwrap().map(|k| *k.as_bytes()), Some([sn as u8; 16]));
         }
@@ -115,7 +115,7 @@ fn transient_journal_write_errors_are_retried() {
         faults.write_errno.store(libc::EMFILE, Ordering::SeqCst);
         faults.write_left.store(u32::MAX, Ordering::SeqCst);
         let before = faults.writes.load(Ordering::SeqCst);
-        assert!(s.set(1, 9, [9; 16], 3).is_err());
+        assert!(s.set((1, 9).into(), [9; 16], 3).is_err());
         let tries = faults.writes.load(Ordering::SeqCst) - before;
         assert!((6..=8).contains(&tries), "1 try + 5 retries (+ the erase attempt), got {tries}");
         assert_eq!(
@@ -142,23 +142,23 @@ fn failed_fsync_is_reported_and_not_visible() {
     let other_before;
     {
         let (s, faults) = open_faulty(&d);
-        s.set(1, 5, a, 3).unwrap();
-        other_before = s.get(0, 700).unwrap();
+        s.set((1, 5).into(), a, 3).unwrap();
+        other_before = s.get((0, 700).into()).unwrap();
         faults.sync_errno.store(libc::EIO, Ordering::SeqCst);
         faults.sync_left.store(1, Ordering::SeqCst);
         // One batch: a coin written twice and a coin on another page.
         let e = s.set_many(&[(1, 5, b, 4), (1, 5, c, 5), (0, 700, c, 6)]).unwrap_err();
         assert!(matches!(e, StoreError::JournalFailed(_)), "{e}");
-        assert_eq!(s.get(1, 5).unwrap(), CoinRecord { an: a, mfs: 3 }, "the previous AN is visible again");
-        assert_eq!(s.get(0, 700).unwrap(), other_before);
+        assert_eq!(s.get((1, 5).into()).unwrap(), CoinRecord { an: a, mfs: 3 }, "the previous AN is visible again");
+        assert_eq!(s.get((0, 700).into()).unwrap(), other_before);
         // After a failed fsync nothing more is acknowledged (the disk's state is unknown).
-        assert!(s.set(1, 6, b, 3).is_err());
-        assert_eq!(s.get(1, 5).unwrap().an, a);
+        assert!(s.set((1, 6).into(), b, 3).is_err());
+        assert_eq!(s.get((1, 5).into()).unwrap().an, a);
     }
     // A restart does not bring the failed batch back (its bytes were erased).
     let s = Store::open(&d).unwrap();
-    assert_eq!(s.get(1, 5).unwrap(), CoinRecord { an: a, mfs: 3 });
-    assert_eq!(s.get(0, 700).unwrap(), other_before);
+    assert_eq!(s.get((1, 5).into()).unwrap(), CoinRecord { an: a, mfs: 3 });
+    assert_eq!(s.get((0, 700).into()).unwrap(), other_before);
 }
 
 #[test]
@@ -174,14 +174,14 @@ fn failed_fsync_rolls_back_pages_evicted_meanwhile() {
     // changes move to the overlay) before its fsync fails.
     let opts = StoreOptions { cache_bytes: Some(1 << 20), ..Default::default() };
     let s = Store::open_with_faults(&d, opts, faults.clone()).unwrap();
-    let before: Vec<CoinRecord> = (0..24u32).map(|p| s.get(0, p * 1024 + 3).unwrap()).collect();
+    let before: Vec<CoinRecord> = (0..24u32).map(|p| s.get((0, p * 1024 + 3).into()).unwrap()).collect();
     faults.sync_errno.store(libc::EIO, Ordering::SeqCst);
     faults.sync_left.store(1, Ordering::SeqCst);
     let batch: Vec<Update> = (0..24u32).map(|p| (0, p * 1024 + 3, [0xEE; 16], 9)).collect();
     assert!(s.set_many(&batch).is_err());
     assert!(s.stats().evictions > 0, "the batch evicted pages");
     for (p, b) in before.iter().enumerate() {
-        assert_eq!(s.get(0, p as u32 * 1024 + 3).unwrap(), *b, "page {p}");
+        assert_eq!(s.get((0, p as u32 * 1024 + 3).into()).unwrap(), *b, "page {p}");
     }
 }
 
@@ -199,14 +199,14 @@ fn failed_fsync_under_concurrent_writers_leaves_the_last_acknowledged_values() {
             std::thread::spawn(move || {
                 // Coins of all threads share the same two pages.
                 let coins = [(1i8, t), (1, 1024 + t)];
-                let mut acked = coins.map(|c| s.get(c.0, c.1).unwrap());
+                let mut acked = coins.map(|c| s.get((c.0, c.1).into()).unwrap());
                 for i in 1..=200u32 {
                     if faults.syncs.load(Ordering::SeqCst) >= syncs + 40 && !armed.swap(true, Ordering::SeqCst) {
                         faults.sync_left.store(1, Ordering::SeqCst);
                     }
                     let rec = CoinRecord { an: [(t * 50 + i % 50) as u8; 16], mfs: (i % 200 + 1) as u8 };
                     let c = coins[(i % 2) as usize];
-                    match s.set(c.0, c.1, rec.an, rec.mfs) {
+                    match s.set((c.0, c.1).into(), rec.an, rec.mfs) {
                         Ok(()) => acked[(i % 2) as usize] = rec,
                         Err(_) => break,
                     }
@@ -218,7 +218,7 @@ fn failed_fsync_under_concurrent_writers_leaves_the_last_acknowledged_values() {
     for h in threads {
         let (coins, acked) = h.join().unwrap();
         for (c, a) in coins.iter().zip(acked) {
-            assert_eq!(s.get(c.0, c.1).unwrap(), a, "coin {c:?} shows its last acknowledged value");
+            assert_eq!(s.get((c.0, c.1).into()).unwrap(), a, "coin {c:?} shows its last acknowledged value");
         }
     }
     assert!(armed.load(Ordering::SeqCst), "the fault was injected");

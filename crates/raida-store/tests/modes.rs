@@ -5,6 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use raida_proto::IdentityCoin;
 use raida_store::{init_data_dir, InitOptions, Store};
 
 /// Every directory under `dir`, `dir` included (symbolic links not followed).
@@ -74,7 +75,7 @@ fn wider_modes_are_tightened_at_open_and_new_directories_are_private() {
     let store = Store::open(&dir).unwrap();
     assert_private(&dir);
     // folders the store creates later
-    store.write_identity_coin(1, 5, 6, &[[3; 16]; 25]).unwrap();
+    store.write_identity_coin(IdentityCoin((1, 5).into()), 6, &[[3; 16]; 25]).unwrap();
     assert!(dir.join("coins").is_dir() && dir.join("Journal").is_dir());
     assert_private(&dir);
 }

@@ -1,6 +1,6 @@
 //! Behaviour of the store: round trips, persistence, corrupt files, vectors.
 
-use raida_proto::CoinId;
+use raida_proto::{CoinId, IdentityCoin};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,11 +34,11 @@ fn init_layout_and_config() {
     }
     assert!(!d.join("Data/ff").exists());
     let s = Store::open(&d).unwrap();
-    let r = s.get(0, 5).unwrap();
+    let r = s.get((0, 5).into()).unwrap();
     assert_eq!(r.mfs, 0);
     assert_eq!(s.present_an(CoinId { dn: 0, sn: 5 }).unwrap().map(|k| *k.as_bytes()), None);
     // Random ANs differ.
-    assert_ne!(s.get(0, 5).unwrap().an, s.get(0, 6).unwrap().an);
+    assert_ne!(s.get((0, 5).into()).unwrap().an, s.get((0, 6).into()).unwrap().an);
     // Refuses an existing non-empty directory.
     drop(s);
     let e = init_data_dir(&d, InitOptions::new(1)).unwrap_err();
@@ -50,16 +50,16 @@ fn set_get_persist_and_errors() {
     let (_t, d) = small_store(2, &[-1, 2]);
     {
         let s = Store::open(&d).unwrap();
-        s.set(-1, 7, [0xAB; 16], 5).unwrap();
+        s.set((-1, 7).into(), [0xAB; 16], 5).unwrap();
         s.set_many(&[(2, 1024, [1; 16], 1), (2, 2047, [2; 16], 2), (2, 1024, [3; 16], 3)]).unwrap();
-        assert_eq!(s.get(-1, 7).unwrap(), CoinRecord { an: [0xAB; 16], mfs: 5 });
+        assert_eq!(s.get((-1, 7).into()).unwrap(), CoinRecord { an: [0xAB; 16], mfs: 5 });
         assert_eq!(s.present_an(CoinId { dn: 2, sn: 1024 }).unwrap().map(|k| *k.as_bytes()), Some([3; 16]));
-        assert!(matches!(s.get(-9, 0), Err(StoreError::BadDenomination(-9))));
-        assert!(matches!(s.get(7, 0), Err(StoreError::BadDenomination(7))));
-        assert!(matches!(s.get(0, 1_024_000), Err(StoreError::SnOutOfRange(_))));
-        assert!(matches!(s.get(-1, 2048), Err(StoreError::MissingPage { .. })));
-        assert!(matches!(s.get(0, 0), Err(StoreError::MissingPage { .. })));
-        assert!(s.set(-1, 5000, [0; 16], 1).is_err());
+        assert!(matches!(s.get((-9, 0).into()), Err(StoreError::BadDenomination(-9))));
+        assert!(matches!(s.get((7, 0).into()), Err(StoreError::BadDenomination(7))));
+        assert!(matches!(s.get((0, 1_024_000).into()), Err(StoreError::SnOutOfRange(_))));
+        assert!(matches!(s.get((-1, 2048).into()), Err(StoreError::MissingPage { .. })));
+        assert!(matches!(s.get((0, 0).into()), Err(StoreError::MissingPage { .. })));
+        assert!(s.set((-1, 5000).into(), [0; 16], 1).is_err());
         assert_eq!(s.present_an(CoinId { dn: -1, sn: 5000 }).unwrap().map(|k| *k.as_bytes()), None);
         // The lock is held.
         assert!(matches!(Store::open(&d), Err(StoreError::Locked(_))));
@@ -71,8 +71,8 @@ fn set_get_persist_and_errors() {
     }
     // Clean close left an empty journal; values on disk.
     let s = Store::open(&d).unwrap();
-    assert_eq!(s.get(-1, 7).unwrap(), CoinRecord { an: [0xAB; 16], mfs: 5 });
-    assert_eq!(s.get(2, 2047).unwrap(), CoinRecord { an: [2; 16], mfs: 2 });
+    assert_eq!(s.get((-1, 7).into()).unwrap(), CoinRecord { an: [0xAB; 16], mfs: 5 });
+    assert_eq!(s.get((2, 2047).into()).unwrap(), CoinRecord { an: [2; 16], mfs: 2 });
     let page = fs::read(d.join("Data/02/00/0001.bin")).unwrap();
     assert_eq!(&page[0..16], &[3; 16]);
     assert_eq!(page[16], 3);
@@ -82,7 +82,7 @@ fn set_get_persist_and_errors() {
 fn journal_replay_without_flush() {
     let (_t, d) = small_store(1, &[0]);
     let s = Store::open(&d).unwrap();
-    s.set(0, 3, [9; 16], 7).unwrap();
+    s.set((0, 3).into(), [9; 16], 7).unwrap();
     // Simulate a crash: the page file still has the old content, the journal has the update.
     // (Leak the store so that Drop does not flush; the lock goes with a forked copy of the fd
     // only at process exit, so copy the directory instead.)
@@ -92,7 +92,7 @@ fn journal_replay_without_flush() {
     let page = fs::read(copy.join("Data/00/00/0000.bin")).unwrap();
     assert_ne!(&page[3 * 17..3 * 17 + 16], &[9; 16], "page not yet written");
     let s2 = Store::open(&copy).unwrap();
-    assert_eq!(s2.get(0, 3).unwrap(), CoinRecord { an: [9; 16], mfs: 7 });
+    assert_eq!(s2.get((0, 3).into()).unwrap(), CoinRecord { an: [9; 16], mfs: 7 });
     drop(s2);
     let page = fs::read(copy.join("Data/00/00/0000.bin")).unwrap();
     assert_eq!(&page[3 * 17..3 * 17 + 16], &[9; 16]);
@@ -117,31 +117,31 @@ fn corrupt_files_give_clear_errors() {
     fs::remove_file(d.join("Data/01/00/0001.bin")).unwrap();
     fs::write(d.join("Data/01/00/0002.bin"), [0u8; 100]).unwrap();
     let s = Store::open(&d).unwrap();
-    let e = s.get(1, 1024).unwrap_err();
+    let e = s.get((1, 1024).into()).unwrap_err();
     assert!(e.to_string().contains("Data/01/00/0001.bin is missing"), "{e}");
-    let e = s.get(1, 2048).unwrap_err();
+    let e = s.get((1, 2048).into()).unwrap_err();
     assert!(e.to_string().contains("100 bytes, expected 17408"), "{e}");
-    assert!(s.set(1, 2048, [0; 16], 1).is_err());
-    assert!(s.get(1, 1).is_ok());
+    assert!(s.set((1, 2048).into(), [0; 16], 1).is_err());
+    assert!(s.get((1, 1).into()).is_ok());
     // Identity coin files.
-    let e = s.identity_coin(1, 5, 6).unwrap_err();
+    let e = s.identity_coin(IdentityCoin((1, 5).into()), 6).unwrap_err();
     assert!(matches!(e, StoreError::MissingCoinFile(_)), "{e}");
     fs::write(d.join("coins/01.5.bin"), [0u8; 439]).unwrap();
-    let e = s.identity_coin(1, 5, 6).unwrap_err();
+    let e = s.identity_coin(IdentityCoin((1, 5).into()), 6).unwrap_err();
     assert!(e.to_string().contains("439 bytes"), "{e}");
     fs::write(d.join("coins/01.5.bin"), [0u8; 441]).unwrap();
-    assert!(s.identity_coin(1, 5, 6).is_err());
+    assert!(s.identity_coin(IdentityCoin((1, 5).into()), 6).is_err());
     let mut good = encode_identity_coin(6, &[[7; 16]; 25]);
     fs::write(d.join("coins/01.5.bin"), good).unwrap();
-    assert_eq!(s.identity_coin(1, 5, 6).unwrap()[24], [7; 16]);
-    assert!(s.identity_coin(1, 5, 7).is_err(), "wrong coin id");
+    assert_eq!(s.identity_coin(IdentityCoin((1, 5).into()), 6).unwrap()[24], [7; 16]);
+    assert!(s.identity_coin(IdentityCoin((1, 5).into()), 7).is_err(), "wrong coin id");
     good[10] = 1;
     fs::write(d.join("coins/01.5.bin"), good).unwrap();
-    assert!(s.identity_coin(1, 5, 6).is_err(), "bytes 4-39 not zero");
+    assert!(s.identity_coin(IdentityCoin((1, 5).into()), 6).is_err(), "bytes 4-39 not zero");
     good[10] = 0;
     good[0] = 1;
     fs::write(d.join("coins/01.5.bin"), good).unwrap();
-    assert!(s.identity_coin(1, 5, 6).is_err(), "bytes 0-1 not zero");
+    assert!(s.identity_coin(IdentityCoin((1, 5).into()), 6).is_err(), "bytes 0-1 not zero");
     drop(s);
     // Corrupt tables and config refuse to open.
     fs::write(d.join("lockers.bin"), [0u8; 17]).unwrap();
@@ -168,10 +168,10 @@ fn lockers_tokens_secrets_persist() {
         s.add_locker([6u8; 16]).unwrap();
         assert_eq!(s.locker_by_prefix(&[5; 5]).map(|k| *k.as_bytes()), Some([5; 16]));
         assert_eq!(s.locker_by_prefix(&[7; 5]).map(|k| *k.as_bytes()), None);
-        s.set_token_secret(7, 99, &[1; 32]).unwrap();
-        s.set_token_secret(11, 1, &[2; 32]).unwrap();
-        assert!(s.set_token_secret(6, 1, &[2; 32]).is_err());
-        assert!(s.set_token_secret(12, 1, &[2; 32]).is_err());
+        s.set_token_secret((7, 99).into(), &[1; 32]).unwrap();
+        s.set_token_secret((11, 1).into(), &[2; 32]).unwrap();
+        assert!(s.set_token_secret((6, 1).into(), &[2; 32]).is_err());
+        assert!(s.set_token_secret((12, 1).into(), &[2; 32]).is_err());
         s.set_raida_secret(24, 7, &[3; 32]).unwrap();
         s.set_raida_secret(24, 7, &[4; 32]).unwrap();
         assert!(s.set_raida_secret(25, 7, &[3; 32]).is_err());
@@ -209,7 +209,7 @@ fn cache_stays_bounded_and_concurrent_writers_agree() {
                 for i in 0..300u32 {
                     let sn = (i * 4 + t) * 131 % (40 * 1024);
                     let dn = if i % 2 == 0 { -2 } else { 3 };
-                    s.set(dn, sn, [(t + 1) as u8; 16], (i % 200 + 1) as u8).unwrap();
+                    s.set((dn, sn).into(), [(t + 1) as u8; 16], (i % 200 + 1) as u8).unwrap();
                 }
             })
         })
@@ -229,12 +229,12 @@ fn cache_stays_bounded_and_concurrent_writers_agree() {
         }
     }
     for ((dn, sn), (an, mfs)) in &expect {
-        assert_eq!(s.get(*dn, *sn).unwrap(), CoinRecord { an: *an, mfs: *mfs });
+        assert_eq!(s.get((*dn, *sn).into()).unwrap(), CoinRecord { an: *an, mfs: *mfs });
     }
     drop(s);
     let s = Store::open_with(&d, opts).unwrap();
     for ((dn, sn), (an, mfs)) in &expect {
-        assert_eq!(s.get(*dn, *sn).unwrap(), CoinRecord { an: *an, mfs: *mfs });
+        assert_eq!(s.get((*dn, *sn).into()).unwrap(), CoinRecord { an: *an, mfs: *mfs });
     }
     assert!(fs::read_dir(d.join("Journal")).unwrap().next().is_none());
 }
@@ -276,14 +276,14 @@ fn identity_coin_vectors() {
                 let file = encode_identity_coin(coin_id, &ans);
                 assert_eq!(hex::encode(file), e["file"].as_str().unwrap(), "{name}");
                 assert_eq!(identity_coin_rel_path(dn, sn), e["filename"].as_str().unwrap(), "{name}");
-                s.write_identity_coin(dn, sn, coin_id, &ans).unwrap();
+                s.write_identity_coin(IdentityCoin((dn, sn).into()), coin_id, &ans).unwrap();
                 let on_disk = fs::read(d.join(e["filename"].as_str().unwrap())).unwrap();
                 assert_eq!(hex::encode(on_disk), e["file"].as_str().unwrap(), "{name}");
-                let loads = s.identity_coin(dn, sn, coin_id).is_ok();
+                let loads = s.identity_coin(IdentityCoin((dn, sn).into()), coin_id).is_ok();
                 assert_eq!(loads, e["loads"].as_bool().unwrap(), "{name}");
-                assert_eq!(s.identity_coin(dn, sn, coin_id).unwrap(), ans, "{name}");
-                assert!(s.identity_coin(dn, sn, coin_id.wrapping_add(1)).is_err(), "{name}");
-                assert!(s.write_identity_coin(dn, sn, coin_id, &ans).is_err(), "no overwrite");
+                assert_eq!(s.identity_coin(IdentityCoin((dn, sn).into()), coin_id).unwrap(), ans, "{name}");
+                assert!(s.identity_coin(IdentityCoin((dn, sn).into()), coin_id.wrapping_add(1)).is_err(), "{name}");
+                assert!(s.write_identity_coin(IdentityCoin((dn, sn).into()), coin_id, &ans).is_err(), "no overwrite");
             }
             "filename" => {
                 counts[1] += 1;
@@ -323,7 +323,7 @@ fn page_path_vectors_against_real_files() {
     for c in cases.iter().filter(|c| c["kind"] == "page_path") {
         let dn = c["input"]["dn"].as_i64().unwrap() as i8;
         let sn = c["input"]["sn"].as_u64().unwrap() as u32;
-        s.set(dn, sn, [0xEE; 16], 9).unwrap();
+        s.set((dn, sn).into(), [0xEE; 16], 9).unwrap();
     }
     s.flush().unwrap();
     for c in cases.iter().filter(|c| c["kind"] == "page_path") {
@@ -366,14 +366,14 @@ fn churn_with_tiny_cache_and_constant_checkpoints() {
                         s.set_many(&[(other, sn, an, mfs), (dn, sn, an, mfs)]).unwrap();
                         mine.insert((other, sn), (an, mfs));
                     } else {
-                        s.set(dn, sn, an, mfs).unwrap();
+                        s.set((dn, sn).into(), an, mfs).unwrap();
                     }
                     mine.insert((dn, sn), (an, mfs));
-                    assert_eq!(s.get(dn, sn).unwrap(), CoinRecord { an, mfs });
+                    assert_eq!(s.get((dn, sn).into()).unwrap(), CoinRecord { an, mfs });
                     if i % 7 == 0 {
                         // Re-read an older coin of this thread.
                         let (&(odn, osn), &(oan, omfs)) = mine.iter().next().unwrap();
-                        assert_eq!(s.get(odn, osn).unwrap(), CoinRecord { an: oan, mfs: omfs });
+                        assert_eq!(s.get((odn, osn).into()).unwrap(), CoinRecord { an: oan, mfs: omfs });
                     }
                 }
                 mine
@@ -388,11 +388,11 @@ fn churn_with_tiny_cache_and_constant_checkpoints() {
     assert!(st.cached_pages <= st.capacity_pages + 4, "{st:?}");
     assert!(st.checkpoints > 0 && st.evictions > 0, "{st:?}");
     for ((dn, sn), (an, mfs)) in &all {
-        assert_eq!(s.get(*dn, *sn).unwrap(), CoinRecord { an: *an, mfs: *mfs });
+        assert_eq!(s.get((*dn, *sn).into()).unwrap(), CoinRecord { an: *an, mfs: *mfs });
     }
     drop(s);
     let s = Store::open_with(&d, opts).unwrap();
     for ((dn, sn), (an, mfs)) in &all {
-        assert_eq!(s.get(*dn, *sn).unwrap(), CoinRecord { an: *an, mfs: *mfs }, "{dn}/{sn}");
+        assert_eq!(s.get((*dn, *sn).into()).unwrap(), CoinRecord { an: *an, mfs: *mfs }, "{dn}/{sn}");
     }
 }

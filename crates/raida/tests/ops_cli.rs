@@ -150,8 +150,8 @@ fn coin_keys() -> Vec<ClientKey> {
     let mut an = [0u8; 16];
     hex::decode_to_slice(AN_HEX, &mut an).unwrap();
     vec![
-        ClientKey::Coin { dn: 0, sn: 5, an: Key16::new(an) },
-        ClientKey::Token { dn: 0, sn: 5, key: Key32::sha256_of_an(&Key16::new(an)) },
+        ClientKey::Coin { coin: (0, 5).into(), an: Key16::new(an) },
+        ClientKey::Token { coin: (0, 5).into(), key: Key32::sha256_of_an(&Key16::new(an)) },
     ]
 }
 

@@ -129,7 +129,7 @@ fn identity_secret_token_locker() {
     let mut an = [0xaa; 16];
     an[..5].copy_from_slice(&[1, 2, 3, 4, 5]);
     assert_eq!(store.locker_by_prefix(&[1, 2, 3, 4, 5]).map(|k| *k.as_bytes()), Some(an));
-    assert_eq!(store.identity_coin(-8, 220197, 6).unwrap().len(), 25);
+    assert_eq!(store.identity_coin(raida_proto::IdentityCoin((-8, 220197).into()), 6).unwrap().len(), 25);
 
     // While the directory is held (as by a running server) every command refuses it.
     fails(&["coin", "set", dir, "-8", "1", "00112233445566778899aabbccddeeff"], "in use");

@@ -24,7 +24,7 @@ use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert, PartMap};
 use raida_proto::commands::post_key::KEY_LENGTHS;
 use raida_proto::consts::AnsPerRaida;
-use raida_proto::CoinId;
+use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -80,7 +80,7 @@ enum Auth {
     /// No identity configured: EN 0.
     Anonymous,
     /// The identity coin's 25 ANs (wiped when the alert is done).
-    Coin { dn: i8, sn: u32, ans: Box<Zeroizing<AnsPerRaida>> },
+    Coin { identity: IdentityCoin, ans: Box<Zeroizing<AnsPerRaida>> },
 }
 
 impl Auth {
@@ -89,12 +89,12 @@ impl Auth {
     fn key_for(&self, ks: &KeyServer) -> Option<ClientKey> {
         match self {
             Auth::Anonymous => Some(ClientKey::None),
-            Auth::Coin { dn, sn, ans } => {
+            Auth::Coin { identity: IdentityCoin(coin), ans } => {
                 let an = Key16::new(*ans.get(ks.server.raida_id as usize)?);
                 Some(if ks.legacy {
-                    ClientKey::Coin { dn: *dn, sn: *sn, an }
+                    ClientKey::Coin { coin: *coin, an }
                 } else {
-                    ClientKey::Token { dn: *dn, sn: *sn, key: Key32::sha256_of_an(&an) }
+                    ClientKey::Token { coin: *coin, key: Key32::sha256_of_an(&an) }
                 })
             }
         }
@@ -107,7 +107,7 @@ async fn load_identity(state: &Arc<ServerState>) -> Result<Auth, Status> {
     let st = state.clone();
     // reading coins/<dn>.<sn>.bin is disk I/O: off the async workers
     match tokio::task::spawn_blocking(move || st.ledger.identity_coin(identity)).await {
-        Ok(Ok(Some(ans))) => Ok(Auth::Coin { dn, sn, ans: Box::new(Zeroizing::new(ans)) }),
+        Ok(Ok(Some(ans))) => Ok(Auth::Coin { identity, ans: Box::new(Zeroizing::new(ans)) }),
         // missing, malformed or unreadable: 197 either way, never an unauthenticated fetch
         Ok(Ok(None) | Err(_)) => {
             if let Some(suppressed) = LOG_IDENTITY.pass() {

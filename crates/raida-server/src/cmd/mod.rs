@@ -73,7 +73,7 @@ pub fn reply(a: impl Reply) -> Answer {
 /// EN 2 (a locker) and EN 7 (a RAIDA secret) name no coin.
 pub fn request_coins(id: &KeyIdentity) -> Vec<CoinId> {
     match *id {
-        KeyIdentity::Coin { dn, sn } | KeyIdentity::Token { dn, sn } => vec![CoinId { dn, sn }],
+        KeyIdentity::Coin { coin } | KeyIdentity::Token { coin } => vec![coin],
         KeyIdentity::TokenPair { first, second } => vec![first, second],
         _ => Vec::new(),
     }

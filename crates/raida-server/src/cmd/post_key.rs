@@ -2,7 +2,7 @@
 //! Anonymous (EN 0) posts are counted per source address (`ctx.peer`) and in total.
 
 use raida_proto::commands::post_key::{PostKeyAnswer, PostKeyRequest};
-use raida_proto::{CoinId, KeyIdentity, Status};
+use raida_proto::{KeyIdentity, Status};
 
 use super::{Command, Ctx};
 use crate::pending_keys::Poster;
@@ -12,7 +12,7 @@ use crate::state::{Answer, Call, ServerState};
 pub fn poster(id: &KeyIdentity) -> Poster {
     match *id {
         KeyIdentity::None => Poster::Anonymous,
-        KeyIdentity::Coin { dn, sn } | KeyIdentity::Token { dn, sn } => Poster::Coin(CoinId { dn, sn }),
+        KeyIdentity::Coin { coin } | KeyIdentity::Token { coin } => Poster::Coin(coin),
         KeyIdentity::TokenPair { first, .. } => Poster::Coin(first),
         KeyIdentity::Locker { prefix } => Poster::Locker(prefix),
         KeyIdentity::Raida { sender, key_id } => Poster::Raida(sender, key_id),

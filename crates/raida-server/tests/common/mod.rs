@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use raida_proto::header::{Encryption, KeyIdentity, RequestHeader, ServerIdentity};
+use raida_proto::CoinId;
 use raida_server::ledger::MemoryLedger;
 use raida_server::state::Clock;
 use raida_server::{Call, RunningServer, ServerLimits, ServerState};
@@ -134,12 +135,12 @@ pub fn call(header: RequestHeader, payload: Vec<u8>, now: u64) -> Call {
 pub fn identity_for(en: u64, coins: &[(i8, u32)], poster: &Value) -> (Encryption, KeyIdentity) {
     match en {
         0 => (Encryption::None, KeyIdentity::None),
-        1 => (Encryption::Coin, KeyIdentity::Coin { dn: coins[0].0, sn: coins[0].1 }),
+        1 => (Encryption::Coin, KeyIdentity::Coin { coin: CoinId { dn: coins[0].0, sn: coins[0].1 } }),
         2 => {
             let p: [u8; 5] = arr(&poster[1]);
             (Encryption::Locker, KeyIdentity::Locker { prefix: p })
         }
-        4 => (Encryption::Token, KeyIdentity::Token { dn: coins[0].0, sn: coins[0].1 }),
+        4 => (Encryption::Token, KeyIdentity::Token { coin: CoinId { dn: coins[0].0, sn: coins[0].1 } }),
         5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coins[0].into(), second: coins[1].into() }),
         7 => {
             (Encryption::Raida, KeyIdentity::Raida { sender: u64_(&poster[1]) as u8, key_id: u64_(&poster[2]) as u32 })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use raida_client::bench::{self, BenchConfig, BenchProgress};
 use raida_proto::client::ClientKey;
-use raida_proto::{Key16, Key32};
+use raida_proto::{CoinId, Key16, Key32};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -56,9 +56,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let (dn, sn, an) = parse_coin(coin)?;
             let an = Key16::new(an);
             if args.encryption == 1 {
-                ClientKey::Coin { dn, sn, an }
+                ClientKey::Coin { coin: CoinId { dn, sn }, an }
             } else {
-                ClientKey::Token { dn, sn, key: Key32::sha256_of_an(&an) }
+                ClientKey::Token { coin: CoinId { dn, sn }, key: Key32::sha256_of_an(&an) }
             }
         }
         other => anyhow::bail!("--encryption {other}: choose 0, 1 or 4"),

@@ -69,22 +69,22 @@ pub(crate) fn open(dir: &std::path::Path) -> anyhow::Result<std::sync::Arc<Store
 pub fn run(cmd: CoinCommand) -> anyhow::Result<()> {
     match cmd {
         CoinCommand::Get { dir, dn, sn } => {
-            let CoinId { dn, sn } = parse_coin(&dn, &sn)?;
+            let coin @ CoinId { dn, sn } = parse_coin(&dn, &sn)?;
             let store = open(&dir)?;
-            let r = store.get(dn, sn).with_context(|| format!("coin {dn}/{sn}"))?;
+            let r = store.get(coin).with_context(|| format!("coin {dn}/{sn}"))?;
             let an = Zeroizing::new(hex::encode(r.an));
             println!("{} {}", an.as_str(), r.mfs);
             Ok(())
         }
         CoinCommand::Set { dir, dn, sn, an, mfs } => {
-            let CoinId { dn, sn } = parse_coin(&dn, &sn)?;
+            let coin @ CoinId { dn, sn } = parse_coin(&dn, &sn)?;
             let an = parse_hex::<16>(&an, "AN")?;
             let mfs: u8 = match mfs {
                 Some(m) => parse_num(&m, "MFS")?,
                 None => raida_store::mfs_now(),
             };
             let store = open(&dir)?;
-            store.set(dn, sn, *an, mfs).with_context(|| format!("coin {dn}/{sn}"))?;
+            store.set(coin, *an, mfs).with_context(|| format!("coin {dn}/{sn}"))?;
             store.flush()?;
             Ok(())
         }

@@ -1,6 +1,6 @@
 //! `raida identity new DIR DN SN`: this server's identity coin file with 25 CSPRNG ANs.
 
-use raida_proto::CoinId;
+use raida_proto::{CoinId, IdentityCoin};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -27,14 +27,16 @@ pub enum IdentityCommand {
 pub fn run(cmd: IdentityCommand) -> anyhow::Result<()> {
     match cmd {
         IdentityCommand::New { dir, dn, sn } => {
-            let CoinId { dn, sn } = parse_coin(&dn, &sn)?;
+            let coin @ CoinId { dn, sn } = parse_coin(&dn, &sn)?;
             let store = open(&dir)?;
             let mut ans = Zeroizing::new([[0u8; 16]; RAIDA_COUNT]);
             for an in ans.iter_mut() {
                 OsRng.try_fill_bytes(an).map_err(|e| anyhow::anyhow!("OS random generator: {e}"))?;
             }
             let coin_id = store.config().coin_id;
-            store.write_identity_coin(dn, sn, coin_id, &ans).with_context(|| format!("identity coin {dn}/{sn}"))?;
+            store
+                .write_identity_coin(IdentityCoin(coin), coin_id, &ans)
+                .with_context(|| format!("identity coin {dn}/{sn}"))?;
             // The first identity coin becomes config.toml's [identity].
             if store.config().identity.is_none() {
                 let mut c = store.config().clone();

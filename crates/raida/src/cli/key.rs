@@ -182,7 +182,7 @@ fn fix(a: FixArgs) -> anyhow::Result<()> {
         // EN 4 under the coin itself: 44 only makes tickets for a coin's own key (6/44),
         // and our clients use the modern types (the legacy answer leaks AN bytes).
         let key = Key32::sha256_of_an(&an);
-        helpers.push((parse_server(server)?, ClientKey::Token { dn: coin.dn, sn: coin.sn, key }));
+        helpers.push((parse_server(server)?, ClientKey::Token { coin, key }));
     }
     let new_an = match &a.new_an {
         Some(h) => parse_an(h, "--new-an")?,

@@ -4,7 +4,7 @@ use raida_proto::client::{build_request, ClientKey, Routing};
 use raida_proto::header::ServerIdentity;
 use raida_proto::keys::{Key16, Key32, OneCoin};
 use raida_proto::replay::ReplayMemory;
-use raida_proto::{crypto, validate_request, Status};
+use raida_proto::{crypto, validate_request, CoinId, Status};
 use raida_server::dispatch::{DispatchTable, COMMANDS};
 use rand_core::OsRng;
 
@@ -20,8 +20,8 @@ pub fn run() -> anyhow::Result<()> {
     let commands = DispatchTable::standard();
     let cases = [
         ("EN 0", ClientKey::None),
-        ("EN 1", ClientKey::Coin { dn: 1, sn: 1, an: Key16::new(an) }),
-        ("EN 4", ClientKey::Token { dn: 1, sn: 1, key: Key32::sha256_of_an(&Key16::new(an)) }),
+        ("EN 1", ClientKey::Coin { coin: CoinId { dn: 1, sn: 1 }, an: Key16::new(an) }),
+        ("EN 4", ClientKey::Token { coin: CoinId { dn: 1, sn: 1 }, key: Key32::sha256_of_an(&Key16::new(an)) }),
     ];
     for (name, key) in cases {
         let (mut packet, pending) = build_request(&Routing::new(0, 6, 0, 0), &key, b"ping", now, &mut OsRng);

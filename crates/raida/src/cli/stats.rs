@@ -46,7 +46,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
         Some(path) => {
             let w = Wallet::load(path)?;
             let an = w.an(args.raida_id).context("the wallet has no AN for that RAIDA id")?;
-            ClientKey::Token { dn: w.dn(), sn: w.sn(), key: Key32::sha256_of_an(&an) }
+            ClientKey::Token { coin: w.identity().0, key: Key32::sha256_of_an(&an) }
         }
         None => {
             anyhow::ensure!(

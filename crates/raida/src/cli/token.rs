@@ -1,6 +1,5 @@
 //! `raida token set DIR DN SN HEX64`: a key token's 32-byte secret for this RAIDA.
 
-use raida_proto::CoinId;
 use std::path::PathBuf;
 
 use super::coin::{open, parse_coin, parse_hex};
@@ -24,9 +23,9 @@ pub enum TokenCommand {
 pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Set { dir, dn, sn, secret } => {
-            let CoinId { dn, sn } = parse_coin(&dn, &sn)?;
+            let token = parse_coin(&dn, &sn)?;
             let secret = parse_hex::<32>(&secret, "secret")?;
-            open(&dir)?.set_token_secret(dn, sn, &secret)?;
+            open(&dir)?.set_token_secret(token, &secret)?;
             Ok(())
         }
     }
