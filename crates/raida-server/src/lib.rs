@@ -12,6 +12,7 @@ pub mod key_servers;
 pub mod ledger;
 pub mod limits;
 pub mod local_network;
+pub use raida_client::mmsg;
 pub mod pending_keys;
 pub mod server;
 pub mod state;

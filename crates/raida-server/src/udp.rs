@@ -14,6 +14,7 @@ use raida_proto::Status;
 use tokio_util::task::TaskTracker;
 
 use crate::limits::DeferredLimits;
+use crate::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
 use crate::state::{Outcome, ServerState, Transport};
 
 /// Shared by the UDP worker threads.
@@ -42,11 +43,13 @@ pub fn spawn_workers(ctx: Arc<UdpContext>, threads: usize) -> std::io::Result<Ve
 }
 
 fn worker(ctx: &UdpContext) {
-    let mut buf = vec![0u8; 65_536];
-    let mut out = Vec::with_capacity(1024);
+    // Datagrams come in and answers go out BATCH at a time (recvmmsg / sendmmsg): one
+    // syscall each way per batch instead of per datagram.
+    let mut rx = RecvBatch::new(BATCH, MAX_DATAGRAM);
+    let mut tx = SendBatch::new(BATCH);
     while !ctx.stop.load(Ordering::Relaxed) {
-        let (n, peer) = match ctx.socket.recv_from(&mut buf) {
-            Ok(x) => x,
+        let n = match rx.recv(&ctx.socket) {
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -61,41 +64,55 @@ fn worker(ctx: &UdpContext) {
                 continue;
             }
         };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            ctx.state.handle_from(Transport::Udp, &mut buf[..n], peer, &mut out)
-        }));
-        match result {
-            Ok(Outcome::Reply) => send(&ctx.socket, &out, peer),
-            Ok(Outcome::Drop) => {}
-            Ok(Outcome::Deferred(d)) => match ctx.deferred.try_acquire(d.kind(), d.peer()) {
-                Some(permit) => {
-                    let state = ctx.state.clone();
-                    let socket = ctx.socket.clone();
-                    ctx.tracker.spawn_on(
-                        async move {
-                            let mut out = Vec::new();
-                            let status = d.run(state.clone(), &mut out).await;
-                            drop(permit);
-                            if state.may_answer(Transport::Udp, peer, status) {
-                                send(&socket, &out, peer);
-                            } else {
-                                state.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                        },
-                        &ctx.runtime,
-                    );
-                }
-                None => {
-                    if ctx.state.may_answer(Transport::Udp, peer, Status::RequestRate) {
-                        d.reject(&ctx.state, Status::RequestRate, &mut out);
-                        send(&ctx.socket, &out, peer);
-                    } else {
-                        ctx.state.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            },
-            Err(_) => tracing::error!(client = %peer, "request handler panicked; request dropped"),
+        for i in 0..n {
+            let Some(peer) = rx.addr(i) else { continue };
+            if tx.is_full() {
+                tx.flush(&ctx.socket);
+            }
+            handle_datagram(ctx, rx.datagram_mut(i), peer, &mut tx);
         }
+        tx.flush(&ctx.socket);
+    }
+}
+
+/// Run one request; an inline answer is queued in `tx`.
+fn handle_datagram(ctx: &UdpContext, packet: &mut [u8], peer: SocketAddr, tx: &mut SendBatch) {
+    let out = tx.next_buf();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ctx.state.handle_from(Transport::Udp, packet, peer, out)
+    }));
+    match result {
+        Ok(Outcome::Reply) => tx.commit(peer),
+        Ok(Outcome::Drop) => {}
+        Ok(Outcome::Deferred(d)) => match ctx.deferred.try_acquire(d.kind(), d.peer()) {
+            Some(permit) => {
+                let state = ctx.state.clone();
+                let socket = ctx.socket.clone();
+                ctx.tracker.spawn_on(
+                    async move {
+                        let mut out = Vec::new();
+                        let status = d.run(state.clone(), &mut out).await;
+                        drop(permit);
+                        if state.may_answer(Transport::Udp, peer, status) {
+                            send(&socket, &out, peer);
+                        } else {
+                            state.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    &ctx.runtime,
+                );
+            }
+            None => {
+                if ctx.state.may_answer(Transport::Udp, peer, Status::RequestRate) {
+                    let out = tx.next_buf();
+                    d.reject(&ctx.state, Status::RequestRate, out);
+                    tx.commit(peer);
+                } else {
+                    ctx.state.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        },
+        Err(_) => tracing::error!(client = %peer, "request handler panicked; request dropped"),
     }
 }
 
