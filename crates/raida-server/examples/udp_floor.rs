@@ -1,7 +1,8 @@
 //! The floor a UDP RAIDA server is measured against: it answers every datagram of at
 //! least 48 bytes with a valid 32-byte EN 0 Echo answer (status 250, the request's echo
 //! bytes and challenge) and does nothing else — no validation, no state, no logging —
-//! with the same batched syscalls as `raida serve` (recvmmsg / sendmmsg, 32 a call).
+//! with the same batched syscalls and sockets as `raida serve` (recvmmsg / sendmmsg, 32
+//! a call; one socket per thread in one SO_REUSEPORT group).
 //! Whatever `raida bench` measures against it is the cost of the kernel, the loopback
 //! path and the load generator: the most any server on this machine could do.
 //!
@@ -9,10 +10,9 @@
 //! cargo run --release -p raida-server --example udp_floor -- 127.0.0.1:50100 [THREADS]
 //! raida bench 127.0.0.1:50100 --raida-id 0
 //! ```
-//! THREADS defaults to what `raida serve` uses (one per CPU, 2 to 16), all sharing one socket.
+//! THREADS defaults to what `raida serve` uses (one per CPU, 2 to 16).
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
 
 use raida_server::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
 
@@ -29,18 +29,28 @@ fn main() -> std::io::Result<()> {
         }
         None => raida_server::ServerLimits::default().udp_threads,
     };
-    let socket = Arc::new(UdpSocket::bind(addr)?);
-    eprintln!("udp floor on {} ({threads} threads)", socket.local_addr()?);
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let socket = socket.clone();
-            std::thread::spawn(move || answer_forever(&socket))
-        })
-        .collect();
+    let first = bind(addr)?;
+    let addr = first.local_addr()?;
+    eprintln!("udp floor on {addr} ({threads} threads)");
+    let mut sockets = vec![first];
+    for _ in 1..threads {
+        sockets.push(bind(addr)?);
+    }
+    let workers: Vec<_> = sockets.into_iter().map(|s| std::thread::spawn(move || answer_forever(&s))).collect();
     for w in workers {
         let _ = w.join();
     }
     Ok(())
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }
 
 fn answer_forever(socket: &UdpSocket) {
