@@ -62,7 +62,7 @@ fn bench_json_commands_rate_and_vs() {
         assert!(r["server_cpu_us_per_request"].as_f64().is_some(), "{r}");
         assert!(r["latency_us"]["p90"].as_f64().unwrap() > 0.0, "{r}");
     }
-    assert!(doc["ratio"].as_f64().unwrap() > 0.0);
+    assert!(doc["ratios"][0].as_f64().unwrap() > 0.0);
 
     // Post Key + Get Key pairs: every request answered successfully, Posts and Gets alike
     let doc = json(&bench(&[

@@ -68,16 +68,17 @@ pub struct BenchArgs {
     /// The server's process id (same machine): report its CPU time per request from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// A second server to run the same load against right after, e.g. the floor or
-    /// another implementation; prints both and the ratio of the rates.
+    /// Another server to run the same load against right after, e.g. the floor or another
+    /// implementation (repeat for several); prints each and the ratio of the first rate
+    /// to each.
     #[arg(long, value_parser = crate::cli::host_port)]
-    pub vs: Option<SocketAddr>,
-    /// The second server's RAIDA id (default: --raida-id).
+    pub vs: Vec<SocketAddr>,
+    /// The other servers' RAIDA id (default: --raida-id).
     #[arg(long, requires = "vs")]
     pub vs_raida_id: Option<u8>,
-    /// The second server's process id.
+    /// The other servers' process ids, in the order of --vs.
     #[arg(long, requires = "vs")]
-    pub vs_pid: Option<u32>,
+    pub vs_pid: Vec<u32>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -153,22 +154,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         many => format!("{} servers", many.len()),
     };
     let first = measure(&cfg, args.json)?;
-    let second = match args.vs {
-        Some(addr) => {
-            let raida_id = args.vs_raida_id.or(args.raida_id).unwrap_or(0);
-            let vs =
-                BenchConfig { targets: vec![BenchTarget { addr, raida_id }], server_pid: args.vs_pid, ..cfg.clone() };
-            Some((label(&vs), measure(&vs, args.json)?))
-        }
-        None => None,
-    };
+    let mut others = Vec::new();
+    for (i, addr) in args.vs.iter().enumerate() {
+        let raida_id = args.vs_raida_id.or(args.raida_id).unwrap_or(0);
+        let server_pid = args.vs_pid.get(i).copied();
+        let vs = BenchConfig { targets: vec![BenchTarget { addr: *addr, raida_id }], server_pid, ..cfg.clone() };
+        others.push((label(&vs), measure(&vs, args.json)?));
+    }
     let transport = if args.tcp { "tcp" } else { "udp" };
     let what = format!("{transport} EN {} {}", args.encryption, command.name());
     if args.json {
         let mut runs = vec![json_report(&label(&cfg), &first)];
-        if let Some((l, r)) = &second {
-            runs.push(json_report(l, r));
-        }
+        runs.extend(others.iter().map(|(l, r)| json_report(l, r)));
         let mut doc = serde_json::json!({
             "transport": transport,
             "encryption": args.encryption,
@@ -178,20 +175,31 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "rate": args.rate,
             "runs": runs,
         });
-        if let Some((_, r)) = &second {
-            doc["ratio"] = serde_json::json!(first.requests_per_sec() / r.requests_per_sec().max(1e-9));
+        if !others.is_empty() {
+            let ratios: Vec<f64> =
+                others.iter().map(|(_, r)| first.requests_per_sec() / r.requests_per_sec().max(1e-9)).collect();
+            doc["ratios"] = serde_json::json!(ratios);
         }
         println!("{doc}");
     } else {
         print_report(&label(&cfg), &what, args.concurrency, &first);
-        if let Some((l, r)) = &second {
+        for (l, r) in &others {
             print_report(l, &what, args.concurrency, r);
-            println!("ratio {} / {}: {:.3}", label(&cfg), l, first.requests_per_sec() / r.requests_per_sec().max(1e-9));
+        }
+        for (l, r) in &others {
+            let cpu = match (first.server_cpu_per_request(), r.server_cpu_per_request()) {
+                (Some(a), Some(b)) => {
+                    format!(", server CPU per request {:.2}", a.as_secs_f64() / b.as_secs_f64().max(1e-12))
+                }
+                _ => String::new(),
+            };
+            let rate = first.requests_per_sec() / r.requests_per_sec().max(1e-9);
+            println!("ratio {} / {l}: requests/s {rate:.3}{cpu}", label(&cfg));
         }
     }
     // a run in which nothing answered measured nothing: fail, so scripts notice
     anyhow::ensure!(first.ok > 0, "{}: no request was answered", label(&cfg));
-    if let Some((l, r)) = &second {
+    for (l, r) in &others {
         anyhow::ensure!(r.ok > 0, "{l}: no request was answered");
     }
     Ok(())
