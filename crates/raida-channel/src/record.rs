@@ -1,8 +1,7 @@
 //! Records: `[seq 8][nonce 12][AES-256-GCM ciphertext || tag 16]` with the AAD
 //! `seq:{seq}:{direction}:{endpoint}` (ASCII, seq in decimal).
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use rand_core::CryptoRngCore;
 
 use crate::error::ChannelError;
@@ -100,11 +99,15 @@ pub fn seal_parts_with_nonce(
     for p in parts {
         out.extend_from_slice(p);
     }
-    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
+    let cipher = gcm_key(key).ok_or(ChannelError::Seal)?;
     let tag = cipher
-        .encrypt_in_place_detached(Nonce::from_slice(nonce), &aad(seq, direction, endpoint), &mut out[HEADER_LEN..])
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(*nonce),
+            Aad::from(aad(seq, direction, endpoint)),
+            &mut out[HEADER_LEN..],
+        )
         .map_err(|_| ChannelError::Seal)?;
-    out.extend_from_slice(&tag);
+    out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 
@@ -139,13 +142,20 @@ pub fn seal(
 /// This checks authenticity only; replay and ordering are [`crate::window`]'s job.
 pub fn open(key: &[u8; 32], message: &[u8], direction: Direction, endpoint: &str) -> Result<Vec<u8>, ChannelError> {
     let seq = record_seq(message)?;
-    let nonce = Nonce::from_slice(&message[SEQ_LEN..HEADER_LEN]);
+    let nonce =
+        Nonce::try_assume_unique_for_key(&message[SEQ_LEN..HEADER_LEN]).map_err(|_| ChannelError::Auth { seq })?;
     let body_end = message.len() - TAG_LEN;
-    let tag = Tag::from_slice(&message[body_end..]);
+    let tag = &message[body_end..];
     let mut buf = message[HEADER_LEN..body_end].to_vec();
-    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
-    match cipher.decrypt_in_place_detached(nonce, &aad(seq, direction, endpoint), &mut buf, tag) {
-        Ok(()) => Ok(buf),
+    let cipher = gcm_key(key).ok_or(ChannelError::Auth { seq })?;
+    match cipher.open_in_place_separate_tag(nonce, Aad::from(aad(seq, direction, endpoint)), tag, &mut buf) {
+        Ok(_) => Ok(buf),
         Err(_) => Err(ChannelError::Auth { seq }),
     }
+}
+
+/// The record key for AES-256-GCM (aws-lc-rs: AWS-LC's assembly; its key state is
+/// cleansed when freed). None only if the library refused a 32-byte key.
+fn gcm_key(key: &[u8; 32]) -> Option<LessSafeKey> {
+    UnboundKey::new(&AES_256_GCM, key).ok().map(LessSafeKey::new)
 }

@@ -16,6 +16,7 @@ use tokio::net::{TcpStream, UdpSocket};
 pub mod batch;
 pub mod bench;
 pub mod exchange;
+pub mod mmsg;
 pub mod network;
 pub mod rke;
 pub mod transfer;
@@ -149,11 +150,6 @@ impl Client {
         });
         futures_util::future::join_all(futs).await
     }
-}
-
-/// Build an Echo request with the generic builder (keys the bench has no fast path for).
-pub(crate) fn build_echo_generic(routing: &Routing, key: &ClientKey) -> (Vec<u8>, raida_proto::client::PendingReply) {
-    build_request(routing, key, &[], unix_now(), &mut OsRng)
 }
 
 /// Read one complete response (header + body size) from a stream.

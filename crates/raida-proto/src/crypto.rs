@@ -1,10 +1,11 @@
-//! Thin wrappers over RustCrypto for the primitives the protocol uses: AES-128-CTR,
-//! AES-256-GCM (detached tag, in place), one AES-128 block (key tickets), CRC32
-//! challenges. No cipher is implemented here; the `aes` crate picks AES-NI at run time.
+//! Thin wrappers over well-kept crates for the primitives the protocol uses: AES-128-CTR
+//! and one AES-128 block (key tickets) from RustCrypto (the `aes` crate picks AES-NI at
+//! run time), AES-256-GCM (detached tag, in place) from aws-lc-rs (AWS-LC's assembly,
+//! several times the `aes-gcm` crate's rate on bulk bodies), CRC32 challenges. No cipher
+//! is implemented here.
 
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 use crate::keys::{Key16, Key32};
 
@@ -25,18 +26,27 @@ pub fn ctr_apply(key: &Key16, iv: &[u8; 16], buf: &mut [u8]) {
 
 /// AES-256-GCM seal in place; returns the 16-byte tag.
 pub fn gcm_seal(key: &Key32, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
-    let cipher = Aes256Gcm::new(key.as_bytes().into());
-    match cipher.encrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf) {
-        Ok(tag) => tag.into(),
+    let Some(cipher) = gcm_key(key) else { return [0u8; 16] };
+    match cipher.seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf) {
+        Ok(tag) => {
+            let mut t = [0u8; 16];
+            t.copy_from_slice(&tag.as_ref()[..16]);
+            t
+        }
         // Only fails for plaintexts above 64 GiB, which a 16-bit body length excludes.
         Err(_) => [0u8; 16],
     }
 }
 
+/// The AES-256-GCM key (None only if the library refused a 32-byte key).
+fn gcm_key(key: &Key32) -> Option<LessSafeKey> {
+    UnboundKey::new(&AES_256_GCM, key.as_bytes()).ok().map(LessSafeKey::new)
+}
+
 /// AES-256-GCM open in place; false (and `buf` unspecified) when the tag fails.
 pub fn gcm_open(key: &Key32, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
-    let cipher = Aes256Gcm::new(key.as_bytes().into());
-    cipher.decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, Tag::from_slice(tag)).is_ok()
+    let Some(cipher) = gcm_key(key) else { return false };
+    cipher.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag, buf).is_ok()
 }
 
 /// One AES-128 block encryption (ECB of exactly 16 bytes), used for key tickets (44).

@@ -221,11 +221,7 @@ fn bind(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListene
     let mut last = None;
     for _ in 0..20 {
         let domain = if listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-        let udp = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(io_err("udp socket"))?;
-        let _ = udp.set_recv_buffer_size(4 << 20);
-        let _ = udp.set_send_buffer_size(4 << 20);
-        udp.bind(&listen.into()).map_err(io_err(format!("bind udp {listen}")))?;
-        let udp: std::net::UdpSocket = udp.into();
+        let udp = udp_socket(listen)?;
         let port = udp.local_addr().map_err(io_err("udp address"))?.port();
         let tcp_addr = SocketAddr::new(listen.ip(), port);
         let tcp = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(io_err("tcp socket"))?;
@@ -244,6 +240,21 @@ fn bind(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListene
         what: format!("bind {listen}"),
         source: last.unwrap_or_else(|| std::io::Error::other("no free port")),
     })
+}
+
+/// A UDP socket bound to `at`, joining the port's SO_REUSEPORT group: the kernel spreads
+/// datagrams over the group by source address and port, one socket per worker thread.
+/// (Only sockets of the same user may join a group, so another user cannot take a share.)
+fn udp_socket(at: SocketAddr) -> Result<std::net::UdpSocket, ServerError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if at.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let udp = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(io_err("udp socket"))?;
+    let _ = udp.set_recv_buffer_size(4 << 20);
+    let _ = udp.set_send_buffer_size(4 << 20);
+    #[cfg(all(unix, not(target_os = "solaris"), not(target_os = "illumos")))]
+    let _ = udp.set_reuse_port(true);
+    udp.bind(&at.into()).map_err(io_err(format!("bind udp {at}")))?;
+    Ok(udp.into())
 }
 
 impl RunningServer {
@@ -289,8 +300,11 @@ impl RunningServer {
         let stop = CancellationToken::new();
         let stop_udp = Arc::new(AtomicBool::new(false));
         let tracker = TaskTracker::new();
+        // one socket per worker; where the platform refuses a second one, they share
+        let more_sockets = (1..udp_threads).map_while(|_| udp_socket(addr).ok().map(Arc::new)).collect();
         let ctx = Arc::new(UdpContext {
             socket: Arc::new(udp),
+            more_sockets,
             state: state.clone(),
             runtime: tokio::runtime::Handle::current(),
             deferred: deferred.clone(),

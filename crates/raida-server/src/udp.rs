@@ -1,5 +1,8 @@
-//! UDP: one datagram is one request. A few OS threads share one socket and run the
-//! request path inline (no task hop, no allocation per datagram on the Echo path);
+//! UDP: one datagram is one request. A few OS threads, each with its own socket of one
+//! SO_REUSEPORT group (the kernel spreads clients over them by address and port, so a
+//! thread never wakes for another's datagram), take datagrams and send answers in
+//! batches (recvmmsg / sendmmsg, [`crate::mmsg`]) and run the request path inline (no
+//! task hop, no allocation and no lock per datagram on the Echo path);
 //! commands that wait for the disk or the network, or may touch thousands of pages, are
 //! handed to the tokio runtime, bounded per kind (160 REQUEST_RATE when a kind is full).
 //! What may not be answered over UDP at all (reflection, section 2) is decided by
@@ -14,11 +17,15 @@ use raida_proto::Status;
 use tokio_util::task::TaskTracker;
 
 use crate::limits::DeferredLimits;
+use crate::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
 use crate::state::{Outcome, ServerState, Transport};
 
 /// Shared by the UDP worker threads.
 pub struct UdpContext {
     pub socket: Arc<UdpSocket>,
+    /// Further sockets bound to the same port (SO_REUSEPORT), one per worker after the
+    /// first; workers beyond them share `socket`.
+    pub more_sockets: Vec<Arc<UdpSocket>>,
     pub state: Arc<ServerState>,
     pub runtime: tokio::runtime::Handle,
     /// Shared with TCP.
@@ -30,23 +37,30 @@ pub struct UdpContext {
 /// Poll interval for the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
-/// Start `threads` worker threads on the socket.
+/// Start `threads` worker threads: worker `i` reads socket `i` of the group (the first
+/// socket once the group is used up).
 pub fn spawn_workers(ctx: Arc<UdpContext>, threads: usize) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     ctx.socket.set_read_timeout(Some(STOP_POLL))?;
+    for s in &ctx.more_sockets {
+        s.set_read_timeout(Some(STOP_POLL))?;
+    }
     (0..threads.max(1))
         .map(|i| {
             let ctx = ctx.clone();
-            std::thread::Builder::new().name(format!("raida-udp-{i}")).spawn(move || worker(&ctx))
+            let socket = i.checked_sub(1).and_then(|j| ctx.more_sockets.get(j)).unwrap_or(&ctx.socket).clone();
+            std::thread::Builder::new().name(format!("raida-udp-{i}")).spawn(move || worker(&ctx, &socket))
         })
         .collect()
 }
 
-fn worker(ctx: &UdpContext) {
-    let mut buf = vec![0u8; 65_536];
-    let mut out = Vec::with_capacity(1024);
+fn worker(ctx: &UdpContext, socket: &Arc<UdpSocket>) {
+    // Datagrams come in and answers go out BATCH at a time (recvmmsg / sendmmsg): one
+    // syscall each way per batch instead of per datagram.
+    let mut rx = RecvBatch::new(BATCH, MAX_DATAGRAM);
+    let mut tx = SendBatch::new(BATCH);
     while !ctx.stop.load(Ordering::Relaxed) {
-        let (n, peer) = match ctx.socket.recv_from(&mut buf) {
-            Ok(x) => x,
+        let n = match rx.recv(socket) {
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -61,41 +75,55 @@ fn worker(ctx: &UdpContext) {
                 continue;
             }
         };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            ctx.state.handle_from(Transport::Udp, &mut buf[..n], peer, &mut out)
-        }));
-        match result {
-            Ok(Outcome::Reply) => send(&ctx.socket, &out, peer),
-            Ok(Outcome::Drop) => {}
-            Ok(Outcome::Deferred(d)) => match ctx.deferred.try_acquire(d.kind(), d.peer()) {
-                Some(permit) => {
-                    let state = ctx.state.clone();
-                    let socket = ctx.socket.clone();
-                    ctx.tracker.spawn_on(
-                        async move {
-                            let mut out = Vec::new();
-                            let status = d.run(state.clone(), &mut out).await;
-                            drop(permit);
-                            if state.may_answer(Transport::Udp, peer, status) {
-                                send(&socket, &out, peer);
-                            } else {
-                                state.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                        },
-                        &ctx.runtime,
-                    );
-                }
-                None => {
-                    if ctx.state.may_answer(Transport::Udp, peer, Status::RequestRate) {
-                        d.reject(&ctx.state, Status::RequestRate, &mut out);
-                        send(&ctx.socket, &out, peer);
-                    } else {
-                        ctx.state.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            },
-            Err(_) => tracing::error!(client = %peer, "request handler panicked; request dropped"),
+        for i in 0..n {
+            let Some(peer) = rx.addr(i) else { continue };
+            if tx.is_full() {
+                tx.flush(socket);
+            }
+            handle_datagram(ctx, socket, rx.datagram_mut(i), peer, &mut tx);
         }
+        tx.flush(socket);
+    }
+}
+
+/// Run one request; an inline answer is queued in `tx`.
+fn handle_datagram(ctx: &UdpContext, socket: &Arc<UdpSocket>, packet: &mut [u8], peer: SocketAddr, tx: &mut SendBatch) {
+    let out = tx.next_buf();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ctx.state.handle_from(Transport::Udp, packet, peer, out)
+    }));
+    match result {
+        Ok(Outcome::Reply) => tx.commit(peer),
+        Ok(Outcome::Drop) => {}
+        Ok(Outcome::Deferred(d)) => match ctx.deferred.try_acquire(d.kind(), d.peer()) {
+            Some(permit) => {
+                let state = ctx.state.clone();
+                let socket = socket.clone();
+                ctx.tracker.spawn_on(
+                    async move {
+                        let mut out = Vec::new();
+                        let status = d.run(state.clone(), &mut out).await;
+                        drop(permit);
+                        if state.may_answer(Transport::Udp, peer, status) {
+                            send(&socket, &out, peer);
+                        } else {
+                            state.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    &ctx.runtime,
+                );
+            }
+            None => {
+                if ctx.state.may_answer(Transport::Udp, peer, Status::RequestRate) {
+                    let out = tx.next_buf();
+                    d.reject(&ctx.state, Status::RequestRate, out);
+                    tx.commit(peer);
+                } else {
+                    ctx.state.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        },
+        Err(_) => tracing::error!(client = %peer, "request handler panicked; request dropped"),
     }
 }
 

@@ -1,40 +1,87 @@
-//! `raida bench ADDR --raida-id N ...`: Echo load against any RAIDA server.
+//! `raida bench ADDR --raida-id N ...`: load against any RAIDA server, or every RAIDA of a
+//! network file at once; optionally against a second server (`--vs`) in the same run,
+//! with the ratio of the two rates.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use raida_client::bench::{self, BenchConfig, BenchProgress};
+use raida_client::bench::{self, BenchCommand, BenchConfig, BenchProgress, BenchReport, BenchTarget};
 use raida_proto::client::ClientKey;
 use raida_proto::{CoinId, Key16, Key32};
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum CommandArg {
+    /// 0/0 Echo.
+    Echo,
+    /// 0/1 Version.
+    Version,
+    /// 2/40 Get Ticket for --coin.
+    GetTicket,
+    /// 4/41 Post Key then 4/43 Get Key of it (each answered once durable).
+    PostGetKey,
+    /// 4/44 Encrypt Key for --coin (needs --encryption 4).
+    EncryptKey,
+}
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Server address, HOST:PORT (e.g. 127.0.0.1:50000 or localhost:50000).
-    #[arg(value_parser = crate::cli::host_port)]
-    pub addr: SocketAddr,
-    /// The server's RAIDA id.
-    #[arg(long)]
-    pub raida_id: u8,
-    /// Coin id (header bytes 6-7).
+    /// Server address, HOST:PORT (e.g. 127.0.0.1:50000 or localhost:50000); or --network.
+    #[arg(value_parser = crate::cli::host_port, required_unless_present = "network")]
+    pub addr: Option<SocketAddr>,
+    /// The server's RAIDA id (with ADDR).
+    #[arg(long, required_unless_present = "network")]
+    pub raida_id: Option<u8>,
+    /// Load every RAIDA of this network file at once (instead of ADDR).
+    #[arg(long, conflicts_with_all = ["addr", "vs"])]
+    pub network: Option<PathBuf>,
+    /// Coin id (header bytes 6-7; a network file's own coin id wins).
     #[arg(long, default_value_t = 6)]
     pub coin_id: u16,
-    /// Use TCP (one request in flight per connection) instead of UDP.
+    /// The request to send.
+    #[arg(long, value_enum, default_value = "echo")]
+    pub command: CommandArg,
+    /// Use TCP (one connection per --concurrency) instead of UDP.
     #[arg(long)]
     pub tcp: bool,
     /// UDP: requests in flight; TCP: connections.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// TCP: requests written back to back on each connection before reading the answers.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Fixed rate (requests/s in all, UDP): latency counted from each request's scheduled
+    /// time (coordinated-omission correction). Without it: as fast as answers come.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Seconds to run.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     /// Encryption type: 0, 1 (coin AN, AES-128-CTR) or 4 (SHA-256 of the AN, AES-256-GCM).
     #[arg(long, default_value_t = 0)]
     pub encryption: u8,
-    /// The coin for EN 1 / EN 4: DN:SN:ANHEX (AN for this RAIDA).
+    /// The coin for EN 1 / EN 4, Get Ticket and Encrypt Key: DN:SN:ANHEX (AN for this RAIDA).
     #[arg(long, allow_hyphen_values = true)]
     pub coin: Option<String>,
+    /// The server's process id (same machine): report its CPU time per request from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Another server to run the same load against right after, e.g. the floor or another
+    /// implementation (repeat for several); prints each and the ratio of the first rate
+    /// to each.
+    #[arg(long, value_parser = crate::cli::host_port)]
+    pub vs: Vec<SocketAddr>,
+    /// The other servers' RAIDA id (default: --raida-id).
+    #[arg(long, requires = "vs")]
+    pub vs_raida_id: Option<u8>,
+    /// The other servers' process ids, in the order of --vs.
+    #[arg(long, requires = "vs")]
+    pub vs_pid: Vec<u32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_coin(s: &str) -> anyhow::Result<(i8, u32, [u8; 16])> {
@@ -49,6 +96,10 @@ fn parse_coin(s: &str) -> anyhow::Result<(i8, u32, [u8; 16])> {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.duration > 0.0, "--duration must be positive");
+    if let Some(r) = args.rate {
+        anyhow::ensure!(r > 0.0 && r.is_finite(), "--rate must be positive");
+        anyhow::ensure!(!args.tcp, "--rate is for UDP");
+    }
     let key = match args.encryption {
         0 => ClientKey::None,
         1 | 4 => {
@@ -63,24 +114,108 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         other => anyhow::bail!("--encryption {other}: choose 0, 1 or 4"),
     };
+    let command = match args.command {
+        CommandArg::Echo => BenchCommand::Echo,
+        CommandArg::Version => BenchCommand::Version,
+        CommandArg::GetTicket => BenchCommand::GetTicket,
+        CommandArg::PostGetKey => BenchCommand::PostGetKey,
+        CommandArg::EncryptKey => BenchCommand::EncryptKey,
+    };
+    let (targets, coin_id) = match (&args.network, args.addr, args.raida_id) {
+        (Some(path), _, _) => {
+            let net = raida_client::network::Network::load(path)?;
+            let mut targets = Vec::new();
+            for r in &net.raidas {
+                let addr = raida_client::network::resolve_address_blocking(&r.address)
+                    .map_err(|e| anyhow::anyhow!("RAIDA {}: {e}", r.id))?;
+                targets.push(BenchTarget { addr, raida_id: r.id });
+            }
+            anyhow::ensure!(!targets.is_empty(), "{}: no RAIDA in the network file", path.display());
+            (targets, net.coin_id)
+        }
+        (None, Some(addr), Some(raida_id)) => (vec![BenchTarget { addr, raida_id }], args.coin_id),
+        _ => anyhow::bail!("give ADDR and --raida-id, or --network FILE"),
+    };
     let cfg = BenchConfig {
-        addr: args.addr,
-        raida_id: args.raida_id,
-        coin_id: args.coin_id,
+        targets,
+        coin_id,
         tcp: args.tcp,
         concurrency: args.concurrency,
+        pipeline: args.pipeline,
         duration: Duration::from_secs_f64(args.duration),
         key,
+        command,
+        rate: args.rate,
         loss_timeout: Duration::from_secs(1),
+        server_pid: args.server_pid,
     };
+    let label = |cfg: &BenchConfig| match cfg.targets.as_slice() {
+        [one] => one.addr.to_string(),
+        many => format!("{} servers", many.len()),
+    };
+    let first = measure(&cfg, args.json)?;
+    let mut others = Vec::new();
+    for (i, addr) in args.vs.iter().enumerate() {
+        let raida_id = args.vs_raida_id.or(args.raida_id).unwrap_or(0);
+        let server_pid = args.vs_pid.get(i).copied();
+        let vs = BenchConfig { targets: vec![BenchTarget { addr: *addr, raida_id }], server_pid, ..cfg.clone() };
+        others.push((label(&vs), measure(&vs, args.json)?));
+    }
+    let transport = if args.tcp { "tcp" } else { "udp" };
+    let what = format!("{transport} EN {} {}", args.encryption, command.name());
+    if args.json {
+        let mut runs = vec![json_report(&label(&cfg), &first)];
+        runs.extend(others.iter().map(|(l, r)| json_report(l, r)));
+        let mut doc = serde_json::json!({
+            "transport": transport,
+            "encryption": args.encryption,
+            "command": command.name(),
+            "concurrency": args.concurrency,
+            "pipeline": args.pipeline,
+            "rate": args.rate,
+            "runs": runs,
+        });
+        if !others.is_empty() {
+            let ratios: Vec<f64> =
+                others.iter().map(|(_, r)| first.requests_per_sec() / r.requests_per_sec().max(1e-9)).collect();
+            doc["ratios"] = serde_json::json!(ratios);
+        }
+        println!("{doc}");
+    } else {
+        print_report(&label(&cfg), &what, args.concurrency, &first);
+        for (l, r) in &others {
+            print_report(l, &what, args.concurrency, r);
+        }
+        for (l, r) in &others {
+            let cpu = match (first.server_cpu_per_request(), r.server_cpu_per_request()) {
+                (Some(a), Some(b)) => {
+                    format!(", server CPU per request {:.2}", a.as_secs_f64() / b.as_secs_f64().max(1e-12))
+                }
+                _ => String::new(),
+            };
+            let rate = first.requests_per_sec() / r.requests_per_sec().max(1e-9);
+            println!("ratio {} / {l}: requests/s {rate:.3}{cpu}", label(&cfg));
+        }
+    }
+    // a run in which nothing answered measured nothing: fail, so scripts notice
+    anyhow::ensure!(first.ok > 0, "{}: no request was answered", label(&cfg));
+    for (l, r) in &others {
+        anyhow::ensure!(r.ok > 0, "{l}: no request was answered");
+    }
+    Ok(())
+}
+
+fn measure(cfg: &BenchConfig, quiet: bool) -> anyhow::Result<BenchReport> {
     let progress = BenchProgress::default();
-    let bar = indicatif::ProgressBar::new((args.duration * 10.0) as u64);
+    let secs_total = cfg.duration.as_secs_f64();
+    let bar =
+        if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new((secs_total * 10.0) as u64) };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let report = std::thread::scope(|scope| {
-        let worker = scope.spawn(|| bench::run(&cfg, &progress));
+        let worker = scope.spawn(|| bench::run(cfg, &progress));
         let started = std::time::Instant::now();
         while !worker.is_finished() {
             std::thread::sleep(Duration::from_millis(100));
@@ -92,23 +227,54 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
         worker.join().map_err(|_| anyhow::anyhow!("bench thread panicked"))
     })??;
-    let transport = if args.tcp { "tcp" } else { "udp" };
+    Ok(report)
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn print_report(label: &str, what: &str, concurrency: usize, r: &BenchReport) {
     println!(
-        "{transport} EN {} echo, concurrency {}: {} ok, {} errors, {} lost in {:.2} s",
-        args.encryption,
-        args.concurrency,
-        report.ok,
-        report.errors,
-        report.lost,
-        report.elapsed.as_secs_f64()
+        "{label}: {what}, concurrency {concurrency}: {} ok, {} errors, {} lost in {:.2} s",
+        r.ok,
+        r.errors,
+        r.lost,
+        r.elapsed.as_secs_f64()
     );
-    println!("requests/s: {:.0}", report.requests_per_sec());
+    if let Some(e) = &r.first_error {
+        println!("  first error: {e}");
+    }
+    println!("  requests/s: {:.0}", r.requests_per_sec());
     println!(
-        "latency: p50 {:.1} us, p99 {:.1} us, p999 {:.1} us, max {:.1} us",
-        report.p50.as_secs_f64() * 1e6,
-        report.p99.as_secs_f64() * 1e6,
-        report.p999.as_secs_f64() * 1e6,
-        report.max.as_secs_f64() * 1e6
+        "  latency: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p999 {:.1} us, max {:.1} us",
+        us(r.p50),
+        us(r.p90),
+        us(r.p99),
+        us(r.p999),
+        us(r.max)
     );
-    Ok(())
+    let server = r.server_cpu_per_request().map(|c| format!("server {:.2} us", us(c))).unwrap_or_default();
+    println!(
+        "  cpu per request: {server}{}load generator {:.2} us",
+        if server.is_empty() { "" } else { ", " },
+        us(r.client_cpu_per_request())
+    );
+}
+
+fn json_report(label: &str, r: &BenchReport) -> serde_json::Value {
+    serde_json::json!({
+        "target": label,
+        "ok": r.ok,
+        "errors": r.errors,
+        "lost": r.lost,
+        "first_error": r.first_error,
+        "seconds": r.elapsed.as_secs_f64(),
+        "requests_per_sec": r.requests_per_sec(),
+        "latency_us": {
+            "p50": us(r.p50), "p90": us(r.p90), "p99": us(r.p99), "p999": us(r.p999), "max": us(r.max),
+        },
+        "server_cpu_us_per_request": r.server_cpu_per_request().map(us),
+        "client_cpu_us_per_request": us(r.client_cpu_per_request()),
+    })
 }
