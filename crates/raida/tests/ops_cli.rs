@@ -459,3 +459,35 @@ fn completions_man_page_and_version() {
     let v = run(&["--version"]);
     assert!(v.starts_with("raida 0.") && v.contains("(commit ") && v.contains(", built 20"), "{v}");
 }
+
+/// `raida ... | head -1`: the reader is gone before the first write. The command ends
+/// quietly (killed by SIGPIPE, like `cat`, or exit 0) with nothing on stderr: no panic,
+/// no "Broken pipe" error line.
+#[test]
+fn a_closed_stdout_pipe_ends_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent = silent.local_addr().unwrap().to_string();
+    let net = tmp.path().join("network.toml");
+    std::fs::write(&net, format!("coin_id = 6\n[[raida]]\nid = 0\naddress = \"{silent}\"\n")).unwrap();
+    let net = net.to_str().unwrap();
+    let commands: &[&[&str]] = &[
+        &["man"],
+        &["completions", "bash"],
+        &["--help"],
+        &["selfcheck"],
+        &["status", "--network", net, "--timeout", "0.2"],
+        &["status", "--network", net, "--timeout", "0.2", "--json"],
+        &["bench", &silent, "--raida-id", "0", "--duration", "0.2", "--concurrency", "2", "--json"],
+    ];
+    for args in commands {
+        // the read end is closed before the command starts: its first write meets EPIPE
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN).args(*args).stdout(writer).stderr(Stdio::piped()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert!(out.status.signal() == Some(libc::SIGPIPE) || out.status.success(), "{args:?}: {:?}", out.status);
+    }
+}
