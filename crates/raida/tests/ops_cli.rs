@@ -305,6 +305,18 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old() {
     signal(&s.child, "-HUP");
     let l = lines_until(&s.stderr, "next start");
     assert!(l.last().unwrap().contains("cache_mib"), "{l:#?}");
+    // a limit an operator tunes under load takes effect at once: a new admin key for Show
+    // Stats (the old one is refused from then on)
+    let stats = |key: &str| {
+        Command::new(BIN).args(["stats", &s.addr, "--admin-key", key, "--raida-id", "4"]).output().unwrap().status
+    };
+    let (old_key, new_key) = (admin_key(&dir), "5a".repeat(16));
+    assert!(stats(&old_key).success() && !stats(&new_key).success());
+    std::fs::write(dir.join("config.toml"), cfg.replace(&old_key, &new_key)).unwrap();
+    signal(&s.child, "-HUP");
+    let l = lines_until(&s.stderr, "config.toml reloaded");
+    assert!(!l.last().unwrap().contains("admin_key"), "admin_key needs no restart: {l:#?}");
+    assert!(stats(&new_key).success() && !stats(&old_key).success());
     assert!(s.stop().success());
 }
 
