@@ -270,7 +270,7 @@ fn run(ctx: &Context, data: &[u8]) {
     let clock: Clock = Arc::new(move || t.load(Ordering::Relaxed));
     let ledger = Arc::new(ledger());
     let mut state = ServerState::new(SERVER, ledger.clone(), &ctx.dir, 3600, 1000, clock).expect("server state opens");
-    state.admin_key = Some(ADMIN_KEY);
+    state.set_admin_key(Some(ADMIN_KEY));
     state.key_alert.identity = Some(IdentityCoin(IDENTITY.into()));
     state.key_alert.timeout = Duration::from_millis(50);
     let state = Arc::new(state);

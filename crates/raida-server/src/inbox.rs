@@ -93,13 +93,14 @@ impl Refusal {
 /// The inbox folder of a data directory.
 pub struct Inbox {
     files: InboxDir,
-    limits: InboxLimits,
+    /// Swapped whole by a SIGHUP reload ([`Inbox::set_limits`]).
+    limits: arc_swap::ArcSwap<InboxLimits>,
     index: Mutex<Index>,
 }
 
 impl std::fmt::Debug for Inbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox").field("dir", &self.files.dir()).field("limits", &self.limits).finish()
+        f.debug_struct("Inbox").field("dir", &self.files.dir()).field("limits", &self.limits()).finish()
     }
 }
 
@@ -116,7 +117,11 @@ impl Inbox {
     /// `DIR/Inbox` for reading and taking keys: no index is loaded, so the bound counts
     /// only what this value stores. A server uses [`Inbox::open`].
     pub fn new(data_dir: &Path) -> Inbox {
-        Inbox { files: InboxDir::new(data_dir), limits: InboxLimits::default(), index: Mutex::new(Index::default()) }
+        Inbox {
+            files: InboxDir::new(data_dir),
+            limits: arc_swap::ArcSwap::from_pointee(InboxLimits::default()),
+            index: Mutex::new(Index::default()),
+        }
     }
 
     /// `DIR/Inbox` as a server keeps it: removes temporary files a crash left and indexes
@@ -132,13 +137,13 @@ impl Inbox {
         Ok(inbox)
     }
 
-    /// Set the bounds (at start, before the inbox is shared).
-    pub fn set_limits(&mut self, limits: InboxLimits) {
-        self.limits = limits;
+    /// Set the bounds (at start, and on a SIGHUP reload: keys already stored stay).
+    pub fn set_limits(&self, limits: InboxLimits) {
+        self.limits.store(std::sync::Arc::new(limits));
     }
 
     pub fn limits(&self) -> InboxLimits {
-        self.limits
+        **self.limits.load()
     }
 
     /// Whether a key with `key_id` stored at `now` could enter (no disk access): checked
@@ -148,7 +153,8 @@ impl Inbox {
         if index.by_id.contains_key(key_id) {
             return Err(Refusal::Exists);
         }
-        if index.live(now, &self.limits) >= self.limits.max_keys {
+        let limits = self.limits();
+        if index.live(now, &limits) >= limits.max_keys {
             return Err(Refusal::Full);
         }
         Ok(())
@@ -164,7 +170,8 @@ impl Inbox {
             if index.by_id.contains_key(&key.key_id) {
                 return Err(InboxError::Exists);
             }
-            if index.live(key.created, &self.limits) >= self.limits.max_keys {
+            let limits = self.limits();
+            if index.live(key.created, &limits) >= limits.max_keys {
                 return Err(InboxError::Full);
             }
             index.insert(key.key_id, key.created, false);
@@ -212,7 +219,7 @@ impl Inbox {
             index
                 .by_age
                 .iter()
-                .take_while(|(created, _)| expired(*created, now, &self.limits))
+                .take_while(|(created, _)| expired(*created, now, &self.limits()))
                 .filter(|(_, id)| index.by_id.get(id).is_some_and(|e| e.stored))
                 .map(|(_, id)| *id)
                 .collect()
@@ -295,7 +302,7 @@ mod tests {
     #[test]
     fn bounded_in_count_and_age() {
         let d = tempfile::tempdir().unwrap();
-        let mut inbox = Inbox::open(d.path(), 1000).unwrap();
+        let inbox = Inbox::open(d.path(), 1000).unwrap();
         inbox.set_limits(InboxLimits { max_keys: 2, max_age_secs: 50 });
         inbox.store(&key(1, 1000)).unwrap();
         inbox.store(&key(2, 1010)).unwrap();
@@ -317,7 +324,7 @@ mod tests {
         assert_eq!(inbox.admit(&[4; 16], 1050), Ok(()));
 
         // at open: temp files removed, keys indexed with their own time
-        let mut reopened = Inbox::open(d.path(), 1060).unwrap();
+        let reopened = Inbox::open(d.path(), 1060).unwrap();
         reopened.set_limits(InboxLimits { max_keys: 2, max_age_secs: 50 });
         assert_eq!(reopened.indexed(), 1);
         assert!(!d.path().join("Inbox").join(".x.1.2.tmp").exists());

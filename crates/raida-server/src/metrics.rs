@@ -138,6 +138,27 @@ impl Collector for ServerCollector {
                 st.updates,
             )?;
             counter(&mut e, "raida_journal_bytes", "Journal bytes written", st.journal_bytes)?;
+            {
+                // per bucket, not cumulative: the encoder sums them up
+                let buckets: Vec<(f64, u64)> = raida_store::BATCH_SIZE_BUCKETS
+                    .iter()
+                    .map(|&b| b as f64)
+                    .chain(std::iter::once(f64::MAX))
+                    .zip(st.journal_batch_sizes)
+                    .collect();
+                let mut m = e.encode_descriptor(
+                    "raida_journal_batch_size",
+                    "Batches (one per writing request) made durable by one journal fsync: the group commit size",
+                    None,
+                    MetricType::Histogram,
+                )?;
+                m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    st.journal_batches as f64,
+                    st.journal_batch_sizes.iter().sum(),
+                    &buckets,
+                    None,
+                )?;
+            }
             counter(&mut e, "raida_checkpoints", "Checkpoints completed", st.checkpoints)?;
         }
         let pk = s.pending_keys.stats();

@@ -220,7 +220,8 @@ impl PendingKeyStats {
 pub struct PendingKeys {
     dir: PathBuf,
     ttl: u64,
-    limits: PendingKeyLimits,
+    /// Swapped whole by a SIGHUP reload ([`PendingKeys::set_limits`]).
+    limits: arc_swap::ArcSwap<PendingKeyLimits>,
     index: Mutex<Index>,
     dir_sync: DirSync,
     posts: AtomicU64,
@@ -242,7 +243,7 @@ impl PendingKeys {
         let keys = PendingKeys {
             dir: dir.to_path_buf(),
             ttl: ttl_secs,
-            limits: PendingKeyLimits::default(),
+            limits: arc_swap::ArcSwap::from_pointee(PendingKeyLimits::default()),
             index: Mutex::new(Index::default()),
             dir_sync: DirSync::new(dir),
             posts: AtomicU64::new(0),
@@ -331,18 +332,18 @@ impl PendingKeys {
     }
 
     /// Bound the number of pending keys (memory and disk); posts beyond it get 254.
-    pub fn with_max_keys(mut self, max: usize) -> Self {
-        self.limits.max_keys = max;
+    pub fn with_max_keys(self, max: usize) -> Self {
+        self.set_limits(PendingKeyLimits { max_keys: max, ..self.limits() });
         self
     }
 
-    /// Set every limit (the server applies config.toml's after open).
-    pub fn set_limits(&mut self, limits: PendingKeyLimits) {
-        self.limits = limits;
+    /// Set every limit (the server applies config.toml's after open, and on SIGHUP).
+    pub fn set_limits(&self, limits: PendingKeyLimits) {
+        self.limits.store(std::sync::Arc::new(limits));
     }
 
     pub fn limits(&self) -> PendingKeyLimits {
-        self.limits
+        **self.limits.load()
     }
 
     /// The group commit of the `Keys/` directory fsync (tests line callers up with it).
@@ -417,12 +418,13 @@ impl PendingKeys {
                 }
             }
             let replaces = same_id || expired || previous.is_some();
-            let refusal = if !replaces && idx.keys.len() >= self.limits.max_keys {
+            let limits = self.limits();
+            let refusal = if !replaces && idx.keys.len() >= limits.max_keys {
                 Some(Status::MemoryAlloc)
             } else if anonymous
-                && (idx.anonymous >= self.limits.anonymous_max()
+                && (idx.anonymous >= limits.anonymous_max()
                     || idx.anonymous_by_source.get(&SourceBucket::of(source)).copied().unwrap_or(0)
-                        >= self.limits.anonymous_per_addr)
+                        >= limits.anonymous_per_addr)
             {
                 Some(Status::RequestRate)
             } else {

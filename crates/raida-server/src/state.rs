@@ -88,7 +88,8 @@ pub struct ServerState {
     pub tickets: TicketPool,
     pub stats: Stats,
     pub replay: Mutex<ReplayMemory>,
-    pub admin_key: Option<[u8; 16]>,
+    /// Swapped by a SIGHUP reload: set with [`ServerState::set_admin_key`].
+    pub admin_key: arc_swap::ArcSwapOption<[u8; 16]>,
     pub pending_keys: PendingKeys,
     pub inbox: Inbox,
     /// Key Alert's settings at start. A SIGHUP reload ([`crate::reload`]) puts new ones in
@@ -187,7 +188,7 @@ impl ServerState {
             tickets: TicketPool::default(),
             stats: Stats::default(),
             replay: Mutex::new(ReplayMemory::with_share(replay_capacity, DEFAULT_REPLAY_SHARE)),
-            admin_key: None,
+            admin_key: arc_swap::ArcSwapOption::empty(),
             pending_keys: PendingKeys::open(&data_dir.join("Keys"), key_ttl_secs, now)?,
             inbox: Inbox::open(data_dir, now)?,
             key_alert: KeyAlertSettings { timeout: Duration::from_secs(5), ..Default::default() },
@@ -204,6 +205,12 @@ impl ServerState {
     /// The request path's randomness as a generator.
     pub fn rng(&self) -> RandomRng<'_> {
         RandomRng(&self.random)
+    }
+
+    /// The admin key Show Stats checks (`None`: Show Stats is refused), at start and on a
+    /// SIGHUP reload.
+    pub fn set_admin_key(&self, key: Option<[u8; 16]>) {
+        self.admin_key.store(key.map(Arc::new));
     }
 
     /// Key Alert's settings now: those of the last reload, else those at start.

@@ -8,7 +8,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use raida_proto::consts::{TICKET_POOL_SIZE, TICKET_RELEASE_SECONDS, TOTAL_RAIDA_SERVERS};
@@ -58,7 +58,8 @@ struct Slot {
 pub struct TicketPool {
     slots: Vec<Slot>,
     ttl: u64,
-    per_requester: usize,
+    /// Atomic: a SIGHUP reload changes it while tickets are issued.
+    per_requester: AtomicUsize,
     hasher: RandomState,
     /// Serialises issuing (count, then take a slot), so a requester cannot exceed its
     /// share by racing itself. Claims and sweeps never take it.
@@ -89,7 +90,7 @@ impl TicketPool {
         TicketPool {
             slots,
             ttl: ttl_secs,
-            per_requester: per_requester.max(1),
+            per_requester: AtomicUsize::new(per_requester.max(1)),
             hasher: RandomState::new(),
             issuing: Mutex::new(()),
         }
@@ -97,7 +98,12 @@ impl TicketPool {
 
     /// Live tickets one requester may hold.
     pub fn per_requester(&self) -> usize {
-        self.per_requester
+        self.per_requester.load(Ordering::Relaxed)
+    }
+
+    /// Change the share (SIGHUP reload); tickets already held stay valid.
+    pub fn set_per_requester(&self, per_requester: usize) {
+        self.per_requester.store(per_requester.max(1), Ordering::Relaxed);
     }
 
     fn expired_at(&self, created: u64, now: u64) -> bool {
@@ -130,7 +136,7 @@ impl TicketPool {
         let _issuing = self.issuing.lock();
         let held =
             self.slots.iter().filter(|s| s.requester.load(Ordering::Acquire) == who && self.live(s, now)).count();
-        if held >= self.per_requester {
+        if held >= self.per_requester() {
             return Err(Status::RequestRate);
         }
         let number = loop {

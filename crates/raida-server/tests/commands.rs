@@ -14,7 +14,7 @@ use raida_server::ledger::MemoryLedger;
 
 #[test]
 fn show_stats_in_clear_only_from_loopback() {
-    let t = TestState::build(0, 6, MemoryLedger::default(), 1000, |s| s.admin_key = Some([1; 16]));
+    let t = TestState::build(0, 6, MemoryLedger::default(), 1000, |s| s.set_admin_key(Some([1; 16])));
     let mut c = call(header(Encryption::None, KeyIdentity::None, 0, 2), vec![1; 16], 1000);
     assert_eq!(cmd::show_stats::run(&t.state, &c).status, Status::Success);
     c.peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));

@@ -27,7 +27,7 @@ fn limits() -> PendingKeyLimits {
 fn state() -> TestState {
     TestState::build(0, 6, MemoryLedger::default(), NOW, |s| {
         s.pending_keys.set_limits(limits());
-        s.admin_key = Some([1; 16]);
+        s.set_admin_key(Some([1; 16]));
     })
 }
 

@@ -46,7 +46,7 @@ impl Harness {
 
     async fn start_with(tweak: impl FnOnce(&mut ServerState), limits: ServerLimits) -> Harness {
         let admin = |s: &mut ServerState| {
-            s.admin_key = Some(ADMIN);
+            s.set_admin_key(Some(ADMIN));
             tweak(s)
         };
         Harness::launch(RAIDA, COIN_ID, ledger(), admin, limits).await

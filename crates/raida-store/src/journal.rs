@@ -109,6 +109,33 @@ pub(crate) struct Journal {
     pub(crate) bytes_since_rotate: AtomicU64,
     pub(crate) fsyncs: AtomicU64,
     pub(crate) bytes_total: AtomicU64,
+    pub(crate) batch_sizes: BatchSizes,
+}
+
+/// Upper bounds of the buckets of the batch-size histogram (batches made durable by one
+/// fsync); one more bucket counts the larger ones.
+pub const BATCH_SIZE_BUCKETS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+/// Batches per fsync (the group commit size), counted once per fsync, not per request.
+#[derive(Default)]
+pub(crate) struct BatchSizes {
+    /// Per bucket of [`BATCH_SIZE_BUCKETS`], then the larger ones (not cumulative).
+    pub(crate) buckets: [AtomicU64; BATCH_SIZE_BUCKETS.len() + 1],
+    pub(crate) sum: AtomicU64,
+}
+
+impl BatchSizes {
+    fn record(&self, batches: u64) {
+        let i = BATCH_SIZE_BUCKETS.iter().position(|&b| batches <= b).unwrap_or(BATCH_SIZE_BUCKETS.len());
+        if let Some(bucket) = self.buckets.get(i) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum.fetch_add(batches, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> ([u64; BATCH_SIZE_BUCKETS.len() + 1], u64) {
+        (self.buckets.each_ref().map(|b| b.load(Ordering::Relaxed)), self.sum.load(Ordering::Relaxed))
+    }
 }
 
 pub(crate) fn segment_path(dir: &Path, gen: u64) -> PathBuf {
@@ -249,6 +276,7 @@ impl Journal {
             bytes_since_rotate: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             bytes_total: AtomicU64::new(0),
+            batch_sizes: BatchSizes::default(),
         }
     }
 
@@ -390,6 +418,7 @@ impl Journal {
             Ok(new_seg) => {
                 if written > 0 {
                     self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    self.batch_sizes.record(target.saturating_sub(st.durable));
                     self.bytes_total.fetch_add(written, Ordering::Relaxed);
                     self.bytes_since_rotate.fetch_add(written, Ordering::Relaxed);
                 }
@@ -591,6 +620,10 @@ mod tests {
         }
         assert_eq!(n, 400);
         assert!(j.fsyncs.load(Ordering::Relaxed) <= 400);
+        // the batch-size histogram: one count per fsync, its sum every batch made durable
+        let (buckets, sum) = j.batch_sizes.snapshot();
+        assert_eq!(buckets.iter().sum::<u64>(), j.fsyncs.load(Ordering::Relaxed));
+        assert_eq!(sum, 400);
         j.remove_segments(&old).unwrap();
         assert!(list_segments(d.path()).unwrap().is_empty());
     }

@@ -57,6 +57,11 @@ pub struct StoreStats {
     pub journal_syncs: u64,
     /// Journal bytes written.
     pub journal_bytes: u64,
+    /// Fsyncs by the number of batches (writers) each made durable, per bucket of
+    /// [`crate::journal::BATCH_SIZE_BUCKETS`] and then the larger ones (not cumulative).
+    pub journal_batch_sizes: [u64; crate::journal::BATCH_SIZE_BUCKETS.len() + 1],
+    /// Batches made durable by all fsyncs together (the histogram's sum).
+    pub journal_batches: u64,
     /// Checkpoints completed.
     pub checkpoints: u64,
     /// Page files written (checkpoints and evictions of dirty pages).
@@ -326,6 +331,8 @@ impl Store {
             updates: i.updates.load(Ordering::Relaxed),
             journal_syncs: i.journal.fsyncs.load(Ordering::Relaxed),
             journal_bytes: i.journal.bytes_total.load(Ordering::Relaxed),
+            journal_batch_sizes: i.journal.batch_sizes.snapshot().0,
+            journal_batches: i.journal.batch_sizes.snapshot().1,
             checkpoints: i.checkpoints.load(Ordering::Relaxed),
             page_writes: i.page_writes.load(Ordering::Relaxed),
             overlay_records: i.overlay_records.load(Ordering::Relaxed),

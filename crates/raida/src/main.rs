@@ -79,6 +79,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if !runs_a_server(&cli.command) {
+        default_sigpipe();
+    }
     let result = match cli.command {
         Command::Serve(a) => cli::serve::run(a),
         Command::Init(a) => cli::init::run(a),
@@ -99,7 +102,6 @@ fn main() {
         Command::Status(a) => cli::status::run(a),
         Command::Stats(a) => cli::stats::run(a),
         Command::Completions { shell } => {
-            // into a buffer: clap_complete panics when it cannot write (a closed pipe)
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "raida", &mut script);
             std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
@@ -112,5 +114,30 @@ fn main() {
             eprintln!("hint: {hint}");
         }
         std::process::exit(1);
+    }
+}
+
+/// The commands that run servers or hold connections for a long time: they keep Rust's
+/// default (SIGPIPE ignored) so that a closed stderr pipe or a peer's reset surfaces as an
+/// error instead of killing every RAIDA or channel of the process.
+fn runs_a_server(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Serve(_)
+            | Command::Network(cli::network::NetworkCommand::Up { .. })
+            | Command::Channel(_)
+            | Command::Send(_)
+            | Command::Receive(_)
+    )
+}
+
+/// Give SIGPIPE back its default action, as in every other Unix tool: `raida man | head -1`
+/// ends quietly when `head` closes the pipe, instead of `println!` panicking on EPIPE.
+/// Sockets are unaffected: std (and so tokio/mio) send with MSG_NOSIGNAL.
+fn default_sigpipe() {
+    // SAFETY: called once at the start of main, before any thread is spawned; setting a
+    // signal disposition to SIG_DFL installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -207,6 +207,9 @@ fn metrics_are_scraped_over_http() {
         "raida_cache_dirty_pages",
         "raida_journal_fsyncs_total",
         "raida_journal_records_total",
+        "raida_journal_batch_size_count",
+        "raida_journal_batch_size_bucket{le=\"1.0\"}",
+        "raida_journal_batch_size_bucket{le=\"+Inf\"}",
         "raida_pending_keys",
         "raida_inbox_keys",
         "raida_live_tickets",
@@ -305,6 +308,18 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old() {
     signal(&s.child, "-HUP");
     let l = lines_until(&s.stderr, "next start");
     assert!(l.last().unwrap().contains("cache_mib"), "{l:#?}");
+    // a limit an operator tunes under load takes effect at once: a new admin key for Show
+    // Stats (the old one is refused from then on)
+    let stats = |key: &str| {
+        Command::new(BIN).args(["stats", &s.addr, "--admin-key", key, "--raida-id", "4"]).output().unwrap().status
+    };
+    let (old_key, new_key) = (admin_key(&dir), "5a".repeat(16));
+    assert!(stats(&old_key).success() && !stats(&new_key).success());
+    std::fs::write(dir.join("config.toml"), cfg.replace(&old_key, &new_key)).unwrap();
+    signal(&s.child, "-HUP");
+    let l = lines_until(&s.stderr, "config.toml reloaded");
+    assert!(!l.last().unwrap().contains("admin_key"), "admin_key needs no restart: {l:#?}");
+    assert!(stats(&new_key).success() && !stats(&old_key).success());
     assert!(s.stop().success());
 }
 
@@ -458,4 +473,36 @@ fn completions_man_page_and_version() {
     assert!(man.contains(".TH raida") && man.contains("serve"), "{man}");
     let v = run(&["--version"]);
     assert!(v.starts_with("raida 0.") && v.contains("(commit ") && v.contains(", built 20"), "{v}");
+}
+
+/// `raida ... | head -1`: the reader is gone before the first write. The command ends
+/// quietly (killed by SIGPIPE, like `cat`, or exit 0) with nothing on stderr: no panic,
+/// no "Broken pipe" error line.
+#[test]
+fn a_closed_stdout_pipe_ends_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent = silent.local_addr().unwrap().to_string();
+    let net = tmp.path().join("network.toml");
+    std::fs::write(&net, format!("coin_id = 6\n[[raida]]\nid = 0\naddress = \"{silent}\"\n")).unwrap();
+    let net = net.to_str().unwrap();
+    let commands: &[&[&str]] = &[
+        &["man"],
+        &["completions", "bash"],
+        &["--help"],
+        &["selfcheck"],
+        &["status", "--network", net, "--timeout", "0.2"],
+        &["status", "--network", net, "--timeout", "0.2", "--json"],
+        &["bench", &silent, "--raida-id", "0", "--duration", "0.2", "--concurrency", "2", "--json"],
+    ];
+    for args in commands {
+        // the read end is closed before the command starts: its first write meets EPIPE
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN).args(*args).stdout(writer).stderr(Stdio::piped()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert!(out.status.signal() == Some(libc::SIGPIPE) || out.status.success(), "{args:?}: {:?}", out.status);
+    }
 }

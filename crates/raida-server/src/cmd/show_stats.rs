@@ -20,7 +20,7 @@ impl Command for ShowStats {
     }
 
     fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<StatsText, Status> {
-        let admin = state.admin_key.ok_or(Status::AdminAuth)?;
+        let admin = state.admin_key.load_full().ok_or(Status::AdminAuth)?;
         if !bool::from(admin.ct_eq(&self.admin_key)) {
             return Err(Status::AdminAuth);
         }
