@@ -297,3 +297,49 @@ fn the_keys_folder_is_private() {
     PendingKeys::open(&dir, 3600, NOW).unwrap();
     assert_eq!(mode(&dir), 0o700, "tightened at open");
 }
+
+/// Every byte of every file under `dir` (temporary names included).
+fn all_file_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn taken_key_files_are_recycled_wiped_and_removed_at_open() {
+    use raida_proto::commands::post_key::PostKey;
+    use raida_server::pending_keys::Poster;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("Keys");
+    let keys = PendingKeys::open(&dir, 3600, NOW).unwrap();
+    let post = |n: u64, byte: u8| {
+        let p =
+            PostKey { key_id: key_id(n), receiver: NONE, receiver_ip: [0; 4], sender: NONE, key_bytes: vec![byte; 16] };
+        keys.post(&p, Poster::Anonymous, v4(0, 1), NOW).unwrap();
+    };
+    post(1, 0xC3);
+    let (_, bytes) = keys.take(&key_id(1), &[], v4(0, 1), NOW).unwrap();
+    assert_eq!(bytes, vec![0xC3; 16]);
+    assert_eq!(keys.spare_files(), 1, "the taken key's file is kept for reuse");
+    for (name, content) in all_file_bytes(&dir) {
+        assert!(!content.windows(16).any(|w| w == [0xC3; 16]), "{name} still holds the taken key");
+        assert!(raida_store::durable::is_temp_file_name(&name), "{name}: a spare has a temporary name");
+    }
+    // a later post reuses the spare: one file, its own key, nothing under the old key id
+    post(2, 0x5A);
+    assert_eq!(keys.spare_files(), 0);
+    let files = all_file_bytes(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].0, hex::encode(key_id(2)));
+    assert!(files[0].1.ends_with(&[0x5A; 16]));
+    // a spare left by a crash (or a shutdown) is removed at open and never loaded as a key
+    keys.take(&key_id(2), &[], v4(0, 1), NOW).unwrap();
+    assert_eq!(keys.spare_files(), 1);
+    drop(keys);
+    let keys = PendingKeys::open(&dir, 3600, NOW).unwrap();
+    assert_eq!(keys.len(), 0);
+    assert_eq!(keys.stats().temp_files_removed, 1);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}

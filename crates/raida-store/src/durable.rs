@@ -24,8 +24,9 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// A temp file name next to `path` that no other writer in this or another process uses.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
+/// A temp file name next to `path` that no other writer in this or another process uses
+/// (recognised by [`is_temp_file_name`]).
+pub fn temp_path(path: &Path) -> PathBuf {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     parent_of(path).join(format!(".{name}.{}.{n}.tmp", std::process::id()))
