@@ -287,8 +287,9 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old() {
     assert!(cfg.contains("cache_mib = 64"), "{cfg}");
     std::fs::write(dir.join("config.toml"), cfg.replace("log = \"info\"", "log = \"debug\"")).unwrap();
     signal(&s.child, "-HUP");
-    let before = lines_until(&s.stderr, "config.toml reloaded");
-    assert!(before.iter().all(|l| !l.contains(" request ")), "{before:#?}");
+    // (no assertion on the lines before "reloaded": the new level takes effect a moment before
+    // that line is written, so a request of the concurrent load may already log there)
+    lines_until(&s.stderr, "config.toml reloaded");
     assert_eq!(echoes(&s.addr, Transport::Udp, &ClientKey::None, 1), 1);
     lines_until(&s.stderr, "request");
     // a broken file: refused with a log line, the old settings (debug) stay
