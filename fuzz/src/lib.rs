@@ -8,3 +8,4 @@ pub mod common;
 pub mod proto;
 pub mod server;
 pub mod store;
+pub mod transfer;

@@ -170,6 +170,32 @@ async fn a_partial_file_that_is_not_a_prefix_is_sent_again_from_the_start() {
 }
 
 #[tokio::test]
+async fn a_symlink_planted_as_the_partial_file_is_not_followed() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let body = data(100_000, 4);
+    let path = src.path().join("s.bin");
+    std::fs::write(&path, &body).unwrap();
+    // learn the partial file's name from a cut run, then replace it with a symlink to a
+    // file outside the output directory (another local user could plant it)
+    let (c, r) = proxied_pair(|i, f| if i >= 5 { vec![] } else { vec![f] }).await;
+    let _ = run_pair(c, r, vec![Item::file(&path).unwrap()], out.path()).await;
+    let names = listing(out.path());
+    let partial = out.path().join(&names[0]);
+    std::fs::remove_file(&partial).unwrap();
+    let victim = elsewhere.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::os::unix::fs::symlink(&victim, &partial).unwrap();
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, _) = run_pair(c.unwrap(), r.unwrap(), vec![Item::file(&path).unwrap()], out.path()).await;
+    assert!(got.is_err(), "the receiver wrote through the symlink: {got:?}");
+    assert!(sent.is_err());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "the symlink's target was changed");
+    assert!(!out.path().join("s.bin").exists());
+}
+
+#[tokio::test]
 async fn a_wrong_psk_fails_the_handshake_on_both_sides() {
     let (c, r) = pair(1, 2).await;
     assert!(c.is_err(), "sender with a wrong key got a channel");

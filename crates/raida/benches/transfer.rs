@@ -152,13 +152,30 @@ fn main() {
         // what the transfer adds per byte on each side: one SHA-256 pass (and a copy to or
         // from the page cache); both sides share this machine's cores
         let block = vec![0xA5u8; DEFAULT_CHUNK];
-        let t = Instant::now();
-        let mut h = <sha2::Sha256 as sha2::Digest>::new();
-        for _ in 0..(total / DEFAULT_CHUNK as u64) {
-            sha2::Digest::update(&mut h, &block);
+        let blocks = total / DEFAULT_CHUNK as u64;
+        // the two SHA-256 implementations side by side, interleaved, best of 5 each
+        let (mut best_sha2, mut best_awslc) = (Duration::MAX, Duration::MAX);
+        for _ in 0..5 {
+            let t = Instant::now();
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            for _ in 0..blocks {
+                sha2::Digest::update(&mut h, &block);
+            }
+            let _ = sha2::Digest::finalize(h);
+            best_sha2 = best_sha2.min(t.elapsed());
+            let t = Instant::now();
+            let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+            for _ in 0..blocks {
+                h.update(&block);
+            }
+            let _ = h.finish();
+            best_awslc = best_awslc.min(t.elapsed());
         }
-        let _ = sha2::Digest::finalize(h);
-        println!("SHA-256 alone, one core: {:.0} MB/s", mbs(total, t.elapsed()));
+        println!(
+            "SHA-256 alone, one core, best of 5 interleaved: aws-lc-rs {:.0} MB/s, sha2 (the transfer's) {:.0} MB/s",
+            mbs(total, best_awslc),
+            mbs(total, best_sha2)
+        );
     });
 
     // time to first byte through the key exchange

@@ -190,7 +190,9 @@ fn write_chunks(mut out: Out, mut hasher: Sha256, mut written: u64, mut rx: mpsc
 
 /// SHA-256 state after the first `len` bytes of `path` (a partial file), bounded buffer.
 fn hash_prefix(path: &Path, len: u64) -> std::io::Result<Sha256> {
-    let mut r = std::fs::File::open(path)?.take(len);
+    use std::os::unix::fs::OpenOptionsExt;
+    // no symlink swapped in after the caller's check
+    let mut r = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?.take(len);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -203,10 +205,19 @@ fn hash_prefix(path: &Path, len: u64) -> std::io::Result<Sha256> {
     Ok(h)
 }
 
+/// Open (or create) the partial file, keeping its first `keep` bytes. O_NOFOLLOW: a symlink
+/// planted under the partial name (by another local user sharing the output directory)
+/// must not make us truncate and write the file it points to.
 fn open_partial(path: &Path, keep: u64) -> std::io::Result<std::fs::File> {
     use std::io::{Seek, SeekFrom};
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
     f.set_len(keep)?;
     f.seek(SeekFrom::Start(keep))?;
     Ok(f)
@@ -509,4 +520,57 @@ async fn complete(
         }
     }
     Ok((name, bytes, hash, Some(dest), moved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_planted_as_the_partial_file_is_not_followed() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let partial = out.path().join(format!("{PARTIAL_PREFIX}00"));
+        std::os::unix::fs::symlink(&victim, &partial).expect("symlink");
+        for keep in [0, 3] {
+            let r = open_partial(&partial, keep);
+            assert!(r.is_err(), "the symlink was followed (keep {keep})");
+        }
+        assert!(hash_prefix(&partial, 3).is_err());
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        // a regular partial file still opens and keeps its prefix
+        let real = out.path().join(format!("{PARTIAL_PREFIX}01"));
+        std::fs::write(&real, b"abcdef").expect("write");
+        drop(open_partial(&real, 3).expect("open"));
+        assert_eq!(std::fs::read(&real).expect("read"), b"abc");
+    }
+    fn psk_config(k: u8) -> raida_channel::Config {
+        raida_channel::Config::new(Some(raida_channel::Psk::new(vec![k; 32]).expect("psk")), false)
+    }
+
+    #[tokio::test]
+    async fn the_channel_is_refused_after_three_failed_handshakes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let wait = std::time::Duration::from_secs(20);
+        let accepting =
+            tokio::spawn(async move { accept_channel(&listener, addr.ip(), psk_config(1), wait).await.map(|_| ()) });
+        // three senders with a wrong key, then one with the right key: the limit was
+        // reached before it, so the receiver has already given up
+        let mut right = None;
+        for k in [2u8, 3, 4, 1] {
+            let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else { break };
+            let r = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(k))).await;
+            if k == 1 {
+                right = Some(matches!(r, Ok(Ok(_))));
+            } else {
+                assert!(!matches!(r, Ok(Ok(_))), "a wrong key got a channel");
+            }
+        }
+        let r = tokio::time::timeout(wait, accepting).await.expect("accept_channel ended").expect("join");
+        assert!(matches!(r, Err(TransferError::Channel(_))), "{r:?}");
+        assert_ne!(right, Some(true), "a fourth handshake was accepted after three failures");
+    }
 }

@@ -139,31 +139,18 @@ fn read_chunks(
 ) -> (u64, [u8; 32]) {
     let mut total = 0u64;
     loop {
-        let mut buf = vec![0u8; 1 + chunk];
-        buf[0] = wire::CHUNK;
-        let mut filled = 1;
-        // fill the chunk (pipes return short reads)
-        let res = loop {
-            match r.read(&mut buf[filled..]) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        break Ok(());
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if let Err(e) = res {
+        // not zero-filled: read_to_end fills the spare capacity (and retries short reads
+        // from pipes and interrupted reads) up to exactly `chunk` bytes
+        let mut buf = Vec::with_capacity(1 + chunk);
+        buf.push(wire::CHUNK);
+        if let Err(e) = (&mut r).take(chunk as u64).read_to_end(&mut buf) {
             let _ = tx.blocking_send(Err(e));
             break;
         }
+        let filled = buf.len();
         if filled == 1 {
             break;
         }
-        buf.truncate(filled);
         h.update(&buf[1..]);
         total += (filled - 1) as u64;
         if tx.blocking_send(Ok(buf)).is_err() {

@@ -1,0 +1,20 @@
+//! Replays the committed fuzz seeds (`fuzz/corpus/<target>/seed-*`) of the transfer target
+//! through the very harness code the fuzzer runs (included from `fuzz/src`), so that CI,
+//! which has no cargo-fuzz, checks that no seed input panics.
+
+#[path = "../../../fuzz/src/common.rs"]
+mod common;
+#[path = "../../../fuzz/src/transfer.rs"]
+mod transfer;
+
+use std::path::PathBuf;
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus")
+}
+
+#[test]
+fn transfer_wire_seeds() {
+    let n = common::replay_seeds(&corpus(), "transfer_wire", transfer::transfer_wire);
+    assert!(n >= 10, "only {n} seeds");
+}
