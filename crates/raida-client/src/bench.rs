@@ -422,14 +422,7 @@ fn run_udp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
         }
         let n = match rx.recv(&sock) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                0
-            }
+            Err(e) if crate::mmsg::is_transient(&e) => 0,
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => 0,
             Err(e) => return Err(BenchError::Io("recv".into(), e)),
         };

@@ -17,6 +17,11 @@ use std::net::{SocketAddr, UdpSocket};
 /// datagrams reach) small.
 pub const BATCH: usize = 32;
 
+/// An error of a batch receive that only means "nothing this time" (timeout, signal).
+pub fn is_transient(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted)
+}
+
 /// The largest UDP payload.
 pub const MAX_DATAGRAM: usize = 65_536;
 

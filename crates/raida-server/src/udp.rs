@@ -61,14 +61,7 @@ fn worker(ctx: &UdpContext, socket: &Arc<UdpSocket>) {
     while !ctx.stop.load(Ordering::Relaxed) {
         let n = match rx.recv(socket) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+            Err(e) if raida_client::mmsg::is_transient(&e) => continue,
             Err(e) => {
                 // e.g. ICMP port unreachable reported on Linux: not fatal
                 tracing::trace!(error = %e, "udp recv");

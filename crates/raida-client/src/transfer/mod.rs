@@ -242,6 +242,28 @@ fn partial_name(offer: &wire::Offer) -> String {
     format!("{PARTIAL_PREFIX}{}", hex::encode(&h.finalize()[..16]))
 }
 
+/// SHA-256 state after the first `limit` bytes of `path`, read through a bounded buffer.
+/// `follow_symlinks = false` opens with O_NOFOLLOW (the receiver's partial files: a link
+/// planted in the output directory is never followed); the sender's own files, named on
+/// its command line, may be links.
+fn hash_prefix(path: &std::path::Path, limit: u64, follow_symlinks: bool) -> std::io::Result<sha2::Sha256> {
+    use sha2::Digest;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = if follow_symlinks { 0 } else { libc::O_NOFOLLOW };
+    let mut r = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?.take(limit);
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

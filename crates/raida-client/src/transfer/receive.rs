@@ -1,7 +1,7 @@
 //! The receiving side: the key, then the channel on the same port, then each item into a
 //! directory (partial file, hash check, rename) or one writer (stdout).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -188,21 +188,10 @@ fn write_chunks(mut out: Out, mut hasher: Sha256, mut written: u64, mut rx: mpsc
     (out, r)
 }
 
-/// SHA-256 state after the first `len` bytes of `path` (a partial file), bounded buffer.
+/// SHA-256 state after the first `len` bytes of a partial file; O_NOFOLLOW: no symlink
+/// swapped in after the caller's check.
 fn hash_prefix(path: &Path, len: u64) -> std::io::Result<Sha256> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // no symlink swapped in after the caller's check
-    let mut r = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?.take(len);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h)
+    super::hash_prefix(path, len, false)
 }
 
 /// Open (or create) the partial file, keeping its first `keep` bytes. O_NOFOLLOW: a symlink

@@ -110,21 +110,6 @@ pub async fn send_over<F: FnMut(&Event) + Send>(
     Ok(summary)
 }
 
-/// SHA-256 state after the first `limit` bytes of `path`, bounded buffer.
-fn hash_prefix(path: &Path, limit: u64) -> std::io::Result<Sha256> {
-    let mut r = std::fs::File::open(path)?.take(limit);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h)
-}
-
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, TransferError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| TransferError::Io(format!("worker: {e}")))
 }
@@ -191,7 +176,8 @@ async fn send_item<F: FnMut(&Event) + Send>(
     if let Source::File(path) = &source {
         if have > 0 && have <= offer.size {
             let p = path.clone();
-            let ours = blocking(move || hash_prefix(&p, have)).await?.map_err(|e| io_err(path.display(), e))?;
+            let ours =
+                blocking(move || super::hash_prefix(&p, have, true)).await?.map_err(|e| io_err(path.display(), e))?;
             let digest: [u8; 32] = ours.clone().finalize().into();
             if digest == their_prefix {
                 offset = have;

@@ -61,18 +61,8 @@ pub struct FixArgs {
 
 #[derive(clap::Args)]
 pub struct ReceiveArgs {
-    /// The network file (network.toml): only its RAIDAs are asked for parts.
-    #[arg(long, value_name = "FILE")]
-    pub network: PathBuf,
-    /// This receiver's coin file (<DN 2 hex>.<SN>.bin).
-    #[arg(long, value_name = "FILE")]
-    pub wallet: PathBuf,
-    /// Where to listen for the Key Alert, UDP and TCP (a host name is resolved).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub listen: String,
-    /// Accept keys only from this sender coin (repeat for several); default: any sender.
-    #[arg(long = "from", value_name = "DN:SN", allow_hyphen_values = true)]
-    pub from: Vec<String>,
+    #[command(flatten)]
+    pub receiver: super::ReceiverArgs,
     /// Write K (hex) to this new file, mode 0600, instead of printing it.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -314,13 +304,13 @@ fn send_rke(a: SendArgs) -> anyhow::Result<()> {
 }
 
 fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
-    let (network, wallet) = load(&a.network, &a.wallet)?;
-    let accept = a.from.iter().map(|s| raida_client::wallet::parse_coin_name(s)).collect::<Result<Vec<_>, _>>()?;
+    let (network, wallet) = load(&a.receiver.network, &a.receiver.wallet)?;
+    let accept = a.receiver.accepted_senders()?;
     let out = a.out.as_deref().map(|p| create_out(p).map(|f| (f, p))).transpose()?;
     let opts = ReceiveOptions { accept, ..ReceiveOptions::default() };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let result = rt.block_on(async {
-        let mut receiver = KeyReceiver::bind(&a.listen, network, wallet, opts).await?;
+        let mut receiver = KeyReceiver::bind(&a.receiver.listen, network, wallet, opts).await?;
         eprintln!("waiting for a key on {} (udp, tcp)", receiver.local_addr());
         let deadline = a.timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
         loop {

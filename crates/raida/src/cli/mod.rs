@@ -35,3 +35,43 @@ pub fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("cannot start the runtime")
 }
+
+/// What a receiving side (`raida key receive`, `raida receive`) is: its network, its coin,
+/// where it listens and whom it accepts.
+#[derive(clap::Args)]
+pub struct ReceiverArgs {
+    /// The network file (network.toml): only its RAIDAs are asked for key parts.
+    #[arg(long, value_name = "FILE")]
+    pub network: std::path::PathBuf,
+    /// This receiver's coin file (<DN 2 hex>.<SN>.bin).
+    #[arg(long, value_name = "FILE")]
+    pub wallet: std::path::PathBuf,
+    /// Where to listen, UDP and TCP (the Key Alert; for `raida receive` also the channel);
+    /// a host name is resolved.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: String,
+    /// Accept keys only from this sender coin (repeat for several); default: any sender.
+    #[arg(long = "from", value_name = "DN:SN", allow_hyphen_values = true)]
+    pub from: Vec<String>,
+}
+
+impl ReceiverArgs {
+    /// The `--from` coins, parsed.
+    pub fn accepted_senders(&self) -> anyhow::Result<Vec<raida_proto::commands::post_key::CoinName>> {
+        Ok(self.from.iter().map(|s| raida_client::wallet::parse_coin_name(s)).collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// The flags `raida send` and `raida receive` share: the channel's mode and the output.
+#[derive(clap::Args)]
+pub struct TransferOutput {
+    /// X25519 + PSK only, without ML-KEM-768 (the other side must say --no-pq too).
+    #[arg(long)]
+    pub no_pq: bool,
+    /// No output except errors.
+    #[arg(long, short, conflicts_with = "json")]
+    pub quiet: bool,
+    /// One JSON object per event (on stdout; on stderr when `raida receive --stdout`).
+    #[arg(long)]
+    pub json: bool,
+}

@@ -36,15 +36,8 @@ pub struct SendArgs {
     /// At most this many bytes per second.
     #[arg(long, value_name = "BYTES_PER_S")]
     pub limit_rate: Option<u64>,
-    /// X25519 + PSK only, without ML-KEM-768 (the receiver must say --no-pq too).
-    #[arg(long)]
-    pub no_pq: bool,
-    /// No output except errors.
-    #[arg(long, short, conflicts_with = "json")]
-    pub quiet: bool,
-    /// One JSON object per event on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output_mode: super::TransferOutput,
 }
 
 pub fn run(a: SendArgs) -> anyhow::Result<()> {
@@ -71,11 +64,11 @@ pub fn run(a: SendArgs) -> anyhow::Result<()> {
             bind_receiver_address: !a.any_address,
             ..Default::default()
         },
-        pq: !a.no_pq,
+        pq: !a.output_mode.no_pq,
         rate_limit: a.limit_rate,
         ..SendOptions::default()
     };
-    let mut reporter = Reporter::new(a.quiet, a.json, false, "sent");
+    let mut reporter = Reporter::new(a.output_mode.quiet, a.output_mode.json, false, "sent");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let sent = rt.block_on(transfer::send(&network, &wallet, &to, items, &opts, &mut |e| reporter.event(e)));
     // a reader still blocked on stdin (the transfer failed) must not keep the process alive
