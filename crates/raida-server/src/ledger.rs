@@ -55,14 +55,14 @@ pub trait Ledger: Send + Sync + 'static {
 pub struct LedgerKeys<'a>(pub &'a dyn Ledger);
 
 impl FallibleKeyLookup for LedgerKeys<'_> {
-    fn try_coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, LookupFault> {
-        Ok(self.0.coin_an(CoinId { dn, sn }).map_err(|_| LookupFault)?.map(|an| *an.as_bytes()))
+    fn try_coin_an(&self, coin: CoinId) -> Result<Option<[u8; 16]>, LookupFault> {
+        Ok(self.0.coin_an(coin).map_err(|_| LookupFault)?.map(|an| *an.as_bytes()))
     }
     fn try_locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault> {
         self.0.locker_an(prefix).map_err(|_| LookupFault)
     }
-    fn try_token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, LookupFault> {
-        self.0.token_secret(dn, sn).map_err(|_| LookupFault)
+    fn try_token_secret(&self, token: CoinId) -> Result<Option<[u8; 32]>, LookupFault> {
+        self.0.token_secret(token.dn, token.sn).map_err(|_| LookupFault)
     }
     fn try_raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, LookupFault> {
         self.0.raida_secret(sender, key_id).map_err(|_| LookupFault)
