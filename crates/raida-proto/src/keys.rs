@@ -113,13 +113,12 @@ impl KeyLookup for NoKeys {}
 /// Knows the AN of one coin and nothing else (`raida selfcheck`, benches, tests).
 #[derive(Clone)]
 pub struct OneCoin {
-    pub dn: i8,
-    pub sn: u32,
+    pub coin: CoinId,
     pub an: [u8; 16],
 }
 impl KeyLookup for OneCoin {
-    fn coin_an(&self, CoinId { dn, sn }: CoinId) -> Option<[u8; 16]> {
-        (dn == self.dn && sn == self.sn).then_some(self.an)
+    fn coin_an(&self, coin: CoinId) -> Option<[u8; 16]> {
+        (coin == self.coin).then_some(self.an)
     }
 }
 
