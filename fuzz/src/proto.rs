@@ -20,7 +20,7 @@ use raida_proto::header::{frame, header_size_for, request_len, Framing, ServerId
 use raida_proto::keys::{Key16, Key32, KeyLookup};
 use raida_proto::replay::ReplayMemory;
 use raida_proto::response::ReplyContext;
-use raida_proto::{validate_request, Rejection, Status};
+use raida_proto::{validate_request, CoinId, Rejection, Status};
 
 use super::common::{tamper, Input};
 
@@ -42,13 +42,13 @@ pub const RAIDA_SECRETS: [((u8, u32), [u8; 32]); 2] = [((3, 42), [0x03; 32]), ((
 pub struct FixedKeys;
 
 impl KeyLookup for FixedKeys {
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
+    fn coin_an(&self, CoinId { dn, sn }: CoinId) -> Option<[u8; 16]> {
         COINS.iter().find(|(c, _)| *c == (dn, sn)).map(|(_, an)| *an)
     }
     fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
         (LOCKER[..5] == prefix[..]).then_some(LOCKER)
     }
-    fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]> {
+    fn token_secret(&self, CoinId { dn, sn }: CoinId) -> Option<[u8; 32]> {
         TOKENS.iter().find(|(t, _)| *t == (dn, sn)).map(|(_, s)| *s)
     }
     fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]> {

@@ -52,15 +52,15 @@ pub fn identity_an(r: usize) -> [u8; 16] {
 
 fn ledger() -> MemoryLedger {
     let l = MemoryLedger::with_coins(COINS.iter().map(|&(c, an)| (c, (an, 5))));
-    l.coins.write().insert(ABSENT_COIN, ([0x99; 16], 0));
+    l.coins.write().insert(ABSENT_COIN.into(), ([0x99; 16], 0));
     l.lockers.write().push(LOCKER);
-    l.tokens.write().extend(TOKENS);
+    l.tokens.write().extend(TOKENS.map(|(token, secret)| (token.into(), secret)));
     l.secrets.write().extend(RAIDA_SECRETS);
     let mut ans = [[0u8; 16]; 25];
     for (r, an) in ans.iter_mut().enumerate() {
         *an = identity_an(r);
     }
-    l.identities.write().insert(IDENTITY, ans);
+    l.identities.write().insert(IdentityCoin(IDENTITY.into()), ans);
     l
 }
 
@@ -310,7 +310,7 @@ fn run(ctx: &Context, data: &[u8]) {
         }
         // Decrypt RAIDA Key may have written new ANs into the coins: put the ANs the
         // harness encrypts with back, so that later requests stay valid.
-        ledger.coins.write().extend(COINS.iter().map(|&(c, an)| (c, (an, 5))));
+        ledger.coins.write().extend(COINS.iter().map(|&(c, an)| (c.into(), (an, 5))));
         let opened = built.pending.open(&out);
         if debug() {
             let status = match &opened {

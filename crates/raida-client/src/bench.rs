@@ -22,12 +22,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use raida_proto::client::Routing;
-use raida_proto::client::{
-    dn_sn_bytes, encode_legacy, encode_modern, ClientKey, HeaderFields, PendingReply, ResponseError,
-};
+use raida_proto::client::{encode_legacy, encode_modern, ClientKey, HeaderFields, PendingReply, ResponseError};
 use raida_proto::commands::get_key::encode_get;
 use raida_proto::commands::ids;
 use raida_proto::commands::post_key::{encode_post, CoinName, KEY_FIELD};
+use raida_proto::CoinId;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
 
@@ -204,10 +203,10 @@ fn own_cpu() -> Duration {
     Duration::ZERO
 }
 
-fn coin_of(key: &ClientKey) -> Option<(i8, u32, Option<[u8; 16]>)> {
+fn coin_of(key: &ClientKey) -> Option<(CoinId, Option<[u8; 16]>)> {
     match key {
-        ClientKey::Coin { coin, an } => Some((coin.dn, coin.sn, Some(*an.as_bytes()))),
-        ClientKey::Token { coin, .. } => Some((coin.dn, coin.sn, None)),
+        ClientKey::Coin { coin, an } => Some((*coin, Some(*an.as_bytes()))),
+        ClientKey::Token { coin, .. } => Some((*coin, None)),
         _ => None,
     }
 }
@@ -271,9 +270,9 @@ impl<'a> Builder<'a> {
             BenchCommand::Echo => (ids::GROUP_STATUS, ids::ECHO, Vec::new()),
             BenchCommand::Version => (ids::GROUP_STATUS, ids::VERSION, Vec::new()),
             BenchCommand::GetTicket => {
-                let (dn, sn, _) = coin_of(&self.cfg.key).unwrap_or((0, 0, None));
+                let (coin, _) = coin_of(&self.cfg.key).unwrap_or_default();
                 let mut p = Vec::with_capacity(21);
-                p.extend_from_slice(&dn_sn_bytes(dn, sn));
+                p.extend_from_slice(&coin.wire_bytes());
                 p.extend_from_slice(&self.ticket_an);
                 (ids::GROUP_HEALING, ids::GET_TICKET, p)
             }
@@ -294,13 +293,13 @@ impl<'a> Builder<'a> {
                 }
             },
             BenchCommand::EncryptKey => {
-                let (dn, sn, _) = coin_of(&self.cfg.key).unwrap_or((0, 0, None));
+                let (coin, _) = coin_of(&self.cfg.key).unwrap_or_default();
                 let mut p = Vec::with_capacity(18);
-                p.extend_from_slice(&dn_sn_bytes(dn, sn));
+                p.extend_from_slice(&coin.wire_bytes());
                 let mut part = [0u8; 8];
                 self.rng.fill_bytes(&mut part);
                 p.extend_from_slice(&part);
-                p.extend_from_slice(&dn_sn_bytes(dn, sn));
+                p.extend_from_slice(&coin.wire_bytes());
                 (ids::GROUP_KEY_EXCHANGE, ids::ENCRYPT_KEY, p)
             }
         };
@@ -315,12 +314,12 @@ impl<'a> Builder<'a> {
                 encode_legacy(&f, n, challenge, &payload, None)
             }
             ClientKey::Coin { coin, an } => {
-                let f = HeaderFields::standard(&routing, 1, dn_sn_bytes(coin.dn, coin.sn));
+                let f = HeaderFields::standard(&routing, 1, coin.wire_bytes());
                 let n = [rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], echo[0], echo[1]];
                 encode_legacy(&f, n, challenge, &payload, Some(an))
             }
             ClientKey::Token { coin, key } => {
-                let f = HeaderFields::standard(&routing, 4, dn_sn_bytes(coin.dn, coin.sn));
+                let f = HeaderFields::standard(&routing, 4, coin.wire_bytes());
                 let nonce: [u8; 12] = rnd[..12].try_into().unwrap_or([0; 12]);
                 encode_modern(&f, [0; 6], echo, nonce, unix_now() as u32, &payload, key)
             }

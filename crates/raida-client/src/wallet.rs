@@ -7,7 +7,7 @@
 //! ```no_run
 //! # fn main() -> Result<(), raida_client::wallet::WalletError> {
 //! use raida_client::wallet::Wallet;
-//! let w = Wallet::generate(1, 101, 6)?;              // 25 ANs from the OS CSPRNG
+//! let w = Wallet::generate((1, 101).into(), 6)?;             // 25 ANs from the OS CSPRNG
 //! let path = w.save(std::path::Path::new("wallets/alice"))?; // wallets/alice/01.101.bin, mode 0600
 //! let again = Wallet::load(&path)?;
 //! assert_eq!((again.dn(), again.sn()), (1, 101));
@@ -42,20 +42,19 @@ pub enum WalletError {
 /// A coin with its 25 ANs. The ANs are wiped on drop and never shown by `Debug`.
 #[derive(Clone)]
 pub struct Wallet {
-    dn: i8,
-    sn: u32,
+    coin: CoinId,
     coin_id: u16,
     ans: Zeroizing<[[u8; 16]; RAIDAS]>,
 }
 
 impl std::fmt::Debug for Wallet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Wallet({}:{}, coin id {}, ANs hidden)", self.dn, self.sn, self.coin_id)
+        write!(f, "Wallet({}:{}, coin id {}, ANs hidden)", self.coin.dn, self.coin.sn, self.coin_id)
     }
 }
 
 /// Check a coin name: DN -8..6 (a coin, not a key token), SN < 1,024,000, not 0:0.
-pub fn check_coin(dn: i8, sn: u32) -> Result<(), WalletError> {
+pub fn check_coin(CoinId { dn, sn }: CoinId) -> Result<(), WalletError> {
     if !(-8..=6).contains(&dn) {
         return Err(WalletError::BadCoin(format!("DN {dn} is not a coin denomination (-8..6)")));
     }
@@ -73,43 +72,43 @@ pub fn parse_coin_name(s: &str) -> Result<CoinName, WalletError> {
     let bad = || WalletError::BadCoin(format!("{s:?}: expected DN:SN, e.g. 1:101"));
     let (dn, sn) = s.split_once(':').ok_or_else(bad)?;
     let name = CoinName { dn: dn.trim().parse().map_err(|_| bad())?, sn: sn.trim().parse().map_err(|_| bad())? };
-    check_coin(name.dn, name.sn)?;
+    check_coin(name)?;
     Ok(name)
 }
 
 impl Wallet {
     /// A new coin with 25 ANs from the OS CSPRNG.
-    pub fn generate(dn: i8, sn: u32, coin_id: u16) -> Result<Wallet, WalletError> {
-        check_coin(dn, sn)?;
+    pub fn generate(coin: CoinId, coin_id: u16) -> Result<Wallet, WalletError> {
+        check_coin(coin)?;
         let mut ans = Zeroizing::new([[0u8; 16]; RAIDAS]);
         for an in ans.iter_mut() {
             OsRng.try_fill_bytes(an).map_err(|e| WalletError::Random(e.to_string()))?;
         }
-        Ok(Wallet { dn, sn, coin_id, ans })
+        Ok(Wallet { coin, coin_id, ans })
     }
 
     /// A wallet from known ANs (e.g. a RAIDA's identity coin).
-    pub fn from_ans(dn: i8, sn: u32, coin_id: u16, ans: [[u8; 16]; RAIDAS]) -> Result<Wallet, WalletError> {
-        check_coin(dn, sn)?;
-        Ok(Wallet { dn, sn, coin_id, ans: Zeroizing::new(ans) })
+    pub fn from_ans(coin: CoinId, coin_id: u16, ans: [[u8; 16]; RAIDAS]) -> Result<Wallet, WalletError> {
+        check_coin(coin)?;
+        Ok(Wallet { coin, coin_id, ans: Zeroizing::new(ans) })
     }
 
     pub fn dn(&self) -> i8 {
-        self.dn
+        self.coin.dn
     }
     pub fn sn(&self) -> u32 {
-        self.sn
+        self.coin.sn
     }
     pub fn coin_id(&self) -> u16 {
         self.coin_id
     }
     /// The coin, as the identity it is.
     pub fn identity(&self) -> IdentityCoin {
-        IdentityCoin(CoinId { dn: self.dn, sn: self.sn })
+        IdentityCoin(self.coin)
     }
     /// The coin's name as the wire carries it.
     pub fn name(&self) -> CoinName {
-        CoinName { dn: self.dn, sn: self.sn }
+        self.coin
     }
 
     /// The AN on RAIDA `raida_id` (None above 24).
@@ -120,12 +119,12 @@ impl Wallet {
     /// The EN 4 key for RAIDA `raida_id`: SHA-256 of the coin's AN there (section 5).
     pub fn en4_key(&self, raida_id: u8) -> Option<ClientKey> {
         let an = self.an(raida_id)?;
-        Some(ClientKey::Token { coin: CoinId { dn: self.dn, sn: self.sn }, key: Key32::sha256_of_an(&an) })
+        Some(ClientKey::Token { coin: self.coin, key: Key32::sha256_of_an(&an) })
     }
 
     /// `<DN 2 hex>.<SN>.bin`.
     pub fn file_name(&self) -> String {
-        format!("{}.{}.bin", dn_hex(self.dn), self.sn)
+        format!("{}.{}.bin", dn_hex(self.coin.dn), self.coin.sn)
     }
 
     /// The 440-byte file (wiped on drop).
@@ -138,7 +137,7 @@ impl Wallet {
         let p = path.display().to_string();
         let invalid = |reason: String| WalletError::Invalid { path: p.clone(), reason };
         let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| invalid("no file name".into()))?;
-        let IdentityCoin(CoinId { dn, sn }) = parse_file_name(name).ok_or_else(|| {
+        let IdentityCoin(coin) = parse_file_name(name).ok_or_else(|| {
             invalid("a coin file is named <DN 2 hex>.<SN>.bin, e.g. 01.101.bin (DN 1, SN 101)".into())
         })?;
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| WalletError::Io { path: p.clone(), source })?);
@@ -148,7 +147,7 @@ impl Wallet {
             None => return Err(invalid(format!("{} bytes, expected 440", bytes.len()))),
         };
         let ans = decode_identity_coin(&bytes, coin_id).map_err(invalid)?;
-        let w = Wallet::from_ans(dn, sn, coin_id, ans).map_err(|e| invalid(e.to_string()))?;
+        let w = Wallet::from_ans(coin, coin_id, ans).map_err(|e| invalid(e.to_string()))?;
         Ok(w)
     }
 
@@ -189,7 +188,7 @@ mod tests {
     #[test]
     fn save_load_round_trip_and_checks() {
         let tmp = tempfile::tempdir().unwrap();
-        let w = Wallet::generate(-1, 77, 6).unwrap();
+        let w = Wallet::generate((-1, 77).into(), 6).unwrap();
         let path = w.save(tmp.path()).unwrap();
         assert!(path.ends_with("ff.77.bin"));
         let back = Wallet::load(&path).unwrap();
@@ -197,8 +196,8 @@ mod tests {
         assert_eq!(back.an(24).unwrap().as_bytes(), w.an(24).unwrap().as_bytes());
         assert!(w.save(tmp.path()).is_err(), "never overwrites");
         assert!(!format!("{w:?}").contains(&hex::encode(w.an(0).unwrap().as_bytes())));
-        assert!(Wallet::generate(7, 1, 6).is_err());
-        assert!(Wallet::generate(0, 0, 6).is_err());
+        assert!(Wallet::generate((7, 1).into(), 6).is_err());
+        assert!(Wallet::generate((0, 0).into(), 6).is_err());
         std::fs::write(tmp.path().join("01.5.bin"), [0u8; 439]).unwrap();
         assert!(Wallet::load(&tmp.path().join("01.5.bin")).is_err());
         assert_eq!(parse_file_name("0a.12.bin"), Some(IdentityCoin(CoinId { dn: 10, sn: 12 })));

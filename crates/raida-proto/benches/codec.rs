@@ -29,7 +29,7 @@ fn bench_one(c: &mut Criterion, name: &str, key: ClientKey) {
                 black_box(&mut buf),
                 &SERVER,
                 &SpecCommands,
-                &OneCoin { dn: 1, sn: 100, an: AN },
+                &OneCoin { coin: CoinId { dn: 1, sn: 100 }, an: AN },
                 &mut NoReplay,
                 NOW,
             )

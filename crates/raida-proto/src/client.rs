@@ -113,13 +113,13 @@ impl ClientKey {
     fn key_bytes(&self) -> [u8; 5] {
         match self {
             ClientKey::None => [0; 5],
-            ClientKey::Coin { coin, .. } | ClientKey::Token { coin, .. } => dn_sn_bytes(coin.dn, coin.sn),
+            ClientKey::Coin { coin, .. } | ClientKey::Token { coin, .. } => coin.wire_bytes(),
             ClientKey::Locker { an } => {
                 let mut p = [0u8; 5];
                 p.copy_from_slice(&an.as_bytes()[..5]);
                 p
             }
-            ClientKey::TokenPair { first, .. } => dn_sn_bytes(first.dn, first.sn),
+            ClientKey::TokenPair { first, .. } => first.wire_bytes(),
             ClientKey::Raida { sender, key_id, .. } => {
                 let k = key_id.to_be_bytes();
                 [*sender, k[0], k[1], k[2], k[3]]
@@ -226,7 +226,7 @@ pub fn build_request(
         ClientKey::TokenPair { second, key, .. } => modern(
             &fields,
             {
-                let b = dn_sn_bytes(second.dn, second.sn);
+                let b = second.wire_bytes();
                 [b[0], b[1], b[2], b[3], b[4], 0]
             },
             payload,

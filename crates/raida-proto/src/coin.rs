@@ -38,6 +38,11 @@ impl CoinId {
         Ok(CoinId { dn, sn })
     }
 
+    /// `[DN 1][SN 4 BE]`, as every command carries a coin.
+    pub fn wire_bytes(&self) -> [u8; 5] {
+        crate::client::dn_sn_bytes(self.dn, self.sn)
+    }
+
     /// (0, 0) means "not set" where a command lets a coin be left out (Post Key).
     pub fn is_set(&self) -> bool {
         !(self.dn == 0 && self.sn == 0)

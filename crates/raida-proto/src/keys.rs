@@ -87,7 +87,7 @@ pub enum RequestKey {
 /// it holds.
 pub trait KeyLookup {
     /// The AN of a *present* coin (DN -8..6, SN < 1,024,000, MFS != 0), else None.
-    fn coin_an(&self, _dn: i8, _sn: u32) -> Option<[u8; 16]> {
+    fn coin_an(&self, _coin: CoinId) -> Option<[u8; 16]> {
         None
     }
     /// The AN of the locker whose AN starts with `prefix`.
@@ -95,7 +95,7 @@ pub trait KeyLookup {
         None
     }
     /// A key token's 32-byte secret for this RAIDA (DN 7..11).
-    fn token_secret(&self, _dn: i8, _sn: u32) -> Option<[u8; 32]> {
+    fn token_secret(&self, _token: CoinId) -> Option<[u8; 32]> {
         None
     }
     /// The pre-shared secret [sender][this RAIDA][key id].
@@ -113,13 +113,12 @@ impl KeyLookup for NoKeys {}
 /// Knows the AN of one coin and nothing else (`raida selfcheck`, benches, tests).
 #[derive(Clone)]
 pub struct OneCoin {
-    pub dn: i8,
-    pub sn: u32,
+    pub coin: CoinId,
     pub an: [u8; 16],
 }
 impl KeyLookup for OneCoin {
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
-        (dn == self.dn && sn == self.sn).then_some(self.an)
+    fn coin_an(&self, coin: CoinId) -> Option<[u8; 16]> {
+        (coin == self.coin).then_some(self.an)
     }
 }
 
@@ -140,35 +139,35 @@ impl From<LookupFault> for Status {
 /// takes this trait; every [`KeyLookup`] (in-memory maps) is one that never fails.
 pub trait FallibleKeyLookup {
     /// As [`KeyLookup::coin_an`].
-    fn try_coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, LookupFault>;
+    fn try_coin_an(&self, coin: CoinId) -> Result<Option<[u8; 16]>, LookupFault>;
     /// As [`KeyLookup::locker_an`].
     fn try_locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault>;
     /// As [`KeyLookup::token_secret`].
-    fn try_token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, LookupFault>;
+    fn try_token_secret(&self, token: CoinId) -> Result<Option<[u8; 32]>, LookupFault>;
     /// As [`KeyLookup::raida_secret`].
     fn try_raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, LookupFault>;
 }
 
 impl<K: KeyLookup + ?Sized> FallibleKeyLookup for K {
-    fn try_coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, LookupFault> {
-        Ok(self.coin_an(dn, sn))
+    fn try_coin_an(&self, coin: CoinId) -> Result<Option<[u8; 16]>, LookupFault> {
+        Ok(self.coin_an(coin))
     }
     fn try_locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault> {
         Ok(self.locker_an(prefix))
     }
-    fn try_token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, LookupFault> {
-        Ok(self.token_secret(dn, sn))
+    fn try_token_secret(&self, token: CoinId) -> Result<Option<[u8; 32]>, LookupFault> {
+        Ok(self.token_secret(token))
     }
     fn try_raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, LookupFault> {
         Ok(self.raida_secret(sender, key_id))
     }
 }
 
-fn present_coin(keys: &impl FallibleKeyLookup, dn: i8, sn: u32) -> Result<Option<Key16>, LookupFault> {
-    if !is_coin_dn(dn) || sn >= MAX_SN {
+fn present_coin(keys: &impl FallibleKeyLookup, coin: CoinId) -> Result<Option<Key16>, LookupFault> {
+    if !is_coin_dn(coin.dn) || coin.sn >= MAX_SN {
         return Ok(None);
     }
-    Ok(keys.try_coin_an(dn, sn)?.map(Key16))
+    Ok(keys.try_coin_an(coin)?.map(Key16))
 }
 
 /// Resolve the key of a request (section 3.2 / 3.4 / 5).
@@ -179,19 +178,19 @@ fn present_coin(keys: &impl FallibleKeyLookup, dn: i8, sn: u32) -> Result<Option
 pub fn resolve_key(identity: &KeyIdentity, keys: &impl FallibleKeyLookup) -> Result<Option<RequestKey>, Status> {
     match *identity {
         KeyIdentity::None => Ok(None),
-        KeyIdentity::Coin { coin: CoinId { dn, sn } } => {
-            present_coin(keys, dn, sn)?.map(|k| Some(RequestKey::Legacy(k))).ok_or(Status::InvalidEncryption)
+        KeyIdentity::Coin { coin } => {
+            present_coin(keys, coin)?.map(|k| Some(RequestKey::Legacy(k))).ok_or(Status::InvalidEncryption)
         }
         KeyIdentity::Locker { prefix } => {
             keys.try_locker_an(&prefix)?.map(|k| Some(RequestKey::Legacy(Key16(k)))).ok_or(Status::InvalidEncryption)
         }
-        KeyIdentity::Token { coin: CoinId { dn, sn } } => type4_key(keys, dn, sn).map(|k| Some(RequestKey::Modern(k))),
+        KeyIdentity::Token { coin } => type4_key(keys, coin).map(|k| Some(RequestKey::Modern(k))),
         KeyIdentity::TokenPair { first, second } => {
             if first == second {
                 return Err(Status::InvalidEncryption);
             }
-            let an1 = present_coin(keys, first.dn, first.sn)?.ok_or(Status::EncryptionCoinNotFound)?;
-            let an2 = present_coin(keys, second.dn, second.sn)?.ok_or(Status::EncryptionCoinNotFound)?;
+            let an1 = present_coin(keys, first)?.ok_or(Status::EncryptionCoinNotFound)?;
+            let an2 = present_coin(keys, second)?.ok_or(Status::EncryptionCoinNotFound)?;
             Key32::concat_two_tokens(first, &an1, second, &an2).map(|k| Some(RequestKey::Modern(k)))
         }
         KeyIdentity::Raida { sender, key_id } => {
@@ -207,11 +206,11 @@ pub fn resolve_key(identity: &KeyIdentity, keys: &impl FallibleKeyLookup) -> Res
 
 /// Type 4: a key token's secret, or SHA-256 of a present coin's AN; else 25 (194 when the
 /// lookup failed).
-pub fn type4_key(keys: &impl FallibleKeyLookup, dn: i8, sn: u32) -> Result<Key32, Status> {
-    if is_key_token_dn(dn) {
-        keys.try_token_secret(dn, sn)?.map(Key32).ok_or(Status::EncryptionCoinNotFound)
-    } else if is_coin_dn(dn) {
-        present_coin(keys, dn, sn)?.map(|an| Key32::sha256_of_an(&an)).ok_or(Status::EncryptionCoinNotFound)
+pub fn type4_key(keys: &impl FallibleKeyLookup, token: CoinId) -> Result<Key32, Status> {
+    if is_key_token_dn(token.dn) {
+        keys.try_token_secret(token)?.map(Key32).ok_or(Status::EncryptionCoinNotFound)
+    } else if is_coin_dn(token.dn) {
+        present_coin(keys, token)?.map(|an| Key32::sha256_of_an(&an)).ok_or(Status::EncryptionCoinNotFound)
     } else {
         Err(Status::EncryptionCoinNotFound)
     }
@@ -224,13 +223,13 @@ mod tests {
     /// Knows every key, but its store cannot be read.
     struct Broken;
     impl FallibleKeyLookup for Broken {
-        fn try_coin_an(&self, _: i8, _: u32) -> Result<Option<[u8; 16]>, LookupFault> {
+        fn try_coin_an(&self, _: CoinId) -> Result<Option<[u8; 16]>, LookupFault> {
             Err(LookupFault)
         }
         fn try_locker_an(&self, _: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault> {
             Err(LookupFault)
         }
-        fn try_token_secret(&self, _: i8, _: u32) -> Result<Option<[u8; 32]>, LookupFault> {
+        fn try_token_secret(&self, _: CoinId) -> Result<Option<[u8; 32]>, LookupFault> {
             Err(LookupFault)
         }
         fn try_raida_secret(&self, _: u8, _: u32) -> Result<Option<[u8; 32]>, LookupFault> {

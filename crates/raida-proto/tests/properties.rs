@@ -19,7 +19,7 @@ const NOW: u64 = 1_800_000_000;
 
 struct Keys;
 impl KeyLookup for Keys {
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
+    fn coin_an(&self, CoinId { dn, sn }: CoinId) -> Option<[u8; 16]> {
         match (dn, sn) {
             (1, 100) => Some(AN),
             (2, 200) => Some(AN2),
@@ -29,7 +29,7 @@ impl KeyLookup for Keys {
     fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
         (prefix[..] == AN2[..5]).then_some(AN2)
     }
-    fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]> {
+    fn token_secret(&self, CoinId { dn, sn }: CoinId) -> Option<[u8; 32]> {
         (dn == 7 && sn == 1).then_some(SECRET)
     }
     fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]> {

@@ -22,13 +22,13 @@ struct MemKeys {
 }
 
 impl KeyLookup for MemKeys {
-    fn coin_an(&self, dn: i8, sn: u32) -> Option<[u8; 16]> {
+    fn coin_an(&self, CoinId { dn, sn }: CoinId) -> Option<[u8; 16]> {
         self.coins.get(&(dn, sn)).filter(|(_, mfs)| *mfs != 0).map(|(an, _)| *an)
     }
     fn locker_an(&self, prefix: &[u8; 5]) -> Option<[u8; 16]> {
         self.lockers.iter().find(|a| a[..5] == prefix[..]).copied()
     }
-    fn token_secret(&self, dn: i8, sn: u32) -> Option<[u8; 32]> {
+    fn token_secret(&self, CoinId { dn, sn }: CoinId) -> Option<[u8; 32]> {
         self.tokens.get(&(dn, sn)).copied()
     }
     fn raida_secret(&self, sender: u8, key_id: u32) -> Option<[u8; 32]> {

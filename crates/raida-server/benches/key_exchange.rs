@@ -61,7 +61,7 @@ fn decrypt_raida_key(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
 
     let mem = MemoryLedger::with_coins((0..N / 2).map(|sn| ((0i8, sn), ([7; 16], 30))));
-    mem.identities.write().insert(IDENT, ans);
+    mem.identities.write().insert(raida_proto::IdentityCoin(IDENT.into()), ans);
     let st = state(Arc::new(mem), dir.path());
     let p = payload(N, &ans);
     let mut g = c.benchmark_group("decrypt_raida_key");

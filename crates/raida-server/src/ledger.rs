@@ -31,7 +31,7 @@ pub trait Ledger: Send + Sync + 'static {
     /// AN of a present coin (DN -8..6, SN < 1,024,000, MFS != 0).
     fn coin_an(&self, coin: CoinId) -> Result<Option<Key16>, Fault>;
     fn locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, Fault>;
-    fn token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, Fault>;
+    fn token_secret(&self, token: CoinId) -> Result<Option<[u8; 32]>, Fault>;
     fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault>;
     /// The 25 ANs of this server's identity coin `coins/<dn>.<sn>.bin` if the file loads
     /// (440 bytes, zero bytes where zero is required, the configured coin id); `Ok(None)`
@@ -55,14 +55,14 @@ pub trait Ledger: Send + Sync + 'static {
 pub struct LedgerKeys<'a>(pub &'a dyn Ledger);
 
 impl FallibleKeyLookup for LedgerKeys<'_> {
-    fn try_coin_an(&self, dn: i8, sn: u32) -> Result<Option<[u8; 16]>, LookupFault> {
-        Ok(self.0.coin_an(CoinId { dn, sn }).map_err(|_| LookupFault)?.map(|an| *an.as_bytes()))
+    fn try_coin_an(&self, coin: CoinId) -> Result<Option<[u8; 16]>, LookupFault> {
+        Ok(self.0.coin_an(coin).map_err(|_| LookupFault)?.map(|an| *an.as_bytes()))
     }
     fn try_locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, LookupFault> {
         self.0.locker_an(prefix).map_err(|_| LookupFault)
     }
-    fn try_token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, LookupFault> {
-        self.0.token_secret(dn, sn).map_err(|_| LookupFault)
+    fn try_token_secret(&self, token: CoinId) -> Result<Option<[u8; 32]>, LookupFault> {
+        self.0.token_secret(token).map_err(|_| LookupFault)
     }
     fn try_raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, LookupFault> {
         self.0.raida_secret(sender, key_id).map_err(|_| LookupFault)
@@ -100,8 +100,8 @@ impl Ledger for StoreLedger {
     fn locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, Fault> {
         Ok(self.store.locker_by_prefix(prefix).map(|k| *k.as_bytes()))
     }
-    fn token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, Fault> {
-        Ok(self.store.token_secret(CoinId { dn, sn }).map(|k| *k.as_bytes()))
+    fn token_secret(&self, token: CoinId) -> Result<Option<[u8; 32]>, Fault> {
+        Ok(self.store.token_secret(token).map(|k| *k.as_bytes()))
     }
     fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault> {
         Ok(self.store.raida_secret(sender, key_id).map(|k| *k.as_bytes()))
@@ -131,19 +131,19 @@ impl Ledger for StoreLedger {
     }
 }
 
-/// Coin records by (DN, SN): (AN, MFS).
-pub type CoinMap = HashMap<(i8, u32), ([u8; 16], u8)>;
-/// Identity coins by (DN, SN): the 25 ANs.
-pub type IdentityMap = HashMap<(i8, u32), AnsPerRaida>;
+/// Coin records: (AN, MFS).
+pub type CoinMap = HashMap<CoinId, ([u8; 16], u8)>;
+/// Identity coins: the 25 ANs.
+pub type IdentityMap = HashMap<IdentityCoin, AnsPerRaida>;
 
 /// A lookup of a [`MemoryLedger`] made to fail (tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultAt {
-    Coin(i8, u32),
+    Coin(CoinId),
     Locker([u8; 5]),
-    Token(i8, u32),
+    Token(CoinId),
     RaidaSecret(u8, u32),
-    Identity(i8, u32),
+    Identity(IdentityCoin),
 }
 
 /// An in-memory ledger for tests and vectors.
@@ -151,7 +151,7 @@ pub enum FaultAt {
 pub struct MemoryLedger {
     pub coins: RwLock<CoinMap>,
     pub lockers: RwLock<Vec<[u8; 16]>>,
-    pub tokens: RwLock<HashMap<(i8, u32), [u8; 32]>>,
+    pub tokens: RwLock<HashMap<CoinId, [u8; 32]>>,
     pub secrets: RwLock<HashMap<(u8, u32), [u8; 32]>>,
     pub identities: RwLock<IdentityMap>,
     /// Lookups that fail as an unreadable store would (see [`MemoryLedger::inject_fault`]).
@@ -159,14 +159,14 @@ pub struct MemoryLedger {
 }
 
 impl MemoryLedger {
-    pub fn with_coins(coins: impl IntoIterator<Item = ((i8, u32), ([u8; 16], u8))>) -> Self {
+    pub fn with_coins(coins: impl IntoIterator<Item = (impl Into<CoinId>, ([u8; 16], u8))>) -> Self {
         let l = MemoryLedger::default();
-        l.coins.write().extend(coins);
+        l.coins.write().extend(coins.into_iter().map(|(coin, record)| (coin.into(), record)));
         l
     }
     /// A record regardless of presence.
-    pub fn record(&self, dn: i8, sn: u32) -> Option<([u8; 16], u8)> {
-        self.coins.read().get(&(dn, sn)).copied()
+    pub fn record(&self, coin: CoinId) -> Option<([u8; 16], u8)> {
+        self.coins.read().get(&coin).copied()
     }
     /// From now on, looking up `at` fails with a [`Fault`] (whether or not it exists).
     pub fn inject_fault(&self, at: FaultAt) {
@@ -182,33 +182,33 @@ impl MemoryLedger {
 }
 
 impl Ledger for MemoryLedger {
-    fn coin_an(&self, CoinId { dn, sn }: CoinId) -> Result<Option<Key16>, Fault> {
-        self.check(FaultAt::Coin(dn, sn))?;
-        if !is_coin_dn(dn) || sn >= MAX_SN {
+    fn coin_an(&self, coin: CoinId) -> Result<Option<Key16>, Fault> {
+        self.check(FaultAt::Coin(coin))?;
+        if !is_coin_dn(coin.dn) || coin.sn >= MAX_SN {
             return Ok(None);
         }
-        Ok(self.coins.read().get(&(dn, sn)).filter(|(_, mfs)| *mfs != 0).map(|(an, _)| Key16::new(*an)))
+        Ok(self.coins.read().get(&coin).filter(|(_, mfs)| *mfs != 0).map(|(an, _)| Key16::new(*an)))
     }
     fn locker_an(&self, prefix: &[u8; 5]) -> Result<Option<[u8; 16]>, Fault> {
         self.check(FaultAt::Locker(*prefix))?;
         Ok(self.lockers.read().iter().find(|a| a[..5] == prefix[..]).copied())
     }
-    fn token_secret(&self, dn: i8, sn: u32) -> Result<Option<[u8; 32]>, Fault> {
-        self.check(FaultAt::Token(dn, sn))?;
-        Ok(self.tokens.read().get(&(dn, sn)).copied())
+    fn token_secret(&self, token: CoinId) -> Result<Option<[u8; 32]>, Fault> {
+        self.check(FaultAt::Token(token))?;
+        Ok(self.tokens.read().get(&token).copied())
     }
     fn raida_secret(&self, sender: u8, key_id: u32) -> Result<Option<[u8; 32]>, Fault> {
         self.check(FaultAt::RaidaSecret(sender, key_id))?;
         Ok(self.secrets.read().get(&(sender, key_id)).copied())
     }
-    fn identity_coin(&self, IdentityCoin(CoinId { dn, sn }): IdentityCoin) -> Result<Option<AnsPerRaida>, Fault> {
-        self.check(FaultAt::Identity(dn, sn))?;
-        Ok(self.identities.read().get(&(dn, sn)).copied())
+    fn identity_coin(&self, coin: IdentityCoin) -> Result<Option<AnsPerRaida>, Fault> {
+        self.check(FaultAt::Identity(coin))?;
+        Ok(self.identities.read().get(&coin).copied())
     }
     fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String> {
         let mut coins = self.coins.write();
         for &(dn, sn, an, mfs) in updates {
-            coins.insert((dn, sn), (an, mfs));
+            coins.insert(CoinId { dn, sn }, (an, mfs));
         }
         Ok(())
     }

@@ -124,7 +124,7 @@ pub fn init_network(dir: &Path, opts: &NetworkInit) -> Result<Network, LocalNetw
     let ids: Vec<u8> = (0..opts.raidas).collect();
     let identities: Vec<Wallet> = ids
         .iter()
-        .map(|&id| Wallet::generate(COIN_DN, IDENTITY_SN_TOP - id as u32, opts.coin_id).map_err(err))
+        .map(|&id| Wallet::generate(CoinId { dn: COIN_DN, sn: IDENTITY_SN_TOP - id as u32 }, opts.coin_id).map_err(err))
         .collect::<Result<_, _>>()?;
     for &id in &ids {
         let d = raida_dir(dir, id);
@@ -201,7 +201,7 @@ pub fn add_user(dir: &Path, name: &str) -> Result<PathBuf, LocalNetworkError> {
         }
     }
     let sn = (1..IDENTITY_SN_TOP - 24).find(|s| !used.contains(s)).ok_or_else(|| err("no free serial number"))?;
-    let wallet = Wallet::generate(COIN_DN, sn, network.coin_id).map_err(err)?;
+    let wallet = Wallet::generate(CoinId { dn: COIN_DN, sn }, network.coin_id).map_err(err)?;
     let mfs = raida_store::mfs_now();
     for r in &network.raidas {
         let d = raida_dir(dir, r.id);

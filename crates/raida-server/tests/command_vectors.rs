@@ -296,7 +296,7 @@ fn decrypt_raida_key_cases() {
             let sn = u64_(&f["sn"]) as u32;
             assert_eq!(f["filename"].as_str().unwrap(), raida_store::identity_coin_rel_path(dn, sn), "{n}");
             if let Ok(ans) = raida_store::decode_identity_coin(&bytes(&f["file"]), coin_id) {
-                ledger.identities.write().insert((dn, sn), ans);
+                ledger.identities.write().insert(IdentityCoin(CoinId { dn, sn }), ans);
             }
         }
         let t = TestState::new(1, coin_id, ledger, now);
@@ -327,7 +327,7 @@ fn decrypt_raida_key_cases() {
         assert_eq!(reasons, want, "{n}");
         assert_eq!(raida_proto::consts::mfs_for_unix_time(now) as u64, u64_(&e["mfs_now"]), "{n}");
         for s in e["store_after"].as_array().unwrap() {
-            let rec = t.ledger.record(i64_(&s["dn"]) as i8, u64_(&s["sn"]) as u32).expect("record");
+            let rec = t.ledger.record(CoinId { dn: i64_(&s["dn"]) as i8, sn: u64_(&s["sn"]) as u32 }).expect("record");
             assert_eq!(hex::encode(rec.0), s["an"].as_str().unwrap(), "{n}");
             assert_eq!(rec.1 as u64, u64_(&s["mfs"]), "{n}");
         }

@@ -108,17 +108,26 @@ fn handle_status(t: &TestState, key: &ClientKey) -> (u8, usize) {
 fn key_lookup_faults_answer_194_for_every_encryption_type() {
     let l = MemoryLedger::with_coins([((1, 5), (AN_A, 30)), ((1, 6), (AN_A, 30))]);
     l.lockers.write().push([0x33; 16]);
-    l.tokens.write().insert((7, 9), [0x44; 32]);
+    l.tokens.write().insert(CoinId { dn: 7, sn: 9 }, [0x44; 32]);
     l.secrets.write().insert((3, 42), [0x55; 32]);
     let t = TestState::new(0, COIN_ID, l, raida_client::unix_now());
     let an = Key16::new(AN_A);
     let pair = Key32::concat_two_tokens((1, 5).into(), &an, (1, 6).into(), &an).unwrap();
     let keys = [
-        (ClientKey::Coin { coin: CoinId { dn: 1, sn: 5 }, an: an.clone() }, FaultAt::Coin(1, 5)),
+        (ClientKey::Coin { coin: CoinId { dn: 1, sn: 5 }, an: an.clone() }, FaultAt::Coin(CoinId { dn: 1, sn: 5 })),
         (ClientKey::Locker { an: Key16::new([0x33; 16]) }, FaultAt::Locker([0x33; 5])),
-        (ClientKey::Token { coin: CoinId { dn: 1, sn: 5 }, key: Key32::sha256_of_an(&an) }, FaultAt::Coin(1, 5)),
-        (ClientKey::Token { coin: CoinId { dn: 7, sn: 9 }, key: Key32::from_secret([0x44; 32]) }, FaultAt::Token(7, 9)),
-        (ClientKey::TokenPair { first: (1, 5).into(), second: (1, 6).into(), key: pair }, FaultAt::Coin(1, 6)),
+        (
+            ClientKey::Token { coin: CoinId { dn: 1, sn: 5 }, key: Key32::sha256_of_an(&an) },
+            FaultAt::Coin(CoinId { dn: 1, sn: 5 }),
+        ),
+        (
+            ClientKey::Token { coin: CoinId { dn: 7, sn: 9 }, key: Key32::from_secret([0x44; 32]) },
+            FaultAt::Token(CoinId { dn: 7, sn: 9 }),
+        ),
+        (
+            ClientKey::TokenPair { first: (1, 5).into(), second: (1, 6).into(), key: pair },
+            FaultAt::Coin(CoinId { dn: 1, sn: 6 }),
+        ),
         (ClientKey::Raida { sender: 3, key_id: 42, key: Key32::from_secret([0x55; 32]) }, FaultAt::RaidaSecret(3, 42)),
     ];
     for (key, _) in &keys {
@@ -139,7 +148,7 @@ fn get_ticket_with_a_faulty_coin_is_194() {
     ];
     let c = call(header(Encryption::None, KeyIdentity::None, 2, 40), get_ticket::encode(&records), 1000);
     assert_eq!(cmd::get_ticket::run(&t.state, &c).status, Status::AllPass);
-    t.ledger.inject_fault(FaultAt::Coin(1, 6));
+    t.ledger.inject_fault(FaultAt::Coin(CoinId { dn: 1, sn: 6 }));
     let a = cmd::get_ticket::run(&t.state, &c);
     assert_eq!((a.status, a.payload.len()), (Status::Filesystem, 0), "not a failed record");
 }
@@ -158,7 +167,7 @@ fn encrypt_key_recipient_fault_is_194_not_40() {
         1000,
     );
     assert_eq!(cmd::encrypt_key::answer(&t.state, &c, [0, 0]).status, Status::Success);
-    t.ledger.inject_fault(FaultAt::Coin(1, 7));
+    t.ledger.inject_fault(FaultAt::Coin(CoinId { dn: 1, sn: 7 }));
     assert_eq!(cmd::encrypt_key::answer(&t.state, &c, [0, 0]).status, Status::Filesystem);
 }
 
@@ -168,7 +177,7 @@ fn decrypt_raida_key_faults_are_197_and_194() {
     let maker_ans = [[0x11; 16]; 25];
     let target = (1i8, 5u32);
     let l = MemoryLedger::with_coins([(target, (AN_A, 30))]);
-    l.identities.write().insert(identity, maker_ans);
+    l.identities.write().insert(IdentityCoin(identity.into()), maker_ans);
     let t = TestState::new(0, COIN_ID, l, 1000);
     let ticket = key_tickets::make_ticket(&Key16::new(maker_ans[2]), &[7; 8], target.into(), [1, 2]);
     let rec = DecryptRecord { coin_id: COIN_ID, split_id: 0, raida_id: 2, shard: 0, target: target.into(), ticket };
@@ -178,14 +187,14 @@ fn decrypt_raida_key_faults_are_197_and_194() {
         1000,
     );
     // The target's page cannot be read: 194 and nothing written (not a 0x00 record).
-    t.ledger.inject_fault(FaultAt::Coin(target.0, target.1));
+    t.ledger.inject_fault(FaultAt::Coin(target.into()));
     let (a, _) = cmd::decrypt_raida_key::answer(&t.state, &c);
     assert_eq!((a.status, a.payload.len()), (Status::Filesystem, 0));
-    assert_eq!(t.ledger.record(target.0, target.1), Some((AN_A, 30)));
+    assert_eq!(t.ledger.record(target.into()), Some((AN_A, 30)));
     t.ledger.faults.write().clear();
     assert_eq!(cmd::decrypt_raida_key::answer(&t.state, &c).0.status, Status::Success);
     // The identity coin cannot be read: 197.
-    t.ledger.inject_fault(FaultAt::Identity(identity.0, identity.1));
+    t.ledger.inject_fault(FaultAt::Identity(IdentityCoin(identity.into())));
     assert_eq!(cmd::decrypt_raida_key::answer(&t.state, &c).0.status, Status::CoinLoad);
 }
 
@@ -193,7 +202,7 @@ fn decrypt_raida_key_faults_are_197_and_194() {
 async fn key_alert_identity_fault_is_197() {
     let identity = (1i8, 500u32);
     let l = MemoryLedger::default();
-    l.identities.write().insert(identity, [[0x11; 16]; 25]);
+    l.identities.write().insert(IdentityCoin(identity.into()), [[0x11; 16]; 25]);
     let t = TestState::build(0, COIN_ID, l, 1000, |s| {
         s.key_alert.identity = Some(IdentityCoin(identity.into()));
         s.key_alert.timeout = Duration::from_secs(1);
@@ -202,6 +211,6 @@ async fn key_alert_identity_fault_is_197() {
     let entries = [AlertEntry::new([5; 16], IpAddr::V4(Ipv4Addr::LOCALHOST), 9, 1)];
     let c = call(header(Encryption::None, KeyIdentity::None, 4, 42), key_alert::encode(&entries), 1000);
     assert_eq!(cmd::key_alert::run(t.state.clone(), c.clone()).await.status, Status::AllFail);
-    t.ledger.inject_fault(FaultAt::Identity(identity.0, identity.1));
+    t.ledger.inject_fault(FaultAt::Identity(IdentityCoin(identity.into())));
     assert_eq!(cmd::key_alert::run(t.state.clone(), c).await.status, Status::CoinLoad);
 }

@@ -164,7 +164,7 @@ async fn fetch_through_proxy(legacy: bool, only_en: u8) {
     let ks_server = start(&ks).await;
     let proxy = Proxy::new(ks_server.local_addr(), only_en);
     let ledger = MemoryLedger::default();
-    ledger.identities.write().insert(IDENTITY, ans);
+    ledger.identities.write().insert(IdentityCoin(IDENTITY.into()), ans);
     let rx = state(3, ledger, |s| {
         s.key_alert.identity = Some(IdentityCoin(IDENTITY.into()));
         s.key_alert.key_servers = vec![key_server(proxy.addr, 1, legacy)];

@@ -51,7 +51,7 @@ async fn two_key_servers_and_a_receiver() {
     let ks2 = state(2, ks_ledger(2), |_| {});
     let (s1, s2) = (start(&ks1).await, start(&ks2).await);
     let receiver_ledger = MemoryLedger::default();
-    receiver_ledger.identities.write().insert(identity, ans);
+    receiver_ledger.identities.write().insert(IdentityCoin(identity.into()), ans);
     let (a1, a2) = (s1.local_addr(), s2.local_addr());
     let rx = state(3, receiver_ledger, |s| {
         s.key_alert.identity = Some(IdentityCoin(identity.into()));

@@ -39,7 +39,7 @@ fn now() -> u64 {
 
 fn ledger() -> MemoryLedger {
     let l = MemoryLedger::with_coins([((1, 100), (AN_A, 40))]);
-    l.identities.write().insert((1, 500), [[0x11; 16]; 25]);
+    l.identities.write().insert(IdentityCoin(CoinId { dn: 1, sn: 500 }), [[0x11; 16]; 25]);
     l
 }
 

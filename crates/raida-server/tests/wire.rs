@@ -35,7 +35,7 @@ fn now() -> u64 {
 fn ledger() -> MemoryLedger {
     let l = MemoryLedger::with_coins([((1, 100), (AN_A, 40)), ((1, 101), (AN_B, 0)), ((2, 200), (AN_B, 41))]);
     l.secrets.write().insert((3, 42), SECRET);
-    l.identities.write().insert((1, 500), [[0x11; 16]; 25]);
+    l.identities.write().insert(IdentityCoin(CoinId { dn: 1, sn: 500 }), [[0x11; 16]; 25]);
     l
 }
 

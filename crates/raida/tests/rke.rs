@@ -272,7 +272,7 @@ async fn every_post_and_fetch_travels_as_en4_and_no_part_is_in_the_clear() {
 async fn the_receiver_answers_echo_and_refuses_other_commands() {
     let tmp = tempfile::tempdir().unwrap();
     let network = Network::from_toml("[[raida]]\nid = 0\naddress = \"127.0.0.1:9\"\n", "n").unwrap();
-    let bob = Wallet::generate(1, 2, 6).unwrap();
+    let bob = Wallet::generate((1, 2).into(), 6).unwrap();
     let receiver = KeyReceiver::bind("127.0.0.1:0", network, bob, ReceiveOptions::default()).await.unwrap();
     let addr = receiver.local_addr();
     let mut receiver = receiver;
@@ -303,7 +303,7 @@ async fn the_receiver_answers_echo_and_refuses_other_commands() {
 async fn one_address_cannot_take_every_tcp_connection_of_the_receiver() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let network = Network::from_toml("[[raida]]\nid = 0\naddress = \"127.0.0.1:9\"\n", "n").unwrap();
-    let bob = Wallet::generate(1, 2, 6).unwrap();
+    let bob = Wallet::generate((1, 2).into(), 6).unwrap();
     let opts = ReceiveOptions { max_connections_per_ip: 2, ..ReceiveOptions::default() };
     let mut receiver = KeyReceiver::bind("127.0.0.1:0", network, bob, opts).await.unwrap();
     let addr = receiver.local_addr();

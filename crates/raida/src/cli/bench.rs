@@ -84,14 +84,14 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-fn parse_coin(s: &str) -> anyhow::Result<(i8, u32, [u8; 16])> {
+fn parse_coin(s: &str) -> anyhow::Result<(CoinId, [u8; 16])> {
     let parts: Vec<&str> = s.split(':').collect();
     anyhow::ensure!(parts.len() == 3, "--coin must be DN:SN:ANHEX");
     let dn: i8 = parts[0].parse().context("--coin: DN must be -8..6")?;
     let sn: u32 = parts[1].parse().context("--coin: SN must be a decimal number")?;
     let mut an = [0u8; 16];
     hex::decode_to_slice(parts[2], &mut an).context("--coin: AN must be 32 hex digits")?;
-    Ok((dn, sn, an))
+    Ok((CoinId { dn, sn }, an))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -104,12 +104,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         0 => ClientKey::None,
         1 | 4 => {
             let coin = args.coin.as_deref().context("--encryption 1 and 4 need --coin DN:SN:ANHEX")?;
-            let (dn, sn, an) = parse_coin(coin)?;
+            let (coin, an) = parse_coin(coin)?;
             let an = Key16::new(an);
             if args.encryption == 1 {
-                ClientKey::Coin { coin: CoinId { dn, sn }, an }
+                ClientKey::Coin { coin, an }
             } else {
-                ClientKey::Token { coin: CoinId { dn, sn }, key: Key32::sha256_of_an(&an) }
+                ClientKey::Token { coin, key: Key32::sha256_of_an(&an) }
             }
         }
         other => anyhow::bail!("--encryption {other}: choose 0, 1 or 4"),

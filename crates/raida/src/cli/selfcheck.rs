@@ -12,7 +12,7 @@ pub fn run() -> anyhow::Result<()> {
     anyhow::ensure!(crypto::crc32(&[0u8; 12]) == 0x7bd5c66f, "CRC32 known answer failed");
     let mut an = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut OsRng, &mut an);
-    let keys = OneCoin { dn: 1, sn: 1, an };
+    let keys = OneCoin { coin: CoinId { dn: 1, sn: 1 }, an };
     let server = ServerIdentity::new(0, 6);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let mut replay = ReplayMemory::new(16);

@@ -35,7 +35,7 @@ pub fn run(cmd: WalletCommand) -> anyhow::Result<()> {
     match cmd {
         WalletCommand::New { coin, out, coin_id } => {
             let name = parse_coin_name(&coin)?;
-            let wallet = Wallet::generate(name.dn, name.sn, coin_id)?;
+            let wallet = Wallet::generate(name, coin_id)?;
             let path = wallet.save(&out).context("cannot write the coin file")?;
             eprintln!("wrote {} (coin {}:{}, coin id {coin_id})", path.display(), name.dn, name.sn);
             eprintln!(
