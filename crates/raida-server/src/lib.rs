@@ -5,6 +5,7 @@
 //! path: socket → [`ServerState::handle`] (framing, header rules, key, body, replay)
 //! → [`dispatch::DispatchTable`] → `cmd/<command>.rs` → answer → socket.
 
+pub mod blocking;
 pub mod cmd;
 pub mod dispatch;
 pub mod inbox;

@@ -178,6 +178,7 @@ impl ServerBuilder {
         let mut state = ServerState::new(identity, ledger, dir, config.key_ttl_seconds, config.replay_capacity, clock)
             .map_err(io_err(format!("{} (Keys/, Inbox/)", dir.display())))?;
         state.pending_keys.set_limits(crate::pending_keys::PendingKeyLimits::from_config(&config));
+        state.blocking.set_max_threads(config.durable_threads);
         state.set_admin_key(admin_key);
         state.replay = parking_lot::Mutex::new(raida_proto::replay::ReplayMemory::with_share(
             config.replay_capacity,

@@ -11,6 +11,7 @@ use raida_proto::replay::{ReplayCheck, ReplayKey, ReplayMemory};
 use raida_proto::{validate_request, IdentityCoin, Rejection, ReplyContext, Status};
 use rand_core::{OsRng, RngCore};
 
+use crate::blocking::{BlockingPool, DEFAULT_BLOCKING_THREADS};
 use crate::dispatch::{DispatchTable, Handler};
 use crate::inbox::Inbox;
 use crate::ledger::{Ledger, LedgerKeys};
@@ -152,6 +153,8 @@ pub struct ServerState {
     pub dispatch: DispatchTable,
     /// Error answers per source address over UDP (PROTOCOL.md section 2).
     pub udp_errors: ErrorRateLimiter,
+    /// Where commands that wait for the disk run ([`crate::blocking`]).
+    pub blocking: BlockingPool,
 }
 
 /// The transport a request came in on: UDP answers fewer requests than TCP, because a
@@ -245,6 +248,7 @@ impl ServerState {
             random: os_random(),
             dispatch: DispatchTable::standard(),
             udp_errors: ErrorRateLimiter::new(DEFAULT_UDP_ERROR_RATE),
+            blocking: BlockingPool::new(DEFAULT_BLOCKING_THREADS),
         })
     }
 }
@@ -455,14 +459,65 @@ impl Deferred {
         );
     }
 
+    /// Whether the command is a durable write (Post Key, Get Key, Decrypt RAIDA Key): then
+    /// it runs on [`ServerState::blocking`] with [`Deferred::run_blocking`]. Heavy reads
+    /// stay on tokio's blocking pool, so that they can never hold the durable threads.
+    pub fn is_durable_write(&self) -> bool {
+        self.kind == WorkKind::Durable && !matches!(self.handler, Handler::Async(_))
+    }
+
+    /// Run a durable write here (a thread of [`ServerState::blocking`]) and write the
+    /// answer to `out`; returns its status (UDP rate-limits error answers before sending).
+    /// An async command answers 252 (the caller should have used [`Deferred::run`]).
+    pub fn run_blocking(self, state: &ServerState, out: &mut Vec<u8>) -> Status {
+        let Deferred { handler, kind: _, call, reply, started, bytes_in } = self;
+        let answer = match handler {
+            Handler::Inline(f) | Handler::Blocking(f) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(state, &call))).unwrap_or_else(|_| {
+                    tracing::error!(client = %call.peer, "command handler panicked");
+                    Answer::status(Status::Internal)
+                })
+            }
+            Handler::Async(_) => Answer::status(Status::Internal),
+        };
+        let status = answer.status;
+        let h = call.header;
+        state.finish(&reply, h.command_group, h.command, call.peer, Some(&h), answer, started, bytes_in, out);
+        status
+    }
+
     /// Run the command off the receiving thread and write the answer to `out`; returns its
-    /// status (UDP rate-limits error answers before sending).
+    /// status (UDP rate-limits error answers before sending). Durable writes go to
+    /// [`ServerState::blocking`] and are awaited, heavy reads to tokio's blocking pool.
     pub async fn run(self, state: Arc<ServerState>, out: &mut Vec<u8>) -> Status {
+        if self.is_durable_write() {
+            let st = state.clone();
+            let ran = state
+                .blocking
+                .run(move || {
+                    let mut out = Vec::new();
+                    let status = self.run_blocking(&st, &mut out);
+                    (status, out)
+                })
+                .await;
+            return match ran {
+                Some((status, answer)) => {
+                    *out = answer;
+                    status
+                }
+                None => {
+                    // the job panicked (caught and logged by the pool): no answer
+                    tracing::error!("command task failed");
+                    out.clear();
+                    Status::Internal
+                }
+            };
+        }
         let Deferred { handler, kind: _, call, reply, started, bytes_in } = self;
         let (group, command, peer, header) = (call.header.command_group, call.header.command, call.peer, call.header);
         let answer = match handler {
-            Handler::Inline(f) => f(&state, &call),
-            Handler::Blocking(f) => {
+            Handler::Async(f) => f(state.clone(), call).await,
+            Handler::Inline(f) | Handler::Blocking(f) => {
                 let st = state.clone();
                 match tokio::task::spawn_blocking(move || f(&st, &call)).await {
                     Ok(a) => a,
@@ -472,7 +527,6 @@ impl Deferred {
                     }
                 }
             }
-            Handler::Async(f) => f(state.clone(), call).await,
         };
         let status = answer.status;
         state.finish(&reply, group, command, peer, Some(&header), answer, started, bytes_in, out);

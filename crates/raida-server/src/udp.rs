@@ -3,8 +3,9 @@
 //! thread never wakes for another's datagram), take datagrams and send answers in
 //! batches (recvmmsg / sendmmsg, [`crate::mmsg`]) and run the request path inline (no
 //! task hop, no allocation and no lock per datagram on the Echo path);
-//! commands that wait for the disk or the network, or may touch thousands of pages, are
-//! handed to the tokio runtime, bounded per kind (160 REQUEST_RATE when a kind is full).
+//! durable writes run on the blocking threads ([`crate::blocking`], which also send their
+//! answers), commands that wait for the network or may touch thousands of pages on the
+//! tokio runtime; all bounded per kind (160 REQUEST_RATE when a kind is full).
 //! What may not be answered over UDP at all (reflection, section 2) is decided by
 //! [`ServerState::handle_from`]; error answers of deferred commands are rate-limited here.
 
@@ -89,6 +90,19 @@ fn handle_datagram(ctx: &UdpContext, socket: &Arc<UdpSocket>, packet: &mut [u8],
         Ok(Outcome::Reply) => tx.commit(peer),
         Ok(Outcome::Drop) => {}
         Ok(Outcome::Deferred(d)) => match ctx.deferred.try_acquire(d.kind(), d.peer()) {
+            Some(permit) if d.is_durable_write() => {
+                // run and answered on a blocking thread: no task hop (crate::blocking)
+                let state = ctx.state.clone();
+                let socket = socket.clone();
+                let in_flight = ctx.tracker.token(); // shutdown waits for it
+                ctx.state.blocking.execute(move || {
+                    let mut out = Vec::new();
+                    let status = d.run_blocking(&state, &mut out);
+                    drop(permit);
+                    answer(&state, &socket, &out, peer, status);
+                    drop(in_flight);
+                });
+            }
             Some(permit) => {
                 let state = ctx.state.clone();
                 let socket = socket.clone();
@@ -97,11 +111,7 @@ fn handle_datagram(ctx: &UdpContext, socket: &Arc<UdpSocket>, packet: &mut [u8],
                         let mut out = Vec::new();
                         let status = d.run(state.clone(), &mut out).await;
                         drop(permit);
-                        if state.may_answer(Transport::Udp, peer, status) {
-                            send(&socket, &out, peer);
-                        } else {
-                            state.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        }
+                        answer(&state, &socket, &out, peer, status);
                     },
                     &ctx.runtime,
                 );
@@ -117,6 +127,15 @@ fn handle_datagram(ctx: &UdpContext, socket: &Arc<UdpSocket>, packet: &mut [u8],
             }
         },
         Err(_) => tracing::error!(client = %peer, "request handler panicked; request dropped"),
+    }
+}
+
+/// Send a deferred command's answer unless its error status is beyond the address's rate.
+fn answer(state: &ServerState, socket: &UdpSocket, out: &[u8], peer: SocketAddr, status: Status) {
+    if state.may_answer(Transport::Udp, peer, status) {
+        send(socket, out, peer);
+    } else {
+        state.stats.dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 

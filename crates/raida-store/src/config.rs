@@ -76,6 +76,7 @@ defaults! {
     default_max_key_alerts: usize = 256;
     default_max_durable_commands: usize = 256;
     default_max_heavy_commands: usize = 4;
+    default_durable_threads: usize = 32;
 }
 
 /// Server settings stored in `DIR/config.toml`.
@@ -172,6 +173,11 @@ pub struct Config {
     /// more than 64 records) running at once on the blocking pool; beyond it 160.
     #[serde(default = "default_max_heavy_commands")]
     pub max_heavy_commands: usize,
+    /// Threads that run durable writes (Post Key, Get Key, Decrypt RAIDA Key) and send
+    /// their answers: how many fdatasyncs may be in flight at once. More waiting commands
+    /// queue (up to `max_durable_commands`).
+    #[serde(default = "default_durable_threads")]
+    pub durable_threads: usize,
     /// `HOST:PORT` where `raida serve` answers `GET /metrics` (Prometheus text format) over
     /// plain HTTP. Default: none (off). Bind it to loopback or a management network: the
     /// figures are not secret, but nothing else guards the port.
@@ -267,6 +273,7 @@ impl Config {
             ("max_key_alerts", c.max_key_alerts as u64),
             ("max_durable_commands", c.max_durable_commands as u64),
             ("max_heavy_commands", c.max_heavy_commands as u64),
+            ("durable_threads", c.durable_threads as u64),
         ] {
             if value == 0 {
                 return Err(bad(format!("{name} must be at least 1")));
