@@ -71,6 +71,44 @@ impl ErrorRateLimiter {
     }
 }
 
+/// Log lines a peer can trigger (a handler that panicked on its request): at most one per
+/// source address and second, and [`LOG_LINES_PER_SECOND`] in total, because a UDP source
+/// address can be spoofed (millions of addresses must not fill the log either).
+pub struct LogLimiter {
+    per_addr: ErrorRateLimiter,
+    total: ErrorRateLimiter,
+    suppressed: AtomicU64,
+}
+
+/// Peer-triggered log lines per second, all addresses together.
+pub const LOG_LINES_PER_SECOND: u32 = 10;
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        LogLimiter {
+            per_addr: ErrorRateLimiter::new(1),
+            total: ErrorRateLimiter::new(LOG_LINES_PER_SECOND),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LogLimiter {
+    /// Whether a line about `ip` may be logged now (else it is counted as suppressed).
+    pub fn allow(&self, ip: IpAddr) -> bool {
+        let ok = self.per_addr.allow(ip) && self.total.allow(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        if !ok {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Lines not logged so far.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
+    }
+}
+
 /// Which concurrency limit a command that runs off the receiving thread counts against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkKind {
@@ -203,6 +241,17 @@ pub fn descriptor_reserve(deferred_slots: usize, udp_threads: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_triggered_log_lines_are_bounded_per_address_and_in_total() {
+        let logs = LogLimiter::default();
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!((0..1000).filter(|_| logs.allow(one)).count(), 1, "one line per address and second");
+        // a flood from (spoofed) addresses, each new: the total bound holds
+        let many = (0..1000u32).filter(|i| logs.allow(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)))).count();
+        assert!(many < LOG_LINES_PER_SECOND as usize, "{many} lines");
+        assert!(logs.suppressed() >= 1990);
+    }
     use std::net::Ipv4Addr;
 
     #[test]

@@ -15,7 +15,7 @@ use crate::blocking::{BlockingPool, DEFAULT_BLOCKING_THREADS};
 use crate::dispatch::{DispatchTable, Handler};
 use crate::inbox::Inbox;
 use crate::ledger::{Ledger, LedgerKeys};
-use crate::limits::{ErrorRateLimiter, WorkKind};
+use crate::limits::{ErrorRateLimiter, LogLimiter, WorkKind};
 use crate::pending_keys::PendingKeys;
 use crate::stats::Stats;
 use crate::tickets::TicketPool;
@@ -155,6 +155,8 @@ pub struct ServerState {
     pub udp_errors: ErrorRateLimiter,
     /// Where commands that wait for the disk run ([`crate::blocking`]).
     pub blocking: BlockingPool,
+    /// Bounds the log lines a peer can trigger (a handler that panicked).
+    pub peer_logs: LogLimiter,
 }
 
 /// The transport a request came in on: UDP answers fewer requests than TCP, because a
@@ -249,6 +251,7 @@ impl ServerState {
             dispatch: DispatchTable::standard(),
             udp_errors: ErrorRateLimiter::new(DEFAULT_UDP_ERROR_RATE),
             blocking: BlockingPool::new(DEFAULT_BLOCKING_THREADS),
+            peer_logs: LogLimiter::default(),
         })
     }
 }
@@ -359,7 +362,9 @@ impl ServerState {
             Handler::Inline(f) => {
                 let answer =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self, &call))).unwrap_or_else(|_| {
-                        tracing::error!("command handler panicked");
+                        if self.peer_logs.allow(peer.ip()) {
+                            tracing::error!(client = %peer, "command handler panicked");
+                        }
                         Answer::status(Status::Internal)
                     });
                 if !self.may_answer(transport, peer, answer.status) {
@@ -474,7 +479,9 @@ impl Deferred {
         let answer = match handler {
             Handler::Inline(f) | Handler::Blocking(f) => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(state, &call))).unwrap_or_else(|_| {
-                    tracing::error!(client = %call.peer, "command handler panicked");
+                    if state.peer_logs.allow(call.peer) {
+                        tracing::error!(client = %call.peer, "command handler panicked");
+                    }
                     Answer::status(Status::Internal)
                 })
             }

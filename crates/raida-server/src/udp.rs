@@ -126,7 +126,11 @@ fn handle_datagram(ctx: &UdpContext, socket: &Arc<UdpSocket>, packet: &mut [u8],
                 }
             }
         },
-        Err(_) => tracing::error!(client = %peer, "request handler panicked; request dropped"),
+        Err(_) => {
+            if ctx.state.peer_logs.allow(peer.ip()) {
+                tracing::error!(client = %peer, "request handler panicked; request dropped");
+            }
+        }
     }
 }
 
