@@ -26,27 +26,48 @@ pub fn ctr_apply(key: &Key16, iv: &[u8; 16], buf: &mut [u8]) {
 
 /// AES-256-GCM seal in place; returns the 16-byte tag.
 pub fn gcm_seal(key: &Key32, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
-    let Some(cipher) = gcm_key(key) else { return [0u8; 16] };
-    match cipher.seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf) {
-        Ok(tag) => {
-            let mut t = [0u8; 16];
-            t.copy_from_slice(&tag.as_ref()[..16]);
-            t
-        }
-        // Only fails for plaintexts above 64 GiB, which a 16-bit body length excludes.
-        Err(_) => [0u8; 16],
-    }
-}
-
-/// The AES-256-GCM key (None only if the library refused a 32-byte key).
-fn gcm_key(key: &Key32) -> Option<LessSafeKey> {
-    UnboundKey::new(&AES_256_GCM, key.as_bytes()).ok().map(LessSafeKey::new)
+    GcmKey::new(key).map(|k| k.seal(nonce, aad, buf)).unwrap_or([0u8; 16])
 }
 
 /// AES-256-GCM open in place; false (and `buf` unspecified) when the tag fails.
 pub fn gcm_open(key: &Key32, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
-    let Some(cipher) = gcm_key(key) else { return false };
-    cipher.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag, buf).is_ok()
+    GcmKey::new(key).is_some_and(|k| k.open(nonce, aad, buf, tag))
+}
+
+/// An AES-256-GCM key expanded once (round keys and GHASH tables), for a request whose
+/// body is opened and whose answer is sealed under the same key: the expansion cost as
+/// much as opening a small body. AWS-LC cleanses the expanded key when it is dropped.
+pub struct GcmKey(LessSafeKey);
+
+impl GcmKey {
+    /// None only if the library refused a 32-byte key.
+    pub fn new(key: &Key32) -> Option<GcmKey> {
+        UnboundKey::new(&AES_256_GCM, key.as_bytes()).ok().map(|k| GcmKey(LessSafeKey::new(k)))
+    }
+
+    /// Seal in place; returns the 16-byte tag.
+    pub fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+        match self.0.seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf) {
+            Ok(tag) => {
+                let mut t = [0u8; 16];
+                t.copy_from_slice(&tag.as_ref()[..16]);
+                t
+            }
+            // Only fails for plaintexts above 64 GiB, which a 16-bit body length excludes.
+            Err(_) => [0u8; 16],
+        }
+    }
+
+    /// Open in place; false (and `buf` unspecified) when the tag fails.
+    pub fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
+        self.0.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag, buf).is_ok()
+    }
+}
+
+impl std::fmt::Debug for GcmKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GcmKey(..)")
+    }
 }
 
 /// One AES-128 block encryption (ECB of exactly 16 bytes), used for key tickets (44).

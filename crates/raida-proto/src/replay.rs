@@ -4,6 +4,8 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 
+use nohash_hasher::BuildNoHashHasher;
+
 use crate::consts::{FRESHNESS_WINDOW_SECS, REPLAY_WINDOW_SECS};
 use crate::status::Status;
 
@@ -66,12 +68,13 @@ pub struct ReplayMemory {
     capacity: usize,
     share: usize,
     hasher: RandomState,
-    /// Hashes of the replay keys accepted in the window.
-    seen: HashSet<u64>,
+    /// Hashes of the replay keys accepted in the window. They are keyed SipHash values
+    /// already, so the sets use them as they are instead of hashing them again.
+    seen: HashSet<u64, BuildNoHashHasher<u64>>,
     /// (accepted at, key hash, identity hash) in acceptance order, for expiry.
     order: VecDeque<Entry>,
     /// Live entries per key identity (hash).
-    per_identity: HashMap<u64, u32>,
+    per_identity: HashMap<u64, u32, BuildNoHashHasher<u64>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -96,9 +99,9 @@ impl ReplayMemory {
             capacity,
             share: share.max(1),
             hasher: RandomState::new(),
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             order: VecDeque::new(),
-            per_identity: HashMap::new(),
+            per_identity: HashMap::default(),
         }
     }
 

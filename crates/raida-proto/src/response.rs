@@ -15,11 +15,23 @@ pub enum ReplySecurity {
     Plain,
     /// Legacy EN 1/2: AES-128-CTR under the request's key and the request's IV.
     LegacyCtr { key: Key16, iv: [u8; 16] },
-    /// Modern EN 4/5/7 once the key is known and the tag verified.
-    Modern { key: Key32, request_nonce: [u8; 12] },
+    /// Modern EN 4/5/7 once the key is known and the tag verified. `expanded`: the key as
+    /// the request was opened with, so that the answer is sealed without expanding it again.
+    Modern { key: Key32, request_nonce: [u8; 12], expanded: ExpandedKey },
     /// Modern request rejected before its key was known or its tag verified:
     /// header only, nonce field zero.
     HeaderOnly,
+}
+
+/// An expanded AES-256-GCM key carried from opening a request to sealing its answer. A
+/// clone does not copy it (the clone expands the key again when it seals).
+#[derive(Debug, Default)]
+pub struct ExpandedKey(pub Option<crypto::GcmKey>);
+
+impl Clone for ExpandedKey {
+    fn clone(&self) -> Self {
+        ExpandedKey(None)
+    }
 }
 
 /// Everything needed to answer one request.
@@ -110,14 +122,18 @@ impl ReplyContext {
                     out.extend_from_slice(&TERMINATOR);
                 }
             }
-            ReplySecurity::Modern { key, request_nonce } => {
+            ReplySecurity::Modern { key, request_nonce, expanded } => {
                 let mut aad = [0u8; RESPONSE_HEADER_SIZE + 12];
                 aad[..32].copy_from_slice(&header);
                 aad[32..].copy_from_slice(request_nonce);
                 let mut nonce = [0u8; 12];
                 nonce.copy_from_slice(&header[16..28]);
                 out.extend_from_slice(payload);
-                let tag = crypto::gcm_seal(key, &nonce, &aad, &mut out[RESPONSE_HEADER_SIZE..]);
+                let body = &mut out[RESPONSE_HEADER_SIZE..];
+                let tag = match &expanded.0 {
+                    Some(k) => k.seal(&nonce, &aad, body),
+                    None => crypto::gcm_seal(key, &nonce, &aad, body),
+                };
                 out.extend_from_slice(&tag);
                 out.extend_from_slice(&TERMINATOR);
             }

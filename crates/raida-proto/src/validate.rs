@@ -8,7 +8,7 @@ use crate::crypto;
 use crate::header::{frame, parse_request_header, CommandSet, Framing, RequestHeader, ServerIdentity};
 use crate::keys::{resolve_key, FallibleKeyLookup, RequestKey};
 use crate::replay::{check_freshness, replay_key, ReplayCheck};
-use crate::response::{ReplyContext, ReplySecurity};
+use crate::response::{ExpandedKey, ReplyContext, ReplySecurity};
 use crate::status::Status;
 
 /// A request that passed every check of sections 2-3 and goes on to its command.
@@ -78,7 +78,8 @@ pub fn validate_request(
         let ct_len = body_len - TAG_SIZE - 2;
         let mut tag = [0u8; 16];
         tag.copy_from_slice(&body[ct_len..ct_len + TAG_SIZE]);
-        if !crypto::gcm_open(&key, &header.nonce, head, &mut body[..ct_len], &tag) {
+        let expanded = crypto::GcmKey::new(&key);
+        if !expanded.as_ref().is_some_and(|k| k.open(&header.nonce, head, &mut body[..ct_len], &tag)) {
             return Err(reject(server, head, true, Status::InvalidEncryption));
         }
         let reply = ReplyContext {
@@ -86,7 +87,11 @@ pub fn validate_request(
             command_group: header.command_group,
             echo: header.echo,
             challenge_hash: [0; 16],
-            security: ReplySecurity::Modern { key: key.clone(), request_nonce: header.nonce },
+            security: ReplySecurity::Modern {
+                key: key.clone(),
+                request_nonce: header.nonce,
+                expanded: ExpandedKey(expanded),
+            },
         };
         let checked =
             check_freshness(header.request_time, now).and_then(|()| replay.check_and_insert(&replay_key(head), now));

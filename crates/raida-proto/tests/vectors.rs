@@ -284,7 +284,7 @@ fn modern_responses() {
             command_group: u64_(&i["command_group"]) as u8,
             echo: arr(&i["echo"]),
             challenge_hash: [0; 16],
-            security: ReplySecurity::Modern { key: key.clone(), request_nonce },
+            security: ReplySecurity::Modern { key: key.clone(), request_nonce, expanded: Default::default() },
         };
         let status = Status::from_code(u64_(&i["status"]) as u8).unwrap();
         let payload = bytes(&i["payload"]);
