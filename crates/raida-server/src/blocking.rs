@@ -9,14 +9,17 @@
 //! another CPU is an inter-processor interrupt, a VM exit on a virtual machine). Here the
 //! UDP worker queues the request and the pool thread that runs it also sends the answer:
 //! one wake-up, and none when a thread is already busy (it takes the next request when it
-//! is done). TCP connection tasks await the answer through a oneshot channel.
+//! is done). Post Key and Get Key do not even wait for their directory fsync: the thread
+//! leading that fsync finishes and sends their answers ([`raida_store::durable::DirSync`]),
+//! and this thread takes the next request. TCP connection tasks await the answer through
+//! a oneshot channel.
 //!
 //! Threads are started on demand up to a maximum (`durable_threads`, reloadable) and then
 //! kept: the maximum is the number of fdatasyncs in flight at once (the disk's
 //! parallelism, not the number of requests; those are bounded by the deferred-command
 //! limits, in total and per address, before they get here). Measured on a 2-core VM with
-//! Post Key + Get Key pairs at 64 in flight: 4 threads 9,900 requests/s, 8 12,700, 16
-//! 15,900-16,200, 32 17,900-18,700, 64 16,900.
+//! Post Key + Get Key pairs at 64 in flight (one server, the setting reloaded between
+//! runs): 8 threads 25,500-26,000 requests/s, 16 26,300-27,600, 32 24,200-24,700.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,8 +27,8 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-/// Threads at most before config.toml's `durable_threads` (default 32) is applied.
-pub const DEFAULT_BLOCKING_THREADS: usize = 32;
+/// Threads at most before config.toml's `durable_threads` (default 16) is applied.
+pub const DEFAULT_BLOCKING_THREADS: usize = 16;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -90,15 +93,6 @@ impl BlockingPool {
                 }
             }
         }
-    }
-
-    /// Run `f` on the pool and await its result (for async callers: TCP connections).
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.execute(move || {
-            let _ = tx.send(f());
-        });
-        rx.await.ok()
     }
 
     /// Start at most `max` threads from now on (at least one); threads beyond it end after
@@ -216,12 +210,6 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         panic!("threads beyond the new maximum did not end: {}", pool.threads());
-    }
-
-    #[tokio::test]
-    async fn async_callers_get_the_result() {
-        let pool = BlockingPool::new(2);
-        assert_eq!(pool.run(|| 6 * 7).await, Some(42));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use raida_proto::header::CommandSet;
 
 use crate::cmd;
 use crate::limits::WorkKind;
-use crate::state::{Answer, Call, ServerState};
+use crate::state::{Answer, Call, Reply, ServerState};
 
 /// Records beyond which Get Ticket and Decrypt RAIDA Key run on the blocking pool under
 /// the heavy-command limit: each record may load a page from disk, and thousands of them
@@ -26,6 +26,10 @@ pub enum Handler {
     Inline(fn(&ServerState, &Call) -> Answer),
     /// Waits for the disk (fsync): runs on the blocking pool.
     Blocking(fn(&ServerState, &Call) -> Answer),
+    /// A durable write that answers through its [`Reply`] once durable, from whichever
+    /// thread leads the fsync that covers it (its own thread is free at once): runs on the
+    /// durable-write threads ([`crate::blocking`]).
+    Durable(fn(Arc<ServerState>, &Call, Reply)),
     /// Talks to the network: runs as an async task.
     Async(fn(Arc<ServerState>, Call) -> AnswerFuture),
 }
@@ -35,7 +39,7 @@ impl Handler {
     pub fn work_kind(&self) -> WorkKind {
         match self {
             Handler::Async(_) => WorkKind::KeyAlert,
-            Handler::Blocking(_) | Handler::Inline(_) => WorkKind::Durable,
+            Handler::Blocking(_) | Handler::Inline(_) | Handler::Durable(_) => WorkKind::Durable,
         }
     }
 }
@@ -74,9 +78,9 @@ pub const COMMANDS: [CommandSpec; 10] = [
         HEAVY_RECORDS * raida_proto::commands::get_ticket::RECORD,
     ),
     command(GROUP_HEALING, VALIDATE_TICKET, "validate_ticket", Handler::Inline(cmd::validate_ticket::run)),
-    command(GROUP_KEY_EXCHANGE, POST_KEY, "post_key", Handler::Blocking(cmd::post_key::run)),
+    command(GROUP_KEY_EXCHANGE, POST_KEY, "post_key", Handler::Durable(cmd::post_key::run_durable)),
     command(GROUP_KEY_EXCHANGE, KEY_ALERT, "key_alert", Handler::Async(cmd::key_alert::run)),
-    command(GROUP_KEY_EXCHANGE, GET_KEY, "get_key", Handler::Blocking(cmd::get_key::run)),
+    command(GROUP_KEY_EXCHANGE, GET_KEY, "get_key", Handler::Durable(cmd::get_key::run_durable)),
     command(GROUP_KEY_EXCHANGE, ENCRYPT_KEY, "encrypt_key", Handler::Inline(cmd::encrypt_key::run)),
     heavy_above(
         command(

@@ -44,6 +44,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use raida_proto::commands::post_key::{CoinName, PostKey};
@@ -246,6 +247,74 @@ pub struct PendingKeys {
     temp_files_removed: AtomicU64,
 }
 
+/// A post whose file is written under its key id, not yet durable in the directory.
+struct PostWritten {
+    id: [u8; 16],
+    poster: Poster,
+    /// The poster's previous key, which this one replaces once durable.
+    previous: Option<[u8; 16]>,
+    path: PathBuf,
+}
+
+/// [`PendingKeys::post`] without waiting: `done` runs with the result once the key is
+/// durable, on the thread that led the directory fsync covering it (often another
+/// request's), so this thread is free at once. `keys` finds the store in `owner` (the
+/// continuation outlives this call).
+pub fn post_then<O: Send + Sync + 'static>(
+    owner: Arc<O>,
+    keys: fn(&O) -> &PendingKeys,
+    post: &PostKey,
+    poster: Poster,
+    source: IpAddr,
+    now: u64,
+    done: impl FnOnce(Result<(), Status>) + Send + 'static,
+) {
+    let store = keys(&owner);
+    let written = match store.post_write(post, poster, source, now) {
+        Ok(w) => w,
+        Err(status) => return done(Err(status)),
+    };
+    let owner2 = owner.clone();
+    store.dir_sync.sync_then(Box::new(move |synced| {
+        let store = keys(&owner2);
+        match store.post_publish(written, synced) {
+            Ok(stale) => {
+                if let Some(old) = stale {
+                    // removed only now that the new key is durable: a crash never leaves neither
+                    match store.remove_key_file(&store.path(&old)) {
+                        Ok(()) => {
+                            let owner3 = owner2.clone();
+                            store.dir_sync.sync_then(Box::new(move |r| keys(&owner3).stale_removed(old, r)));
+                        }
+                        Err(e) => store.stale_removed(old, Err(e)),
+                    }
+                }
+                done(Ok(()))
+            }
+            Err(status) => done(Err(status)),
+        }
+    }));
+}
+
+/// [`PendingKeys::take`] without waiting: `done` runs with the key once its deletion is
+/// durable (as in [`post_then`]).
+pub fn take_then<O: Send + Sync + 'static>(
+    owner: Arc<O>,
+    keys: fn(&O) -> &PendingKeys,
+    key_id: [u8; 16],
+    requester_coins: &[CoinName],
+    requester_ip: IpAddr,
+    now: u64,
+    done: impl FnOnce(Result<(CoinName, Vec<u8>), Status>) + Send + 'static,
+) {
+    let store = keys(&owner);
+    if let Err(status) = store.take_remove(&key_id, requester_coins, requester_ip, now) {
+        return done(Err(status));
+    }
+    let owner2 = owner.clone();
+    store.dir_sync.sync_then(Box::new(move |synced| done(keys(&owner2).take_finish(&key_id, synced))));
+}
+
 impl PendingKeys {
     /// At most this many keys are pending by default (a post beyond it gets 254).
     pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
@@ -356,7 +425,7 @@ impl PendingKeys {
 
     /// Set every limit (the server applies config.toml's after open, and on SIGHUP).
     pub fn set_limits(&self, limits: PendingKeyLimits) {
-        self.limits.store(std::sync::Arc::new(limits));
+        self.limits.store(Arc::new(limits));
     }
 
     pub fn limits(&self) -> PendingKeyLimits {
@@ -453,8 +522,24 @@ impl PendingKeys {
     /// Store a posted key durably (checks 217 and 201 here, then the limits: 254 when the
     /// store is full, 160 beyond the anonymous shares or while the same poster's previous
     /// post is still being written; 16/195/196 are the codec's). `source`: the request's
-    /// source address (counted for anonymous posts only).
+    /// source address (counted for anonymous posts only). Returns once the key is durable
+    /// (the server uses [`post_then`], which does not wait).
     pub fn post(&self, post: &PostKey, poster: Poster, source: IpAddr, now: u64) -> Result<(), Status> {
+        let written = self.post_write(post, poster, source, now)?;
+        let synced = self.dir_sync.sync();
+        let stale = self.post_publish(written, synced)?;
+        if let Some(old) = stale {
+            // removed only now that the new key is durable: a crash never leaves neither
+            let removed = self.remove_key_file(&self.path(&old)).and_then(|()| self.dir_sync.sync());
+            self.stale_removed(old, removed);
+        }
+        Ok(())
+    }
+
+    /// Steps 1 and 2 of a post: reserve the key id (no I/O under the lock), then write the
+    /// file and rename it to its key id, outside the lock. Its directory entry is durable
+    /// once the next directory sync has run ([`PendingKeys::post_publish`] comes after).
+    fn post_write(&self, post: &PostKey, poster: Poster, source: IpAddr, now: u64) -> Result<PostWritten, Status> {
         if post.sender.is_set() && poster != Poster::Coin(post.sender) {
             return Err(Status::ReceiverAuth);
         }
@@ -519,27 +604,44 @@ impl PendingKeys {
             previous.filter(|p| *p != id)
         };
 
-        // 2. write the file and make its directory entry durable, outside the lock
+        // 2. write the file, outside the lock; its directory entry is made durable by the
+        // caller's directory sync
         let path = self.path(&id);
-        let written = self.write_key_file(&path, &bytes).and_then(|()| self.dir_sync.sync());
+        let result = self.write_key_file(&path, &bytes);
         bytes.zeroize();
-        if let Err(e) = written {
-            tracing::error!(error = %e, "cannot write pending key");
-            // A post answered 194 leaves nothing under its key id (the rename may have
-            // happened before the directory fsync failed). The id stays reserved until
-            // the file is gone, so no other post's file can be removed here.
-            let _ = unlink(&path);
-            let mut idx = self.index.lock();
-            idx.remove(&id);
-            if let Some(prev) = previous {
-                if idx.keys.get(&prev).is_some_and(|e| e.key.poster == poster) {
-                    idx.by_poster.insert(poster, prev);
-                }
-            }
-            return Err(Status::Filesystem);
+        let written = PostWritten { id, poster, previous, path };
+        match result {
+            Ok(()) => Ok(written),
+            Err(e) => Err(self.post_failed(written, e)),
         }
+    }
 
-        // 3. publish; a replaced key of the same poster stops being handed out now
+    /// A post whose file or directory entry could not be made durable: answered 194, and
+    /// nothing is left under its key id (the rename may have happened before the directory
+    /// fsync failed). The id stays reserved until the file is gone, so no other post's
+    /// file can be removed here.
+    fn post_failed(&self, w: PostWritten, e: io::Error) -> Status {
+        tracing::error!(error = %e, "cannot write pending key");
+        let _ = unlink(&w.path);
+        let mut idx = self.index.lock();
+        idx.remove(&w.id);
+        if let Some(prev) = w.previous {
+            if idx.keys.get(&prev).is_some_and(|e| e.key.poster == w.poster) {
+                idx.by_poster.insert(w.poster, prev);
+            }
+        }
+        Status::Filesystem
+    }
+
+    /// Step 3 of a post, once the directory sync that covers its rename has run: publish
+    /// the key (Get Key may take it now). Returns the poster's previous key, if this one
+    /// replaces it: it stops being handed out now, and the caller removes its file
+    /// ([`PendingKeys::stale_removed`] once that is durable).
+    fn post_publish(&self, w: PostWritten, synced: io::Result<()>) -> Result<Option<[u8; 16]>, Status> {
+        if let Err(e) = synced {
+            return Err(self.post_failed(w, e));
+        }
+        let PostWritten { id, poster, previous, .. } = w;
         let stale = {
             let mut idx = self.index.lock();
             if let Some(e) = idx.keys.get_mut(&id) {
@@ -552,21 +654,22 @@ impl PendingKeys {
             }
             stale
         };
-        if let Some(old) = stale {
-            // removed only now that the new key is durable: a crash never leaves neither
-            if let Err(e) = self.remove_key_file(&self.path(&old)).and_then(|()| self.dir_sync.sync()) {
-                // the next open removes it (it keeps the newer key of a poster)
-                tracing::warn!(error = %e, "cannot remove replaced pending key");
-            }
-            self.index.lock().remove(&old);
-        }
         self.posts.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(stale)
+    }
+
+    /// A replaced key's file was removed (`removed`: made durable or not): forget the key.
+    fn stale_removed(&self, old: [u8; 16], removed: io::Result<()>) {
+        if let Err(e) = removed {
+            // the next open removes it (it keeps the newer key of a poster)
+            tracing::warn!(error = %e, "cannot remove replaced pending key");
+        }
+        self.index.lock().remove(&old);
     }
 
     /// Hand a key out once: 216 not pending, 217 wrong receiver coin, 218 wrong address.
     /// `requester_coins`: the coins whose key encrypted the request. The key's deletion is
-    /// durable before this returns it.
+    /// durable before this returns it (the server uses [`take_then`], which does not wait).
     pub fn take(
         &self,
         key_id: &[u8; 16],
@@ -574,6 +677,20 @@ impl PendingKeys {
         requester_ip: IpAddr,
         now: u64,
     ) -> Result<(CoinName, Vec<u8>), Status> {
+        self.take_remove(key_id, requester_coins, requester_ip, now)?;
+        let synced = self.dir_sync.sync();
+        self.take_finish(key_id, synced)
+    }
+
+    /// Step 1 of a take: check, mark the key `Taking` (handed out once) and take its file
+    /// away from its name; the removal is durable once the next directory sync has run.
+    fn take_remove(
+        &self,
+        key_id: &[u8; 16],
+        requester_coins: &[CoinName],
+        requester_ip: IpAddr,
+        now: u64,
+    ) -> Result<(), Status> {
         {
             let mut idx = self.index.lock();
             let e = idx.keys.get_mut(key_id).ok_or(Status::KeyNotFound)?;
@@ -596,7 +713,12 @@ impl PendingKeys {
             }
             e.state = KeyState::Taking;
         }
-        let removed = self.remove_key_file(&self.path(key_id)).and_then(|()| self.dir_sync.sync());
+        self.remove_key_file(&self.path(key_id)).or_else(|e| self.take_finish(key_id, Err(e)).map(|_| ()))
+    }
+
+    /// Step 2 of a take, once the directory sync covering the removal has run: drop the key
+    /// and hand out its bytes; on a failure the key is live again (194).
+    fn take_finish(&self, key_id: &[u8; 16], removed: io::Result<()>) -> Result<(CoinName, Vec<u8>), Status> {
         let mut idx = self.index.lock();
         if let Err(e) = removed {
             tracing::error!(error = %e, "cannot delete pending key");

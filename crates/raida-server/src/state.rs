@@ -201,6 +201,27 @@ impl From<Status> for Answer {
     }
 }
 
+/// Where a [`Handler::Durable`] command sends its answer, exactly once, from whichever
+/// thread makes its write durable. If the handler panics before handing it on, the server
+/// answers 252 in its place.
+pub struct Reply(Arc<Mutex<Option<ReplyFn>>>);
+
+type ReplyFn = Box<dyn FnOnce(Answer) + Send>;
+
+impl Reply {
+    fn new(f: impl FnOnce(Answer) + Send + 'static) -> Reply {
+        Reply(Arc::new(Mutex::new(Some(Box::new(f)))))
+    }
+
+    /// Send the answer (finish it: count, log, encrypt; then the transport sends it).
+    pub fn send(self, answer: Answer) {
+        let f = self.0.lock().take();
+        if let Some(f) = f {
+            f(answer);
+        }
+    }
+}
+
 /// What became of one request.
 pub enum Outcome {
     /// The answer is in the output buffer.
@@ -465,32 +486,49 @@ impl Deferred {
     }
 
     /// Whether the command is a durable write (Post Key, Get Key, Decrypt RAIDA Key): then
-    /// it runs on [`ServerState::blocking`] with [`Deferred::run_blocking`]. Heavy reads
+    /// it runs on [`ServerState::blocking`] with [`Deferred::run_durable`]. Heavy reads
     /// stay on tokio's blocking pool, so that they can never hold the durable threads.
     pub fn is_durable_write(&self) -> bool {
         self.kind == WorkKind::Durable && !matches!(self.handler, Handler::Async(_))
     }
 
-    /// Run a durable write here (a thread of [`ServerState::blocking`]) and write the
-    /// answer to `out`; returns its status (UDP rate-limits error answers before sending).
-    /// An async command answers 252 (the caller should have used [`Deferred::run`]).
-    pub fn run_blocking(self, state: &ServerState, out: &mut Vec<u8>) -> Status {
+    /// Run a durable write (on a thread of [`ServerState::blocking`]); `done` gets the
+    /// status and the finished answer, on this thread or, for a [`Handler::Durable`]
+    /// command, on the thread that led the fsync making it durable. UDP rate-limits error
+    /// answers before sending. An async command answers 252 (use [`Deferred::run`]).
+    pub fn run_durable(self, state: Arc<ServerState>, done: impl FnOnce(Status, Vec<u8>) + Send + 'static) {
         let Deferred { handler, kind: _, call, reply, started, bytes_in } = self;
-        let answer = match handler {
-            Handler::Inline(f) | Handler::Blocking(f) => {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(state, &call))).unwrap_or_else(|_| {
-                    if state.peer_logs.allow(call.peer) {
-                        tracing::error!(client = %call.peer, "command handler panicked");
-                    }
-                    Answer::status(Status::Internal)
-                })
-            }
-            Handler::Async(_) => Answer::status(Status::Internal),
-        };
-        let status = answer.status;
         let h = call.header;
-        state.finish(&reply, h.command_group, h.command, call.peer, Some(&h), answer, started, bytes_in, out);
-        status
+        let peer = call.peer;
+        let st = state.clone();
+        let finish = move |answer: Answer| {
+            let status = answer.status;
+            let mut out = Vec::new();
+            st.finish(&reply, h.command_group, h.command, peer, Some(&h), answer, started, bytes_in, &mut out);
+            done(status, out);
+        };
+        let panicked = |state: &ServerState| {
+            if state.peer_logs.allow(peer) {
+                tracing::error!(client = %peer, "command handler panicked");
+            }
+            Answer::status(Status::Internal)
+        };
+        match handler {
+            Handler::Durable(f) => {
+                let reply = Reply::new(finish);
+                let slot = reply.0.clone();
+                let st = state.clone();
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(st, &call, reply))).is_err() {
+                    Reply(slot).send(panicked(&state));
+                }
+            }
+            Handler::Inline(f) | Handler::Blocking(f) => {
+                let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&state, &call)))
+                    .unwrap_or_else(|_| panicked(&state));
+                finish(answer);
+            }
+            Handler::Async(_) => finish(Answer::status(Status::Internal)),
+        }
     }
 
     /// Run the command off the receiving thread and write the answer to `out`; returns its
@@ -498,23 +536,20 @@ impl Deferred {
     /// [`ServerState::blocking`] and are awaited, heavy reads to tokio's blocking pool.
     pub async fn run(self, state: Arc<ServerState>, out: &mut Vec<u8>) -> Status {
         if self.is_durable_write() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
             let st = state.clone();
-            let ran = state
-                .blocking
-                .run(move || {
-                    let mut out = Vec::new();
-                    let status = self.run_blocking(&st, &mut out);
-                    (status, out)
+            state.blocking.execute(move || {
+                self.run_durable(st, move |status, answer| {
+                    let _ = tx.send((status, answer));
                 })
-                .await;
-            return match ran {
-                Some((status, answer)) => {
+            });
+            return match rx.await {
+                Ok((status, answer)) => {
                     *out = answer;
                     status
                 }
-                None => {
-                    // the job panicked (caught and logged by the pool): no answer
-                    tracing::error!("command task failed");
+                Err(_) => {
+                    // the continuation was lost (it panicked; logged where it ran)
                     out.clear();
                     Status::Internal
                 }
@@ -534,6 +569,7 @@ impl Deferred {
                     }
                 }
             }
+            Handler::Durable(_) => Answer::status(Status::Internal), // is_durable_write above
         };
         let status = answer.status;
         state.finish(&reply, group, command, peer, Some(&header), answer, started, bytes_in, out);

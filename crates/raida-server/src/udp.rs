@@ -91,16 +91,18 @@ fn handle_datagram(ctx: &UdpContext, socket: &Arc<UdpSocket>, packet: &mut [u8],
         Ok(Outcome::Drop) => {}
         Ok(Outcome::Deferred(d)) => match ctx.deferred.try_acquire(d.kind(), d.peer()) {
             Some(permit) if d.is_durable_write() => {
-                // run and answered on a blocking thread: no task hop (crate::blocking)
+                // run on a durable-write thread, answered from the thread that makes it
+                // durable: no task hop (crate::blocking)
                 let state = ctx.state.clone();
                 let socket = socket.clone();
                 let in_flight = ctx.tracker.token(); // shutdown waits for it
                 ctx.state.blocking.execute(move || {
-                    let mut out = Vec::new();
-                    let status = d.run_blocking(&state, &mut out);
-                    drop(permit);
-                    answer(&state, &socket, &out, peer, status);
-                    drop(in_flight);
+                    let st = state.clone();
+                    d.run_durable(state, move |status, out| {
+                        drop(permit);
+                        answer(&st, &socket, &out, peer, status);
+                        drop(in_flight);
+                    });
                 });
             }
             Some(permit) => {

@@ -76,7 +76,7 @@ defaults! {
     default_max_key_alerts: usize = 256;
     default_max_durable_commands: usize = 256;
     default_max_heavy_commands: usize = 4;
-    default_durable_threads: usize = 32;
+    default_durable_threads: usize = 16;
 }
 
 /// Server settings stored in `DIR/config.toml`.

@@ -128,11 +128,14 @@ pub fn tighten_dir_mode(dir: &Path) -> io::Result<bool> {
 /// Group commit of one directory's fsync.
 ///
 /// Callers rename or unlink entries in the directory, then call [`DirSync::sync`], which
-/// returns once those changes are durable. The first caller to find no fsync running (the
-/// leader) fsyncs the directory once for every caller registered at that moment; callers
-/// that arrive meanwhile wait and are covered by the next fsync. Under load one fsync thus
+/// returns once those changes are durable, or [`DirSync::sync_then`], which returns at
+/// once and runs a continuation when they are. The first caller to find no fsync running
+/// (the leader) fsyncs the directory once for every caller registered at that moment;
+/// callers that arrive meanwhile are covered by the next fsync. Under load one fsync thus
 /// makes the renames and unlinks of many requests durable, and nobody holds a lock of its
-/// own across the wait.
+/// own across the wait. A leader goes on while continuations wait (nobody else would run
+/// them) and runs each covered continuation itself, so that their threads need not sleep
+/// and be woken for it.
 pub struct DirSync {
     dir: PathBuf,
     st: Mutex<DirSyncState>,
@@ -143,9 +146,13 @@ pub struct DirSync {
     waiting: AtomicUsize,
 }
 
+/// What runs once a [`DirSync::sync_then`] caller's changes are durable (or with the error
+/// of the fsync that should have made them so).
+pub type AfterSync = Box<dyn FnOnce(io::Result<()>) + Send>;
+
 #[derive(Default)]
 struct DirSyncState {
-    /// Tickets handed out (one per `sync` call).
+    /// Tickets handed out (one per `sync` or `sync_then` call).
     requested: u64,
     /// Every ticket up to here has its fsync result.
     done: u64,
@@ -155,9 +162,16 @@ struct DirSyncState {
     /// Failures dropped from the list above reached up to this ticket; tickets at or
     /// below it answer an error (conservative: a lost failure must never read as success).
     forgotten_through: u64,
+    /// Continuations of `sync_then` callers not yet covered, in ticket order.
+    after: VecDeque<(u64, AfterSync)>,
 }
 
 const DIR_SYNC_FAILURES_KEPT: usize = 64;
+
+thread_local! {
+    /// This thread is running continuations as a leader ([`DirSync::sync_then`]).
+    static RUNNING_CONTINUATIONS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 impl DirSync {
     pub fn new(dir: &Path) -> DirSync {
@@ -180,18 +194,40 @@ impl DirSync {
     /// is durable (or the error of the fsync that should have covered it).
     pub fn sync(&self) -> io::Result<()> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let result = self.sync_inner();
+        let mut st = self.st.lock();
+        st.requested += 1;
+        let ticket = st.requested;
+        let result = self.wait_or_lead(st, Some(ticket));
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         result
     }
 
-    fn sync_inner(&self) -> io::Result<()> {
+    /// Runs `then` once every rename, create or unlink made in the directory before this
+    /// call is durable (or with the error of the fsync that should have covered it).
+    /// Returns at once when another caller is fsyncing: that leader runs `then`. Otherwise
+    /// this caller leads, and returns when no continuation is left waiting. `then` must
+    /// not wait for this directory's sync itself; it may call `sync_then` again (the
+    /// leader running it then covers that one too).
+    pub fn sync_then(&self, then: AfterSync) {
         let mut st = self.st.lock();
         st.requested += 1;
         let ticket = st.requested;
+        st.after.push_back((ticket, then));
+        // A continuation that asks for another sync leaves it to the leader running it
+        // (which goes on while continuations wait): leading from inside would nest.
+        if !st.syncing && !RUNNING_CONTINUATIONS.get() {
+            let _ = self.wait_or_lead(st, None);
+        }
+    }
+
+    /// Waits for `own` ticket (if any) to be covered, leading fsyncs while nobody else
+    /// does, and goes on leading while continuations wait for a leader.
+    fn wait_or_lead(&self, mut st: MutexGuard<'_, DirSyncState>, own: Option<u64>) -> io::Result<()> {
         loop {
-            if st.done >= ticket {
-                return Self::result_of(&st, ticket);
+            let own_done = own.is_none_or(|t| st.done >= t);
+            if own_done && (st.after.is_empty() || st.syncing) {
+                // nothing of ours is left; continuations, if any, are the running leader's
+                return own.map_or(Ok(()), |t| Self::result_of(&st, t));
             }
             if st.syncing {
                 self.cond.wait(&mut st);
@@ -219,7 +255,25 @@ impl DirSync {
             }
             st.done = target;
             st.syncing = false;
+            let mut covered = Vec::new();
+            while st.after.front().is_some_and(|(t, _)| *t <= target) {
+                if let Some((t, then)) = st.after.pop_front() {
+                    covered.push((then, Self::result_of(&st, t)));
+                }
+            }
             self.cond.notify_all();
+            if !covered.is_empty() {
+                MutexGuard::unlocked(&mut st, || {
+                    let outer = RUNNING_CONTINUATIONS.replace(true);
+                    for (then, result) in covered {
+                        // one continuation that panics must not lose the others' answers
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(result))).is_err() {
+                            tracing::error!(dir = %self.dir.display(), "a continuation after a directory fsync panicked");
+                        }
+                    }
+                    RUNNING_CONTINUATIONS.set(outer);
+                });
+            }
         }
     }
 
@@ -238,7 +292,8 @@ impl DirSync {
         self.fsyncs.load(Ordering::Relaxed)
     }
 
-    /// Callers inside [`DirSync::sync`] right now (waiting or syncing).
+    /// Callers inside [`DirSync::sync`] right now (waiting or syncing); continuations of
+    /// [`DirSync::sync_then`] are not counted.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
@@ -297,6 +352,70 @@ mod tests {
         // the leader blocked by the pause covers itself (and whoever came before it), the
         // next fsync covers everyone who waited
         assert!(sync.fsyncs() <= 3, "{} fsyncs for 16 callers", sync.fsyncs());
+    }
+
+    #[test]
+    fn a_continuation_that_syncs_again_is_covered_by_the_same_leader_without_nesting() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        static DEPTH: AtomicUsize = AtomicUsize::new(0);
+        static DEEPEST: AtomicUsize = AtomicUsize::new(0);
+        let d = tempfile::tempdir().unwrap();
+        let sync = Arc::new(DirSync::new(d.path()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        // a chain of 100 continuations, each asking for the next sync from inside the last
+        fn chain(sync: Arc<DirSync>, left: u32, tx: std::sync::mpsc::Sender<u32>) {
+            let s2 = sync.clone();
+            sync.sync_then(Box::new(move |r| {
+                let depth = DEPTH.fetch_add(1, Ordering::SeqCst) + 1;
+                DEEPEST.fetch_max(depth, Ordering::SeqCst);
+                assert!(r.is_ok());
+                tx.send(left).unwrap();
+                if left > 0 {
+                    chain(s2, left - 1, tx);
+                }
+                DEPTH.fetch_sub(1, Ordering::SeqCst);
+            }));
+        }
+        chain(sync.clone(), 100, tx);
+        // all ran before the first call returned, one fsync each, one after the other
+        assert_eq!(rx.try_iter().count(), 101);
+        assert_eq!(sync.fsyncs(), 101);
+        assert_eq!(DEEPEST.load(Ordering::SeqCst), 1, "continuations ran nested");
+    }
+
+    #[test]
+    fn continuations_run_once_covered_and_by_the_leader() {
+        let d = tempfile::tempdir().unwrap();
+        let sync = DirSync::new(d.path());
+        let (tx, rx) = std::sync::mpsc::channel();
+        // no fsync running: this caller leads and runs its own continuation before returning
+        let t = tx.clone();
+        sync.sync_then(Box::new(move |r| t.send((0, r.is_ok(), std::thread::current().id())).unwrap()));
+        assert_eq!(rx.try_recv().unwrap(), (0, true, std::thread::current().id()));
+        assert_eq!(sync.fsyncs(), 1);
+        // while a leader (a blocking caller) is held in its fsync, 16 continuations queue
+        // and return at once; the leader then covers them all with one more fsync
+        let pause = sync.pause();
+        std::thread::scope(|s| {
+            let leader = s.spawn(|| sync.sync().unwrap());
+            while sync.waiting() < 1 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            for i in 1..=16 {
+                let t = tx.clone();
+                sync.sync_then(Box::new(move |r| t.send((i, r.is_ok(), std::thread::current().id())).unwrap()));
+            }
+            assert!(rx.try_recv().is_err(), "nothing runs before its fsync");
+            drop(pause);
+            let leader_thread = leader.thread().id();
+            leader.join().unwrap();
+            let mut seen: Vec<_> = (0..16).map(|_| rx.recv().unwrap()).collect();
+            seen.sort_by_key(|(i, ..)| *i);
+            assert!(seen.iter().all(|(_, ok, thread)| *ok && *thread == leader_thread), "{seen:?}");
+            assert_eq!(seen.iter().map(|(i, ..)| *i).collect::<Vec<_>>(), (1..=16).collect::<Vec<_>>());
+        });
+        assert_eq!(sync.fsyncs(), 3, "one fsync for the leader, one for the 16 continuations");
     }
 
     #[test]

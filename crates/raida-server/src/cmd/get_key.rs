@@ -1,10 +1,13 @@
 //! 4/43 Get Key: hand a pending key out once (deleted durably before the answer).
 
+use std::sync::Arc;
+
 use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
 use raida_proto::Status;
 
-use super::{request_coins, Command, Ctx};
-use crate::state::{Answer, Call, ServerState};
+use super::{admit_and_decode, reply, request_coins, Command, Ctx};
+use crate::pending_keys::take_then;
+use crate::state::{Answer, Call, Reply, ServerState};
 
 impl Command for GetKey {
     type Answer = GetKeyAnswer;
@@ -18,4 +21,27 @@ impl Command for GetKey {
 
 pub fn run(state: &ServerState, call: &Call) -> Answer {
     super::run::<GetKey>(state, call)
+}
+
+/// [`run`] without waiting: answered through `answer` once the deletion is durable.
+pub fn run_durable(state: Arc<ServerState>, call: &Call, answer: Reply) {
+    let (req, ctx) = match admit_and_decode::<GetKey>(call) {
+        Ok(r) => r,
+        Err(a) => return answer.send(a),
+    };
+    let coins = request_coins(&ctx.header.key_identity);
+    take_then(
+        state,
+        |s| &s.pending_keys,
+        req.key_id,
+        &coins,
+        ctx.peer,
+        ctx.now,
+        move |r| {
+            answer.send(match r {
+                Ok((sender, key)) => reply(GetKeyAnswer { sender, key }),
+                Err(s) => s.into(),
+            })
+        },
+    );
 }

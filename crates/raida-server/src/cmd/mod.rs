@@ -2,7 +2,8 @@
 //! type of its codec (`raida_proto::commands::<command>`): it receives the decoded request
 //! and a [`Ctx`] (header, peer, time; never the payload bytes) and returns its typed answer
 //! or a status. [`run`] is the one path from a [`Call`] to an [`Answer`]: header checks,
-//! decode, apply, encode.
+//! decode, apply, encode. Post Key and Get Key also have a `run_durable` form that answers
+//! through a [`crate::state::Reply`] once durable (what the server runs; `run` waits).
 
 pub mod decrypt_raida_key;
 pub mod echo;
@@ -61,6 +62,16 @@ pub fn run_with<C: Command>(call: &Call, apply: impl FnOnce(C, &Ctx) -> Result<C
     match C::admit(&ctx).and_then(|()| C::decode(&call.payload)).and_then(|req| apply(req, &ctx)) {
         Ok(a) => reply(a),
         Err(s) => s.into(),
+    }
+}
+
+/// Header checks and decode, for a command that answers later
+/// ([`crate::dispatch::Handler::Durable`]): the request, or the answer to send now.
+pub fn admit_and_decode<C: Command>(call: &Call) -> Result<(C, Ctx), Answer> {
+    let ctx = Ctx::of(call);
+    match C::admit(&ctx).and_then(|()| C::decode(&call.payload)) {
+        Ok(req) => Ok((req, ctx)),
+        Err(s) => Err(s.into()),
     }
 }
 

@@ -1,12 +1,14 @@
 //! 4/41 Post Key: park one part of a key for a receiver (durable before the answer).
 //! Anonymous (EN 0) posts are counted per source address (`ctx.peer`) and in total.
 
+use std::sync::Arc;
+
 use raida_proto::commands::post_key::{PostKeyAnswer, PostKeyRequest};
 use raida_proto::{KeyIdentity, Status};
 
-use super::{Command, Ctx};
-use crate::pending_keys::Poster;
-use crate::state::{Answer, Call, ServerState};
+use super::{admit_and_decode, reply, Command, Ctx};
+use crate::pending_keys::{post_then, Poster};
+use crate::state::{Answer, Call, Reply, ServerState};
 
 /// The poster: the request's key identity (first token for EN 5; anonymous for EN 0).
 pub fn poster(id: &KeyIdentity) -> Poster {
@@ -30,4 +32,27 @@ impl Command for PostKeyRequest {
 
 pub fn run(state: &ServerState, call: &Call) -> Answer {
     super::run::<PostKeyRequest>(state, call)
+}
+
+/// [`run`] without waiting: answered through `answer` once the key is durable.
+pub fn run_durable(state: Arc<ServerState>, call: &Call, answer: Reply) {
+    let (req, ctx) = match admit_and_decode::<PostKeyRequest>(call) {
+        Ok(r) => r,
+        Err(a) => return answer.send(a),
+    };
+    let poster = poster(&ctx.header.key_identity);
+    post_then(
+        state,
+        |s| &s.pending_keys,
+        &req.post(),
+        poster,
+        ctx.peer,
+        ctx.now,
+        move |r| {
+            answer.send(match r {
+                Ok(()) => reply(PostKeyAnswer),
+                Err(s) => s.into(),
+            })
+        },
+    );
 }
