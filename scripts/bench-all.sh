@@ -5,6 +5,7 @@
 #   2. EN 1 and EN 4 Echo on the same server, against EN 0 right before
 #   3. TCP Echo, 4 connections x 16 pipelined
 #   4. Post Key + Get Key pairs, 64 in flight, every answer after its data is durable
+#      (after a 2 s warm-up run that creates the key files later posts reuse)
 #   5. AES-256-GCM at 16 KiB: `openssl speed` vs the channel's seal/open (criterion)
 #   6. 16-part key exchanges on 25 in-process RAIDAs, 16 in parallel
 # Each `raida bench` line gives requests/s, latency percentiles and the server's CPU per
@@ -68,6 +69,8 @@ bench udp-en0 --encryption 0
 bench udp-en1 --encryption 1 --coin "1:5:$AN"
 bench udp-en4 --encryption 4 --coin "1:5:$AN"
 bench tcp-pipelined --tcp --concurrency 4 --pipeline 16
+# Post+Get from its steady state: a first run creates the key files that later posts reuse
+$RAIDA bench 127.0.0.1:50000 --raida-id 0 --duration 2 --command post-get-key >/dev/null
 bench post-get --command post-get-key
 
 echo "== AES-256-GCM, 16 KiB, one core: openssl speed -seconds 2 -bytes 16384 -evp aes-256-gcm"
