@@ -219,6 +219,7 @@ async fn command_statuses_over_udp_and_tcp() {
     let h = Harness::start(|s| {
         s.dispatch.insert(13, 200, Handler::Inline(|_, _| panic!("test: inline handler panics")));
         s.dispatch.insert(13, 201, Handler::Blocking(|_, _| panic!("test: blocking handler panics")));
+        s.dispatch.insert(13, 202, Handler::Durable(|_, _, _| panic!("test: durable handler panics")));
     })
     .await;
     for t in [Transport::Udp, Transport::Tcp] {
@@ -370,6 +371,7 @@ async fn command_statuses_over_udp_and_tcp() {
         // 252: a handler that panics answers INTERNAL and the server keeps serving
         assert_eq!(call(&h, t, &ClientKey::None, 13, 200, &[]).await, Err(Status::Internal));
         assert_eq!(call(&h, t, &ClientKey::None, 13, 201, &[]).await, Err(Status::Internal));
+        assert_eq!(call(&h, t, &ClientKey::None, 13, 202, &[]).await, Err(Status::Internal));
         assert_eq!(call(&h, t, &ClientKey::None, 0, 0, &[]).await, Ok(vec![]));
     }
     // 42: every ticket slot taken
