@@ -245,6 +245,8 @@ pub struct PendingKeys {
     taken: AtomicU64,
     expired: AtomicU64,
     temp_files_removed: AtomicU64,
+    /// Directory fsyncs of the sweeper (outside the group commit).
+    sweep_fsyncs: AtomicU64,
 }
 
 /// A post whose file is written under its key id, not yet durable in the directory.
@@ -336,6 +338,7 @@ impl PendingKeys {
             taken: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             temp_files_removed: AtomicU64::new(0),
+            sweep_fsyncs: AtomicU64::new(0),
         };
         let mut index = Index::default();
         let (mut temps, mut expired, mut unreadable, mut replaced) = (Vec::new(), Vec::new(), 0u64, 0u64);
@@ -449,7 +452,7 @@ impl PendingKeys {
             taken: self.taken.load(Ordering::Relaxed),
             expired: self.expired.load(Ordering::Relaxed),
             temp_files_removed: self.temp_files_removed.load(Ordering::Relaxed),
-            dir_fsyncs: self.dir_sync.fsyncs(),
+            dir_fsyncs: self.dir_sync.fsyncs() + self.sweep_fsyncs.load(Ordering::Relaxed),
         }
     }
 
@@ -523,7 +526,8 @@ impl PendingKeys {
     /// store is full, 160 beyond the anonymous shares or while the same poster's previous
     /// post is still being written; 16/195/196 are the codec's). `source`: the request's
     /// source address (counted for anonymous posts only). Returns once the key is durable
-    /// (the server uses [`post_then`], which does not wait).
+    /// (the server uses [`post_then`], which does not wait; mixing both under load can keep
+    /// a caller of this one leading fsyncs for the others, see `DirSync::sync`).
     pub fn post(&self, post: &PostKey, poster: Poster, source: IpAddr, now: u64) -> Result<(), Status> {
         let written = self.post_write(post, poster, source, now)?;
         let synced = self.dir_sync.sync();
@@ -747,7 +751,14 @@ impl PendingKeys {
                     tracing::warn!(error = %e, "cannot remove expired pending key");
                 }
             }
-            if let Err(e) = self.dir_sync.sync() {
+            // Its own fsync, not the group commit: a caller of `DirSync::sync` that finds
+            // posts' and Get Keys' continuations waiting leads fsyncs for them until none is
+            // left, which under steady load would keep the sweeper from ever finishing (and
+            // expired keys in the index). Nobody waits for this one: a crash before it is
+            // durable leaves expired files, which the next open removes.
+            let synced = durable::fsync_dir(&self.dir);
+            self.sweep_fsyncs.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = synced {
                 tracing::warn!(error = %e, "cannot make the removal of expired pending keys durable");
             }
             {

@@ -266,6 +266,42 @@ fn the_sweeper_removes_expired_keys_in_batches() {
     assert!(fsyncs <= 3, "{fsyncs} directory fsyncs for 2,501 expired keys");
 }
 
+/// Posts and Get Keys answer through continuations that the leader of a directory fsync
+/// runs, and a leader goes on while continuations wait. The sweeper must not become such
+/// a leader: under a steady stream it would never finish, and expired keys would stay in
+/// the index (filling it up for everybody).
+#[test]
+fn the_sweeper_finishes_while_continuations_keep_coming() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("Keys");
+    fill_keys(&dir, 10);
+    let keys = Arc::new(PendingKeys::open(&dir, 3600, NOW + 10).unwrap());
+    let (stop, queued) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let stream = {
+        let (keys, stop, queued) = (keys.clone(), stop.clone(), queued.clone());
+        std::thread::spawn(move || {
+            for _ in 0..20_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                keys.dir_sync().sync_then(Box::new(|_| {}));
+                queued.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    while queued.load(Ordering::SeqCst) < 10 {
+        std::thread::yield_now();
+    }
+    let swept = keys.sweep(NOW + 3601);
+    let stream_still_running = !stream.is_finished();
+    stop.store(true, Ordering::SeqCst);
+    stream.join().unwrap();
+    assert_eq!(swept, 11);
+    assert!(stream_still_running, "the sweep returned only once the stream of continuations ended");
+}
+
 #[test]
 fn temporary_files_left_by_a_crash_are_removed_at_open() {
     let d = tempfile::tempdir().unwrap();

@@ -191,7 +191,10 @@ impl DirSync {
     }
 
     /// Returns once every rename, create or unlink made in the directory before this call
-    /// is durable (or the error of the fsync that should have covered it).
+    /// is durable (or the error of the fsync that should have covered it). A caller that
+    /// leads while [`DirSync::sync_then`] continuations wait goes on leading until none is
+    /// left: under a steady stream of them, a thread that must return soon should fsync
+    /// the directory itself ([`fsync_dir`]) instead.
     pub fn sync(&self) -> io::Result<()> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let mut st = self.st.lock();
