@@ -536,6 +536,10 @@ impl Deferred {
     /// [`ServerState::blocking`] and are awaited, heavy reads to tokio's blocking pool.
     pub async fn run(self, state: Arc<ServerState>, out: &mut Vec<u8>) -> Status {
         if self.is_durable_write() {
+            // kept to answer 252 if the answer is lost (its continuation panicked, logged
+            // where it ran): a TCP client must get an answer for every request it sent
+            let (reply, header, peer, started, bytes_in) =
+                (self.reply.clone(), self.call.header, self.call.peer, self.started, self.bytes_in);
             let (tx, rx) = tokio::sync::oneshot::channel();
             let st = state.clone();
             state.blocking.execute(move || {
@@ -549,8 +553,10 @@ impl Deferred {
                     status
                 }
                 Err(_) => {
-                    // the continuation was lost (it panicked; logged where it ran)
+                    let (group, command) = (header.command_group, header.command);
+                    let lost = Answer::status(Status::Internal);
                     out.clear();
+                    state.finish(&reply, group, command, peer, Some(&header), lost, started, bytes_in, out);
                     Status::Internal
                 }
             };

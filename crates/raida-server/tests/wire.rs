@@ -220,6 +220,14 @@ async fn command_statuses_over_udp_and_tcp() {
         s.dispatch.insert(13, 200, Handler::Inline(|_, _| panic!("test: inline handler panics")));
         s.dispatch.insert(13, 201, Handler::Blocking(|_, _| panic!("test: blocking handler panics")));
         s.dispatch.insert(13, 202, Handler::Durable(|_, _, _| panic!("test: durable handler panics")));
+        // hands its reply on to a continuation that is lost without answering
+        s.dispatch.insert(
+            13,
+            203,
+            Handler::Durable(|_, _, reply| {
+                std::thread::spawn(move || drop(reply));
+            }),
+        );
     })
     .await;
     for t in [Transport::Udp, Transport::Tcp] {
@@ -372,6 +380,10 @@ async fn command_statuses_over_udp_and_tcp() {
         assert_eq!(call(&h, t, &ClientKey::None, 13, 200, &[]).await, Err(Status::Internal));
         assert_eq!(call(&h, t, &ClientKey::None, 13, 201, &[]).await, Err(Status::Internal));
         assert_eq!(call(&h, t, &ClientKey::None, 13, 202, &[]).await, Err(Status::Internal));
+        if t == Transport::Tcp {
+            // a TCP client gets an answer for every request, even one whose answer was lost
+            assert_eq!(call(&h, t, &ClientKey::None, 13, 203, &[]).await, Err(Status::Internal));
+        }
         assert_eq!(call(&h, t, &ClientKey::None, 0, 0, &[]).await, Ok(vec![]));
     }
     // 42: every ticket slot taken
