@@ -143,6 +143,73 @@ fn wait_for_waiters(keys: &PendingKeys, n: usize) {
     assert_eq!(keys.dir_sync().waiting(), n, "every caller waits for the directory fsync at once");
 }
 
+/// What the server runs (`post_then` / `take_then`): a caller does not wait for the
+/// directory fsync; the thread leading it answers for everyone it covered, and nothing is
+/// answered before its fsync.
+#[test]
+fn posts_and_gets_that_do_not_wait_are_answered_by_the_fsync_leader() {
+    use raida_proto::codec::Codec;
+    use raida_server::pending_keys::{post_then, take_then, Poster};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CLIENTS: u64 = 32;
+    let t = state();
+    let st = t.state.clone();
+    let returned = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pause = st.pending_keys.dir_sync().pause();
+    std::thread::scope(|s| {
+        for i in 1..=CLIENTS {
+            let (st, tx, returned) = (st.clone(), tx.clone(), &returned);
+            s.spawn(move || {
+                let p = post_key::encode_post(&key_id(i), NONE, [0; 4], NONE, &[7; 128], 3, &[0x33; 16]);
+                let post = post_key::PostKeyRequest::decode(&p).unwrap().post();
+                post_then(
+                    st,
+                    |s| &s.pending_keys,
+                    &post,
+                    Poster::Anonymous,
+                    v4(3, i as u8),
+                    NOW,
+                    move |r| tx.send((r, std::thread::current().id())).unwrap(),
+                );
+                returned.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        // all but the leader (held in the paused fsync) return at once, unanswered
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while returned.load(Ordering::SeqCst) < CLIENTS as usize - 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(returned.load(Ordering::SeqCst), CLIENTS as usize - 1);
+        assert!(rx.try_recv().is_err(), "nothing is answered before its directory fsync");
+        drop(pause);
+    });
+    let answers: Vec<_> = (0..CLIENTS).map(|_| rx.recv().unwrap()).collect();
+    assert!(answers.iter().all(|(r, _)| r.is_ok()), "{answers:?}");
+    let threads: std::collections::HashSet<_> = answers.iter().map(|(_, id)| *id).collect();
+    assert!(threads.len() <= 2, "answered from {} threads: the leaders answer", threads.len());
+    // the keys are durable and live: take them the same way
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 1..=CLIENTS {
+        assert!(t.dir.path().join("Keys").join(hex::encode(key_id(i))).exists());
+        let tx = tx.clone();
+        take_then(
+            st.clone(),
+            |s| &s.pending_keys,
+            key_id(i),
+            &[],
+            v4(3, i as u8),
+            NOW,
+            move |r| tx.send((r.map(|(_, key)| key), std::thread::current().id())).unwrap(),
+        );
+    }
+    for _ in 1..=CLIENTS {
+        let (r, _) = rx.recv().unwrap();
+        assert_eq!(r.unwrap(), vec![0x33; 16]);
+    }
+    assert!(st.pending_keys.is_empty());
+}
+
 #[test]
 fn concurrent_posts_and_gets_share_directory_fsyncs() {
     const CLIENTS: u64 = 64;
