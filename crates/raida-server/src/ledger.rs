@@ -10,8 +10,8 @@ use raida_proto::consts::{is_coin_dn, AnsPerRaida, MAX_SN};
 use raida_proto::keys::{FallibleKeyLookup, LookupFault};
 use raida_proto::{CoinId, IdentityCoin, Key16};
 
-/// One coin record to write: (DN, SN, AN, MFS).
-pub type CoinUpdate = (i8, u32, [u8; 16], u8);
+/// One coin record to write: the coin, its new AN and MFS (the store's type).
+pub use raida_store::CoinUpdate;
 
 /// A read of the data directory failed (an I/O error such as EMFILE, a page file of the
 /// wrong size): the thing looked up may well exist. Handlers answer 194 (197 for an
@@ -207,8 +207,8 @@ impl Ledger for MemoryLedger {
     }
     fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String> {
         let mut coins = self.coins.write();
-        for &(dn, sn, an, mfs) in updates {
-            coins.insert(CoinId { dn, sn }, (an, mfs));
+        for u in updates {
+            coins.insert(u.coin, (u.an, u.mfs));
         }
         Ok(())
     }

@@ -172,7 +172,7 @@ fn writes(dir: &Path, batch: usize, dns: &[i8], label: &str) {
                             let sn = (r as u32) % 1_024_000;
                             let mut an = [0u8; 16];
                             an[..8].copy_from_slice(&rng.next().to_le_bytes());
-                            v.push((dn, sn, an, 1 + (r >> 56) as u8 % 200));
+                            v.push(CoinUpdate { coin: (dn, sn).into(), an, mfs: 1 + (r >> 56) as u8 % 200 });
                         }
                         store.set_many(&v).expect("set");
                         n += batch as u64;

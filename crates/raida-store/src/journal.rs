@@ -33,14 +33,13 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::durable::{fsync_dir, remove_file_durable};
 use crate::error::{Result, StoreError};
+use crate::store::CoinUpdate;
+use raida_proto::CoinId;
 
 /// Bytes of one journal record.
 pub(crate) const JOURNAL_RECORD_BYTES: usize = 22;
 /// Upper bound of records in one batch accepted at replay.
 const MAX_BATCH_RECORDS: usize = 1 << 22;
-
-/// One coin update: (DN, SN, AN, MFS).
-pub type Update = (i8, u32, [u8; 16], u8);
 
 /// Retries of a journal write after a transient error (then the batch fails).
 pub(crate) const TRANSIENT_RETRIES: u32 = 5;
@@ -163,12 +162,12 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 }
 
 /// Encodes one batch.
-pub(crate) fn encode_batch(out: &mut Vec<u8>, recs: &[Update]) {
+pub(crate) fn encode_batch(out: &mut Vec<u8>, recs: &[CoinUpdate]) {
     let start = out.len();
     out.extend_from_slice(&(recs.len() as u32).to_be_bytes());
-    for (dn, sn, an, mfs) in recs {
-        out.push(*dn as u8);
-        out.extend_from_slice(&sn.to_be_bytes());
+    for CoinUpdate { coin, an, mfs } in recs {
+        out.push(coin.dn as u8);
+        out.extend_from_slice(&coin.sn.to_be_bytes());
         out.extend_from_slice(an);
         out.push(*mfs);
     }
@@ -178,7 +177,7 @@ pub(crate) fn encode_batch(out: &mut Vec<u8>, recs: &[Update]) {
 
 /// Parses the valid batches at the start of a segment, calling `f` for each.
 /// Returns the number of bytes of valid batches.
-pub(crate) fn parse_segment(bytes: &[u8], mut f: impl FnMut(&[Update]) -> Result<()>) -> Result<usize> {
+pub(crate) fn parse_segment(bytes: &[u8], mut f: impl FnMut(&[CoinUpdate]) -> Result<()>) -> Result<usize> {
     let mut off = 0usize;
     let mut recs = Vec::new();
     while let Some(hdr) = bytes.get(off..off + 4) {
@@ -198,13 +197,14 @@ pub(crate) fn parse_segment(bytes: &[u8], mut f: impl FnMut(&[Update]) -> Result
         for r in bytes[off + 4..body_end].chunks_exact(JOURNAL_RECORD_BYTES) {
             let mut an = [0u8; 16];
             an.copy_from_slice(&r[5..21]);
-            recs.push((r[0] as i8, u32::from_be_bytes([r[1], r[2], r[3], r[4]]), an, r[21]));
+            let coin = CoinId { dn: r[0] as i8, sn: u32::from_be_bytes([r[1], r[2], r[3], r[4]]) };
+            recs.push(CoinUpdate { coin, an, mfs: r[21] });
         }
         f(&recs)?;
         off = body_end + 4;
     }
     for r in recs.iter_mut() {
-        zeroize::Zeroize::zeroize(&mut r.2);
+        zeroize::Zeroize::zeroize(&mut r.an);
     }
     Ok(off)
 }
@@ -312,7 +312,7 @@ impl Journal {
     }
 
     /// Buffers one batch; returns its sequence number for [`Journal::wait_durable`].
-    pub(crate) fn append(&self, recs: &[Update]) -> Result<u64> {
+    pub(crate) fn append(&self, recs: &[CoinUpdate]) -> Result<u64> {
         let mut st = self.st.lock();
         if let Some(e) = &st.failed {
             return Err(StoreError::JournalFailed(e.clone()));
@@ -561,11 +561,33 @@ impl Journal {
 mod tests {
     use super::*;
 
+    fn update(dn: i8, sn: u32, an: [u8; 16], mfs: u8) -> CoinUpdate {
+        CoinUpdate { coin: CoinId { dn, sn }, an, mfs }
+    }
+
+    /// The bytes on disk are README's "Journal format", whatever the in-memory type.
+    #[test]
+    fn a_batch_is_the_documented_bytes() {
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, &[update(-2, 0x0102_0304, [0xA5; 16], 7), update(6, 9, [0x5A; 16], 0)]);
+        let mut want = vec![0, 0, 0, 2];
+        want.extend_from_slice(&[0xFE, 1, 2, 3, 4]);
+        want.extend_from_slice(&[0xA5; 16]);
+        want.push(7);
+        want.extend_from_slice(&[6, 0, 0, 0, 9]);
+        want.extend_from_slice(&[0x5A; 16]);
+        want.push(0);
+        let crc = crc32fast::hash(&want);
+        want.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(buf, want);
+        assert_eq!(want.len(), 4 + 2 * JOURNAL_RECORD_BYTES + 4);
+    }
+
     #[test]
     fn batches_round_trip_and_torn_tail() {
         let mut buf = Vec::new();
-        encode_batch(&mut buf, &[(-8, 5, [1; 16], 3), (6, 1_023_999, [2; 16], 0)]);
-        encode_batch(&mut buf, &[(0, 7, [3; 16], 9)]);
+        encode_batch(&mut buf, &[update(-8, 5, [1; 16], 3), update(6, 1_023_999, [2; 16], 0)]);
+        encode_batch(&mut buf, &[update(0, 7, [3; 16], 9)]);
         let full = buf.len();
         buf.extend_from_slice(&[0u8; 100]);
         let mut seen = Vec::new();
@@ -576,7 +598,7 @@ mod tests {
         .unwrap();
         assert_eq!(n, full);
         assert_eq!(seen.len(), 3);
-        assert_eq!(seen[1], (6, 1_023_999, [2; 16], 0));
+        assert_eq!(seen[1], update(6, 1_023_999, [2; 16], 0));
         // Torn second batch: only the first one counts.
         let mut torn = buf[..full - 3].to_vec();
         torn.extend_from_slice(&[0xAA; 3]);
@@ -598,7 +620,7 @@ mod tests {
                 let j = j.clone();
                 std::thread::spawn(move || {
                     for i in 0..50u32 {
-                        let s = j.append(&[(1, t * 1000 + i, [t as u8; 16], 1)]).unwrap();
+                        let s = j.append(&[update(1, t * 1000 + i, [t as u8; 16], 1)]).unwrap();
                         j.wait_durable(s).unwrap();
                     }
                 })

@@ -23,9 +23,9 @@ mod tables;
 pub use config::{Config, IdentityConfig, KeyServer, CONFIG_FILE, ENV_PREFIX};
 pub use error::{Result, StoreError};
 pub use init::{init_data_dir, InitOptions};
-pub use journal::{FaultInjector, Update, BATCH_SIZE_BUCKETS};
+pub use journal::{FaultInjector, BATCH_SIZE_BUCKETS};
 pub use layout::{
     decode_identity_coin, encode_identity_coin, identity_coin_rel_path, mfs_for_unix_time, mfs_now, page_path_for_sn,
     page_rel_path, IDENTITY_COIN_BYTES, MAX_SN, PAGE_BYTES, RECORDS_PER_PAGE, RECORD_BYTES, TOTAL_PAGES,
 };
-pub use store::{CoinRecord, Store, StoreOptions, StoreStats, JOURNAL_DIR, LOCK_FILE};
+pub use store::{CoinRecord, CoinUpdate, Store, StoreOptions, StoreStats, JOURNAL_DIR, LOCK_FILE};

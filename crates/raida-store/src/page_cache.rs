@@ -17,7 +17,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::config::Config;
 use crate::durable::{fsync_dir, write_file_atomic, write_replace_no_dir_sync};
 use crate::error::{Result, StoreError};
-use crate::journal::{FaultInjector, Journal, Update};
+use crate::journal::{FaultInjector, Journal};
 use crate::layout::*;
 use crate::store::*;
 use crate::tables::Table;
@@ -293,13 +293,13 @@ impl Inner {
 
     /// Applies updates to the cached pages (loading them), under all their page locks; with
     /// `log`, appends the batch to the journal under those locks and returns its sequence.
-    pub(crate) fn apply(&self, updates: &[Update], log: bool) -> Result<Option<u64>> {
+    pub(crate) fn apply(&self, updates: &[CoinUpdate], log: bool) -> Result<Option<u64>> {
         if updates.is_empty() {
             return Ok(None);
         }
         let mut locs = Vec::with_capacity(updates.len());
-        for (dn, sn, _, _) in updates {
-            locs.push(locate(*dn, *sn)?);
+        for u in updates {
+            locs.push(locate(u.coin.dn, u.coin.sn)?);
         }
         if log {
             self.journal.check()?;
@@ -314,7 +314,7 @@ impl Inner {
                 let slot = &self.slots[i];
                 let mut g = slot.data.write();
                 if g.page.is_none() {
-                    let sn = updates.iter().zip(&locs).find(|(_, l)| l.0 == i).map(|(u, _)| u.1).unwrap_or(0);
+                    let sn = updates.iter().zip(&locs).find(|(_, l)| l.0 == i).map(|(u, _)| u.coin.sn).unwrap_or(0);
                     self.load_into(slot, &mut g, i, sn)?;
                 }
                 guards.push(g);
@@ -325,7 +325,7 @@ impl Inner {
             // Under the page locks, so that the writes of one record are recorded in the
             // order of their batches.
             let mut undo = seq.map(|_| self.undo.lock());
-            for ((_, _, an, mfs), (i, rec)) in updates.iter().zip(&locs) {
+            for (CoinUpdate { an, mfs, .. }, (i, rec)) in updates.iter().zip(&locs) {
                 if let Ok(gi) = idxs.binary_search(i) {
                     if let Some(p) = guards[gi].page.as_mut() {
                         if let (Some(undo), Some(seq)) = (undo.as_mut(), seq) {
@@ -345,10 +345,10 @@ impl Inner {
     }
 
     /// Batch `seq` is durable: its records' pending writes up to `seq` need no undo.
-    pub(crate) fn forget_durable(&self, updates: &[Update], seq: u64) {
+    pub(crate) fn forget_durable(&self, updates: &[CoinUpdate], seq: u64) {
         let mut undo = self.undo.lock();
-        for (dn, sn, _, _) in updates {
-            let Ok(key) = locate(*dn, *sn) else { continue };
+        for u in updates {
+            let Ok(key) = locate(u.coin.dn, u.coin.sn) else { continue };
             if let Some(q) = undo.get_mut(&key) {
                 while q.front().is_some_and(|(s, _)| *s <= seq) {
                     q.pop_front();

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::durable::create_dir_durable;
 use crate::error::{Result, StoreError};
-use crate::journal::{self, FaultInjector, Journal, Update};
+use crate::journal::{self, FaultInjector, Journal};
 use crate::layout::*;
 use crate::page_cache::*;
 use crate::tables;
@@ -32,6 +32,29 @@ pub const JOURNAL_DIR: &str = "Journal";
 /// One coin record.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct CoinRecord {
+    pub an: [u8; 16],
+    pub mfs: u8,
+}
+
+/// One coin record to write ([`Store::set_many`]): which coin, its new AN and MFS. Named
+/// fields and a [`CoinId`], so that a DN, SN, AN or MFS cannot be put in another's place;
+/// a bare `(dn, sn)` is not a coin:
+///
+/// ```compile_fail
+/// use raida_store::CoinUpdate;
+/// let _ = CoinUpdate { coin: (1, 5), an: [0; 16], mfs: 30 };
+/// ```
+///
+/// ```
+/// use raida_proto::CoinId;
+/// use raida_store::CoinUpdate;
+/// let _ = CoinUpdate { coin: CoinId { dn: 1, sn: 5 }, an: [0; 16], mfs: 30 };
+/// ```
+///
+/// In memory only: the journal keeps its own 22-byte record (`journal.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CoinUpdate {
+    pub coin: CoinId,
     pub an: [u8; 16],
     pub mfs: u8,
 }
@@ -288,13 +311,13 @@ impl Store {
     }
 
     /// Changes one record; durable when it returns Ok.
-    pub fn set(&self, CoinId { dn, sn }: CoinId, an: [u8; 16], mfs: u8) -> Result<()> {
-        self.set_many(&[(dn, sn, an, mfs)])
+    pub fn set(&self, coin: CoinId, an: [u8; 16], mfs: u8) -> Result<()> {
+        self.set_many(&[CoinUpdate { coin, an, mfs }])
     }
 
     /// Changes several records as one journal batch (one fsync); durable when it returns Ok.
     /// Records are applied in order (a later record for the same coin wins).
-    pub fn set_many(&self, updates: &[Update]) -> Result<()> {
+    pub fn set_many(&self, updates: &[CoinUpdate]) -> Result<()> {
         let inner = &self.inner;
         let Some(seq) = inner.apply(updates, true)? else {
             return Ok(());

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use raida_proto::CoinId;
 use raida_store::*;
 use rand_core::{OsRng, RngCore};
 
@@ -53,15 +54,17 @@ fn crash_child() {
                         let dn = DNS[(rand_u32() % 2) as usize];
                         // Thread t owns the serial numbers with sn % THREADS == t.
                         let sn = (rand_u32() % (PAGES * 1024 / THREADS)) * THREADS + t;
-                        if batch.iter().any(|u: &Update| u.0 == dn && u.1 == sn) {
+                        if batch.iter().any(|u: &CoinUpdate| u.coin == CoinId { dn, sn }) {
                             continue;
                         }
                         let mut an = [0u8; 16];
                         OsRng.fill_bytes(&mut an);
                         let mfs = 1 + (rand_u32() % 255) as u8;
-                        batch.push((dn, sn, an, mfs));
+                        batch.push(CoinUpdate { coin: CoinId { dn, sn }, an, mfs });
                     }
-                    let line = |tag: &str, u: &Update| format!("{tag} {} {} {} {}\n", u.0, u.1, hex::encode(u.2), u.3);
+                    let line = |tag: &str, u: &CoinUpdate| {
+                        format!("{tag} {} {} {} {}\n", u.coin.dn, u.coin.sn, hex::encode(u.an), u.mfs)
+                    };
                     {
                         let mut out = std::io::stdout().lock();
                         for u in &batch {
@@ -71,7 +74,7 @@ fn crash_child() {
                     }
                     if batch.len() == 1 {
                         let u = batch[0];
-                        store.set((u.0, u.1).into(), u.2, u.3).unwrap();
+                        store.set(u.coin, u.an, u.mfs).unwrap();
                     } else {
                         store.set_many(&batch).unwrap();
                     }

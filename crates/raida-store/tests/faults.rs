@@ -147,7 +147,13 @@ fn failed_fsync_is_reported_and_not_visible() {
         faults.sync_errno.store(libc::EIO, Ordering::SeqCst);
         faults.sync_left.store(1, Ordering::SeqCst);
         // One batch: a coin written twice and a coin on another page.
-        let e = s.set_many(&[(1, 5, b, 4), (1, 5, c, 5), (0, 700, c, 6)]).unwrap_err();
+        let e = s
+            .set_many(&[
+                CoinUpdate { coin: CoinId { dn: 1, sn: 5 }, an: b, mfs: 4 },
+                CoinUpdate { coin: CoinId { dn: 1, sn: 5 }, an: c, mfs: 5 },
+                CoinUpdate { coin: CoinId { dn: 0, sn: 700 }, an: c, mfs: 6 },
+            ])
+            .unwrap_err();
         assert!(matches!(e, StoreError::JournalFailed(_)), "{e}");
         assert_eq!(s.get((1, 5).into()).unwrap(), CoinRecord { an: a, mfs: 3 }, "the previous AN is visible again");
         assert_eq!(s.get((0, 700).into()).unwrap(), other_before);
@@ -177,7 +183,8 @@ fn failed_fsync_rolls_back_pages_evicted_meanwhile() {
     let before: Vec<CoinRecord> = (0..24u32).map(|p| s.get((0, p * 1024 + 3).into()).unwrap()).collect();
     faults.sync_errno.store(libc::EIO, Ordering::SeqCst);
     faults.sync_left.store(1, Ordering::SeqCst);
-    let batch: Vec<Update> = (0..24u32).map(|p| (0, p * 1024 + 3, [0xEE; 16], 9)).collect();
+    let batch: Vec<CoinUpdate> =
+        (0..24u32).map(|p| CoinUpdate { coin: CoinId { dn: 0, sn: p * 1024 + 3 }, an: [0xEE; 16], mfs: 9 }).collect();
     assert!(s.set_many(&batch).is_err());
     assert!(s.stats().evictions > 0, "the batch evicted pages");
     for (p, b) in before.iter().enumerate() {

@@ -51,7 +51,12 @@ fn set_get_persist_and_errors() {
     {
         let s = Store::open(&d).unwrap();
         s.set((-1, 7).into(), [0xAB; 16], 5).unwrap();
-        s.set_many(&[(2, 1024, [1; 16], 1), (2, 2047, [2; 16], 2), (2, 1024, [3; 16], 3)]).unwrap();
+        s.set_many(&[
+            CoinUpdate { coin: CoinId { dn: 2, sn: 1024 }, an: [1; 16], mfs: 1 },
+            CoinUpdate { coin: CoinId { dn: 2, sn: 2047 }, an: [2; 16], mfs: 2 },
+            CoinUpdate { coin: CoinId { dn: 2, sn: 1024 }, an: [3; 16], mfs: 3 },
+        ])
+        .unwrap();
         assert_eq!(s.get((-1, 7).into()).unwrap(), CoinRecord { an: [0xAB; 16], mfs: 5 });
         assert_eq!(s.present_an(CoinId { dn: 2, sn: 1024 }).unwrap().map(|k| *k.as_bytes()), Some([3; 16]));
         assert!(matches!(s.get((-9, 0).into()), Err(StoreError::BadDenomination(-9))));
@@ -363,7 +368,11 @@ fn churn_with_tiny_cache_and_constant_checkpoints() {
                     let mfs = (i % 250 + 1) as u8;
                     if i % 5 == 0 {
                         let other: i8 = if dn == -4 { 5 } else { -4 };
-                        s.set_many(&[(other, sn, an, mfs), (dn, sn, an, mfs)]).unwrap();
+                        s.set_many(&[
+                            CoinUpdate { coin: CoinId { dn: other, sn }, an, mfs },
+                            CoinUpdate { coin: CoinId { dn, sn }, an, mfs },
+                        ])
+                        .unwrap();
                         mine.insert((other, sn), (an, mfs));
                     } else {
                         s.set((dn, sn).into(), an, mfs).unwrap();

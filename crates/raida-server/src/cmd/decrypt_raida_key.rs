@@ -9,7 +9,7 @@ use raida_proto::consts::{mfs_for_unix_time, AnsPerRaida};
 use raida_proto::{CoinId, Key16, Status};
 
 use super::{Command, Ctx};
-use crate::ledger::Fault;
+use crate::ledger::{CoinUpdate, Fault};
 use crate::state::{Answer, Call, ServerState};
 
 /// Why a record was rejected (for logs and tests).
@@ -82,7 +82,8 @@ fn judge_all(
         let v = judge(state, r, &ans, &mut pending, &mut order).map_err(|_| Status::Filesystem)?;
         verdicts.push(v);
     }
-    let updates: Vec<_> = order.iter().filter_map(|t| Some((t.dn, t.sn, *pending.get(t)?, mfs))).collect();
+    let updates: Vec<_> =
+        order.iter().filter_map(|&coin| Some(CoinUpdate { coin, an: *pending.get(&coin)?, mfs })).collect();
     if !updates.is_empty() {
         if let Err(e) = state.ledger.write_coins(&updates) {
             tracing::error!(error = %e, "decrypt raida key: durable write failed");
