@@ -325,6 +325,54 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old() {
 }
 
 #[test]
+fn sighup_lowers_the_tcp_cap_per_address_and_keeps_the_open_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init_as(&dir, "4");
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(cfg.contains("tcp_max_connections_per_addr = 64"), "{cfg}");
+    std::fs::write(dir.join("config.toml"), cfg.replace("per_addr = 64", "per_addr = 3")).unwrap();
+    let mut s = spawn_serve(&dir, &[], &[]);
+    lines_until(&s.stderr, "server started");
+    let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Echo's status on a connection, or None when the server closed it
+    async fn echo(c: &mut tokio::net::TcpStream) -> Option<u8> {
+        let routing = raida_proto::client::Routing::new(4, 6, 0, 0);
+        let (p, _) = raida_proto::client::build_request(&routing, &ClientKey::None, &[], 0, &mut rand_core::OsRng);
+        c.write_all(&p).await.ok()?;
+        let mut head = [0u8; 32];
+        match tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut head)).await {
+            Ok(Ok(_)) => Some(head[2]),
+            _ => None,
+        }
+    }
+    let connect = || async { tokio::net::TcpStream::connect(addr).await.unwrap() };
+    let mut open = rt.block_on(async {
+        let mut open = Vec::new();
+        for _ in 0..2 {
+            let mut c = connect().await;
+            assert_eq!(echo(&mut c).await, Some(raida_proto::Status::Success.code()));
+            open.push(c);
+        }
+        open
+    });
+    std::fs::write(dir.join("config.toml"), cfg.replace("per_addr = 64", "per_addr = 1")).unwrap();
+    signal(&s.child, "-HUP");
+    let l = lines_until(&s.stderr, "config.toml reloaded");
+    assert!(!l.last().unwrap().contains("next start"), "no restart needed: {l:#?}");
+    rt.block_on(async {
+        assert_eq!(echo(&mut connect().await).await, None, "a third connection from 127.0.0.1");
+        for c in &mut open {
+            assert_eq!(echo(c).await, Some(raida_proto::Status::Success.code()), "an open connection is not cut");
+        }
+    });
+    drop(open);
+    assert!(s.stop().success());
+}
+
+#[test]
 fn readiness_and_stopping_are_notified() {
     use std::os::unix::net::UnixDatagram;
     let tmp = tempfile::tempdir().unwrap();
