@@ -27,7 +27,19 @@ struct Served {
 }
 
 fn spawn_serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
-    let mut cmd = Command::new(BIN);
+    spawn_serve_under(&[], dir, extra, env)
+}
+
+/// [`spawn_serve`] run by `wrapper` (a program and its arguments, then the binary's).
+fn spawn_serve_under(wrapper: &[&str], dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -369,6 +381,30 @@ fn sighup_lowers_the_tcp_cap_per_address_and_keeps_the_open_connections() {
         }
     });
     drop(open);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn sighup_keeps_tcp_max_connections_within_the_descriptors_of_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init_as(&dir, "4");
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(cfg.contains("tcp_max_connections = 4096"), "{cfg}");
+    // a hard limit of 1,024 descriptors: 1,024 - 256 - 516 deferred slots - UDP threads
+    // leaves about 250 connections
+    let mut s = spawn_serve_under(&["sh", "-c", "ulimit -n 1024 && exec \"$@\"", "sh"], &dir, &[], &[]);
+    lines_until(&s.stderr, "server started");
+    std::fs::write(dir.join("config.toml"), cfg.replace("tcp_max_connections = 4096", "tcp_max_connections = 2000"))
+        .unwrap();
+    signal(&s.child, "-HUP");
+    let l = lines_until(&s.stderr, "config.toml reloaded");
+    let warn: Vec<_> = l.iter().filter(|l| l.contains("tcp_max_connections")).collect();
+    assert_eq!(warn.len(), 1, "{l:#?}");
+    assert!(warn[0].contains("WARN") && warn[0].contains("raise the hard RLIMIT_NOFILE and restart"), "{warn:?}");
+    assert!(warn[0].contains("wanted=2000") && warn[0].contains("descriptors=1024"), "{warn:?}");
+    assert!(!l.last().unwrap().contains("next start"), "{l:#?}");
+    assert_eq!(echoes(&s.addr, Transport::Tcp, &ClientKey::None, 1), 1);
     assert!(s.stop().success());
 }
 
