@@ -116,7 +116,9 @@ impl LiveLimits {
 }
 
 /// Apply `new` to a running server whose settings were `old`. Returns the names of the
-/// settings that changed but need a restart. On `Err` nothing was changed.
+/// settings that changed but need a restart. On `Err` nothing was changed. The connection
+/// caps and deferred limits reach the [`crate::RunningServer`] started with `state`
+/// ([`ServerState::live_limits`]); a state no server runs has none to change.
 pub fn apply(state: &ServerState, old: &Config, new: &Config, dir: &Path) -> Result<Vec<String>, String> {
     // everything that can fail first (resolving host names, reading the network file)
     let key_servers = crate::key_servers::configured_key_servers(new, dir)?;
