@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Counters per row of [`ErrorRateLimiter`]: 2 rows × 16,384 × 8 bytes = 256 KiB, fixed.
 const SLOTS: usize = 1 << 14;
@@ -122,10 +121,36 @@ pub enum WorkKind {
 
 /// One kind's pool: a total and, per source address, at most a quarter of it, so one
 /// client cannot hold every slot of a kind either.
+///
+/// Counters under one lock rather than a tokio `Semaphore`: every acquisition is a
+/// `try_` (a full kind answers 160, nothing waits), the per-address count needs the lock
+/// anyway, and a reload can then lower the limit while slots are held without waiting
+/// for them: a `Semaphore` can only forget permits that are free, so the held ones would
+/// need a debt kept beside it.
 struct KindPool {
-    total: Arc<Semaphore>,
+    counts: Arc<Mutex<PoolCounts>>,
+}
+
+struct PoolCounts {
+    /// Commands of this kind that may start while fewer than this many run.
+    limit: usize,
     per_addr_max: u32,
-    per_addr: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    /// Commands of this kind running now (may exceed `limit` after a reload lowered it).
+    running: usize,
+    per_addr: HashMap<IpAddr, u32>,
+}
+
+impl PoolCounts {
+    fn new(limit: usize) -> PoolCounts {
+        let mut c = PoolCounts { limit: 0, per_addr_max: 0, running: 0, per_addr: HashMap::new() };
+        c.set_limit(limit);
+        c
+    }
+
+    fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
+        self.per_addr_max = (limit / 4).max(1).min(u32::MAX as usize) as u32;
+    }
 }
 
 /// Concurrency limits of deferred commands, one per [`WorkKind`], shared by UDP and TCP.
@@ -137,11 +162,7 @@ pub struct DeferredLimits {
 
 impl DeferredLimits {
     pub fn new(key_alerts: usize, durable: usize, heavy: usize) -> DeferredLimits {
-        let pool = |n: usize| KindPool {
-            total: Arc::new(Semaphore::new(n.max(1))),
-            per_addr_max: (n / 4).max(1).min(u32::MAX as usize) as u32,
-            per_addr: Arc::default(),
-        };
+        let pool = |n: usize| KindPool { counts: Arc::new(Mutex::new(PoolCounts::new(n))) };
         DeferredLimits { key_alert: pool(key_alerts), durable: pool(durable), heavy: pool(heavy) }
     }
 
@@ -158,44 +179,61 @@ impl DeferredLimits {
     pub fn try_acquire(&self, kind: WorkKind, ip: IpAddr) -> Option<DeferredPermit> {
         let pool = self.pool(kind);
         let ip = ip.to_canonical();
-        {
-            let mut m = pool.per_addr.lock();
-            let n = m.entry(ip).or_insert(0);
-            if *n >= pool.per_addr_max {
-                return None;
-            }
-            *n += 1;
+        let mut c = pool.counts.lock();
+        if c.running >= c.limit {
+            return None;
         }
-        let addr = AddrShare { ip, per_addr: pool.per_addr.clone() };
-        let permit = pool.total.clone().try_acquire_owned().ok()?;
-        Some(DeferredPermit { _permit: permit, _addr: addr })
+        let per_addr_max = c.per_addr_max;
+        let n = c.per_addr.entry(ip).or_insert(0);
+        if *n >= per_addr_max {
+            return None;
+        }
+        *n += 1;
+        c.running += 1;
+        Some(DeferredPermit { ip, counts: pool.counts.clone() })
+    }
+
+    /// New limits (a SIGHUP reload), each with its per-address quarter. Never waits: a
+    /// lowered limit leaves the commands running finish, and no new one of that kind
+    /// starts until fewer than the new limit run; a raised one admits more at once.
+    pub fn set_limits(&self, key_alerts: usize, durable: usize, heavy: usize) {
+        self.key_alert.counts.lock().set_limit(key_alerts);
+        self.durable.counts.lock().set_limit(durable);
+        self.heavy.counts.lock().set_limit(heavy);
+    }
+
+    /// The limit of a kind now.
+    pub fn limit(&self, kind: WorkKind) -> usize {
+        self.pool(kind).counts.lock().limit
+    }
+
+    /// Commands of a kind running now (after a lowered limit, possibly more than it).
+    pub fn running(&self, kind: WorkKind) -> usize {
+        self.pool(kind).counts.lock().running
     }
 
     /// Free slots of a kind (tests and logs).
     pub fn available(&self, kind: WorkKind) -> usize {
-        self.pool(kind).total.available_permits()
+        let c = self.pool(kind).counts.lock();
+        c.limit.saturating_sub(c.running)
     }
 }
 
 /// Held while a deferred command runs; frees its slots on drop.
 pub struct DeferredPermit {
-    _permit: OwnedSemaphorePermit,
-    _addr: AddrShare,
-}
-
-struct AddrShare {
     ip: IpAddr,
-    per_addr: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    counts: Arc<Mutex<PoolCounts>>,
 }
 
-impl Drop for AddrShare {
+impl Drop for DeferredPermit {
     fn drop(&mut self) {
-        let mut m = self.per_addr.lock();
-        if let Some(n) = m.get_mut(&self.ip) {
+        let mut c = self.counts.lock();
+        c.running = c.running.saturating_sub(1);
+        if let Some(n) = c.per_addr.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 // entries live only while a command runs: the map stays as small as the pool
-                m.remove(&self.ip);
+                c.per_addr.remove(&self.ip);
             }
         }
     }
@@ -289,7 +327,43 @@ mod tests {
         assert!(d.try_acquire(WorkKind::KeyAlert, b).is_some());
         drop(held);
         assert_eq!(d.available(WorkKind::KeyAlert), 8);
-        assert!(d.key_alert.per_addr.lock().is_empty());
+        assert!(d.key_alert.counts.lock().per_addr.is_empty());
+    }
+
+    #[test]
+    fn deferred_limits_change_while_slots_are_held() {
+        let d = DeferredLimits::new(8, 4, 4);
+        let addr = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        let mut held: Vec<_> = (0..10).filter_map(|i| d.try_acquire(WorkKind::Durable, addr(i))).collect();
+        assert_eq!(held.len(), 4);
+        // raised: more start at once, and the per-address quarter follows (12 / 4 = 3)
+        d.set_limits(8, 12, 4);
+        held.extend((10..20).filter_map(|i| d.try_acquire(WorkKind::Durable, addr(i))));
+        assert_eq!(held.len(), 12);
+        assert!(d.try_acquire(WorkKind::Durable, addr(99)).is_none());
+        let one = addr(50);
+        let mine: Vec<_> = (0..5).filter_map(|_| d.try_acquire(WorkKind::KeyAlert, one)).collect();
+        assert_eq!(mine.len(), 2, "a quarter of 8");
+        d.set_limits(16, 12, 4);
+        let more: Vec<_> = (0..5).filter_map(|_| d.try_acquire(WorkKind::KeyAlert, one)).collect();
+        assert_eq!(more.len(), 2, "a quarter of 16, two held already");
+        // lowered below the slots held: returns at once, and nothing starts until fewer
+        // than the new limit run
+        d.set_limits(16, 2, 4);
+        assert_eq!((d.running(WorkKind::Durable), d.limit(WorkKind::Durable)), (12, 2));
+        assert_eq!(d.available(WorkKind::Durable), 0);
+        while held.len() > 2 {
+            assert!(d.try_acquire(WorkKind::Durable, addr(100 + held.len() as u32)).is_none(), "{}", held.len());
+            held.pop();
+        }
+        assert!(d.try_acquire(WorkKind::Durable, addr(200)).is_none(), "2 running, limit 2");
+        held.pop();
+        let p = d.try_acquire(WorkKind::Durable, addr(201));
+        assert!(p.is_some(), "1 running, limit 2");
+        assert!(d.try_acquire(WorkKind::Durable, addr(202)).is_none());
+        drop((held, p, mine, more));
+        assert_eq!(d.running(WorkKind::Durable) + d.running(WorkKind::KeyAlert), 0);
+        assert!(d.durable.counts.lock().per_addr.is_empty());
     }
 
     #[test]

@@ -211,7 +211,7 @@ pub struct RunningServer {
     tracker: TaskTracker,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     drain_timeout: Duration,
-    tcp_connections: usize,
+    table: Arc<ConnectionTable>,
     deferred: Arc<DeferredLimits>,
     metrics_addr: Option<SocketAddr>,
 }
@@ -329,10 +329,18 @@ impl RunningServer {
             }
             None => None,
         };
+        // a SIGHUP reload (crate::reload) reaches the table and the deferred limits through the state
+        state.live_limits.store(Some(Arc::new(crate::reload::LiveLimits {
+            table: table.clone(),
+            deferred: deferred.clone(),
+            descriptors,
+            udp_threads: limits.udp_threads.max(1),
+            deferred_slots_at_start: limits.deferred_slots(),
+        })));
         tracker.spawn(crate::tcp::accept_loop(
             tcp,
             state.clone(),
-            table,
+            table.clone(),
             deferred.clone(),
             stop.clone(),
             tracker.clone(),
@@ -366,7 +374,7 @@ impl RunningServer {
             tracker,
             udp_threads,
             drain_timeout: limits.drain_timeout,
-            tcp_connections,
+            table,
             deferred,
             metrics_addr,
         })
@@ -377,9 +385,15 @@ impl RunningServer {
         self.metrics_addr
     }
 
-    /// TCP connections this server keeps open at most (after the descriptor budget).
+    /// TCP connections this server keeps open at most (after the descriptor budget; a
+    /// reload may change it).
     pub fn tcp_connection_limit(&self) -> usize {
-        self.tcp_connections
+        self.table.limits().total
+    }
+
+    /// The TCP connection table (its limits and the connections open).
+    pub fn connection_table(&self) -> &Arc<ConnectionTable> {
+        &self.table
     }
 
     /// The per-kind limits of deferred commands (UDP and TCP share them).

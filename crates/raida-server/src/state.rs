@@ -157,6 +157,9 @@ pub struct ServerState {
     pub blocking: BlockingPool,
     /// Bounds the log lines a peer can trigger (a handler that panicked).
     pub peer_logs: LogLimiter,
+    /// The connection table and deferred-command limits of the [`crate::RunningServer`]
+    /// serving this state (set by its `start`), so that a reload reaches them too.
+    pub live_limits: arc_swap::ArcSwapOption<crate::reload::LiveLimits>,
 }
 
 /// The transport a request came in on: UDP answers fewer requests than TCP, because a
@@ -273,6 +276,7 @@ impl ServerState {
             udp_errors: ErrorRateLimiter::new(DEFAULT_UDP_ERROR_RATE),
             blocking: BlockingPool::new(DEFAULT_BLOCKING_THREADS),
             peer_logs: LogLimiter::default(),
+            live_limits: arc_swap::ArcSwapOption::empty(),
         })
     }
 }

@@ -91,18 +91,33 @@ struct Table {
 /// The open connections. Memory is bounded by `limits.total` plus the connections being
 /// closed after eviction (they end at their next poll).
 pub struct ConnectionTable {
-    limits: TcpLimits,
+    /// Swapped by a SIGHUP reload ([`ConnectionTable::set_limits`]): read at each admission
+    /// and, for the lifetime, when a connection opens.
+    limits: arc_swap::ArcSwap<TcpLimits>,
     started: Instant,
     table: Mutex<Table>,
 }
 
 impl ConnectionTable {
     pub fn new(limits: TcpLimits) -> Arc<ConnectionTable> {
-        Arc::new(ConnectionTable { limits, started: Instant::now(), table: Mutex::default() })
+        Arc::new(ConnectionTable {
+            limits: arc_swap::ArcSwap::from_pointee(limits),
+            started: Instant::now(),
+            table: Mutex::default(),
+        })
     }
 
-    pub fn limits(&self) -> &TcpLimits {
-        &self.limits
+    /// The limits now.
+    pub fn limits(&self) -> TcpLimits {
+        **self.limits.load()
+    }
+
+    /// New limits for the connections admitted from now on. Connections already open stay
+    /// (each keeps the lifetime it opened with) until they close, time out, or are evicted
+    /// for a newcomer by the usual rule: over a lowered cap, each new connection still
+    /// closes the longest-idle one, so the table does not grow while it shrinks by attrition.
+    pub fn set_limits(&self, limits: TcpLimits) {
+        self.limits.store(Arc::new(limits));
     }
 
     fn now_ms(&self) -> u64 {
@@ -115,14 +130,15 @@ impl ConnectionTable {
         let ip = ip.to_canonical();
         let subnet = subnet_of(ip);
         let now = self.now_ms();
+        let limits = self.limits();
         let mut t = self.table.lock();
-        if t.per_addr.get(&ip).copied().unwrap_or(0) >= self.limits.per_addr {
+        if t.per_addr.get(&ip).copied().unwrap_or(0) >= limits.per_addr {
             return Err(Refusal::PerAddress);
         }
-        if t.per_subnet.get(&subnet).copied().unwrap_or(0) >= self.limits.per_subnet {
+        if t.per_subnet.get(&subnet).copied().unwrap_or(0) >= limits.per_subnet {
             return Err(Refusal::PerSubnet);
         }
-        if t.live >= self.limits.total.max(1) {
+        if t.live >= limits.total.max(1) {
             // O(total) once per eviction: a few thousand loads, cheaper than the accept
             let victim = t
                 .entries
@@ -238,7 +254,7 @@ pub async fn accept_loop(
         let state = state.clone();
         let stop = stop.clone();
         let deferred = deferred.clone();
-        let limits = *table.limits();
+        let limits = table.limits();
         tracker.spawn(async move {
             connection(stream, peer, state, &slot, &deferred, limits, stop).await;
             drop(slot);
@@ -366,6 +382,29 @@ mod tests {
         let _c3 = t.admit(ip("2001:db8::3")).unwrap();
         assert_eq!(t.admit(ip("2001:db8::4")).err(), Some(Refusal::PerSubnet));
         assert!(t.admit(ip("2001:db8:0:1::1")).is_ok());
+    }
+
+    #[test]
+    fn lowered_limits_refuse_new_connections_and_keep_the_open_ones() {
+        let t = ConnectionTable::new(limits(4, 3, 10));
+        let open: Vec<_> = (0..3).map(|_| t.admit(ip("10.0.0.1")).unwrap()).collect();
+        let other = t.admit(ip("10.0.1.1")).unwrap();
+        t.set_limits(limits(2, 1, 10));
+        assert_eq!(t.limits().per_addr, 1);
+        assert_eq!(t.admit(ip("10.0.0.1")).err(), Some(Refusal::PerAddress));
+        assert!(open.iter().chain([&other]).all(|s| !s.evicted().is_cancelled()), "none is cut");
+        assert_eq!(t.live(), 4);
+        // over the lowered total, a newcomer still takes the longest-idle one's place:
+        // the table does not grow
+        let new = t.admit(ip("10.0.2.1")).unwrap();
+        assert_eq!(t.live(), 4);
+        assert_eq!(open.iter().chain([&other]).filter(|s| s.evicted().is_cancelled()).count(), 1);
+        drop((open, other, new));
+        assert_eq!(t.live(), 0);
+        // raised again: admitted
+        t.set_limits(limits(4, 3, 10));
+        let again: Vec<_> = (0..3).map(|_| t.admit(ip("10.0.0.1")).unwrap()).collect();
+        assert_eq!(again.len(), 3);
     }
 
     #[test]

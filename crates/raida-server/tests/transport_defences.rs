@@ -601,3 +601,160 @@ async fn a_flood_of_key_alerts_that_never_complete_does_not_stop_post_key() {
     drop(silent);
     h.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. Limits changed by a reload (SIGHUP) while the server runs
+// ---------------------------------------------------------------------------------------
+
+/// A test command that stands for a durable write that takes long: it runs (holding its
+/// deferred slot) until the test releases it; `N` picks the gate, one per test.
+const GATED: (u8, u8) = (13, 211);
+
+struct Gate {
+    releases: std::sync::Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+static GATES: [Gate; 2] = [
+    Gate { releases: std::sync::Mutex::new(0), cv: std::sync::Condvar::new() },
+    Gate { releases: std::sync::Mutex::new(0), cv: std::sync::Condvar::new() },
+];
+
+fn gated<const N: usize>(_: &ServerState, _: &raida_server::state::Call) -> Answer {
+    let gate = &GATES[N];
+    let mut releases = gate.releases.lock().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20); // never hangs a test
+    while *releases == 0 && Instant::now() < deadline {
+        releases = gate.cv.wait_timeout(releases, Duration::from_millis(50)).unwrap().0;
+    }
+    *releases = releases.saturating_sub(1);
+    Answer::ok(vec![])
+}
+
+fn release<const N: usize>(n: usize) {
+    *GATES[N].releases.lock().unwrap() += n;
+    GATES[N].cv.notify_all();
+}
+
+async fn gated_server<const N: usize>(durable: usize) -> Harness {
+    Harness::start(
+        |s| s.dispatch.insert(GATED.0, GATED.1, Handler::Blocking(gated::<N>)),
+        ServerLimits { max_durable_commands: durable, ..limits() },
+    )
+    .await
+}
+
+/// Durable commands running, once it is `n` (or after 5 s).
+async fn running_becomes(h: &Harness, n: usize) -> usize {
+    let deferred = h.running().deferred_limits();
+    let started = Instant::now();
+    while deferred.running(WorkKind::Durable) != n && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    deferred.running(WorkKind::Durable)
+}
+
+/// Start one gated command from `source` (its socket is returned, to be kept).
+async fn start_gated(h: &Harness, source: &str) -> UdpSocket {
+    let sock = udp_from(source).await;
+    sock.send_to(&request(GATED.0, GATED.1, &[]).0, h.addr).await.unwrap();
+    sock
+}
+
+/// A gated command from a fresh address is refused with 160 at once (not started).
+async fn gated_is_refused(h: &Harness, source: &str) -> bool {
+    let sock = udp_from(source).await;
+    let r = udp_call(&sock, h.addr, &request(GATED.0, GATED.1, &[]).0, Duration::from_secs(3)).await;
+    r.is_some_and(|r| r[2] == Status::RequestRate.code())
+}
+
+/// What `raida serve` does on SIGHUP, from config.toml text `old` to `new`; fails the
+/// test if it takes more than 5 s (a reload never waits for the commands running).
+async fn reload(h: &Harness, old: &str, new: &str) -> Vec<String> {
+    let (state, old, new) = (h.state.clone(), old.to_string(), new.to_string());
+    let apply = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let c = |t: &str| raida_store::Config::from_toml(t, &dir.path().join("config.toml")).unwrap();
+        raida_server::reload::apply(&state, &c(&old), &c(&new), dir.path()).unwrap()
+    });
+    tokio::time::timeout(Duration::from_secs(5), apply).await.expect("the reload returned").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_raising_max_durable_commands_lets_more_run_at_once() {
+    let h = gated_server::<0>(2).await;
+    let mut held = Vec::new();
+    for host in 1..=2 {
+        held.push(start_gated(&h, &format!("127.0.8.{host}")).await);
+    }
+    assert_eq!(running_becomes(&h, 2).await, 2);
+    assert!(gated_is_refused(&h, "127.0.8.50").await, "a third beyond the limit of 2");
+    let restart =
+        reload(&h, "raida_id = 5\nmax_durable_commands = 2\n", "raida_id = 5\nmax_durable_commands = 4\n").await;
+    assert!(restart.is_empty(), "{restart:?}");
+    for host in 3..=4 {
+        held.push(start_gated(&h, &format!("127.0.8.{host}")).await);
+    }
+    assert_eq!(running_becomes(&h, 4).await, 4, "two more run after the reload");
+    assert!(gated_is_refused(&h, "127.0.8.51").await, "a fifth beyond the new limit of 4");
+    release::<0>(100);
+    assert_eq!(running_becomes(&h, 0).await, 0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_lowering_max_durable_commands_below_those_running_starts_none_until_below() {
+    let h = gated_server::<1>(4).await;
+    let mut held = Vec::new();
+    for host in 1..=4 {
+        held.push(start_gated(&h, &format!("127.0.9.{host}")).await);
+    }
+    assert_eq!(running_becomes(&h, 4).await, 4);
+    // lowered to 1 with 4 running: the reload returns at once (bounded in `reload`)
+    reload(&h, "raida_id = 5\nmax_durable_commands = 4\n", "raida_id = 5\nmax_durable_commands = 1\n").await;
+    assert_eq!(h.running().deferred_limits().limit(WorkKind::Durable), 1);
+    assert_eq!(running_becomes(&h, 4).await, 4, "the running ones are not cut");
+    // as they finish one by one, nothing new starts while 1 or more run
+    for (n, host) in [(4, 50), (3, 51), (2, 52), (1, 53)] {
+        assert_eq!(running_becomes(&h, n).await, n);
+        assert!(gated_is_refused(&h, &format!("127.0.9.{host}")).await, "{n} running, limit 1");
+        release::<1>(1);
+    }
+    assert_eq!(running_becomes(&h, 0).await, 0);
+    held.push(start_gated(&h, "127.0.9.60").await);
+    assert_eq!(running_becomes(&h, 1).await, 1, "below the new limit: one starts");
+    assert!(gated_is_refused(&h, "127.0.9.61").await);
+    release::<1>(100);
+    assert_eq!(running_becomes(&h, 0).await, 0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_lowering_tcp_connections_per_addr_refuses_the_next_and_keeps_the_open_ones() {
+    let h = Harness::start(|_| {}, ServerLimits { max_connections_per_ip: 4, ..limits() }).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut s = tcp_from("127.0.10.1", h.addr).await.unwrap();
+        assert!(tcp_echo(&mut s).await);
+        open.push(s);
+    }
+    reload(&h, "raida_id = 5\ntcp_max_connections_per_addr = 4\n", "raida_id = 5\ntcp_max_connections_per_addr = 2\n")
+        .await;
+    let mut next = tcp_from("127.0.10.1", h.addr).await.unwrap();
+    assert!(!tcp_echo(&mut next).await, "a fourth connection from the address after the reload");
+    for s in &mut open {
+        assert!(tcp_echo(s).await, "an open connection is not cut");
+    }
+    let mut other = tcp_from("127.0.10.2", h.addr).await.unwrap();
+    assert!(tcp_echo(&mut other).await, "another address is served");
+    // once the address has fewer than 2 open, it is served again
+    open.truncate(1);
+    let started = Instant::now();
+    let mut served = false;
+    while !served && started.elapsed() < Duration::from_secs(5) {
+        let mut s = tcp_from("127.0.10.1", h.addr).await.unwrap();
+        served = tcp_echo(&mut s).await;
+    }
+    assert!(served);
+    h.stop().await;
+}

@@ -27,7 +27,19 @@ struct Served {
 }
 
 fn spawn_serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
-    let mut cmd = Command::new(BIN);
+    spawn_serve_under(&[], dir, extra, env)
+}
+
+/// [`spawn_serve`] run by `wrapper` (a program and its arguments, then the binary's).
+fn spawn_serve_under(wrapper: &[&str], dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -321,6 +333,78 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old() {
     let l = lines_until(&s.stderr, "config.toml reloaded");
     assert!(!l.last().unwrap().contains("admin_key"), "admin_key needs no restart: {l:#?}");
     assert!(stats(&new_key).success() && !stats(&old_key).success());
+    assert!(s.stop().success());
+}
+
+#[test]
+fn sighup_lowers_the_tcp_cap_per_address_and_keeps_the_open_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init_as(&dir, "4");
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(cfg.contains("tcp_max_connections_per_addr = 64"), "{cfg}");
+    std::fs::write(dir.join("config.toml"), cfg.replace("per_addr = 64", "per_addr = 3")).unwrap();
+    let mut s = spawn_serve(&dir, &[], &[]);
+    lines_until(&s.stderr, "server started");
+    let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Echo's status on a connection, or None when the server closed it
+    async fn echo(c: &mut tokio::net::TcpStream) -> Option<u8> {
+        let routing = raida_proto::client::Routing::new(4, 6, 0, 0);
+        let (p, _) = raida_proto::client::build_request(&routing, &ClientKey::None, &[], 0, &mut rand_core::OsRng);
+        c.write_all(&p).await.ok()?;
+        let mut head = [0u8; 32];
+        match tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut head)).await {
+            Ok(Ok(_)) => Some(head[2]),
+            _ => None,
+        }
+    }
+    let connect = || async { tokio::net::TcpStream::connect(addr).await.unwrap() };
+    let mut open = rt.block_on(async {
+        let mut open = Vec::new();
+        for _ in 0..2 {
+            let mut c = connect().await;
+            assert_eq!(echo(&mut c).await, Some(raida_proto::Status::Success.code()));
+            open.push(c);
+        }
+        open
+    });
+    std::fs::write(dir.join("config.toml"), cfg.replace("per_addr = 64", "per_addr = 1")).unwrap();
+    signal(&s.child, "-HUP");
+    let l = lines_until(&s.stderr, "config.toml reloaded");
+    assert!(!l.last().unwrap().contains("next start"), "no restart needed: {l:#?}");
+    rt.block_on(async {
+        assert_eq!(echo(&mut connect().await).await, None, "a third connection from 127.0.0.1");
+        for c in &mut open {
+            assert_eq!(echo(c).await, Some(raida_proto::Status::Success.code()), "an open connection is not cut");
+        }
+    });
+    drop(open);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn sighup_keeps_tcp_max_connections_within_the_descriptors_of_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init_as(&dir, "4");
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(cfg.contains("tcp_max_connections = 4096"), "{cfg}");
+    // a hard limit of 1,024 descriptors: 1,024 - 256 - 516 deferred slots - UDP threads
+    // leaves about 250 connections
+    let mut s = spawn_serve_under(&["sh", "-c", "ulimit -n 1024 && exec \"$@\"", "sh"], &dir, &[], &[]);
+    lines_until(&s.stderr, "server started");
+    std::fs::write(dir.join("config.toml"), cfg.replace("tcp_max_connections = 4096", "tcp_max_connections = 2000"))
+        .unwrap();
+    signal(&s.child, "-HUP");
+    let l = lines_until(&s.stderr, "config.toml reloaded");
+    let warn: Vec<_> = l.iter().filter(|l| l.contains("tcp_max_connections")).collect();
+    assert_eq!(warn.len(), 1, "{l:#?}");
+    assert!(warn[0].contains("WARN") && warn[0].contains("raise the hard RLIMIT_NOFILE and restart"), "{warn:?}");
+    assert!(warn[0].contains("wanted=2000") && warn[0].contains("descriptors=1024"), "{warn:?}");
+    assert!(!l.last().unwrap().contains("next start"), "{l:#?}");
+    assert_eq!(echoes(&s.addr, Transport::Tcp, &ClientKey::None, 1), 1);
     assert!(s.stop().success());
 }
 
