@@ -148,20 +148,23 @@ pub struct Config {
     #[serde(default = "default_udp_error_rate_per_addr")]
     pub udp_error_rate_per_addr: u32,
     /// Open TCP connections in all (further lowered to what the descriptor limit allows);
-    /// when full, the longest-idle connection is closed for a new one.
+    /// when full, the longest-idle connection is closed for a new one. Reloadable (open
+    /// connections are never cut).
     #[serde(default = "default_tcp_max_connections")]
     pub tcp_max_connections: usize,
-    /// Open TCP connections from one IP address; more are closed at once.
+    /// Open TCP connections from one IP address; more are closed at once. Reloadable.
     #[serde(default = "default_tcp_max_connections_per_addr")]
     pub tcp_max_connections_per_addr: usize,
     /// Open TCP connections from one /24 (IPv4) or /64 (IPv6); more are closed at once.
+    /// Reloadable.
     #[serde(default = "default_tcp_max_connections_per_subnet")]
     pub tcp_max_connections_per_subnet: usize,
     /// A TCP connection is closed after this many seconds (after the answer in flight),
-    /// however busy, so no client holds a slot forever.
+    /// however busy, so no client holds a slot forever. Reloadable (for new connections).
     #[serde(default = "default_tcp_connection_lifetime")]
     pub tcp_connection_lifetime_seconds: u64,
-    /// Key Alerts (42) running at once, UDP and TCP together; beyond it 160.
+    /// Key Alerts (42) running at once, UDP and TCP together; beyond it 160. Reloadable
+    /// (like the next two: a lowered limit lets the commands running finish).
     #[serde(default = "default_max_key_alerts")]
     pub max_key_alerts: usize,
     /// Commands waiting for a durable write (Post Key, Get Key, Decrypt RAIDA Key) at
