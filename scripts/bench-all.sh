@@ -21,30 +21,14 @@
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
-cargo build --release -q -p raida -p raida-server --bin raida --example udp_floor
-RAIDA=target/release/raida
-DIR=$(mktemp -d)
-cleanup() {
-    [ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null
-    [ -n "${FLOOR_PID:-}" ] && kill "$FLOOR_PID" 2>/dev/null
-    wait 2>/dev/null
-    rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-AN=000102030405060708090a0b0c0d0e0f
-$RAIDA init "$DIR/data" --raida-id 0 --pages 4 --listen 127.0.0.1:50000 >/dev/null
-$RAIDA coin set "$DIR/data" 1 5 $AN --mfs 40
+. scripts/bench-setup.sh
 # the load generator is one address: lift the per-address shares it would otherwise hit
 # (replay memory per key for EN 4, anonymous posts and durable commands per address)
 sed -i -e 's/^replay_capacity = .*/replay_capacity = 20000000/' \
     -e 's/^replay_share_per_key = .*/replay_share_per_key = 20000000/' \
     -e 's/^anonymous_posts_per_addr = .*/anonymous_posts_per_addr = 100000/' \
     -e 's/^max_durable_commands = .*/max_durable_commands = 1024/' "$DIR/data/config.toml"
-$RAIDA serve "$DIR/data" 2>"$DIR/serve.log" &
-SERVE_PID=$!
-target/release/examples/udp_floor 127.0.0.1:50100 2>"$DIR/floor.log" &
-FLOOR_PID=$!
-sleep 1
+start_servers
 OUT="$DIR/out"
 mkdir "$OUT"
 bench() { # NAME ARGS...: one raida bench run against raida serve, kept for the summary
