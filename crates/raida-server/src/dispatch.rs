@@ -24,7 +24,8 @@ pub type AnswerFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
 pub enum Handler {
     /// Cheap and non-blocking: runs on the receiving thread.
     Inline(fn(&ServerState, &Call) -> Answer),
-    /// Waits for the disk (fsync): runs on the blocking pool.
+    /// Waits for the disk (fsync): runs on the durable-write threads ([`crate::blocking`]),
+    /// or on tokio's blocking pool when heavy.
     Blocking(fn(&ServerState, &Call) -> Answer),
     /// A durable write that answers through its [`Reply`] once durable, from whichever
     /// thread leads the fsync that covers it (its own thread is free at once): runs on the

@@ -178,7 +178,7 @@ pub struct Config {
     pub max_heavy_commands: usize,
     /// Threads that run durable writes (Post Key, Get Key, Decrypt RAIDA Key) and send
     /// their answers: how many fdatasyncs may be in flight at once. More waiting commands
-    /// queue (up to `max_durable_commands`).
+    /// queue (up to `max_durable_commands`). Reloadable.
     #[serde(default = "default_durable_threads")]
     pub durable_threads: usize,
     /// `HOST:PORT` where `raida serve` answers `GET /metrics` (Prometheus text format) over

@@ -58,10 +58,9 @@ pub fn run<C: Command>(state: &ServerState, call: &Call) -> Answer {
 
 /// [`run`] with another way to apply the request (tests fix the randomness of 44).
 pub fn run_with<C: Command>(call: &Call, apply: impl FnOnce(C, &Ctx) -> Result<C::Answer, Status>) -> Answer {
-    let ctx = Ctx::of(call);
-    match C::admit(&ctx).and_then(|()| C::decode(&call.payload)).and_then(|req| apply(req, &ctx)) {
-        Ok(a) => reply(a),
-        Err(s) => s.into(),
+    match admit_and_decode::<C>(call) {
+        Ok((req, ctx)) => apply(req, &ctx).map_or_else(Answer::from, reply),
+        Err(answer) => answer,
     }
 }
 
