@@ -1,4 +1,4 @@
-//! Every case of ../shared/vectors/channel.json (PROTOCOL.md section 8).
+//! Every case of vectors/channel.json (the repository's copy of ../shared/vectors) (PROTOCOL.md section 8).
 
 use raida_channel::chain::{next_key, SecretKey, RATCHET_SALT};
 use raida_channel::handshake::{directional_keys, Psk, INFO_PREFIX};
@@ -7,11 +7,11 @@ use raida_channel::window::RecvWindow;
 use serde_json::Value;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/channel.json");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../vectors/channel.json");
 
 fn load() -> Vec<Value> {
     let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| {
-        panic!("test vectors missing: cannot read {VECTORS}: {e} (they live in ../shared/vectors relative to the workspace root)")
+        panic!("test vectors missing: cannot read {VECTORS}: {e} (they live in the repository's vectors/ folder)")
     });
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{VECTORS} is not JSON: {e}"));
     v.as_array().unwrap_or_else(|| panic!("{VECTORS} is not a JSON list")).clone()

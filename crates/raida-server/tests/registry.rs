@@ -10,7 +10,7 @@ use raida_server::dispatch::{DispatchTable, COMMANDS};
 /// (group, command, snake_case name) of every command in PROTOCOL.md section 6: the
 /// bullets `* **0 Echo**` and headings `**41 Post Key**` under `### Group N`.
 fn spec_commands() -> BTreeSet<(u8, u8, String)> {
-    let path = raida_vectors::dir().join("../PROTOCOL.md");
+    let path = raida_vectors::protocol();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let start = text.find("\n## 6.").expect("PROTOCOL.md has section 6");
     let section = &text[start + 1..];
@@ -32,10 +32,18 @@ fn spec_commands() -> BTreeSet<(u8, u8, String)> {
     found
 }
 
+/// Commands of section 6 that this build does not serve yet, by name: the mailbox of
+/// issue 21 (46 Leave Alert, 47 Take Alerts). The issue that implements them empties this
+/// list; nothing else may be added to it.
+const SPECIFIED_NOT_YET_SERVED: &[(u8, u8, &str)] = &[(4, 46, "leave_alert"), (4, 47, "take_alerts")];
+
 #[test]
 fn the_registry_is_section_6_exactly() {
-    let spec = spec_commands();
-    assert_eq!(spec.len(), 10, "section 6 parsed: {spec:?}");
+    let mut spec = spec_commands();
+    for (g, c, name) in SPECIFIED_NOT_YET_SERVED {
+        assert!(spec.remove(&(*g, *c, name.to_string())), "{name} is no longer in section 6: drop it from the list");
+    }
+    assert!(spec.len() >= 10, "section 6 parsed: {spec:?}");
     let registry: BTreeSet<(u8, u8, String)> =
         COMMANDS.iter().map(|c| (c.group, c.command, c.name.to_string())).collect();
     let missing: Vec<_> = spec.difference(&registry).collect();

@@ -246,10 +246,10 @@ fn cache_stays_bounded_and_concurrent_writers_agree() {
 
 fn vectors_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let v = root.join("../shared/vectors");
+    let v = root.join("vectors");
     assert!(
         v.join("identity_coin.json").is_file(),
-        "test vectors missing: {} (expected ../shared/vectors beside the workspace)",
+        "test vectors missing: {} (the repository's copy of ../shared/vectors)",
         v.display()
     );
     v

@@ -1,17 +1,34 @@
 //! Test support shared by the workspace's test suites: loads the independent test
-//! vectors from `../shared/vectors/` (relative to the workspace root) and reads
+//! vectors from the repository's own copy in `vectors/` (the originals live in
+//! `../shared/vectors/`; `tests/shared_copy.rs` says when the two differ) and reads
 //! their fields. A missing folder or file is a loud failure, never a skip.
 
 use std::path::PathBuf;
 
 pub use serde_json::Value;
 
-/// The vectors folder: `$RAIDA_VECTORS` if set, else `<workspace>/../shared/vectors`.
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The vectors folder: `$RAIDA_VECTORS` if set, else `<workspace>/vectors` (the
+/// repository's copy of `../shared/vectors`).
 pub fn dir() -> PathBuf {
     if let Ok(d) = std::env::var("RAIDA_VECTORS") {
         return PathBuf::from(d);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+    workspace().join("vectors")
+}
+
+/// The repository's copy of the specification, `docs/PROTOCOL.md`.
+pub fn protocol() -> PathBuf {
+    workspace().join("docs/PROTOCOL.md")
+}
+
+/// The originals beside the repository (`../shared`), when they are there.
+pub fn shared() -> PathBuf {
+    workspace().join("../shared")
 }
 
 /// Every case of one vector file. Panics with a clear message if it cannot be read.
@@ -19,7 +36,7 @@ pub fn load(file: &str) -> Vec<Value> {
     let path = dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "test vectors missing: cannot read {} ({e}); the shared/ folder must sit beside the repository",
+            "test vectors missing: cannot read {} ({e}); they live in the repository's vectors/ folder",
             path.display()
         )
     });
