@@ -13,6 +13,9 @@
 //!   Key Alert only, fetches every part with 43 Get Key **EN 4 under its own coin**, only
 //!   from the RAIDAs of its network, and keeps the key only if every part names the same
 //!   sender and that sender is accepted; otherwise it answers 243 and keeps nothing.
+//!   Its TCP connections are counted in the server's table ([`raida_net::ConnectionTable`]:
+//!   per address, per /24 or /64, in all, fair longest-idle eviction), so connections held
+//!   open from a few addresses cannot keep an alert from another one out.
 //! * Both derive `K = HKDF-SHA256(ikm = assembled key, salt = "raida-rke v1",
 //!   info = sender DN || SN || receiver DN || SN || first key id)` ([`derive_session_key`]).
 //!
@@ -54,7 +57,8 @@ use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use raida_net::{ConnectionSlot, ConnectionTable, TcpLimits};
+use tokio::sync::{mpsc, oneshot};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::batch::{udp_batch, BatchRequest};
@@ -515,7 +519,9 @@ async fn probe(coin_id: u16, to: &Recipient, addr: SocketAddr) -> Result<(), Rke
 }
 
 /// 42 Key Alert, EN 0, over TCP (one reliable attempt: a second alert could not fetch the
-/// parts again), over UDP when the receiver takes no TCP connection.
+/// parts again), over UDP when TCP fails before an answer of any kind (refused, reset, cut
+/// short, timed out): a receiver whose TCP slots are held, or something in front of it that
+/// resets connections, must not cost the exchange. An answer with a status is final.
 async fn alert(
     coin_id: u16,
     to: &Recipient,
@@ -527,22 +533,27 @@ async fn alert(
     let payload = key_alert::encode(entries);
     let fail = |reason: String| RkeError::Alert { address: to.address.clone(), reason };
     let tcp = Client::new(Transport::Tcp, coin_id, timeout);
+    let mut over_tcp = None;
     let reply = match tcp.request(server, GROUP_KEY_EXCHANGE, KEY_ALERT, &ClientKey::None, &payload).await {
-        Err(ClientError::Io { source, .. }) if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+        Err(e) if e.status().is_none() => {
+            tracing::debug!(error = %e, "key alert over TCP failed before an answer; sending it over UDP");
+            over_tcp = Some(e.to_string());
             Client::new(Transport::Udp, coin_id, timeout)
                 .request(server, GROUP_KEY_EXCHANGE, KEY_ALERT, &ClientKey::None, &payload)
                 .await
         }
         other => other,
     };
+    // both transports failed: say what TCP did too, once
+    let tcp_too = over_tcp.map(|e| format!(" (over TCP before that: {e})")).unwrap_or_default();
     let reply = reply.map_err(|e| match e {
-        ClientError::Timeout(_) => {
-            fail(format!("no answer to the Key Alert within {timeout:?}: is `raida key receive` running there?"))
-        }
+        ClientError::Timeout(_) => fail(format!(
+            "no answer to the Key Alert within {timeout:?}{tcp_too}: is `raida key receive` running there?"
+        )),
         ClientError::Io { source, .. } => {
-            fail(format!("{source}: is `raida key receive --listen {}` running?", to.address))
+            fail(format!("{source}{tcp_too}: is `raida key receive --listen {}` running?", to.address))
         }
-        ClientError::Response { source, .. } => fail(format!("the Key Alert was refused: {source}")),
+        ClientError::Response { source, .. } => fail(format!("the Key Alert was refused: {source}{tcp_too}")),
     })?;
     let map: [u8; 16] = reply
         .payload
@@ -564,10 +575,15 @@ pub struct ReceiveOptions {
     pub accept: Vec<CoinName>,
     /// Time for fetching all parts of one alert.
     pub fetch_timeout: Duration,
-    /// Concurrent TCP connections.
+    /// Concurrent TCP connections. When full (or when a subnet is full), a newcomer closes
+    /// the longest-idle connection of the address holding the most, as on the server.
     pub max_connections: usize,
     /// Concurrent TCP connections from one IP address (one peer cannot take them all).
     pub max_connections_per_ip: usize,
+    /// Concurrent TCP connections from one /24 (IPv4) or /64 (IPv6).
+    pub max_connections_per_subnet: usize,
+    /// A TCP connection is closed after its answer in flight once this has passed.
+    pub connection_lifetime: Duration,
     /// A TCP connection without a complete request for this long is closed.
     pub idle_timeout: Duration,
     /// Error answers per second (in total; beyond, datagrams are dropped).
@@ -579,8 +595,12 @@ impl Default for ReceiveOptions {
         ReceiveOptions {
             accept: Vec::new(),
             fetch_timeout: Duration::from_secs(5),
-            max_connections: 16,
+            // sized for a person's process (1,024 descriptors by default), which handles
+            // one alert at a time; fairness comes from the eviction, not from the numbers
+            max_connections: 64,
             max_connections_per_ip: 4,
+            max_connections_per_subnet: 16,
+            connection_lifetime: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(10),
             max_error_answers_per_second: 1000,
         }
@@ -627,43 +647,9 @@ pub struct KeyReceiver {
     opts: ReceiveOptions,
     conn_tx: mpsc::Sender<TcpRequest>,
     conn_rx: mpsc::Receiver<TcpRequest>,
-    connections: Arc<Semaphore>,
-    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
+    /// The server's connection table and rules (raida-net), not a second set.
+    connections: Arc<ConnectionTable>,
     errors: ErrorBudget,
-}
-
-/// One connection counted against its IP address until dropped.
-struct IpSlot {
-    ip: IpAddr,
-    table: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
-}
-
-impl IpSlot {
-    fn take(
-        table: &Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
-        ip: IpAddr,
-        max: usize,
-    ) -> Option<IpSlot> {
-        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-        let n = t.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot { ip, table: table.clone() })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = t.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                t.remove(&self.ip);
-            }
-        }
-    }
 }
 
 struct ErrorBudget {
@@ -719,7 +705,13 @@ impl KeyReceiver {
         let udp = UdpSocket::from_std(udp).map_err(io)?;
         let tcp = TcpListener::from_std(tcp).map_err(io)?;
         let (conn_tx, conn_rx) = mpsc::channel(opts.max_connections.max(1));
-        let connections = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+        let connections = ConnectionTable::new(TcpLimits {
+            total: opts.max_connections.max(1),
+            per_addr: opts.max_connections_per_ip.max(1),
+            per_subnet: opts.max_connections_per_subnet.max(1),
+            idle_timeout: opts.idle_timeout,
+            lifetime: opts.connection_lifetime,
+        });
         Ok(KeyReceiver {
             udp,
             tcp,
@@ -730,7 +722,6 @@ impl KeyReceiver {
             conn_tx,
             conn_rx,
             connections,
-            per_ip: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
             errors: ErrorBudget { window: Instant::now(), used: 0 },
         })
     }
@@ -801,17 +792,17 @@ impl KeyReceiver {
                     }
                 }
                 Event::Connection(stream, from) => {
-                    let Some(slot) = IpSlot::take(&self.per_ip, from.ip(), self.opts.max_connections_per_ip.max(1))
-                    else {
-                        continue;
+                    let slot = match self.connections.admit(from.ip()) {
+                        Ok(slot) => slot,
+                        Err(why) => {
+                            tracing::debug!(%from, ?why, "key receiver: too many connections: closed");
+                            continue;
+                        }
                     };
-                    let Ok(permit) = self.connections.clone().try_acquire_owned() else { continue };
                     let tx = self.conn_tx.clone();
-                    let idle = self.opts.idle_timeout;
+                    let limits = self.connections.limits();
                     tokio::spawn(async move {
-                        serve_connection(stream, from, tx, idle).await;
-                        drop(permit);
-                        drop(slot);
+                        serve_connection(stream, from, tx, slot, limits).await;
                     });
                 }
                 Event::Tcp(req) => {
@@ -1017,9 +1008,26 @@ fn elapsed_us(t: Instant) -> u32 {
 }
 
 /// Frame requests off one TCP connection (32 bytes, 16 more for a modern header, then the
-/// body), hand each to the receiver, write its answer.
-async fn serve_connection(mut stream: TcpStream, from: SocketAddr, tx: mpsc::Sender<TcpRequest>, idle: Duration) {
+/// body), hand each to the receiver, write its answer. Ends when the table evicts it for a
+/// newcomer, when idle or past its lifetime, or when the peer closes; `slot` is released on
+/// return.
+async fn serve_connection(
+    mut stream: TcpStream,
+    from: SocketAddr,
+    tx: mpsc::Sender<TcpRequest>,
+    slot: ConnectionSlot,
+    limits: TcpLimits,
+) {
     let _ = stream.set_nodelay(true);
+    // an out-of-range lifetime means no lifetime cap rather than a panic
+    let end_of_life = tokio::time::Instant::now().checked_add(limits.lifetime);
+    let lifetime = async {
+        match end_of_life {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(lifetime);
     loop {
         let read = async {
             let mut packet = vec![0u8; 32];
@@ -1030,17 +1038,30 @@ async fn serve_connection(mut stream: TcpStream, from: SocketAddr, tx: mpsc::Sen
             stream.read_exact(&mut packet[32..]).await?;
             Ok::<_, std::io::Error>(packet)
         };
-        let packet = match tokio::time::timeout(idle, read).await {
-            Ok(Ok(p)) => p,
-            _ => return,
+        let packet = tokio::select! {
+            _ = slot.evicted().cancelled() => return,
+            _ = &mut lifetime => return,
+            r = tokio::time::timeout(limits.idle_timeout, read) => match r {
+                Ok(Ok(p)) => p,
+                _ => return,
+            },
         };
+        // queued for or in the receiver's hands: never evicted until answered
+        slot.busy();
         let (answer_tx, answer_rx) = oneshot::channel();
         if tx.send(TcpRequest { packet, from, answer: answer_tx }).await.is_err() {
             return;
         }
         let Ok((answer, done)) = answer_rx.await else { return };
-        let written = if answer.is_empty() { Ok(()) } else { stream.write_all(&answer).await };
-        let _ = stream.flush().await;
+        // bounded: a peer that never reads would otherwise hold a busy (unevictable) slot
+        let write = async {
+            if !answer.is_empty() {
+                stream.write_all(&answer).await?;
+            }
+            stream.flush().await
+        };
+        let written = tokio::time::timeout(limits.idle_timeout, write).await.unwrap_or_else(|e| Err(e.into()));
+        slot.touch();
         if let Some(d) = done {
             let _ = d.send(());
         }
