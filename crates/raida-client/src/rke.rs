@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hkdf::Hkdf;
+use raida_net::{ConnectionSlot, ConnectionTable, TcpLimits};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::ids::{ECHO, GET_KEY, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
 use raida_proto::commands::key_alert::{self, AlertEntry};
@@ -57,7 +58,6 @@ use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use raida_net::{ConnectionSlot, ConnectionTable, TcpLimits};
 use tokio::sync::{mpsc, oneshot};
 use zeroize::{Zeroize, Zeroizing};
 

@@ -317,7 +317,8 @@ mod tests {
         big[3].touch(); // big[1] is now the biggest holder's longest-idle idle one
         let newcomer = t.admit(ip("10.0.0.1"));
         assert!(newcomer.is_ok(), "a newcomer of a full /24 is refused: {:?}", newcomer.as_ref().err());
-        let cut: Vec<usize> = big.iter().enumerate().filter(|(_, s)| s.evicted().is_cancelled()).map(|(i, _)| i).collect();
+        let cut: Vec<usize> =
+            big.iter().enumerate().filter(|(_, s)| s.evicted().is_cancelled()).map(|(i, _)| i).collect();
         assert_eq!(cut, vec![1], "the biggest holder's longest-idle connection");
         assert!(small.iter().all(|s| !s.evicted().is_cancelled()));
         assert_eq!((t.live_in_subnet(ip("10.0.0.9")), t.live_from(ip("10.0.0.2"))), (6, 3));

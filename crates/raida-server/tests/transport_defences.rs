@@ -330,10 +330,16 @@ async fn udp_error_answers_are_rate_limited_per_source_address() {
 // 2. TCP connections
 // ---------------------------------------------------------------------------------------
 
+/// Twenty connections from five addresses of one /24 never make the table hold more than
+/// the /24's 8 (later addresses take the places of earlier ones, fairly: issue 19 item 8),
+/// an address of that /24 holding nothing is still served, and so is another /24.
+/// Seen failing with the per-subnet cap removed: "the /24 holds 12 connections, over 8".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_one_subnet_cannot_take_every_connection() {
     let l = ServerLimits { max_connections_per_ip: 4, max_connections_per_subnet: 8, ..limits() };
     let h = Harness::start(|_| {}, l).await;
+    let table = h.running().connection_table().clone();
+    let in_subnet = || table.live_in_subnet(ip("127.0.0.1"));
     // an abuser with five addresses in 127.0.0.0/24, 4 connections each
     let mut held = Vec::new();
     let mut served = 0;
@@ -342,14 +348,17 @@ async fn tcp_one_subnet_cannot_take_every_connection() {
             let Ok(mut s) = tcp_from(&format!("127.0.0.{host}"), h.addr).await else { continue };
             if tcp_echo(&mut s).await {
                 served += 1;
-                held.push(s);
             }
+            held.push(s);
+            assert!(in_subnet() <= 8, "the /24 holds {} connections, over 8", in_subnet());
         }
     }
-    assert_eq!(served, 8, "the /24 holds 8 connections at most");
-    // one more address of that /24 is refused, another /24 is served
+    assert!(served >= 8, "{served} of 20 answered");
+    assert_eq!(in_subnet(), 8, "the /24 holds 8 connections");
+    // an address of that /24 holding nothing is served, the /24 still holds 8
     let mut same = tcp_from("127.0.0.9", h.addr).await.unwrap();
-    assert!(!tcp_echo(&mut same).await, "a ninth connection from the /24");
+    assert!(tcp_echo(&mut same).await, "a newcomer of the full /24");
+    assert_eq!(in_subnet(), 8, "the /24 holds {} connections, over 8", in_subnet());
     let mut other = tcp_from("127.0.1.1", h.addr).await.unwrap();
     assert!(tcp_echo(&mut other).await, "another /24 is served");
     drop(held);
