@@ -304,7 +304,7 @@ mod tests {
     }
 
     /// Seen failing with the fair eviction removed (a full subnet refusing every newcomer):
-    /// "a newcomer of a full /24 is refused: Err(PerSubnet)".
+    /// "a newcomer of a full /24 is refused: Some(PerSubnet)".
     #[test]
     fn a_full_subnet_evicts_from_its_biggest_holder_for_an_address_holding_nothing() {
         let t = ConnectionTable::new(limits(100, 4, 6));

@@ -333,7 +333,7 @@ async fn udp_error_answers_are_rate_limited_per_source_address() {
 /// Twenty connections from five addresses of one /24 never make the table hold more than
 /// the /24's 8 (later addresses take the places of earlier ones, fairly: issue 19 item 8),
 /// an address of that /24 holding nothing is still served, and so is another /24.
-/// Seen failing with the per-subnet cap removed: "the /24 holds 12 connections, over 8".
+/// Seen failing with the per-subnet cap removed: "the /24 holds 9 connections, over 8".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_one_subnet_cannot_take_every_connection() {
     let l = ServerLimits { max_connections_per_ip: 4, max_connections_per_subnet: 8, ..limits() };

@@ -48,7 +48,7 @@ async fn echo(s: &mut TcpStream) -> bool {
 /// Before (issue 19): the alert's connection was reset. Now: answered; one held connection
 /// closed to make room. Seen failing with the fair eviction removed (the full subnet refusing
 /// newcomers, as the receiver's old per-IP map and 16-slot semaphore did): "the alert over
-/// TCP got no answer: i/o error ... Connection reset by peer".
+/// TCP got no answer: i/o error talking to 127.0.0.1:...: early eof".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_held_connections_from_four_addresses_do_not_keep_an_alert_out() {
     let network = Network::from_toml("[[raida]]\nid = 0\naddress = \"127.0.0.1:9\"\n", "n").unwrap();
