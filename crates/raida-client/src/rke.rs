@@ -10,9 +10,15 @@
 //!   posted again with a fresh key id to a RAIDA not used yet. Only then does the sender
 //!   send 42 Key Alert (EN 0: the two share no key yet) with the parts in key order.
 //! * The receiver is not a server: it listens on UDP and TCP (one port), answers Echo and
-//!   Key Alert only, fetches every part with 43 Get Key **EN 4 under its own coin**, only
-//!   from the RAIDAs of its network, and keeps the key only if every part names the same
-//!   sender and that sender is accepted; otherwise it answers 243 and keeps nothing.
+//!   Key Alert only. Before any fetch it checks the rules that need none ([`plan_alert`]):
+//!   the parts sit on distinct RAIDAs of its network that are at least a majority of them
+//!   (13 of 25, or [`ReceiveOptions::min_parts`]), and the alert's Get Keys fit its budget
+//!   per minute ([`crate::fetch_budget`], 160 beyond). Then it fetches every part with 43
+//!   Get Key **EN 4 under its own coin**, only from the RAIDAs of its network, and keeps
+//!   the key only if every part names the same sender, not anonymous (0:0), and that
+//!   sender is accepted; otherwise it answers 243 and keeps nothing.
+//! * The sender uses at most 16 parts and at least a majority of its network's RAIDAs
+//!   ([`SendOptions::parts_for`]): receivers refuse fewer.
 //! * Both derive `K = HKDF-SHA256(ikm = assembled key, salt = "raida-rke v1",
 //!   info = sender DN || SN || receiver DN || SN || first key id)` ([`derive_session_key`]).
 //!
