@@ -383,7 +383,8 @@ async fn forge_alert(source: [u8; 4], to: SocketAddr, entries: &[AlertEntry]) ->
     );
     s.send_to(&req, to).await.unwrap();
     let mut buf = [0u8; 256];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(20), s.recv_from(&mut buf)).await.expect("an answer").unwrap();
+    let (n, _) =
+        tokio::time::timeout(Duration::from_secs(20), s.recv_from(&mut buf)).await.expect("an answer").unwrap();
     assert!(n >= 32);
     Status::from_code(buf[2]).unwrap()
 }
@@ -517,7 +518,9 @@ async fn a_flood_of_forged_alerts_spends_at_most_the_fetch_budget() {
 #[tokio::test]
 async fn the_sender_refuses_fewer_parts_than_a_majority() {
     let toml = |n: u8| {
-        (0..n).map(|i| format!("[[raida]]\nid = {i}\naddress = \"127.0.0.1:{}\"\n", 9000 + i as u16)).collect::<String>()
+        (0..n)
+            .map(|i| format!("[[raida]]\nid = {i}\naddress = \"127.0.0.1:{}\"\n", 9000 + i as u16))
+            .collect::<String>()
     };
     let big = Network::from_toml(&toml(25), "n").unwrap();
     let small = Network::from_toml(&toml(5), "n").unwrap();

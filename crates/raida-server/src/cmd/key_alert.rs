@@ -168,11 +168,8 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartM
         })
         .collect();
     drop(auth);
-    let granted = state.key_alert_fetches.lock().take_with_limit(
-        ctx.now,
-        settings.fetches_per_minute,
-        requests.len() as u32,
-    );
+    let granted =
+        state.key_alert_fetches.lock().take_with_limit(ctx.now, settings.fetches_per_minute, requests.len() as u32);
     if let Err(over) = granted {
         if let Some(suppressed) = LOG_BUDGET.pass() {
             tracing::warn!(%over, suppressed, "key alert: Get Key budget spent (key_alert_fetches_per_minute): 160");
