@@ -247,12 +247,29 @@ pub enum RkeError {
     NotEnoughServers { needed: usize, available: usize, failures: Vec<PostFailure> },
     #[error("receiver {address}: {reason}")]
     Alert { address: String, reason: String },
-    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} (it fetches only from the RAIDAs of its network.toml, with its own coin, and accepts only the senders it was told to: check its --from and its network file)")]
+    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", refusal_hint(*.status, *.fetched))]
     Refused { status: Status, fetched: usize, parts: usize },
     #[error("listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
     #[error("no Key Alert was accepted within {0:?}{}", .1.as_ref().map(|r| format!("; last refused: {r}")).unwrap_or_default())]
     Timeout(Duration, Option<String>),
+}
+
+/// What the sender can do about a receiver's refusal.
+fn refusal_hint(status: Status, fetched: usize) -> &'static str {
+    match status {
+        Status::RequestRate => {
+            "the receiver is spending its budget of fetches on other alerts (a flood?): retry in a minute"
+        }
+        _ if fetched == 0 => {
+            "it fetched nothing: it needs parts on distinct RAIDAs of its network.toml, at least a majority of \
+             them (and its --min-parts): check that both sides use the same network file"
+        }
+        _ => {
+            "it fetches only from the RAIDAs of its network.toml, with its own coin, and accepts only the senders \
+             it was told to: check its --from and its network file"
+        }
+    }
 }
 
 fn failures_text(f: &[PostFailure]) -> String {
