@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod common;
 pub mod proto;
+pub mod receiver;
 pub mod server;
 pub mod store;
 pub mod transfer;

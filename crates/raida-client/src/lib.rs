@@ -16,6 +16,7 @@ use tokio::net::{TcpStream, UdpSocket};
 pub mod batch;
 pub mod bench;
 pub mod exchange;
+pub mod fetch_budget;
 pub mod mmsg;
 pub mod network;
 pub mod rke;

@@ -122,6 +122,11 @@ pub fn resolve_host_blocking(host: &str, port: u16) -> Result<SocketAddr, String
     prefer_ipv4(found).ok_or_else(|| format!("{host:?} resolves to no address"))
 }
 
+/// A majority of `n` RAIDAs: more than half.
+pub fn majority_of(n: usize) -> usize {
+    n / 2 + 1
+}
+
 impl Network {
     /// Parse and check a network description; `path` names it in errors.
     pub fn from_toml(text: &str, path: &str) -> Result<Network, NetworkError> {
@@ -159,6 +164,13 @@ impl Network {
             }
         }
         out
+    }
+
+    /// A majority of the network file's RAIDAs (13 of 25): the fewest parts a key may have
+    /// (PROTOCOL.md section 9). With fewer, one dishonest RAIDA answering Get Key for a
+    /// forged one-part alert could pose as any sender.
+    pub fn majority(&self) -> usize {
+        majority_of(self.raidas.len())
     }
 
     /// The entry of RAIDA `id`.

@@ -10,12 +10,18 @@
 //!   posted again with a fresh key id to a RAIDA not used yet. Only then does the sender
 //!   send 42 Key Alert (EN 0: the two share no key yet) with the parts in key order.
 //! * The receiver is not a server: it listens on UDP and TCP (one port), answers Echo and
-//!   Key Alert only, fetches every part with 43 Get Key **EN 4 under its own coin**, only
-//!   from the RAIDAs of its network, and keeps the key only if every part names the same
-//!   sender and that sender is accepted; otherwise it answers 243 and keeps nothing.
+//!   Key Alert only. Before any fetch it checks the rules that need none ([`plan_alert`]):
+//!   the parts sit on distinct RAIDAs of its network that are at least a majority of them
+//!   (13 of 25, or [`ReceiveOptions::min_parts`]), and the alert's Get Keys fit its budget
+//!   per minute ([`crate::fetch_budget`], 160 beyond). Then it fetches every part with 43
+//!   Get Key **EN 4 under its own coin**, only from the RAIDAs of its network, and keeps
+//!   the key only if every part names the same sender, not anonymous (0:0), and that
+//!   sender is accepted; otherwise it answers 243 and keeps nothing.
 //!   Its TCP connections are counted in the server's table ([`raida_net::ConnectionTable`]:
 //!   per address, per /24 or /64, in all, fair longest-idle eviction), so connections held
 //!   open from a few addresses cannot keep an alert from another one out.
+//! * The sender uses at most 16 parts and at least a majority of its network's RAIDAs
+//!   ([`SendOptions::parts_for`]): receivers refuse fewer.
 //! * Both derive `K = HKDF-SHA256(ikm = assembled key, salt = "raida-rke v1",
 //!   info = sender DN || SN || receiver DN || SN || first key id)` ([`derive_session_key`]).
 //!
@@ -63,6 +69,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::batch::{udp_batch, BatchRequest};
 use crate::exchange::split_key;
+use crate::fetch_budget::FetchBudget;
 use crate::network::{resolve_address, split_host_port, Network, NetworkError, ResolvedRaida};
 use crate::wallet::{parse_coin_name, Wallet, WalletError};
 use crate::{unix_now, Client, ClientError, Server, Transport};
@@ -146,8 +153,10 @@ impl Recipient {
 /// How the sender posts and alerts.
 #[derive(Clone, Debug)]
 pub struct SendOptions {
-    /// Parts (and key servers), 1..=16.
-    pub parts: usize,
+    /// Parts (and key servers): at most 16 and at least a majority of the network file's
+    /// RAIDAs ([`Network::majority`], 13 of 25), since receivers refuse fewer. `None`: 16,
+    /// or every modern RAIDA of a network with fewer ([`SendOptions::parts_for`]).
+    pub parts: Option<usize>,
     /// Timeout of each UDP attempt of the posts (each attempt is a fresh request).
     pub udp_timeouts: Vec<Duration>,
     /// Timeout of the TCP attempt after the UDP ones (None: no TCP fallback).
@@ -159,10 +168,41 @@ pub struct SendOptions {
     pub bind_receiver_address: bool,
 }
 
+impl SendOptions {
+    /// The parts to use on `network`: [`SendOptions::parts`], or the default; an error
+    /// when that is more than 16 or fewer than a majority of the network's RAIDAs (a
+    /// receiver would refuse the key: with fewer parts, a few dishonest RAIDAs could pose
+    /// as the sender).
+    pub fn parts_for(&self, network: &Network) -> Result<usize, RkeError> {
+        let majority = network.majority();
+        let modern = network.raidas.iter().filter(|r| !r.legacy).count();
+        let parts = self.parts.unwrap_or(DEFAULT_PARTS.min(modern));
+        if parts > key_alert::MAX_PARTS {
+            return Err(RkeError::Setup(format!("parts must be at most {}, not {parts}", key_alert::MAX_PARTS)));
+        }
+        if modern < majority {
+            return Err(RkeError::Setup(format!(
+                "only {modern} of the network's {} RAIDAs speak EN 4 (not legacy), fewer than a majority \
+                 ({majority}): no key a receiver accepts can be sent on this network",
+                network.raidas.len()
+            )));
+        }
+        if parts < majority {
+            return Err(RkeError::Setup(format!(
+                "{parts} parts are fewer than a majority of the network's {} RAIDAs ({majority}): receivers refuse \
+                 such a key, since so few RAIDAs could pose as the sender; use --parts {majority} to {}",
+                network.raidas.len(),
+                key_alert::MAX_PARTS.min(modern)
+            )));
+        }
+        Ok(parts)
+    }
+}
+
 impl Default for SendOptions {
     fn default() -> Self {
         SendOptions {
-            parts: DEFAULT_PARTS,
+            parts: None,
             udp_timeouts: vec![Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)],
             tcp_timeout: Some(Duration::from_secs(3)),
             alert_timeout: Duration::from_secs(20),
@@ -211,12 +251,29 @@ pub enum RkeError {
     NotEnoughServers { needed: usize, available: usize, failures: Vec<PostFailure> },
     #[error("receiver {address}: {reason}")]
     Alert { address: String, reason: String },
-    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} (it fetches only from the RAIDAs of its network.toml, with its own coin, and accepts only the senders it was told to: check its --from and its network file)")]
+    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", refusal_hint(*.status, *.fetched))]
     Refused { status: Status, fetched: usize, parts: usize },
     #[error("listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
     #[error("no Key Alert was accepted within {0:?}{}", .1.as_ref().map(|r| format!("; last refused: {r}")).unwrap_or_default())]
     Timeout(Duration, Option<String>),
+}
+
+/// What the sender can do about a receiver's refusal.
+fn refusal_hint(status: Status, fetched: usize) -> &'static str {
+    match status {
+        Status::RequestRate => {
+            "the receiver is spending its budget of fetches on other alerts (a flood?): retry in a minute"
+        }
+        _ if fetched == 0 => {
+            "it fetched nothing: it needs parts on distinct RAIDAs of its network.toml, at least a majority of \
+             them (and its --min-parts): check that both sides use the same network file"
+        }
+        _ => {
+            "it fetches only from the RAIDAs of its network.toml, with its own coin, and accepts only the senders \
+             it was told to: check its --from and its network file"
+        }
+    }
 }
 
 fn failures_text(f: &[PostFailure]) -> String {
@@ -395,16 +452,14 @@ pub async fn send_key(
     to: &Recipient,
     opts: &SendOptions,
 ) -> Result<SendReport, RkeError> {
-    let parts = opts.parts;
-    if parts == 0 || parts > key_alert::MAX_PARTS {
-        return Err(RkeError::Setup(format!("parts must be 1..=16, not {parts}")));
-    }
+    let parts = opts.parts_for(network)?;
     let mut key = Zeroizing::new(vec![0u8; parts * PART_LEN]);
     OsRng.try_fill_bytes(&mut key[..]).map_err(|e| RkeError::Setup(format!("the OS random generator failed: {e}")))?;
     if let Some(last) = key.last_mut() {
         *last = 0xFF;
     }
-    send_assembled_key(network, wallet, to, &key, opts).await
+    let opts = SendOptions { parts: Some(parts), ..opts.clone() };
+    send_assembled_key(network, wallet, to, &key, &opts).await
 }
 
 /// A wallet works only on the network of its coin id.
@@ -429,7 +484,8 @@ pub async fn send_assembled_key(
     opts: &SendOptions,
 ) -> Result<SendReport, RkeError> {
     same_coin_id(network, wallet)?;
-    let pieces = split_key(key, opts.parts).map_err(|e| RkeError::Setup(e.to_string()))?;
+    let parts = opts.parts_for(network)?;
+    let pieces = split_key(key, parts).map_err(|e| RkeError::Setup(e.to_string()))?;
     let receiver_addr = resolve_address(&to.address).await.map_err(|reason| RkeError::Alert {
         address: to.address.clone(),
         reason: format!("cannot resolve: {reason}"),
@@ -588,6 +644,15 @@ pub struct ReceiveOptions {
     pub idle_timeout: Duration,
     /// Error answers per second (in total; beyond, datagrams are dropped).
     pub max_error_answers_per_second: u32,
+    /// Parts a key must have at least, each on its own RAIDA: 0 (or anything fewer) means a
+    /// majority of the network file's RAIDAs ([`Network::majority`]), which is also the
+    /// floor: a receiver may demand more, never fewer (PROTOCOL.md section 9).
+    pub min_parts: usize,
+    /// Get Keys this receiver sends per minute for alerts, in total; one source address
+    /// may use a quarter of it ([`crate::fetch_budget`]). Every fetch is made under the
+    /// receiver's own coin, whose replay share on each RAIDA is bounded: without this
+    /// budget, a flood of forged alerts would spend it and lock the coin out.
+    pub fetches_per_minute: u32,
 }
 
 impl Default for ReceiveOptions {
@@ -603,8 +668,94 @@ impl Default for ReceiveOptions {
             connection_lifetime: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(10),
             max_error_answers_per_second: 1000,
+            min_parts: 0,
+            fetches_per_minute: DEFAULT_FETCHES_PER_MINUTE,
         }
     }
+}
+
+/// Get Keys per minute a receiver sends for alerts by default (15 alerts of 16 parts).
+pub const DEFAULT_FETCHES_PER_MINUTE: u32 = 240;
+
+/// Why an alert was refused before anything was fetched (PROTOCOL.md section 9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlertRefusal {
+    /// Fewer parts than a majority of the network's RAIDAs (or than `min_parts`).
+    TooFewParts { parts: usize, needed: usize, raidas: usize },
+    /// Two entries name the same RAIDA.
+    RepeatedRaida { part: usize, raida_id: u8 },
+    /// An entry names a RAIDA id, address or port that is not the network file's.
+    NotInNetwork { part: usize, raida_id: u8, address: String },
+    /// An entry names a legacy RAIDA (no EN 4).
+    Legacy { part: usize, raida_id: u8 },
+}
+
+impl std::fmt::Display for AlertRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AlertRefusal::TooFewParts { parts, needed, raidas } => write!(
+                f,
+                "{parts} parts, fewer than the {needed} this receiver needs (a majority of the network's {raidas} \
+                 RAIDAs, or --min-parts): nothing fetched"
+            ),
+            AlertRefusal::RepeatedRaida { part, raida_id } => {
+                write!(f, "part {part}: RAIDA {raida_id} holds another part too (parts must be on distinct RAIDAs)")
+            }
+            AlertRefusal::NotInNetwork { part, raida_id, address } => {
+                write!(f, "part {part}: RAIDA {raida_id} at {address} is not in network.toml")
+            }
+            AlertRefusal::Legacy { part, raida_id } => write!(f, "part {part}: RAIDA {raida_id} is legacy (no EN 4)"),
+        }
+    }
+}
+
+/// One Get Key an alert asks for: which RAIDA, which key id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedFetch {
+    pub raida: ResolvedRaida,
+    pub key_id: [u8; 16],
+}
+
+/// The parts a key must have on `raidas` (the network's RAIDAs, resolved) under `opts`.
+pub fn parts_needed(raidas: usize, opts: &ReceiveOptions) -> usize {
+    crate::network::majority_of(raidas).max(opts.min_parts)
+}
+
+/// Every rule of section 9 that needs no fetch, applied to a decoded Key Alert: at least
+/// [`parts_needed`] parts, each on a distinct, modern RAIDA of the network (by RAIDA id; the
+/// entry's address and port must be that RAIDA's). Returns one fetch per entry, in entry
+/// order, or why the alert is refused. Pure: the receiver calls it before any Get Key, and
+/// the fuzz target `receiver_alert` feeds it arbitrary alerts.
+pub fn plan_alert(
+    entries: &[AlertEntry],
+    raidas: &[ResolvedRaida],
+    opts: &ReceiveOptions,
+) -> Result<Vec<PlannedFetch>, AlertRefusal> {
+    let needed = parts_needed(raidas.len(), opts);
+    if entries.len() < needed {
+        return Err(AlertRefusal::TooFewParts { parts: entries.len(), needed, raidas: raidas.len() });
+    }
+    let mut plan: Vec<PlannedFetch> = Vec::with_capacity(entries.len());
+    for (part, e) in entries.iter().enumerate() {
+        let named = |r: &&ResolvedRaida| {
+            r.server.raida_id == e.raida_id && Some(r.server.addr.ip()) == e.ip() && r.server.addr.port() == e.port
+        };
+        let Some(r) = raidas.iter().find(named) else {
+            let address = match e.ip() {
+                Some(ip) => SocketAddr::new(ip, e.port).to_string(),
+                None => format!("(IP version {})", e.ip_version),
+            };
+            return Err(AlertRefusal::NotInNetwork { part, raida_id: e.raida_id, address });
+        };
+        if r.legacy {
+            return Err(AlertRefusal::Legacy { part, raida_id: e.raida_id });
+        }
+        if plan.iter().any(|p| p.raida.server.raida_id == e.raida_id) {
+            return Err(AlertRefusal::RepeatedRaida { part, raida_id: e.raida_id });
+        }
+        plan.push(PlannedFetch { raida: *r, key_id: e.key_id });
+    }
+    Ok(plan)
 }
 
 /// A key the receiver accepted.
@@ -650,6 +801,10 @@ pub struct KeyReceiver {
     /// The server's connection table and rules (raida-net), not a second set.
     connections: Arc<ConnectionTable>,
     errors: ErrorBudget,
+    /// Get Keys per minute for alerts, in total and per source address.
+    fetches: std::sync::Mutex<FetchBudget>,
+    /// The budget's clock (monotonic).
+    started: Instant,
 }
 
 struct ErrorBudget {
@@ -696,6 +851,13 @@ impl KeyReceiver {
         opts: ReceiveOptions,
     ) -> Result<KeyReceiver, RkeError> {
         same_coin_id(&network, &wallet)?;
+        if opts.min_parts > key_alert::MAX_PARTS.min(network.raidas.len()) {
+            return Err(RkeError::Setup(format!(
+                "--min-parts {} is more than any key can have (at most 16 parts, one per RAIDA of the network's {})",
+                opts.min_parts,
+                network.raidas.len()
+            )));
+        }
         let io = |source| RkeError::Listen { address: listen.to_string(), source };
         let addr = resolve_address(listen).await.map_err(|e| io(std::io::Error::other(e)))?;
         let (udp, tcp) = bind_both(addr).map_err(io)?;
@@ -718,11 +880,13 @@ impl KeyReceiver {
             addr,
             network,
             wallet,
-            opts,
             conn_tx,
             conn_rx,
             connections,
             errors: ErrorBudget { window: Instant::now(), used: 0 },
+            fetches: std::sync::Mutex::new(FetchBudget::new(opts.fetches_per_minute)),
+            started: Instant::now(),
+            opts,
         })
     }
 
@@ -881,8 +1045,11 @@ impl KeyReceiver {
         }
     }
 
-    /// 42 Key Alert as section 9 says: fetch every part (EN 4 under our coin, only from the
-    /// network's RAIDAs), same sender everywhere, an accepted sender, final 0xFF.
+    /// 42 Key Alert as section 9 says. Before any fetch: the rules of [`plan_alert`]
+    /// (enough parts on distinct RAIDAs of the network) and the fetch budget (160 beyond
+    /// it). Then every part is fetched (EN 4 under our coin, only from the network's
+    /// RAIDAs), and the key is kept only with one sender on every part, not anonymous, an
+    /// accepted one, and a final 0xFF.
     async fn key_alert(&self, payload: &[u8], from: SocketAddr) -> (Status, [u8; 16], AlertOutcome) {
         let refused = |status: Status, map: [u8; 16], reason: String| {
             (status, map, AlertOutcome::Refused { from, status, reason })
@@ -895,84 +1062,70 @@ impl KeyReceiver {
             Ok(r) => r,
             Err(e) => return refused(Status::AllFail, [0; 16], e.to_string()),
         };
-        // each distinct (RAIDA, key id) once; entries naming anything else fail
-        let mut requests: Vec<BatchRequest> = Vec::new();
-        let mut why: Vec<Option<String>> = vec![None; entries.len()];
-        let slots: Vec<Option<usize>> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let Some(r) = raidas.iter().find(|r| {
-                    Some(r.server.addr.ip()) == e.ip()
-                        && r.server.addr.port() == e.port
-                        && r.server.raida_id == e.raida_id
-                }) else {
-                    why[i] = Some(format!(
-                        "part {i}: RAIDA {} at {:?}:{} is not in network.toml",
-                        e.raida_id,
-                        e.ip(),
-                        e.port
-                    ));
-                    return None;
-                };
-                if r.legacy {
-                    why[i] = Some(format!("part {i}: RAIDA {} is legacy (no EN 4)", e.raida_id));
-                    return None;
-                }
-                if let Some(j) = requests.iter().position(|q| q.server == r.server && q.payload[..16] == e.key_id) {
-                    return Some(j);
-                }
-                let key = self.wallet.en4_key(r.server.raida_id)?;
-                requests.push(BatchRequest {
-                    server: r.server,
-                    group: GROUP_KEY_EXCHANGE,
-                    command: GET_KEY,
-                    key,
-                    payload: post_key::encode_get(&e.key_id),
-                });
-                Some(requests.len() - 1)
-            })
-            .collect();
-        let results = if requests.is_empty() {
-            Vec::new()
-        } else {
-            udp_batch(self.network.coin_id, &requests, self.opts.fetch_timeout, MAX_ANSWER).await
+        let plan = match plan_alert(&entries, &raidas, &self.opts) {
+            Ok(p) => p,
+            Err(why) => return refused(Status::Mixed, [0; 16], why.to_string()),
         };
+        let mut requests: Vec<BatchRequest> = Vec::with_capacity(plan.len());
+        for (i, p) in plan.iter().enumerate() {
+            let Some(key) = self.wallet.en4_key(p.raida.server.raida_id) else {
+                let why = format!("part {i}: the wallet has no AN for RAIDA {}", p.raida.server.raida_id);
+                return refused(Status::Mixed, [0; 16], why);
+            };
+            requests.push(BatchRequest {
+                server: p.raida.server,
+                group: GROUP_KEY_EXCHANGE,
+                command: GET_KEY,
+                key,
+                payload: post_key::encode_get(&p.key_id),
+            });
+        }
+        let granted = {
+            let mut budget = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
+            budget.take(self.started.elapsed().as_secs(), from.ip(), requests.len() as u32)
+        };
+        if let Err(over) = granted {
+            return refused(Status::RequestRate, [0; 16], format!("{over}; nothing fetched (retry in a minute)"));
+        }
+        let results = udp_batch(self.network.coin_id, &requests, self.opts.fetch_timeout, MAX_ANSWER).await;
         let me = self.wallet.name();
-        let fetched: Vec<Result<FetchedPart, String>> = results
-            .into_iter()
-            .zip(&requests)
-            .map(|(r, q)| match r {
+        let mut why: Vec<String> = Vec::new();
+        let mut senders: Vec<CoinName> = Vec::with_capacity(plan.len());
+        let mut parts: Vec<Option<Vec<u8>>> = Vec::with_capacity(plan.len());
+        for (i, (r, q)) in results.into_iter().zip(&requests).enumerate() {
+            let id = q.server.raida_id;
+            match r {
                 Ok(mut reply) => {
-                    let part = post_key::decode_get_answer(&reply.payload)
-                        .map(|(s, k)| (s, Zeroizing::new(k.to_vec())))
-                        .ok_or_else(|| format!("RAIDA {}: Get Key answer too short", q.server.raida_id));
+                    match post_key::decode_get_answer(&reply.payload) {
+                        Some((sender, k)) => {
+                            senders.push(sender);
+                            parts.push(Some(k.to_vec()));
+                        }
+                        None => {
+                            why.push(format!("part {i}: RAIDA {id}: Get Key answer too short"));
+                            parts.push(None);
+                        }
+                    }
                     reply.payload.zeroize();
-                    part
                 }
-                Err(e) => Err(format!("RAIDA {}: {}", q.server.raida_id, failure_reason(&e, q.server.raida_id, me))),
-            })
-            .collect();
-        let parts: Vec<Option<Vec<u8>>> =
-            slots.iter().map(|s| s.and_then(|i| fetched.get(i)?.as_ref().ok().map(|(_, k)| k.to_vec()))).collect();
-        for (i, s) in slots.iter().enumerate() {
-            if let Some(Err(e)) = s.and_then(|j| fetched.get(j)) {
-                why[i] = Some(format!("part {i}: {e}"));
+                Err(e) => {
+                    why.push(format!("part {i}: RAIDA {id}: {}", failure_reason(&e, id, me)));
+                    parts.push(None);
+                }
             }
         }
-        let senders: Vec<CoinName> =
-            slots.iter().filter_map(|s| fetched.get((*s)?)?.as_ref().ok().map(|(c, _)| *c)).collect();
         let (status, map, key) = key_alert::assemble(&parts);
         for mut p in parts.into_iter().flatten() {
             p.zeroize();
         }
         let Some(key) = key else {
-            let reasons: Vec<String> = why.into_iter().flatten().collect();
-            let reason = if reasons.is_empty() { "the key does not end with 0xFF".into() } else { reasons.join("; ") };
+            let reason = if why.is_empty() { "the key does not end with 0xFF".into() } else { why.join("; ") };
             return refused(status, map, reason);
         };
         let key = Zeroizing::new(key);
-        let sender = senders[0];
+        let Some(&sender) = senders.first() else {
+            return refused(Status::Mixed, map, "no part was fetched".into());
+        };
         if senders.iter().any(|s| *s != sender) {
             let list: Vec<String> = senders.iter().map(|s| format!("{}:{}", s.dn, s.sn)).collect();
             return refused(
@@ -980,6 +1133,9 @@ impl KeyReceiver {
                 map,
                 format!("the key servers name different senders ({})", list.join(", ")),
             );
+        }
+        if sender == (CoinName { dn: 0, sn: 0 }) {
+            return refused(Status::Mixed, map, "the parts name no sender (anonymous 0:0)".into());
         }
         if !self.opts.accept.is_empty() && !self.opts.accept.contains(&sender) {
             return refused(
@@ -999,9 +1155,6 @@ impl KeyReceiver {
         (Status::Success, map, AlertOutcome::Accepted(received))
     }
 }
-
-/// A part as a key server handed it out: the sender it names and the key bytes.
-type FetchedPart = (CoinName, Zeroizing<Vec<u8>>);
 
 fn elapsed_us(t: Instant) -> u32 {
     t.elapsed().as_micros().min(u32::MAX as u128) as u32

@@ -1,9 +1,11 @@
-//! Replays the committed fuzz seeds (`fuzz/corpus/<target>/seed-*`) of the transfer target
+//! Replays the committed fuzz seeds (`fuzz/corpus/<target>/seed-*`) of the transfer and receiver targets
 //! through the very harness code the fuzzer runs (included from `fuzz/src`), so that CI,
 //! which has no cargo-fuzz, checks that no seed input panics.
 
 #[path = "../../../fuzz/src/common.rs"]
 mod common;
+#[path = "../../../fuzz/src/receiver.rs"]
+mod receiver;
 #[path = "../../../fuzz/src/transfer.rs"]
 mod transfer;
 
@@ -16,5 +18,11 @@ fn corpus() -> PathBuf {
 #[test]
 fn transfer_wire_seeds() {
     let n = common::replay_seeds(&corpus(), "transfer_wire", transfer::transfer_wire);
+    assert!(n >= 10, "only {n} seeds");
+}
+
+#[test]
+fn receiver_alert_seeds() {
+    let n = common::replay_seeds(&corpus(), "receiver_alert", receiver::receiver_alert);
     assert!(n >= 10, "only {n} seeds");
 }

@@ -287,6 +287,24 @@ impl LocalNetwork {
         self.servers.iter().find(|(i, _)| *i == id).map(|(_, s)| s.state())
     }
 
+    /// Make running RAIDA `id` dishonest: from now on it answers Get Key for any key id it
+    /// does not hold with 250, `sender` as the sender and `key` as the part (it knows every
+    /// coin's AN on itself, so the answer is sealed properly for whoever asks). Key ids it
+    /// holds are still handed out honestly. For tests of receivers (PROTOCOL.md section 9:
+    /// posing as a sender must take a majority of RAIDAs). False if `id` is not running.
+    pub fn make_dishonest(&self, id: u8, sender: CoinId, key: &[u8]) -> bool {
+        let Some(state) = self.state(id) else { return false };
+        state.forged_get_key.store(Some(Arc::new(crate::state::ForgedGetKey { sender, key: key.to_vec() })));
+        true
+    }
+
+    /// Get Key requests answered by every running RAIDA so far (any status): what receivers
+    /// fetched, for tests that count fetches.
+    pub fn get_keys_seen(&self) -> u64 {
+        use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
+        self.servers.iter().map(|(_, s)| s.state().stats.requests_for(GROUP_KEY_EXCHANGE, GET_KEY)).sum()
+    }
+
     /// Stop every RAIDA (in parallel) and flush their stores.
     pub async fn shutdown(self) {
         let stops = self.servers.into_iter().map(|(id, s)| async move {

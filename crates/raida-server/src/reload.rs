@@ -10,6 +10,8 @@
 //!
 //! So are the TCP connection caps (`tcp_max_connections`, `tcp_max_connections_per_addr`,
 //! `tcp_max_connections_per_subnet`, `tcp_connection_lifetime_seconds`) and the deferred-command
+//! Key Alert's budget of Get Keys (`key_alert_fetches_per_minute`) applies from the next
+//! alert. So are the deferred-command
 //! limits (`max_key_alerts`, `max_durable_commands`, `max_heavy_commands`, each with its
 //! per-address quarter) of the [`crate::RunningServer`] serving the state ([`LiveLimits`]).
 //! A lowered cap applies to new connections: those open stay (with the lifetime they opened
@@ -53,6 +55,7 @@ pub const RELOADABLE: &[&str] = &[
     "max_key_alerts",
     "max_durable_commands",
     "max_heavy_commands",
+    "key_alert_fetches_per_minute",
 ];
 
 /// What a [`crate::RunningServer`] built at start that a reload changes in place: its
@@ -127,6 +130,7 @@ pub fn apply(state: &ServerState, old: &Config, new: &Config, dir: &Path) -> Res
         key_servers,
         identity: new.identity.as_ref().map(|i| raida_proto::IdentityCoin((i.dn, i.sn).into())),
         timeout,
+        fetches_per_minute: new.key_alert_fetches_per_minute,
     })));
     state.udp_errors.set_per_second(new.udp_error_rate_per_addr);
     state.tickets.set_per_requester(new.tickets_per_requester);
@@ -174,7 +178,7 @@ mod tests {
             "raida_id = 1\ncache_mib = 8\nudp_error_rate_per_addr = 5\nlog = \"debug\"\n\
              tcp_max_connections = 10\ntcp_max_connections_per_addr = 2\ntcp_max_connections_per_subnet = 3\n\
              tcp_connection_lifetime_seconds = 60\nmax_key_alerts = 4\nmax_durable_commands = 5\n\
-             max_heavy_commands = 6\n",
+             max_heavy_commands = 6\nkey_alert_fetches_per_minute = 100\n",
             p,
         )
         .unwrap();
@@ -236,6 +240,7 @@ mod tests {
         let new = Config::from_toml(
             "raida_id = 1\nudp_error_rate_per_addr = 9\ntickets_per_requester = 3\ninbox_max_keys = 7\n\
              max_pending_keys = 11\nanonymous_posts_per_addr = 2\ndurable_threads = 5\n\
+             key_alert_fetches_per_minute = 64\n\
              admin_key = \"000102030405060708090a0b0c0d0e0f\"\n[identity]\ndn = 0\nsn = 5\n\
              [[key_servers]]\nraida_id = 2\naddress = \"127.0.0.1\"\nport = 50002\n",
             &p,
@@ -249,6 +254,7 @@ mod tests {
         );
         assert_eq!(ks.identity, Some(raida_proto::IdentityCoin((0, 5).into())));
         assert_eq!(ks.timeout, state.key_alert.timeout, "the timeout is kept");
+        assert_eq!(ks.fetches_per_minute, 64);
         assert_eq!(state.udp_errors.per_second(), 9);
         assert_eq!(state.tickets.per_requester(), 3);
         assert_eq!(state.inbox.limits().max_keys, 7);

@@ -197,6 +197,7 @@ impl ServerBuilder {
             key_servers,
             identity: config.identity.as_ref().map(|i| raida_proto::IdentityCoin((i.dn, i.sn).into())),
             timeout: limits.key_alert_timeout,
+            fetches_per_minute: config.key_alert_fetches_per_minute,
         };
         Ok((Arc::new(state), listen, limits.clone()))
     }

@@ -24,7 +24,7 @@ use crate::tickets::TicketPool;
 pub use raida_client::network::ResolvedRaida as KeyServer;
 
 /// Settings of Key Alert (42).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct KeyAlertSettings {
     pub key_servers: Vec<KeyServer>,
     /// The identity coin (DN, SN) used to authenticate Get Key, if configured. When it is
@@ -33,6 +33,34 @@ pub struct KeyAlertSettings {
     pub identity: Option<IdentityCoin>,
     /// One timeout for all parts of an alert (they share one socket).
     pub timeout: Duration,
+    /// Get Keys all alerts together may send per minute (config.toml
+    /// `key_alert_fetches_per_minute`); an alert whose fetches do not fit gets 160 and
+    /// fetches nothing, so a flood of alerts cannot spend the identity coin's replay share
+    /// on the other RAIDAs.
+    pub fetches_per_minute: u32,
+}
+
+/// Default of `key_alert_fetches_per_minute`.
+pub const DEFAULT_KEY_ALERT_FETCHES_PER_MINUTE: u32 = 240;
+
+impl Default for KeyAlertSettings {
+    fn default() -> Self {
+        KeyAlertSettings {
+            key_servers: Vec::new(),
+            identity: None,
+            timeout: Duration::from_secs(5),
+            fetches_per_minute: DEFAULT_KEY_ALERT_FETCHES_PER_MINUTE,
+        }
+    }
+}
+
+/// What a dishonest RAIDA answers to Get Key for a key id it does not hold (tests of
+/// receivers only: [`crate::local_network::LocalNetwork::make_dishonest`]; nothing in a
+/// configuration sets it).
+#[derive(Clone, Debug)]
+pub struct ForgedGetKey {
+    pub sender: raida_proto::CoinId,
+    pub key: Vec<u8>,
 }
 
 /// Entries of the replay memory one key identity may hold unless configured (3.4).
@@ -160,6 +188,10 @@ pub struct ServerState {
     /// The connection table and deferred-command limits of the [`crate::RunningServer`]
     /// serving this state (set by its `start`), so that a reload reaches them too.
     pub live_limits: arc_swap::ArcSwapOption<crate::reload::LiveLimits>,
+    /// Key Alert's Get Keys in the current minute (all alerts together).
+    pub key_alert_fetches: Mutex<raida_client::fetch_budget::FetchBudget>,
+    /// Set only by tests of receivers: this RAIDA lies (see [`ForgedGetKey`]).
+    pub forged_get_key: arc_swap::ArcSwapOption<ForgedGetKey>,
 }
 
 /// The transport a request came in on: UDP answers fewer requests than TCP, because a
@@ -277,6 +309,10 @@ impl ServerState {
             blocking: BlockingPool::new(DEFAULT_BLOCKING_THREADS),
             peer_logs: LogLimiter::default(),
             live_limits: arc_swap::ArcSwapOption::empty(),
+            key_alert_fetches: Mutex::new(raida_client::fetch_budget::FetchBudget::new(
+                DEFAULT_KEY_ALERT_FETCHES_PER_MINUTE,
+            )),
+            forged_get_key: arc_swap::ArcSwapOption::empty(),
         })
     }
 }

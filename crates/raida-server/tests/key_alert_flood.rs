@@ -49,6 +49,8 @@ async fn concurrent_alerts_hold_one_socket_each() {
         s.key_alert.key_servers = vec![KeyServer::new(1, ks, false)];
         // long enough that every alert is still waiting when the descriptors are counted
         s.key_alert.timeout = Duration::from_secs(30);
+        // every alert fetches: this test counts what alerts in flight cost, not the budget
+        s.key_alert.fetches_per_minute = u32::MAX;
     });
     // room for every alert (one address may hold a quarter of the alert slots): this test
     // counts what alerts in flight cost, not how many are admitted

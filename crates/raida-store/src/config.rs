@@ -77,7 +77,12 @@ defaults! {
     default_max_durable_commands: usize = 256;
     default_max_heavy_commands: usize = 4;
     default_durable_threads: usize = 16;
+    default_key_alert_fetches_per_minute: u32 = 240;
 }
+
+/// The range of `key_alert_fetches_per_minute`: at least 4 alerts of 16 parts a minute, and
+/// at most what keeps the identity coin far below its replay share on every RAIDA.
+pub const KEY_ALERT_FETCHES_PER_MINUTE: std::ops::RangeInclusive<u32> = 64..=600;
 
 /// Server settings stored in `DIR/config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +186,12 @@ pub struct Config {
     /// queue (up to `max_durable_commands`). Reloadable.
     #[serde(default = "default_durable_threads")]
     pub durable_threads: usize,
+    /// Get Keys that Key Alerts (42) may send per minute, all alerts together (64..=600,
+    /// default 240: 15 alerts of 16 parts). Each is made under the identity coin, whose
+    /// replay share on every other RAIDA is bounded; an alert whose fetches do not fit
+    /// gets 160 and fetches nothing. Reloadable.
+    #[serde(default = "default_key_alert_fetches_per_minute")]
+    pub key_alert_fetches_per_minute: u32,
     /// `HOST:PORT` where `raida serve` answers `GET /metrics` (Prometheus text format) over
     /// plain HTTP. Default: none (off). Bind it to loopback or a management network: the
     /// figures are not secret, but nothing else guards the port.
@@ -286,6 +297,14 @@ impl Config {
             return Err(bad(format!(
                 "anonymous_pending_keys_percent {} is above 100",
                 c.anonymous_pending_keys_percent
+            )));
+        }
+        if !KEY_ALERT_FETCHES_PER_MINUTE.contains(&c.key_alert_fetches_per_minute) {
+            return Err(bad(format!(
+                "key_alert_fetches_per_minute {} is outside {}..={}",
+                c.key_alert_fetches_per_minute,
+                KEY_ALERT_FETCHES_PER_MINUTE.start(),
+                KEY_ALERT_FETCHES_PER_MINUTE.end()
             )));
         }
         if c.network.as_deref().is_some_and(|n| n.trim().is_empty()) {
@@ -406,6 +425,11 @@ mod tests {
         assert!(Config::from_toml("raida_id = 2\nudp_error_rate_per_addr = 0\n", Path::new("x")).is_err());
         assert!(Config::from_toml("raida_id = 2\nmax_key_alerts = 0\n", Path::new("x")).is_err());
         assert!(Config::from_toml("raida_id = 30\n", Path::new("x")).is_err());
+        assert_eq!(m.key_alert_fetches_per_minute, 240);
+        for (v, ok) in [(63, false), (64, true), (600, true), (601, false)] {
+            let c = Config::from_toml(&format!("raida_id = 2\nkey_alert_fetches_per_minute = {v}\n"), Path::new("x"));
+            assert_eq!(c.is_ok(), ok, "{v}: {c:?}");
+        }
         assert!(Config::from_toml("coin_id = 1\n", Path::new("x")).is_err());
     }
 }

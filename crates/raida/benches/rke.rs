@@ -50,7 +50,7 @@ fn main() {
                         }
                     }
                 });
-                let send_opts = SendOptions { parts, ..SendOptions::default() };
+                let send_opts = SendOptions { parts: Some(parts), ..SendOptions::default() };
                 let mut latencies = Vec::new();
                 let mut failures = 0usize;
                 while Instant::now() < deadline {

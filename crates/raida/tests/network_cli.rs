@@ -137,3 +137,59 @@ fn wallet_new_prints_one_registration_line_per_raida() {
     let revealed = ok(&["wallet", "show", file.to_str().unwrap(), "--reveal"]);
     assert!(revealed.contains(&format!("RAIDA  3: {an}")), "{revealed}");
 }
+
+/// Issue 19 item 1 through the binary: a sender with fewer parts than a majority of the
+/// network's RAIDAs and a receiver asking for fewer (or more than a key can have) are
+/// refused with one error line, before anything is sent or bound (the receivers have a
+/// 1 s timeout, so that a check that is missing fails the test instead of hanging it).
+///
+/// Seen failing with `ReceiverArgs::min_parts`'s majority check removed: "no key within 1 s".
+#[test]
+fn parts_below_a_majority_are_refused_on_both_sides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let d = dir.to_str().unwrap();
+    ok(&["network", "init", d, "--base-port", "40000", "--pages", "1"]);
+    let net_file = dir.join("network.toml");
+    let (net_file, alice, bob) = (
+        net_file.to_str().unwrap(),
+        dir.join("wallets/alice/01.1.bin").to_str().unwrap().to_string(),
+        dir.join("wallets/bob/01.2.bin").to_str().unwrap().to_string(),
+    );
+    let fails = |args: &[&str], want: &str| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "one error line: {e}");
+    };
+    let send = ["key", "send", "--network", net_file, "--wallet", &alice, "--to", "1:2@127.0.0.1:9"];
+    fails(&[&send[..], &["--parts", "12"]].concat(), "fewer than a majority of the network's 25 RAIDAs (13)");
+    let file = tmp.path().join("f.txt");
+    std::fs::write(&file, "x").unwrap();
+    let f = file.to_str().unwrap();
+    fails(
+        &["send", f, "--network", net_file, "--wallet", &alice, "--to", "1:2@127.0.0.1:9", "--parts", "1"],
+        "fewer than a majority",
+    );
+    let receive =
+        ["key", "receive", "--network", net_file, "--wallet", &bob, "--listen", "127.0.0.1:0", "--timeout", "1"];
+    fails(&[&receive[..], &["--min-parts", "12"]].concat(), "--min-parts 12 is fewer than a majority");
+    fails(&[&receive[..], &["--min-parts", "17"]].concat(), "--min-parts 17 is more than any key can have");
+    fails(
+        &[
+            "receive",
+            "--network",
+            net_file,
+            "--wallet",
+            &bob,
+            "--listen",
+            "127.0.0.1:0",
+            "--min-parts",
+            "3",
+            "--timeout",
+            "1",
+        ],
+        "never fewer",
+    );
+}

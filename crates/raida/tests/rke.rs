@@ -178,7 +178,7 @@ async fn a_sender_not_in_the_from_list_is_refused() {
     init(tmp.path(), 4, &["alice", "bob", "carol"]);
     let net = LocalNetwork::start(tmp.path(), &[], true).await.unwrap();
     let (alice, bob, carol) = (wallet(tmp.path(), "alice"), wallet(tmp.path(), "bob"), wallet(tmp.path(), "carol"));
-    let send = SendOptions { parts: 4, ..quick() };
+    let send = SendOptions { parts: Some(4), ..quick() };
     let (sent, got) = exchange(net.network(), &alice, &bob, accept(&carol), send, None).await;
     match sent {
         Err(RkeError::Refused { status, fetched, parts }) => {
@@ -347,4 +347,192 @@ async fn one_address_cannot_take_every_tcp_connection_of_the_receiver() {
     }
     assert_eq!(served, Some(250));
     serving.abort();
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 19, items 1 and 5: posing as a sender, alert floods
+// ---------------------------------------------------------------------------------------
+
+/// A receiver answering alerts until one is accepted (or it is dropped); every outcome goes
+/// to the channel.
+fn serve(mut receiver: KeyReceiver) -> tokio::sync::mpsc::UnboundedReceiver<AlertOutcome> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let o = receiver.next_alert().await;
+            let done = matches!(o, AlertOutcome::Accepted(_));
+            if tx.send(o).is_err() || done {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// One Key Alert datagram (EN 0) from `source` (any 127.0.0.0/8 address) to the receiver at
+/// `to`; the status it answered.
+async fn forge_alert(source: [u8; 4], to: SocketAddr, entries: &[AlertEntry]) -> Status {
+    let s = UdpSocket::bind(SocketAddr::from((source, 0))).await.unwrap();
+    let routing = raida_proto::client::Routing::new(0, 6, GROUP_KEY_EXCHANGE, 42);
+    let (req, _) = raida_proto::client::build_request(
+        &routing,
+        &raida_proto::client::ClientKey::None,
+        &key_alert::encode(entries),
+        raida_client::unix_now(),
+        &mut rand_core::OsRng,
+    );
+    s.send_to(&req, to).await.unwrap();
+    let mut buf = [0u8; 256];
+    let (n, _) =
+        tokio::time::timeout(Duration::from_secs(20), s.recv_from(&mut buf)).await.expect("an answer").unwrap();
+    assert!(n >= 32);
+    Status::from_code(buf[2]).unwrap()
+}
+
+/// Entries naming `ids` of `network` with made-up key ids.
+fn made_up(network: &Network, ids: impl IntoIterator<Item = u8>) -> Vec<AlertEntry> {
+    ids.into_iter()
+        .map(|id| {
+            let addr: SocketAddr = network.raida(id).unwrap().address.parse().unwrap();
+            let key_id: [u8; 16] = std::array::from_fn(|i| (i as u8) ^ id ^ 0xC3);
+            AlertEntry::new(key_id, addr.ip(), addr.port(), id)
+        })
+        .collect()
+}
+
+/// Item 1. RAIDAs 0..11 are dishonest: they answer any key id with "sender = alice" and
+/// key bytes they chose. A one-part and a twelve-part forged alert to `--from alice` are
+/// refused (243) before any Get Key is sent; a real 16-part exchange still works.
+///
+/// Seen failing with the majority rule of `plan_alert` removed: the one-part alert was
+/// answered 250 and accepted as "sender 1:1" (the attack of issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dishonest_raida_cannot_pose_as_a_sender() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path(), 25, &["alice", "bob"]);
+    let net = LocalNetwork::start(tmp.path(), &[], true).await.unwrap();
+    let network = net.network().clone();
+    let (alice, bob) = (wallet(tmp.path(), "alice"), wallet(tmp.path(), "bob"));
+    let forged_key = [&[0x42; 15][..], &[0xFF]].concat();
+    for id in 0..12 {
+        assert!(net.make_dishonest(id, alice.name(), &forged_key));
+    }
+    let receiver = KeyReceiver::bind("127.0.0.1:0", network.clone(), bob.clone(), accept(&alice)).await.unwrap();
+    let at = receiver.local_addr();
+    let mut outcomes = serve(receiver);
+    for ids in [vec![3u8], (0..12).collect::<Vec<u8>>()] {
+        let before = net.get_keys_seen();
+        let status = forge_alert([127, 0, 0, 1], at, &made_up(&network, ids.clone())).await;
+        assert_eq!(status, Status::Mixed, "{} forged parts: refused", ids.len());
+        match outcomes.recv().await.unwrap() {
+            AlertOutcome::Refused { reason, .. } => assert!(reason.contains("fewer than the 13"), "{reason}"),
+            AlertOutcome::Accepted(r) => panic!("a forged {}-part alert was accepted: {r:?}", ids.len()),
+        }
+        assert_eq!(net.get_keys_seen(), before, "nothing fetched for a {}-part alert", ids.len());
+    }
+    // the same receiver still takes a real key (the dishonest RAIDAs hand out the parts
+    // they hold honestly)
+    let to = Recipient { coin: bob.name(), address: at.to_string(), raida_id: None };
+    let sent = send_key(&network, &alice, &to, &quick()).await.unwrap();
+    let AlertOutcome::Accepted(got) = outcomes.recv().await.unwrap() else { panic!("the real key was refused") };
+    assert_eq!((got.sender, got.parts), (alice.name(), 16));
+    assert_eq!(got.session_key.as_bytes(), sent.session_key.as_bytes());
+    net.shutdown().await;
+}
+
+/// Item 1. Thirteen parts (a majority) pass the rules before fetching; then parts that name
+/// different senders, or no sender (0:0), are refused and nothing is kept.
+///
+/// Seen failing with the anonymous check removed: the 0:0 key was accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_majority_of_parts_naming_different_or_no_senders_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path(), 25, &["alice", "bob", "carol"]);
+    let net = LocalNetwork::start(tmp.path(), &[], true).await.unwrap();
+    let network = net.network().clone();
+    let (alice, bob, carol) = (wallet(tmp.path(), "alice"), wallet(tmp.path(), "bob"), wallet(tmp.path(), "carol"));
+    let forged_key = [&[0x42; 15][..], &[0xFF]].concat();
+    let opts = ReceiveOptions { accept: Vec::new(), ..ReceiveOptions::default() };
+    let receiver = KeyReceiver::bind("127.0.0.1:0", network.clone(), bob.clone(), opts).await.unwrap();
+    let at = receiver.local_addr();
+    let mut outcomes = serve(receiver);
+    let cases: [(Vec<CoinName>, &str); 2] = [
+        ([vec![alice.name(); 12], vec![carol.name()]].concat(), "different senders"),
+        (vec![CoinName { dn: 0, sn: 0 }; 13], "anonymous"),
+    ];
+    for (senders, why) in cases {
+        for (id, s) in senders.iter().enumerate() {
+            assert!(net.make_dishonest(id as u8, *s, &forged_key));
+        }
+        let before = net.get_keys_seen();
+        let status = forge_alert([127, 0, 0, 1], at, &made_up(&network, 0..13)).await;
+        assert_eq!(status, Status::Mixed, "{why}: refused");
+        match outcomes.recv().await.unwrap() {
+            AlertOutcome::Refused { reason, .. } => assert!(reason.contains(why), "{reason}"),
+            AlertOutcome::Accepted(r) => panic!("{why}: accepted {r:?}"),
+        }
+        assert_eq!(net.get_keys_seen() - before, 13, "13 parts fetched");
+    }
+    net.shutdown().await;
+}
+
+/// Item 5. One address sends 20 forged 13-part alerts (made-up key ids on real RAIDAs): the
+/// receiver sends at most its per-address share of Get Keys (a quarter of 240 a minute),
+/// answers the rest 160 without fetching, and a real exchange from another address then
+/// succeeds.
+///
+/// Seen failing with the fetch budget removed: 260 Get Keys for the 20 alerts, all answered
+/// 242.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_alerts_spends_at_most_the_fetch_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path(), 25, &["alice", "bob"]);
+    let net = LocalNetwork::start(tmp.path(), &[], true).await.unwrap();
+    let network = net.network().clone();
+    let (alice, bob) = (wallet(tmp.path(), "alice"), wallet(tmp.path(), "bob"));
+    let opts = accept(&alice);
+    let share = (opts.fetches_per_minute / 4) as u64;
+    let receiver = KeyReceiver::bind("127.0.0.1:0", network.clone(), bob.clone(), opts).await.unwrap();
+    let at = receiver.local_addr();
+    let mut outcomes = serve(receiver);
+    let before = net.get_keys_seen();
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(forge_alert([127, 0, 0, 2], at, &made_up(&network, 0..13)).await);
+        assert!(matches!(outcomes.recv().await.unwrap(), AlertOutcome::Refused { .. }));
+    }
+    let fetched = net.get_keys_seen() - before;
+    let limited = statuses.iter().filter(|s| **s == Status::RequestRate).count();
+    assert!(fetched <= share, "{fetched} Get Keys for 20 forged alerts from one address (share {share})");
+    assert_eq!(fetched, 13 * (20 - limited as u64), "an alert over the budget fetches nothing");
+    assert!(limited >= 15, "{statuses:?}");
+    let to = Recipient { coin: bob.name(), address: at.to_string(), raida_id: None };
+    let sent = send_key(&network, &alice, &to, &quick()).await.unwrap();
+    let AlertOutcome::Accepted(got) = outcomes.recv().await.unwrap() else { panic!("the real key was refused") };
+    assert_eq!(got.session_key.as_bytes(), sent.session_key.as_bytes());
+    net.shutdown().await;
+}
+
+/// Item 1, the sender: fewer parts than a majority of the network's RAIDAs are refused
+/// before anything is sent; the default is 16, or every RAIDA of a smaller network.
+#[tokio::test]
+async fn the_sender_refuses_fewer_parts_than_a_majority() {
+    let toml = |n: u8| {
+        (0..n)
+            .map(|i| format!("[[raida]]\nid = {i}\naddress = \"127.0.0.1:{}\"\n", 9000 + i as u16))
+            .collect::<String>()
+    };
+    let big = Network::from_toml(&toml(25), "n").unwrap();
+    let small = Network::from_toml(&toml(5), "n").unwrap();
+    assert_eq!(SendOptions::default().parts_for(&big).unwrap(), 16);
+    assert_eq!(SendOptions::default().parts_for(&small).unwrap(), 5);
+    assert_eq!(SendOptions { parts: Some(13), ..SendOptions::default() }.parts_for(&big).unwrap(), 13);
+    let alice = Wallet::generate((1, 1).into(), 6).unwrap();
+    let to = Recipient::parse("1:2@127.0.0.1:9").unwrap();
+    for parts in [1, 12] {
+        let err = send_key(&big, &alice, &to, &SendOptions { parts: Some(parts), ..quick() }).await.unwrap_err();
+        assert!(err.to_string().contains("fewer than a majority of the network's 25 RAIDAs (13)"), "{err}");
+    }
+    let err = send_key(&big, &alice, &to, &SendOptions { parts: Some(17), ..quick() }).await.unwrap_err();
+    assert!(err.to_string().contains("at most 16"), "{err}");
 }

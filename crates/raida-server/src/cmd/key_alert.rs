@@ -9,8 +9,12 @@
 //! to fetch unauthenticated. With no identity configured, parts are fetched with EN 0.
 //!
 //! Cost of one alert, whatever its entries: one UDP socket per address family, one small
-//! receive buffer, one request per distinct (key server, key id). The inbox checks (201,
-//! 254) come before anything is fetched, and log lines are rate-limited per kind.
+//! receive buffer, one request per distinct (key server, key id). Every check that needs
+//! no fetch comes first: the inbox (201, 254), the identity (197), an entry naming a key
+//! server the configuration does not list (242: the whole alert, nothing fetched), and the
+//! budget of Get Keys per minute (`key_alert_fetches_per_minute`, 160 beyond it: each fetch
+//! is made under the identity coin, whose replay share on every other RAIDA a flood of
+//! alerts would otherwise spend). Log lines are rate-limited per kind.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -133,6 +137,14 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartM
     let auth = load_identity(&state).await?;
     let settings = state.key_alert_settings();
 
+    // an entry naming an unlisted key server fails the whole alert before any fetch: an
+    // honest sender names only the network's RAIDAs
+    if let Some(i) = entries.iter().position(|e| may_contact(&settings.key_servers, e).is_none()) {
+        if let Some(suppressed) = LOG_UNLISTED.pass() {
+            tracing::info!(part = i, suppressed, "key alert: an entry names an unlisted key server: 242");
+        }
+        return Ok(PartMap { status: Status::AllFail, map: [0; 16] });
+    }
     // each distinct (key server, key id) is fetched once; duplicates share its result
     let mut distinct: Vec<(KeyServer, [u8; 16])> = Vec::new();
     let mut requests: Vec<BatchRequest> = Vec::new();
@@ -156,6 +168,14 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartM
         })
         .collect();
     drop(auth);
+    let granted =
+        state.key_alert_fetches.lock().take_with_limit(ctx.now, settings.fetches_per_minute, requests.len() as u32);
+    if let Err(over) = granted {
+        if let Some(suppressed) = LOG_BUDGET.pass() {
+            tracing::warn!(%over, suppressed, "key alert: Get Key budget spent (key_alert_fetches_per_minute): 160");
+        }
+        return Err(Status::RequestRate);
+    }
     let results = if requests.is_empty() {
         Vec::new()
     } else {
@@ -238,6 +258,8 @@ static LOG_PART: LogGate = LogGate::new();
 static LOG_STORE: LogGate = LogGate::new();
 static LOG_EXISTS: LogGate = LogGate::new();
 static LOG_FULL: LogGate = LogGate::new();
+static LOG_UNLISTED: LogGate = LogGate::new();
+static LOG_BUDGET: LogGate = LogGate::new();
 
 /// At most one log line per second for one kind of event: alerts come from anyone (EN 0),
 /// so a flood of them must not flood the log. The line that passes reports how many were

@@ -83,9 +83,10 @@ pub struct SendArgs {
     /// (a RAIDA server as receiver: DN:SN@ID@HOST:PORT).
     #[arg(long, value_name = "DN:SN@HOST:PORT", allow_hyphen_values = true)]
     pub to: Option<String>,
-    /// Number of parts, each on its own RAIDA (1..16).
-    #[arg(long, default_value_t = raida_client::rke::DEFAULT_PARTS)]
-    pub parts: usize,
+    /// Number of parts, each on its own RAIDA: at most 16 and at least a majority of the
+    /// network file's RAIDAs (13 of 25). Default: 16, or every RAIDA of a smaller network.
+    #[arg(long, value_name = "N")]
+    pub parts: Option<usize>,
     /// Let the parts be fetched from any address (default: only the --to address).
     #[arg(long)]
     pub any_address: bool,
@@ -306,8 +307,9 @@ fn send_rke(a: SendArgs) -> anyhow::Result<()> {
 fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
     let (network, wallet) = load(&a.receiver.network, &a.receiver.wallet)?;
     let accept = a.receiver.accepted_senders()?;
+    let min_parts = a.receiver.min_parts(&network)?;
     let out = a.out.as_deref().map(|p| create_out(p).map(|f| (f, p))).transpose()?;
-    let opts = ReceiveOptions { accept, ..ReceiveOptions::default() };
+    let opts = ReceiveOptions { accept, min_parts, ..ReceiveOptions::default() };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let result = rt.block_on(async {
         let mut receiver = KeyReceiver::bind(&a.receiver.listen, network, wallet, opts).await?;

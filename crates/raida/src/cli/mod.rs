@@ -53,12 +53,32 @@ pub struct ReceiverArgs {
     /// Accept keys only from this sender coin (repeat for several); default: any sender.
     #[arg(long = "from", value_name = "DN:SN", allow_hyphen_values = true)]
     pub from: Vec<String>,
+    /// Accept only keys of at least N parts, each on its own RAIDA (default and floor: a
+    /// majority of the network file's RAIDAs, 13 of 25; at most 16).
+    #[arg(long, value_name = "N")]
+    pub min_parts: Option<usize>,
 }
 
 impl ReceiverArgs {
     /// The `--from` coins, parsed.
     pub fn accepted_senders(&self) -> anyhow::Result<Vec<raida_proto::commands::post_key::CoinName>> {
         Ok(self.from.iter().map(|s| raida_client::wallet::parse_coin_name(s)).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// `--min-parts`, checked against the network: never below its majority (a receiver may
+    /// demand more parts, never fewer), never above what a key can have. 0 = the majority.
+    pub fn min_parts(&self, network: &raida_client::network::Network) -> anyhow::Result<usize> {
+        let Some(n) = self.min_parts else { return Ok(0) };
+        let majority = network.majority();
+        let most = raida_client::rke::DEFAULT_PARTS.min(network.raidas.len());
+        anyhow::ensure!(
+            n >= majority,
+            "--min-parts {n} is fewer than a majority of the network's {} RAIDAs ({majority}): a receiver may \
+             demand more parts, never fewer (give {majority} to {most})",
+            network.raidas.len()
+        );
+        anyhow::ensure!(n <= most, "--min-parts {n} is more than any key can have here (give {majority} to {most})");
+        Ok(n)
     }
 }
 

@@ -35,8 +35,10 @@ pub fn run(a: ReceiveArgs) -> anyhow::Result<()> {
     let network = Network::load(&a.receiver.network)?;
     let wallet = Wallet::load(&a.receiver.wallet)?;
     let accept = a.receiver.accepted_senders()?;
+    let min_parts = a.receiver.min_parts(&network)?;
     let opts = ReceiveOptions {
         accept,
+        rke: raida_client::rke::ReceiveOptions { min_parts, ..Default::default() },
         pq: !a.output_mode.no_pq,
         overwrite: a.overwrite,
         key_timeout: a.timeout.map(Duration::from_secs),

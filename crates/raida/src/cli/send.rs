@@ -27,9 +27,10 @@ pub struct SendArgs {
     /// Name offered for the item (one item only; the default is the file name, `stdin` for `-`).
     #[arg(long)]
     pub name: Option<String>,
-    /// Number of key parts, each on its own RAIDA (1..16).
-    #[arg(long, default_value_t = raida_client::rke::DEFAULT_PARTS)]
-    pub parts: usize,
+    /// Number of key parts, each on its own RAIDA: at most 16 and at least a majority of
+    /// the network file's RAIDAs (13 of 25). Default: 16, or every RAIDA of a smaller network.
+    #[arg(long, value_name = "N")]
+    pub parts: Option<usize>,
     /// Let the key parts be fetched from any address (default: only the --to address).
     #[arg(long)]
     pub any_address: bool,
