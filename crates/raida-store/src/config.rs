@@ -109,6 +109,7 @@ macro_rules! ranges {
         /// Every numeric setting with its range, in one table: [`Config`] validation reads
         /// it, and so do the README's settings table and the tests (each setting at
         /// `min - 1` and `max + 1` is refused).
+        #[allow(clippy::unnecessary_cast)]
         pub const RANGES: &[SettingRange] = &[
             $(SettingRange { name: stringify!($name), min: $min, max: $max, value: |c| c.$name as u64 },)*
         ];
