@@ -3,7 +3,7 @@
 //! and the range, at start (exit status non-zero) and at reload (SIGHUP: the old settings
 //! stay). Every server binds 127.0.0.1 on an ephemeral port.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -75,9 +75,10 @@ fn every_setting_out_of_its_range_is_refused_at_start() {
             assert_one_line_naming(&err, r.name, v, r.min, r.max);
         }
     }
-    let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("config.toml")).unwrap();
-    writeln!(f, "tcp_connection_lifetime_seconds = 9223372036854775807").unwrap();
-    drop(f);
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(cfg.contains("tcp_connection_lifetime_seconds = 600"), "{cfg}");
+    let cfg = cfg.replace("tcp_connection_lifetime_seconds = 600", "tcp_connection_lifetime_seconds = 9223372036854775807");
+    std::fs::write(dir.join("config.toml"), cfg).unwrap();
     let (status, err) = serve_refused(&dir, &[]);
     assert!(!status.success());
     assert_one_line_naming(&err, "tcp_connection_lifetime_seconds", i64::MAX as u64, 1, raida_store::config::MAX_SECONDS);
