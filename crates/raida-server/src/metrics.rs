@@ -260,7 +260,8 @@ impl axum::serve::Listener for BoundedListener {
                     }
                     let slot = MetricsSlot(self.open.clone());
                     let deadline = raida_proto::time::deadline_from(tokio::time::Instant::now(), self.limits.timeout);
-                    let io = TimedStream { stream, deadline: Box::pin(tokio::time::sleep_until(deadline)), _slot: slot };
+                    let io =
+                        TimedStream { stream, deadline: Box::pin(tokio::time::sleep_until(deadline)), _slot: slot };
                     return (io, peer);
                 }
                 // out of descriptors or a connection reset before it was accepted: wait a

@@ -95,7 +95,10 @@ impl ServerLimits {
     }
 
     fn metrics_limits(&self) -> crate::metrics::MetricsLimits {
-        crate::metrics::MetricsLimits { max_connections: self.metrics_max_connections.max(1), timeout: self.metrics_timeout }
+        crate::metrics::MetricsLimits {
+            max_connections: self.metrics_max_connections.max(1),
+            timeout: self.metrics_timeout,
+        }
     }
 
     /// Descriptors the metrics endpoint may hold (none when it is off).

@@ -27,9 +27,7 @@ fn outside(min: u64, max: u64) -> Vec<u64> {
 /// after 10 s (then it accepted the value).
 fn serve_refused(dir: &Path, env: &[(String, String)]) -> (std::process::ExitStatus, String) {
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -77,11 +75,18 @@ fn every_setting_out_of_its_range_is_refused_at_start() {
     }
     let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
     assert!(cfg.contains("tcp_connection_lifetime_seconds = 600"), "{cfg}");
-    let cfg = cfg.replace("tcp_connection_lifetime_seconds = 600", "tcp_connection_lifetime_seconds = 9223372036854775807");
+    let cfg =
+        cfg.replace("tcp_connection_lifetime_seconds = 600", "tcp_connection_lifetime_seconds = 9223372036854775807");
     std::fs::write(dir.join("config.toml"), cfg).unwrap();
     let (status, err) = serve_refused(&dir, &[]);
     assert!(!status.success());
-    assert_one_line_naming(&err, "tcp_connection_lifetime_seconds", i64::MAX as u64, 1, raida_store::config::MAX_SECONDS);
+    assert_one_line_naming(
+        &err,
+        "tcp_connection_lifetime_seconds",
+        i64::MAX as u64,
+        1,
+        raida_store::config::MAX_SECONDS,
+    );
 }
 
 /// `raida serve` with stderr lines on a channel.
@@ -101,7 +106,8 @@ fn spawn_serve(dir: &Path) -> (Child, String, Receiver<String>) {
     });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").and_then(|r| r.strip_suffix(" (udp, tcp)")).unwrap().to_string();
+    let addr =
+        line.trim().strip_prefix("listening on ").and_then(|r| r.strip_suffix(" (udp, tcp)")).unwrap().to_string();
     (child, addr, rx)
 }
 
@@ -129,14 +135,14 @@ fn every_setting_out_of_its_range_is_refused_at_reload_and_the_old_settings_stay
     let dir = tmp.path().join("d");
     init_as(&dir, "4");
     let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    let old_key =
-        cfg.lines().find_map(|l| l.strip_prefix("admin_key = \"")).unwrap().trim_end_matches('"').to_string();
+    let old_key = cfg.lines().find_map(|l| l.strip_prefix("admin_key = \"")).unwrap().trim_end_matches('"').to_string();
     let new_key = "5a".repeat(16);
     let (mut child, addr, rx) = spawn_serve(&dir);
     line_with(&rx, "server started");
     for r in RANGES {
         for v in outside(r.min, r.max) {
-            let kept: String = cfg.lines().filter(|l| !l.starts_with(&format!("{} =", r.name))).map(|l| format!("{l}\n")).collect();
+            let kept: String =
+                cfg.lines().filter(|l| !l.starts_with(&format!("{} =", r.name))).map(|l| format!("{l}\n")).collect();
             // first: a setting after a table header would belong to that table
             let text = format!("{} = {v}\n{}", r.name, kept.replace(&old_key, &new_key));
             std::fs::write(dir.join("config.toml"), text).unwrap();

@@ -24,9 +24,15 @@ fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
 
 /// `raida ARGS` with `stdin` written to its standard input.
 fn run(args: &[&str], stdin: &str) -> Output {
-    let mut child =
-        Command::new(BIN).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // a command refused before it reads its input closes the pipe: not an error here
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     child.wait_with_output().unwrap()
 }
 
@@ -98,9 +104,41 @@ fn bad_secret_files_give_one_clear_line() {
     // both forms at once: clap's usage error
     let out = run(&["coin", "set", d, "0", "1", AN1, "--an-file", "-"], "");
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
-    let l = refused(&["bench", "127.0.0.1:9", "--raida-id", "4", "--encryption", "4", "--coin", &format!("0:1:{AN1}"), "--an-file", "-"], AN1);
+    let l = refused(
+        &[
+            "bench",
+            "127.0.0.1:9",
+            "--raida-id",
+            "4",
+            "--encryption",
+            "4",
+            "--coin",
+            &format!("0:1:{AN1}"),
+            "--an-file",
+            "-",
+        ],
+        AN1,
+    );
     assert!(l.contains("DN:SN"), "{l}");
-    let l = refused(&["key", "fix", "--target", "3@127.0.0.1:9", "--identity", "0:5", "--coin", "0:7", "--helper", "1@127.0.0.1:9", "--helper", "2@127.0.0.1:9", "--an-file", "-"], AN1);
+    let l = refused(
+        &[
+            "key",
+            "fix",
+            "--target",
+            "3@127.0.0.1:9",
+            "--identity",
+            "0:5",
+            "--coin",
+            "0:7",
+            "--helper",
+            "1@127.0.0.1:9",
+            "--helper",
+            "2@127.0.0.1:9",
+            "--an-file",
+            "-",
+        ],
+        AN1,
+    );
     assert!(l.contains("expected 2 lines") && l.contains("found 1"), "{l}");
 }
 
@@ -127,7 +165,22 @@ fn key_fix_and_bench_read_their_ans_from_a_file_or_stdin() {
     let (h1, h2, t) = (format!("1@{a1}"), format!("2@{a2}"), format!("3@{a3}"));
     let fix = |an_file: &str, stdin: &str| {
         ok(
-            &["key", "fix", "--target", &t, "--identity", "0:5", "--coin", "0:7", "--helper", &h1, "--helper", &h2, "--an-file", an_file],
+            &[
+                "key",
+                "fix",
+                "--target",
+                &t,
+                "--identity",
+                "0:5",
+                "--coin",
+                "0:7",
+                "--helper",
+                &h1,
+                "--helper",
+                &h2,
+                "--an-file",
+                an_file,
+            ],
             stdin,
         )
     };
@@ -136,7 +189,23 @@ fn key_fix_and_bench_read_their_ans_from_a_file_or_stdin() {
     let f = secret_file(tmp.path(), "helpers", &format!("{c1}\n{c2}\n{wanted}\n"), 0o600);
     assert_eq!(fix(f.to_str().unwrap(), "").trim(), wanted);
     let bench = |an_file: &str, stdin: &str| {
-        ok(&["bench", a3, "--raida-id", "3", "--duration", "0.3", "--encryption", "1", "--coin", "0:7", "--an-file", an_file], stdin)
+        ok(
+            &[
+                "bench",
+                a3,
+                "--raida-id",
+                "3",
+                "--duration",
+                "0.3",
+                "--encryption",
+                "1",
+                "--coin",
+                "0:7",
+                "--an-file",
+                an_file,
+            ],
+            stdin,
+        )
     };
     let anf = secret_file(tmp.path(), "an", &wanted, 0o600);
     let out = bench(anf.to_str().unwrap(), "");

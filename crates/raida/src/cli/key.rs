@@ -195,8 +195,13 @@ fn fix(a: FixArgs) -> anyhow::Result<()> {
         let (server, an) = match (h.split_once('='), &from_file) {
             (Some((server, an)), None) => (server, parse_an(an, "the helper's AN")?),
             (None, Some(lines)) => (h.as_str(), parse_an(&lines[i.min(1)], "each helper's AN in --an-file")?),
-            (Some(_), Some(_)) => anyhow::bail!("--helper {:?}: give the AN in --an-file or after '=', not both", h.split('=').next().unwrap_or_default()),
-            (None, None) => anyhow::bail!("--helper {h:?}: expected ID@ADDR:PORT=ANHEX, or ID@ADDR:PORT with --an-file"),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "--helper {:?}: give the AN in --an-file or after '=', not both",
+                h.split('=').next().unwrap_or_default()
+            ),
+            (None, None) => {
+                anyhow::bail!("--helper {h:?}: expected ID@ADDR:PORT=ANHEX, or ID@ADDR:PORT with --an-file")
+            }
         };
         let an = Key16::new(an);
         // EN 4 under the coin itself: 44 only makes tickets for a coin's own key (6/44),
@@ -343,7 +348,8 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
     let result = rt.block_on(async {
         let mut receiver = KeyReceiver::bind(&a.receiver.listen, network, wallet, opts).await?;
         eprintln!("waiting for a key on {} (udp, tcp)", receiver.local_addr());
-        let deadline = a.timeout.map(|s| raida_proto::time::deadline_from(tokio::time::Instant::now(), Duration::from_secs(s)));
+        let deadline =
+            a.timeout.map(|s| raida_proto::time::deadline_from(tokio::time::Instant::now(), Duration::from_secs(s)));
         loop {
             let next = receiver.next_alert();
             let outcome = match deadline {

@@ -33,12 +33,8 @@ pub(crate) fn read_lines(path: &Path, flag: &str) -> anyhow::Result<Zeroizing<Ve
             .read_to_string(&mut text)
             .with_context(|| format!("{flag} {shown}: cannot read (expected lines of hex)"))?;
     }
-    let lines: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
+    let lines: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
     Ok(Zeroizing::new(lines))
 }
 
