@@ -55,7 +55,7 @@ pub async fn udp_batch(
     max_answer: usize,
 ) -> Vec<Result<Reply, ClientError>> {
     let mut results: Vec<Option<Result<Reply, ClientError>>> = (0..requests.len()).map(|_| None).collect();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = raida_proto::time::deadline_from(tokio::time::Instant::now(), timeout);
     let now = unix_now();
 
     // build: echoes distinct per server, so an answer names its request

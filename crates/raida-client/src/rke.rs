@@ -909,7 +909,7 @@ impl KeyReceiver {
         loop {
             let next = self.next_alert();
             let outcome = match timeout {
-                Some(t) => match tokio::time::timeout_at(started + t, next).await {
+                Some(t) => match tokio::time::timeout_at(raida_proto::time::deadline_from(started, t), next).await {
                     Ok(o) => o,
                     Err(_) => return Err(RkeError::Timeout(t, last_refusal)),
                 },

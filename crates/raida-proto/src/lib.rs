@@ -24,6 +24,7 @@ pub mod keys;
 pub mod replay;
 pub mod response;
 pub mod status;
+pub mod time;
 pub mod validate;
 
 pub use coin::{CoinId, IdentityCoin};

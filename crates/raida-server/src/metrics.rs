@@ -4,9 +4,14 @@
 //! a scrape comes (a prometheus-client [`Collector`]), so metrics cost no lock and no
 //! allocation per request.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -15,6 +20,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use raida_proto::Status;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::COMMANDS;
@@ -203,11 +209,129 @@ pub fn render(state: &Arc<ServerState>, connections: Option<Arc<ConnectionTable>
     out
 }
 
-/// Serve `GET /metrics` on `listener` until `stop` (plain HTTP/1.1, axum).
+/// Bounds of the metrics endpoint (config.toml `metrics_max_connections`,
+/// `metrics_timeout_seconds`).
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsLimits {
+    /// Connections open at once; one beyond it is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// A connection is closed this long after it was accepted, busy or idle.
+    pub timeout: Duration,
+}
+
+/// Descriptors the metrics endpoint may hold beyond the listening socket: its connections
+/// and the one accepted only to be closed when they are all taken.
+pub fn metrics_descriptors(limits: &MetricsLimits) -> usize {
+    limits.max_connections.saturating_add(1)
+}
+
+/// The metrics port's listener for axum: at most `max_connections` accepted connections
+/// alive, each ending at its deadline. Without it, 1,100 idle connections at a 1,024
+/// descriptor limit took the store's descriptors (Post Key answered 194).
+struct BoundedListener {
+    inner: tokio::net::TcpListener,
+    open: Arc<AtomicUsize>,
+    limits: MetricsLimits,
+}
+
+/// One open metrics connection's place in the count; freed on drop.
+struct MetricsSlot(Arc<AtomicUsize>);
+
+impl Drop for MetricsSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+impl axum::serve::Listener for BoundedListener {
+    type Io = TimedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TimedStream, SocketAddr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, peer)) => {
+                    let max = self.limits.max_connections;
+                    if self.open.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).is_err() {
+                        // full: close it now rather than let it wait holding a descriptor
+                        tracing::debug!(client = %peer, "metrics: metrics_max_connections reached, connection closed");
+                        drop(stream);
+                        continue;
+                    }
+                    let slot = MetricsSlot(self.open.clone());
+                    let deadline = raida_proto::time::deadline_from(tokio::time::Instant::now(), self.limits.timeout);
+                    let io =
+                        TimedStream { stream, deadline: Box::pin(tokio::time::sleep_until(deadline)), _slot: slot };
+                    return (io, peer);
+                }
+                // out of descriptors or a connection reset before it was accepted: wait a
+                // moment instead of spinning (what axum's own listener does)
+                Err(e) => {
+                    tracing::debug!(error = %e, "metrics: accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A metrics connection that fails every read and write once its deadline has passed, so
+/// hyper drops it (and its descriptor) even when the peer never sends a byte.
+struct TimedStream {
+    stream: tokio::net::TcpStream,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    _slot: MetricsSlot,
+}
+
+impl TimedStream {
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "metrics_timeout_seconds reached")
+}
+
+impl AsyncRead for TimedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TimedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Serve `GET /metrics` on `listener` until `stop` (plain HTTP/1.1, axum), within `limits`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServerState>,
     connections: Option<Arc<ConnectionTable>>,
+    limits: MetricsLimits,
     stop: CancellationToken,
 ) {
     use axum::http::header::CONTENT_TYPE;
@@ -219,6 +343,7 @@ pub async fn serve(
         }),
     );
     let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let listener = BoundedListener { inner: listener, open: Arc::new(AtomicUsize::new(0)), limits };
     if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
         tracing::warn!(error = %e, addr = ?addr, "metrics endpoint stopped");
     }

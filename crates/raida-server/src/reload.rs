@@ -69,13 +69,16 @@ pub struct LiveLimits {
     pub udp_threads: usize,
     /// Deferred slots of every kind at start, the descriptors kept for them.
     pub deferred_slots_at_start: usize,
+    /// Descriptors kept at start for the metrics endpoint (0 when it is off).
+    pub metrics_slots: usize,
 }
 
 impl LiveLimits {
     /// The connections `wanted` gets within the descriptor budget of the start, and whether
     /// that is fewer than wanted.
     pub fn tcp_total(&self, wanted: usize) -> (usize, bool) {
-        let n = connection_budget(self.descriptors, wanted, self.deferred_slots_at_start, self.udp_threads);
+        let kept = self.deferred_slots_at_start.saturating_add(self.metrics_slots);
+        let n = connection_budget(self.descriptors, wanted, kept, self.udp_threads);
         (n, n < wanted)
     }
 
@@ -83,7 +86,9 @@ impl LiveLimits {
     /// more descriptors than there are: more slots than were kept for at start.
     pub fn deferred_beyond_reserve(&self, deferred_slots: usize, tcp_total: usize) -> bool {
         deferred_slots > self.deferred_slots_at_start
-            && descriptor_reserve(deferred_slots, self.udp_threads).saturating_add(tcp_total as u64) > self.descriptors
+            && descriptor_reserve(deferred_slots.saturating_add(self.metrics_slots), self.udp_threads)
+                .saturating_add(tcp_total as u64)
+                > self.descriptors
     }
 
     /// Apply the connection caps and deferred limits of `new`; never waits.
@@ -102,6 +107,7 @@ impl LiveLimits {
             total,
             per_addr: new.tcp_max_connections_per_addr.max(1),
             per_subnet: new.tcp_max_connections_per_subnet.max(1),
+            // validated to at most a year, and capped again where it is added to an Instant
             lifetime: std::time::Duration::from_secs(new.tcp_connection_lifetime_seconds),
             ..old
         });
@@ -200,6 +206,7 @@ mod tests {
             descriptors: 1024,
             udp_threads: 2,
             deferred_slots_at_start: 20,
+            metrics_slots: 0,
         };
         // 1,024 - 256 - 20 - 2 = 746 connections fit
         assert_eq!(live.tcp_total(500), (500, false));

@@ -47,6 +47,11 @@ pub struct ServerLimits {
     pub key_alert_timeout: Duration,
     /// Where `GET /metrics` is served (config.toml `metrics_listen`); `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Connections to the metrics endpoint open at once (config.toml
+    /// `metrics_max_connections`); kept out of the TCP connections' descriptors.
+    pub metrics_max_connections: usize,
+    /// A metrics connection is closed this long after it opened (`metrics_timeout_seconds`).
+    pub metrics_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -65,6 +70,8 @@ impl Default for ServerLimits {
             drain_timeout: Duration::from_secs(4),
             key_alert_timeout: Duration::from_secs(5),
             metrics_listen: None,
+            metrics_max_connections: 16,
+            metrics_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -82,7 +89,24 @@ impl ServerLimits {
         self.udp_error_rate_per_addr = c.udp_error_rate_per_addr;
         // validated by Config::from_toml
         self.metrics_listen = c.metrics_listen.as_deref().and_then(|m| m.parse().ok());
+        self.metrics_max_connections = c.metrics_max_connections;
+        self.metrics_timeout = Duration::from_secs(c.metrics_timeout_seconds);
         self
+    }
+
+    fn metrics_limits(&self) -> crate::metrics::MetricsLimits {
+        crate::metrics::MetricsLimits {
+            max_connections: self.metrics_max_connections.max(1),
+            timeout: self.metrics_timeout,
+        }
+    }
+
+    /// Descriptors the metrics endpoint may hold (none when it is off).
+    fn metrics_slots(&self) -> usize {
+        match self.metrics_listen {
+            Some(_) => crate::metrics::metrics_descriptors(&self.metrics_limits()),
+            None => 0,
+        }
     }
 
     /// Slots of every deferred kind together (each may hold a descriptor).
@@ -271,9 +295,11 @@ impl RunningServer {
         // answers "coin not present" or 194 for a present coin)
         let descriptors = raise_descriptor_limit();
         let udp_threads = limits.udp_threads.max(1);
-        let tcp_connections =
-            connection_budget(descriptors, limits.max_connections, limits.deferred_slots(), udp_threads);
-        let reserve = descriptor_reserve(limits.deferred_slots(), udp_threads);
+        // the metrics endpoint's connections are kept for like deferred slots: without
+        // that, idle metrics connections took the descriptors the store needs
+        let kept_slots = limits.deferred_slots().saturating_add(limits.metrics_slots());
+        let tcp_connections = connection_budget(descriptors, limits.max_connections, kept_slots, udp_threads);
+        let reserve = descriptor_reserve(kept_slots, udp_threads);
         tracing::info!(descriptors, reserve, tcp_connections, "descriptor limit");
         if tcp_connections < limits.max_connections {
             tracing::warn!(
@@ -324,7 +350,13 @@ impl RunningServer {
         let metrics_addr = match metrics {
             Some(listener) => {
                 let bound = listener.local_addr().map_err(io_err("metrics address"))?;
-                tracker.spawn(crate::metrics::serve(listener, state.clone(), Some(table.clone()), stop.clone()));
+                tracker.spawn(crate::metrics::serve(
+                    listener,
+                    state.clone(),
+                    Some(table.clone()),
+                    limits.metrics_limits(),
+                    stop.clone(),
+                ));
                 tracing::info!(addr = %bound, "metrics at http://{bound}/metrics");
                 Some(bound)
             }
@@ -337,6 +369,7 @@ impl RunningServer {
             descriptors,
             udp_threads: limits.udp_threads.max(1),
             deferred_slots_at_start: limits.deferred_slots(),
+            metrics_slots: limits.metrics_slots(),
         })));
         tracker.spawn(crate::tcp::accept_loop(
             tcp,

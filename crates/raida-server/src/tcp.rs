@@ -98,7 +98,8 @@ async fn connection(
     let mut writer = BufWriter::with_capacity(16 * 1024, w);
     let mut buf = Vec::with_capacity(1024);
     let mut out = Vec::with_capacity(1024);
-    let end_of_life = tokio::time::Instant::now() + limits.lifetime;
+    // capped: a configured lifetime near 2^63 s would overflow the Instant and panic
+    let end_of_life = raida_proto::time::deadline_from(tokio::time::Instant::now(), limits.lifetime);
     let idle = limits.idle_timeout;
     loop {
         let read = tokio::select! {

@@ -78,11 +78,91 @@ defaults! {
     default_max_heavy_commands: usize = 4;
     default_durable_threads: usize = 16;
     default_key_alert_fetches_per_minute: u32 = 240;
+    default_metrics_max_connections: usize = 16;
+    default_metrics_timeout: u64 = 10;
 }
 
-/// The range of `key_alert_fetches_per_minute`: at least 4 alerts of 16 parts a minute, and
-/// at most what keeps the identity coin far below its replay share on every RAIDA.
-pub const KEY_ALERT_FETCHES_PER_MINUTE: std::ops::RangeInclusive<u32> = 64..=600;
+/// The range of one numeric setting of config.toml (or its `RAIDA_*` variable): values
+/// outside `min..=max` are refused at start and at reload.
+#[derive(Clone, Copy)]
+pub struct SettingRange {
+    pub name: &'static str,
+    pub min: u64,
+    pub max: u64,
+    /// The setting's value in a [`Config`] (widened to u64).
+    pub value: fn(&Config) -> u64,
+}
+
+impl std::fmt::Debug for SettingRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}..={}", self.name, self.min, self.max)
+    }
+}
+
+/// Seconds in a year: the longest any configured duration may be. Far below what an
+/// `Instant` can take, so a configured duration added to "now" can never overflow (before
+/// this bound, `tcp_connection_lifetime_seconds` near 2^63 passed and every TCP
+/// connection then panicked).
+pub const MAX_SECONDS: u64 = 365 * 86_400;
+
+macro_rules! ranges {
+    ($($name:ident: $min:expr, $max:expr;)*) => {
+        /// Every numeric setting with its range, in one table: [`Config`] validation reads
+        /// it, and so do the README's settings table and the tests (each setting at
+        /// `min - 1` and `max + 1` is refused).
+        #[allow(clippy::unnecessary_cast)]
+        pub const RANGES: &[SettingRange] = &[
+            $(SettingRange { name: stringify!($name), min: $min, max: $max, value: |c| c.$name as u64 },)*
+        ];
+    };
+}
+
+// Minimums: 0 would refuse everything or divide by zero (the percentage and the anonymous
+// posts per address may be 0: that refuses anonymous posts, on purpose). Maximums: far
+// above any real need, and low enough that sizes and deadlines computed from them cannot
+// overflow or allocate without bound.
+ranges! {
+    cache_mib: 1, 1 << 20;
+    key_ttl_seconds: 1, MAX_SECONDS;
+    replay_capacity: 1, 100_000_000;
+    replay_share_per_key: 1, 100_000_000;
+    tickets_per_requester: 1, 1_000_000;
+    inbox_max_keys: 1, 100_000_000;
+    inbox_max_age_seconds: 1, MAX_SECONDS;
+    max_pending_keys: 1, 100_000_000;
+    anonymous_pending_keys_percent: 0, 100;
+    anonymous_posts_per_addr: 0, 1_000_000;
+    udp_error_rate_per_addr: 1, 1_000_000;
+    tcp_max_connections: 1, 1_000_000;
+    tcp_max_connections_per_addr: 1, 1_000_000;
+    tcp_max_connections_per_subnet: 1, 1_000_000;
+    tcp_connection_lifetime_seconds: 1, MAX_SECONDS;
+    max_key_alerts: 1, 65_536;
+    max_durable_commands: 1, 65_536;
+    max_heavy_commands: 1, 1_024;
+    durable_threads: 1, 1_024;
+    metrics_max_connections: 1, 1_024;
+    metrics_timeout_seconds: 1, 3_600;
+    // at least 4 alerts of 16 parts a minute; at most what keeps the identity coin far
+    // below its replay share on every RAIDA
+    key_alert_fetches_per_minute: 64, 600;
+}
+
+impl SettingRange {
+    /// The one line that refuses `value` for this setting, or `None` when it is in range.
+    pub fn check(&self, value: u64) -> Option<String> {
+        (value < self.min || value > self.max).then(|| {
+            format!(
+                "{} = {value} is out of range: use {} to {} (in config.toml or {}{})",
+                self.name,
+                self.min,
+                self.max,
+                ENV_PREFIX,
+                self.name.to_ascii_uppercase()
+            )
+        })
+    }
+}
 
 /// Server settings stored in `DIR/config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +277,14 @@ pub struct Config {
     /// figures are not secret, but nothing else guards the port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// Connections to `metrics_listen` open at once; a connection beyond it is closed at
+    /// once. They count against the descriptor budget like the store's. Default 16.
+    #[serde(default = "default_metrics_max_connections")]
+    pub metrics_max_connections: usize,
+    /// A connection to `metrics_listen` is closed this many seconds after it opened,
+    /// whether it sent anything or not (a scrape takes milliseconds). Default 10.
+    #[serde(default = "default_metrics_timeout")]
+    pub metrics_timeout_seconds: u64,
     /// Log filter of `raida serve` (tracing EnvFilter syntax, e.g. `info` or
     /// `info,raida_server=debug`) when no `--log` flag is given; re-read on SIGHUP.
     /// Default: none (`info`).
@@ -271,41 +359,11 @@ impl Config {
                 return Err(bad("admin_key must be 32 hex digits".into()));
             }
         }
-        // settings of which 0 would refuse everything or divide by zero: at least 1
-        for (name, value) in [
-            ("replay_share_per_key", c.replay_share_per_key as u64),
-            ("tickets_per_requester", c.tickets_per_requester as u64),
-            ("cache_mib", c.cache_mib),
-            ("inbox_max_keys", c.inbox_max_keys as u64),
-            ("inbox_max_age_seconds", c.inbox_max_age_seconds),
-            ("max_pending_keys", c.max_pending_keys as u64),
-            ("udp_error_rate_per_addr", c.udp_error_rate_per_addr as u64),
-            ("tcp_max_connections", c.tcp_max_connections as u64),
-            ("tcp_max_connections_per_addr", c.tcp_max_connections_per_addr as u64),
-            ("tcp_max_connections_per_subnet", c.tcp_max_connections_per_subnet as u64),
-            ("tcp_connection_lifetime_seconds", c.tcp_connection_lifetime_seconds),
-            ("max_key_alerts", c.max_key_alerts as u64),
-            ("max_durable_commands", c.max_durable_commands as u64),
-            ("max_heavy_commands", c.max_heavy_commands as u64),
-            ("durable_threads", c.durable_threads as u64),
-        ] {
-            if value == 0 {
-                return Err(bad(format!("{name} must be at least 1")));
+        // every count and duration: its range from the one table
+        for r in RANGES {
+            if let Some(line) = r.check((r.value)(&c)) {
+                return Err(bad(line));
             }
-        }
-        if c.anonymous_pending_keys_percent > 100 {
-            return Err(bad(format!(
-                "anonymous_pending_keys_percent {} is above 100",
-                c.anonymous_pending_keys_percent
-            )));
-        }
-        if !KEY_ALERT_FETCHES_PER_MINUTE.contains(&c.key_alert_fetches_per_minute) {
-            return Err(bad(format!(
-                "key_alert_fetches_per_minute {} is outside {}..={}",
-                c.key_alert_fetches_per_minute,
-                KEY_ALERT_FETCHES_PER_MINUTE.start(),
-                KEY_ALERT_FETCHES_PER_MINUTE.end()
-            )));
         }
         if c.network.as_deref().is_some_and(|n| n.trim().is_empty()) {
             return Err(bad("network must name a file (e.g. \"network.toml\")".into()));
@@ -431,5 +489,36 @@ mod tests {
             assert_eq!(c.is_ok(), ok, "{v}: {c:?}");
         }
         assert!(Config::from_toml("coin_id = 1\n", Path::new("x")).is_err());
+    }
+
+    /// Every setting of [`RANGES`] at `min - 1` and `max + 1` is refused with one line
+    /// naming the setting, the value and the range (from the file and from `RAIDA_*`), and
+    /// at `min` and `max` accepted. Seen failing with the range check of `validated`
+    /// removed: `tcp_connection_lifetime_seconds = 9223372036854775807` and every `max + 1`
+    /// were accepted.
+    #[test]
+    fn every_setting_out_of_its_range_is_refused_with_one_line() {
+        let p = Path::new("config.toml");
+        assert!(RANGES.len() >= 21, "every count and duration has a range");
+        for r in RANGES {
+            for ok in [r.min, r.max] {
+                let c = Config::from_toml(&format!("raida_id = 1\n{} = {ok}\n", r.name), p);
+                assert!(c.is_ok(), "{r:?} at {ok}: {c:?}");
+            }
+            let mut bad = vec![r.max + 1];
+            if r.min > 0 {
+                bad.push(r.min - 1);
+            }
+            for v in bad {
+                let e = Config::from_toml(&format!("raida_id = 1\n{} = {v}\n", r.name), p).unwrap_err().to_string();
+                let range = format!("{} to {}", r.min, r.max);
+                assert!(e.contains(r.name) && e.contains(&v.to_string()) && e.contains(&range), "{e}");
+                assert_eq!(e.lines().count(), 1, "{e}");
+            }
+        }
+        let e = Config::from_toml("raida_id = 1\ntcp_connection_lifetime_seconds = 9223372036854775807\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tcp_connection_lifetime_seconds = 9223372036854775807 is out of range"), "{e}");
     }
 }

@@ -311,7 +311,7 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old() {
     // a value that parses but is invalid is refused the same way
     std::fs::write(dir.join("config.toml"), cfg.replace("cache_mib = 64", "cache_mib = 0")).unwrap();
     signal(&s.child, "-HUP");
-    lines_until(&s.stderr, "cache_mib must be at least 1");
+    lines_until(&s.stderr, "cache_mib = 0 is out of range");
     drain(&s.stderr);
     assert_eq!(echoes(&s.addr, Transport::Udp, &ClientKey::None, 1), 1);
     lines_until(&s.stderr, "request");

@@ -84,7 +84,7 @@ impl Receiver {
     }
 
     async fn wait_for_key<F: FnMut(&Event) + Send>(&mut self, events: &mut F) -> Result<Received, TransferError> {
-        let deadline = self.opts.key_timeout.map(|t| tokio::time::Instant::now() + t);
+        let deadline = self.opts.key_timeout.map(|t| raida_proto::time::deadline_from(tokio::time::Instant::now(), t));
         let mut last = None;
         loop {
             let next = self.keys.next_alert();
@@ -116,7 +116,7 @@ async fn accept_channel(
     cfg: raida_channel::Config,
     wait: std::time::Duration,
 ) -> Result<(Channel, SocketAddr), TransferError> {
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = raida_proto::time::deadline_from(tokio::time::Instant::now(), wait);
     let mut failures = 0;
     let mut last = String::from("no connection");
     loop {

@@ -208,7 +208,10 @@ async fn send_item<F: FnMut(&Event) + Send>(
         sent += n;
         events(&Event::Progress { name: name.clone(), bytes: offset + sent, size });
         if let Some(rate) = opts.rate_limit.filter(|r| *r > 0) {
-            let due = started + std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+            let due = raida_proto::time::deadline_from(
+                started,
+                std::time::Duration::from_secs_f64(sent as f64 / rate as f64),
+            );
             tokio::time::sleep_until(due.into()).await;
         }
     }

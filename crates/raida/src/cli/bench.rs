@@ -62,9 +62,14 @@ pub struct BenchArgs {
     /// Encryption type: 0, 1 (coin AN, AES-128-CTR) or 4 (SHA-256 of the AN, AES-256-GCM).
     #[arg(long, default_value_t = 0)]
     pub encryption: u8,
-    /// The coin for EN 1 / EN 4, Get Ticket and Encrypt Key: DN:SN:ANHEX (AN for this RAIDA).
+    /// The coin for EN 1 / EN 4, Get Ticket and Encrypt Key: DN:SN with --an-file, or
+    /// DN:SN:ANHEX (AN for this RAIDA; UNSAFE on a shared machine: ps and /proc show it).
     #[arg(long, allow_hyphen_values = true)]
     pub coin: Option<String>,
+    /// Read --coin's AN from this file (one line, 32 hex digits; `-`: standard input;
+    /// chmod 600).
+    #[arg(long, value_name = "PATH", requires = "coin")]
+    pub an_file: Option<std::path::PathBuf>,
     /// The server's process id (same machine): report its CPU time per request from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -84,14 +89,19 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-fn parse_coin(s: &str) -> anyhow::Result<(CoinId, [u8; 16])> {
+/// `--coin DN:SN:ANHEX`, or `--coin DN:SN` with the AN in `--an-file`.
+fn parse_coin(s: &str, an_file: Option<&std::path::Path>) -> anyhow::Result<(CoinId, [u8; 16])> {
     let parts: Vec<&str> = s.split(':').collect();
-    anyhow::ensure!(parts.len() == 3, "--coin must be DN:SN:ANHEX");
+    let an_arg = match (parts.len(), an_file) {
+        (3, None) => Some(parts[2].to_string()),
+        (2, Some(_)) => None,
+        (3, Some(_)) => anyhow::bail!("give --coin as DN:SN when the AN is in --an-file"),
+        _ => anyhow::bail!("--coin must be DN:SN:ANHEX, or DN:SN with --an-file"),
+    };
     let dn: i8 = parts[0].parse().context("--coin: DN must be -8..6")?;
     let sn: u32 = parts[1].parse().context("--coin: SN must be a decimal number")?;
-    let mut an = [0u8; 16];
-    hex::decode_to_slice(parts[2], &mut an).context("--coin: AN must be 32 hex digits")?;
-    Ok((CoinId { dn, sn }, an))
+    let an = crate::cli::coin::one_secret::<16>(an_arg, an_file, "--an-file", "AN")?;
+    Ok((CoinId { dn, sn }, *an))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -104,7 +114,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         0 => ClientKey::None,
         1 | 4 => {
             let coin = args.coin.as_deref().context("--encryption 1 and 4 need --coin DN:SN:ANHEX")?;
-            let (coin, an) = parse_coin(coin)?;
+            let (coin, an) = parse_coin(coin, args.an_file.as_deref())?;
             let an = Key16::new(an);
             if args.encryption == 1 {
                 ClientKey::Coin { coin, an }

@@ -1,4 +1,4 @@
-//! `raida coin get DIR DN SN` and `raida coin set DIR DN SN ANHEX [--mfs M]`.
+//! `raida coin get DIR DN SN` and `raida coin set DIR DN SN (--an-file PATH | ANHEX) [--mfs M]`.
 
 use raida_proto::CoinId;
 use std::path::PathBuf;
@@ -28,8 +28,14 @@ pub enum CoinCommand {
         dn: String,
         /// Serial number (decimal).
         sn: String,
-        /// New AN, 32 hex digits.
-        an: String,
+        /// New AN, 32 hex digits. UNSAFE on a shared machine: every local user sees the
+        /// arguments of a running command (ps, /proc); use --an-file.
+        #[arg(required_unless_present = "an_file", conflicts_with = "an_file")]
+        an: Option<String>,
+        /// Read the AN from this file (one line, 32 hex digits; `-`: standard input). The
+        /// file must be yours and private (chmod 600), as ssh wants of a private key.
+        #[arg(long, value_name = "PATH")]
+        an_file: Option<PathBuf>,
         /// MFS byte, 0..255 (default: the current month, which makes the coin present).
         #[arg(long, value_name = "M")]
         mfs: Option<String>,
@@ -62,6 +68,26 @@ pub(crate) fn parse_hex<const N: usize>(s: &str, what: &str) -> anyhow::Result<Z
     Ok(out)
 }
 
+/// A secret given as an argument or, better, in `--FLAG PATH` (one line; `-`: stdin), as
+/// `N` bytes of hex. clap makes sure exactly one of the two is given.
+pub(crate) fn one_secret<const N: usize>(
+    arg: Option<String>,
+    file: Option<&std::path::Path>,
+    flag: &str,
+    what: &str,
+) -> anyhow::Result<Zeroizing<[u8; N]>> {
+    let arg = Zeroizing::new(arg);
+    match (arg.as_deref(), file) {
+        (Some(s), None) => parse_hex::<N>(s, what),
+        (None, Some(p)) => {
+            let hex_digits = format!("{what}, {} hex digits", 2 * N);
+            let lines = super::secret_file::read_exactly(p, flag, 1, &hex_digits)?;
+            parse_hex::<N>(&lines[0], &format!("the {what} in {flag} {}", p.display()))
+        }
+        _ => anyhow::bail!("give the {what} as an argument or in {flag}, not both"),
+    }
+}
+
 pub(crate) fn open(dir: &std::path::Path) -> anyhow::Result<std::sync::Arc<Store>> {
     Ok(Store::open(dir)?)
 }
@@ -76,9 +102,9 @@ pub fn run(cmd: CoinCommand) -> anyhow::Result<()> {
             println!("{} {}", an.as_str(), r.mfs);
             Ok(())
         }
-        CoinCommand::Set { dir, dn, sn, an, mfs } => {
+        CoinCommand::Set { dir, dn, sn, an, an_file, mfs } => {
             let coin @ CoinId { dn, sn } = parse_coin(&dn, &sn)?;
-            let an = parse_hex::<16>(&an, "AN")?;
+            let an = one_secret::<16>(an, an_file.as_deref(), "--an-file", "AN")?;
             let mfs: u8 = match mfs {
                 Some(m) => parse_num(&m, "MFS")?,
                 None => raida_store::mfs_now(),

@@ -41,11 +41,18 @@ pub struct FixArgs {
     /// The coin whose AN the target lost, DN:SN.
     #[arg(long, value_name = "DN:SN", allow_hyphen_values = true)]
     pub coin: String,
-    /// A helper RAIDA and the coin's AN there: ID@ADDR:PORT=ANHEX (exactly twice: the first
-    /// makes the ticket for AN bytes 0-7, the second for bytes 8-15).
-    #[arg(long = "helper", value_name = "ID@ADDR:PORT=ANHEX", required = true, num_args = 1)]
+    /// A helper RAIDA: ID@ADDR:PORT with the coin's AN there in --an-file, or
+    /// ID@ADDR:PORT=ANHEX (UNSAFE on a shared machine: ps and /proc show it). Exactly
+    /// twice: the first makes the ticket for AN bytes 0-7, the second for bytes 8-15.
+    #[arg(long = "helper", value_name = "ID@ADDR:PORT[=ANHEX]", required = true, num_args = 1)]
     pub helpers: Vec<String>,
-    /// The new AN (32 hex digits); default: fresh from the OS CSPRNG.
+    /// Read the helpers' ANs from this file, one line each (32 hex digits) in the order
+    /// of --helper, and optionally a third line: the new AN. `-`: standard input. The file
+    /// must be yours and private (chmod 600).
+    #[arg(long, value_name = "PATH")]
+    pub an_file: Option<std::path::PathBuf>,
+    /// The new AN (32 hex digits; UNSAFE on a shared machine, see --an-file); default:
+    /// fresh from the OS CSPRNG.
     #[arg(long)]
     pub new_an: Option<String>,
     /// Coin id of the network.
@@ -166,18 +173,47 @@ fn fix(a: FixArgs) -> anyhow::Result<()> {
     let target = parse_server(&a.target)?;
     let identity = parse_coin(&a.identity)?;
     let coin = parse_coin(&a.coin)?;
+    let from_file = match &a.an_file {
+        Some(p) => {
+            let lines = super::secret_file::read_lines(p, "--an-file")?;
+            anyhow::ensure!(
+                lines.len() == 2 || lines.len() == 3,
+                "--an-file {}: expected 2 lines (the helpers' ANs) or 3 (and the new AN), found {}",
+                p.display(),
+                lines.len()
+            );
+            anyhow::ensure!(
+                lines.len() == 2 || a.new_an.is_none(),
+                "--an-file {} has a new AN: leave out --new-an",
+                p.display()
+            );
+            Some(lines)
+        }
+        None => None,
+    };
     let mut helpers = Vec::with_capacity(2);
-    for h in &a.helpers {
-        let (server, an) = h.split_once('=').with_context(|| format!("{h:?}: expected ID@ADDR:PORT=ANHEX"))?;
-        let an = Key16::new(parse_an(an, "the helper's AN")?);
+    for (i, h) in a.helpers.iter().enumerate() {
+        let (server, an) = match (h.split_once('='), &from_file) {
+            (Some((server, an)), None) => (server, parse_an(an, "the helper's AN")?),
+            (None, Some(lines)) => (h.as_str(), parse_an(&lines[i.min(1)], "each helper's AN in --an-file")?),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "--helper {:?}: give the AN in --an-file or after '=', not both",
+                h.split('=').next().unwrap_or_default()
+            ),
+            (None, None) => {
+                anyhow::bail!("--helper {h:?}: expected ID@ADDR:PORT=ANHEX, or ID@ADDR:PORT with --an-file")
+            }
+        };
+        let an = Key16::new(an);
         // EN 4 under the coin itself: 44 only makes tickets for a coin's own key (6/44),
         // and our clients use the modern types (the legacy answer leaks AN bytes).
         let key = Key32::sha256_of_an(&an);
         helpers.push((parse_server(server)?, ClientKey::Token { coin, key }));
     }
-    let new_an = match &a.new_an {
-        Some(h) => parse_an(h, "--new-an")?,
-        None => {
+    let new_an = match (&a.new_an, from_file.as_ref().and_then(|l| l.get(2))) {
+        (Some(h), _) => parse_an(h, "--new-an")?,
+        (None, Some(h)) => parse_an(h, "the new AN in --an-file")?,
+        (None, None) => {
             let mut an = [0u8; 16];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut an);
             an
@@ -314,7 +350,8 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
     let result = rt.block_on(async {
         let mut receiver = KeyReceiver::bind(&a.receiver.listen, network, wallet, opts).await?;
         eprintln!("waiting for a key on {} (udp, tcp)", receiver.local_addr());
-        let deadline = a.timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+        let deadline =
+            a.timeout.map(|s| raida_proto::time::deadline_from(tokio::time::Instant::now(), Duration::from_secs(s)));
         loop {
             let next = receiver.next_alert();
             let outcome = match deadline {

@@ -11,6 +11,7 @@ pub mod network;
 pub mod progress;
 pub mod receive;
 pub mod secret;
+pub(crate) mod secret_file;
 pub mod selfcheck;
 pub mod send;
 pub mod serve;
