@@ -18,3 +18,9 @@ fn transfer_wire_seeds() {
     let n = common::replay_seeds(&corpus(), "transfer_wire", transfer::transfer_wire);
     assert!(n >= 10, "only {n} seeds");
 }
+
+#[test]
+fn transfer_names_seeds() {
+    let n = common::replay_seeds(&corpus(), "transfer_names", transfer::transfer_names);
+    assert!(n >= 10, "only {n} seeds");
+}

@@ -235,6 +235,8 @@ async fn a_file_planted_in_the_partial_directory_is_not_adopted() {
     std::fs::write(&partial, b"").unwrap();
     std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
     let planted = std::fs::metadata(&partial).unwrap().ino();
+    // held open, as its owner would: the inode number cannot be reused meanwhile
+    let _held = std::fs::File::open(&partial).unwrap();
     let (c, r) = pair(1, 1).await;
     let (sent, got, _) = run_pair(c.unwrap(), r.unwrap(), vec![Item::file(&path).unwrap()], out.path()).await;
     sent.unwrap();

@@ -423,10 +423,11 @@ pub(super) async fn receive_session<F: FnMut(&Event) + Send>(
         }
         r => r,
     };
-    r?;
     if let Some(p) = &partials {
+        // removed when nothing is left to resume
         p.finish();
     }
+    r?;
     // the sender shuts down next; acknowledging it ends the driver
     let _ = tokio::time::timeout(Duration::from_secs(10), ch.closed()).await;
     events(&Event::Finished {
@@ -798,7 +799,7 @@ mod tests {
         }
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let right = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(1))).await;
-        assert!(matches!(right, Ok(Ok(_))), "the real sender did not get through: {right:?}");
+        assert!(matches!(right, Ok(Ok(_))), "the real sender did not get through: {:?}", right.map(|r| r.err()));
         let r = tokio::time::timeout(wait, accepting).await.expect("accept_channel ended").expect("join");
         assert!(r.is_ok(), "{r:?}");
     }
@@ -821,7 +822,7 @@ mod tests {
         }
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let right = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(1))).await;
-        assert!(matches!(right, Ok(Ok(_))), "the real sender did not get through: {right:?}");
+        assert!(matches!(right, Ok(Ok(_))), "the real sender did not get through: {:?}", right.map(|r| r.err()));
         let r = tokio::time::timeout(wait, accepting).await.expect("accept_channel ended").expect("join");
         assert!(r.is_ok(), "{r:?}");
         drop(silent);
