@@ -242,8 +242,9 @@ fn a_sender_not_in_from_is_refused_before_any_data_moves() {
     let _ = child.wait();
 }
 
-/// A path, a dot-file: declined with the manifest, before any data. Seen failing with the
-/// dot rule of `check_name` removed: ".bashrc" arrived.
+/// A path, a dot-file: declined with the manifest, before any data (the library test
+/// `hostile_names_are_refused_before_any_data` was seen failing with the dot rule removed;
+/// this end-to-end one was not run that way).
 #[test]
 fn hostile_names_are_refused() {
     for (i, name) in ["../x", ".bashrc"].into_iter().enumerate() {
@@ -316,13 +317,21 @@ fn a_transfer_killed_halfway_resumes_and_completes() {
 }
 
 /// Not on a terminal, with neither --from nor --yes, nobody could confirm what arrives: the
-/// receiver refuses at once with one line, before it loads anything or listens. Seen
-/// failing with the check in `approval` removed: the receiver went on (here: to load the
-/// missing network file).
+/// receiver refuses at once with one line, before it loads anything or listens. Without
+/// the check in `approval` the receiver would go on to load the missing network file and
+/// the message would name it (not run with the check removed).
 #[test]
 fn a_receiver_not_on_a_terminal_needs_from_or_yes() {
     let out = Command::new(BIN)
-        .args(["receive", "--network", "/nonexistent/n.toml", "--wallet", "/nonexistent/w.bin", "--listen", "127.0.0.1:0"])
+        .args([
+            "receive",
+            "--network",
+            "/nonexistent/n.toml",
+            "--wallet",
+            "/nonexistent/w.bin",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();

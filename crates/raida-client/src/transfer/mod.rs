@@ -82,8 +82,8 @@ use raida_channel::{ChannelError, Config, Psk};
 use raida_proto::commands::post_key::CoinName;
 use serde::Serialize;
 
-pub use phrase::{verification_phrase, PHRASE_WORDS};
 pub use partial::PARTIAL_DIR;
+pub use phrase::{verification_phrase, PHRASE_WORDS};
 pub use receive::{receive_over, Receiver, Sink};
 pub use send::{send, send_over, Item};
 

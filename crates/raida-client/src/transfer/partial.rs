@@ -62,7 +62,9 @@ impl PartialDir {
             Mode::empty(),
         )
         .map_err(|e| match e {
-            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => bad("it is not a directory (a symlink or a file)".into()),
+            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                bad("it is not a directory (a symlink or a file)".into())
+            }
             e => bad(e.to_string()),
         })?;
         if created {

@@ -114,6 +114,9 @@ impl Receiver {
     }
 }
 
+/// One handshake's outcome: Err(()) when it took longer than its limit.
+type Handshake = Result<Result<Channel, raida_channel::ChannelError>, ()>;
+
 /// Accept the sender's channel on the key receiver's TCP listener: only connections from
 /// the address the alert came from (the only address admitted, so the bounds below are per
 /// address too), at most [`MAX_HANDSHAKES`] handshakes at a time (further connections wait
@@ -129,8 +132,7 @@ async fn accept_channel(
     per_handshake: Duration,
 ) -> Result<(Channel, SocketAddr), TransferError> {
     let deadline = deadline_after(wait);
-    let mut handshakes: JoinSet<(SocketAddr, Result<Result<Channel, raida_channel::ChannelError>, ()>)> =
-        JoinSet::new();
+    let mut handshakes: JoinSet<(SocketAddr, Handshake)> = JoinSet::new();
     let mut failures = 0u64;
     let mut last = String::from("no connection");
     loop {
@@ -330,7 +332,10 @@ async fn next(ch: &mut Channel, stall: Duration) -> Result<Incoming, TransferErr
 fn check_manifest(m: &Manifest, to_directory: bool, opts: &ReceiveOptions) -> Result<(), String> {
     let count = m.items.len() as u64;
     if count > opts.max_files {
-        return Err(format!("{count} items is more than this receiver accepts at once (--max-files {})", opts.max_files));
+        return Err(format!(
+            "{count} items is more than this receiver accepts at once (--max-files {})",
+            opts.max_files
+        ));
     }
     if m.bytes() > opts.max_bytes {
         return Err(format!(
@@ -411,7 +416,8 @@ pub(super) async fn receive_session<F: FnMut(&Event) + Send>(
     let mut summary = Summary::default();
     let mut state = State::Idle;
     let mut session = Session { manifest: &manifest, next: 0, bytes: 0, opts };
-    let r = receive_items(&mut ch, partials.as_ref(), &mut shared, &mut session, &mut state, &mut summary, events).await;
+    let r =
+        receive_items(&mut ch, partials.as_ref(), &mut shared, &mut session, &mut state, &mut summary, events).await;
     if let State::Writing(w) = std::mem::replace(&mut state, State::Idle) {
         // an interrupted item: its partial file is complete and closed before we return
         let _ = finish_writer(w, &mut shared).await;

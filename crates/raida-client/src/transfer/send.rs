@@ -145,7 +145,9 @@ async fn decision(ch: &mut Channel) -> Result<(), TransferError> {
             Some(Err(reason)) => Err(TransferError::Declined(escape(&reason))),
             None => Err(TransferError::Protocol("the receiver broke the protocol: no answer to the manifest".into())),
         },
-        Some(Ok(_)) => Err(TransferError::Protocol("the receiver broke the protocol: no answer to the manifest".into())),
+        Some(Ok(_)) => {
+            Err(TransferError::Protocol("the receiver broke the protocol: no answer to the manifest".into()))
+        }
         Some(Err(e)) => Err(TransferError::Channel(e)),
         None => Err(TransferError::Protocol("the receiver closed the channel without answering".into())),
     }

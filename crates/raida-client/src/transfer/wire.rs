@@ -150,7 +150,9 @@ pub fn encode_abort(reason: &str) -> Vec<u8> {
 pub fn decode_decision(m: &[u8]) -> Option<Result<(), String>> {
     match m.split_first() {
         Some((&ACCEPTED, [])) => Some(Ok(())),
-        Some((&ABORT, reason)) => Some(Err(String::from_utf8_lossy(&reason[..reason.len().min(MAX_REASON)]).into_owned())),
+        Some((&ABORT, reason)) => {
+            Some(Err(String::from_utf8_lossy(&reason[..reason.len().min(MAX_REASON)]).into_owned()))
+        }
         _ => None,
     }
 }

@@ -65,7 +65,8 @@ impl Reporter {
                 eprintln!("verification phrase: {phrase}  (the other side must show the same words)");
             }
             Event::Manifest { names, count, bytes, streams } => {
-                let streams = if *streams > 0 { format!(", {streams} stream(s) of unknown size") } else { String::new() };
+                let streams =
+                    if *streams > 0 { format!(", {streams} stream(s) of unknown size") } else { String::new() };
                 let first = names.iter().take(5).map(|n| escape(n)).collect::<Vec<_>>().join(", ");
                 let more = if names.len() > 5 { ", ..." } else { "" };
                 eprintln!("offered: {count} item(s), {bytes} bytes{streams}: {first}{more}");
