@@ -26,3 +26,9 @@ fn receiver_alert_seeds() {
     let n = common::replay_seeds(&corpus(), "receiver_alert", receiver::receiver_alert);
     assert!(n >= 10, "only {n} seeds");
 }
+
+#[test]
+fn transfer_names_seeds() {
+    let n = common::replay_seeds(&corpus(), "transfer_names", transfer::transfer_names);
+    assert!(n >= 10, "only {n} seeds");
+}

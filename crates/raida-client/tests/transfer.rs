@@ -1,12 +1,15 @@
 //! `raida_client::transfer` over a loopback TCP channel (no RAIDA network needed): resume,
 //! and the defences that fail closed: a wrong PSK, a tampered record, a replayed record, a
-//! wrong hash, a hostile name, an oversized or surplus chunk.
+//! wrong hash, a hostile name, an oversized or surplus chunk, a manifest nobody approved,
+//! limits, a stalled sender, planted partial files.
 
 use std::path::Path;
 use std::time::Duration;
 
 use raida_channel::{Channel, Config, Psk};
-use raida_client::transfer::{receive_over, send_over, wire, Event, Item, SendOptions, Sink, TransferError};
+use raida_client::transfer::{
+    receive_over, send_over, wire, Approval, Event, Item, ReceiveOptions, SendOptions, Sink, TransferError, PARTIAL_DIR,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -19,15 +22,27 @@ async fn pair(
     sender_key: u8,
     receiver_key: u8,
 ) -> (Result<Channel, raida_channel::ChannelError>, Result<Channel, raida_channel::ChannelError>) {
+    pair_with(cfg(sender_key), cfg(receiver_key)).await
+}
+
+async fn pair_with(
+    sender: Config,
+    receiver: Config,
+) -> (Result<Channel, raida_channel::ChannelError>, Result<Channel, raida_channel::ChannelError>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let accept = tokio::spawn(async move {
         let (s, _) = l.accept().await.unwrap();
-        Channel::accept(s, cfg(receiver_key)).await
+        Channel::accept(s, receiver).await
     });
     let s = TcpStream::connect(addr).await.unwrap();
-    let c = Channel::connect(s, cfg(sender_key)).await;
+    let c = Channel::connect(s, sender).await;
     (c, accept.await.unwrap())
+}
+
+/// A receiver that accepts any manifest that passes its checks (`--yes`).
+fn yes() -> ReceiveOptions {
+    ReceiveOptions { approval: Approval::Always, ..ReceiveOptions::default() }
 }
 
 /// Sender -> proxy -> receiver; the proxy applies `mangle` to the sender's frames (by
@@ -106,7 +121,7 @@ async fn run_pair(
     let dir = dir.to_path_buf();
     let recv = tokio::spawn(async move {
         let mut events = Vec::new();
-        let r = receive_over(receiver, Sink::Directory(dir), false, &mut |e| events.push(e.clone())).await;
+        let r = receive_over(receiver, Sink::Directory(dir), &yes(), &mut |e| events.push(e.clone())).await;
         (r, events)
     });
     let sent = tokio::time::timeout(Duration::from_secs(30), send_over(sender, items, &small_chunks(), &mut |_| {}))
@@ -127,10 +142,10 @@ async fn files_arrive_identical_and_a_partial_file_resumes() {
     let (c, r) = proxied_pair(|i, f| if i >= 6 { vec![] } else { vec![f] }).await;
     let (sent, got, _) = run_pair(c, r, vec![Item::file(&path).unwrap()], out.path()).await;
     assert!(sent.is_err() && got.is_err(), "a cut transfer must not succeed");
-    let names = listing(out.path());
+    assert_eq!(listing(out.path()), vec![PARTIAL_DIR.to_string()], "only the partial directory");
+    let names = listing(&out.path().join(PARTIAL_DIR));
     assert_eq!(names.len(), 1, "{names:?}");
-    assert!(names[0].starts_with(".raida-partial-"), "only the partial file: {names:?}");
-    let partial = out.path().join(&names[0]);
+    let partial = out.path().join(PARTIAL_DIR).join(&names[0]);
     let have = std::fs::metadata(&partial).unwrap().len();
     assert!(have > 0 && have < body.len() as u64, "partial {have}");
     // again: the receiver reports what it has, the sender checks the hash and resumes
@@ -139,7 +154,7 @@ async fn files_arrive_identical_and_a_partial_file_resumes() {
     sent.unwrap();
     let got = got.unwrap();
     assert_eq!(std::fs::read(out.path().join("a.bin")).unwrap(), body);
-    assert_eq!(listing(out.path()), vec!["a.bin".to_string()], "the partial file became a.bin");
+    assert_eq!(listing(out.path()), vec!["a.bin".to_string()], "the partial file became a.bin (its directory went)");
     assert!(events.contains(&Event::Started {
         name: "a.bin".into(),
         size: Some(body.len() as u64),
@@ -158,8 +173,8 @@ async fn a_partial_file_that_is_not_a_prefix_is_sent_again_from_the_start() {
     // learn the partial file's name from a cut run, then corrupt its content
     let (c, r) = proxied_pair(|i, f| if i >= 5 { vec![] } else { vec![f] }).await;
     let _ = run_pair(c, r, vec![Item::file(&path).unwrap()], out.path()).await;
-    let names = listing(out.path());
-    let partial = out.path().join(&names[0]);
+    let names = listing(&out.path().join(PARTIAL_DIR));
+    let partial = out.path().join(PARTIAL_DIR).join(&names[0]);
     std::fs::write(&partial, vec![0xEEu8; 5000]).unwrap();
     let (c, r) = pair(1, 1).await;
     let (sent, got, events) = run_pair(c.unwrap(), r.unwrap(), vec![Item::file(&path).unwrap()], out.path()).await;
@@ -169,6 +184,9 @@ async fn a_partial_file_that_is_not_a_prefix_is_sent_again_from_the_start() {
     assert_eq!(std::fs::read(out.path().join("b.bin")).unwrap(), body);
 }
 
+/// A symlink planted under the partial file's name (in the partial directory) is neither
+/// followed nor adopted: the transfer starts afresh in a file of its own. Seen failing with
+/// O_NOFOLLOW and the owner/mode/link-count check removed from `PartialDir::adopt`.
 #[tokio::test]
 async fn a_symlink_planted_as_the_partial_file_is_not_followed() {
     let src = tempfile::tempdir().unwrap();
@@ -178,21 +196,55 @@ async fn a_symlink_planted_as_the_partial_file_is_not_followed() {
     let path = src.path().join("s.bin");
     std::fs::write(&path, &body).unwrap();
     // learn the partial file's name from a cut run, then replace it with a symlink to a
-    // file outside the output directory (another local user could plant it)
+    // file outside the output directory
     let (c, r) = proxied_pair(|i, f| if i >= 5 { vec![] } else { vec![f] }).await;
     let _ = run_pair(c, r, vec![Item::file(&path).unwrap()], out.path()).await;
-    let names = listing(out.path());
-    let partial = out.path().join(&names[0]);
+    let names = listing(&out.path().join(PARTIAL_DIR));
+    let partial = out.path().join(PARTIAL_DIR).join(&names[0]);
     std::fs::remove_file(&partial).unwrap();
     let victim = elsewhere.path().join("victim");
     std::fs::write(&victim, b"precious").unwrap();
     std::os::unix::fs::symlink(&victim, &partial).unwrap();
     let (c, r) = pair(1, 1).await;
-    let (sent, got, _) = run_pair(c.unwrap(), r.unwrap(), vec![Item::file(&path).unwrap()], out.path()).await;
-    assert!(got.is_err(), "the receiver wrote through the symlink: {got:?}");
-    assert!(sent.is_err());
+    let (sent, got, events) = run_pair(c.unwrap(), r.unwrap(), vec![Item::file(&path).unwrap()], out.path()).await;
+    sent.unwrap();
+    got.unwrap();
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "the symlink's target was changed");
-    assert!(!out.path().join("s.bin").exists());
+    assert!(events.contains(&Event::Started { name: "s.bin".into(), size: Some(100_000), resume_from: 0 }));
+    assert_eq!(std::fs::read(out.path().join("s.bin")).unwrap(), body);
+}
+
+/// Another local user's way in: a file it planted under the partial name (here an empty
+/// file of mode 0644, which any prefix check passes) would be adopted and hard-linked into
+/// place, and its owner could rewrite the delivered file after the SHA-256 check. The
+/// delivered file must be a new inode of ours, mode 0600. Seen failing with the owner /
+/// mode / link-count check of `PartialDir::adopt` removed: the planted inode was delivered.
+#[tokio::test]
+async fn a_file_planted_in_the_partial_directory_is_not_adopted() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let body = data(50_000, 5);
+    let path = src.path().join("p.bin");
+    std::fs::write(&path, &body).unwrap();
+    let (c, r) = proxied_pair(|i, f| if i >= 5 { vec![] } else { vec![f] }).await;
+    let _ = run_pair(c, r, vec![Item::file(&path).unwrap()], out.path()).await;
+    let names = listing(&out.path().join(PARTIAL_DIR));
+    let partial = out.path().join(PARTIAL_DIR).join(&names[0]);
+    std::fs::remove_file(&partial).unwrap();
+    std::fs::write(&partial, b"").unwrap();
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let planted = std::fs::metadata(&partial).unwrap().ino();
+    // held open, as its owner would: the inode number cannot be reused meanwhile
+    let _held = std::fs::File::open(&partial).unwrap();
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, _) = run_pair(c.unwrap(), r.unwrap(), vec![Item::file(&path).unwrap()], out.path()).await;
+    sent.unwrap();
+    got.unwrap();
+    let delivered = std::fs::metadata(out.path().join("p.bin")).unwrap();
+    assert_ne!(delivered.ino(), planted, "the planted file was delivered");
+    assert_eq!(delivered.mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read(out.path().join("p.bin")).unwrap(), body);
 }
 
 #[tokio::test]
@@ -235,15 +287,29 @@ async fn a_replayed_record_ends_the_transfer_and_leaves_no_file() {
     assert!(!out.path().join("r.bin").exists());
 }
 
-/// Drive the receiver with hand-made messages.
-async fn raw_receiver(
-    out: &Path,
-) -> (Channel, tokio::task::JoinHandle<Result<raida_client::transfer::Summary, TransferError>>) {
+type Handle = tokio::task::JoinHandle<Result<raida_client::transfer::Summary, TransferError>>;
+
+/// Drive the receiver with hand-made messages: the manifest of one file `name` of `size`
+/// bytes is sent and accepted first.
+async fn raw_receiver(out: &Path, name: &str, size: u64) -> (Channel, Handle) {
+    // no byte limit here: these tests probe the per-item checks
+    let (mut c, h) = raw_receiver_with(out, ReceiveOptions { max_bytes: u64::MAX, ..yes() }, &[(name, size)]).await;
+    let answer = c.recv().await.unwrap().unwrap();
+    assert_eq!(answer, raida_channel::Incoming::Data(vec![wire::ACCEPTED]), "manifest not accepted");
+    (c, h)
+}
+
+/// A receiver with `opts`, and the manifest of these files sent (its answer not read).
+async fn raw_receiver_with(out: &Path, opts: ReceiveOptions, files: &[(&str, u64)]) -> (Channel, Handle) {
     let (c, r) = pair(1, 1).await;
     let dir = out.to_path_buf();
     let r = r.unwrap();
-    let h = tokio::spawn(async move { receive_over(r, Sink::Directory(dir), false, &mut |_| {}).await });
-    (c.unwrap(), h)
+    let h = tokio::spawn(async move { receive_over(r, Sink::Directory(dir), &opts, &mut |_| {}).await });
+    let c = c.unwrap();
+    let items: Vec<wire::Offer> =
+        files.iter().map(|(n, s)| wire::Offer { kind: wire::Kind::File, size: *s, name: n.to_string() }).collect();
+    c.send(wire::encode_manifest(&items).unwrap()).await.unwrap();
+    (c, h)
 }
 
 fn offer(name: &str, size: u64) -> Vec<u8> {
@@ -259,7 +325,7 @@ fn chunk(b: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn bytes_that_do_not_match_the_offered_hash_never_become_the_file() {
     let out = tempfile::tempdir().unwrap();
-    let (c, h) = raw_receiver(out.path()).await;
+    let (c, h) = raw_receiver(out.path(), "h.txt", 5).await;
     let claimed: [u8; 32] = {
         use sha2::Digest;
         sha2::Sha256::digest(b"hello").into()
@@ -275,26 +341,185 @@ async fn bytes_that_do_not_match_the_offered_hash_never_become_the_file() {
     assert!(listing(out.path()).is_empty(), "nothing kept: {:?}", listing(out.path()));
 }
 
+/// Every hostile name is declined with the manifest, before any offer, any partial file or
+/// any byte: path tricks, dot-files, a leading dash, bidirectional and zero-width format
+/// characters, a line separator. Seen failing with the dot, dash and Unicode-category
+/// rules of `check_name` removed: ".bashrc", "-x" and the U+202E name were accepted.
 #[tokio::test]
 async fn hostile_names_are_refused_before_any_data() {
-    for name in ["../x", "/etc/x", "a/../../x", "..", "x\\..\\y"] {
+    for name in [
+        "../x",
+        "/etc/x",
+        "a/../../x",
+        "..",
+        "x\\..\\y",
+        ".bashrc",
+        ".bash_profile",
+        "-x",
+        "evil\u{202E}gpj.exe",
+        "a\u{200B}b",
+        "l\u{2028}s",
+    ] {
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
         std::fs::create_dir(&out).unwrap();
-        let (c, h) = raw_receiver(&out).await;
-        let a = c.request(offer(name, 1)).await.unwrap();
-        assert_eq!(a[0], wire::REFUSED, "{name:?} accepted");
-        assert!(matches!(h.await.unwrap(), Err(TransferError::Refused { .. })));
-        assert!(listing(&out).is_empty(), "{name:?}");
+        let (mut c, h) = raw_receiver_with(&out, yes(), &[("fine.txt", 1), (name, 1)]).await;
+        let answer = c.recv().await.unwrap().unwrap();
+        let raida_channel::Incoming::Data(d) = answer else { panic!("{name:?}: no answer") };
+        assert!(matches!(wire::decode_decision(&d), Some(Err(_))), "{name:?} accepted");
+        assert!(matches!(h.await.unwrap(), Err(TransferError::Declined(_))), "{name:?}");
+        assert!(listing(&out).is_empty(), "{name:?}: {:?}", listing(&out));
         assert_eq!(listing(parent.path()), vec!["out".to_string()], "{name:?}: nothing beside the directory");
     }
+}
+
+/// An offer that is not the manifest's next entry (a name nobody approved) ends the
+/// transfer before any byte. Seen failing with the manifest comparison in `receive_items`
+/// removed: "other.txt" was accepted.
+#[tokio::test]
+async fn an_offer_not_in_the_manifest_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let (c, h) = raw_receiver(out.path(), "listed.txt", 3).await;
+    let _ = c.request(offer("other.txt", 3)).await;
+    let r = tokio::time::timeout(Duration::from_secs(10), h).await.unwrap().unwrap();
+    assert!(matches!(r, Err(TransferError::Protocol(_))), "{r:?}");
+    assert!(!out.path().join("other.txt").exists());
+}
+
+/// With no sender named and no `--yes`, nobody approved: the manifest is declined and the
+/// sender ends with "the receiver declined"; a person's "no" likewise; `Approval::Ask`
+/// answering yes lets the file in. Seen failing with the approval step skipped: the file
+/// arrived with the default options.
+#[tokio::test]
+async fn without_a_named_sender_or_yes_the_manifest_is_declined() {
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("d.txt");
+    std::fs::write(&path, b"data").unwrap();
+    let no = ReceiveOptions { approval: Approval::Ask(std::sync::Arc::new(|_| false)), ..ReceiveOptions::default() };
+    let ask_yes = ReceiveOptions {
+        approval: Approval::Ask(std::sync::Arc::new(|m| m.items.len() == 1 && m.items[0].name == "d.txt")),
+        ..ReceiveOptions::default()
+    };
+    for (opts, accepted) in [(ReceiveOptions::default(), false), (no, false), (ask_yes, true)] {
+        let out = tempfile::tempdir().unwrap();
+        let (c, r) = pair(1, 1).await;
+        let dir = out.path().to_path_buf();
+        let recv =
+            tokio::spawn(async move { receive_over(r.unwrap(), Sink::Directory(dir), &opts, &mut |_| {}).await });
+        let sent = send_over(c.unwrap(), vec![Item::file(&path).unwrap()], &small_chunks(), &mut |_| {}).await;
+        let got = tokio::time::timeout(Duration::from_secs(30), recv).await.unwrap().unwrap();
+        if accepted {
+            sent.unwrap();
+            got.unwrap();
+            assert_eq!(std::fs::read(out.path().join("d.txt")).unwrap(), b"data");
+        } else {
+            let e = sent.unwrap_err();
+            assert!(e.to_string().starts_with("the receiver declined"), "{e}");
+            assert!(matches!(got, Err(TransferError::Declined(_))), "{got:?}");
+            assert!(listing(out.path()).is_empty(), "{:?}", listing(out.path()));
+        }
+    }
+}
+
+/// More items or more bytes than the receiver's limits: declined with the manifest, before
+/// any data. Seen failing with the count and size checks of `check_manifest` removed: both
+/// transfers completed.
+#[tokio::test]
+async fn over_limit_count_or_bytes_is_declined_before_any_data() {
+    let src = tempfile::tempdir().unwrap();
+    let a = src.path().join("a.bin");
+    let b = src.path().join("b.bin");
+    std::fs::write(&a, data(2_000, 1)).unwrap();
+    std::fs::write(&b, data(10, 2)).unwrap();
+    let few = ReceiveOptions { max_files: 1, ..yes() };
+    let small = ReceiveOptions { max_bytes: 1_000, ..yes() };
+    for (opts, items, flag) in [
+        (few, vec![Item::file(&b).unwrap(), Item::file(&a).unwrap()], "--max-files"),
+        (small, vec![Item::file(&a).unwrap()], "--max-bytes"),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let (c, r) = pair(1, 1).await;
+        let dir = out.path().to_path_buf();
+        let recv =
+            tokio::spawn(async move { receive_over(r.unwrap(), Sink::Directory(dir), &opts, &mut |_| {}).await });
+        let sent = send_over(c.unwrap(), items, &small_chunks(), &mut |_| {}).await;
+        let got = tokio::time::timeout(Duration::from_secs(30), recv).await.unwrap().unwrap();
+        let e = sent.unwrap_err();
+        assert!(e.to_string().contains(flag), "{e}");
+        assert!(matches!(got, Err(TransferError::Declined(_))), "{got:?}");
+        assert!(listing(out.path()).is_empty(), "{:?}", listing(out.path()));
+    }
+}
+
+/// A reader that hands out what the test sends it and blocks until the test drops its end.
+struct Pipe(std::sync::mpsc::Receiver<Vec<u8>>, Vec<u8>);
+
+impl std::io::Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.1.is_empty() {
+            match self.0.recv() {
+                Ok(v) => self.1 = v,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.1.len());
+        buf[..n].copy_from_slice(&self.1[..n]);
+        self.1.drain(..n);
+        Ok(n)
+    }
+}
+
+/// A stream that goes over the byte limit is ended by what actually arrives (a stream
+/// announces no size), on both sides. Seen failing with the running byte count in
+/// `receive_items` removed: all 100,000 bytes were taken.
+#[tokio::test]
+async fn a_stream_over_the_byte_limit_is_ended() {
+    let (c, r) = pair(1, 1).await;
+    let opts = ReceiveOptions { max_bytes: 50_000, ..yes() };
+    let recv = tokio::spawn(async move {
+        receive_over(r.unwrap(), Sink::Writer(Box::new(std::io::sink())), &opts, &mut |_| {}).await
+    });
+    let item = Item::Stream { name: "stdin".into(), reader: Box::new(std::io::Cursor::new(data(100_000, 3))) };
+    let sent = send_over(c.unwrap(), vec![item], &small_chunks(), &mut |_| {}).await;
+    let got = tokio::time::timeout(Duration::from_secs(30), recv).await.unwrap().unwrap();
+    assert!(matches!(got, Err(TransferError::Limit(_))), "{got:?}");
+    let e = sent.unwrap_err();
+    assert!(e.to_string().contains("--max-bytes"), "{e}");
+}
+
+/// A sender that sends a few bytes, then nothing, while its channel keeps sending
+/// keepalives every 100 ms: the receiver ends the transfer after its stall timeout (1 s
+/// here) and the sender ends with the receiver's reason. Seen failing with the stall
+/// deadline in `next` removed: the receiver still waited when the test's 30 s bound ran out.
+#[tokio::test]
+async fn a_stalled_sender_that_only_sends_keepalives_is_ended_on_both_sides() {
+    let mut chatty = cfg(1);
+    chatty.keepalive_interval = Duration::from_millis(100);
+    let (c, r) = pair_with(chatty, cfg(1)).await;
+    let opts = ReceiveOptions { stall_timeout: Duration::from_secs(1), ..yes() };
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_path_buf();
+    let recv = tokio::spawn(async move { receive_over(r.unwrap(), Sink::Directory(dir), &opts, &mut |_| {}).await });
+    let (tx, rx) = std::sync::mpsc::channel();
+    tx.send(vec![7u8; 1000]).unwrap();
+    let item = Item::Stream { name: "slow".into(), reader: Box::new(Pipe(rx, Vec::new())) };
+    let sent =
+        tokio::time::timeout(Duration::from_secs(30), send_over(c.unwrap(), vec![item], &small_chunks(), &mut |_| {}))
+            .await
+            .expect("the sender was not ended");
+    let got = tokio::time::timeout(Duration::from_secs(30), recv).await.expect("the receiver was not ended").unwrap();
+    drop(tx);
+    assert!(matches!(got, Err(TransferError::Stalled(_))), "{got:?}");
+    let e = sent.unwrap_err();
+    assert!(matches!(e, TransferError::Aborted(_)), "{e:?}");
+    assert!(e.to_string().contains("no progress"), "{e}");
 }
 
 #[tokio::test]
 async fn an_existing_file_is_not_overwritten() {
     let out = tempfile::tempdir().unwrap();
     std::fs::write(out.path().join("keep.txt"), b"mine").unwrap();
-    let (c, h) = raw_receiver(out.path()).await;
+    let (c, h) = raw_receiver(out.path(), "keep.txt", 1).await;
     let a = c.request(offer("keep.txt", 1)).await.unwrap();
     assert_eq!(a[0], wire::REFUSED);
     assert!(h.await.unwrap().is_err());
@@ -305,7 +530,7 @@ async fn an_existing_file_is_not_overwritten() {
 async fn more_bytes_than_offered_or_an_oversized_chunk_end_the_transfer() {
     for (size, body) in [(3u64, vec![1u8; 4]), (u64::MAX / 2, vec![1u8; raida_client::transfer::MAX_CHUNK + 1])] {
         let out = tempfile::tempdir().unwrap();
-        let (c, h) = raw_receiver(out.path()).await;
+        let (c, h) = raw_receiver(out.path(), "big", size).await;
         let a = c.request(offer("big", size)).await.unwrap();
         assert_eq!(a[0], wire::OK);
         c.send(wire::encode_start(0)).await.unwrap();
@@ -332,7 +557,7 @@ async fn a_stream_goes_to_a_writer_in_order() {
         }
     }
     let sink = Sink::Writer(Box::new(W(buf.clone())));
-    let recv = tokio::spawn(async move { receive_over(r, sink, false, &mut |_| {}).await });
+    let recv = tokio::spawn(async move { receive_over(r, sink, &yes(), &mut |_| {}).await });
     let body = data(70_000, 9);
     let item = Item::Stream { name: "stdin".into(), reader: Box::new(std::io::Cursor::new(body.clone())) };
     send_over(c, vec![item], &small_chunks(), &mut |_| {}).await.unwrap();

@@ -66,3 +66,29 @@ proptest! {
         prop_assert_eq!(wire::decode_answer(&enc), Err(reason));
     }
 }
+
+proptest! {
+    /// Any string: a name `check_name` accepts holds no forbidden character, no separator,
+    /// no leading dot or dash; `escape` output never holds a forbidden character. Seen
+    /// failing with the Unicode-category rule of `check_name` removed (a Cf name passed).
+    #[test]
+    fn accepted_names_and_escaped_strings_are_safe(name in "\\PC{0,8}[\\u{0}-\\u{1f}\\u{7f}-\\u{9f}\\u{200b}-\\u{200f}\\u{2028}\\u{2029}\\u{202a}-\\u{202e}\\u{feff}.\\-/]?\\PC{0,8}") {
+        use raida_client::transfer::{check_name, escape, is_forbidden_char};
+        prop_assert!(!escape(&name).chars().any(is_forbidden_char));
+        if check_name(&name).is_ok() {
+            prop_assert!(!name.chars().any(is_forbidden_char));
+            prop_assert!(!name.starts_with('.') && !name.starts_with('-'));
+            prop_assert!(!name.contains(['/', '\\']));
+        }
+    }
+
+    /// Names with one forbidden character anywhere are always refused.
+    #[test]
+    fn a_forbidden_character_anywhere_is_refused(
+        pre in "[a-z]{1,8}", post in "[a-z]{0,8}",
+        c in prop_oneof![Just('\u{202E}'), Just('\u{200B}'), Just('\u{2028}'), Just('\u{2029}'), Just('\u{1b}'), Just('\u{85}'), Just('\u{FEFF}')],
+    ) {
+        let name = format!("{pre}{c}{post}");
+        prop_assert!(raida_client::transfer::check_name(&name).is_err(), "{:?} accepted", name);
+    }
+}

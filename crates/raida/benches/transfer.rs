@@ -78,12 +78,17 @@ async fn raw_channel(total: u64) -> Duration {
     d
 }
 
+/// The receiver accepts whatever passes its checks (`--yes`).
+fn yes() -> transfer::ReceiveOptions {
+    transfer::ReceiveOptions { approval: transfer::Approval::Always, ..transfer::ReceiveOptions::default() }
+}
+
 async fn file_transfer(src: &Path, out: &Path) -> Duration {
     let _ = std::fs::remove_file(out.join("payload.bin"));
     let (tx, rx) = pair().await;
     let dir = out.to_path_buf();
     let receiving =
-        tokio::spawn(async move { transfer::receive_over(rx, Sink::Directory(dir), false, &mut |_| {}).await });
+        tokio::spawn(async move { transfer::receive_over(rx, Sink::Directory(dir), &yes(), &mut |_| {}).await });
     let t = Instant::now();
     let items = vec![Item::file(src).expect("item")];
     transfer::send_over(tx, items, &SendOptions::default(), &mut |_| {}).await.expect("send");
@@ -96,7 +101,7 @@ async fn file_transfer(src: &Path, out: &Path) -> Duration {
 async fn memory_transfer(total: u64) -> Duration {
     let (tx, rx) = pair().await;
     let receiving = tokio::spawn(async move {
-        transfer::receive_over(rx, Sink::Writer(Box::new(std::io::sink())), false, &mut |_| {}).await
+        transfer::receive_over(rx, Sink::Writer(Box::new(std::io::sink())), &yes(), &mut |_| {}).await
     });
     let t = Instant::now();
     let data = std::io::Read::take(std::io::repeat(0x5A), total);

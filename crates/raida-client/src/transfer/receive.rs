@@ -1,10 +1,12 @@
-//! The receiving side: the key, then the channel on the same port, then each item into a
-//! directory (partial file, hash check, rename) or one writer (stdout).
+//! The receiving side: the key, then the channel on the same port, then the sender's
+//! manifest (checked, then approved), then each item into a directory (a partial file in
+//! `DIR/.raida-partial/`, hash check, link into place) or one writer (stdout).
 
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use raida_channel::{Channel, Incoming};
 use raida_proto::commands::post_key::CoinName;
@@ -12,11 +14,14 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
+use super::partial::PartialDir;
 use super::wire::{self, Kind, Offer};
 use super::{
-    channel_config, check_name, coin_text, connected, io_err, partial_name, Event, ReceiveOptions, Summary,
-    TransferError, MAX_CHUNK, MAX_HANDSHAKE_FAILURES, PARTIAL_PREFIX, QUEUE,
+    channel_config, check_name, coin_text, connected, deadline_after, escape, io_err, partial_name, sleep_until,
+    Approval, Event, Manifest, ReceiveOptions, Summary, TransferError, HANDSHAKE_LIMIT, MAX_CHUNK, MAX_HANDSHAKES,
+    QUEUE,
 };
 use crate::network::Network;
 use crate::rke::{AlertOutcome, KeyReceiver, Received, RkeError};
@@ -77,14 +82,16 @@ impl Receiver {
         events(&Event::KeyExchanged { peer: coin_text(received.sender) });
         let cfg = channel_config(&received.session_key, self.opts.pq)?;
         let listener = self.keys.into_listener();
-        let (ch, from) = accept_channel(&listener, received.from.ip(), cfg, self.opts.connect_timeout).await?;
+        let (ch, from) =
+            accept_channel(&listener, received.from.ip(), cfg, self.opts.connect_timeout, HANDSHAKE_LIMIT).await?;
         drop(listener);
         events(&connected(&ch, received.sender, from));
-        receive_over(ch, sink, self.opts.overwrite, events).await
+        receive_session(ch, sink, &self.opts, Some(received.sender), events).await
     }
 
     async fn wait_for_key<F: FnMut(&Event) + Send>(&mut self, events: &mut F) -> Result<Received, TransferError> {
-        let deadline = self.opts.key_timeout.map(|t| raida_proto::time::deadline_from(tokio::time::Instant::now(), t));
+        // checked: a huge timeout means no deadline, never an overflow
+        let deadline = self.opts.key_timeout.and_then(deadline_after);
         let mut last = None;
         loop {
             let next = self.keys.next_alert();
@@ -107,45 +114,72 @@ impl Receiver {
     }
 }
 
+/// One handshake's outcome: Err(()) when it took longer than its limit.
+type Handshake = Result<Result<Channel, raida_channel::ChannelError>, ()>;
+
 /// Accept the sender's channel on the key receiver's TCP listener: only connections from
-/// the address the alert came from, each handshake within the channel's timeout, and at
-/// most [`MAX_HANDSHAKE_FAILURES`] failures (a wrong key fails the key confirmation).
+/// the address the alert came from (the only address admitted, so the bounds below are per
+/// address too), at most [`MAX_HANDSHAKES`] handshakes at a time (further connections wait
+/// in the listen queue), each within `per_handshake`. A failed handshake (garbage, a wrong
+/// key, too slow) frees its slot and never ends the wait: only a completed handshake under
+/// K or the deadline does, so garbage connections from the sender's address cannot use up
+/// the real sender's chance.
 async fn accept_channel(
     listener: &TcpListener,
     sender_ip: IpAddr,
     cfg: raida_channel::Config,
-    wait: std::time::Duration,
+    wait: Duration,
+    per_handshake: Duration,
 ) -> Result<(Channel, SocketAddr), TransferError> {
-    let deadline = raida_proto::time::deadline_from(tokio::time::Instant::now(), wait);
-    let mut failures = 0;
+    let deadline = deadline_after(wait);
+    let mut handshakes: JoinSet<(SocketAddr, Handshake)> = JoinSet::new();
+    let mut failures = 0u64;
     let mut last = String::from("no connection");
     loop {
-        let accepted = tokio::time::timeout_at(deadline, listener.accept()).await.map_err(|_| {
-            TransferError::Connect(format!("the sender did not open the channel within {wait:?} ({last})"))
-        })?;
-        let (stream, from) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                last = e.to_string();
-                continue;
+        let room = handshakes.len() < MAX_HANDSHAKES;
+        tokio::select! {
+            () = sleep_until(deadline) => {
+                return Err(TransferError::Connect(format!(
+                    "the sender did not open the channel within {} s ({failures} failed handshakes; last: {last})",
+                    wait.as_secs()
+                )));
             }
-        };
-        if from.ip() != sender_ip {
-            tracing::warn!(%from, "channel connection from another address than the Key Alert's; dropped");
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        match tokio::time::timeout_at(deadline, Channel::accept(stream, cfg.clone())).await {
-            Ok(Ok(ch)) => return Ok((ch, from)),
-            Ok(Err(e)) => {
-                failures += 1;
-                tracing::warn!(%from, error = %e, "channel handshake failed");
-                last = e.to_string();
-                if failures >= MAX_HANDSHAKE_FAILURES {
-                    return Err(TransferError::Channel(e));
+            accepted = listener.accept(), if room => match accepted {
+                Ok((stream, from)) => {
+                    if from.ip() != sender_ip {
+                        tracing::warn!(%from, "channel connection from another address than the Key Alert's; dropped");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let cfg = cfg.clone();
+                    handshakes.spawn(async move {
+                        let r = tokio::time::timeout(per_handshake, Channel::accept(stream, cfg)).await.map_err(|_| ());
+                        (from, r)
+                    });
                 }
-            }
-            Err(_) => return Err(TransferError::Connect(format!("the handshake did not finish within {wait:?}"))),
+                Err(e) => {
+                    // e.g. out of descriptors: do not spin
+                    last = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(done) = handshakes.join_next(), if !handshakes.is_empty() => match done {
+                Ok((from, Ok(Ok(ch)))) => return Ok((ch, from)),
+                Ok((from, Ok(Err(e)))) => {
+                    failures += 1;
+                    tracing::warn!(%from, error = %e, "channel handshake failed; still waiting for the sender");
+                    last = e.to_string();
+                }
+                Ok((from, Err(()))) => {
+                    failures += 1;
+                    tracing::warn!(%from, "channel handshake too slow; dropped");
+                    last = format!("a handshake took longer than {} s", per_handshake.as_secs());
+                }
+                Err(e) => {
+                    failures += 1;
+                    last = format!("handshake task: {e}");
+                }
+            },
         }
     }
 }
@@ -188,35 +222,49 @@ fn write_chunks(mut out: Out, mut hasher: Sha256, mut written: u64, mut rx: mpsc
     (out, r)
 }
 
-/// SHA-256 state after the first `len` bytes of a partial file; O_NOFOLLOW: no symlink
-/// swapped in after the caller's check.
-fn hash_prefix(path: &Path, len: u64) -> std::io::Result<Sha256> {
-    super::hash_prefix(path, len, false)
+/// SHA-256 state after the first `len` bytes of an open partial file (read from its start).
+fn hash_prefix(f: &mut std::fs::File, len: u64) -> std::io::Result<Sha256> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut r = (&*f).take(len);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        got += n as u64;
+    }
+    if got != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "partial file shorter than its size"));
+    }
+    Ok(h)
 }
 
-/// Open (or create) the partial file, keeping its first `keep` bytes. O_NOFOLLOW: a symlink
-/// planted under the partial name (by another local user sharing the output directory)
-/// must not make us truncate and write the file it points to.
-fn open_partial(path: &Path, keep: u64) -> std::io::Result<std::fs::File> {
-    use std::io::{Seek, SeekFrom};
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
+/// Keep the first `keep` bytes of an open partial file and position after them.
+fn keep_prefix(f: &mut std::fs::File, keep: u64) -> std::io::Result<()> {
     f.set_len(keep)?;
     f.seek(SeekFrom::Start(keep))?;
-    Ok(f)
+    Ok(())
+}
+
+/// Where an accepted item goes in a directory sink.
+struct Placement {
+    partials: Arc<PartialDir>,
+    /// The partial file's name in [`super::PARTIAL_DIR`], and the file, open.
+    partial: String,
+    file: Option<std::fs::File>,
+    /// The output name in the directory.
+    dest: String,
 }
 
 /// An offered item the receiver accepted.
 struct Accepted {
     offer: Offer,
-    /// Partial file and final path (directory sink).
-    paths: Option<(PathBuf, PathBuf)>,
+    /// Partial file and final name (directory sink).
+    place: Option<Placement>,
     /// Bytes already in the partial file, and the hash state after them.
     have: u64,
     prefix: Sha256,
@@ -238,12 +286,78 @@ enum State {
 }
 
 /// Receive items over an established channel (the other end runs [`super::send_over`])
-/// until the sender ends it. Any rejected record, any protocol violation and any refused
-/// item end the transfer with an error.
+/// until the sender ends it: first the manifest (checked against the names and limits of
+/// `opts`, then approved by `opts.approval`), then each item. Any rejected record, any
+/// protocol violation, any refused item, a stall and an exceeded limit end the transfer
+/// with an error.
 pub async fn receive_over<F: FnMut(&Event) + Send>(
+    ch: Channel,
+    sink: Sink,
+    opts: &ReceiveOptions,
+    events: &mut F,
+) -> Result<Summary, TransferError> {
+    receive_session(ch, sink, opts, None, events).await
+}
+
+/// End the transfer: tell the sender why (best effort), then return `err`.
+async fn abort(ch: &Channel, reason: &str, err: TransferError) -> TransferError {
+    let _ = tokio::time::timeout(Duration::from_secs(5), ch.send(wire::encode_abort(reason))).await;
+    err
+}
+
+/// One channel message, or [`TransferError::Stalled`] when none came within `stall` (the
+/// channel's keepalives are answered inside the channel and never arrive here, so they do
+/// not count as progress).
+async fn next(ch: &mut Channel, stall: Duration) -> Result<Incoming, TransferError> {
+    let got = match deadline_after(stall) {
+        Some(d) => tokio::time::timeout_at(d, ch.recv()).await.map_err(|_| TransferError::Stalled(stall))?,
+        None => ch.recv().await,
+    };
+    match got {
+        None => Err(TransferError::Protocol("the channel closed before the sender finished".into())),
+        // fail closed: a tampered, replayed or misordered record ends the transfer
+        Some(Err(e)) => Err(TransferError::Channel(e)),
+        Some(Ok(Incoming::Data(d))) if d.first() == Some(&wire::ABORT) => {
+            let reason = match wire::decode_decision(&d) {
+                Some(Err(r)) => r,
+                _ => String::from("no reason given"),
+            };
+            Err(TransferError::Aborted(escape(&reason)))
+        }
+        Some(Ok(i)) => Ok(i),
+    }
+}
+
+/// Check a manifest against the names and limits; Err(reason) to decline.
+fn check_manifest(m: &Manifest, to_directory: bool, opts: &ReceiveOptions) -> Result<(), String> {
+    let count = m.items.len() as u64;
+    if count > opts.max_files {
+        return Err(format!(
+            "{count} items is more than this receiver accepts at once (--max-files {})",
+            opts.max_files
+        ));
+    }
+    if m.bytes() > opts.max_bytes {
+        return Err(format!(
+            "{} bytes is more than this receiver accepts at once (--max-bytes {})",
+            m.bytes(),
+            opts.max_bytes
+        ));
+    }
+    if to_directory {
+        for o in &m.items {
+            check_name(&o.name)?;
+        }
+    }
+    Ok(())
+}
+
+/// The session on the receiver: manifest, approval, items.
+pub(super) async fn receive_session<F: FnMut(&Event) + Send>(
     mut ch: Channel,
     sink: Sink,
-    overwrite: bool,
+    opts: &ReceiveOptions,
+    peer: Option<CoinName>,
     events: &mut F,
 ) -> Result<Summary, TransferError> {
     let started = Instant::now();
@@ -251,16 +365,77 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
         Sink::Directory(d) => (Some(d), None),
         Sink::Writer(w) => (None, Some(w)),
     };
+    // the manifest, before anything else
+    let first = match next(&mut ch, opts.stall_timeout).await {
+        Ok(i) => i,
+        Err(e @ TransferError::Stalled(_)) => return Err(abort(&ch, "no manifest from the sender", e).await),
+        Err(e) => return Err(e),
+    };
+    let items = match first {
+        Incoming::Data(d) => wire::decode_manifest(&d).map_err(|e| format!("the sender broke the protocol: {e}")),
+        _ => Err("the sender broke the protocol: no manifest first".to_string()),
+    };
+    let items = match items {
+        Ok(i) => i,
+        Err(reason) => return Err(abort(&ch, &reason, TransferError::Protocol(reason.clone())).await),
+    };
+    let manifest = Manifest { peer, items };
+    events(&Event::Manifest {
+        names: manifest.items.iter().map(|o| o.name.clone()).collect(),
+        count: manifest.items.len(),
+        bytes: manifest.bytes(),
+        streams: manifest.streams(),
+    });
+    if let Err(reason) = check_manifest(&manifest, dir.is_some(), opts) {
+        return Err(abort(&ch, &reason, TransferError::Declined(reason.clone())).await);
+    }
+    let approved = match &opts.approval {
+        Approval::Always => Ok(()),
+        Approval::Listed if !opts.accept.is_empty() => Ok(()),
+        Approval::Listed => Err("the receiver named no sender (--from) and did not say --yes".to_string()),
+        Approval::Ask(ask) => {
+            let (ask, m) = (ask.clone(), manifest.clone());
+            match tokio::task::spawn_blocking(move || ask(&m)).await {
+                Ok(true) => Ok(()),
+                _ => Err("the person at the receiver said no".to_string()),
+            }
+        }
+    };
+    if let Err(reason) = approved {
+        return Err(abort(&ch, &reason, TransferError::Declined(reason.clone())).await);
+    }
+    let partials = match &dir {
+        Some(d) => match PartialDir::open(d) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => return Err(abort(&ch, "the receiver cannot write its partial files", e).await),
+        },
+        None => None,
+    };
+    ch.send(vec![wire::ACCEPTED]).await?;
+    events(&Event::Accepted { count: manifest.items.len() });
     let mut summary = Summary::default();
     let mut state = State::Idle;
-    let r = receive_items(&mut ch, dir.as_deref(), &mut shared, overwrite, &mut state, &mut summary, events).await;
+    let mut session = Session { manifest: &manifest, next: 0, bytes: 0, opts };
+    let r =
+        receive_items(&mut ch, partials.as_ref(), &mut shared, &mut session, &mut state, &mut summary, events).await;
     if let State::Writing(w) = std::mem::replace(&mut state, State::Idle) {
         // an interrupted item: its partial file is complete and closed before we return
         let _ = finish_writer(w, &mut shared).await;
     }
+    let r = match r {
+        Err(e @ (TransferError::Stalled(_) | TransferError::Limit(_))) => {
+            let reason = e.to_string();
+            Err(abort(&ch, &reason, e).await)
+        }
+        r => r,
+    };
+    if let Some(p) = &partials {
+        // removed when nothing is left to resume
+        p.finish();
+    }
     r?;
     // the sender shuts down next; acknowledging it ends the driver
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ch.closed()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), ch.closed()).await;
     events(&Event::Finished {
         items: summary.items.len(),
         bytes: summary.bytes,
@@ -269,26 +444,30 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
     Ok(summary)
 }
 
+/// What the session has seen against what the manifest announced.
+struct Session<'a> {
+    manifest: &'a Manifest,
+    /// Index of the next offer in the manifest.
+    next: usize,
+    /// Payload bytes received in this session (every item, streams included).
+    bytes: u64,
+    opts: &'a ReceiveOptions,
+}
+
 /// The message loop of [`receive_over`], until the sender's end of data.
 async fn receive_items<F: FnMut(&Event) + Send>(
     ch: &mut Channel,
-    dir: Option<&Path>,
+    partials: Option<&Arc<PartialDir>>,
     shared: &mut Option<Box<dyn Write + Send>>,
-    overwrite: bool,
+    session: &mut Session<'_>,
     state: &mut State,
     summary: &mut Summary,
     events: &mut F,
 ) -> Result<(), TransferError> {
     let protocol = |what: &str| TransferError::Protocol(format!("the sender broke the protocol: {what}"));
+    let overwrite = session.opts.overwrite;
     loop {
-        let incoming = match ch.recv().await {
-            None => {
-                return Err(TransferError::Protocol("the channel closed before the sender finished".into()));
-            }
-            // fail closed: a tampered, replayed or misordered record ends the transfer
-            Some(Err(e)) => return Err(TransferError::Channel(e)),
-            Some(Ok(i)) => i,
-        };
+        let incoming = next(ch, session.opts.stall_timeout).await?;
         match incoming {
             Incoming::End => {
                 if matches!(state, State::Writing(_)) {
@@ -297,12 +476,20 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                 if matches!(state, State::Offered(_)) {
                     return Err(protocol("ended after an offer"));
                 }
+                if session.next != session.manifest.items.len() {
+                    return Err(protocol("ended before every item of its manifest"));
+                }
                 break;
             }
             Incoming::Request { id, data } => match data.first() {
                 Some(&wire::OFFER) if matches!(state, State::Idle) => {
                     let offer = wire::decode_offer(&data).map_err(protocol)?;
-                    match accept_offer(offer, dir, overwrite, shared.is_some()).await {
+                    // only what was announced (and approved), in its order
+                    if session.manifest.items.get(session.next) != Some(&offer) {
+                        return Err(protocol("an offer that is not the manifest's next item"));
+                    }
+                    session.next += 1;
+                    match accept_offer(offer, partials, overwrite).await {
                         Ok(acc) => {
                             let prefix: [u8; 32] = acc.prefix.clone().finalize().into();
                             ch.respond(id, wire::encode_accept(acc.have, &prefix)).await?;
@@ -310,6 +497,7 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                         }
                         Err((name, reason)) => {
                             ch.respond(id, wire::encode_refused(&reason)).await?;
+                            let name = escape(&name);
                             events(&Event::Refused { name: name.clone(), reason: reason.clone() });
                             return Err(TransferError::Refused { name, reason });
                         }
@@ -334,6 +522,7 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                         }
                         Err((name, reason)) => {
                             let _ = ch.respond(id, wire::encode_refused(&reason)).await;
+                            let name = escape(&name);
                             events(&Event::Refused { name: name.clone(), reason: reason.clone() });
                             return Err(TransferError::Refused { name, reason });
                         }
@@ -363,9 +552,21 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                     if data.len() - 1 > MAX_CHUNK {
                         return Err(protocol("chunk larger than 1 MiB"));
                     }
+                    // an empty chunk is no progress: it must not hold the stall deadline off
+                    if n == 0 {
+                        return Err(protocol("empty chunk"));
+                    }
                     let total = w.start + w.received + n;
                     if w.item.offer.kind == Kind::File && total > w.item.offer.size {
                         return Err(protocol("more bytes than offered"));
+                    }
+                    // the actual data against the session's limit (a stream announces no size)
+                    session.bytes = session.bytes.saturating_add(n);
+                    if session.bytes > session.opts.max_bytes {
+                        return Err(TransferError::Limit(format!(
+                            "more than {} bytes arrived, the receiver's limit for one session (--max-bytes)",
+                            session.opts.max_bytes
+                        )));
                     }
                     if w.tx.send(data).await.is_err() {
                         // the writer stopped on an error: take it out and report it
@@ -389,58 +590,63 @@ async fn receive_items<F: FnMut(&Event) + Send>(
 /// Check an offer and find what we already hold of it. Err: (name, reason) to refuse.
 async fn accept_offer(
     offer: Offer,
-    dir: Option<&Path>,
+    partials: Option<&Arc<PartialDir>>,
     overwrite: bool,
-    to_writer: bool,
 ) -> Result<Accepted, (String, String)> {
     let name = offer.name.clone();
     let refuse = |reason: String| (name.clone(), reason);
-    if to_writer {
-        return Ok(Accepted { offer, paths: None, have: 0, prefix: Sha256::new() });
-    }
+    let Some(partials) = partials else {
+        return Ok(Accepted { offer, place: None, have: 0, prefix: Sha256::new() });
+    };
     check_name(&offer.name).map_err(refuse)?;
-    let Some(dir) = dir else { return Err(refuse("no output".into())) };
-    let dest = dir.join(&offer.name);
-    if !overwrite && std::fs::symlink_metadata(&dest).is_ok() {
-        return Err(refuse(format!("{} exists (the receiver did not allow --overwrite)", dest.display())));
+    if !overwrite && partials.dest_exists(&offer.name) {
+        return Err(refuse(format!("{} exists (the receiver did not allow --overwrite)", escape(&offer.name))));
     }
-    let partial = match offer.kind {
-        Kind::File => dir.join(partial_name(&offer)),
+    let pname = match offer.kind {
+        Kind::File => partial_name(&offer),
         Kind::Stream => {
             let mut r = [0u8; 16];
             OsRng.fill_bytes(&mut r);
-            dir.join(format!("{PARTIAL_PREFIX}{}", hex::encode(r)))
+            format!("stream-{}", hex::encode(r))
         }
     };
-    let mut have = 0;
-    let mut prefix = Sha256::new();
-    if offer.kind == Kind::File {
-        if let Ok(meta) = std::fs::symlink_metadata(&partial) {
-            if meta.is_file() && meta.len() <= offer.size {
-                let p = partial.clone();
-                let len = meta.len();
-                if let Ok(Ok(h)) = tokio::task::spawn_blocking(move || hash_prefix(&p, len)).await {
-                    have = len;
-                    prefix = h;
+    let (p, n, size, kind) = (partials.clone(), pname.clone(), offer.size, offer.kind);
+    // a partial file of ours from an earlier run is resumed; anything else is replaced by
+    // a file created here (O_EXCL)
+    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64, Sha256)> {
+        if kind == Kind::File {
+            if let Some(mut f) = p.adopt(&n, size) {
+                let len = f.metadata()?.len();
+                if let Ok(h) = hash_prefix(&mut f, len) {
+                    return Ok((f, len, h));
                 }
+                drop(f);
+                p.remove(&n);
             }
         }
-    }
-    Ok(Accepted { offer, paths: Some((partial, dest)), have, prefix })
+        Ok((p.create(&n)?, 0, Sha256::new()))
+    })
+    .await
+    .map_err(|e| refuse(format!("worker: {e}")))?
+    .map_err(|e| refuse(format!("{}: {e}", partials.path_of(&pname).display())))?;
+    let (file, have, prefix) = opened;
+    let place = Placement { partials: partials.clone(), partial: pname, file: Some(file), dest: offer.name.clone() };
+    Ok(Accepted { offer, place: Some(place), have, prefix })
 }
 
 async fn start_writer(
-    item: Accepted,
+    mut item: Accepted,
     offset: u64,
     shared: &mut Option<Box<dyn Write + Send>>,
 ) -> Result<Writing, TransferError> {
-    let (out, hasher) = match &item.paths {
-        Some((partial, _)) => {
-            let p = partial.clone();
-            let f = tokio::task::spawn_blocking(move || open_partial(&p, offset))
+    let (out, hasher) = match item.place.as_mut() {
+        Some(place) => {
+            let mut f = place.file.take().ok_or_else(|| TransferError::Io("partial file not open".into()))?;
+            let shown = place.partials.path_of(&place.partial);
+            let f = tokio::task::spawn_blocking(move || keep_prefix(&mut f, offset).map(|()| f))
                 .await
                 .map_err(|e| TransferError::Io(e.to_string()))?
-                .map_err(|e| io_err(partial.display(), e))?;
+                .map_err(|e| io_err(shown.display(), e))?;
             let hasher = if offset == 0 { Sha256::new() } else { item.prefix.clone() };
             (Out::File(f), hasher)
         }
@@ -463,7 +669,7 @@ async fn finish_writer(
             if let Out::Writer(o) = out {
                 *shared = Some(o);
             }
-            let r = r.map_err(|e| io_err(&item.offer.name, e));
+            let r = r.map_err(|e| io_err(escape(&item.offer.name), e));
             (item, r)
         }
         Err(e) => (item, Err(TransferError::Io(format!("writer: {e}")))),
@@ -473,8 +679,8 @@ async fn finish_writer(
 type Completed = (String, u64, [u8; 32], Option<PathBuf>, u64);
 
 /// DONE: the size must match the offer and our hash of every byte the one in DONE, then
-/// the partial file becomes the named file. Err: (name, reason) to refuse; the partial file is removed
-/// on a mismatch (its bytes are not the offered ones).
+/// the partial file becomes the named file. Err: (name, reason) to refuse; the partial file
+/// is removed on a mismatch (its bytes are not the offered ones).
 async fn complete(
     w: Writing,
     claimed: [u8; 32],
@@ -488,78 +694,143 @@ async fn complete(
     let size_ok = item.offer.kind == Kind::Stream || bytes == item.offer.size;
     // hashes of data the peer sent: no secret to time
     let ok = size_ok && hash == claimed;
-    let Some((partial, dest)) = item.paths else {
+    let Some(place) = item.place else {
         return if ok { Ok((name, bytes, hash, None, moved)) } else { Err((name, "SHA-256 mismatch".into())) };
     };
     if !ok {
-        let _ = std::fs::remove_file(&partial);
+        place.partials.remove(&place.partial);
         return Err((name, format!("SHA-256 or size mismatch ({bytes} bytes); the partial file was removed")));
     }
-    let placed = if overwrite {
-        std::fs::rename(&partial, &dest)
-    } else {
-        // a hard link never replaces a file that appeared meanwhile
-        std::fs::hard_link(&partial, &dest).and_then(|()| std::fs::remove_file(&partial))
-    };
-    placed.map_err(|e| (name.clone(), format!("cannot create {}: {e}", dest.display())))?;
-    if let Some(parent) = dest.parent() {
-        // the rename survives a crash once the directory is on disk
-        if let Ok(d) = std::fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok((name, bytes, hash, Some(dest), moved))
+    let (p, partial, dest) = (place.partials.clone(), place.partial.clone(), place.dest.clone());
+    let placed = tokio::task::spawn_blocking(move || p.place(&partial, &dest, overwrite))
+        .await
+        .map_err(|e| (name.clone(), format!("worker: {e}")))?;
+    let shown = place.partials.out_path().join(&place.dest);
+    placed.map_err(|e| (name.clone(), format!("cannot create {}: {e}", escape(&shown.display().to_string()))))?;
+    Ok((name, bytes, hash, Some(shown), moved))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn a_symlink_planted_as_the_partial_file_is_not_followed() {
-        let out = tempfile::tempdir().expect("tempdir");
-        let elsewhere = tempfile::tempdir().expect("tempdir");
-        let victim = elsewhere.path().join("victim");
-        std::fs::write(&victim, b"precious").expect("write");
-        let partial = out.path().join(format!("{PARTIAL_PREFIX}00"));
-        std::os::unix::fs::symlink(&victim, &partial).expect("symlink");
-        for keep in [0, 3] {
-            let r = open_partial(&partial, keep);
-            assert!(r.is_err(), "the symlink was followed (keep {keep})");
-        }
-        assert!(hash_prefix(&partial, 3).is_err());
-        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
-        // a regular partial file still opens and keeps its prefix
-        let real = out.path().join(format!("{PARTIAL_PREFIX}01"));
-        std::fs::write(&real, b"abcdef").expect("write");
-        drop(open_partial(&real, 3).expect("open"));
-        assert_eq!(std::fs::read(&real).expect("read"), b"abc");
-    }
     fn psk_config(k: u8) -> raida_channel::Config {
         raida_channel::Config::new(Some(raida_channel::Psk::new(vec![k; 32]).expect("psk")), false)
     }
 
+    /// Seen failing with the O_NOFOLLOW | O_DIRECTORY open and the owner/mode check of
+    /// `PartialDir::open` removed: the symlinked directory and the 0755 one were used.
+    #[test]
+    fn a_partial_directory_that_is_a_symlink_or_has_another_mode_is_refused() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(elsewhere.path(), out.path().join(super::super::PARTIAL_DIR)).expect("symlink");
+        let e = PartialDir::open(out.path()).err().expect("a symlinked partial directory was used");
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        let out = tempfile::tempdir().expect("tempdir");
+        let d = out.path().join(super::super::PARTIAL_DIR);
+        std::fs::create_dir(&d).expect("mkdir");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let e = PartialDir::open(out.path()).err().expect("a 0755 partial directory was used");
+        assert!(e.to_string().contains("mode is 755"), "{e}");
+        // a fresh one is created 0700 whatever the umask
+        let out = tempfile::tempdir().expect("tempdir");
+        drop(PartialDir::open(out.path()).expect("created"));
+        let mode = std::fs::metadata(out.path().join(super::super::PARTIAL_DIR)).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    /// Seen failing with the owner/mode/link-count check of `PartialDir::adopt` removed: the
+    /// 0644 file and the second link were adopted for a resume.
+    #[test]
+    fn planted_files_in_the_partial_directory_are_not_adopted() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let p = PartialDir::open(out.path()).expect("open");
+        let d = out.path().join(super::super::PARTIAL_DIR);
+        // a file with a mode we never give, a second link, a symlink to a victim
+        std::fs::write(d.join("loose"), b"abc").expect("write");
+        std::fs::set_permissions(d.join("loose"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let outside = elsewhere.path().join("outside");
+        std::fs::write(&outside, b"abc").expect("write");
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::hard_link(&outside, d.join("linked")).expect("link");
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        std::os::unix::fs::symlink(&victim, d.join("sym")).expect("symlink");
+        for name in ["loose", "linked", "sym"] {
+            assert!(p.adopt(name, 100).is_none(), "{name} was adopted");
+            assert!(std::fs::symlink_metadata(d.join(name)).is_err(), "{name} was left in place");
+            // and a new one is ours alone
+            let f = p.create(name).expect("create");
+            let m = f.metadata().expect("stat");
+            assert_eq!(m.permissions().mode() & 0o777, 0o600);
+            p.remove(name);
+        }
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        assert_eq!(std::fs::read(&outside).expect("read"), b"abc");
+        // O_EXCL: create never opens an existing name
+        drop(p.create("x").expect("create"));
+        assert!(p.create("x").is_err(), "create opened an existing file");
+        // our own partial file is adopted
+        assert!(p.adopt("x", 100).is_some());
+    }
+
+    /// Garbage connections from the sender's address (closed at once, random bytes, a wrong
+    /// key), ten of them, then the real sender: it still gets its channel. Seen failing with
+    /// the old rule (give up after three failed handshakes) put back: Err(Channel(..)).
     #[tokio::test]
-    async fn the_channel_is_refused_after_three_failed_handshakes() {
+    async fn garbage_connections_do_not_end_the_wait_and_the_real_sender_gets_through() {
+        use tokio::io::AsyncWriteExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let wait = std::time::Duration::from_secs(20);
-        let accepting =
-            tokio::spawn(async move { accept_channel(&listener, addr.ip(), psk_config(1), wait).await.map(|_| ()) });
-        // three senders with a wrong key, then one with the right key: the limit was
-        // reached before it, so the receiver has already given up
-        let mut right = None;
-        for k in [2u8, 3, 4, 1] {
-            let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else { break };
-            let r = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(k))).await;
-            if k == 1 {
-                right = Some(matches!(r, Ok(Ok(_))));
-            } else {
-                assert!(!matches!(r, Ok(Ok(_))), "a wrong key got a channel");
+        let wait = Duration::from_secs(60);
+        let accepting = tokio::spawn(async move {
+            accept_channel(&listener, addr.ip(), psk_config(1), wait, Duration::from_secs(5)).await.map(|_| ())
+        });
+        for i in 0..10u8 {
+            let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else { continue };
+            match i % 3 {
+                0 => drop(tcp),
+                1 => {
+                    let _ = tcp.write_all(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]).await;
+                    let _ = tcp.shutdown().await;
+                }
+                _ => {
+                    let r = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(2))).await;
+                    assert!(!matches!(r, Ok(Ok(_))), "a wrong key got a channel");
+                }
             }
         }
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let right = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(1))).await;
+        assert!(matches!(right, Ok(Ok(_))), "the real sender did not get through: {:?}", right.map(|r| r.err()));
         let r = tokio::time::timeout(wait, accepting).await.expect("accept_channel ended").expect("join");
-        assert!(matches!(r, Err(TransferError::Channel(_))), "{r:?}");
-        assert_ne!(right, Some(true), "a fourth handshake was accepted after three failures");
+        assert!(r.is_ok(), "{r:?}");
+    }
+
+    /// Connections that send nothing hold at most [`MAX_HANDSHAKES`] slots, each for the
+    /// per-handshake limit; the real sender, queued behind them, still gets through. Seen
+    /// failing with the per-handshake limit removed (the silent connections hold every slot
+    /// until the deadline: Err(Connect(..))).
+    #[tokio::test]
+    async fn silent_connections_hold_a_slot_only_for_the_handshake_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let wait = Duration::from_secs(30);
+        let accepting = tokio::spawn(async move {
+            accept_channel(&listener, addr.ip(), psk_config(1), wait, Duration::from_secs(1)).await.map(|_| ())
+        });
+        let mut silent = Vec::new();
+        for _ in 0..MAX_HANDSHAKES + 2 {
+            silent.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let right = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(1))).await;
+        assert!(matches!(right, Ok(Ok(_))), "the real sender did not get through: {:?}", right.map(|r| r.err()));
+        let r = tokio::time::timeout(wait, accepting).await.expect("accept_channel ended").expect("join");
+        assert!(r.is_ok(), "{r:?}");
+        drop(silent);
     }
 }

@@ -1,16 +1,19 @@
-//! The sending side: check the items, exchange the key, connect, send each item.
+//! The sending side: check the items, exchange the key, connect, send the manifest, wait
+//! for the receiver's answer, send each item.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use raida_channel::Channel;
+use futures_util::FutureExt;
+use raida_channel::{Channel, Incoming};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::wire::{self, Kind, Offer};
 use super::{
-    channel_config, coin_text, connected, io_err, Event, SendOptions, Summary, TransferError, MAX_CHUNK, QUEUE,
+    channel_config, coin_text, connected, deadline_after, escape, io_err, Event, SendOptions, Summary, TransferError,
+    DECISION_WAIT, MAX_CHUNK, QUEUE,
 };
 use crate::network::{resolve_address, Network};
 use crate::rke::{send_key, Recipient};
@@ -54,7 +57,8 @@ impl Item {
         Ok(Item::File { path: path.to_path_buf(), name: name.to_string() })
     }
 
-    fn name(&self) -> &str {
+    /// The name offered for this item.
+    pub fn name(&self) -> &str {
         match self {
             Item::File { name, .. } | Item::Stream { name, .. } => name,
         }
@@ -84,29 +88,102 @@ pub async fn send<F: FnMut(&Event) + Send>(
     send_over(ch, items, opts, events).await
 }
 
-/// Send `items` over an established channel (the other end runs [`super::receive_over`]),
-/// then end and shut the channel down.
+/// Send `items` over an established channel (the other end runs [`super::receive_over`]):
+/// the manifest first, then, once the receiver accepted it, each item; then end and shut
+/// the channel down.
 pub async fn send_over<F: FnMut(&Event) + Send>(
-    ch: Channel,
+    mut ch: Channel,
     items: Vec<Item>,
     opts: &SendOptions,
     events: &mut F,
 ) -> Result<Summary, TransferError> {
     let started = Instant::now();
-    let mut summary = Summary::default();
-    for item in items {
-        let name = item.name().to_string();
-        let (hash, bytes) = send_item(&ch, item, opts, events).await?;
-        summary.items.push((name, hash));
-        summary.bytes += bytes;
-    }
-    ch.sender().finish().await?;
+    let r = send_all(&mut ch, items, opts, events).await;
+    let r = match r {
+        // the receiver said why it ended the transfer: that, not the channel's symptom
+        Err(TransferError::Channel(_) | TransferError::Protocol(_) | TransferError::Stalled(_)) => {
+            match pending_abort(&mut ch) {
+                Some(reason) => Err(TransferError::Aborted(reason)),
+                None => r,
+            }
+        }
+        r => r,
+    };
+    let summary = r?;
     ch.shutdown().await?;
     events(&Event::Finished {
         items: summary.items.len(),
         bytes: summary.bytes,
         seconds: started.elapsed().as_secs_f64(),
     });
+    Ok(summary)
+}
+
+/// An ABORT the receiver already sent, if one is waiting (never blocks).
+fn pending_abort(ch: &mut Channel) -> Option<String> {
+    while let Some(Some(Ok(i))) = ch.recv().now_or_never() {
+        if let Incoming::Data(d) = i {
+            if let Some(Err(reason)) = wire::decode_decision(&d) {
+                return Some(escape(&reason));
+            }
+        }
+    }
+    None
+}
+
+/// Wait for the receiver's answer to the manifest.
+async fn decision(ch: &mut Channel) -> Result<(), TransferError> {
+    let got = match deadline_after(DECISION_WAIT) {
+        Some(d) => tokio::time::timeout_at(d, ch.recv()).await.map_err(|_| {
+            TransferError::Protocol(format!("the receiver did not answer within {} s", DECISION_WAIT.as_secs()))
+        })?,
+        None => ch.recv().await,
+    };
+    match got {
+        Some(Ok(Incoming::Data(d))) => match wire::decode_decision(&d) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(reason)) => Err(TransferError::Declined(escape(&reason))),
+            None => Err(TransferError::Protocol("the receiver broke the protocol: no answer to the manifest".into())),
+        },
+        Some(Ok(_)) => {
+            Err(TransferError::Protocol("the receiver broke the protocol: no answer to the manifest".into()))
+        }
+        Some(Err(e)) => Err(TransferError::Channel(e)),
+        None => Err(TransferError::Protocol("the receiver closed the channel without answering".into())),
+    }
+}
+
+async fn send_all<F: FnMut(&Event) + Send>(
+    ch: &mut Channel,
+    items: Vec<Item>,
+    opts: &SendOptions,
+    events: &mut F,
+) -> Result<Summary, TransferError> {
+    // sizes now: the manifest announces them, and each offer must say the same
+    let mut prepared = Vec::with_capacity(items.len());
+    for item in items {
+        prepared.push(match item {
+            Item::File { path, name } => {
+                let size = std::fs::metadata(&path).map_err(|e| io_err(path.display(), e))?.len();
+                (Offer { kind: Kind::File, size, name }, Source::File(path))
+            }
+            Item::Stream { name, reader } => (Offer { kind: Kind::Stream, size: 0, name }, Source::Stream(reader)),
+        });
+    }
+    let offers: Vec<Offer> = prepared.iter().map(|(o, _)| o.clone()).collect();
+    let manifest = wire::encode_manifest(&offers).ok_or_else(|| {
+        TransferError::Protocol("too many items (or too long a name) for one transfer; send them in parts".into())
+    })?;
+    ch.send(manifest).await?;
+    decision(ch).await?;
+    let mut summary = Summary::default();
+    for (offer, source) in prepared {
+        let name = offer.name.clone();
+        let (hash, bytes) = send_item(ch, offer, source, opts, events).await?;
+        summary.items.push((name, hash));
+        summary.bytes += bytes;
+    }
+    ch.sender().finish().await?;
     Ok(summary)
 }
 
@@ -146,24 +223,19 @@ fn read_chunks(
 }
 
 async fn send_item<F: FnMut(&Event) + Send>(
-    ch: &Channel,
-    item: Item,
+    ch: &mut Channel,
+    offer: Offer,
+    source: Source,
     opts: &SendOptions,
     events: &mut F,
 ) -> Result<([u8; 32], u64), TransferError> {
-    let (offer, source): (Offer, Source) = match item {
-        Item::File { path, name } => {
-            let size = std::fs::metadata(&path).map_err(|e| io_err(path.display(), e))?.len();
-            (Offer { kind: Kind::File, size, name }, Source::File(path))
-        }
-        Item::Stream { name, reader } => (Offer { kind: Kind::Stream, size: 0, name }, Source::Stream(reader)),
-    };
     let name = offer.name.clone();
     let refused = |reason: String| TransferError::Refused { name: name.clone(), reason };
     let answer = ch.request(wire::encode_offer(&offer)).await?;
     let rest = match wire::decode_answer(&answer) {
         Ok(r) => r,
         Err(reason) => {
+            let reason = escape(&reason);
             events(&Event::Refused { name: name.clone(), reason: reason.clone() });
             return Err(refused(reason));
         }
@@ -201,18 +273,39 @@ async fn send_item<F: FnMut(&Event) + Send>(
     let reading = tokio::task::spawn_blocking(move || read_chunks(reader, hasher, chunk, tx));
     let started = Instant::now();
     let mut sent = 0u64;
-    while let Some(buf) = rx.recv().await {
+    let stall = opts.stall_timeout;
+    loop {
+        // the next chunk, or the receiver's ABORT (a stalled input here ends there)
+        let buf = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+            i = ch.recv() => return Err(match i {
+                Some(Ok(Incoming::Data(d))) => match wire::decode_decision(&d) {
+                    Some(Err(reason)) => TransferError::Aborted(escape(&reason)),
+                    _ => TransferError::Protocol("the receiver broke the protocol: data during a transfer".into()),
+                },
+                Some(Ok(_)) => TransferError::Protocol("the receiver broke the protocol: a message during a transfer".into()),
+                Some(Err(e)) => TransferError::Channel(e),
+                None => TransferError::Protocol("the receiver closed the channel".into()),
+            }),
+        };
         let buf = buf.map_err(|e| io_err(&name, e))?;
         let n = (buf.len() - 1) as u64;
-        ch.send(buf).await?;
+        // a receiver that takes nothing for this long (a full window) ends the transfer
+        match deadline_after(stall) {
+            Some(d) => tokio::time::timeout_at(d, ch.send(buf)).await.map_err(|_| TransferError::Stalled(stall))??,
+            None => ch.send(buf).await?,
+        }
         sent += n;
         events(&Event::Progress { name: name.clone(), bytes: offset + sent, size });
         if let Some(rate) = opts.rate_limit.filter(|r| *r > 0) {
-            let due = raida_proto::time::deadline_from(
-                started,
-                std::time::Duration::from_secs_f64(sent as f64 / rate as f64),
-            );
-            tokio::time::sleep_until(due.into()).await;
+            // checked: a due time that does not fit means no wait, never an overflow panic
+            let wait = std::time::Duration::try_from_secs_f64(sent as f64 / rate as f64).ok();
+            if let Some(due) = wait.and_then(|w| started.checked_add(w)) {
+                tokio::time::sleep_until(due.into()).await;
+            }
         }
     }
     let (read, hash) = reading.await.map_err(|e| TransferError::Io(format!("reader: {e}")))?;
@@ -221,6 +314,7 @@ async fn send_item<F: FnMut(&Event) + Send>(
     }
     let answer = ch.request(wire::encode_done(&hash)).await?;
     if let Err(reason) = wire::decode_answer(&answer) {
+        let reason = escape(&reason);
         events(&Event::Refused { name: name.clone(), reason: reason.clone() });
         return Err(refused(reason));
     }

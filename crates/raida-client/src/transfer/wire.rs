@@ -11,6 +11,21 @@ pub const CHUNK: u8 = 3;
 /// prefix included), computed by the sender as it read.
 pub const DONE: u8 = 4;
 
+/// Data, sender, first message: every item it will offer, in order.
+/// `[5][count 4][entries]`, each entry `[kind 1][size 8][name len 2][name]` (an offer
+/// without its tag). Nothing else is accepted before the receiver's answer.
+pub const MANIFEST: u8 = 5;
+/// Data, receiver: the manifest was accepted. `[6]`.
+pub const ACCEPTED: u8 = 6;
+/// Data, either side: the transfer ends, `[7][reason, UTF-8]` (a declined manifest, a
+/// stall, a limit).
+pub const ABORT: u8 = 7;
+
+/// Largest encoded manifest (bytes): far below the channel's 16 MiB message.
+pub const MAX_MANIFEST: usize = 8 << 20;
+/// Longest ABORT reason kept (bytes).
+pub const MAX_REASON: usize = 512;
+
 /// Answer: accepted (`[0][have 8][sha256 of those bytes 32]` to an offer, `[0]` to done).
 pub const OK: u8 = 0;
 /// Answer: refused, `[1][reason, UTF-8]`; the sender stops.
@@ -53,19 +68,93 @@ pub fn decode_offer(m: &[u8]) -> Result<Offer, &'static str> {
     if m.len() < 12 || m[0] != OFFER {
         return Err("malformed offer");
     }
-    let kind = match m[1] {
+    match decode_entry(&m[1..])? {
+        (o, []) => Ok(o),
+        _ => Err("malformed offer: name length"),
+    }
+}
+
+/// One `[kind 1][size 8][name len 2][name]` from the front of `m`, and the rest.
+fn decode_entry(m: &[u8]) -> Result<(Offer, &[u8]), &'static str> {
+    if m.len() < 11 {
+        return Err("malformed offer");
+    }
+    let kind = match m[0] {
         0 => Kind::File,
         1 => Kind::Stream,
         _ => return Err("unknown item kind"),
     };
-    let size = u64::from_be_bytes(m[2..10].try_into().map_err(|_| "malformed offer")?);
-    let len = u16::from_be_bytes([m[10], m[11]]) as usize;
-    let name = m.get(12..).filter(|n| n.len() == len).ok_or("malformed offer: name length")?;
+    let size = u64::from_be_bytes(m[1..9].try_into().map_err(|_| "malformed offer")?);
+    let len = u16::from_be_bytes([m[9], m[10]]) as usize;
     if len > MAX_NAME {
         return Err("name longer than 255 bytes");
     }
+    let name = m.get(11..11 + len).ok_or("malformed offer: name length")?;
     let name = std::str::from_utf8(name).map_err(|_| "name is not UTF-8")?.to_string();
-    Ok(Offer { kind, size, name })
+    Ok((Offer { kind, size, name }, &m[11 + len..]))
+}
+
+/// The manifest of `items`; None when it would exceed [`MAX_MANIFEST`] (too many items for
+/// one transfer) or a name is longer than [`MAX_NAME`].
+pub fn encode_manifest(items: &[Offer]) -> Option<Vec<u8>> {
+    let mut v = vec![MANIFEST];
+    v.extend_from_slice(&u32::try_from(items.len()).ok()?.to_be_bytes());
+    for o in items {
+        if o.name.len() > MAX_NAME {
+            return None;
+        }
+        // an offer without its tag
+        v.extend_from_slice(&encode_offer(o)[1..]);
+        if v.len() > MAX_MANIFEST {
+            return None;
+        }
+    }
+    Some(v)
+}
+
+/// Every entry of a manifest; the count must match the entries exactly.
+pub fn decode_manifest(m: &[u8]) -> Result<Vec<Offer>, &'static str> {
+    if m.len() < 5 || m[0] != MANIFEST {
+        return Err("malformed manifest");
+    }
+    if m.len() > MAX_MANIFEST {
+        return Err("manifest too large");
+    }
+    let count = u32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize;
+    // the count is the peer's: entries are at least 11 bytes, so no more than that fit
+    let mut items = Vec::with_capacity(count.min(m.len() / 11));
+    let mut rest = &m[5..];
+    while !rest.is_empty() {
+        let (o, r) = decode_entry(rest)?;
+        items.push(o);
+        rest = r;
+    }
+    if items.len() != count {
+        return Err("malformed manifest: count");
+    }
+    Ok(items)
+}
+
+pub fn encode_abort(reason: &str) -> Vec<u8> {
+    let mut v = vec![ABORT];
+    let mut end = reason.len().min(MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    v.extend_from_slice(&reason.as_bytes()[..end]);
+    v
+}
+
+/// The receiver's answer to a manifest (or an ABORT later): `Some(Ok)` for ACCEPTED,
+/// `Some(Err(reason))` for ABORT, None for anything else.
+pub fn decode_decision(m: &[u8]) -> Option<Result<(), String>> {
+    match m.split_first() {
+        Some((&ACCEPTED, [])) => Some(Ok(())),
+        Some((&ABORT, reason)) => {
+            Some(Err(String::from_utf8_lossy(&reason[..reason.len().min(MAX_REASON)]).into_owned()))
+        }
+        _ => None,
+    }
 }
 
 pub fn encode_start(offset: u64) -> Vec<u8> {
@@ -139,5 +228,17 @@ mod tests {
         assert_eq!(decode_accept(decode_answer(&encode_accept(4, &[1; 32])).unwrap()), Some((4, [1; 32])));
         assert_eq!(decode_answer(&encode_refused("no")), Err("no".to_string()));
         assert!(decode_answer(&[]).is_err());
+        let items = vec![o.clone(), Offer { kind: Kind::Stream, size: 0, name: "s".into() }];
+        let m = encode_manifest(&items).unwrap();
+        assert_eq!(decode_manifest(&m), Ok(items));
+        for cut in 0..m.len() {
+            assert!(decode_manifest(&m[..cut]).is_err(), "manifest truncated at {cut}");
+        }
+        let mut wrong_count = m.clone();
+        wrong_count[4] = 3;
+        assert!(decode_manifest(&wrong_count).is_err());
+        assert_eq!(decode_decision(&[ACCEPTED]), Some(Ok(())));
+        assert_eq!(decode_decision(&encode_abort("stalled")), Some(Err("stalled".into())));
+        assert_eq!(decode_decision(&[ACCEPTED, 0]), None);
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use raida_client::transfer::Event;
+use raida_client::transfer::{escape, is_forbidden_char, Event};
 
 /// JSON progress events at most this often (the others are skipped; `completed` follows).
 const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -43,6 +43,7 @@ impl Reporter {
             self.last_json_progress = Some(now);
         }
         let Ok(line) = serde_json::to_string(e) else { return };
+        let line = json_safe(&line);
         if self.json_to_stderr {
             eprintln!("{line}");
         } else {
@@ -63,7 +64,16 @@ impl Reporter {
                 eprintln!("peer coin {peer} at {address}");
                 eprintln!("verification phrase: {phrase}  (the other side must show the same words)");
             }
+            Event::Manifest { names, count, bytes, streams } => {
+                let streams =
+                    if *streams > 0 { format!(", {streams} stream(s) of unknown size") } else { String::new() };
+                let first = names.iter().take(5).map(|n| escape(n)).collect::<Vec<_>>().join(", ");
+                let more = if names.len() > 5 { ", ..." } else { "" };
+                eprintln!("offered: {count} item(s), {bytes} bytes{streams}: {first}{more}");
+            }
+            Event::Accepted { count } => eprintln!("accepted {count} item(s)"),
             Event::Started { name, size, resume_from } => {
+                let name = &escape(name);
                 if *resume_from > 0 {
                     eprintln!("{name}: resuming after {resume_from} bytes already there");
                 }
@@ -91,11 +101,12 @@ impl Reporter {
                 }
             }
             Event::Completed { name, bytes, sha256, path } => {
+                let name = escape(name);
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
                 let what = match path {
-                    Some(p) => format!("verified -> {p}"),
+                    Some(p) => format!("verified -> {}", escape(p)),
                     None if self.verb == "received" => "verified (written to stdout)".to_string(),
                     None => "confirmed by the receiver".to_string(),
                 };
@@ -105,7 +116,8 @@ impl Reporter {
                 if let Some(b) = self.bar.take() {
                     b.abandon();
                 }
-                eprintln!("{name}: refused: {reason}");
+                // the reason is already escaped where it came from the peer
+                eprintln!("{}: refused: {reason}", escape(name));
             }
             Event::Finished { items, bytes, seconds } => {
                 let rate = if *seconds > 0.0 { *bytes as f64 / seconds / 1e6 } else { 0.0 };
@@ -115,10 +127,42 @@ impl Reporter {
     }
 }
 
+/// A JSON line with every character [`is_forbidden_char`] holds for written as `\uXXXX`
+/// (serde_json leaves U+202E, U+2028 and the like raw): the same JSON value, and nothing a
+/// terminal would act on. Such characters only occur inside strings.
+fn json_safe(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if is_forbidden_char(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Drop for Reporter {
     fn drop(&mut self) {
         if let Some(b) = self.bar.take() {
             b.abandon();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_keep_their_value_and_lose_every_forbidden_character() {
+        let e = Event::Refused { name: "a\u{202E}b\u{2028}c\u{85}\u{E0001}".into(), reason: "x".into() };
+        let line = json_safe(&serde_json::to_string(&e).expect("json"));
+        assert!(!line.chars().any(is_forbidden_char), "{line}");
+        let back: serde_json::Value = serde_json::from_str(&line).expect("still JSON");
+        assert_eq!(back["name"], "a\u{202E}b\u{2028}c\u{85}\u{E0001}");
     }
 }

@@ -1,0 +1,172 @@
+//! The receiver's partial files: `DIR/.raida-partial/`, a directory that only the receiving
+//! user can write (created with mode 0700; an existing one is used only when it is a real
+//! directory, not a symlink, owned by us, mode 0700). Every file in it is opened relative
+//! to that one directory descriptor (openat), never through a path another user could
+//! swap: created O_CREAT | O_EXCL | O_NOFOLLOW with mode 0600, and adopted for a resume
+//! only when it is a regular file of ours, mode 0600, with one link. Without this, another
+//! local user who can write to DIR could plant a file under the predictable partial name,
+//! have it adopted and hard-linked into place, and rewrite the delivered file after the
+//! SHA-256 check.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+use super::TransferError;
+
+/// The partial files' directory inside the output directory.
+pub const PARTIAL_DIR: &str = ".raida-partial";
+
+/// Permission bits of the directory and of each partial file.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// The checked partial directory and the output directory, both held open.
+pub(super) struct PartialDir {
+    out: OwnedFd,
+    dir: OwnedFd,
+    path: PathBuf,
+    out_path: PathBuf,
+}
+
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+impl PartialDir {
+    /// Open (creating it when missing) `out/.raida-partial` and check it. Err: one line
+    /// naming the directory, what is wrong and what to do.
+    pub(super) fn open(out: &Path) -> Result<PartialDir, TransferError> {
+        let path = out.join(PARTIAL_DIR);
+        let bad = |why: String| {
+            TransferError::Io(format!(
+                "{}: cannot hold partial files: {why}; remove it (raida receive creates it, mode 0700)",
+                path.display()
+            ))
+        };
+        let out_fd = rustix::fs::open(out, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| TransferError::Io(format!("{}: {e}", out.display())))?;
+        let created = match rustix::fs::mkdirat(&out_fd, PARTIAL_DIR, Mode::from_raw_mode(DIR_MODE)) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::EXIST) => false,
+            Err(e) => return Err(TransferError::Io(format!("{}: cannot create it: {e}", path.display()))),
+        };
+        // O_NOFOLLOW | O_DIRECTORY: a symlink or a file planted under the name is refused
+        let dir = rustix::fs::openat(
+            &out_fd,
+            PARTIAL_DIR,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                bad("it is not a directory (a symlink or a file)".into())
+            }
+            e => bad(e.to_string()),
+        })?;
+        if created {
+            // the umask may have taken bits away; nobody else could have touched it yet
+            // (the name is ours since mkdir succeeded, and the mode never grants more)
+            rustix::fs::fchmod(&dir, Mode::from_raw_mode(DIR_MODE)).map_err(|e| bad(e.to_string()))?;
+        }
+        let st = rustix::fs::fstat(&dir).map_err(|e| bad(e.to_string()))?;
+        if st.st_uid != euid() {
+            return Err(bad(format!("it belongs to uid {}, not to us", st.st_uid)));
+        }
+        let mode = st.st_mode & 0o7777;
+        if mode != DIR_MODE {
+            return Err(bad(format!("its mode is {mode:o}, not 700")));
+        }
+        Ok(PartialDir { out: out_fd, dir, path, out_path: out.to_path_buf() })
+    }
+
+    /// Where a partial file is, for messages.
+    pub(super) fn path_of(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The output directory, for messages.
+    pub(super) fn out_path(&self) -> &Path {
+        &self.out_path
+    }
+
+    /// A new partial file: O_EXCL | O_NOFOLLOW, mode 0600.
+    pub(super) fn create(&self, name: &str) -> std::io::Result<File> {
+        let fd = rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(FILE_MODE),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// The existing partial file `name`, when it may be resumed: a regular file (not a
+    /// link: O_NOFOLLOW), ours, mode 0600, one link, at most `max_len` bytes. Anything else
+    /// under the name is removed (it is in our own directory) and None returned.
+    pub(super) fn adopt(&self, name: &str, max_len: u64) -> Option<File> {
+        let opened = rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return None,
+            Err(_) => {
+                self.remove(name);
+                return None;
+            }
+        };
+        let f = File::from(fd);
+        let ok = f.metadata().is_ok_and(|m| {
+            m.file_type().is_file()
+                && m.uid() == euid()
+                && m.mode() & 0o7777 == FILE_MODE
+                && m.nlink() == 1
+                && m.len() <= max_len
+        });
+        if ok {
+            Some(f)
+        } else {
+            tracing::warn!(partial = %self.path_of(name).display(), "a partial file that is not ours alone was removed");
+            drop(f);
+            self.remove(name);
+            None
+        }
+    }
+
+    /// Remove a partial file (best effort).
+    pub(super) fn remove(&self, name: &str) {
+        let _ = rustix::fs::unlinkat(&self.dir, name, AtFlags::empty());
+    }
+
+    /// Make the partial file `name` the output file `dest`: a rename when overwriting, else
+    /// a hard link (never replaces a file that appeared meanwhile) and the partial name
+    /// removed; then the output directory is synced.
+    pub(super) fn place(&self, name: &str, dest: &str, overwrite: bool) -> std::io::Result<()> {
+        if overwrite {
+            rustix::fs::renameat(&self.dir, name, &self.out, dest)?;
+        } else {
+            rustix::fs::linkat(&self.dir, name, &self.out, dest, AtFlags::empty())?;
+            self.remove(name);
+        }
+        // the new name survives a crash once the directory is on disk
+        let _ = rustix::fs::fsync(&self.out);
+        Ok(())
+    }
+
+    /// Does `dest` exist in the output directory (any kind, a dangling link included)?
+    pub(super) fn dest_exists(&self, dest: &str) -> bool {
+        rustix::fs::statat(&self.out, dest, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    }
+
+    /// The end of a session: remove the directory when empty (nothing to resume).
+    pub(super) fn finish(&self) {
+        let _ = rustix::fs::unlinkat(&self.out, PARTIAL_DIR, AtFlags::REMOVEDIR);
+    }
+}
