@@ -245,9 +245,9 @@ fn body_size_one_is_an_error_not_a_panic() {
 /// the tag / CRC and never reach a parser. The status counts are asserted, so a generator
 /// that stops at the length check, the key lookup or the terminator fails this test.
 ///
-/// Seen failing with the GCM tag check removed from `validate_request` (tampered modern
-/// requests reached the parsers): 3 of 3 runs; with the CRC check removed (EN 1 under a
-/// wrong AN passed): 3 of 3 runs.
+/// Seen failing with the CRC check removed from `validate_request` (EN 1 under a wrong AN
+/// passed): 3 of 3 runs; with the GCM tag check skipped (the payload reached the parser
+/// still encrypted): 3 of 3 runs.
 #[test]
 fn encrypted_requests_reach_the_command_parsers() {
     use raida_proto::commands::post_key::CoinName;
