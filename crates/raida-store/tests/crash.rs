@@ -2,7 +2,12 @@
 //! does acknowledged updates from several threads and prints each one after `set` returned;
 //! the parent kills it with SIGKILL at a random moment, then checks that every page file is
 //! whole and every acknowledged update survived. Repeated 24 times on the same directory, so
-//! later children also recover from earlier crashes, and some are killed while opening.
+//! later children also recover from earlier crashes, and four are killed as soon as they
+//! start opening (recovering a journal the parent left); at least one such kill must land
+//! before the store is open, which the test asserts.
+//!
+//! Seen failing with those early kills removed (every kill 60-460 ms in): 3 of 3 runs
+//! ("no child was killed while opening"). Measured: 3 of the 4 land during recovery.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

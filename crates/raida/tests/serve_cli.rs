@@ -222,8 +222,8 @@ fn key_fix_gives_a_raida_a_new_an() {
 /// `raida selfcheck` passes on this machine: each encryption type's request is validated,
 /// answered and verified, and the command list is the server's dispatch table.
 ///
-/// Seen failing with the EN 4 case's key replaced by another coin's: 3 of 3 runs (exit 1,
-/// "EN 4: request rejected").
+/// Seen failing with the EN 4 case's key naming another coin than the one the check's
+/// server knows: 3 of 3 runs (exit 1 after the EN 0 and EN 1 lines).
 #[test]
 fn selfcheck_passes() {
     let out = Command::new(RAIDA).arg("selfcheck").output().unwrap();
