@@ -327,12 +327,16 @@ fn encrypted_requests_reach_the_command_parsers() {
         Truncated,
         Extended,
         Random,
+        /// The valid payload's length with every byte 0xFF: fields out of range (a RAIDA id
+        /// of 255, a key start beyond the key field, ...).
+        AllOnes,
         /// A flipped ciphertext bit (EN 4/5/7) or a wrong AN (EN 1); EN 0 has no key.
         Tampered,
     }
     // client_key's kinds: 0 EN 0, 1 EN 1, 3 and 4 EN 4, 5 EN 5, 6 EN 7 (2, the locker, is EN 2)
     let kinds = [0u8, 1, 3, 4, 5, 6];
-    let variants = [Variant::Valid, Variant::Truncated, Variant::Extended, Variant::Random, Variant::Tampered];
+    let variants =
+        [Variant::Valid, Variant::Truncated, Variant::Extended, Variant::Random, Variant::AllOnes, Variant::Tampered];
     let mut counts: BTreeMap<(u8, &str), usize> = BTreeMap::new();
     let mut parser_statuses = std::collections::BTreeSet::new();
     for kind in kinds {
@@ -348,6 +352,7 @@ fn encrypted_requests_reach_the_command_parsers() {
                             payload.extend((0..1 + below(30)).map(|_| OsRng.next_u32() as u8))
                         }
                         Variant::Random => payload = (0..below(64)).map(|_| OsRng.next_u32() as u8).collect(),
+                        Variant::AllOnes => payload.fill(0xFF),
                         Variant::Valid | Variant::Tampered => {}
                     }
                     let key = match (variant, kind) {
@@ -410,6 +415,9 @@ fn encrypted_requests_reach_the_command_parsers() {
             assert!(counts.get(&(kind, "refused by the CRC or tag")).copied().unwrap_or(0) > 0, "kind {kind}");
         }
     }
-    // beyond the length check: a record-count rule (39) and a field rule (18 RAIDA id, 195/196 key bounds)
-    assert!(parser_statuses.len() >= 3, "parser statuses reached: {parser_statuses:?}");
+    // beyond the length check (16): the record-count rule (39) and field rules (18, a RAIDA
+    // id; 195, a key start)
+    for status in [Status::InvalidPacketLength, Status::CoinsNotDiv, Status::WrongRaida, Status::InvalidKeyStart] {
+        assert!(parser_statuses.contains(&status.code()), "{status:?} not reached: {parser_statuses:?}");
+    }
 }

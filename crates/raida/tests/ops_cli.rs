@@ -666,8 +666,17 @@ fn sighup_burst_under_load_answers_every_request() {
     for (name, l) in ["udp", "tcp"].into_iter().zip(loads) {
         let (answered, failed) = l.join().unwrap();
         let during = answered.iter().filter(|t| **t >= first_signal && **t <= last_reload).count();
-        eprintln!("{name}: {} answered ({during} between the first SIGHUP and the last reload), {} failed; {reloads} reloads", answered.len(), failed.len());
-        assert!(failed.is_empty(), "{name}: {} requests failed during the reloads: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+        eprintln!(
+            "{name}: {} answered ({during} between the first SIGHUP and the last reload), {} failed; {reloads} reloads",
+            answered.len(),
+            failed.len()
+        );
+        assert!(
+            failed.is_empty(),
+            "{name}: {} requests failed during the reloads: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
         assert!(during > 0, "{name}: the load did not overlap the reloads");
     }
     assert!(reloads >= 2, "{reloads} reloads for {SIGNALS} signals");
