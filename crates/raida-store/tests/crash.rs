@@ -7,7 +7,7 @@
 //! before the store is open, which the test asserts.
 //!
 //! Seen failing with those early kills removed (every kill 60-460 ms in): 3 of 3 runs
-//! ("no child was killed while opening"). Measured: 3 of the 4 land during recovery.
+//! ("no child was killed while opening"). Measured: 3 or 4 of the 4 land during recovery.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
