@@ -185,6 +185,7 @@ fn parts_below_a_majority_are_refused_on_both_sides() {
             &bob,
             "--listen",
             "127.0.0.1:0",
+            "--yes",
             "--min-parts",
             "3",
             "--timeout",
