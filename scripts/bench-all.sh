@@ -1,6 +1,6 @@
 #!/bin/sh
 # Every performance figure of issue 14 from one run on this machine, with the commands
-# that make them (README "Performance figures"):
+# that make them (docs/performance.md, "The server"):
 #   1. UDP Echo EN 0: `raida serve` vs the floor (examples/udp_floor.rs) [vs another server]
 #   2. EN 1 and EN 4 Echo on the same server, against EN 0 right before
 #   3. TCP Echo, 4 connections x 16 pipelined

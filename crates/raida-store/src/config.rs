@@ -108,7 +108,7 @@ pub const MAX_SECONDS: u64 = 365 * 86_400;
 macro_rules! ranges {
     ($($name:ident: $min:expr, $max:expr;)*) => {
         /// Every numeric setting with its range, in one table: [`Config`] validation reads
-        /// it, and so do the README's settings table and the tests (each setting at
+        /// it, and so do docs/operating.md's settings table and the tests (each setting at
         /// `min - 1` and `max + 1` is refused).
         #[allow(clippy::unnecessary_cast)]
         pub const RANGES: &[SettingRange] = &[

@@ -565,7 +565,7 @@ mod tests {
         CoinUpdate { coin: CoinId { dn, sn }, an, mfs }
     }
 
-    /// The bytes on disk are README's "Journal format", whatever the in-memory type.
+    /// The bytes on disk are docs/store.md's "Journal format", whatever the in-memory type.
     #[test]
     fn a_batch_is_the_documented_bytes() {
         let mut buf = Vec::new();
