@@ -286,19 +286,19 @@ fn failures_text(f: &[PostFailure]) -> String {
 
 /// What to tell the user when a RAIDA refuses a post or a fetch.
 pub fn status_hint(status: Status, raida_id: u8, coin: CoinName) -> String {
-    let what = match status.code() {
-        25 => format!(
+    let what = match status {
+        Status::EncryptionCoinNotFound => format!(
             "coin {}:{} is not registered on RAIDA {raida_id} (its operator runs the `raida coin set` line `raida wallet new` printed)",
             coin.dn, coin.sn
         ),
-        34 => format!("the wallet's AN for RAIDA {raida_id} is not the one the RAIDA holds (wrong wallet file?)"),
-        7 => format!("RAIDA {raida_id} serves another coin id than network.toml's coin_id"),
-        27 => format!("RAIDA {raida_id} does not speak EN 4: mark it `legacy = true` in network.toml"),
-        160 => format!("RAIDA {raida_id} is rate-limiting this coin: wait a minute and retry"),
-        177 => "replay or stale request: check this machine's clock (within 300 s of the RAIDAs')".to_string(),
-        216 => "the key part is gone (already fetched, expired, or never posted)".to_string(),
-        217 => format!("the part is reserved for another receiver coin than {}:{}", coin.dn, coin.sn),
-        218 => "the part may be fetched only from another address (sender: try --any-address)".to_string(),
+        Status::InvalidEncryption => format!("the wallet's AN for RAIDA {raida_id} is not the one the RAIDA holds (wrong wallet file?)"),
+        Status::InvalidCoinId => format!("RAIDA {raida_id} serves another coin id than network.toml's coin_id"),
+        Status::InvalidEncryptionCode => format!("RAIDA {raida_id} does not speak EN 4: mark it `legacy = true` in network.toml"),
+        Status::RequestRate => format!("RAIDA {raida_id} is rate-limiting this coin: wait a minute and retry"),
+        Status::TxnProcessed => "replay or stale request: check this machine's clock (within 300 s of the RAIDAs')".to_string(),
+        Status::KeyNotFound => "the key part is gone (already fetched, expired, or never posted)".to_string(),
+        Status::ReceiverAuth => format!("the part is reserved for another receiver coin than {}:{}", coin.dn, coin.sn),
+        Status::ReceiverAddress => "the part may be fetched only from another address (sender: try --any-address)".to_string(),
         _ => String::new(),
     };
     if what.is_empty() {
