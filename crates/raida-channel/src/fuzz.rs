@@ -134,12 +134,12 @@ pub fn session_messages(data: &[u8]) -> usize {
 /// refused) and never panic on arbitrary bytes.
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
     use crate::fuzz;
     use crate::handshake::{respond, HandshakeConfig, Initiator};
     use crate::message::{header, Kind};
     use crate::pq::EK_LEN;
     use crate::ChannelError;
+    use proptest::prelude::*;
 
     fn pq() -> HandshakeConfig {
         HandshakeConfig { psk: None, pq: true }
@@ -167,9 +167,7 @@ mod tests {
         assert!(fuzz::handshake_reply(&reply).is_ok());
         assert!(matches!(fuzz::handshake_reply(&reply[..reply.len() - 1]), Err(ChannelError::BadHandshake(_))));
         // Classic and PSK hellos follow their flags.
-        for cfg in
-            [HandshakeConfig::default(), HandshakeConfig { psk: crate::Psk::new(vec![1; 16]).ok(), pq: false }]
-        {
+        for cfg in [HandshakeConfig::default(), HandshakeConfig { psk: crate::Psk::new(vec![1; 16]).ok(), pq: false }] {
             assert!(fuzz::handshake_hello(Initiator::new(&cfg).hello()).is_ok());
         }
     }

@@ -240,6 +240,7 @@ pub struct SendReport {
 /// Why an exchange did not complete. Every message names the RAIDA or the receiver at
 /// fault and says what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RkeError {
     #[error(transparent)]
     Network(#[from] NetworkError),
@@ -288,8 +289,7 @@ fn failures_text(f: &[PostFailure]) -> String {
 pub fn status_hint(status: Status, raida_id: u8, coin: CoinName) -> String {
     let what = match status {
         Status::EncryptionCoinNotFound => format!(
-            "coin {}:{} is not registered on RAIDA {raida_id} (its operator runs the `raida coin set` line `raida wallet new` printed)",
-            coin.dn, coin.sn
+            "coin {coin} is not registered on RAIDA {raida_id} (its operator runs the `raida coin set` line `raida wallet new` printed)"
         ),
         Status::InvalidEncryption => format!("the wallet's AN for RAIDA {raida_id} is not the one the RAIDA holds (wrong wallet file?)"),
         Status::InvalidCoinId => format!("RAIDA {raida_id} serves another coin id than network.toml's coin_id"),
@@ -297,7 +297,7 @@ pub fn status_hint(status: Status, raida_id: u8, coin: CoinName) -> String {
         Status::RequestRate => format!("RAIDA {raida_id} is rate-limiting this coin: wait a minute and retry"),
         Status::TxnProcessed => "replay or stale request: check this machine's clock (within 300 s of the RAIDAs')".to_string(),
         Status::KeyNotFound => "the key part is gone (already fetched, expired, or never posted)".to_string(),
-        Status::ReceiverAuth => format!("the part is reserved for another receiver coin than {}:{}", coin.dn, coin.sn),
+        Status::ReceiverAuth => format!("the part is reserved for another receiver coin than {coin}"),
         Status::ReceiverAddress => "the part may be fetched only from another address (sender: try --any-address)".to_string(),
         _ => String::new(),
     };
@@ -1127,7 +1127,7 @@ impl KeyReceiver {
             return refused(Status::Mixed, map, "no part was fetched".into());
         };
         if senders.iter().any(|s| *s != sender) {
-            let list: Vec<String> = senders.iter().map(|s| format!("{}:{}", s.dn, s.sn)).collect();
+            let list: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
             return refused(
                 Status::Mixed,
                 map,
@@ -1138,11 +1138,7 @@ impl KeyReceiver {
             return refused(Status::Mixed, map, "the parts name no sender (anonymous 0:0)".into());
         }
         if !self.opts.accept.is_empty() && !self.opts.accept.contains(&sender) {
-            return refused(
-                Status::Mixed,
-                map,
-                format!("sender {}:{} is not one this receiver accepts (--from)", sender.dn, sender.sn),
-            );
+            return refused(Status::Mixed, map, format!("sender {sender} is not one this receiver accepts (--from)"));
         }
         let first_key_id = entries[0].key_id;
         let received = Received {
