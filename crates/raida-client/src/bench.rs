@@ -30,8 +30,8 @@ use raida_proto::commands::get_key::GetKey;
 use raida_proto::commands::get_ticket::{GetTicket, TicketRecord};
 use raida_proto::commands::post_key::{CoinName, PostKey, KEY_FIELD};
 use raida_proto::commands::version::Version;
-use raida_proto::IdentityCoin;
 use raida_proto::CoinId;
+use raida_proto::IdentityCoin;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
 

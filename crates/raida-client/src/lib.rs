@@ -94,7 +94,12 @@ impl Client {
     /// payload that is not the command's answer [`ClientError::Malformed`]. Both the
     /// request bytes and the answer bytes are erased once used (a Post Key carries a key
     /// part, a Get Key answer a key).
-    pub async fn call<R: Request>(&self, server: Server, key: &ClientKey, request: &R) -> Result<R::Answer, ClientError> {
+    pub async fn call<R: Request>(
+        &self,
+        server: Server,
+        key: &ClientKey,
+        request: &R,
+    ) -> Result<R::Answer, ClientError> {
         let payload = Zeroizing::new(request.to_bytes());
         let mut reply = self.request(server, R::GROUP, R::COMMAND, key, &payload).await?;
         let answer = R::Answer::decode_reply(reply.status, &reply.payload);

@@ -53,9 +53,9 @@ use std::time::{Duration, Instant};
 use hkdf::Hkdf;
 use raida_net::{ConnectionSlot, ConnectionTable, TcpLimits};
 use raida_proto::client::ClientKey;
-use raida_proto::commands::ids::{ECHO, GET_KEY, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
 use raida_proto::codec::Codec;
 use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
+use raida_proto::commands::ids::{ECHO, GET_KEY, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
 use raida_proto::commands::post_key::{CoinName, PostKey, KEY_FIELD};
 use raida_proto::header::{header_size_for, CommandSet, ServerIdentity};
@@ -343,7 +343,8 @@ fn placement(
     // KS + KL <= 127: deployed servers refuse 128
     let room = (KEY_FIELD - 1).saturating_sub(part.len()) as u32 + 1;
     let ks = (OsRng.next_u32() % room) as u8;
-    let payload = Zeroizing::new(PostKey::with_part(key_id, receiver, receiver_ip, sender, &padding, ks, part).to_bytes());
+    let payload =
+        Zeroizing::new(PostKey::with_part(key_id, receiver, receiver_ip, sender, &padding, ks, part).to_bytes());
     Placement { server, key_id, payload }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use raida_proto::commands::decrypt_raida_key::{DecryptRaidaKeyAnswer, DecryptRaidaKey, DecryptRecord, RecordFault};
+use raida_proto::commands::decrypt_raida_key::{DecryptRaidaKey, DecryptRaidaKeyAnswer, DecryptRecord, RecordFault};
 use raida_proto::commands::encrypt_key::{open_ticket_checked, TicketFault};
 use raida_proto::consts::{mfs_for_unix_time, AnsPerRaida};
 use raida_proto::{CoinId, Key16, Status};
@@ -44,7 +44,6 @@ impl From<TicketFault> for Verdict {
 }
 
 impl Command for DecryptRaidaKey {
-
     fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<DecryptRaidaKeyAnswer, Status> {
         judge_all(state, ctx, self, &mut Vec::new())
     }

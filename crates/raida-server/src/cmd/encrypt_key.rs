@@ -12,7 +12,6 @@ use super::{Command, Ctx};
 use crate::state::{Answer, Call, ServerState};
 
 impl Command for EncryptKey {
-
     fn admit(ctx: &Ctx) -> Result<(), Status> {
         if ctx.header.encryption == Encryption::None {
             return Err(Status::InvalidEncryption);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use raida_proto::commands::post_key::{PostKeyAnswer, PostKey};
+use raida_proto::commands::post_key::{PostKey, PostKeyAnswer};
 use raida_proto::{KeyIdentity, Status};
 
 use super::{admit_and_decode, reply, Command, Ctx};
@@ -22,7 +22,6 @@ pub fn poster(id: &KeyIdentity) -> Poster {
 }
 
 impl Command for PostKey {
-
     fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<PostKeyAnswer, Status> {
         state.pending_keys.post(&self.posted(), poster(&ctx.header.key_identity), ctx.peer, ctx.now)?;
         Ok(PostKeyAnswer)

@@ -9,7 +9,6 @@ use super::{Command, Ctx};
 use crate::state::{Answer, Call, ServerState};
 
 impl Command for ShowStats {
-
     /// The key must not cross a network in clear: before the size check.
     fn admit(ctx: &Ctx) -> Result<(), Status> {
         if ctx.header.encryption == Encryption::None && !ctx.peer.is_loopback() {

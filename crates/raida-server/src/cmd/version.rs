@@ -1,6 +1,6 @@
 //! 0/1 Version: → 250 with the build date as 8 ASCII bytes YYYYMMDD.
 
-use raida_proto::commands::version::{VersionAnswer, Version};
+use raida_proto::commands::version::{Version, VersionAnswer};
 use raida_proto::Status;
 
 use super::{Command, Ctx};
