@@ -521,30 +521,12 @@ fn get_ticket_and_decrypt_with_many_records_are_heavy() {
     };
     assert_eq!(kind(2, 40, get_ticket::GetTicket { records: vec![rec; 64] }.to_bytes()), None);
     assert_eq!(kind(2, 40, get_ticket::GetTicket { records: vec![rec; 65] }.to_bytes()), Some(WorkKind::Heavy));
-    assert_eq!(
-        kind(
-            4,
-            45,
-            decrypt_raida_key::DecryptRaidaKey {
-                coin: IdentityCoin(CoinId { dn: 1, sn: 500 }),
-                records: vec![dec; 64]
-            }
-            .to_bytes()
-        ),
-        Some(WorkKind::Durable)
-    );
-    assert_eq!(
-        kind(
-            4,
-            45,
-            decrypt_raida_key::DecryptRaidaKey {
-                coin: IdentityCoin(CoinId { dn: 1, sn: 500 }),
-                records: vec![dec; 65]
-            }
-            .to_bytes()
-        ),
-        Some(WorkKind::Heavy)
-    );
+    let decrypt = |n: usize| {
+        let coin = IdentityCoin(CoinId { dn: 1, sn: 500 });
+        decrypt_raida_key::DecryptRaidaKey { coin, records: vec![dec; n] }.to_bytes()
+    };
+    assert_eq!(kind(4, 45, decrypt(64)), Some(WorkKind::Durable));
+    assert_eq!(kind(4, 45, decrypt(65)), Some(WorkKind::Heavy));
     assert_eq!(kind(4, 41, vec![0; 167]), Some(WorkKind::Durable));
     assert_eq!(
         kind(
