@@ -53,9 +53,11 @@ use std::time::{Duration, Instant};
 use hkdf::Hkdf;
 use raida_net::{ConnectionSlot, ConnectionTable, TcpLimits};
 use raida_proto::client::ClientKey;
+use raida_proto::codec::Codec;
+use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
 use raida_proto::commands::ids::{ECHO, GET_KEY, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
-use raida_proto::commands::key_alert::{self, AlertEntry};
-use raida_proto::commands::post_key::{self, CoinName, KEY_FIELD};
+use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
+use raida_proto::commands::post_key::{CoinName, PostKey, KEY_FIELD};
 use raida_proto::header::{header_size_for, CommandSet, ServerIdentity};
 use raida_proto::keys::NoKeys;
 use raida_proto::replay::NoReplay;
@@ -341,7 +343,8 @@ fn placement(
     // KS + KL <= 127: deployed servers refuse 128
     let room = (KEY_FIELD - 1).saturating_sub(part.len()) as u32 + 1;
     let ks = (OsRng.next_u32() % room) as u8;
-    let payload = Zeroizing::new(post_key::encode_post(&key_id, receiver, receiver_ip, sender, &padding, ks, part));
+    let payload =
+        Zeroizing::new(PostKey::with_part(key_id, receiver, receiver_ip, sender, &padding, ks, part).to_bytes());
     Placement { server, key_id, payload }
 }
 
@@ -586,7 +589,7 @@ async fn alert(
     timeout: Duration,
 ) -> Result<(Status, [u8; 16]), RkeError> {
     let server = Server { addr, raida_id: to.raida_id.unwrap_or(0) };
-    let payload = key_alert::encode(entries);
+    let payload = KeyAlert { entries: entries.to_vec() }.to_bytes();
     let fail = |reason: String| RkeError::Alert { address: to.address.clone(), reason };
     let tcp = Client::new(Transport::Tcp, coin_id, timeout);
     let mut over_tcp = None;
@@ -610,6 +613,7 @@ async fn alert(
             fail(format!("{source}{tcp_too}: is `raida key receive --listen {}` running?", to.address))
         }
         ClientError::Response { source, .. } => fail(format!("the Key Alert was refused: {source}{tcp_too}")),
+        e @ ClientError::Malformed { .. } => fail(e.to_string()),
     })?;
     let map: [u8; 16] = reply
         .payload
@@ -1054,8 +1058,8 @@ impl KeyReceiver {
         let refused = |status: Status, map: [u8; 16], reason: String| {
             (status, map, AlertOutcome::Refused { from, status, reason })
         };
-        let entries = match key_alert::parse(payload) {
-            Ok(e) => e,
+        let entries = match KeyAlert::decode(payload) {
+            Ok(a) => a.entries,
             Err(s) => return refused(s, [0; 16], "malformed Key Alert".into()),
         };
         let raidas = match self.network.resolve().await {
@@ -1077,7 +1081,7 @@ impl KeyReceiver {
                 group: GROUP_KEY_EXCHANGE,
                 command: GET_KEY,
                 key,
-                payload: post_key::encode_get(&p.key_id),
+                payload: GetKey { key_id: p.key_id }.to_bytes(),
             });
         }
         let granted = {
@@ -1096,12 +1100,12 @@ impl KeyReceiver {
             let id = q.server.raida_id;
             match r {
                 Ok(mut reply) => {
-                    match post_key::decode_get_answer(&reply.payload) {
-                        Some((sender, k)) => {
+                    match GetKeyAnswer::decode(&reply.payload) {
+                        Ok(GetKeyAnswer { sender, key }) => {
                             senders.push(sender);
-                            parts.push(Some(k.to_vec()));
+                            parts.push(Some(key));
                         }
-                        None => {
+                        Err(_) => {
                             why.push(format!("part {i}: RAIDA {id}: Get Key answer too short"));
                             parts.push(None);
                         }

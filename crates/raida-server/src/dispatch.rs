@@ -4,7 +4,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use raida_proto::commands::ids::*;
+use raida_proto::codec::Request;
+use raida_proto::commands::decrypt_raida_key::{DecryptRaidaKey, DECRYPT_RECORD};
+use raida_proto::commands::echo::Echo;
+use raida_proto::commands::encrypt_key::EncryptKey;
+use raida_proto::commands::get_key::GetKey;
+use raida_proto::commands::get_ticket::{self, GetTicket};
+use raida_proto::commands::key_alert::KeyAlert;
+use raida_proto::commands::post_key::PostKey;
+use raida_proto::commands::show_stats::ShowStats;
+use raida_proto::commands::validate_ticket::ValidateTicket;
+use raida_proto::commands::version::Version;
 use raida_proto::header::CommandSet;
 
 use crate::cmd;
@@ -58,8 +68,10 @@ pub struct CommandSpec {
     pub heavy_above: Option<usize>,
 }
 
-const fn command(group: u8, command: u8, name: &'static str, handler: Handler) -> CommandSpec {
-    CommandSpec { group, command, name, handler, heavy_above: None }
+/// The registry line of the command whose request type is `R`: its numbers and name come
+/// from the request type.
+const fn command<R: Request>(handler: Handler) -> CommandSpec {
+    CommandSpec { group: R::GROUP, command: R::COMMAND, name: R::NAME, handler, heavy_above: None }
 }
 
 const fn heavy_above(mut c: CommandSpec, bytes: usize) -> CommandSpec {
@@ -70,27 +82,19 @@ const fn heavy_above(mut c: CommandSpec, bytes: usize) -> CommandSpec {
 /// THE list of commands: the dispatch table, Show Stats, `raida selfcheck`, the tests and
 /// the README derive from it, and `tests/registry.rs` fails if it differs from PROTOCOL.md
 /// section 6. Adding a command is one line here (plus its codec type and handler file).
-pub const COMMANDS: [CommandSpec; 10] = [
-    command(GROUP_STATUS, ECHO, "echo", Handler::Inline(cmd::echo::run)),
-    command(GROUP_STATUS, VERSION, "version", Handler::Inline(cmd::version::run)),
-    command(GROUP_STATUS, SHOW_STATS, "show_stats", Handler::Inline(cmd::show_stats::run)),
+pub const COMMANDS: &[CommandSpec] = &[
+    command::<Echo>(Handler::Inline(cmd::echo::run)),
+    command::<Version>(Handler::Inline(cmd::version::run)),
+    command::<ShowStats>(Handler::Inline(cmd::show_stats::run)),
+    heavy_above(command::<GetTicket>(Handler::Inline(cmd::get_ticket::run)), HEAVY_RECORDS * get_ticket::RECORD),
+    command::<ValidateTicket>(Handler::Inline(cmd::validate_ticket::run)),
+    command::<PostKey>(Handler::Durable(cmd::post_key::run_durable)),
+    command::<KeyAlert>(Handler::Async(cmd::key_alert::run)),
+    command::<GetKey>(Handler::Durable(cmd::get_key::run_durable)),
+    command::<EncryptKey>(Handler::Inline(cmd::encrypt_key::run)),
     heavy_above(
-        command(GROUP_HEALING, GET_TICKET, "get_ticket", Handler::Inline(cmd::get_ticket::run)),
-        HEAVY_RECORDS * raida_proto::commands::get_ticket::RECORD,
-    ),
-    command(GROUP_HEALING, VALIDATE_TICKET, "validate_ticket", Handler::Inline(cmd::validate_ticket::run)),
-    command(GROUP_KEY_EXCHANGE, POST_KEY, "post_key", Handler::Durable(cmd::post_key::run_durable)),
-    command(GROUP_KEY_EXCHANGE, KEY_ALERT, "key_alert", Handler::Async(cmd::key_alert::run)),
-    command(GROUP_KEY_EXCHANGE, GET_KEY, "get_key", Handler::Durable(cmd::get_key::run_durable)),
-    command(GROUP_KEY_EXCHANGE, ENCRYPT_KEY, "encrypt_key", Handler::Inline(cmd::encrypt_key::run)),
-    heavy_above(
-        command(
-            GROUP_KEY_EXCHANGE,
-            DECRYPT_RAIDA_KEY,
-            "decrypt_raida_key",
-            Handler::Blocking(cmd::decrypt_raida_key::run),
-        ),
-        5 + HEAVY_RECORDS * raida_proto::commands::key_tickets::DECRYPT_RECORD,
+        command::<DecryptRaidaKey>(Handler::Blocking(cmd::decrypt_raida_key::run)),
+        5 + HEAVY_RECORDS * DECRYPT_RECORD,
     ),
 ];
 

@@ -10,8 +10,6 @@ use crate::pending_keys::take_then;
 use crate::state::{Answer, Call, Reply, ServerState};
 
 impl Command for GetKey {
-    type Answer = GetKeyAnswer;
-
     fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<GetKeyAnswer, Status> {
         let coins = request_coins(&ctx.header.key_identity);
         let (sender, key) = state.pending_keys.take(&self.key_id, &coins, ctx.peer, ctx.now)?;

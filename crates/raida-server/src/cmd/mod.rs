@@ -18,7 +18,7 @@ pub mod version;
 
 use std::net::IpAddr;
 
-use raida_proto::codec::{Codec, Reply};
+use raida_proto::codec::{Reply, Request};
 use raida_proto::header::RequestHeader;
 use raida_proto::{CoinId, Encryption, KeyIdentity, Status};
 
@@ -38,10 +38,8 @@ impl Ctx {
     }
 }
 
-/// A command as this server applies it.
-pub trait Command: Codec {
-    type Answer: Reply;
-
+/// A command as this server applies it: its request type, which names its answer.
+pub trait Command: Request {
     /// Checks on the header that section 6 puts before the payload's (44: EN 0 → 34 before
     /// the size; Show Stats: EN 0 only from loopback).
     fn admit(_ctx: &Ctx) -> Result<(), Status> {

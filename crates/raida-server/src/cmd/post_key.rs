@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use raida_proto::commands::post_key::{PostKeyAnswer, PostKeyRequest};
+use raida_proto::commands::post_key::{PostKey, PostKeyAnswer};
 use raida_proto::{KeyIdentity, Status};
 
 use super::{admit_and_decode, reply, Command, Ctx};
@@ -21,22 +21,20 @@ pub fn poster(id: &KeyIdentity) -> Poster {
     }
 }
 
-impl Command for PostKeyRequest {
-    type Answer = PostKeyAnswer;
-
+impl Command for PostKey {
     fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<PostKeyAnswer, Status> {
-        state.pending_keys.post(&self.post(), poster(&ctx.header.key_identity), ctx.peer, ctx.now)?;
+        state.pending_keys.post(&self.posted(), poster(&ctx.header.key_identity), ctx.peer, ctx.now)?;
         Ok(PostKeyAnswer)
     }
 }
 
 pub fn run(state: &ServerState, call: &Call) -> Answer {
-    super::run::<PostKeyRequest>(state, call)
+    super::run::<PostKey>(state, call)
 }
 
 /// [`run`] without waiting: answered through `answer` once the key is durable.
 pub fn run_durable(state: Arc<ServerState>, call: &Call, answer: Reply) {
-    let (req, ctx) = match admit_and_decode::<PostKeyRequest>(call) {
+    let (req, ctx) = match admit_and_decode::<PostKey>(call) {
         Ok(r) => r,
         Err(a) => return answer.send(a),
     };
@@ -44,7 +42,7 @@ pub fn run_durable(state: Arc<ServerState>, call: &Call, answer: Reply) {
     post_then(
         state,
         |s| &s.pending_keys,
-        &req.post(),
+        &req.posted(),
         poster,
         ctx.peer,
         ctx.now,

@@ -15,6 +15,7 @@ use raida_client::rke::{send_key, AlertOutcome, KeyReceiver, ReceiveOptions, Rec
 use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
+use raida_proto::codec::Codec;
 use raida_proto::CoinId;
 use raida_proto::Status;
 use raida_proto::{Key16, Key32};
@@ -227,9 +228,9 @@ fn fix(a: FixArgs) -> anyhow::Result<()> {
     let results =
         rt.block_on(exchange::fix_an(&client, helpers, target, raida_proto::IdentityCoin(identity), coin, new_an))?;
     anyhow::ensure!(
-        results == [1, 1],
+        results.0 == [true, true],
         "the target RAIDA rejected the tickets (result bytes {})",
-        hex::encode(&results)
+        hex::encode(results.to_bytes())
     );
     eprintln!("RAIDA {} now holds the new AN of coin {coin}", target.raida_id);
     println!("{}", hex::encode(new_an));
