@@ -66,6 +66,13 @@ pub fn request_len(first32: &[u8; 32]) -> usize {
     header_size_for(first32[16]) + body_length(first32)
 }
 
+/// TCP framing of an answer (section 4): the size of a whole response given its first 32
+/// bytes: the 32-byte header plus the body size of bytes 9-11. A stream reader reads 32
+/// bytes, then the rest.
+pub fn response_len(first32: &[u8; 32]) -> usize {
+    crate::consts::RESPONSE_HEADER_SIZE + u32::from_be_bytes([0, first32[9], first32[10], first32[11]]) as usize
+}
+
 /// Outcome of UDP framing (section 2), checked before anything else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {

@@ -23,9 +23,9 @@ use super::{
     Approval, Event, Manifest, ReceiveOptions, Summary, TransferError, HANDSHAKE_LIMIT, MAX_CHUNK, MAX_HANDSHAKES,
     QUEUE,
 };
-use crate::network::Network;
 use crate::rke::{AlertOutcome, KeyReceiver, Received, RkeError};
-use crate::wallet::Wallet;
+use raida_net::network::Network;
+use raida_store::wallet::Wallet;
 
 /// Where received items go.
 pub enum Sink {
