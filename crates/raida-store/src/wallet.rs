@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 
 use crate::layout::{
     coin_file_coin_id, coin_file_name, decode_identity_coin, encode_identity_coin, parse_coin_file_name,
-    read_coin_file, MAX_SN, TOTAL_RAIDA,
+    read_coin_file, MAX_DN, MAX_SN, MIN_DN, TOTAL_RAIDA,
 };
 
 /// Number of RAIDAs (and ANs in a coin file).
@@ -60,7 +60,7 @@ impl std::fmt::Debug for Wallet {
 
 /// Check a coin name: DN -8..6 (a coin, not a key token), SN < 1,024,000, not 0:0.
 pub fn check_coin(CoinId { dn, sn }: CoinId) -> Result<(), WalletError> {
-    if !(-8..=6).contains(&dn) {
+    if !(MIN_DN..=MAX_DN).contains(&dn) {
         return Err(WalletError::BadCoin(format!("DN {dn} is not a coin denomination (-8..6)")));
     }
     if sn >= MAX_SN {
