@@ -14,6 +14,7 @@ use rand_core::{OsRng, RngCore};
 use crate::{Client, ClientError, Server};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExchangeError {
     #[error("a key of {len} bytes cannot be split into {parts} parts of 4, 8, 16, 24, 32 or 40 bytes")]
     BadSplit { len: usize, parts: usize },

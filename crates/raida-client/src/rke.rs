@@ -241,6 +241,7 @@ pub struct SendReport {
 /// Why an exchange did not complete. Every message names the RAIDA or the receiver at
 /// fault and says what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RkeError {
     #[error(transparent)]
     Network(#[from] NetworkError),
@@ -287,19 +288,18 @@ fn failures_text(f: &[PostFailure]) -> String {
 
 /// What to tell the user when a RAIDA refuses a post or a fetch.
 pub fn status_hint(status: Status, raida_id: u8, coin: CoinName) -> String {
-    let what = match status.code() {
-        25 => format!(
-            "coin {}:{} is not registered on RAIDA {raida_id} (its operator runs the `raida coin set` line `raida wallet new` printed)",
-            coin.dn, coin.sn
+    let what = match status {
+        Status::EncryptionCoinNotFound => format!(
+            "coin {coin} is not registered on RAIDA {raida_id} (its operator runs the `raida coin set` line `raida wallet new` printed)"
         ),
-        34 => format!("the wallet's AN for RAIDA {raida_id} is not the one the RAIDA holds (wrong wallet file?)"),
-        7 => format!("RAIDA {raida_id} serves another coin id than network.toml's coin_id"),
-        27 => format!("RAIDA {raida_id} does not speak EN 4: mark it `legacy = true` in network.toml"),
-        160 => format!("RAIDA {raida_id} is rate-limiting this coin: wait a minute and retry"),
-        177 => "replay or stale request: check this machine's clock (within 300 s of the RAIDAs')".to_string(),
-        216 => "the key part is gone (already fetched, expired, or never posted)".to_string(),
-        217 => format!("the part is reserved for another receiver coin than {}:{}", coin.dn, coin.sn),
-        218 => "the part may be fetched only from another address (sender: try --any-address)".to_string(),
+        Status::InvalidEncryption => format!("the wallet's AN for RAIDA {raida_id} is not the one the RAIDA holds (wrong wallet file?)"),
+        Status::InvalidCoinId => format!("RAIDA {raida_id} serves another coin id than network.toml's coin_id"),
+        Status::InvalidEncryptionCode => format!("RAIDA {raida_id} does not speak EN 4: mark it `legacy = true` in network.toml"),
+        Status::RequestRate => format!("RAIDA {raida_id} is rate-limiting this coin: wait a minute and retry"),
+        Status::TxnProcessed => "replay or stale request: check this machine's clock (within 300 s of the RAIDAs')".to_string(),
+        Status::KeyNotFound => "the key part is gone (already fetched, expired, or never posted)".to_string(),
+        Status::ReceiverAuth => format!("the part is reserved for another receiver coin than {coin}"),
+        Status::ReceiverAddress => "the part may be fetched only from another address (sender: try --any-address)".to_string(),
         _ => String::new(),
     };
     if what.is_empty() {
@@ -610,6 +610,7 @@ async fn alert(
             fail(format!("{source}{tcp_too}: is `raida key receive --listen {}` running?", to.address))
         }
         ClientError::Response { source, .. } => fail(format!("the Key Alert was refused: {source}{tcp_too}")),
+        other => fail(format!("{other}{tcp_too}")),
     })?;
     let map: [u8; 16] = reply
         .payload
@@ -1127,7 +1128,7 @@ impl KeyReceiver {
             return refused(Status::Mixed, map, "no part was fetched".into());
         };
         if senders.iter().any(|s| *s != sender) {
-            let list: Vec<String> = senders.iter().map(|s| format!("{}:{}", s.dn, s.sn)).collect();
+            let list: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
             return refused(
                 Status::Mixed,
                 map,
@@ -1138,11 +1139,7 @@ impl KeyReceiver {
             return refused(Status::Mixed, map, "the parts name no sender (anonymous 0:0)".into());
         }
         if !self.opts.accept.is_empty() && !self.opts.accept.contains(&sender) {
-            return refused(
-                Status::Mixed,
-                map,
-                format!("sender {}:{} is not one this receiver accepts (--from)", sender.dn, sender.sn),
-            );
+            return refused(Status::Mixed, map, format!("sender {sender} is not one this receiver accepts (--from)"));
         }
         let first_key_id = entries[0].key_id;
         let received = Received {

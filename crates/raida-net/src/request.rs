@@ -15,6 +15,7 @@ pub struct Server {
 
 /// Why a request did not produce a verified answer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     #[error("i/o error talking to {addr}: {source}")]
     Io { addr: SocketAddr, source: std::io::Error },

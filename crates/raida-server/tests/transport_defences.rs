@@ -588,13 +588,13 @@ impl Ledger for SlowLedger {
     fn identity_coin(&self, coin: IdentityCoin) -> Result<Option<raida_proto::consts::AnsPerRaida>, Fault> {
         self.0.identity_coin(coin)
     }
-    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String> {
+    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), raida_server::ledger::LedgerError> {
         self.0.write_coins(updates)
     }
     fn page_stats(&self) -> (u64, u64) {
         self.0.page_stats()
     }
-    fn flush(&self) -> Result<(), String> {
+    fn flush(&self) -> Result<(), raida_server::ledger::LedgerError> {
         self.0.flush()
     }
 }

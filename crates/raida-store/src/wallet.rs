@@ -33,6 +33,7 @@ pub const RAIDAS: usize = TOTAL_RAIDA;
 
 /// Why a wallet cannot be made, read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WalletError {
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },

@@ -134,6 +134,7 @@ pub struct BenchProgress {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BenchError {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),

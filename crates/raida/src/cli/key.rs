@@ -231,7 +231,7 @@ fn fix(a: FixArgs) -> anyhow::Result<()> {
         "the target RAIDA rejected the tickets (result bytes {})",
         hex::encode(&results)
     );
-    eprintln!("RAIDA {} now holds the new AN of coin {}:{}", target.raida_id, coin.dn, coin.sn);
+    eprintln!("RAIDA {} now holds the new AN of coin {coin}", target.raida_id);
     println!("{}", hex::encode(new_an));
     Ok(())
 }
@@ -336,7 +336,7 @@ fn send_rke(a: SendArgs) -> anyhow::Result<()> {
         report.key_servers,
         hex::encode(report.first_key_id)
     );
-    println!("receiver {}:{}", report.receiver.dn, report.receiver.sn);
+    println!("receiver {}", report.receiver);
     write_key(out, &report.session_key)
 }
 
@@ -379,6 +379,6 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
         }
     };
     eprintln!("key received from {} ({} parts)", received.from, received.parts);
-    println!("sender {}:{}", received.sender.dn, received.sender.sn);
+    println!("sender {}", received.sender);
     write_key(out, &received.session_key)
 }
