@@ -12,8 +12,8 @@
 
 #![allow(dead_code)]
 
-use raida_client::network::{majority_of, ResolvedRaida};
 use raida_client::rke::{plan_alert, AlertRefusal, ReceiveOptions};
+use raida_net::network::{majority_of, ResolvedRaida};
 use raida_proto::codec::Codec;
 use raida_proto::commands::key_alert::KeyAlert;
 

@@ -6,24 +6,23 @@
 //! moves bytes and keeps time.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use raida_proto::client::{build_request, response_size, ClientKey, Reply, ResponseError, Routing};
+use raida_proto::client::{build_request, ClientKey, Reply, Routing};
 use raida_proto::codec::{Reply as _, Request};
+use raida_proto::header::response_len;
 use rand_core::OsRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use zeroize::{Zeroize, Zeroizing};
 
-pub mod batch;
-pub mod bench;
 pub mod exchange;
-pub mod fetch_budget;
-pub mod mmsg;
-pub mod network;
 pub mod rke;
 pub mod transfer;
-pub mod wallet;
+
+// The peer and the error of a request live in raida-net with the request batches that
+// share them; every caller of the client names them through here.
+pub use raida_net::{unix_now, ClientError, Server};
 
 /// Default per-request timeout (RAIDA_SERVER_RCV_TIMEOUT).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
@@ -33,43 +32,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
 pub enum Transport {
     Udp,
     Tcp,
-}
-
-/// Why a request did not produce a verified answer.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    #[error("i/o error talking to {addr}: {source}")]
-    Io { addr: SocketAddr, source: std::io::Error },
-    #[error("no answer from {0} within the timeout")]
-    Timeout(SocketAddr),
-    #[error("{addr}: {source}")]
-    Response { addr: SocketAddr, source: ResponseError },
-    /// A verified success whose payload is not the command's answer.
-    #[error("{addr}: unexpected {command} answer")]
-    Malformed { addr: SocketAddr, command: &'static str },
-}
-
-impl ClientError {
-    /// The status a server answered, when the failure is an error status.
-    pub fn status(&self) -> Option<raida_proto::Status> {
-        match self {
-            ClientError::Response { source: ResponseError::Status { status, .. }, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-/// The current Unix time in seconds (for modern request times).
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// One server: its address and RAIDA id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Server {
-    pub addr: SocketAddr,
-    pub raida_id: u8,
 }
 
 /// How to talk to RAIDA servers: transport, the network's coin id, per-request timeout.
@@ -181,7 +143,7 @@ impl Client {
 pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>> {
     let mut head = [0u8; 32];
     r.read_exact(&mut head).await?;
-    let total = response_size(&head);
+    let total = response_len(&head);
     let mut out = vec![0u8; total];
     out[..32].copy_from_slice(&head);
     r.read_exact(&mut out[32..]).await?;

@@ -13,7 +13,7 @@
 //!   Key Alert only. Before any fetch it checks the rules that need none ([`plan_alert`]):
 //!   the parts sit on distinct RAIDAs of its network that are at least a majority of them
 //!   (13 of 25, or [`ReceiveOptions::min_parts`]), and the alert's Get Keys fit its budget
-//!   per minute ([`crate::fetch_budget`], 160 beyond). Then it fetches every part with 43
+//!   per minute ([`raida_net::fetch_budget`], 160 beyond). Then it fetches every part with 43
 //!   Get Key **EN 4 under its own coin**, only from the RAIDAs of its network, and keeps
 //!   the key only if every part names the same sender, not anonymous (0:0), and that
 //!   sender is accepted; otherwise it answers 243 and keeps nothing.
@@ -27,8 +27,8 @@
 //!
 //! ```no_run
 //! use std::path::Path;
-//! use raida_client::network::Network;
-//! use raida_client::wallet::Wallet;
+//! use raida_net::network::Network;
+//! use raida_store::wallet::Wallet;
 //! use raida_client::rke::{send_key, KeyReceiver, ReceiveOptions, Recipient, SendOptions};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,7 +58,7 @@ use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
 use raida_proto::commands::ids::{ECHO, GET_KEY, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
 use raida_proto::commands::post_key::{CoinName, PostKey, KEY_FIELD};
-use raida_proto::header::{header_size_for, CommandSet, ServerIdentity};
+use raida_proto::header::{request_len, CommandSet, ServerIdentity};
 use raida_proto::keys::NoKeys;
 use raida_proto::replay::NoReplay;
 use raida_proto::{validate_request, Rejection, Status};
@@ -69,12 +69,13 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::batch::{udp_batch, BatchRequest};
 use crate::exchange::split_key;
-use crate::fetch_budget::FetchBudget;
-use crate::network::{resolve_address, split_host_port, Network, NetworkError, ResolvedRaida};
-use crate::wallet::{parse_coin_name, Wallet, WalletError};
 use crate::{unix_now, Client, ClientError, Server, Transport};
+use raida_net::batch::{udp_batch, BatchRequest};
+use raida_net::fetch_budget::FetchBudget;
+use raida_net::network::{majority_of, Network, NetworkError, ResolvedRaida};
+use raida_net::resolve::{resolve_address, split_host_port};
+use raida_store::wallet::{parse_coin_name, Wallet, WalletError};
 
 /// Parts per key by default (section 9).
 pub const DEFAULT_PARTS: usize = 16;
@@ -147,7 +148,7 @@ impl Recipient {
             }
             None => (None, rest),
         };
-        split_host_port(address).map_err(|e| bad(&e))?;
+        split_host_port(address).map_err(|e| bad(&e.to_string()))?;
         Ok(Recipient { coin, address: address.to_string(), raida_id })
     }
 }
@@ -489,10 +490,9 @@ pub async fn send_assembled_key(
     same_coin_id(network, wallet)?;
     let parts = opts.parts_for(network)?;
     let pieces = split_key(key, parts).map_err(|e| RkeError::Setup(e.to_string()))?;
-    let receiver_addr = resolve_address(&to.address).await.map_err(|reason| RkeError::Alert {
-        address: to.address.clone(),
-        reason: format!("cannot resolve: {reason}"),
-    })?;
+    let receiver_addr = resolve_address(&to.address)
+        .await
+        .map_err(|e| RkeError::Alert { address: to.address.clone(), reason: e.to_string() })?;
     let receiver_ip = match receiver_addr.ip() {
         IpAddr::V4(v4) if opts.bind_receiver_address => v4.octets(),
         _ => [0; 4],
@@ -613,7 +613,7 @@ async fn alert(
             fail(format!("{source}{tcp_too}: is `raida key receive --listen {}` running?", to.address))
         }
         ClientError::Response { source, .. } => fail(format!("the Key Alert was refused: {source}{tcp_too}")),
-        e @ ClientError::Malformed { .. } => fail(e.to_string()),
+        other => fail(format!("{other}{tcp_too}")),
     })?;
     let map: [u8; 16] = reply
         .payload
@@ -653,7 +653,7 @@ pub struct ReceiveOptions {
     /// floor: a receiver may demand more, never fewer (PROTOCOL.md section 9).
     pub min_parts: usize,
     /// Get Keys this receiver sends per minute for alerts, in total; one source address
-    /// may use a quarter of it ([`crate::fetch_budget`]). Every fetch is made under the
+    /// may use a quarter of it ([`raida_net::fetch_budget`]). Every fetch is made under the
     /// receiver's own coin, whose replay share on each RAIDA is bounded: without this
     /// budget, a flood of forged alerts would spend it and lock the coin out.
     pub fetches_per_minute: u32,
@@ -722,7 +722,7 @@ pub struct PlannedFetch {
 
 /// The parts a key must have on `raidas` (the network's RAIDAs, resolved) under `opts`.
 pub fn parts_needed(raidas: usize, opts: &ReceiveOptions) -> usize {
-    crate::network::majority_of(raidas).max(opts.min_parts)
+    majority_of(raidas).max(opts.min_parts)
 }
 
 /// Every rule of section 9 that needs no fetch, applied to a decoded Key Alert: at least
@@ -1183,11 +1183,10 @@ async fn serve_connection(
     tokio::pin!(lifetime);
     loop {
         let read = async {
-            let mut packet = vec![0u8; 32];
-            stream.read_exact(&mut packet).await?;
-            let header = header_size_for(packet[16]);
-            let body = u16::from_be_bytes([packet[22], packet[23]]) as usize;
-            packet.resize(header + body, 0);
+            let mut first32 = [0u8; 32];
+            stream.read_exact(&mut first32).await?;
+            let mut packet = first32.to_vec();
+            packet.resize(request_len(&first32), 0);
             stream.read_exact(&mut packet[32..]).await?;
             Ok::<_, std::io::Error>(packet)
         };

@@ -7,8 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use proptest::prelude::*;
-use raida_client::network::ResolvedRaida;
 use raida_client::rke::{plan_alert, ReceiveOptions};
+use raida_net::network::ResolvedRaida;
 use raida_proto::commands::key_alert::AlertEntry;
 
 /// How one entry is made from a RAIDA id: right, or wrong in one way.

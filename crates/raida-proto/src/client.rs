@@ -281,11 +281,6 @@ pub enum ResponseError {
     Status { status: Status, authenticated: bool },
 }
 
-/// Size of the complete response given its first 32 bytes.
-pub fn response_size(header: &[u8; 32]) -> usize {
-    RESPONSE_HEADER_SIZE + u32::from_be_bytes([0, header[9], header[10], header[11]]) as usize
-}
-
 impl PendingReply {
     /// What verifies a legacy answer: the request's echo, key (None for EN 0), IV and
     /// expected challenge hash.
@@ -310,7 +305,7 @@ impl PendingReply {
         }
         let mut h = [0u8; 32];
         h.copy_from_slice(&response[..32]);
-        let total = response_size(&h);
+        let total = crate::header::response_len(&h);
         if response.len() < total {
             return Err(ResponseError::Truncated);
         }

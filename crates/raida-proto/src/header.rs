@@ -58,6 +58,13 @@ pub fn request_len(first32: &[u8; 32]) -> usize {
     header_size_for(first32[16]) + body_length(first32)
 }
 
+/// TCP framing of an answer (section 4): the size of a whole response given its first 32
+/// bytes: the 32-byte header plus the body size of bytes 9-11. A stream reader reads 32
+/// bytes, then the rest.
+pub fn response_len(first32: &[u8; 32]) -> usize {
+    crate::consts::RESPONSE_HEADER_SIZE + u32::from_be_bytes([0, first32[9], first32[10], first32[11]]) as usize
+}
+
 /// Outcome of UDP framing (section 2), checked before anything else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -232,4 +239,39 @@ pub fn parse_request_header(
         nonce,
         request_time,
     })
+}
+
+#[cfg(test)]
+mod framing_tests {
+    use super::*;
+    use crate::client::{build_request, ClientKey, Routing};
+    use crate::keys::Key32;
+    use crate::response::ReplyContext;
+
+    /// A stream reader that reads 32 bytes and then `request_len` / `response_len` of them
+    /// reads exactly one whole request or answer, of every header size.
+    #[test]
+    fn framing_lengths_are_the_sizes_of_what_is_sent() {
+        let mut rng = rand_core::OsRng;
+        let token = ClientKey::Token { coin: (1, 2).into(), key: Key32::from_secret([9; 32]) };
+        for key in [ClientKey::None, token] {
+            for payload in [&[][..], &[7u8; 300][..]] {
+                let (packet, _) = build_request(&Routing::new(3, 6, 0, 0), &key, payload, 0, &mut rng);
+                let mut first32 = [0u8; 32];
+                first32.copy_from_slice(&packet[..32]);
+                assert_eq!(request_len(&first32), packet.len());
+
+                let mut answer = Vec::new();
+                ReplyContext::unauthenticated(3, &packet, false).write(
+                    Status::Success,
+                    payload,
+                    0,
+                    &mut rng,
+                    &mut answer,
+                );
+                first32.copy_from_slice(&answer[..32]);
+                assert_eq!(response_len(&first32), answer.len());
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 
-use raida_server::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
+use raida_net::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);

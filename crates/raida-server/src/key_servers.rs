@@ -3,15 +3,35 @@
 //! are resolved here, when the server starts (a name that does not resolve is an error
 //! naming it, so a typo never silently drops a key server).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use raida_client::network::{resolve_address_blocking, resolve_host_blocking, Network};
+use raida_net::network::{Network, NetworkError};
+use raida_net::resolve::{resolve_address_blocking, resolve_host_blocking, ResolveError};
 use raida_store::Config;
 
 use crate::state::KeyServer;
 
+/// Why the configured key servers cannot be used; each names the config.toml entry or the
+/// network file's RAIDA at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyServersError {
+    /// A `[[key_servers]]` host does not resolve.
+    #[error("config.toml: key server {raida_id}: {source}")]
+    KeyServer { raida_id: u8, source: ResolveError },
+    /// The `network = "FILE"` cannot be read or is not a network file.
+    #[error("config.toml: network: {0}")]
+    Network(NetworkError),
+    /// The network file is of another coin.
+    #[error("config.toml: network {}: coin_id {network} is not this server's coin_id {server}", path.display())]
+    CoinId { path: PathBuf, network: u16, server: u16 },
+    /// A RAIDA of the network file does not resolve.
+    #[error("{}: RAIDA {raida_id}: {source}", path.display())]
+    Raida { path: PathBuf, raida_id: u8, source: ResolveError },
+}
+
 /// Every configured key server, resolved; duplicates (same RAIDA id, address and port) once.
-pub fn configured_key_servers(config: &Config, dir: &Path) -> Result<Vec<KeyServer>, String> {
+pub fn configured_key_servers(config: &Config, dir: &Path) -> Result<Vec<KeyServer>, KeyServersError> {
     let mut out: Vec<KeyServer> = Vec::new();
     let mut push = |ks: KeyServer| {
         if !out.contains(&ks) {
@@ -20,23 +40,21 @@ pub fn configured_key_servers(config: &Config, dir: &Path) -> Result<Vec<KeyServ
     };
     for ks in &config.key_servers {
         let addr = resolve_host_blocking(&ks.address, ks.port)
-            .map_err(|e| format!("config.toml: key server {}: {e}", ks.raida_id))?;
+            .map_err(|source| KeyServersError::KeyServer { raida_id: ks.raida_id, source })?;
         push(KeyServer::new(ks.raida_id, addr, ks.legacy));
     }
     if let Some(file) = &config.network {
         let path = dir.join(file);
-        let network = Network::load(&path).map_err(|e| format!("config.toml: network: {e}"))?;
+        let network = Network::load(&path).map_err(KeyServersError::Network)?;
         if network.coin_id != config.coin_id {
-            return Err(format!(
-                "config.toml: network {}: coin_id {} is not this server's coin_id {}",
-                path.display(),
-                network.coin_id,
-                config.coin_id
-            ));
+            return Err(KeyServersError::CoinId { path, network: network.coin_id, server: config.coin_id });
         }
         for r in network.raidas.iter().filter(|r| r.id != config.raida_id) {
-            let addr =
-                resolve_address_blocking(&r.address).map_err(|e| format!("{}: RAIDA {}: {e}", path.display(), r.id))?;
+            let addr = resolve_address_blocking(&r.address).map_err(|source| KeyServersError::Raida {
+                path: path.clone(),
+                raida_id: r.id,
+                source,
+            })?;
             push(KeyServer::new(r.id, addr, r.legacy));
         }
     }
@@ -65,11 +83,13 @@ mod tests {
         assert!(ks.iter().all(|k| k.server.addr.ip().is_loopback()));
 
         let bad = Config::from_toml("raida_id = 0\nnetwork = \"missing.toml\"\n", &tmp.path().join("c")).unwrap();
-        assert!(configured_key_servers(&bad, tmp.path()).unwrap_err().contains("missing.toml"));
+        assert!(configured_key_servers(&bad, tmp.path()).unwrap_err().to_string().contains("missing.toml"));
         let unresolvable =
             "raida_id = 0\n[[key_servers]]\nraida_id = 5\naddress = \"no-such-host.invalid\"\nport = 1\n";
         let c = Config::from_toml(unresolvable, &tmp.path().join("c")).unwrap();
-        assert!(configured_key_servers(&c, tmp.path()).unwrap_err().contains("key server 5"));
+        let e = configured_key_servers(&c, tmp.path()).unwrap_err();
+        assert!(matches!(e, KeyServersError::KeyServer { raida_id: 5, .. }), "{e}");
+        assert!(e.to_string().contains("key server 5"), "{e}");
         assert!(Config::from_toml(
             "raida_id = 0\n[[key_servers]]\nraida_id = 5\naddress = \"a b\"\nport = 1\n",
             &tmp.path().join("c")

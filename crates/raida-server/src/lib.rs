@@ -14,7 +14,6 @@ pub mod ledger;
 pub mod limits;
 pub mod local_network;
 pub mod metrics;
-pub use raida_client::mmsg;
 pub mod pending_keys;
 pub mod reload;
 pub mod server;

@@ -6,7 +6,7 @@
 //!
 //! | path | content |
 //! |---|---|
-//! | `DIR/network.toml` | coin id and the RAIDAs (`raida_client::network`), `127.0.0.1:<base + id>` |
+//! | `DIR/network.toml` | coin id and the RAIDAs (`raida_net::network`), `127.0.0.1:<base + id>` |
 //! | `DIR/raida-NN/` | RAIDA NN's data directory (`raida init`), listening on `127.0.0.1:<base + NN>`; its identity coin `1:<1023 - NN>` is `[identity]`, every other RAIDA is a `[[key_servers]]` entry |
 //! | `DIR/wallets/<user>/01.<SN>.bin` | a user's coin (section 9 file), registered on every RAIDA |
 //!
@@ -16,9 +16,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raida_client::network::{Network, RaidaEntry, NETWORK_FILE};
-use raida_client::wallet::{parse_file_name, Wallet};
+use raida_net::network::{Network, RaidaEntry, NETWORK_FILE};
 use raida_proto::{CoinId, IdentityCoin};
+use raida_store::parse_coin_file_name;
+use raida_store::wallet::Wallet;
 
 use crate::server::{RunningServer, ServerBuilder, ServerLimits};
 
@@ -82,7 +83,7 @@ pub fn user_wallet(dir: &Path, user: &str) -> Option<PathBuf> {
         .ok()?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).and_then(parse_file_name).is_some())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).and_then(parse_coin_file_name).is_some())
 }
 
 fn check_user_name(name: &str) -> Result<(), LocalNetworkError> {
@@ -194,7 +195,7 @@ pub fn add_user(dir: &Path, name: &str) -> Result<PathBuf, LocalNetworkError> {
     if let Ok(rd) = std::fs::read_dir(dir.join(WALLETS_DIR)) {
         for u in rd.flatten() {
             for f in std::fs::read_dir(u.path()).into_iter().flatten().flatten() {
-                if let Some(IdentityCoin(CoinId { sn, .. })) = f.file_name().to_str().and_then(parse_file_name) {
+                if let Some(IdentityCoin(CoinId { sn, .. })) = f.file_name().to_str().and_then(parse_coin_file_name) {
                     used.push(sn);
                 }
             }

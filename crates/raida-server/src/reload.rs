@@ -130,7 +130,7 @@ impl LiveLimits {
 /// ([`ServerState::live_limits`]); a state no server runs has none to change.
 pub fn apply(state: &ServerState, old: &Config, new: &Config, dir: &Path) -> Result<Vec<String>, String> {
     // everything that can fail first (resolving host names, reading the network file)
-    let key_servers = crate::key_servers::configured_key_servers(new, dir)?;
+    let key_servers = crate::key_servers::configured_key_servers(new, dir).map_err(|e| e.to_string())?;
     let timeout = state.key_alert_settings().timeout;
     state.key_alert_reloaded.store(Some(Arc::new(KeyAlertSettings {
         key_servers,

@@ -191,7 +191,8 @@ impl ServerBuilder {
         if admin_key.is_none() {
             tracing::warn!("config.toml has no valid admin_key (32 hex digits): Show Stats is disabled");
         }
-        let key_servers = crate::key_servers::configured_key_servers(&config, dir).map_err(ServerError::Config)?;
+        let key_servers =
+            crate::key_servers::configured_key_servers(&config, dir).map_err(|e| ServerError::Config(e.to_string()))?;
         let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger { store, coin_id: config.coin_id });
         let identity = ServerIdentity {
             legacy_encryption: config.legacy_encryption,

@@ -21,7 +21,7 @@ use crate::stats::Stats;
 use crate::tickets::TicketPool;
 
 /// A configured key server (Key Alert contacts only these), its address resolved.
-pub use raida_client::network::ResolvedRaida as KeyServer;
+pub use raida_net::network::ResolvedRaida as KeyServer;
 
 /// Settings of Key Alert (42).
 #[derive(Clone, Debug)]
@@ -189,7 +189,7 @@ pub struct ServerState {
     /// serving this state (set by its `start`), so that a reload reaches them too.
     pub live_limits: arc_swap::ArcSwapOption<crate::reload::LiveLimits>,
     /// Key Alert's Get Keys in the current minute (all alerts together).
-    pub key_alert_fetches: Mutex<raida_client::fetch_budget::FetchBudget>,
+    pub key_alert_fetches: Mutex<raida_net::fetch_budget::FetchBudget>,
     /// Set only by tests of receivers: this RAIDA lies (see [`ForgedGetKey`]).
     pub forged_get_key: arc_swap::ArcSwapOption<ForgedGetKey>,
 }
@@ -309,7 +309,7 @@ impl ServerState {
             blocking: BlockingPool::new(DEFAULT_BLOCKING_THREADS),
             peer_logs: LogLimiter::default(),
             live_limits: arc_swap::ArcSwapOption::empty(),
-            key_alert_fetches: Mutex::new(raida_client::fetch_budget::FetchBudget::new(
+            key_alert_fetches: Mutex::new(raida_net::fetch_budget::FetchBudget::new(
                 DEFAULT_KEY_ALERT_FETCHES_PER_MINUTE,
             )),
             forged_get_key: arc_swap::ArcSwapOption::empty(),

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raida_proto::header::header_size_for;
+use raida_proto::header::request_len;
 use raida_proto::Status;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -65,21 +65,15 @@ pub async fn accept_loop(
     }
 }
 
-/// Read one whole request into `buf`: 32 bytes, 16 more for EN 4/5/7, then the body.
+/// Read one whole request into `buf`: 32 bytes, then the rest of the size they give
+/// ([`request_len`]: 16 more header bytes for EN 4/5/7, then the body).
 async fn read_request<R: tokio::io::AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.resize(32, 0);
-    r.read_exact(&mut buf[..32]).await?;
-    let header = header_size_for(buf[16]);
-    let body_at = if header > 32 {
-        buf.resize(header, 0);
-        r.read_exact(&mut buf[32..header]).await?;
-        header
-    } else {
-        32
-    };
-    let body = raida_proto::header::body_length(buf);
-    buf.resize(body_at + body, 0);
-    r.read_exact(&mut buf[body_at..]).await?;
+    let mut first32 = [0u8; 32];
+    r.read_exact(&mut first32).await?;
+    buf.clear();
+    buf.extend_from_slice(&first32);
+    buf.resize(request_len(&first32), 0);
+    r.read_exact(&mut buf[32..]).await?;
     Ok(())
 }
 

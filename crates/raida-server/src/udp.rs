@@ -1,7 +1,7 @@
 //! UDP: one datagram is one request. A few OS threads, each with its own socket of one
 //! SO_REUSEPORT group (the kernel spreads clients over them by address and port, so a
 //! thread never wakes for another's datagram), take datagrams and send answers in
-//! batches (recvmmsg / sendmmsg, [`crate::mmsg`]) and run the request path inline (no
+//! batches (recvmmsg / sendmmsg, [`raida_net::mmsg`]) and run the request path inline (no
 //! task hop, no allocation and no lock per datagram on the Echo path);
 //! durable writes run on the blocking threads ([`crate::blocking`], which also send their
 //! answers), commands that wait for the network or may touch thousands of pages on the
@@ -18,8 +18,8 @@ use raida_proto::Status;
 use tokio_util::task::TaskTracker;
 
 use crate::limits::DeferredLimits;
-use crate::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
 use crate::state::{Outcome, ServerState, Transport};
+use raida_net::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
 
 /// Shared by the UDP worker threads.
 pub struct UdpContext {
@@ -62,7 +62,7 @@ fn worker(ctx: &UdpContext, socket: &Arc<UdpSocket>) {
     while !ctx.stop.load(Ordering::Relaxed) {
         let n = match rx.recv(socket) {
             Ok(n) => n,
-            Err(e) if raida_client::mmsg::is_transient(&e) => continue,
+            Err(e) if raida_net::mmsg::is_transient(&e) => continue,
             Err(e) => {
                 // e.g. ICMP port unreachable reported on Linux: not fatal
                 tracing::trace!(error = %e, "udp recv");

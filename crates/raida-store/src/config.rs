@@ -219,7 +219,7 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityConfig>,
     /// A network file (the `network.toml` of `raida network init`, format in
-    /// `raida_client::network`), relative to the data directory or absolute: every RAIDA
+    /// `raida_net::network`), relative to the data directory or absolute: every RAIDA
     /// it lists other than this one is a key server, in addition to `[[key_servers]]`.
     /// Default: none. Its host names are resolved when the server starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,8 @@
 //! Names of things in the data directory (PROTOCOL.md section 7) and small helpers.
 
+use raida_proto::{CoinId, IdentityCoin};
+use zeroize::Zeroizing;
+
 use crate::error::{Result, StoreError};
 
 /// Records per page file.
@@ -63,13 +66,49 @@ pub fn page_path_for_sn(dn: i8, sn: u32) -> (String, usize) {
 
 /// Relative path of an identity coin file: `coins/<DN 2 hex>.<SN decimal>.bin`.
 pub fn identity_coin_rel_path(dn: i8, sn: u32) -> String {
-    format!("coins/{}.{}.bin", dn_hex(dn), sn)
+    format!("coins/{}", coin_file_name(CoinId { dn, sn }))
 }
+
+/// The name of a coin file (a server's identity coin, a user's wallet):
+/// `<DN 2 hex>.<SN decimal>.bin`. The file itself does not carry DN and SN.
+pub fn coin_file_name(CoinId { dn, sn }: CoinId) -> String {
+    format!("{}.{}.bin", dn_hex(dn), sn)
+}
+
+/// The coin a coin file's name names ([`coin_file_name`] read back); None for any other name.
+pub fn parse_coin_file_name(name: &str) -> Option<IdentityCoin> {
+    let stem = name.strip_suffix(".bin")?;
+    let (dn, sn) = stem.split_once('.')?;
+    if dn.len() != 2 || sn.is_empty() || !sn.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let dn = u8::from_str_radix(dn, 16).ok()? as i8;
+    Some(IdentityCoin(CoinId { dn, sn: sn.parse().ok()? }))
+}
+
+/// Read a coin file, at most one byte more than the format's 440 (so a huge file is
+/// refused by [`decode_identity_coin`] without being read whole); the bytes are wiped on
+/// drop, as they hold the ANs.
+pub fn read_coin_file(path: &std::path::Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(IDENTITY_COIN_BYTES + 1));
+    f.take(IDENTITY_COIN_BYTES as u64 + 1).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// The coin id a coin file names (bytes 2-3), whatever it is; None when too short.
+pub fn coin_file_coin_id(bytes: &[u8]) -> Option<u16> {
+    bytes.get(COIN_ID_AT).map(|b| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// Bytes 2-3 of a coin file: the coin id, big-endian.
+const COIN_ID_AT: std::ops::Range<usize> = 2..4;
 
 /// Builds the 440-byte identity coin file.
 pub fn encode_identity_coin(coin_id: u16, ans: &[[u8; 16]; TOTAL_RAIDA]) -> [u8; IDENTITY_COIN_BYTES] {
     let mut out = [0u8; IDENTITY_COIN_BYTES];
-    out[2..4].copy_from_slice(&coin_id.to_be_bytes());
+    out[COIN_ID_AT].copy_from_slice(&coin_id.to_be_bytes());
     for (i, an) in ans.iter().enumerate() {
         out[40 + 16 * i..56 + 16 * i].copy_from_slice(an);
     }
@@ -78,13 +117,16 @@ pub fn encode_identity_coin(coin_id: u16, ans: &[[u8; 16]; TOTAL_RAIDA]) -> [u8;
 
 /// Parses an identity coin file; `Err(reason)` when it does not load.
 pub fn decode_identity_coin(bytes: &[u8], coin_id: u16) -> std::result::Result<[[u8; 16]; TOTAL_RAIDA], String> {
+    if bytes.len() > IDENTITY_COIN_BYTES {
+        return Err("more than 440 bytes".into());
+    }
     if bytes.len() != IDENTITY_COIN_BYTES {
         return Err(format!("{} bytes, expected 440", bytes.len()));
     }
     if bytes[0..2] != [0, 0] {
         return Err("bytes 0-1 are not zero".into());
     }
-    let file_coin = u16::from_be_bytes([bytes[2], bytes[3]]);
+    let file_coin = coin_file_coin_id(bytes).unwrap_or_default();
     if file_coin != coin_id {
         return Err(format!("coin id {file_coin}, expected {coin_id}"));
     }
@@ -116,5 +158,9 @@ mod tests {
         assert_eq!(page_rel_path(-8, 0), "Data/f8/00/0000.bin");
         assert_eq!(page_path_for_sn(6, 1_023_999), ("Data/06/03/03e7.bin".into(), 1023));
         assert_eq!(identity_coin_rel_path(-1, 7), "coins/ff.7.bin");
+        assert_eq!(parse_coin_file_name("0a.12.bin"), Some(IdentityCoin(CoinId { dn: 10, sn: 12 })));
+        assert_eq!(parse_coin_file_name(&coin_file_name(CoinId { dn: -1, sn: 7 })), Some(IdentityCoin((-1, 7).into())));
+        assert_eq!(parse_coin_file_name("1.12.bin"), None);
+        assert_eq!(parse_coin_file_name("01.1x.bin"), None);
     }
 }

@@ -17,9 +17,6 @@ use std::path::{Path, PathBuf};
 use parking_lot::RwLock;
 use zeroize::{Zeroize, Zeroizing};
 
-use std::fs::File;
-use std::io::Read;
-
 use crate::durable::{create_dir_durable, write_file_atomic};
 use crate::error::{Result, StoreError};
 use crate::layout::*;
@@ -203,16 +200,11 @@ impl Store {
     pub fn identity_coin(&self, identity: IdentityCoin, coin_id: u16) -> Result<[[u8; 16]; TOTAL_RAIDA]> {
         check_dn(identity.0.dn)?;
         let path = self.identity_coin_path(identity);
-        let mut f = match File::open(&path) {
-            Ok(f) => f,
+        let buf = match read_coin_file(&path) {
+            Ok(buf) => buf,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::MissingCoinFile(path)),
-            Err(e) => return Err(StoreError::io("cannot open", path, e)),
+            Err(e) => return Err(StoreError::io("cannot read", path, e)),
         };
-        let mut buf = Zeroizing::new(Vec::with_capacity(IDENTITY_COIN_BYTES + 1));
-        (&mut f)
-            .take(IDENTITY_COIN_BYTES as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| StoreError::io("cannot read", &path, e))?;
         decode_identity_coin(&buf, coin_id).map_err(|reason| StoreError::BadCoinFile { path, reason })
     }
 

@@ -12,8 +12,8 @@
 use std::time::{Duration, Instant};
 
 use raida_client::rke::{send_key, AlertOutcome, KeyReceiver, ReceiveOptions, Recipient, SendOptions};
-use raida_client::wallet::Wallet;
 use raida_server::local_network::{init_network, user_wallet, LocalNetwork, NetworkInit};
+use raida_store::wallet::Wallet;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();

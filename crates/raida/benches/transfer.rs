@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use raida_channel::{Channel, Config, Incoming, Psk};
 use raida_client::rke::Recipient;
 use raida_client::transfer::{self, Event, Item, ReceiveOptions, Receiver, SendOptions, Sink, DEFAULT_CHUNK};
-use raida_client::wallet::Wallet;
 use raida_server::local_network::{init_network, user_wallet, LocalNetwork, NetworkInit};
+use raida_store::wallet::Wallet;
 use tokio::net::{TcpListener, TcpStream};
 
 fn cfg() -> Config {

@@ -4,6 +4,7 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod bench;
 mod cli;
 
 /// `raida --version`: the package version, the commit and the build date (build.rs).

@@ -7,17 +7,17 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use raida_client::network::Network;
 use raida_client::rke::{
     send_assembled_key, send_key, AlertOutcome, KeyReceiver, ReceiveOptions, Recipient, RkeError, SendOptions,
 };
-use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
+use raida_net::network::Network;
 use raida_proto::codec::{Codec, Request};
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
 use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::Status;
 use raida_server::local_network::{init_network, user_wallet, LocalNetwork, NetworkInit};
+use raida_store::wallet::Wallet;
 use tokio::net::UdpSocket;
 
 fn init(dir: &Path, raidas: u8, users: &[&str]) {

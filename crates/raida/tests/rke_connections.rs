@@ -9,13 +9,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raida_client::network::Network;
 use raida_client::rke::{send_key, AlertOutcome, KeyReceiver, ReceiveOptions, Recipient, SendOptions};
-use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
+use raida_net::network::Network;
 use raida_proto::client::{build_request, ClientKey, Routing};
 use raida_proto::commands::ids::{GROUP_KEY_EXCHANGE, KEY_ALERT};
 use raida_server::local_network::{init_network, user_wallet, LocalNetwork, NetworkInit};
+use raida_store::wallet::Wallet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 

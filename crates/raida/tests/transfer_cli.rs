@@ -369,10 +369,10 @@ fn an_existing_file_is_kept_unless_overwrite_is_given() {
 #[test]
 fn a_connection_from_another_address_does_not_hold_up_the_channel() {
     use raida_channel::Channel;
-    use raida_client::network::Network;
     use raida_client::rke::{send_key, Recipient, SendOptions as KeySendOptions};
     use raida_client::transfer::{self, channel_config, Item, ReceiveOptions, Receiver, SendOptions, Sink};
-    use raida_client::wallet::Wallet;
+    use raida_net::network::Network;
+    use raida_store::wallet::Wallet;
 
     let net = net();
     let tmp = tempfile::tempdir().unwrap();

@@ -40,8 +40,8 @@
 //!
 //! ```no_run
 //! use std::path::{Path, PathBuf};
-//! use raida_client::network::Network;
-//! use raida_client::wallet::Wallet;
+//! use raida_net::network::Network;
+//! use raida_store::wallet::Wallet;
 //! use raida_client::rke::Recipient;
 //! use raida_client::transfer::{self, Item, Receiver, ReceiveOptions, SendOptions, Sink};
 //!

@@ -22,9 +22,9 @@ use super::{
     channel_config, check_name, connected, deadline_after, escape, io_err, partial_name, sleep_until, Approval, Event,
     Manifest, ReceiveOptions, Summary, TransferError, HANDSHAKE_LIMIT, MAX_CHUNK, MAX_HANDSHAKES, QUEUE,
 };
-use crate::network::Network;
 use crate::rke::{AlertOutcome, KeyReceiver, Received, RkeError};
-use crate::wallet::Wallet;
+use raida_net::network::Network;
+use raida_store::wallet::Wallet;
 
 /// Where received items go.
 pub enum Sink {

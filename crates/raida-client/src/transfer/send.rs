@@ -15,9 +15,10 @@ use super::{
     channel_config, connected, deadline_after, escape, io_err, Event, SendOptions, Summary, TransferError,
     DECISION_WAIT, MAX_CHUNK, QUEUE,
 };
-use crate::network::{resolve_address, Network};
 use crate::rke::{send_key, Recipient};
-use crate::wallet::Wallet;
+use raida_net::network::Network;
+use raida_net::resolve::resolve_address;
+use raida_store::wallet::Wallet;
 
 /// One thing to send.
 pub enum Item {
@@ -80,7 +81,7 @@ pub async fn send<F: FnMut(&Event) + Send>(
     }
     let report = send_key(network, wallet, to, &opts.rke).await?;
     events(&Event::KeyExchanged { peer: report.receiver.to_string() });
-    let addr = resolve_address(&to.address).await.map_err(TransferError::Connect)?;
+    let addr = resolve_address(&to.address).await.map_err(|e| TransferError::Connect(e.to_string()))?;
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| TransferError::Connect(format!("{addr}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let ch = Channel::connect(tcp, channel_config(&report.session_key, opts.pq)?).await?;

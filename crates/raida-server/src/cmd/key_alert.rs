@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use raida_client::batch::{udp_batch, BatchRequest};
+use raida_net::batch::{udp_batch, BatchRequest};
 use raida_proto::client::ClientKey;
 use raida_proto::codec::Codec;
 use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::bench::{self, BenchCommand, BenchConfig, BenchProgress, BenchReport, BenchTarget};
 use anyhow::Context;
-use raida_client::bench::{self, BenchCommand, BenchConfig, BenchProgress, BenchReport, BenchTarget};
 use raida_proto::client::ClientKey;
 use raida_proto::{CoinId, Key16, Key32};
 
@@ -133,10 +133,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let (targets, coin_id) = match (&args.network, args.addr, args.raida_id) {
         (Some(path), _, _) => {
-            let net = raida_client::network::Network::load(path)?;
+            let net = raida_net::network::Network::load(path)?;
             let mut targets = Vec::new();
             for r in &net.raidas {
-                let addr = raida_client::network::resolve_address_blocking(&r.address)
+                let addr = raida_net::resolve::resolve_address_blocking(&r.address)
                     .map_err(|e| anyhow::anyhow!("RAIDA {}: {e}", r.id))?;
                 targets.push(BenchTarget { addr, raida_id: r.id });
             }

@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use raida_client::exchange::{self, KeyServerTarget};
-use raida_client::network::Network;
 use raida_client::rke::{send_key, AlertOutcome, KeyReceiver, ReceiveOptions, Recipient, SendOptions};
-use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
+use raida_net::network::Network;
 use raida_proto::client::ClientKey;
 use raida_proto::codec::Codec;
 use raida_proto::CoinId;
 use raida_proto::Status;
 use raida_proto::{Key16, Key32};
+use raida_store::wallet::Wallet;
 
 #[derive(clap::Subcommand)]
 pub enum KeyCommand {

@@ -21,8 +21,8 @@ pub mod token;
 pub mod wallet;
 
 /// A `HOST:PORT` flag: an IP address or a host name (resolved once, here; IPv4 preferred).
-pub fn host_port(s: &str) -> Result<std::net::SocketAddr, String> {
-    raida_client::network::resolve_address_blocking(s)
+pub fn host_port(s: &str) -> Result<std::net::SocketAddr, raida_net::resolve::ResolveError> {
+    raida_net::resolve::resolve_address_blocking(s)
 }
 
 /// The tokio runtime `raida serve` and `raida network up` run their servers on (2 workers:
@@ -63,12 +63,12 @@ pub struct ReceiverArgs {
 impl ReceiverArgs {
     /// The `--from` coins, parsed.
     pub fn accepted_senders(&self) -> anyhow::Result<Vec<raida_proto::commands::post_key::CoinName>> {
-        Ok(self.from.iter().map(|s| raida_client::wallet::parse_coin_name(s)).collect::<Result<Vec<_>, _>>()?)
+        Ok(self.from.iter().map(|s| raida_store::wallet::parse_coin_name(s)).collect::<Result<Vec<_>, _>>()?)
     }
 
     /// `--min-parts`, checked against the network: never below its majority (a receiver may
     /// demand more parts, never fewer), never above what a key can have. 0 = the majority.
-    pub fn min_parts(&self, network: &raida_client::network::Network) -> anyhow::Result<usize> {
+    pub fn min_parts(&self, network: &raida_net::network::Network) -> anyhow::Result<usize> {
         let Some(n) = self.min_parts else { return Ok(0) };
         let majority = network.majority();
         let most = raida_client::rke::DEFAULT_PARTS.min(network.raidas.len());

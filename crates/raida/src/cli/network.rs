@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use raida_client::network::NETWORK_FILE;
+use raida_net::network::NETWORK_FILE;
 use raida_server::local_network::{add_user, init_network, user_wallet, LocalNetwork, NetworkInit};
 
 /// Folder used by `raida network up` when no DIR is given; created on first start.
@@ -124,7 +124,7 @@ fn print_hint(dir: &Path) {
     let coin = |w: &Path| {
         w.file_name()
             .and_then(|n| n.to_str())
-            .and_then(raida_client::wallet::parse_file_name)
+            .and_then(raida_store::parse_coin_file_name)
             .map(|coin| coin.to_string())
             .unwrap_or_default()
     };

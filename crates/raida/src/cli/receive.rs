@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raida_client::network::Network;
 use raida_client::transfer::{self, Approval, Manifest, ReceiveOptions, Receiver, Sink};
-use raida_client::wallet::Wallet;
+use raida_net::network::Network;
+use raida_store::wallet::Wallet;
 
 use super::progress::Reporter;
 

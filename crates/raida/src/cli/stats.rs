@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::commands::show_stats::ShowStats;
 use raida_proto::keys::Key32;
+use raida_store::wallet::Wallet;
 use zeroize::Zeroize;
 
 #[derive(clap::Args)]

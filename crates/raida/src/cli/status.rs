@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use raida_client::network::Network;
 use raida_client::{Client, Server, Transport};
+use raida_net::network::Network;
 use raida_proto::client::ClientKey;
 use raida_proto::commands::echo::Echo;
 use raida_proto::commands::version::Version;
@@ -91,12 +91,12 @@ async fn probe_all(network: &Network, timeout: Duration) -> Vec<Row> {
 }
 
 /// One RAIDA: up when it answers Echo; its Version when it answers that too.
-async fn probe(client: Client, r: raida_client::network::RaidaEntry) -> Row {
+async fn probe(client: Client, r: raida_net::network::RaidaEntry) -> Row {
     let mut row = Row { id: r.id, address: r.address.clone(), up: false, echo_ms: None, version: None, error: None };
-    let addr = match raida_client::network::resolve_address(&r.address).await {
+    let addr = match raida_net::resolve::resolve_address(&r.address).await {
         Ok(a) => a,
         Err(e) => {
-            row.error = Some(e);
+            row.error = Some(e.to_string());
             return row;
         }
     };

@@ -1,10 +1,10 @@
 //! `raida wallet new DN:SN [--out DIR]` and `raida wallet show FILE [--reveal]`: a user's
-//! identity coin (PROTOCOL.md section 9), through `raida_client::wallet`.
+//! identity coin (PROTOCOL.md section 9), through `raida_store::wallet`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use raida_client::wallet::{parse_coin_name, Wallet};
+use raida_store::wallet::{parse_coin_name, Wallet};
 use zeroize::Zeroizing;
 
 #[derive(clap::Subcommand)]

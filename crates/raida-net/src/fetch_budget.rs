@@ -6,7 +6,7 @@
 //! it). Without a bound, a flood of forged alerts makes the receiver spend that share on
 //! every RAIDA and its real exchange then fails. The budget is the bound: an alert whose
 //! fetches do not fit is refused before anything is fetched (160), both by `raida key
-//! receive` ([`crate::rke::KeyReceiver`]) and by a RAIDA server's 42.
+//! receive` (`raida_client::rke::KeyReceiver`) and by a RAIDA server's 42.
 //!
 //! The window is a fixed minute: simple, and at most twice the budget in any 60 s. One
 //! source address may take a quarter of the total by default, so one peer cannot take it

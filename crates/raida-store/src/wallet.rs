@@ -2,11 +2,13 @@
 //! RAIDA), in the 440-byte coin file format of 6/45 named `<DN 2 hex>.<SN>.bin`:
 //! bytes 0-1 zero, 2-3 the coin id (big-endian), 4-39 zero, 40..440 the ANs of RAIDA 0..24.
 //! The DN (as its wire byte, lowercase hex: -1 is `ff`) and the SN are in the file name,
-//! as in a server's `coins/` folder, so a RAIDA's identity coin file is a wallet too.
+//! as in a server's `coins/` folder, so a RAIDA's identity coin file is a wallet too: the
+//! format's code ([`crate::layout`]: file name, bounded read, encode, decode) is the one the
+//! server's [`Store::identity_coin`](crate::Store::identity_coin) loads its identity with.
 //!
 //! ```no_run
-//! # fn main() -> Result<(), raida_client::wallet::WalletError> {
-//! use raida_client::wallet::Wallet;
+//! # fn main() -> Result<(), raida_store::wallet::WalletError> {
+//! use raida_store::wallet::Wallet;
 //! let w = Wallet::generate((1, 101).into(), 6)?;             // 25 ANs from the OS CSPRNG
 //! let path = w.save(std::path::Path::new("wallets/alice"))?; // wallets/alice/01.101.bin, mode 0600
 //! let again = Wallet::load(&path)?;
@@ -17,14 +19,17 @@
 use std::path::{Path, PathBuf};
 
 use raida_proto::client::ClientKey;
-use raida_proto::commands::post_key::CoinName;
 use raida_proto::{CoinId, IdentityCoin, Key16, Key32};
-use raida_store::layout::{decode_identity_coin, dn_hex, encode_identity_coin};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
+use crate::layout::{
+    coin_file_coin_id, coin_file_name, decode_identity_coin, encode_identity_coin, parse_coin_file_name,
+    read_coin_file, MAX_DN, MAX_SN, MIN_DN, TOTAL_RAIDA,
+};
+
 /// Number of RAIDAs (and ANs in a coin file).
-pub const RAIDAS: usize = 25;
+pub const RAIDAS: usize = TOTAL_RAIDA;
 
 /// Why a wallet cannot be made, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +61,11 @@ impl std::fmt::Debug for Wallet {
 
 /// Check a coin name: DN -8..6 (a coin, not a key token), SN < 1,024,000, not 0:0.
 pub fn check_coin(CoinId { dn, sn }: CoinId) -> Result<(), WalletError> {
-    if !(-8..=6).contains(&dn) {
+    if !(MIN_DN..=MAX_DN).contains(&dn) {
         return Err(WalletError::BadCoin(format!("DN {dn} is not a coin denomination (-8..6)")));
     }
-    if sn >= raida_store::MAX_SN {
-        return Err(WalletError::BadCoin(format!("SN {sn} is not below {}", raida_store::MAX_SN)));
+    if sn >= MAX_SN {
+        return Err(WalletError::BadCoin(format!("SN {sn} is not below {MAX_SN}")));
     }
     if dn == 0 && sn == 0 {
         return Err(WalletError::BadCoin("0:0 means \"no identity\" on the wire; choose another coin".into()));
@@ -69,10 +74,10 @@ pub fn check_coin(CoinId { dn, sn }: CoinId) -> Result<(), WalletError> {
 }
 
 /// Parse `DN:SN` (signed decimal DN).
-pub fn parse_coin_name(s: &str) -> Result<CoinName, WalletError> {
+pub fn parse_coin_name(s: &str) -> Result<CoinId, WalletError> {
     let bad = || WalletError::BadCoin(format!("{s:?}: expected DN:SN, e.g. 1:101"));
     let (dn, sn) = s.split_once(':').ok_or_else(bad)?;
-    let name = CoinName { dn: dn.trim().parse().map_err(|_| bad())?, sn: sn.trim().parse().map_err(|_| bad())? };
+    let name = CoinId { dn: dn.trim().parse().map_err(|_| bad())?, sn: sn.trim().parse().map_err(|_| bad())? };
     check_coin(name)?;
     Ok(name)
 }
@@ -108,7 +113,7 @@ impl Wallet {
         IdentityCoin(self.coin)
     }
     /// The coin's name as the wire carries it.
-    pub fn name(&self) -> CoinName {
+    pub fn name(&self) -> CoinId {
         self.coin
     }
 
@@ -125,7 +130,7 @@ impl Wallet {
 
     /// `<DN 2 hex>.<SN>.bin`.
     pub fn file_name(&self) -> String {
-        format!("{}.{}.bin", dn_hex(self.coin.dn), self.coin.sn)
+        coin_file_name(self.coin)
     }
 
     /// The 440-byte file (wiped on drop).
@@ -138,15 +143,13 @@ impl Wallet {
         let p = path.display().to_string();
         let invalid = |reason: String| WalletError::Invalid { path: p.clone(), reason };
         let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| invalid("no file name".into()))?;
-        let IdentityCoin(coin) = parse_file_name(name).ok_or_else(|| {
+        let IdentityCoin(coin) = parse_coin_file_name(name).ok_or_else(|| {
             invalid("a coin file is named <DN 2 hex>.<SN>.bin, e.g. 01.101.bin (DN 1, SN 101)".into())
         })?;
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| WalletError::Io { path: p.clone(), source })?);
+        let bytes = read_coin_file(path).map_err(|source| WalletError::Io { path: p.clone(), source })?;
         // the file carries the coin id; accept whichever it names (checked against the network by the caller)
-        let coin_id = match bytes.get(2..4) {
-            Some(b) => u16::from_be_bytes([b[0], b[1]]),
-            None => return Err(invalid(format!("{} bytes, expected 440", bytes.len()))),
-        };
+        let coin_id =
+            coin_file_coin_id(&bytes).ok_or_else(|| invalid(format!("{} bytes, expected 440", bytes.len())))?;
         let ans = decode_identity_coin(&bytes, coin_id).map_err(invalid)?;
         let w = Wallet::from_ans(coin, coin_id, ans).map_err(|e| invalid(e.to_string()))?;
         Ok(w)
@@ -171,17 +174,6 @@ impl Wallet {
     }
 }
 
-/// `<DN 2 hex>.<SN decimal>.bin` → the identity coin (DN, SN).
-pub fn parse_file_name(name: &str) -> Option<IdentityCoin> {
-    let stem = name.strip_suffix(".bin")?;
-    let (dn, sn) = stem.split_once('.')?;
-    if dn.len() != 2 || sn.is_empty() || !sn.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let dn = u8::from_str_radix(dn, 16).ok()? as i8;
-    Some(IdentityCoin(CoinId { dn, sn: sn.parse().ok()? }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,8 +193,6 @@ mod tests {
         assert!(Wallet::generate((0, 0).into(), 6).is_err());
         std::fs::write(tmp.path().join("01.5.bin"), [0u8; 439]).unwrap();
         assert!(Wallet::load(&tmp.path().join("01.5.bin")).is_err());
-        assert_eq!(parse_file_name("0a.12.bin"), Some(IdentityCoin(CoinId { dn: 10, sn: 12 })));
-        assert_eq!(parse_file_name("1.12.bin"), None);
         assert!(parse_coin_name("1:101").is_ok());
         assert!(parse_coin_name("x").is_err());
     }

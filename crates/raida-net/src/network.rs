@@ -19,17 +19,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::resolve::{resolve_address, split_host_port, ResolveError};
 use crate::Server;
 
 /// File name of a network description in a `raida network init` folder.
 pub const NETWORK_FILE: &str = "network.toml";
-
-/// How long resolving one host name may take.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One RAIDA of a network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,58 +66,8 @@ pub enum NetworkError {
     Read { path: String, source: std::io::Error },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
-    #[error("RAIDA {id}: cannot resolve {address:?}: {reason} (check the name, or use an IP address)")]
-    Resolve { id: u8, address: String, reason: String },
-}
-
-/// Split `HOST:PORT` (host may be `[v6]`), checking the port.
-pub fn split_host_port(address: &str) -> Result<(&str, u16), String> {
-    let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("{address:?} is not HOST:PORT"))?;
-    let port: u16 = port.parse().map_err(|_| format!("{address:?}: the port must be 1..65535"))?;
-    if port == 0 || host.is_empty() {
-        return Err(format!("{address:?} is not HOST:PORT"));
-    }
-    Ok((host, port))
-}
-
-/// The address to use of those a name resolves to: the first IPv4 one, else the first.
-fn prefer_ipv4(all: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
-    let all: Vec<SocketAddr> = all.into_iter().collect();
-    all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
-}
-
-/// Resolve `HOST:PORT` to one socket address (IPv4 preferred), within a bounded time.
-pub async fn resolve_address(address: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = address.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    split_host_port(address)?;
-    let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(address))
-        .await
-        .map_err(|_| "no answer from the resolver".to_string())?
-        .map_err(|e| e.to_string())?;
-    prefer_ipv4(found).ok_or_else(|| "no address".to_string())
-}
-
-/// Resolve `HOST:PORT` on the calling thread (no runtime needed): for command-line
-/// flags, parsed before any runtime starts. IPv4 preferred, as [`resolve_address`].
-pub fn resolve_address_blocking(address: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = address.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let (host, port) = split_host_port(address)?;
-    resolve_host_blocking(host, port)
-}
-
-/// Resolve a host (IP address, `[v6]` or host name) and a port on the calling thread,
-/// IPv4 preferred: `[[key_servers]]` of config.toml give the two apart.
-pub fn resolve_host_blocking(host: &str, port: u16) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let found = (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
-    prefer_ipv4(found).ok_or_else(|| format!("{host:?} resolves to no address"))
+    #[error("RAIDA {id}: {source} (check the name, or use an IP address)")]
+    Resolve { id: u8, source: ResolveError },
 }
 
 /// A majority of `n` RAIDAs: more than half.
@@ -186,7 +133,7 @@ impl Network {
             resolve_address(&r.address)
                 .await
                 .map(|addr| ResolvedRaida::new(r.id, addr, r.legacy))
-                .map_err(|reason| NetworkError::Resolve { id: r.id, address: r.address.clone(), reason })
+                .map_err(|source| NetworkError::Resolve { id: r.id, source })
         });
         futures_util::future::join_all(lookups).await.into_iter().collect()
     }
@@ -209,17 +156,6 @@ impl ResolvedRaida {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn flags_take_host_names_as_well_as_addresses() {
-        assert_eq!(resolve_address_blocking("127.0.0.1:7").unwrap(), "127.0.0.1:7".parse().unwrap());
-        assert_eq!(resolve_address_blocking("[::1]:7").unwrap(), "[::1]:7".parse().unwrap());
-        let local = resolve_address_blocking("localhost:7").unwrap();
-        assert!(local.ip().is_loopback() && local.port() == 7, "{local}");
-        assert!(resolve_address_blocking("localhost").is_err(), "a port is required");
-        assert!(resolve_address_blocking("no-such-host.invalid:7").is_err());
-    }
-
     use super::*;
 
     #[test]

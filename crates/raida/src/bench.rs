@@ -3,7 +3,7 @@
 //! optionally pipelining several requests).
 //!
 //! Honest by construction:
-//! * UDP requests and answers move in batches (sendmmsg / recvmmsg, [`crate::mmsg`]), so
+//! * UDP requests and answers move in batches (sendmmsg / recvmmsg, [`raida_net::mmsg`]), so
 //!   the generator spends one syscall per batch, not per datagram, and a figure measures
 //!   the server rather than the generator's own syscalls.
 //! * Request randomness (nonces, challenges) comes from a ChaCha20 stream seeded once from
@@ -35,8 +35,8 @@ use raida_proto::IdentityCoin;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
 
-use crate::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
-use crate::unix_now;
+use raida_net::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
+use raida_net::unix_now;
 
 /// Which request the generator sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -425,7 +425,7 @@ fn run_udp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
         }
         let n = match rx.recv(&sock) {
             Ok(n) => n,
-            Err(e) if crate::mmsg::is_transient(&e) => 0,
+            Err(e) if raida_net::mmsg::is_transient(&e) => 0,
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => 0,
             Err(e) => return Err(BenchError::Io("recv".into(), e)),
         };
@@ -528,7 +528,7 @@ fn run_tcp(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
                         s.write_all(&batch).map_err(|e| BenchError::Io("tcp write".into(), e))?;
                         for slot in slots.iter_mut() {
                             s.read_exact(&mut head).map_err(|e| BenchError::Io("tcp read".into(), e))?;
-                            let total = raida_proto::client::response_size(&head);
+                            let total = raida_proto::header::response_len(&head);
                             resp.clear();
                             resp.extend_from_slice(&head);
                             resp.resize(total, 0);

@@ -1,7 +1,7 @@
 //! Many UDP requests to many servers over one socket (one per address family in use),
 //! within one timeout for all of them.
 //!
-//! Why not [`Client::request`](crate::Client::request) in parallel: that opens a socket and
+//! Why not `raida_client::Client::request` in parallel: that opens a socket and
 //! a 64 KiB buffer per request, so a server fetching the parts of many Key Alerts at once
 //! held one descriptor per part (16 per alert). Here a batch holds one socket and one small
 //! buffer however many requests it carries.
