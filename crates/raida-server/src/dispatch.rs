@@ -38,22 +38,25 @@ impl Handler {
             Handler::Deferred(_, f) => f(state, call, reply),
         }
     }
+}
 
-    /// Run the handler and wait on this thread for its answer: the function the server
-    /// runs, without sockets, limits or encryption (what the vector tests and the benches
-    /// drive). A [`WorkKind::KeyAlert`] handler needs a tokio runtime around.
-    pub fn answer(self, state: &Arc<ServerState>, call: Call) -> Answer {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.start(
-            state.clone(),
-            call,
-            Reply::new(move |answer| {
-                let _ = tx.send(answer);
-            }),
-        );
-        // a reply dropped unsent (its continuation panicked) is what the server answers 252
-        rx.recv().unwrap_or_else(|_| Answer::status(Status::Internal))
-    }
+/// The answer to one decoded call, from the handler the state's table holds for its
+/// command (a deferred one waited for on this thread): the function the server runs,
+/// without sockets, limits, heavy routing or encryption (what the vector tests and the
+/// benches drive). A command not in the table: 2 (as validation answers). Not for Key
+/// Alert, whose task needs a runtime this call would block: await
+/// [`cmd::key_alert::answer`] instead.
+pub fn answer(state: &Arc<ServerState>, call: &Call) -> Answer {
+    let Some(handler) = state.dispatch.get(call.header.command_group, call.header.command) else {
+        return Answer::status(Status::InvalidCommand);
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let reply = Reply::new(move |answer| {
+        let _ = tx.send(answer);
+    });
+    handler.start(state.clone(), call.clone(), reply);
+    // a reply dropped unsent (its continuation panicked) is what the server answers 252
+    rx.recv().unwrap_or_else(|_| Answer::status(Status::Internal))
 }
 
 /// Where deferred commands run and what bounds them; one for UDP and TCP together.

@@ -582,6 +582,27 @@ impl Deferred {
     }
 }
 
+impl Deferred {
+    /// [`Deferred::start`] on the current runtime, awaiting the status and the finished
+    /// answer (252 if lost): for tests and the fuzz harness, which drive
+    /// [`ServerState::handle`] without a transport (no limit is checked).
+    pub async fn answer(self, state: Arc<ServerState>) -> (Status, Vec<u8>) {
+        let lost = self.lost_answer();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.start(state.clone(), &tokio::runtime::Handle::current(), move |status, answer| {
+            let _ = tx.send((status, answer));
+        });
+        match rx.await {
+            Ok(answered) => answered,
+            Err(_) => {
+                let mut out = Vec::new();
+                lost.write(&state, &mut out);
+                (Status::Internal, out)
+            }
+        }
+    }
+}
+
 /// The 252 answer of a deferred command whose answer was lost ([`Deferred::lost_answer`]).
 pub struct LostAnswer {
     reply: ReplyContext,

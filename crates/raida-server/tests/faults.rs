@@ -210,7 +210,7 @@ async fn key_alert_identity_fault_is_197() {
     // No configured key server: nothing is fetched either way.
     let entries = [AlertEntry::new([5; 16], IpAddr::V4(Ipv4Addr::LOCALHOST), 9, 1)];
     let c = call(header(Encryption::None, KeyIdentity::None, 4, 42), key_alert::encode(&entries), 1000);
-    assert_eq!(cmd::key_alert::run(t.state.clone(), c.clone()).await.status, Status::AllFail);
+    assert_eq!(cmd::key_alert::answer(t.state.clone(), c.clone()).await.status, Status::AllFail);
     t.ledger.inject_fault(FaultAt::Identity(IdentityCoin(identity.into())));
-    assert_eq!(cmd::key_alert::run(t.state.clone(), c).await.status, Status::CoinLoad);
+    assert_eq!(cmd::key_alert::answer(t.state.clone(), c).await.status, Status::CoinLoad);
 }

@@ -12,7 +12,7 @@ use common::*;
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::{CoinId, Status};
-use raida_server::cmd;
+use raida_server::{cmd, dispatch};
 use raida_server::ledger::MemoryLedger;
 use raida_server::pending_keys::{PendingKeyLimits, PendingKeys};
 
@@ -46,7 +46,7 @@ fn post_anonymous(t: &TestState, id: &[u8; 16], peer: IpAddr) -> Status {
     let p = post_key::encode_post(id, NONE, [0; 4], NONE, &[7; 128], 3, &[0x11; 16]);
     let mut c = call(header(Encryption::None, KeyIdentity::None, 4, 41), p, t.now());
     c.peer = peer;
-    cmd::post_key::run(&t.state, &c).status
+    dispatch::answer(&t.state, &c).status
 }
 
 /// Post Key with EN 4 under coin (1, sn), naming it as the sender.
@@ -55,13 +55,13 @@ fn post_with_coin(t: &TestState, id: &[u8; 16], sn: u32) -> Status {
     let p = post_key::encode_post(id, NONE, [0; 4], me, &[7; 128], 3, &[0x22; 16]);
     let mut c = call(header(Encryption::Token, KeyIdentity::Token { coin: CoinId { dn: 1, sn } }, 4, 41), p, t.now());
     c.peer = v4(0, 1); // the flooding address: encrypted posts are not counted by address
-    cmd::post_key::run(&t.state, &c).status
+    dispatch::answer(&t.state, &c).status
 }
 
 fn get(t: &TestState, id: &[u8; 16], peer: IpAddr) -> (Status, Vec<u8>) {
     let mut c = call(header(Encryption::None, KeyIdentity::None, 4, 43), post_key::encode_get(id), t.now());
     c.peer = peer;
-    let a = cmd::get_key::run(&t.state, &c);
+    let a = dispatch::answer(&t.state, &c);
     (a.status, a.payload)
 }
 

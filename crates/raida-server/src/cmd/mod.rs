@@ -1,6 +1,6 @@
 //! One file per command, named after it, whose `run` is its handler in the dispatch table
 //! ([`crate::dispatch::Handler`]): the one path the server, the tests and the benches take
-//! (they drive it with [`crate::dispatch::Handler::answer`]).
+//! (they drive it with [`crate::dispatch::answer`]).
 //!
 //! A command answered at once implements [`Command`] for the request type of its codec
 //! (`raida_proto::commands::<command>`): it receives the decoded request and a [`Ctx`]
