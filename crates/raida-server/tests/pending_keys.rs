@@ -134,13 +134,14 @@ fn anonymous_flood_from_many_addresses_leaves_room_for_coin_posts() {
     assert_eq!(post_with_coin(&t, &key_id(8_999_999), 999), Status::MemoryAlloc);
 }
 
-/// Waits (bounded) until `n` callers wait in the directory group commit.
+/// Waits (bounded) until `n` requests wait in the directory group commit (their answers
+/// queued behind the one fsync the test holds).
 fn wait_for_waiters(keys: &PendingKeys, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while keys.dir_sync().waiting() < n && Instant::now() < deadline {
+    while keys.dir_sync().queued() < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
-    assert_eq!(keys.dir_sync().waiting(), n, "every caller waits for the directory fsync at once");
+    assert_eq!(keys.dir_sync().queued(), n, "every request waits for the directory fsync at once");
 }
 
 /// What the server runs (`post_then` / `take_then`): a caller does not wait for the
