@@ -301,7 +301,9 @@ fn run(ctx: &Context, data: &[u8]) {
             Outcome::Reply => true,
             Outcome::Drop => false,
             Outcome::Deferred(d) => {
-                match ctx.rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), d.answer(state.clone())).await })
+                match ctx
+                    .rt
+                    .block_on(async { tokio::time::timeout(Duration::from_secs(2), d.answer(state.clone())).await })
                 {
                     Ok((_, answer)) => {
                         out = answer;

@@ -617,7 +617,17 @@ impl LostAnswer {
     pub fn write(self, state: &ServerState, out: &mut Vec<u8>) {
         let h = self.header;
         let lost = Answer::status(Status::Internal);
-        state.finish(&self.reply, h.command_group, h.command, self.peer, Some(&h), lost, self.started, self.bytes_in, out);
+        state.finish(
+            &self.reply,
+            h.command_group,
+            h.command,
+            self.peer,
+            Some(&h),
+            lost,
+            self.started,
+            self.bytes_in,
+            out,
+        );
     }
 }
 

@@ -10,10 +10,10 @@ use raida_proto::commands::{get_ticket, key_alert, key_tickets, post_key, valida
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Status};
-use raida_server::{cmd, dispatch};
 use raida_server::ledger::MemoryLedger;
 use raida_server::pending_keys::key_file_name;
 use raida_server::state::KeyServer;
+use raida_server::{cmd, dispatch};
 use raida_vectors::{arr, bytes, cases, i64_, name, opt_bytes, u64_, Value};
 
 const NOW: u64 = 1_800_000_000;

@@ -9,8 +9,8 @@ use raida_proto::commands::get_ticket;
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::CoinId;
 use raida_proto::Status;
-use raida_server::{cmd, dispatch};
 use raida_server::ledger::MemoryLedger;
+use raida_server::{cmd, dispatch};
 
 #[test]
 fn show_stats_in_clear_only_from_loopback() {

@@ -12,9 +12,9 @@ use common::*;
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::{CoinId, Status};
-use raida_server::{cmd, dispatch};
 use raida_server::ledger::MemoryLedger;
 use raida_server::pending_keys::{PendingKeyLimits, PendingKeys};
+use raida_server::{cmd, dispatch};
 
 const NOW: u64 = 1_000_000;
 const NONE: CoinName = CoinName { dn: 0, sn: 0 };

@@ -15,8 +15,8 @@ use raida_proto::commands::{get_ticket, key_tickets, validate_ticket};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use raida_server::dispatch::Handler;
-use raida_server::limits::WorkKind;
 use raida_server::ledger::MemoryLedger;
+use raida_server::limits::WorkKind;
 use raida_server::{Answer, ServerLimits, ServerState};
 use rand_core::OsRng;
 use tokio::io::AsyncWriteExt;
@@ -220,7 +220,11 @@ async fn command_statuses_over_udp_and_tcp() {
     let h = Harness::start(|s| {
         s.dispatch.insert(13, 200, Handler::Now(|_, _| panic!("test: handler answered now panics")));
         s.dispatch.insert(13, 201, Handler::Deferred(WorkKind::Heavy, |_, _, _| panic!("test: heavy handler panics")));
-        s.dispatch.insert(13, 202, Handler::Deferred(WorkKind::Durable, |_, _, _| panic!("test: durable handler panics")));
+        s.dispatch.insert(
+            13,
+            202,
+            Handler::Deferred(WorkKind::Durable, |_, _, _| panic!("test: durable handler panics")),
+        );
         // hands its reply on to a continuation that is lost without answering
         s.dispatch.insert(
             13,
