@@ -358,13 +358,14 @@ impl ReplayCheck for SharedReplay<'_> {
 }
 
 impl ServerState {
-    /// Validate and (for inline commands) execute one request as over TCP (every request
+    /// Validate and (for commands answered now) execute one request as over TCP (every request
     /// that frames is answered); the answer goes to `out`.
     pub fn handle(&self, packet: &mut [u8], peer: SocketAddr, out: &mut Vec<u8>) -> Outcome {
         self.handle_from(Transport::Tcp, packet, peer, out)
     }
 
-    /// Validate and (for inline commands) execute one request that came in on `transport`.
+    /// Validate and (for commands answered now) execute one request that came in on
+    /// `transport`; a deferred one comes back as [`Outcome::Deferred`].
     ///
     /// Over UDP nothing is answered that could feed a reflection loop (section 2): a
     /// source port below 1024 (before any work), a version / split id / RAIDA id failure
@@ -504,11 +505,6 @@ impl Deferred {
         self.kind
     }
 
-    /// Where the request came from.
-    pub fn peer(&self) -> IpAddr {
-        self.call.peer
-    }
-
     /// Answer without running the command (e.g. 160 when too many commands are queued).
     pub fn reject(self, state: &ServerState, status: Status, out: &mut Vec<u8>) {
         let h = self.call.header;
@@ -580,9 +576,7 @@ impl Deferred {
             }
         }
     }
-}
 
-impl Deferred {
     /// [`Deferred::start`] on the current runtime, awaiting the status and the finished
     /// answer (252 if lost): for tests and the fuzz harness, which drive
     /// [`ServerState::handle`] without a transport (no limit is checked).
