@@ -12,8 +12,10 @@
 #![allow(dead_code)]
 
 use raida_proto::client::{dn_sn_bytes, encode_legacy, encode_modern, HeaderFields, PendingReply, ResponseError};
+use raida_proto::codec::{Codec, Reply};
 use raida_proto::commands::{
-    get_ticket, key_alert, key_tickets, post_key, status_group, validate_ticket, SpecCommands, SPEC_COMMANDS,
+    decrypt_raida_key, echo, encrypt_key, get_key, get_ticket, key_alert, post_key, show_stats, validate_ticket,
+    SpecCommands, SPEC_COMMANDS,
 };
 use raida_proto::consts::{MAX_REQUEST_SIZE, RESPONSE_HEADER_SIZE};
 use raida_proto::header::{frame, header_size_for, request_len, Framing, ServerIdentity};
@@ -352,54 +354,55 @@ pub fn parse_command(group: u8, command: u8, p: &[u8]) {
     use raida_proto::commands::ids::*;
     match (group, command) {
         (GROUP_STATUS, ECHO) | (GROUP_STATUS, VERSION) => {
-            let _ = status_group::parse_empty(p);
+            let _ = echo::Echo::decode(p);
         }
         (GROUP_STATUS, SHOW_STATS) => {
-            let _ = status_group::parse_show_stats(p);
+            let _ = show_stats::ShowStats::decode(p);
         }
         (GROUP_HEALING, GET_TICKET) => {
-            if let Ok(records) = get_ticket::parse(p) {
-                let records: Vec<_> = records.collect();
-                assert_eq!(get_ticket::encode(&records), p, "get ticket round trip");
-                let passes: Vec<bool> = records.iter().map(|r| r.an[0] & 1 == 1).collect();
-                let (status, answer) = get_ticket::answer(&passes, 0x0102_0304);
-                assert!(status.is_success());
-                assert!(answer.len() <= passes.len().div_ceil(8) + 4);
+            if let Ok(request) = get_ticket::GetTicket::decode(p) {
+                assert_eq!(request.to_bytes(), p, "get ticket round trip");
+                let passes: Vec<bool> = request.records.iter().map(|r| r.an[0] & 1 == 1).collect();
+                let answer = get_ticket::GetTicketAnswer { passes, ticket: 0x0102_0304 };
+                assert!(answer.status().is_success());
+                assert!(answer.to_bytes().len() <= answer.passes.len().div_ceil(8) + 4);
             }
         }
         (GROUP_HEALING, VALIDATE_TICKET) => {
-            if let Ok(v) = validate_ticket::parse(p) {
-                assert_eq!(validate_ticket::encode(&v)[..], p[..], "validate ticket round trip");
+            if let Ok(v) = validate_ticket::ValidateTicket::decode(p) {
+                assert_eq!(v.to_bytes(), p, "validate ticket round trip");
             }
         }
         (GROUP_KEY_EXCHANGE, POST_KEY) => {
-            if let Ok(post) = post_key::parse_post(p) {
+            if let Ok(request) = post_key::PostKey::decode(p) {
+                let post = request.posted();
                 assert!(post_key::KEY_LENGTHS.contains(&(post.key_bytes.len() as u8)));
-                let mut padding = [0u8; post_key::KEY_FIELD];
-                padding.copy_from_slice(&p[37..37 + post_key::KEY_FIELD]);
-                let again = post_key::encode_post(
-                    &post.key_id,
+                let again = post_key::PostKey::with_part(
+                    post.key_id,
                     post.receiver,
                     post.receiver_ip,
                     post.sender,
-                    &padding,
-                    p[165],
+                    &request.key_field,
+                    request.key_start,
                     &post.key_bytes,
                 );
+                assert_eq!(again, request, "the part placed where it was read");
+                let again = again.to_bytes();
                 // Bytes 25..32 are reserved and not kept; everything else must come back.
                 assert_eq!(again[..25], p[..25]);
                 assert_eq!(again[32..], p[32..], "post key round trip");
             }
         }
         (GROUP_KEY_EXCHANGE, GET_KEY) => {
-            let _ = post_key::parse_get(p);
-            if let Some((sender, key)) = post_key::decode_get_answer(p) {
-                assert_eq!(post_key::encode_get_answer(sender, key), p);
+            let _ = get_key::GetKey::decode(p);
+            if let Ok(answer) = get_key::GetKeyAnswer::decode(p) {
+                assert_eq!(answer.to_bytes(), p, "get key answer round trip");
             }
         }
         (GROUP_KEY_EXCHANGE, KEY_ALERT) => {
-            if let Ok(entries) = key_alert::parse(p) {
-                assert_eq!(key_alert::encode(&entries), p, "key alert round trip");
+            if let Ok(alert) = key_alert::KeyAlert::decode(p) {
+                assert_eq!(alert.to_bytes(), p, "key alert round trip");
+                let entries = alert.entries;
                 let _ = entries.iter().filter_map(|e| e.ip()).count();
                 let parts: Vec<Option<Vec<u8>>> = entries
                     .iter()
@@ -409,19 +412,19 @@ pub fn parse_command(group: u8, command: u8, p: &[u8]) {
             }
         }
         (GROUP_KEY_EXCHANGE, ENCRYPT_KEY) => {
-            if let Ok(r) = key_tickets::parse_encrypt(p) {
-                assert_eq!(key_tickets::encode_encrypt(&r)[..], p[..], "encrypt key round trip");
+            if let Ok(r) = encrypt_key::EncryptKey::decode(p) {
+                assert_eq!(r.to_bytes(), p, "encrypt key round trip");
                 let an = Key16::new([0x11; 16]);
-                let t = key_tickets::make_ticket(&an, &r.key_part, r.target, [p[0], p[17]]);
-                assert_eq!(key_tickets::open_ticket(&an, &t, r.target), Some(r.key_part));
+                let t = encrypt_key::make_ticket(&an, &r.key_part, r.target, [p[0], p[17]]);
+                assert_eq!(encrypt_key::open_ticket(&an, &t, r.target), Some(r.key_part));
             }
         }
         (GROUP_KEY_EXCHANGE, DECRYPT_RAIDA_KEY) => {
-            if let Ok((coin, records)) = key_tickets::parse_decrypt(p) {
-                assert_eq!(key_tickets::encode_decrypt(coin, &records), p, "decrypt raida key round trip");
-                for r in &records {
+            if let Ok(request) = decrypt_raida_key::DecryptRaidaKey::decode(p) {
+                assert_eq!(request.to_bytes(), p, "decrypt raida key round trip");
+                for r in &request.records {
                     let _ = r.shape_ok(SERVER.coin_id);
-                    let _ = key_tickets::open_ticket(&Key16::new([0x22; 16]), &r.ticket, r.target);
+                    let _ = encrypt_key::open_ticket(&Key16::new([0x22; 16]), &r.ticket, r.target);
                 }
             }
         }
@@ -431,7 +434,7 @@ pub fn parse_command(group: u8, command: u8, p: &[u8]) {
 
 /// Every command parser on the same bytes (the classic "no payload panics" target).
 pub fn all_command_parsers(p: &[u8]) {
-    for (group, command) in SPEC_COMMANDS {
+    for &(group, command) in SPEC_COMMANDS {
         parse_command(group, command, p);
     }
 }
@@ -446,7 +449,7 @@ fn validate(packet: &mut [u8], replay: &mut ReplayMemory) -> Result<raida_proto:
 pub fn request_encrypted(data: &[u8]) {
     let mut inp = Input::new(data);
     let flags = inp.u8();
-    let spec = RequestSpec::read(&mut inp, &SPEC_COMMANDS, NOW);
+    let spec = RequestSpec::read(&mut inp, SPEC_COMMANDS, NOW);
     let plaintext = inp.sized(MAX_PLAINTEXT);
     let built = spec.build(plaintext, &mut inp);
     let mut replay = ReplayMemory::new(8);
@@ -539,7 +542,7 @@ pub fn tcp_framing(data: &[u8]) {
             only_built = false;
             stream.extend_from_slice(inp.sized(512));
         } else {
-            let spec = RequestSpec::read(&mut inp, &SPEC_COMMANDS, NOW);
+            let spec = RequestSpec::read(&mut inp, SPEC_COMMANDS, NOW);
             let plaintext = inp.sized(1024);
             let b = spec.build(plaintext, &mut inp);
             // A tampered or mis-sized request may no longer be as long as its length field says.
@@ -582,7 +585,7 @@ pub fn tcp_framing(data: &[u8]) {
 pub fn open_response(data: &[u8]) {
     let mut inp = Input::new(data);
     let mutation = inp.u8();
-    let spec = RequestSpec::read(&mut inp, &SPEC_COMMANDS, NOW);
+    let spec = RequestSpec::read(&mut inp, SPEC_COMMANDS, NOW);
     let built = spec.build(inp.sized(256), &mut inp);
     let mut packet = built.packet.clone();
     let mut replay = ReplayMemory::new(8);

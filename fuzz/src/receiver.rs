@@ -14,7 +14,8 @@
 
 use raida_client::network::{majority_of, ResolvedRaida};
 use raida_client::rke::{plan_alert, AlertRefusal, ReceiveOptions};
-use raida_proto::commands::key_alert;
+use raida_proto::codec::Codec;
+use raida_proto::commands::key_alert::KeyAlert;
 
 /// The port of RAIDA `id` in the harness's network.
 pub const BASE_PORT: u16 = 40_000;
@@ -31,7 +32,7 @@ pub fn receiver_alert(data: &[u8]) {
         })
         .collect();
     let opts = ReceiveOptions { min_parts: head[2] as usize % 20, ..ReceiveOptions::default() };
-    let Ok(entries) = key_alert::parse(payload) else { return };
+    let Ok(KeyAlert { entries }) = KeyAlert::decode(payload) else { return };
     let needed = majority_of(n).max(opts.min_parts);
     match plan_alert(&entries, &raidas, &opts) {
         Ok(plan) => {

@@ -24,11 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raida_proto::client::ResponseError;
+use raida_proto::codec::Codec;
+use raida_proto::commands::decrypt_raida_key::{self, DecryptRecord};
+use raida_proto::commands::encrypt_key::{self, EncryptKey};
 use raida_proto::commands::ids::*;
 use raida_proto::commands::key_alert::AlertEntry;
-use raida_proto::commands::key_tickets::{self, DecryptRecord, EncryptKey};
 use raida_proto::commands::post_key::{self, CoinName};
-use raida_proto::commands::{get_ticket, key_alert, validate_ticket, SPEC_COMMANDS};
+use raida_proto::commands::{get_key, get_ticket, key_alert, validate_ticket, SPEC_COMMANDS};
 use raida_proto::Key16;
 use raida_proto::{CoinId, IdentityCoin};
 use raida_server::ledger::MemoryLedger;
@@ -138,7 +140,7 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
                     get_ticket::TicketRecord { coin: CoinId { dn, sn }, an }
                 })
                 .collect();
-            get_ticket::encode(&records)
+            get_ticket::GetTicket { records: records.to_vec() }.to_bytes()
         }
         (GROUP_HEALING, VALIDATE_TICKET) => {
             let c = inp.u8();
@@ -153,7 +155,7 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
             } else {
                 inp.u32()
             };
-            validate_ticket::encode(&validate_ticket::ValidateTicket { claiming_raida, ticket }).to_vec()
+            validate_ticket::ValidateTicket { claiming_raida, ticket }.to_bytes()
         }
         (GROUP_KEY_EXCHANGE, POST_KEY) => {
             let key_id = pick_key_id(inp, mem);
@@ -183,8 +185,8 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
             if !mem.key_ids.contains(&key_id) && mem.key_ids.len() < 8 {
                 mem.key_ids.push(key_id);
             }
-            post_key::encode_post(
-                &key_id,
+            post_key::PostKey::with_part(
+                key_id,
                 CoinName { dn: receiver.0, sn: receiver.1 },
                 receiver_ip,
                 CoinName { dn: sender.0, sn: sender.1 },
@@ -192,8 +194,9 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
                 ks,
                 &part,
             )
+            .to_bytes()
         }
-        (GROUP_KEY_EXCHANGE, GET_KEY) => post_key::encode_get(&pick_key_id(inp, mem)),
+        (GROUP_KEY_EXCHANGE, GET_KEY) => get_key::GetKey { key_id: pick_key_id(inp, mem) }.to_bytes(),
         (GROUP_KEY_EXCHANGE, KEY_ALERT) => {
             let n = inp.u8() % 4 + 1;
             let entries: Vec<_> = (0..n)
@@ -212,13 +215,14 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
                     e
                 })
                 .collect();
-            key_alert::encode(&entries)
+            key_alert::KeyAlert { entries: entries.to_vec() }.to_bytes()
         }
-        (GROUP_KEY_EXCHANGE, ENCRYPT_KEY) => key_tickets::encode_encrypt(&EncryptKey {
+        (GROUP_KEY_EXCHANGE, ENCRYPT_KEY) => EncryptKey {
             recipient: IdentityCoin(pick_coin(inp).into()),
             key_part: inp.array(),
             target: pick_coin(inp).into(),
-        })
+        }
+        .to_bytes()
         .to_vec(),
         (GROUP_KEY_EXCHANGE, DECRYPT_RAIDA_KEY) => {
             let coin = if !inp.u8().is_multiple_of(4) { IDENTITY } else { pick_coin(inp) };
@@ -231,7 +235,7 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
                     let ticket = if c & 2 == 0 {
                         // Made by RAIDA `raida_id` under our identity coin's AN for it.
                         let maker_target = if c & 4 == 0 { target } else { pick_coin(inp).into() };
-                        key_tickets::make_ticket(
+                        encrypt_key::make_ticket(
                             &Key16::new(identity_an(raida_id as usize)),
                             &inp.array(),
                             maker_target,
@@ -250,7 +254,7 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
                     }
                 })
                 .collect();
-            key_tickets::encode_decrypt(IdentityCoin(coin.into()), &records)
+            decrypt_raida_key::DecryptRaidaKey { coin: IdentityCoin(coin.into()), records: records.to_vec() }.to_bytes()
         }
         // Echo, Version, anything else: empty.
         _ => Vec::new(),
@@ -287,7 +291,7 @@ fn run(ctx: &Context, data: &[u8]) {
             continue;
         }
         let now = time.load(Ordering::Relaxed);
-        let spec = RequestSpec::read(&mut inp, &SPEC_COMMANDS, now);
+        let spec = RequestSpec::read(&mut inp, SPEC_COMMANDS, now);
         let plaintext = if op & 1 == 0 {
             structured_payload(spec.group, spec.command, &spec, &mut inp, &mut mem)
         } else {
@@ -432,16 +436,10 @@ fn pending_keys_in(base: &std::path::Path, data: &[u8]) {
     }
     let reposted = ids.first().copied().unwrap_or([0xA0; 16]);
     if inp.bool() {
-        let post = post_key::parse_post(&post_key::encode_post(
-            &reposted,
-            CoinName { dn: 0, sn: 0 },
-            [0; 4],
-            CoinName { dn: 0, sn: 0 },
-            &[0; post_key::KEY_FIELD],
-            0,
-            &[0xFF; 8],
-        ))
-        .expect("a well-formed post");
+        let none = CoinName { dn: 0, sn: 0 };
+        let request =
+            post_key::PostKey::with_part(reposted, none, [0; 4], none, &[0; post_key::KEY_FIELD], 0, &[0xFF; 8]);
+        let post = post_key::PostKey::decode(&request.to_bytes()).expect("a well-formed post").posted();
         let poster = if inp.bool() { Poster::Anonymous } else { Poster::Coin(CoinId { dn: 1, sn: 100 }) };
         let _ = keys.post(&post, poster, std::net::IpAddr::from([127, 0, 0, 1]), NOW);
     }

@@ -3,6 +3,7 @@
 
 /// An error of the secure channel.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChannelError {
     /// A pre-shared key shorter than 16 bytes.
     #[error("pre-shared key too short: {0} bytes, at least 16 required")]

@@ -49,6 +49,9 @@ ch.shutdown().await?; // encrypted shutdown, acknowledged, closed
 
 pub mod chain;
 pub mod error;
+/// Built only for fuzzing (cargo-fuzz sets `--cfg fuzzing`) and for its own tests: no
+/// application calls it.
+#[cfg(any(fuzzing, test))]
 pub mod fuzz;
 pub mod handshake;
 pub mod message;

@@ -23,10 +23,15 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use raida_proto::client::Routing;
 use raida_proto::client::{encode_legacy, encode_modern, ClientKey, HeaderFields, PendingReply, ResponseError};
-use raida_proto::commands::get_key::encode_get;
-use raida_proto::commands::ids;
-use raida_proto::commands::post_key::{encode_post, CoinName, KEY_FIELD};
+use raida_proto::codec::Request;
+use raida_proto::commands::echo::Echo;
+use raida_proto::commands::encrypt_key::EncryptKey;
+use raida_proto::commands::get_key::GetKey;
+use raida_proto::commands::get_ticket::{GetTicket, TicketRecord};
+use raida_proto::commands::post_key::{CoinName, PostKey, KEY_FIELD};
+use raida_proto::commands::version::Version;
 use raida_proto::CoinId;
+use raida_proto::IdentityCoin;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
 
@@ -134,6 +139,7 @@ pub struct BenchProgress {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BenchError {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
@@ -203,6 +209,11 @@ fn own_cpu() -> Duration {
     Duration::ZERO
 }
 
+/// A request as the bench sends it: its numbers and its payload.
+fn wire<R: Request>(request: &R) -> (u8, u8, Vec<u8>) {
+    (R::GROUP, R::COMMAND, request.to_bytes())
+}
+
 fn coin_of(key: &ClientKey) -> Option<(CoinId, Option<[u8; 16]>)> {
     match key {
         ClientKey::Coin { coin, an } => Some((*coin, Some(*an.as_bytes()))),
@@ -267,19 +278,16 @@ impl<'a> Builder<'a> {
         let t = self.cfg.targets[slot.target];
         slot.is_get = false;
         let (group, command, payload) = match self.cfg.command {
-            BenchCommand::Echo => (ids::GROUP_STATUS, ids::ECHO, Vec::new()),
-            BenchCommand::Version => (ids::GROUP_STATUS, ids::VERSION, Vec::new()),
+            BenchCommand::Echo => wire(&Echo),
+            BenchCommand::Version => wire(&Version),
             BenchCommand::GetTicket => {
                 let (coin, _) = coin_of(&self.cfg.key).unwrap_or_default();
-                let mut p = Vec::with_capacity(21);
-                p.extend_from_slice(&coin.wire_bytes());
-                p.extend_from_slice(&self.ticket_an);
-                (ids::GROUP_HEALING, ids::GET_TICKET, p)
+                wire(&GetTicket { records: vec![TicketRecord { coin, an: self.ticket_an }] })
             }
             BenchCommand::PostGetKey => match slot.key_id {
-                Some(id) => {
+                Some(key_id) => {
                     slot.is_get = true;
-                    (ids::GROUP_KEY_EXCHANGE, ids::GET_KEY, encode_get(&id))
+                    wire(&GetKey { key_id })
                 }
                 None => {
                     let mut id = [0u8; 16];
@@ -289,18 +297,14 @@ impl<'a> Builder<'a> {
                     let none = CoinName { dn: 0, sn: 0 };
                     slot.key_id = Some(id);
                     let part = pad[..16].to_vec();
-                    (ids::GROUP_KEY_EXCHANGE, ids::POST_KEY, encode_post(&id, none, [0; 4], none, &pad, 0, &part))
+                    wire(&PostKey::with_part(id, none, [0; 4], none, &pad, 0, &part))
                 }
             },
             BenchCommand::EncryptKey => {
                 let (coin, _) = coin_of(&self.cfg.key).unwrap_or_default();
-                let mut p = Vec::with_capacity(18);
-                p.extend_from_slice(&coin.wire_bytes());
-                let mut part = [0u8; 8];
-                self.rng.fill_bytes(&mut part);
-                p.extend_from_slice(&part);
-                p.extend_from_slice(&coin.wire_bytes());
-                (ids::GROUP_KEY_EXCHANGE, ids::ENCRYPT_KEY, p)
+                let mut key_part = [0u8; 8];
+                self.rng.fill_bytes(&mut key_part);
+                wire(&EncryptKey { recipient: IdentityCoin(coin), key_part, target: coin })
             }
         };
         let routing = Routing::new(t.raida_id, self.cfg.coin_id, group, command);

@@ -3,10 +3,10 @@
 //! RAIDA that lost a shared secret: key tickets from two RAIDAs (44) handed to the third (45).
 
 use raida_proto::client::ClientKey;
-use raida_proto::commands::ids::{DECRYPT_RAIDA_KEY, ENCRYPT_KEY, GROUP_KEY_EXCHANGE, KEY_ALERT, POST_KEY};
-use raida_proto::commands::key_alert::{self, AlertEntry};
-use raida_proto::commands::key_tickets::{self, DecryptRecord, EncryptKey};
-use raida_proto::commands::post_key::{self, CoinName, KEY_FIELD, KEY_LENGTHS};
+use raida_proto::commands::decrypt_raida_key::{DecryptRaidaKey, DecryptRaidaKeyAnswer, DecryptRecord};
+use raida_proto::commands::encrypt_key::EncryptKey;
+use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
+use raida_proto::commands::post_key::{CoinName, PostKey, KEY_FIELD, KEY_LENGTHS};
 use raida_proto::Status;
 use raida_proto::{CoinId, IdentityCoin};
 use rand_core::{OsRng, RngCore};
@@ -14,6 +14,7 @@ use rand_core::{OsRng, RngCore};
 use crate::{Client, ClientError, Server};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExchangeError {
     #[error("a key of {len} bytes cannot be split into {parts} parts of 4, 8, 16, 24, 32 or 40 bytes")]
     BadSplit { len: usize, parts: usize },
@@ -23,8 +24,6 @@ pub enum ExchangeError {
     PartCount(usize),
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("{0}: unexpected answer")]
-    Unexpected(String),
 }
 
 /// Split `key` into `parts` consecutive pieces whose lengths are all allowed key lengths
@@ -106,8 +105,8 @@ pub async fn post_parts(
         let mut padding = [0u8; KEY_FIELD];
         OsRng.fill_bytes(&mut padding);
         let ks = (OsRng.next_u32() as usize % (KEY_FIELD - part.len() + 1)) as u8;
-        let payload = post_key::encode_post(&key_id, receiver, receiver_ip, sender, &padding, ks, part);
-        client.request(t.server, GROUP_KEY_EXCHANGE, POST_KEY, &t.auth, &payload).await?;
+        let post = PostKey::with_part(key_id, receiver, receiver_ip, sender, &padding, ks, part);
+        client.call(t.server, &t.auth, &post).await?;
         entries.push(AlertEntry::new(key_id, t.server.addr.ip(), t.server.addr.port(), t.server.raida_id));
     }
     Ok(entries)
@@ -121,16 +120,14 @@ pub async fn alert(
     auth: &ClientKey,
     entries: &[AlertEntry],
 ) -> Result<(Status, [u8; 16]), ExchangeError> {
-    let reply = client.request(receiver, GROUP_KEY_EXCHANGE, KEY_ALERT, auth, &key_alert::encode(entries)).await?;
-    let map: [u8; 16] =
-        reply.payload.as_slice().try_into().map_err(|_| ExchangeError::Unexpected("key alert".into()))?;
-    Ok((reply.status, map))
+    let answer = client.call(receiver, auth, &KeyAlert { entries: entries.to_vec() }).await?;
+    Ok((answer.status, answer.map))
 }
 
 /// Give `target` (a RAIDA that lost coin `coin`'s AN) the new AN `new_an`: each helper
 /// RAIDA makes a key ticket for one half under `target`'s identity coin `identity`
 /// (44, encrypted with `helpers[i].1`), and `target` opens both (45).
-/// Returns the per-record result bytes (0x01 accepted).
+/// Returns the per-record results.
 pub async fn fix_an(
     client: &Client,
     helpers: [(Server, ClientKey); 2],
@@ -138,16 +135,13 @@ pub async fn fix_an(
     identity: IdentityCoin,
     coin: CoinId,
     new_an: [u8; 16],
-) -> Result<Vec<u8>, ExchangeError> {
+) -> Result<DecryptRaidaKeyAnswer, ExchangeError> {
     let mut records = Vec::with_capacity(2);
     for (split, (server, key)) in helpers.iter().enumerate() {
         let mut half = [0u8; 8];
         half.copy_from_slice(&new_an[split * 8..split * 8 + 8]);
         let req = EncryptKey { recipient: identity, key_part: half, target: coin };
-        let reply =
-            client.request(*server, GROUP_KEY_EXCHANGE, ENCRYPT_KEY, key, &key_tickets::encode_encrypt(&req)).await?;
-        let ticket: [u8; 16] =
-            reply.payload.as_slice().try_into().map_err(|_| ExchangeError::Unexpected("encrypt key".into()))?;
+        let ticket = client.call(*server, key, &req).await?.0;
         records.push(DecryptRecord {
             coin_id: client.coin_id,
             split_id: split as u8,
@@ -157,16 +151,7 @@ pub async fn fix_an(
             ticket,
         });
     }
-    let reply = client
-        .request(
-            target,
-            GROUP_KEY_EXCHANGE,
-            DECRYPT_RAIDA_KEY,
-            &ClientKey::None,
-            &key_tickets::encode_decrypt(identity, &records),
-        )
-        .await?;
-    Ok(reply.payload)
+    Ok(client.call(target, &ClientKey::None, &DecryptRaidaKey { coin: identity, records }).await?)
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use raida_proto::client::{build_request, response_size, ClientKey, Reply, ResponseError, Routing};
+use raida_proto::codec::{Reply as _, Request};
 use rand_core::OsRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use zeroize::{Zeroize, Zeroizing};
 
 pub mod batch;
 pub mod bench;
@@ -35,6 +37,7 @@ pub enum Transport {
 
 /// Why a request did not produce a verified answer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     #[error("i/o error talking to {addr}: {source}")]
     Io { addr: SocketAddr, source: std::io::Error },
@@ -42,6 +45,9 @@ pub enum ClientError {
     Timeout(SocketAddr),
     #[error("{addr}: {source}")]
     Response { addr: SocketAddr, source: ResponseError },
+    /// A verified success whose payload is not the command's answer.
+    #[error("{addr}: unexpected {command} answer")]
+    Malformed { addr: SocketAddr, command: &'static str },
 }
 
 impl ClientError {
@@ -82,6 +88,24 @@ impl Client {
     /// UDP with the default timeout (RAIDA_SERVER_RCV_TIMEOUT).
     pub fn udp(coin_id: u16) -> Client {
         Client::new(Transport::Udp, coin_id, DEFAULT_TIMEOUT)
+    }
+
+    /// Send one typed request and decode its typed answer: [`Client::request`] with the
+    /// request's group and command. A non-success status is [`ClientError::Response`], a
+    /// payload that is not the command's answer [`ClientError::Malformed`]. Both the
+    /// request bytes and the answer bytes are erased once used (a Post Key carries a key
+    /// part, a Get Key answer a key).
+    pub async fn call<R: Request>(
+        &self,
+        server: Server,
+        key: &ClientKey,
+        request: &R,
+    ) -> Result<R::Answer, ClientError> {
+        let payload = Zeroizing::new(request.to_bytes());
+        let mut reply = self.request(server, R::GROUP, R::COMMAND, key, &payload).await?;
+        let answer = R::Answer::decode_reply(reply.status, &reply.payload);
+        reply.payload.zeroize();
+        answer.map_err(|_| ClientError::Malformed { addr: server.addr, command: R::NAME })
     }
 
     /// Send one request and return the verified answer (success statuses only;

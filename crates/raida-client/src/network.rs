@@ -63,6 +63,7 @@ fn default_coin_id() -> u16 {
 
 /// A network file that cannot be used, or a host name that does not resolve.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NetworkError {
     #[error("{path}: {source}")]
     Read { path: String, source: std::io::Error },

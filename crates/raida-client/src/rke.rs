@@ -53,9 +53,11 @@ use std::time::{Duration, Instant};
 use hkdf::Hkdf;
 use raida_net::{ConnectionSlot, ConnectionTable, TcpLimits};
 use raida_proto::client::ClientKey;
+use raida_proto::codec::Codec;
+use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
 use raida_proto::commands::ids::{ECHO, GET_KEY, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
-use raida_proto::commands::key_alert::{self, AlertEntry};
-use raida_proto::commands::post_key::{self, CoinName, KEY_FIELD};
+use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
+use raida_proto::commands::post_key::{CoinName, PostKey, KEY_FIELD};
 use raida_proto::header::{header_size_for, CommandSet, ServerIdentity};
 use raida_proto::keys::NoKeys;
 use raida_proto::replay::NoReplay;
@@ -240,6 +242,7 @@ pub struct SendReport {
 /// Why an exchange did not complete. Every message names the RAIDA or the receiver at
 /// fault and says what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RkeError {
     #[error(transparent)]
     Network(#[from] NetworkError),
@@ -286,19 +289,18 @@ fn failures_text(f: &[PostFailure]) -> String {
 
 /// What to tell the user when a RAIDA refuses a post or a fetch.
 pub fn status_hint(status: Status, raida_id: u8, coin: CoinName) -> String {
-    let what = match status.code() {
-        25 => format!(
-            "coin {}:{} is not registered on RAIDA {raida_id} (its operator runs the `raida coin set` line `raida wallet new` printed)",
-            coin.dn, coin.sn
+    let what = match status {
+        Status::EncryptionCoinNotFound => format!(
+            "coin {coin} is not registered on RAIDA {raida_id} (its operator runs the `raida coin set` line `raida wallet new` printed)"
         ),
-        34 => format!("the wallet's AN for RAIDA {raida_id} is not the one the RAIDA holds (wrong wallet file?)"),
-        7 => format!("RAIDA {raida_id} serves another coin id than network.toml's coin_id"),
-        27 => format!("RAIDA {raida_id} does not speak EN 4: mark it `legacy = true` in network.toml"),
-        160 => format!("RAIDA {raida_id} is rate-limiting this coin: wait a minute and retry"),
-        177 => "replay or stale request: check this machine's clock (within 300 s of the RAIDAs')".to_string(),
-        216 => "the key part is gone (already fetched, expired, or never posted)".to_string(),
-        217 => format!("the part is reserved for another receiver coin than {}:{}", coin.dn, coin.sn),
-        218 => "the part may be fetched only from another address (sender: try --any-address)".to_string(),
+        Status::InvalidEncryption => format!("the wallet's AN for RAIDA {raida_id} is not the one the RAIDA holds (wrong wallet file?)"),
+        Status::InvalidCoinId => format!("RAIDA {raida_id} serves another coin id than network.toml's coin_id"),
+        Status::InvalidEncryptionCode => format!("RAIDA {raida_id} does not speak EN 4: mark it `legacy = true` in network.toml"),
+        Status::RequestRate => format!("RAIDA {raida_id} is rate-limiting this coin: wait a minute and retry"),
+        Status::TxnProcessed => "replay or stale request: check this machine's clock (within 300 s of the RAIDAs')".to_string(),
+        Status::KeyNotFound => "the key part is gone (already fetched, expired, or never posted)".to_string(),
+        Status::ReceiverAuth => format!("the part is reserved for another receiver coin than {coin}"),
+        Status::ReceiverAddress => "the part may be fetched only from another address (sender: try --any-address)".to_string(),
         _ => String::new(),
     };
     if what.is_empty() {
@@ -341,7 +343,8 @@ fn placement(
     // KS + KL <= 127: deployed servers refuse 128
     let room = (KEY_FIELD - 1).saturating_sub(part.len()) as u32 + 1;
     let ks = (OsRng.next_u32() % room) as u8;
-    let payload = Zeroizing::new(post_key::encode_post(&key_id, receiver, receiver_ip, sender, &padding, ks, part));
+    let payload =
+        Zeroizing::new(PostKey::with_part(key_id, receiver, receiver_ip, sender, &padding, ks, part).to_bytes());
     Placement { server, key_id, payload }
 }
 
@@ -586,7 +589,7 @@ async fn alert(
     timeout: Duration,
 ) -> Result<(Status, [u8; 16]), RkeError> {
     let server = Server { addr, raida_id: to.raida_id.unwrap_or(0) };
-    let payload = key_alert::encode(entries);
+    let payload = KeyAlert { entries: entries.to_vec() }.to_bytes();
     let fail = |reason: String| RkeError::Alert { address: to.address.clone(), reason };
     let tcp = Client::new(Transport::Tcp, coin_id, timeout);
     let mut over_tcp = None;
@@ -610,6 +613,7 @@ async fn alert(
             fail(format!("{source}{tcp_too}: is `raida key receive --listen {}` running?", to.address))
         }
         ClientError::Response { source, .. } => fail(format!("the Key Alert was refused: {source}{tcp_too}")),
+        e @ ClientError::Malformed { .. } => fail(e.to_string()),
     })?;
     let map: [u8; 16] = reply
         .payload
@@ -1054,8 +1058,8 @@ impl KeyReceiver {
         let refused = |status: Status, map: [u8; 16], reason: String| {
             (status, map, AlertOutcome::Refused { from, status, reason })
         };
-        let entries = match key_alert::parse(payload) {
-            Ok(e) => e,
+        let entries = match KeyAlert::decode(payload) {
+            Ok(a) => a.entries,
             Err(s) => return refused(s, [0; 16], "malformed Key Alert".into()),
         };
         let raidas = match self.network.resolve().await {
@@ -1077,7 +1081,7 @@ impl KeyReceiver {
                 group: GROUP_KEY_EXCHANGE,
                 command: GET_KEY,
                 key,
-                payload: post_key::encode_get(&p.key_id),
+                payload: GetKey { key_id: p.key_id }.to_bytes(),
             });
         }
         let granted = {
@@ -1096,12 +1100,12 @@ impl KeyReceiver {
             let id = q.server.raida_id;
             match r {
                 Ok(mut reply) => {
-                    match post_key::decode_get_answer(&reply.payload) {
-                        Some((sender, k)) => {
+                    match GetKeyAnswer::decode(&reply.payload) {
+                        Ok(GetKeyAnswer { sender, key }) => {
                             senders.push(sender);
-                            parts.push(Some(k.to_vec()));
+                            parts.push(Some(key));
                         }
-                        None => {
+                        Err(_) => {
                             why.push(format!("part {i}: RAIDA {id}: Get Key answer too short"));
                             parts.push(None);
                         }
@@ -1127,7 +1131,7 @@ impl KeyReceiver {
             return refused(Status::Mixed, map, "no part was fetched".into());
         };
         if senders.iter().any(|s| *s != sender) {
-            let list: Vec<String> = senders.iter().map(|s| format!("{}:{}", s.dn, s.sn)).collect();
+            let list: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
             return refused(
                 Status::Mixed,
                 map,
@@ -1138,11 +1142,7 @@ impl KeyReceiver {
             return refused(Status::Mixed, map, "the parts name no sender (anonymous 0:0)".into());
         }
         if !self.opts.accept.is_empty() && !self.opts.accept.contains(&sender) {
-            return refused(
-                Status::Mixed,
-                map,
-                format!("sender {}:{} is not one this receiver accepts (--from)", sender.dn, sender.sn),
-            );
+            return refused(Status::Mixed, map, format!("sender {sender} is not one this receiver accepts (--from)"));
         }
         let first_key_id = entries[0].key_id;
         let received = Received {

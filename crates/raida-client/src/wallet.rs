@@ -28,6 +28,7 @@ pub const RAIDAS: usize = 25;
 
 /// Why a wallet cannot be made, read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WalletError {
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },

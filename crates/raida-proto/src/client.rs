@@ -263,6 +263,7 @@ pub struct Reply {
 
 /// Why a response was not a verified success.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResponseError {
     #[error("response shorter than its header or body size")]
     Truncated,

@@ -133,20 +133,48 @@ pub trait Reply: Codec {
     fn status(&self) -> Status {
         Status::Success
     }
-}
 
-/// An empty payload (Echo, Version requests; Echo and Post Key answers).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Empty;
-
-impl Codec for Empty {
-    fn encode(&self, _: &mut Vec<u8>) {}
-    fn read(_: &mut Reader<'_>) -> Result<Self, Status> {
-        Ok(Empty)
+    /// The answer as a client receives it: the payload under the status of the response
+    /// header. Most answers are their payload alone; Key Alert's part map keeps the status.
+    fn decode_reply(_status: Status, payload: &[u8]) -> Result<Self, Status> {
+        Self::decode(payload)
     }
 }
 
-impl Reply for Empty {}
+/// A request of section 6: the command it is sent as and the answer it gets. A command is
+/// its request type: the server's registry, the client's typed call and the lists of
+/// commands all start from it.
+pub trait Request: Codec {
+    const GROUP: u8;
+    const COMMAND: u8;
+    /// The command in snake case, e.g. `post_key`: the name of its codec file
+    /// (`commands/<name>.rs`), of its handler file in the server and of its metrics.
+    const NAME: &'static str;
+    type Answer: Reply;
+}
+
+/// `(group, command)` of a request type, for lists of commands built in const context.
+pub const fn numbers<R: Request>() -> (u8, u8) {
+    (R::GROUP, R::COMMAND)
+}
+
+/// A unit type whose payload is empty (Echo and Version requests; Echo and Post Key
+/// answers): decoding anything else as a whole payload is 16.
+macro_rules! empty_payload {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl $crate::codec::Codec for $name {
+            fn encode(&self, _: &mut Vec<u8>) {}
+            fn read(_: &mut $crate::codec::Reader<'_>) -> Result<Self, $crate::status::Status> {
+                Ok($name)
+            }
+        }
+    };
+}
+pub(crate) use empty_payload;
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,7 @@ pub struct CoinId {
 
 /// Why a user-named coin is not a coin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CoinIdError {
     #[error("denomination {0} is not -8..11")]
     Denomination(i8),
@@ -55,9 +56,10 @@ impl From<(i8, u32)> for CoinId {
     }
 }
 
+/// `DN:SN`, the form the command line takes and prints (`--coin 1:500`).
 impl fmt::Display for CoinId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.dn, self.sn)
+        write!(f, "{}:{}", self.dn, self.sn)
     }
 }
 
@@ -95,7 +97,7 @@ mod tests {
     #[test]
     fn the_dn_range_is_checked() {
         assert_eq!(CoinId::new(-8, 0), Ok(CoinId { dn: -8, sn: 0 }));
-        assert_eq!(CoinId::new(11, 1_023_999).map(|c| c.to_string()), Ok("11.1023999".into()));
+        assert_eq!(CoinId::new(11, 1_023_999).map(|c| c.to_string()), Ok("11:1023999".into()));
         assert_eq!(CoinId::new(-9, 1), Err(CoinIdError::Denomination(-9)));
         assert_eq!(CoinId::new(12, 1), Err(CoinIdError::Denomination(12)));
         assert_eq!(CoinId::new(1, 1_024_000), Err(CoinIdError::SerialNumber(1_024_000)));

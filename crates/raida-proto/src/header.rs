@@ -5,37 +5,28 @@ use crate::codec::be32;
 use crate::coin::CoinId;
 use crate::consts::{LEGACY_HEADER_SIZE, MAX_COMMAND_GROUP, MAX_SHARD, MODERN_HEADER_SIZE};
 use crate::status::Status;
+use crate::wire_enum::wire_enum;
 
-/// Encryption type (byte 16).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Encryption {
-    /// EN 0: no encryption.
-    None = 0,
-    /// EN 1: AES-128-CTR under a coin's AN.
-    Coin = 1,
-    /// EN 2: AES-128-CTR under a locker's AN.
-    Locker = 2,
-    /// EN 4: AES-256-GCM, one token.
-    Token = 4,
-    /// EN 5: AES-256-GCM, two tokens.
-    TokenPair = 5,
-    /// EN 7: AES-256-GCM, RAIDA-to-RAIDA secret.
-    Raida = 7,
+wire_enum! {
+    /// Encryption type (byte 16), named as PROTOCOL.md 3.1 does. A number outside this
+    /// table is refused with 27 INVALID_ENCRYPTION_CODE.
+    pub enum Encryption {
+        /// EN 0: no encryption.
+        None = 0 => "EN 0 (none)",
+        /// EN 1: AES-128-CTR under a coin's AN.
+        Coin = 1 => "EN 1 (coin AN)",
+        /// EN 2: AES-128-CTR under a locker's AN.
+        Locker = 2 => "EN 2 (locker AN)",
+        /// EN 4: AES-256-GCM, one token.
+        Token = 4 => "EN 4 (token)",
+        /// EN 5: AES-256-GCM, two tokens.
+        TokenPair = 5 => "EN 5 (token pair)",
+        /// EN 7: AES-256-GCM, RAIDA-to-RAIDA secret.
+        Raida = 7 => "EN 7 (RAIDA secret)",
+    }
 }
 
 impl Encryption {
-    pub fn from_byte(b: u8) -> Option<Encryption> {
-        Some(match b {
-            0 => Encryption::None,
-            1 => Encryption::Coin,
-            2 => Encryption::Locker,
-            4 => Encryption::Token,
-            5 => Encryption::TokenPair,
-            7 => Encryption::Raida,
-            _ => return None,
-        })
-    }
     /// Types 4, 5 and 7 use the 48-byte header and AES-256-GCM.
     pub const fn is_modern(self) -> bool {
         matches!(self, Encryption::Token | Encryption::TokenPair | Encryption::Raida)
@@ -45,7 +36,8 @@ impl Encryption {
 /// Header size implied by byte 16 (section 2): 48 for 4, 5, 7, else 32.
 #[inline]
 pub fn header_size_for(en_byte: u8) -> usize {
-    if matches!(en_byte, 4 | 5 | 7) {
+    // An unknown type frames as legacy; the header rules answer it with 27.
+    if matches!(Encryption::from_code(en_byte), Some(en) if en.is_modern()) {
         MODERN_HEADER_SIZE
     } else {
         LEGACY_HEADER_SIZE
@@ -195,7 +187,7 @@ pub fn parse_request_header(
     if coin_id != server.coin_id {
         return Err(Status::InvalidCoinId);
     }
-    let encryption = Encryption::from_byte(bytes[16]).ok_or(Status::InvalidEncryptionCode)?;
+    let encryption = Encryption::from_code(bytes[16]).ok_or(Status::InvalidEncryptionCode)?;
     if !server.legacy_encryption && matches!(encryption, Encryption::Coin | Encryption::Locker) {
         return Err(Status::InvalidEncryptionCode);
     }

@@ -26,6 +26,7 @@ pub mod response;
 pub mod status;
 pub mod time;
 pub mod validate;
+mod wire_enum;
 
 pub use coin::{CoinId, IdentityCoin};
 pub use header::{CommandSet, Encryption, KeyIdentity, RequestHeader, ServerIdentity};

@@ -7,6 +7,7 @@ use std::hash::BuildHasher;
 use nohash_hasher::BuildNoHashHasher;
 
 use crate::consts::{FRESHNESS_WINDOW_SECS, REPLAY_WINDOW_SECS};
+use crate::header::Encryption;
 use crate::status::Status;
 
 /// What identifies one accepted modern request: EN, key identity bytes, nonce.
@@ -19,7 +20,7 @@ pub fn replay_key(header: &[u8]) -> ReplayKey {
     k[0] = en;
     // key identity: bytes 17-21 for all modern types, plus the second token for EN 5
     k[1..6].copy_from_slice(&header[17..22]);
-    if en == 5 {
+    if en == Encryption::TokenPair.code() {
         k[6..11].copy_from_slice(&header[24..29]);
     }
     k[11..23].copy_from_slice(&header[32..44]);

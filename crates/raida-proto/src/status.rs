@@ -1,151 +1,58 @@
 //! Status codes of PROTOCOL.md section 4.3, as one enum carrying the wire numbers.
 
-/// A response status (byte 2 of the response header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Status {
-    /// 0: never sent; used inside the server for "accepted, go on".
-    NoError = 0,
-    InvalidSplitId = 2,
-    InvalidRaidaId = 3,
-    InvalidShardId = 4,
-    InvalidCommandGroup = 5,
-    InvalidCommand = 6,
-    InvalidCoinId = 7,
-    InvalidPacketLength = 16,
-    WrongRaida = 18,
-    EncryptionCoinNotFound = 25,
-    InvalidEncryptionCode = 27,
-    InvalidEof = 33,
-    InvalidEncryption = 34,
-    InvalidCrc = 37,
-    AdminAuth = 38,
-    CoinsNotDiv = 39,
-    InvalidSnOrDenomination = 40,
-    NoTicketSlot = 42,
-    NoTicketFound = 43,
-    TicketClaimedAlready = 44,
-    TooManyCoins = 45,
-    RequestRate = 160,
-    TxnProcessed = 177,
-    Filesystem = 194,
-    InvalidKeyStart = 195,
-    InvalidKeyLength = 196,
-    CoinLoad = 197,
-    FileExists = 201,
-    KeyNotFound = 216,
-    ReceiverAuth = 217,
-    ReceiverAddress = 218,
-    AllPass = 241,
-    AllFail = 242,
-    Mixed = 243,
-    Success = 250,
-    Internal = 252,
-    MemoryAlloc = 254,
-    InvalidRouting = 255,
+use crate::wire_enum::wire_enum;
+
+wire_enum! {
+    /// A response status (byte 2 of the response header): number and protocol name
+    /// (e.g. `INVALID_CRC`). A number outside this table is not a status of section 4.3
+    /// (a client refuses such an answer).
+    pub enum Status {
+        /// 0: never sent; used inside the server for "accepted, go on".
+        NoError = 0 => "NO_ERROR",
+        InvalidSplitId = 2 => "INVALID_SPLIT_ID",
+        InvalidRaidaId = 3 => "INVALID_RAIDA_ID",
+        InvalidShardId = 4 => "INVALID_SHARD_ID",
+        InvalidCommandGroup = 5 => "INVALID_COMMAND_GROUP",
+        InvalidCommand = 6 => "INVALID_COMMAND",
+        InvalidCoinId = 7 => "INVALID_COIN_ID",
+        InvalidPacketLength = 16 => "INVALID_PACKET_LENGTH",
+        WrongRaida = 18 => "WRONG_RAIDA",
+        EncryptionCoinNotFound = 25 => "ENCRYPTION_COIN_NOT_FOUND",
+        InvalidEncryptionCode = 27 => "INVALID_ENCRYPTION_CODE",
+        InvalidEof = 33 => "INVALID_EOF",
+        InvalidEncryption = 34 => "INVALID_ENCRYPTION",
+        InvalidCrc = 37 => "INVALID_CRC",
+        AdminAuth = 38 => "ADMIN_AUTH",
+        CoinsNotDiv = 39 => "COINS_NOT_DIV",
+        InvalidSnOrDenomination = 40 => "INVALID_SN_OR_DENOMINATION",
+        NoTicketSlot = 42 => "NO_TICKET_SLOT",
+        NoTicketFound = 43 => "NO_TICKET_FOUND",
+        TicketClaimedAlready = 44 => "TICKET_CLAIMED_ALREADY",
+        TooManyCoins = 45 => "TOO_MANY_COINS",
+        RequestRate = 160 => "REQUEST_RATE",
+        TxnProcessed = 177 => "TXN_PROCESSED",
+        Filesystem = 194 => "FILESYSTEM",
+        InvalidKeyStart = 195 => "INVALID_KEY_START",
+        InvalidKeyLength = 196 => "INVALID_KEY_LENGTH",
+        CoinLoad = 197 => "COIN_LOAD",
+        FileExists = 201 => "FILE_EXISTS",
+        KeyNotFound = 216 => "KEY_NOT_FOUND",
+        ReceiverAuth = 217 => "RECEIVER_AUTH",
+        ReceiverAddress = 218 => "RECEIVER_ADDRESS",
+        AllPass = 241 => "ALL_PASS",
+        AllFail = 242 => "ALL_FAIL",
+        Mixed = 243 => "MIXED",
+        Success = 250 => "SUCCESS",
+        Internal = 252 => "INTERNAL",
+        MemoryAlloc = 254 => "MEMORY_ALLOC",
+        InvalidRouting = 255 => "INVALID_ROUTING",
+    }
 }
 
 impl Status {
-    /// Every status this implementation knows, in numeric order.
-    pub const ALL: [Status; 38] = [
-        Status::NoError,
-        Status::InvalidSplitId,
-        Status::InvalidRaidaId,
-        Status::InvalidShardId,
-        Status::InvalidCommandGroup,
-        Status::InvalidCommand,
-        Status::InvalidCoinId,
-        Status::InvalidPacketLength,
-        Status::WrongRaida,
-        Status::EncryptionCoinNotFound,
-        Status::InvalidEncryptionCode,
-        Status::InvalidEof,
-        Status::InvalidEncryption,
-        Status::InvalidCrc,
-        Status::AdminAuth,
-        Status::CoinsNotDiv,
-        Status::InvalidSnOrDenomination,
-        Status::NoTicketSlot,
-        Status::NoTicketFound,
-        Status::TicketClaimedAlready,
-        Status::TooManyCoins,
-        Status::RequestRate,
-        Status::TxnProcessed,
-        Status::Filesystem,
-        Status::InvalidKeyStart,
-        Status::InvalidKeyLength,
-        Status::CoinLoad,
-        Status::FileExists,
-        Status::KeyNotFound,
-        Status::ReceiverAuth,
-        Status::ReceiverAddress,
-        Status::AllPass,
-        Status::AllFail,
-        Status::Mixed,
-        Status::Success,
-        Status::Internal,
-        Status::MemoryAlloc,
-        Status::InvalidRouting,
-    ];
-
-    /// The wire number.
-    #[inline]
-    pub const fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// The status for a wire number, if it is one of section 4.3.
-    pub fn from_code(code: u8) -> Option<Status> {
-        Status::ALL.iter().copied().find(|s| s.code() == code)
-    }
-
     /// Success statuses (250, 241, 242, 243).
     pub const fn is_success(self) -> bool {
         matches!(self, Status::Success | Status::AllPass | Status::AllFail | Status::Mixed)
-    }
-
-    /// The protocol's name for the status, e.g. `INVALID_CRC`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Status::NoError => "NO_ERROR",
-            Status::InvalidSplitId => "INVALID_SPLIT_ID",
-            Status::InvalidRaidaId => "INVALID_RAIDA_ID",
-            Status::InvalidShardId => "INVALID_SHARD_ID",
-            Status::InvalidCommandGroup => "INVALID_COMMAND_GROUP",
-            Status::InvalidCommand => "INVALID_COMMAND",
-            Status::InvalidCoinId => "INVALID_COIN_ID",
-            Status::InvalidPacketLength => "INVALID_PACKET_LENGTH",
-            Status::WrongRaida => "WRONG_RAIDA",
-            Status::EncryptionCoinNotFound => "ENCRYPTION_COIN_NOT_FOUND",
-            Status::InvalidEncryptionCode => "INVALID_ENCRYPTION_CODE",
-            Status::InvalidEof => "INVALID_EOF",
-            Status::InvalidEncryption => "INVALID_ENCRYPTION",
-            Status::InvalidCrc => "INVALID_CRC",
-            Status::AdminAuth => "ADMIN_AUTH",
-            Status::CoinsNotDiv => "COINS_NOT_DIV",
-            Status::InvalidSnOrDenomination => "INVALID_SN_OR_DENOMINATION",
-            Status::NoTicketSlot => "NO_TICKET_SLOT",
-            Status::NoTicketFound => "NO_TICKET_FOUND",
-            Status::TicketClaimedAlready => "TICKET_CLAIMED_ALREADY",
-            Status::TooManyCoins => "TOO_MANY_COINS",
-            Status::RequestRate => "REQUEST_RATE",
-            Status::TxnProcessed => "TXN_PROCESSED",
-            Status::Filesystem => "FILESYSTEM",
-            Status::InvalidKeyStart => "INVALID_KEY_START",
-            Status::InvalidKeyLength => "INVALID_KEY_LENGTH",
-            Status::CoinLoad => "COIN_LOAD",
-            Status::FileExists => "FILE_EXISTS",
-            Status::KeyNotFound => "KEY_NOT_FOUND",
-            Status::ReceiverAuth => "RECEIVER_AUTH",
-            Status::ReceiverAddress => "RECEIVER_ADDRESS",
-            Status::AllPass => "ALL_PASS",
-            Status::AllFail => "ALL_FAIL",
-            Status::Mixed => "MIXED",
-            Status::Success => "SUCCESS",
-            Status::Internal => "INTERNAL",
-            Status::MemoryAlloc => "MEMORY_ALLOC",
-            Status::InvalidRouting => "INVALID_ROUTING",
-        }
     }
 }
 
@@ -165,5 +72,15 @@ mod tests {
             assert_eq!(Status::from_code(s.code()), Some(s));
         }
         assert_eq!(Status::from_code(1), None);
+        assert_eq!(Status::try_from(250), Ok(Status::Success));
+        assert_eq!(Status::try_from(1), Err(1));
+        assert_eq!(u8::from(Status::InvalidCrc), 37);
+    }
+
+    #[test]
+    fn the_table_lists_section_4_3_in_numeric_order() {
+        assert_eq!(Status::ALL.len(), 38);
+        assert!(Status::ALL.windows(2).all(|w| w[0].code() < w[1].code()));
+        assert_eq!(Status::InvalidCrc.to_string(), "37 INVALID_CRC");
     }
 }

@@ -149,8 +149,11 @@ proptest! {
 
 mod command_payloads {
     use proptest::prelude::*;
+    use raida_proto::codec::Codec;
     use raida_proto::commands::post_key::CoinName;
-    use raida_proto::commands::{get_ticket, key_alert, key_tickets, post_key, status_group, validate_ticket};
+    use raida_proto::commands::{
+        decrypt_raida_key, echo, encrypt_key, get_key, get_ticket, key_alert, post_key, show_stats, validate_ticket,
+    };
     use raida_proto::{CoinId, IdentityCoin};
 
     proptest! {
@@ -159,23 +162,23 @@ mod command_payloads {
         /// No payload of any length makes a command parser panic.
         #[test]
         fn parsers_never_panic(p in proptest::collection::vec(any::<u8>(), 0..700)) {
-            let _ = status_group::parse_empty(&p);
-            let _ = status_group::parse_show_stats(&p);
-            let _ = get_ticket::parse(&p).map(|it| it.count());
-            let _ = validate_ticket::parse(&p);
-            let _ = post_key::parse_post(&p);
-            let _ = post_key::parse_get(&p);
-            let _ = post_key::decode_get_answer(&p);
-            let _ = key_alert::parse(&p).map(|e| e.iter().filter_map(|x| x.ip()).count());
-            let _ = key_tickets::parse_encrypt(&p);
-            let _ = key_tickets::parse_decrypt(&p);
+            let _ = echo::Echo::decode(&p);
+            let _ = show_stats::ShowStats::decode(&p);
+            let _ = get_ticket::GetTicket::decode(&p).map(|g| g.records.len());
+            let _ = validate_ticket::ValidateTicket::decode(&p);
+            let _ = post_key::PostKey::decode(&p).map(|r| r.posted());
+            let _ = get_key::GetKey::decode(&p);
+            let _ = get_key::GetKeyAnswer::decode(&p);
+            let _ = key_alert::KeyAlert::decode(&p).map(|a| a.entries.iter().filter_map(|x| x.ip()).count());
+            let _ = encrypt_key::EncryptKey::decode(&p);
+            let _ = decrypt_raida_key::DecryptRaidaKey::decode(&p);
         }
 
         #[test]
         fn get_ticket_round_trip(recs in proptest::collection::vec((any::<i8>(), any::<u32>(), any::<[u8; 16]>()), 1..50)) {
             let records: Vec<_> = recs.iter().map(|&(dn, sn, an)| get_ticket::TicketRecord { coin: CoinId { dn, sn }, an }).collect();
-            let back: Vec<_> = get_ticket::parse(&get_ticket::encode(&records)).unwrap().collect();
-            prop_assert_eq!(back, records);
+            let request = get_ticket::GetTicket { records };
+            prop_assert_eq!(get_ticket::GetTicket::decode(&request.to_bytes()).unwrap(), request);
         }
 
         #[test]
@@ -185,8 +188,8 @@ mod command_payloads {
             let mut padding = [0u8; 128];
             for (i, b) in padding.iter_mut().enumerate() { *b = pad[i % 32]; }
             let part: Vec<u8> = (0..kl).map(|i| i as u8 ^ 0x5A).collect();
-            let p = post_key::encode_post(&id, CoinName { dn: rdn, sn: rsn }, ip, CoinName { dn: sdn, sn: ssn }, &padding, ks, &part);
-            let back = post_key::parse_post(&p).unwrap();
+            let p = post_key::PostKey::with_part(id, CoinName { dn: rdn, sn: rsn }, ip, CoinName { dn: sdn, sn: ssn }, &padding, ks, &part).to_bytes();
+            let back = post_key::PostKey::decode(&p).unwrap().posted();
             prop_assert_eq!(back.key_id, id);
             prop_assert_eq!(back.key_bytes, part);
             prop_assert_eq!(back.receiver, CoinName { dn: rdn, sn: rsn });
@@ -200,26 +203,26 @@ mod command_payloads {
                 if v == 4 { address[4..].fill(0); }
                 key_alert::AlertEntry { ip_version: v, key_id, address, port, raida_id }
             }).collect();
-            prop_assert_eq!(key_alert::parse(&key_alert::encode(&es)).unwrap(), es);
+            let alert = key_alert::KeyAlert { entries: es };
+            prop_assert_eq!(key_alert::KeyAlert::decode(&alert.to_bytes()).unwrap(), alert);
         }
 
         #[test]
         fn ticket_round_trip(an in any::<[u8; 16]>(), part in any::<[u8; 8]>(), dn in any::<i8>(), sn in any::<u32>(), r in any::<[u8; 2]>(), flip in 0usize..128) {
             let key = raida_proto::Key16::new(an);
-            let t = key_tickets::make_ticket(&key, &part, CoinId { dn, sn }, r);
-            prop_assert_eq!(key_tickets::open_ticket(&key, &t, CoinId { dn, sn }), Some(part));
+            let t = encrypt_key::make_ticket(&key, &part, CoinId { dn, sn }, r);
+            prop_assert_eq!(encrypt_key::open_ticket(&key, &t, CoinId { dn, sn }), Some(part));
             let mut bad = t;
             bad[flip / 8] ^= 1 << (flip % 8);
             // a flipped bit fails the 0xFF + target check except with probability 2^-48
-            prop_assert_eq!(key_tickets::open_ticket(&key, &bad, CoinId { dn, sn }), None);
+            prop_assert_eq!(encrypt_key::open_ticket(&key, &bad, CoinId { dn, sn }), None);
         }
 
         #[test]
         fn decrypt_round_trip(dn in any::<i8>(), sn in any::<u32>(), recs in proptest::collection::vec((any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<i8>(), any::<u32>(), any::<[u8; 16]>()), 1..20)) {
-            let records: Vec<_> = recs.iter().map(|&(coin_id, split_id, raida_id, shard, tdn, tsn, ticket)| key_tickets::DecryptRecord { coin_id, split_id, raida_id, shard, target: CoinId { dn: tdn, sn: tsn }, ticket }).collect();
-            let (coin, back) = key_tickets::parse_decrypt(&key_tickets::encode_decrypt(IdentityCoin(CoinId { dn, sn }), &records)).unwrap();
-            prop_assert_eq!(coin, IdentityCoin(CoinId { dn, sn }));
-            prop_assert_eq!(back, records);
+            let records: Vec<_> = recs.iter().map(|&(coin_id, split_id, raida_id, shard, tdn, tsn, ticket)| decrypt_raida_key::DecryptRecord { coin_id, split_id, raida_id, shard, target: CoinId { dn: tdn, sn: tsn }, ticket }).collect();
+            let request = decrypt_raida_key::DecryptRaidaKey { coin: IdentityCoin(CoinId { dn, sn }), records };
+            prop_assert_eq!(decrypt_raida_key::DecryptRaidaKey::decode(&request.to_bytes()).unwrap(), request);
         }
     }
 }
@@ -250,9 +253,11 @@ fn body_size_one_is_an_error_not_a_panic() {
 /// still encrypted): 3 of 3 runs.
 #[test]
 fn encrypted_requests_reach_the_command_parsers() {
+    use raida_proto::codec::Codec;
     use raida_proto::commands::post_key::CoinName;
     use raida_proto::commands::{
-        get_key, get_ticket, key_alert, key_tickets, post_key, status_group, validate_ticket, SPEC_COMMANDS,
+        decrypt_raida_key, echo, encrypt_key, get_key, get_ticket, key_alert, post_key, show_stats, validate_ticket,
+        SPEC_COMMANDS,
     };
     use raida_proto::IdentityCoin;
     use rand_core::RngCore;
@@ -274,27 +279,28 @@ fn encrypted_requests_reach_the_command_parsers() {
             (2, 40) => {
                 let n = 1 + below(5) as usize;
                 let rec = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: below(1000) }, an: id };
-                get_ticket::encode(&vec![rec; n])
+                get_ticket::GetTicket { records: vec![rec; n] }.to_bytes()
             }
-            (2, 50) => validate_ticket::encode(&validate_ticket::ValidateTicket {
-                claiming_raida: below(25) as u8,
-                ticket: OsRng.next_u32(),
-            })
-            .to_vec(),
+            (2, 50) => {
+                validate_ticket::ValidateTicket { claiming_raida: below(25) as u8, ticket: OsRng.next_u32() }.to_bytes()
+            }
             (4, 41) => {
                 let none = CoinName { dn: 0, sn: 0 };
-                post_key::encode_post(&id, none, [127, 0, 0, 1], none, &bytes::<128>(), 0, &[0xFF; 4])
+                post_key::PostKey::with_part(id, none, [127, 0, 0, 1], none, &bytes::<128>(), 0, &[0xFF; 4]).to_bytes()
             }
-            (4, 42) => key_alert::encode(&[key_alert::AlertEntry::new(id, "127.0.0.1".parse().unwrap(), 4000, 3)]),
-            (4, 43) => get_key::encode_get(&id),
-            (4, 44) => key_tickets::encode_encrypt(&key_tickets::EncryptKey {
+            (4, 42) => {
+                let entry = key_alert::AlertEntry::new(id, "127.0.0.1".parse().unwrap(), 4000, 3);
+                key_alert::KeyAlert { entries: vec![entry] }.to_bytes()
+            }
+            (4, 43) => get_key::GetKey { key_id: id }.to_bytes(),
+            (4, 44) => encrypt_key::EncryptKey {
                 recipient: IdentityCoin(CoinId { dn: 1, sn: 500 }),
                 key_part: bytes::<8>(),
                 target: CoinId { dn: 1, sn: 100 },
-            })
-            .to_vec(),
+            }
+            .to_bytes(),
             (4, 45) => {
-                let rec = key_tickets::DecryptRecord {
+                let rec = decrypt_raida_key::DecryptRecord {
                     coin_id: 6,
                     split_id: 0,
                     raida_id: 1,
@@ -302,7 +308,8 @@ fn encrypted_requests_reach_the_command_parsers() {
                     target: CoinId { dn: 1, sn: 100 },
                     ticket: id,
                 };
-                key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[rec])
+                decrypt_raida_key::DecryptRaidaKey { coin: IdentityCoin(CoinId { dn: 1, sn: 500 }), records: vec![rec] }
+                    .to_bytes()
             }
             _ => Vec::new(), // Echo, Version: empty
         }
@@ -310,15 +317,15 @@ fn encrypted_requests_reach_the_command_parsers() {
     /// The command's own parser, as the server's handler calls it.
     fn parse(group: u8, command: u8, p: &[u8]) -> Result<(), Status> {
         match (group, command) {
-            (0, 2) => status_group::parse_show_stats(p).map(drop),
-            (2, 40) => get_ticket::parse(p).map(drop),
-            (2, 50) => validate_ticket::parse(p).map(drop),
-            (4, 41) => post_key::parse_post(p).map(drop),
-            (4, 42) => key_alert::parse(p).map(drop),
-            (4, 43) => get_key::parse_get(p).map(drop),
-            (4, 44) => key_tickets::parse_encrypt(p).map(drop),
-            (4, 45) => key_tickets::parse_decrypt(p).map(drop),
-            _ => status_group::parse_empty(p),
+            (0, 2) => show_stats::ShowStats::decode(p).map(drop),
+            (2, 40) => get_ticket::GetTicket::decode(p).map(drop),
+            (2, 50) => validate_ticket::ValidateTicket::decode(p).map(drop),
+            (4, 41) => post_key::PostKey::decode(p).map(drop),
+            (4, 42) => key_alert::KeyAlert::decode(p).map(drop),
+            (4, 43) => get_key::GetKey::decode(p).map(drop),
+            (4, 44) => encrypt_key::EncryptKey::decode(p).map(drop),
+            (4, 45) => decrypt_raida_key::DecryptRaidaKey::decode(p).map(drop),
+            _ => echo::Echo::decode(p).map(drop),
         }
     }
     #[derive(Clone, Copy, PartialEq)]

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use raida_proto::commands::key_tickets::{self, DecryptRecord};
+use raida_proto::codec::Codec;
+use raida_proto::commands::decrypt_raida_key::{self, DecryptRecord};
+use raida_proto::commands::encrypt_key;
+use raida_proto::commands::get_key;
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::header::{Encryption, KeyIdentity, RequestHeader, ServerIdentity};
 use raida_proto::Key16;
@@ -48,11 +51,12 @@ fn payload(n: u32, ans: &[[u8; 16]; 25]) -> Vec<u8> {
             let split = (i % 2) as u8;
             let maker = 1 + split;
             let target = raida_proto::CoinId { dn: 0, sn: i / 2 };
-            let ticket = key_tickets::make_ticket(&Key16::new(ans[maker as usize]), &[i as u8; 8], target, [1, 2]);
+            let ticket = encrypt_key::make_ticket(&Key16::new(ans[maker as usize]), &[i as u8; 8], target, [1, 2]);
             DecryptRecord { coin_id: COIN_ID, split_id: split, raida_id: maker, shard: 0, target, ticket }
         })
         .collect();
-    key_tickets::encode_decrypt(raida_proto::IdentityCoin(IDENT.into()), &records)
+    decrypt_raida_key::DecryptRaidaKey { coin: raida_proto::IdentityCoin(IDENT.into()), records: records.to_vec() }
+        .to_bytes()
 }
 
 fn decrypt_raida_key(c: &mut Criterion) {
@@ -110,9 +114,11 @@ fn post_and_get(c: &mut Criterion) {
                 id
             },
             |id| {
-                let p = post_key::encode_post(&id, none, [0; 4], none, &[9; 128], 0, &[0xFF; 16]);
+                let p = post_key::PostKey::with_part(id, none, [0; 4], none, &[9; 128], 0, &[0xFF; 16]).to_bytes();
                 assert!(dispatch::answer(&st, &call(41, p)).status.is_success());
-                assert!(dispatch::answer(&st, &call(43, post_key::encode_get(&id))).status.is_success());
+                assert!(dispatch::answer(&st, &call(43, get_key::GetKey { key_id: id }.to_bytes()))
+                    .status
+                    .is_success());
             },
             BatchSize::SmallInput,
         )
@@ -146,11 +152,12 @@ fn post_and_get_64_clients(c: &mut Criterion) {
                             id[..8].copy_from_slice(&r.to_be_bytes());
                             id[8..12].copy_from_slice(&(client as u32).to_be_bytes());
                             id[12..].copy_from_slice(&(i as u32).to_be_bytes());
-                            let p = post_key::encode_post(&id, none, [0; 4], none, &[9; 128], 0, &[0xFF; 16]);
+                            let p = post_key::PostKey::with_part(id, none, [0; 4], none, &[9; 128], 0, &[0xFF; 16])
+                                .to_bytes();
                             let mut post = call(41, p);
                             post.peer = peer;
                             assert!(dispatch::answer(st, &post).status.is_success());
-                            let mut get = call(43, post_key::encode_get(&id));
+                            let mut get = call(43, get_key::GetKey { key_id: id }.to_bytes());
                             get.peer = peer;
                             assert!(dispatch::answer(st, &get).status.is_success());
                         }

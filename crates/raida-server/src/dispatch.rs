@@ -3,7 +3,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use raida_proto::commands::ids::*;
+use raida_proto::codec::Request;
+use raida_proto::commands::decrypt_raida_key::{DecryptRaidaKey, DECRYPT_RECORD};
+use raida_proto::commands::echo::Echo;
+use raida_proto::commands::encrypt_key::EncryptKey;
+use raida_proto::commands::get_key::GetKey;
+use raida_proto::commands::get_ticket::{self, GetTicket};
+use raida_proto::commands::key_alert::KeyAlert;
+use raida_proto::commands::post_key::PostKey;
+use raida_proto::commands::show_stats::ShowStats;
+use raida_proto::commands::validate_ticket::ValidateTicket;
+use raida_proto::commands::version::Version;
 use raida_proto::header::CommandSet;
 use raida_proto::Status;
 use tokio_util::task::TaskTracker;
@@ -131,8 +141,10 @@ pub struct CommandSpec {
     pub heavy_above: Option<usize>,
 }
 
-const fn command(group: u8, command: u8, name: &'static str, handler: Handler) -> CommandSpec {
-    CommandSpec { group, command, name, handler, heavy_above: None }
+/// The registry line of the command whose request type is `R`: its numbers and name come
+/// from the request type.
+const fn command<R: Request>(handler: Handler) -> CommandSpec {
+    CommandSpec { group: R::GROUP, command: R::COMMAND, name: R::NAME, handler, heavy_above: None }
 }
 
 const fn heavy_above(mut c: CommandSpec, bytes: usize) -> CommandSpec {
@@ -143,27 +155,19 @@ const fn heavy_above(mut c: CommandSpec, bytes: usize) -> CommandSpec {
 /// THE list of commands: the dispatch table, Show Stats, `raida selfcheck`, the tests and
 /// the README derive from it, and `tests/registry.rs` fails if it differs from PROTOCOL.md
 /// section 6. Adding a command is one line here (plus its codec type and handler file).
-pub const COMMANDS: [CommandSpec; 10] = [
-    command(GROUP_STATUS, ECHO, "echo", Handler::Now(cmd::echo::run)),
-    command(GROUP_STATUS, VERSION, "version", Handler::Now(cmd::version::run)),
-    command(GROUP_STATUS, SHOW_STATS, "show_stats", Handler::Now(cmd::show_stats::run)),
+pub const COMMANDS: &[CommandSpec] = &[
+    command::<Echo>(Handler::Now(cmd::echo::run)),
+    command::<Version>(Handler::Now(cmd::version::run)),
+    command::<ShowStats>(Handler::Now(cmd::show_stats::run)),
+    heavy_above(command::<GetTicket>(Handler::Now(cmd::get_ticket::run)), HEAVY_RECORDS * get_ticket::RECORD),
+    command::<ValidateTicket>(Handler::Now(cmd::validate_ticket::run)),
+    command::<PostKey>(Handler::Deferred(WorkKind::Durable, cmd::post_key::run)),
+    command::<KeyAlert>(Handler::Deferred(WorkKind::KeyAlert, cmd::key_alert::run)),
+    command::<GetKey>(Handler::Deferred(WorkKind::Durable, cmd::get_key::run)),
+    command::<EncryptKey>(Handler::Now(cmd::encrypt_key::run)),
     heavy_above(
-        command(GROUP_HEALING, GET_TICKET, "get_ticket", Handler::Now(cmd::get_ticket::run)),
-        HEAVY_RECORDS * raida_proto::commands::get_ticket::RECORD,
-    ),
-    command(GROUP_HEALING, VALIDATE_TICKET, "validate_ticket", Handler::Now(cmd::validate_ticket::run)),
-    command(GROUP_KEY_EXCHANGE, POST_KEY, "post_key", Handler::Deferred(WorkKind::Durable, cmd::post_key::run)),
-    command(GROUP_KEY_EXCHANGE, KEY_ALERT, "key_alert", Handler::Deferred(WorkKind::KeyAlert, cmd::key_alert::run)),
-    command(GROUP_KEY_EXCHANGE, GET_KEY, "get_key", Handler::Deferred(WorkKind::Durable, cmd::get_key::run)),
-    command(GROUP_KEY_EXCHANGE, ENCRYPT_KEY, "encrypt_key", Handler::Now(cmd::encrypt_key::run)),
-    heavy_above(
-        command(
-            GROUP_KEY_EXCHANGE,
-            DECRYPT_RAIDA_KEY,
-            "decrypt_raida_key",
-            Handler::Deferred(WorkKind::Durable, cmd::decrypt_raida_key::run),
-        ),
-        5 + HEAVY_RECORDS * raida_proto::commands::key_tickets::DECRYPT_RECORD,
+        command::<DecryptRaidaKey>(Handler::Deferred(WorkKind::Durable, cmd::decrypt_raida_key::run)),
+        5 + HEAVY_RECORDS * DECRYPT_RECORD,
     ),
 ];
 

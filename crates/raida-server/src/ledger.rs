@@ -25,6 +25,14 @@ impl std::fmt::Display for Fault {
     }
 }
 
+/// A durable write or the flush of the data directory failed (the text is the store's).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] raida_store::StoreError),
+}
+
 /// The data directory as the server sees it. Every read says found (`Ok(Some)`), absent
 /// (`Ok(None)`) or could not tell (`Err(Fault)`).
 pub trait Ledger: Send + Sync + 'static {
@@ -38,7 +46,7 @@ pub trait Ledger: Send + Sync + 'static {
     /// when there is no such file or it does not load, `Err` when it could not be read.
     fn identity_coin(&self, coin: IdentityCoin) -> Result<Option<AnsPerRaida>, Fault>;
     /// Write coin records durably (returns once they survive a crash).
-    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String>;
+    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), LedgerError>;
     /// (cached pages, dirty pages).
     fn page_stats(&self) -> (u64, u64);
     /// The page cache's and journal's counters, when the ledger is a data directory
@@ -47,7 +55,7 @@ pub trait Ledger: Send + Sync + 'static {
         None
     }
     /// Write every dirty page (clean shutdown).
-    fn flush(&self) -> Result<(), String>;
+    fn flush(&self) -> Result<(), LedgerError>;
 }
 
 /// Adapts a [`Ledger`] to the protocol core's [`FallibleKeyLookup`]: a fault becomes
@@ -116,8 +124,8 @@ impl Ledger for StoreLedger {
             }
         }
     }
-    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String> {
-        self.store.set_many(updates).map_err(|e| e.to_string())
+    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), LedgerError> {
+        Ok(self.store.set_many(updates)?)
     }
     fn store_stats(&self) -> Option<raida_store::StoreStats> {
         Some(self.store.stats())
@@ -126,8 +134,8 @@ impl Ledger for StoreLedger {
         let s = self.store.stats();
         (s.cached_pages as u64, s.dirty_pages as u64)
     }
-    fn flush(&self) -> Result<(), String> {
-        self.store.flush().map_err(|e| e.to_string())
+    fn flush(&self) -> Result<(), LedgerError> {
+        Ok(self.store.flush()?)
     }
 }
 
@@ -205,7 +213,7 @@ impl Ledger for MemoryLedger {
         self.check(FaultAt::Identity(coin))?;
         Ok(self.identities.read().get(&coin).copied())
     }
-    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String> {
+    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), LedgerError> {
         let mut coins = self.coins.write();
         for u in updates {
             coins.insert(u.coin, (u.an, u.mfs));
@@ -215,7 +223,7 @@ impl Ledger for MemoryLedger {
     fn page_stats(&self) -> (u64, u64) {
         (0, 0)
     }
-    fn flush(&self) -> Result<(), String> {
+    fn flush(&self) -> Result<(), LedgerError> {
         Ok(())
     }
 }

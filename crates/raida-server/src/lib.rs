@@ -24,5 +24,5 @@ pub mod tcp;
 pub mod tickets;
 pub mod udp;
 
-pub use server::{RunningServer, ServerBuilder, ServerLimits};
+pub use server::{RunningServer, ServerBuilder, ServerLimits, ShutdownError};
 pub use state::{Answer, Call, KeyAlertSettings, KeyServer, ServerState};

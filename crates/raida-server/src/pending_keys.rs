@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use raida_proto::commands::post_key::{CoinName, PostKey};
+use raida_proto::commands::post_key::{CoinName, PostedKey};
 use raida_proto::Status;
 use raida_store::durable::{self, DirSync};
 pub use raida_store::keys_dir::{key_file_name, Poster};
@@ -265,7 +265,7 @@ struct PostWritten {
 pub fn post_then<O: Send + Sync + 'static>(
     owner: Arc<O>,
     keys: fn(&O) -> &PendingKeys,
-    post: &PostKey,
+    post: &PostedKey,
     poster: Poster,
     source: IpAddr,
     now: u64,
@@ -528,7 +528,7 @@ impl PendingKeys {
     /// source address (counted for anonymous posts only). Returns once the key is durable
     /// (the server uses [`post_then`], which does not wait; mixing both under load can keep
     /// a caller of this one leading fsyncs for the others, see `DirSync::sync`).
-    pub fn post(&self, post: &PostKey, poster: Poster, source: IpAddr, now: u64) -> Result<(), Status> {
+    pub fn post(&self, post: &PostedKey, poster: Poster, source: IpAddr, now: u64) -> Result<(), Status> {
         let written = self.post_write(post, poster, source, now)?;
         let synced = self.dir_sync.sync();
         let stale = self.post_publish(written, synced)?;
@@ -543,7 +543,7 @@ impl PendingKeys {
     /// Steps 1 and 2 of a post: reserve the key id (no I/O under the lock), then write the
     /// file and rename it to its key id, outside the lock. Its directory entry is durable
     /// once the next directory sync has run ([`PendingKeys::post_publish`] comes after).
-    fn post_write(&self, post: &PostKey, poster: Poster, source: IpAddr, now: u64) -> Result<PostWritten, Status> {
+    fn post_write(&self, post: &PostedKey, poster: Poster, source: IpAddr, now: u64) -> Result<PostWritten, Status> {
         if post.sender.is_set() && poster != Poster::Coin(post.sender) {
             return Err(Status::ReceiverAuth);
         }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dispatch::DeferredWork;
-use crate::ledger::{Ledger, StoreLedger};
+use crate::ledger::{Ledger, LedgerError, StoreLedger};
 use crate::limits::{connection_budget, descriptor_reserve, raise_descriptor_limit, DeferredLimits};
 use crate::state::{system_clock, Clock, KeyAlertSettings, ServerState};
 use crate::tcp::{ConnectionTable, TcpLimits};
@@ -117,6 +117,7 @@ impl ServerLimits {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     #[error("data directory: {0}")]
     Store(#[from] raida_store::StoreError),
@@ -450,7 +451,7 @@ impl RunningServer {
     }
 
     /// Stop taking requests, finish those in flight (up to the drain timeout), flush the store.
-    pub async fn shutdown(self) -> Result<(), String> {
+    pub async fn shutdown(self) -> Result<(), ShutdownError> {
         self.stop_udp.store(true, Ordering::Relaxed);
         self.stop.cancel();
         self.tracker.close();
@@ -465,8 +466,20 @@ impl RunningServer {
             tracing::warn!("shutdown: requests still in flight after the drain timeout");
         }
         let state = self.state.clone();
-        tokio::task::spawn_blocking(move || state.ledger.flush()).await.map_err(|e| e.to_string())?
+        Ok(tokio::task::spawn_blocking(move || state.ledger.flush()).await??)
     }
+}
+
+/// Why [`RunningServer::shutdown`] could not flush the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShutdownError {
+    /// The flush itself failed.
+    #[error(transparent)]
+    Flush(#[from] LedgerError),
+    /// The blocking task that flushes panicked.
+    #[error(transparent)]
+    FlushTask(#[from] tokio::task::JoinError),
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::TestState;
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
-use raida_proto::commands::{get_ticket, key_tickets, validate_ticket};
+use raida_proto::codec::Codec;
+use raida_proto::commands::{encrypt_key, get_ticket, validate_ticket};
 use raida_proto::replay::ReplayMemory;
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
@@ -70,7 +71,7 @@ fn en4(coin: (i8, u32), an: [u8; 16]) -> ClientKey {
 
 fn encrypt_key(recipient: (i8, u32), target: (i8, u32)) -> Vec<u8> {
     let (recipient, target) = (IdentityCoin(recipient.into()), target.into());
-    key_tickets::encode_encrypt(&key_tickets::EncryptKey { recipient, key_part: [0x42; 8], target }).to_vec()
+    encrypt_key::EncryptKey { recipient, key_part: [0x42; 8], target }.to_bytes()
 }
 
 /// The takeover: the holder of any coin asks 44 for a ticket naming someone else's coin as
@@ -149,7 +150,10 @@ async fn one_key_cannot_fill_the_replay_memory() {
 async fn one_requester_cannot_drain_the_ticket_pool() {
     let net = start(|_| {}).await;
     let record = |coin: (i8, u32), an| {
-        get_ticket::encode(&[get_ticket::TicketRecord { coin: CoinId { dn: coin.0, sn: coin.1 }, an }])
+        get_ticket::GetTicket {
+            records: vec![get_ticket::TicketRecord { coin: CoinId { dn: coin.0, sn: coin.1 }, an }],
+        }
+        .to_bytes()
     };
     let (mut issued, mut refused) = (0, 0);
     for _ in 0..520 {
@@ -170,9 +174,12 @@ async fn one_requester_cannot_drain_the_ticket_pool() {
 async fn validate_ticket_answers_each_coin_once() {
     let net = start(|_| {}).await;
     let r = get_ticket::TicketRecord { coin: CoinId { dn: OTHER.0, sn: OTHER.1 }, an: AN_OTHER };
-    let answer = net.ask(&ClientKey::None, 2, 40, &get_ticket::encode(&[r, r, r, r])).await.unwrap();
+    let answer = net
+        .ask(&ClientKey::None, 2, 40, &get_ticket::GetTicket { records: vec![r, r, r, r] }.to_bytes())
+        .await
+        .unwrap();
     let ticket = u32::from_be_bytes(answer[..4].try_into().unwrap());
-    let claim = validate_ticket::encode(&validate_ticket::ValidateTicket { claiming_raida: 3, ticket });
+    let claim = validate_ticket::ValidateTicket { claiming_raida: 3, ticket }.to_bytes();
     let raida3 = ClientKey::Raida { sender: 3, key_id: 7, key: Key32::from_secret(SECRET) };
     assert_eq!(net.ask(&raida3, 2, 50, &claim).await, Ok(vec![2, 0, 0, 0x0B, 0xB8]));
     net.stop().await;

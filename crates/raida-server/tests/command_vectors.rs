@@ -6,7 +6,8 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 
 use common::*;
-use raida_proto::commands::{get_ticket, key_alert, key_tickets, post_key, validate_ticket};
+use raida_proto::codec::Codec;
+use raida_proto::commands::{encrypt_key, get_key, get_ticket, key_alert, post_key, validate_ticket};
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Status};
@@ -41,8 +42,9 @@ fn get_ticket_cases() {
                 let number = u32::from_be_bytes(answer.payload[cut..].try_into().unwrap());
                 let coins = t.state.tickets.claim(number, 3, NOW).expect("ticket is live");
                 let payload = bytes(&i["payload"]);
-                let records = get_ticket::parse(&payload).unwrap();
-                let mut want: Vec<CoinId> = records.zip(&passed).filter(|(_, p)| **p).map(|(r, _)| r.coin).collect();
+                let records = get_ticket::GetTicket::decode(&payload).unwrap().records;
+                let mut want: Vec<CoinId> =
+                    records.iter().zip(&passed).filter(|(_, p)| **p).map(|(r, _)| r.coin).collect();
                 // a ticket holds each distinct coin once (Validate Ticket answers no more)
                 let mut distinct = std::collections::HashSet::new();
                 want.retain(|c| distinct.insert(*c));
@@ -72,10 +74,11 @@ fn validate_ticket_cases() {
             claiming_raida: u64_(&i["claiming_raida_id"]) as u8,
             ticket: u64_(&i["ticket"]) as u32,
         };
-        assert_eq!(validate_ticket::encode(&v).to_vec(), bytes(&e["payload"]), "{}", name(&c));
-        assert_eq!(validate_ticket::parse(&bytes(&e["payload"])), Ok(v));
+        assert_eq!(v.to_bytes(), bytes(&e["payload"]), "{}", name(&c));
+        assert_eq!(validate_ticket::ValidateTicket::decode(&bytes(&e["payload"])), Ok(v));
         let coins: Vec<CoinId> = coins_of(&i["coins"]).into_iter().map(CoinId::from).collect();
-        assert_eq!(validate_ticket::answer(&coins), bytes(&e["response_payload"]));
+        let answer = validate_ticket::ValidateTicketAnswer { coins };
+        assert_eq!(answer.to_bytes(), bytes(&e["response_payload"]));
     }
     for c in cases("get_ticket.json", "validate_sequence") {
         let (i, e) = (&c["input"], &c["expected"]);
@@ -119,7 +122,7 @@ fn post_key_cases() {
             // the stored key bytes come back from Get Key
             let key_id: [u8; 16] = arr(&i["fields"]["key_id"]);
             let receiver = (i64_(&i["fields"]["receiver_dn"]) as i8, u64_(&i["fields"]["receiver_sn"]) as u32);
-            let get = post_key::encode_get(&key_id);
+            let get = get_key::GetKey { key_id }.to_bytes();
             let (genc, gid) = if receiver == (0, 0) {
                 (Encryption::None, KeyIdentity::None)
             } else {
@@ -132,21 +135,22 @@ fn post_key_cases() {
             }
             let got = dispatch::answer(&t.state, &gc);
             assert_eq!(got.status, Status::Success, "{n}");
-            let (_, key) = post_key::decode_get_answer(&got.payload).unwrap();
-            assert_eq!(key.to_vec(), bytes(&e["key_bytes"]), "{n}");
+            let answer = get_key::GetKeyAnswer::decode(&got.payload).unwrap();
+            assert_eq!(answer.key, bytes(&e["key_bytes"]), "{n}");
         }
     }
     for c in cases("post_key.json", "get_key_payload") {
-        let p = post_key::encode_get(&arr(&c["input"]["key_id"]));
+        let p = get_key::GetKey { key_id: arr(&c["input"]["key_id"]) }.to_bytes();
         let mut want = bytes(&c["expected"]["payload"]);
-        assert_eq!(post_key::parse_get(&want), post_key::parse_get(&p), "{}", name(&c));
+        assert_eq!(get_key::GetKey::decode(&want), get_key::GetKey::decode(&p), "{}", name(&c));
         want[16..].fill(0);
         assert_eq!(p, want);
     }
     for c in cases("post_key.json", "get_key_response") {
         let i = &c["input"];
         let sender = post_key::CoinName { dn: i64_(&i["sender_dn"]) as i8, sn: u64_(&i["sender_sn"]) as u32 };
-        assert_eq!(post_key::encode_get_answer(sender, &bytes(&i["key_bytes"])), bytes(&c["expected"]["payload"]));
+        let answer = get_key::GetKeyAnswer { sender, key: bytes(&i["key_bytes"]) };
+        assert_eq!(answer.to_bytes(), bytes(&c["expected"]["payload"]));
     }
     for c in cases("post_key.json", "key_file") {
         let path = format!("Keys/{}", key_file_name(&arr(&c["input"]["key_id"])));
@@ -191,12 +195,14 @@ fn entry(v: &Value) -> key_alert::AlertEntry {
 fn key_alert_cases() {
     for c in cases("key_alert.json", "payload") {
         let entries: Vec<_> = c["input"]["entries"].as_array().unwrap().iter().map(entry).collect();
-        let p = key_alert::encode(&entries);
+        let alert = key_alert::KeyAlert { entries };
+        let p = alert.to_bytes();
         assert_eq!(p, bytes(&c["expected"]["payload"]), "{}", name(&c));
-        assert_eq!(key_alert::parse(&p).unwrap(), entries);
+        assert_eq!(key_alert::KeyAlert::decode(&p).unwrap(), alert);
     }
     for c in cases("key_alert.json", "payload_check") {
-        let got = key_alert::parse(&bytes(&c["input"]["payload"])).err().map(|s| s.code() as u64).unwrap_or(0);
+        let got =
+            key_alert::KeyAlert::decode(&bytes(&c["input"]["payload"])).err().map(|s| s.code() as u64).unwrap_or(0);
         assert_eq!(got, u64_(&c["expected"]["status"]), "{}", name(&c));
     }
     for c in cases("key_alert.json", "result") {
@@ -232,18 +238,18 @@ fn key_alert_cases() {
 fn encrypt_key_cases() {
     for c in cases("encrypt_key.json", "ticket") {
         let (i, e) = (&c["input"], &c["expected"]);
-        let req = key_tickets::EncryptKey {
+        let req = encrypt_key::EncryptKey {
             recipient: IdentityCoin(CoinId { dn: i64_(&i["recipient_dn"]) as i8, sn: u64_(&i["recipient_sn"]) as u32 }),
             key_part: arr(&i["key_part"]),
             target: CoinId { dn: i64_(&i["target_dn"]) as i8, sn: u64_(&i["target_sn"]) as u32 },
         };
-        assert_eq!(key_tickets::encode_encrypt(&req).to_vec(), bytes(&e["payload"]), "{}", name(&c));
-        let block = key_tickets::ticket_block(&req.key_part, req.target, arr(&i["random2"]));
+        assert_eq!(req.to_bytes(), bytes(&e["payload"]), "{}", name(&c));
+        let block = encrypt_key::ticket_block(&req.key_part, req.target, arr(&i["random2"]));
         assert_eq!(block.to_vec(), bytes(&e["block"]));
         let an = Key16::new(arr(&i["recipient_an"]));
-        let ticket = key_tickets::make_ticket(&an, &req.key_part, req.target, arr(&i["random2"]));
+        let ticket = encrypt_key::make_ticket(&an, &req.key_part, req.target, arr(&i["random2"]));
         assert_eq!(ticket.to_vec(), bytes(&e["ticket"]));
-        assert_eq!(key_tickets::open_ticket(&an, &ticket, req.target), Some(req.key_part));
+        assert_eq!(encrypt_key::open_ticket(&an, &ticket, req.target), Some(req.key_part));
     }
     for c in cases("encrypt_key.json", "tampered") {
         let (i, e) = (&c["input"], &c["expected"]);
@@ -252,7 +258,7 @@ fn encrypt_key_cases() {
         let block = raida_proto::crypto::aes128_decrypt_block(&an, &ticket);
         assert_eq!(block.to_vec(), bytes(&e["block"]), "{}", name(&c));
         let target = CoinId { dn: i64_(&i["target_dn"]) as i8, sn: u64_(&i["target_sn"]) as u32 };
-        assert_eq!(key_tickets::open_ticket(&an, &ticket, target).is_some(), e["valid"].as_bool().unwrap());
+        assert_eq!(encrypt_key::open_ticket(&an, &ticket, target).is_some(), e["valid"].as_bool().unwrap());
     }
     for c in cases("encrypt_key.json", "command") {
         let (i, e) = (&c["input"], &c["expected"]);

@@ -5,6 +5,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 
 use common::*;
+use raida_proto::codec::Codec;
 use raida_proto::commands::get_ticket;
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::CoinId;
@@ -38,7 +39,7 @@ fn get_ticket_too_many_records() {
     // 45 cannot travel in one request (16-bit body length), but the rule holds
     let t = TestState::new(0, 6, MemoryLedger::default(), 1000);
     let rec = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 1 }, an: [0; 16] };
-    let payload = get_ticket::encode(&vec![rec; 4097]);
+    let payload = get_ticket::GetTicket { records: vec![rec; 4097] }.to_bytes();
     let c = call(header(Encryption::None, KeyIdentity::None, 2, 40), payload, 1000);
     assert_eq!(cmd::get_ticket::run(&t.state, &c).status, Status::TooManyCoins);
 }
@@ -48,7 +49,7 @@ fn pending_keys_survive_a_restart_and_expire() {
     use raida_proto::commands::post_key::{self, CoinName};
     let t = TestState::new(0, 6, MemoryLedger::default(), 1000);
     let none = CoinName { dn: 0, sn: 0 };
-    let p = post_key::encode_post(&[7; 16], none, [0; 4], none, &[3; 128], 4, &[0xFF; 8]);
+    let p = post_key::PostKey::with_part([7; 16], none, [0; 4], none, &[3; 128], 4, &[0xFF; 8]).to_bytes();
     assert_eq!(
         dispatch::answer(&t.state, &call(header(Encryption::None, KeyIdentity::None, 4, 41), p, 1000)).status,
         Status::Success
@@ -72,7 +73,11 @@ fn the_request_path_takes_its_randomness_from_the_state() {
     let ledger = MemoryLedger::with_coins([((1, 1), ([9; 16], 40))]);
     let t = TestState::build(0, 6, ledger, 1000, seeded);
     let rec = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 1 }, an: [9; 16] };
-    let c = call(header(Encryption::None, KeyIdentity::None, 2, 40), get_ticket::encode(&[rec]), 1000);
+    let c = call(
+        header(Encryption::None, KeyIdentity::None, 2, 40),
+        get_ticket::GetTicket { records: vec![rec] }.to_bytes(),
+        1000,
+    );
     let answer = cmd::get_ticket::run(&t.state, &c);
     assert_eq!(answer.status, Status::AllPass);
     let decoded = <get_ticket::GetTicketAnswer as raida_proto::codec::Codec>::decode(&answer.payload).unwrap();

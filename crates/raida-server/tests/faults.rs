@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use common::*;
 use raida_proto::client::{build_request, ClientKey, Routing};
+use raida_proto::codec::Codec;
+use raida_proto::commands::decrypt_raida_key::{self, DecryptRecord};
+use raida_proto::commands::encrypt_key::{self, EncryptKey};
 use raida_proto::commands::get_ticket::{self, TicketRecord};
 use raida_proto::commands::key_alert::{self, AlertEntry};
-use raida_proto::commands::key_tickets::{self, DecryptRecord, EncryptKey};
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
@@ -85,12 +87,23 @@ async fn unreadable_page_answers_194_not_34() {
         TicketRecord { coin: CoinId { dn: 1, sn: 5 }, an: AN_A },
     ];
     let ticket = Routing::new(0, COIN_ID, 2, 40);
-    let (packet, _) = build_request(&ticket, &ClientKey::None, &get_ticket::encode(&records), now, &mut OsRng);
+    let (packet, _) = build_request(
+        &ticket,
+        &ClientKey::None,
+        &get_ticket::GetTicket { records: records.to_vec() }.to_bytes(),
+        now,
+        &mut OsRng,
+    );
     let answer = udp_exchange(addr, &packet).await;
     assert_eq!(answer[2], Status::Filesystem.code(), "Get Ticket with an unreadable page");
     assert_eq!(answer.len(), 32, "header only");
-    let (packet, pending) =
-        build_request(&ticket, &ClientKey::None, &get_ticket::encode(&records[..1]), now, &mut OsRng);
+    let (packet, pending) = build_request(
+        &ticket,
+        &ClientKey::None,
+        &get_ticket::GetTicket { records: records[..1].to_vec() }.to_bytes(),
+        now,
+        &mut OsRng,
+    );
     assert_eq!(pending.open(&udp_exchange(addr, &packet).await).unwrap().status, Status::AllPass);
 
     server.shutdown().await.unwrap();
@@ -146,7 +159,11 @@ fn get_ticket_with_a_faulty_coin_is_194() {
         TicketRecord { coin: CoinId { dn: 1, sn: 5 }, an: AN_A },
         TicketRecord { coin: CoinId { dn: 1, sn: 6 }, an: AN_A },
     ];
-    let c = call(header(Encryption::None, KeyIdentity::None, 2, 40), get_ticket::encode(&records), 1000);
+    let c = call(
+        header(Encryption::None, KeyIdentity::None, 2, 40),
+        get_ticket::GetTicket { records: records.to_vec() }.to_bytes(),
+        1000,
+    );
     assert_eq!(cmd::get_ticket::run(&t.state, &c).status, Status::AllPass);
     t.ledger.inject_fault(FaultAt::Coin(CoinId { dn: 1, sn: 6 }));
     let a = cmd::get_ticket::run(&t.state, &c);
@@ -163,7 +180,7 @@ fn encrypt_key_recipient_fault_is_194_not_40() {
     };
     let c = call(
         header(Encryption::Coin, KeyIdentity::Coin { coin: CoinId { dn: 1, sn: 5 } }, 4, 44),
-        key_tickets::encode_encrypt(&req).to_vec(),
+        req.to_bytes(),
         1000,
     );
     assert_eq!(cmd::encrypt_key::answer(&t.state, &c, [0, 0]).status, Status::Success);
@@ -179,11 +196,11 @@ fn decrypt_raida_key_faults_are_197_and_194() {
     let l = MemoryLedger::with_coins([(target, (AN_A, 30))]);
     l.identities.write().insert(IdentityCoin(identity.into()), maker_ans);
     let t = TestState::new(0, COIN_ID, l, 1000);
-    let ticket = key_tickets::make_ticket(&Key16::new(maker_ans[2]), &[7; 8], target.into(), [1, 2]);
+    let ticket = encrypt_key::make_ticket(&Key16::new(maker_ans[2]), &[7; 8], target.into(), [1, 2]);
     let rec = DecryptRecord { coin_id: COIN_ID, split_id: 0, raida_id: 2, shard: 0, target: target.into(), ticket };
     let c = call(
         header(Encryption::None, KeyIdentity::None, 4, 45),
-        key_tickets::encode_decrypt(IdentityCoin(identity.into()), &[rec]),
+        decrypt_raida_key::DecryptRaidaKey { coin: IdentityCoin(identity.into()), records: vec![rec] }.to_bytes(),
         1000,
     );
     // The target's page cannot be read: 194 and nothing written (not a 0x00 record).
@@ -209,7 +226,11 @@ async fn key_alert_identity_fault_is_197() {
     });
     // No configured key server: nothing is fetched either way.
     let entries = [AlertEntry::new([5; 16], IpAddr::V4(Ipv4Addr::LOCALHOST), 9, 1)];
-    let c = call(header(Encryption::None, KeyIdentity::None, 4, 42), key_alert::encode(&entries), 1000);
+    let c = call(
+        header(Encryption::None, KeyIdentity::None, 4, 42),
+        key_alert::KeyAlert { entries: entries.to_vec() }.to_bytes(),
+        1000,
+    );
     assert_eq!(cmd::key_alert::answer(t.state.clone(), c.clone()).await.status, Status::AllFail);
     t.ledger.inject_fault(FaultAt::Identity(IdentityCoin(identity.into())));
     assert_eq!(cmd::key_alert::answer(t.state.clone(), c).await.status, Status::CoinLoad);

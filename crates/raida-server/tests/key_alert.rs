@@ -16,6 +16,8 @@ use common::TestState;
 use parking_lot::Mutex;
 use raida_client::{Client, ClientError, Server, Transport};
 use raida_proto::client::{ClientKey, Reply};
+use raida_proto::codec::Codec;
+use raida_proto::commands::get_key::GetKey;
 use raida_proto::commands::key_alert::{self, AlertEntry};
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::header::{Encryption, KeyIdentity};
@@ -122,7 +124,7 @@ impl Drop for Proxy {
 }
 
 async fn post(ks: SocketAddr, raida_id: u8, key_id: [u8; 16], receiver: CoinName, part: &[u8]) {
-    let p = post_key::encode_post(&key_id, receiver, [0; 4], NONE, &random::<128>(), 3, part);
+    let p = post_key::PostKey::with_part(key_id, receiver, [0; 4], NONE, &random::<128>(), 3, part).to_bytes();
     Client::new(Transport::Udp, COIN_ID, T)
         .request(Server { addr: ks, raida_id }, 4, 41, &ClientKey::None, &p)
         .await
@@ -131,7 +133,13 @@ async fn post(ks: SocketAddr, raida_id: u8, key_id: [u8; 16], receiver: CoinName
 
 async fn send_alert(rx: SocketAddr, entries: &[AlertEntry]) -> Result<Reply, ClientError> {
     Client::new(Transport::Udp, COIN_ID, T)
-        .request(Server { addr: rx, raida_id: 3 }, 4, 42, &ClientKey::None, &key_alert::encode(entries))
+        .request(
+            Server { addr: rx, raida_id: 3 },
+            4,
+            42,
+            &ClientKey::None,
+            &key_alert::KeyAlert { entries: entries.to_vec() }.to_bytes(),
+        )
         .await
 }
 
@@ -255,10 +263,10 @@ async fn a_second_alert_with_the_same_first_key_id_gets_201_and_fetches_nothing(
     assert_eq!(rx.state.inbox.list().unwrap(), before, "inbox unchanged");
     // the part is still pending on the key server: the alert did not fetch it
     let got = Client::new(Transport::Udp, COIN_ID, T)
-        .request(Server { addr: a1, raida_id: 1 }, 4, 43, &ClientKey::None, &post_key::encode_get(&k1))
+        .call(Server { addr: a1, raida_id: 1 }, &ClientKey::None, &GetKey { key_id: k1 })
         .await
         .unwrap();
-    assert_eq!(post_key::decode_get_answer(&got.payload).unwrap().1, &other[..]);
+    assert_eq!(got.key, other);
     for s in [ks_server, r] {
         s.shutdown().await.unwrap();
     }
@@ -319,7 +327,8 @@ fn a_flood_of_alerts_writes_a_few_log_lines() {
     let started = Instant::now();
     tracing::subscriber::with_default(subscriber, || {
         for _ in 0..ALERTS {
-            let payload = key_alert::encode(&[AlertEntry::new(random(), [127, 0, 0, 1].into(), 9, 1)]);
+            let payload = key_alert::KeyAlert { entries: vec![AlertEntry::new(random(), [127, 0, 0, 1].into(), 9, 1)] }
+                .to_bytes();
             let call = common::call(common::header(Encryption::None, KeyIdentity::None, 4, 42), payload, 1_800_000_000);
             let answer = runtime.block_on(raida_server::cmd::key_alert::answer(rx.state.clone(), call));
             assert_eq!(answer.status, Status::CoinLoad);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::TestState;
 use raida_proto::client::{build_request, ClientKey, Routing};
+use raida_proto::codec::Codec;
 use raida_proto::commands::ids::{GROUP_KEY_EXCHANGE, KEY_ALERT};
 use raida_proto::commands::key_alert::{self, AlertEntry};
 use raida_server::ledger::MemoryLedger;
@@ -76,7 +77,7 @@ async fn concurrent_alerts_hold_one_socket_each() {
         let (packet, _) = build_request(
             &routing,
             &ClientKey::None,
-            &key_alert::encode(&entries),
+            &key_alert::KeyAlert { entries: entries.to_vec() }.to_bytes(),
             raida_client::unix_now(),
             &mut OsRng,
         );

@@ -12,8 +12,9 @@ use common::TestState;
 use raida_client::exchange::{self, KeyServerTarget};
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
-use raida_proto::commands::key_alert::{self, AlertEntry};
-use raida_proto::commands::post_key::{self, CoinName};
+use raida_proto::commands::get_key::GetKey;
+use raida_proto::commands::key_alert::{AlertEntry, KeyAlert};
+use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Status};
 use raida_server::ledger::MemoryLedger;
@@ -75,13 +76,13 @@ async fn two_key_servers_and_a_receiver() {
     let (k1, k2) = (entries[0].key_id, entries[1].key_id);
     // nobody else can fetch a part reserved for the receiver's coin
     let steal = Client::new(Transport::Udp, COIN_ID, T)
-        .request(Server { addr: a1, raida_id: 1 }, 4, 43, &ClientKey::None, &post_key::encode_get(&k1))
+        .call(Server { addr: a1, raida_id: 1 }, &ClientKey::None, &GetKey { key_id: k1 })
         .await;
     assert_eq!(steal.unwrap_err().status(), Some(Status::ReceiverAuth));
 
     // alert the receiver
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let alert = key_alert::encode(&entries);
+    let alert = KeyAlert { entries: entries.clone() };
     let rserver = Server { addr: r.local_addr(), raida_id: 3 };
     let (status, map) =
         exchange::alert(&Client::new(Transport::Tcp, COIN_ID, T), rserver, &ClientKey::None, &entries).await.unwrap();
@@ -97,30 +98,28 @@ async fn two_key_servers_and_a_receiver() {
     assert!(rx.state.inbox.list().unwrap().is_empty());
 
     // the parts were handed out once: a second alert fetches nothing (242)
-    let reply = Client::new(Transport::Udp, COIN_ID, T)
-        .request(Server { addr: r.local_addr(), raida_id: 3 }, 4, 42, &ClientKey::None, &alert)
+    let answer = Client::new(Transport::Udp, COIN_ID, T)
+        .call(Server { addr: r.local_addr(), raida_id: 3 }, &ClientKey::None, &alert)
         .await;
-    assert_eq!(reply.unwrap().status, Status::AllFail);
+    assert_eq!(answer.unwrap().status, Status::AllFail);
     // an unlisted key server is never contacted: 242 although the part exists
     let k3 = random::<16>();
-    let p = post_key::encode_post(&k3, none, [0; 4], none, &random::<128>(), 0, &[0xFF; 8]);
-    Client::new(Transport::Udp, COIN_ID, T)
-        .request(Server { addr: a1, raida_id: 1 }, 4, 41, &ClientKey::None, &p)
-        .await
-        .unwrap();
-    let wrong_id = key_alert::encode(&[AlertEntry::new(k3, lo, a1.port(), 9)]);
-    let reply = Client::new(Transport::Udp, COIN_ID, T)
-        .request(Server { addr: r.local_addr(), raida_id: 3 }, 4, 42, &ClientKey::None, &wrong_id)
+    let p = PostKey::with_part(k3, none, [0; 4], none, &random::<128>(), 0, &[0xFF; 8]);
+    Client::new(Transport::Udp, COIN_ID, T).call(Server { addr: a1, raida_id: 1 }, &ClientKey::None, &p).await.unwrap();
+    let wrong_id = KeyAlert { entries: vec![AlertEntry::new(k3, lo, a1.port(), 9)] };
+    let answer = Client::new(Transport::Udp, COIN_ID, T)
+        .call(Server { addr: r.local_addr(), raida_id: 3 }, &ClientKey::None, &wrong_id)
         .await;
-    assert_eq!(reply.unwrap().status, Status::AllFail);
+    assert_eq!(answer.unwrap().status, Status::AllFail);
     // one part fetched, one not: 243 and nothing stored
-    let mixed = key_alert::encode(&[AlertEntry::new(k3, lo, a1.port(), 1), AlertEntry::new(k2, lo, a2.port(), 2)]);
-    let reply = Client::new(Transport::Udp, COIN_ID, T)
-        .request(Server { addr: r.local_addr(), raida_id: 3 }, 4, 42, &ClientKey::None, &mixed)
+    let mixed =
+        KeyAlert { entries: vec![AlertEntry::new(k3, lo, a1.port(), 1), AlertEntry::new(k2, lo, a2.port(), 2)] };
+    let answer = Client::new(Transport::Udp, COIN_ID, T)
+        .call(Server { addr: r.local_addr(), raida_id: 3 }, &ClientKey::None, &mixed)
         .await;
-    let reply = reply.unwrap();
-    assert_eq!(reply.status, Status::Mixed);
-    assert_eq!(reply.payload[..2], [0xFF, 0x00]); // k2 was handed out already
+    let answer = answer.unwrap();
+    assert_eq!(answer.status, Status::Mixed);
+    assert_eq!(answer.map[..2], [0xFF, 0x00]); // k2 was handed out already
     assert!(rx.state.inbox.list().unwrap().is_empty());
 
     for s in [s1, s2, r] {
@@ -184,7 +183,7 @@ async fn fix_a_lost_an_with_tickets_from_two_raidas() {
     )
     .await
     .unwrap();
-    assert_eq!(results, vec![1, 1]);
+    assert_eq!(results.0, vec![true, true]);
     // after: RAIDA 3 answers EN 1 under the new AN
     let after = Client::new(Transport::Udp, COIN_ID, T)
         .request(three, 0, 0, &ClientKey::Coin { coin: CoinId { dn: c.0, sn: c.1 }, an: Key16::new(new_an) }, &[])

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::TestState;
 use raida_client::unix_now;
 use raida_proto::client::{build_request, ClientKey, Routing};
+use raida_proto::codec::Codec;
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::Status;
 use raida_server::ledger::MemoryLedger;
@@ -63,7 +64,7 @@ fn post_payload() -> Vec<u8> {
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     let none = CoinName { dn: 0, sn: 0 };
-    post_key::encode_post(&id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4])
+    post_key::PostKey::with_part(id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]).to_bytes()
 }
 
 /// 1,100 idle connections to the metrics port at 1,024 descriptors: Post Key still

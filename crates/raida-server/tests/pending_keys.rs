@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use raida_proto::codec::Codec;
+use raida_proto::commands::get_key;
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::{CoinId, Status};
@@ -43,7 +45,7 @@ fn v4(a: u8, b: u8) -> IpAddr {
 
 /// Post Key with EN 0 from `peer`.
 fn post_anonymous(t: &TestState, id: &[u8; 16], peer: IpAddr) -> Status {
-    let p = post_key::encode_post(id, NONE, [0; 4], NONE, &[7; 128], 3, &[0x11; 16]);
+    let p = post_key::PostKey::with_part(*id, NONE, [0; 4], NONE, &[7; 128], 3, &[0x11; 16]).to_bytes();
     let mut c = call(header(Encryption::None, KeyIdentity::None, 4, 41), p, t.now());
     c.peer = peer;
     dispatch::answer(&t.state, &c).status
@@ -52,14 +54,15 @@ fn post_anonymous(t: &TestState, id: &[u8; 16], peer: IpAddr) -> Status {
 /// Post Key with EN 4 under coin (1, sn), naming it as the sender.
 fn post_with_coin(t: &TestState, id: &[u8; 16], sn: u32) -> Status {
     let me = CoinName { dn: 1, sn };
-    let p = post_key::encode_post(id, NONE, [0; 4], me, &[7; 128], 3, &[0x22; 16]);
+    let p = post_key::PostKey::with_part(*id, NONE, [0; 4], me, &[7; 128], 3, &[0x22; 16]).to_bytes();
     let mut c = call(header(Encryption::Token, KeyIdentity::Token { coin: CoinId { dn: 1, sn } }, 4, 41), p, t.now());
     c.peer = v4(0, 1); // the flooding address: encrypted posts are not counted by address
     dispatch::answer(&t.state, &c).status
 }
 
 fn get(t: &TestState, id: &[u8; 16], peer: IpAddr) -> (Status, Vec<u8>) {
-    let mut c = call(header(Encryption::None, KeyIdentity::None, 4, 43), post_key::encode_get(id), t.now());
+    let mut c =
+        call(header(Encryption::None, KeyIdentity::None, 4, 43), get_key::GetKey { key_id: *id }.to_bytes(), t.now());
     c.peer = peer;
     let a = dispatch::answer(&t.state, &c);
     (a.status, a.payload)
@@ -162,8 +165,9 @@ fn posts_and_gets_that_do_not_wait_are_answered_by_the_fsync_leader() {
         for i in 1..=CLIENTS {
             let (st, tx, returned) = (st.clone(), tx.clone(), &returned);
             s.spawn(move || {
-                let p = post_key::encode_post(&key_id(i), NONE, [0; 4], NONE, &[7; 128], 3, &[0x33; 16]);
-                let post = post_key::PostKeyRequest::decode(&p).unwrap().post();
+                let p =
+                    post_key::PostKey::with_part(key_id(i), NONE, [0; 4], NONE, &[7; 128], 3, &[0x33; 16]).to_bytes();
+                let post = post_key::PostKey::decode(&p).unwrap().posted();
                 post_then(
                     st,
                     |s| &s.pending_keys,
@@ -294,8 +298,7 @@ fn a_new_post_from_the_same_coin_replaces_its_key_and_a_crash_leftover_goes_at_o
 /// does not name its id), without any fsync.
 fn fill_keys(dir: &Path, n: u64) -> Vec<u8> {
     let keys = PendingKeys::open(dir, 3600, NOW).unwrap();
-    let post = post_key::parse_post(&post_key::encode_post(&key_id(0), NONE, [0; 4], NONE, &[7; 128], 3, &[0x11; 16]))
-        .unwrap();
+    let post = post_key::PostKey::with_part(key_id(0), NONE, [0; 4], NONE, &[7; 128], 3, &[0x11; 16]).posted();
     keys.post(&post, raida_server::pending_keys::Poster::Anonymous, v4(0, 1), NOW).unwrap();
     let bytes = std::fs::read(dir.join(hex::encode(key_id(0)))).unwrap();
     for i in 1..=n {
@@ -413,14 +416,19 @@ fn all_file_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn taken_key_files_are_recycled_wiped_and_removed_at_open() {
-    use raida_proto::commands::post_key::PostKey;
+    use raida_proto::commands::post_key::PostedKey;
     use raida_server::pending_keys::Poster;
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("Keys");
     let keys = PendingKeys::open(&dir, 3600, NOW).unwrap();
     let post = |n: u64, byte: u8| {
-        let p =
-            PostKey { key_id: key_id(n), receiver: NONE, receiver_ip: [0; 4], sender: NONE, key_bytes: vec![byte; 16] };
+        let p = PostedKey {
+            key_id: key_id(n),
+            receiver: NONE,
+            receiver_ip: [0; 4],
+            sender: NONE,
+            key_bytes: vec![byte; 16],
+        };
         keys.post(&p, Poster::Anonymous, v4(0, 1), NOW).unwrap();
     };
     post(1, 0xC3);

@@ -43,7 +43,7 @@ fn the_registry_is_section_6_exactly() {
     for (g, c, name) in SPECIFIED_NOT_YET_SERVED {
         assert!(spec.remove(&(*g, *c, name.to_string())), "{name} is no longer in section 6: drop it from the list");
     }
-    assert!(spec.len() >= 10, "section 6 parsed: {spec:?}");
+    assert!(!spec.is_empty(), "section 6 parsed: {spec:?}");
     let registry: BTreeSet<(u8, u8, String)> =
         COMMANDS.iter().map(|c| (c.group, c.command, c.name.to_string())).collect();
     let missing: Vec<_> = spec.difference(&registry).collect();

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use common::{Harness, TestState};
 use raida_client::read_response;
 use raida_proto::client::{build_request, ClientKey, PendingReply, Routing};
+use raida_proto::codec::Codec;
 use raida_proto::commands::post_key::{self, CoinName};
-use raida_proto::commands::{get_ticket, key_alert, key_tickets};
+use raida_proto::commands::{decrypt_raida_key, get_key, get_ticket, key_alert};
 use raida_proto::Status;
 use raida_proto::{CoinId, IdentityCoin};
 use raida_server::dispatch::Handler;
@@ -149,25 +150,43 @@ fn spoofed_datagrams(to: u8) -> Vec<Vec<u8>> {
         (0u8, 0u8, vec![]),
         (0, 1, vec![]),
         (0, 2, vec![0; 16]),
-        (2, 40, get_ticket::encode(&[get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A }])),
+        (
+            2,
+            40,
+            get_ticket::GetTicket {
+                records: vec![get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A }],
+            }
+            .to_bytes(),
+        ),
         (2, 50, vec![3, 0, 0, 0, 1]),
         (
             4,
             41,
-            post_key::encode_post(
-                &[7; 16],
+            post_key::PostKey::with_part(
+                [7; 16],
                 CoinName { dn: 0, sn: 0 },
                 [0; 4],
                 CoinName { dn: 0, sn: 0 },
                 &[1; 128],
                 0,
                 &[0xFF; 4],
-            ),
+            )
+            .to_bytes(),
         ),
-        (4, 43, post_key::encode_get(&[8; 16])),
+        (4, 43, get_key::GetKey { key_id: [8; 16] }.to_bytes()),
         (4, 44, vec![0; 18]),
-        (4, 45, key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[])),
-        (4, 42, key_alert::encode(&[key_alert::AlertEntry::new([9; 16], ip("127.0.0.1"), 1, 1)])),
+        (
+            4,
+            45,
+            decrypt_raida_key::DecryptRaidaKey { coin: IdentityCoin(CoinId { dn: 1, sn: 500 }), records: vec![] }
+                .to_bytes(),
+        ),
+        (
+            4,
+            42,
+            key_alert::KeyAlert { entries: vec![key_alert::AlertEntry::new([9; 16], ip("127.0.0.1"), 1, 1)] }
+                .to_bytes(),
+        ),
     ] {
         v.push(req(g, c, &p));
     }
@@ -479,7 +498,7 @@ fn get_ticket_and_decrypt_with_many_records_are_heavy() {
     let t = TestState::new(RAIDA, COIN_ID, ledger(), now());
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let rec = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A };
-    let dec = key_tickets::DecryptRecord {
+    let dec = decrypt_raida_key::DecryptRecord {
         coin_id: COIN_ID,
         split_id: 0,
         raida_id: 1,
@@ -501,19 +520,21 @@ fn get_ticket_and_decrypt_with_many_records_are_heavy() {
             Outcome::Deferred(d) => Some(d.kind()),
         }
     };
-    assert_eq!(kind(2, 40, get_ticket::encode(&vec![rec; 64])), None);
-    assert_eq!(kind(2, 40, get_ticket::encode(&vec![rec; 65])), Some(WorkKind::Heavy));
-    assert_eq!(
-        kind(4, 45, key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[dec; 64])),
-        Some(WorkKind::Durable)
-    );
-    assert_eq!(
-        kind(4, 45, key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[dec; 65])),
-        Some(WorkKind::Heavy)
-    );
+    assert_eq!(kind(2, 40, get_ticket::GetTicket { records: vec![rec; 64] }.to_bytes()), None);
+    assert_eq!(kind(2, 40, get_ticket::GetTicket { records: vec![rec; 65] }.to_bytes()), Some(WorkKind::Heavy));
+    let decrypt = |n: usize| {
+        let coin = IdentityCoin(CoinId { dn: 1, sn: 500 });
+        decrypt_raida_key::DecryptRaidaKey { coin, records: vec![dec; n] }.to_bytes()
+    };
+    assert_eq!(kind(4, 45, decrypt(64)), Some(WorkKind::Durable));
+    assert_eq!(kind(4, 45, decrypt(65)), Some(WorkKind::Heavy));
     assert_eq!(kind(4, 41, vec![0; 167]), Some(WorkKind::Durable));
     assert_eq!(
-        kind(4, 42, key_alert::encode(&[key_alert::AlertEntry::new([1; 16], peer.ip(), 1, 1)])),
+        kind(
+            4,
+            42,
+            key_alert::KeyAlert { entries: vec![key_alert::AlertEntry::new([1; 16], peer.ip(), 1, 1)] }.to_bytes()
+        ),
         Some(WorkKind::KeyAlert)
     );
 }
@@ -542,7 +563,7 @@ async fn the_largest_get_ticket_each_transport_carries_is_answered() {
         let wrong = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: [0; 16] };
         let mut v = vec![wrong; n - 1];
         v.push(get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A });
-        get_ticket::encode(&v)
+        get_ticket::GetTicket { records: v.to_vec() }.to_bytes()
     };
     let check = |r: Option<Vec<u8>>, pending: PendingReply, n: usize, transport: &str| {
         let r = r.unwrap_or_else(|| panic!("{transport}: {n} records not answered"));
@@ -589,13 +610,13 @@ impl Ledger for SlowLedger {
     fn identity_coin(&self, coin: IdentityCoin) -> Result<Option<raida_proto::consts::AnsPerRaida>, Fault> {
         self.0.identity_coin(coin)
     }
-    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), String> {
+    fn write_coins(&self, updates: &[CoinUpdate]) -> Result<(), raida_server::ledger::LedgerError> {
         self.0.write_coins(updates)
     }
     fn page_stats(&self) -> (u64, u64) {
         self.0.page_stats()
     }
-    fn flush(&self) -> Result<(), String> {
+    fn flush(&self) -> Result<(), raida_server::ledger::LedgerError> {
         self.0.flush()
     }
 }
@@ -618,7 +639,7 @@ async fn a_flood_of_heavy_commands_does_not_starve_echo() {
     let addr = h.addr;
     // a present coin with a wrong AN: every record is read, none passes, no ticket is issued
     let rec = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: [0; 16] };
-    let payload = get_ticket::encode(&vec![rec; RECORDS]);
+    let payload = get_ticket::GetTicket { records: vec![rec; RECORDS] }.to_bytes();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flood_stop = stop.clone();
     let flood = tokio::spawn(async move {
@@ -663,14 +684,14 @@ fn alert_packet(silent: SocketAddr) -> (Vec<u8>, PendingReply) {
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     let entry = key_alert::AlertEntry::new(id, silent.ip(), silent.port(), 7);
-    request(4, 42, &key_alert::encode(&[entry]))
+    request(4, 42, &key_alert::KeyAlert { entries: vec![entry] }.to_bytes())
 }
 
 fn post_packet() -> (Vec<u8>, PendingReply) {
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     let none = CoinName { dn: 0, sn: 0 };
-    request(4, 41, &post_key::encode_post(&id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]))
+    request(4, 41, &post_key::PostKey::with_part(id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]).to_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,9 @@ use std::time::Duration;
 use common::Harness;
 use raida_client::{read_response, Client, Server, Transport};
 use raida_proto::client::{build_request, ClientKey, PendingReply, Routing};
+use raida_proto::codec::Codec;
 use raida_proto::commands::post_key::{self, CoinName};
-use raida_proto::commands::{get_ticket, key_tickets, validate_ticket};
+use raida_proto::commands::{decrypt_raida_key, encrypt_key, get_key, get_ticket, validate_ticket};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use raida_server::dispatch::Handler;
@@ -253,47 +254,55 @@ async fn command_statuses_over_udp_and_tcp() {
         let good = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A };
         let bad = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_B };
         let r = Client::new(t, COIN_ID, Duration::from_secs(5))
-            .request(h.server(), 2, 40, &ClientKey::None, &get_ticket::encode(&[good]))
+            .request(h.server(), 2, 40, &ClientKey::None, &get_ticket::GetTicket { records: vec![good] }.to_bytes())
             .await
             .unwrap();
         assert_eq!(r.status, Status::AllPass);
         let ticket = u32::from_be_bytes(r.payload[..4].try_into().unwrap());
-        assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[bad])).await, Err(Status::AllFail));
-        assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[good, bad])).await, Err(Status::Mixed));
+        assert_eq!(
+            call(&h, t, &ClientKey::None, 2, 40, &get_ticket::GetTicket { records: vec![bad] }.to_bytes()).await,
+            Err(Status::AllFail)
+        );
+        assert_eq!(
+            call(&h, t, &ClientKey::None, 2, 40, &get_ticket::GetTicket { records: vec![good, bad] }.to_bytes()).await,
+            Err(Status::Mixed)
+        );
         assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &[0; 22]).await, Err(Status::CoinsNotDiv));
         assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &[]).await, Err(Status::InvalidPacketLength));
-        let claim = validate_ticket::encode(&validate_ticket::ValidateTicket { claiming_raida: 3, ticket });
+        let claim = validate_ticket::ValidateTicket { claiming_raida: 3, ticket }.to_bytes();
         assert_eq!(call(&h, t, &raida3(), 2, 50, &claim).await, Ok(vec![1, 0, 0, 0, 100]));
         assert_eq!(call(&h, t, &raida3(), 2, 50, &claim).await, Err(Status::TicketClaimedAlready));
         assert_eq!(call(&h, t, &coin_a(), 2, 50, &claim).await, Err(Status::InvalidEncryption));
-        let unknown =
-            validate_ticket::encode(&validate_ticket::ValidateTicket { claiming_raida: 3, ticket: ticket ^ 1 });
+        let unknown = validate_ticket::ValidateTicket { claiming_raida: 3, ticket: ticket ^ 1 }.to_bytes();
         assert_eq!(call(&h, t, &raida3(), 2, 50, &unknown).await, Err(Status::NoTicketFound));
         assert_eq!(call(&h, t, &raida3(), 2, 50, &[25, 0, 0, 0, 1]).await, Err(Status::WrongRaida));
 
         // group 4: Encrypt Key 250 / 34 (EN 0, not the target's owner) / 40 / 16,
         // Decrypt RAIDA Key 197 / 39
-        let ek = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
+        let ek = encrypt_key::EncryptKey {
             recipient: IdentityCoin(CoinId { dn: 2, sn: 200 }),
             key_part: [9; 8],
             target: CoinId { dn: 1, sn: 100 },
-        });
+        }
+        .to_bytes();
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek).await.map(|p| p.len()), Ok(16));
         assert_eq!(call(&h, t, &ClientKey::None, 4, 44, &ek).await, Err(Status::InvalidEncryption));
-        let not_owner = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
+        let not_owner = encrypt_key::EncryptKey {
             recipient: IdentityCoin(CoinId { dn: 1, sn: 100 }),
             key_part: [9; 8],
             target: CoinId { dn: 2, sn: 200 },
-        });
+        }
+        .to_bytes();
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &not_owner).await, Err(Status::InvalidEncryption));
-        let ek_missing = key_tickets::encode_encrypt(&key_tickets::EncryptKey {
+        let ek_missing = encrypt_key::EncryptKey {
             recipient: IdentityCoin(CoinId { dn: 1, sn: 101 }),
             key_part: [9; 8],
             target: CoinId { dn: 1, sn: 100 },
-        });
+        }
+        .to_bytes();
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek_missing).await, Err(Status::InvalidSnOrDenomination));
         assert_eq!(call(&h, t, &coin_a(), 4, 44, &ek[..17]).await, Err(Status::InvalidPacketLength));
-        let rec = key_tickets::DecryptRecord {
+        let rec = decrypt_raida_key::DecryptRecord {
             coin_id: COIN_ID,
             split_id: 0,
             raida_id: 1,
@@ -308,12 +317,18 @@ async fn command_statuses_over_udp_and_tcp() {
                 &ClientKey::None,
                 4,
                 45,
-                &key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 501 }), &[rec])
+                &decrypt_raida_key::DecryptRaidaKey {
+                    coin: IdentityCoin(CoinId { dn: 1, sn: 501 }),
+                    records: vec![rec]
+                }
+                .to_bytes()
             )
             .await,
             Err(Status::CoinLoad)
         );
-        let mut odd = key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[rec]);
+        let mut odd =
+            decrypt_raida_key::DecryptRaidaKey { coin: IdentityCoin(CoinId { dn: 1, sn: 500 }), records: vec![rec] }
+                .to_bytes();
         odd.push(0);
         assert_eq!(call(&h, t, &ClientKey::None, 4, 45, &odd).await, Err(Status::CoinsNotDiv));
         assert_eq!(
@@ -323,7 +338,11 @@ async fn command_statuses_over_udp_and_tcp() {
                 &ClientKey::None,
                 4,
                 45,
-                &key_tickets::encode_decrypt(IdentityCoin(CoinId { dn: 1, sn: 500 }), &[rec])
+                &decrypt_raida_key::DecryptRaidaKey {
+                    coin: IdentityCoin(CoinId { dn: 1, sn: 500 }),
+                    records: vec![rec]
+                }
+                .to_bytes()
             )
             .await,
             Ok(vec![0])
@@ -334,7 +353,7 @@ async fn command_statuses_over_udp_and_tcp() {
         rand_core::RngCore::fill_bytes(&mut OsRng, &mut id);
         let none = CoinName { dn: 0, sn: 0 };
         let post = |key_id: &[u8; 16], receiver: CoinName, ip: [u8; 4], sender: CoinName, ks: u8, kl: usize| {
-            post_key::encode_post(key_id, receiver, ip, sender, &[0x5A; 128], ks, &vec![0xFF; kl])
+            post_key::PostKey::with_part(*key_id, receiver, ip, sender, &[0x5A; 128], ks, &vec![0xFF; kl]).to_bytes()
         };
         assert_eq!(
             call(&h, t, &coin_a(), 4, 41, &post(&id, none, [0; 4], CoinName { dn: 1, sn: 100 }, 0, 8)).await,
@@ -356,9 +375,12 @@ async fn command_statuses_over_udp_and_tcp() {
             Err(Status::FileExists)
         );
         assert_eq!(call(&h, t, &ClientKey::None, 4, 41, &p[..166]).await, Err(Status::InvalidPacketLength));
-        let got = call(&h, t, &ClientKey::None, 4, 43, &post_key::encode_get(&id)).await.unwrap();
+        let got = call(&h, t, &ClientKey::None, 4, 43, &get_key::GetKey { key_id: id }.to_bytes()).await.unwrap();
         assert_eq!(got, [vec![1, 0, 0, 0, 100], vec![0xFF; 8]].concat());
-        assert_eq!(call(&h, t, &ClientKey::None, 4, 43, &post_key::encode_get(&id)).await, Err(Status::KeyNotFound));
+        assert_eq!(
+            call(&h, t, &ClientKey::None, 4, 43, &get_key::GetKey { key_id: id }.to_bytes()).await,
+            Err(Status::KeyNotFound)
+        );
         // receiver coin B: only a request made with coin B may fetch
         let mut id2 = id;
         id2[0] ^= 0x55;
@@ -366,9 +388,12 @@ async fn command_statuses_over_udp_and_tcp() {
             call(&h, t, &ClientKey::None, 4, 41, &post(&id2, CoinName { dn: 2, sn: 200 }, [0; 4], none, 0, 8)).await,
             Ok(vec![])
         );
-        assert_eq!(call(&h, t, &coin_a(), 4, 43, &post_key::encode_get(&id2)).await, Err(Status::ReceiverAuth));
+        assert_eq!(
+            call(&h, t, &coin_a(), 4, 43, &get_key::GetKey { key_id: id2 }.to_bytes()).await,
+            Err(Status::ReceiverAuth)
+        );
         let coin_b = ClientKey::Coin { coin: CoinId { dn: 2, sn: 200 }, an: Key16::new(AN_B) };
-        assert!(call(&h, t, &coin_b, 4, 43, &post_key::encode_get(&id2)).await.is_ok());
+        assert!(call(&h, t, &coin_b, 4, 43, &get_key::GetKey { key_id: id2 }.to_bytes()).await.is_ok());
         // receiver address 192.0.2.7: we come from 127.0.0.1
         id2[1] ^= 0x55;
         assert_eq!(
@@ -376,7 +401,7 @@ async fn command_statuses_over_udp_and_tcp() {
             Ok(vec![])
         );
         assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 43, &post_key::encode_get(&id2)).await,
+            call(&h, t, &ClientKey::None, 4, 43, &get_key::GetKey { key_id: id2 }.to_bytes()).await,
             Err(Status::ReceiverAddress)
         );
         assert_eq!(call(&h, t, &ClientKey::None, 4, 42, &[0]).await, Err(Status::InvalidPacketLength));
@@ -397,7 +422,10 @@ async fn command_statuses_over_udp_and_tcp() {
     }
     let good = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A };
     for t in [Transport::Udp, Transport::Tcp] {
-        assert_eq!(call(&h, t, &ClientKey::None, 2, 40, &get_ticket::encode(&[good])).await, Err(Status::NoTicketSlot));
+        assert_eq!(
+            call(&h, t, &ClientKey::None, 2, 40, &get_ticket::GetTicket { records: vec![good] }.to_bytes()).await,
+            Err(Status::NoTicketSlot)
+        );
     }
     h.stop().await;
 }
@@ -432,7 +460,7 @@ async fn filesystem_and_memory_statuses() {
     for t in [Transport::Udp, Transport::Tcp] {
         let mut id = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut OsRng, &mut id);
-        let p = post_key::encode_post(&id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]);
+        let p = post_key::PostKey::with_part(id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]).to_bytes();
         let first = call(&h, t, &ClientKey::None, 4, 41, &p).await;
         if t == Transport::Udp {
             assert_eq!(first, Ok(vec![]));
@@ -440,7 +468,7 @@ async fn filesystem_and_memory_statuses() {
             assert_eq!(first, Err(Status::MemoryAlloc));
         }
         id[0] ^= 1;
-        let p = post_key::encode_post(&id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]);
+        let p = post_key::PostKey::with_part(id, none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]).to_bytes();
         assert_eq!(call(&h, t, &ClientKey::None, 4, 41, &p).await, Err(Status::MemoryAlloc));
     }
     h.stop().await;
@@ -450,7 +478,7 @@ async fn filesystem_and_memory_statuses() {
     let keys = h.t.dir.path().join("Keys");
     std::fs::remove_dir_all(&keys).unwrap();
     std::fs::write(&keys, b"not a folder").unwrap();
-    let p = post_key::encode_post(&[3; 16], none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]);
+    let p = post_key::PostKey::with_part([3; 16], none, [0; 4], none, &[1; 128], 0, &[0xFF; 4]).to_bytes();
     for t in [Transport::Udp, Transport::Tcp] {
         assert_eq!(call(&h, t, &ClientKey::None, 4, 41, &p).await, Err(Status::Filesystem));
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// Every error the store returns. `Display` is one line meant for an operator.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// An I/O operation on `path` failed.
     #[error("{op} {path}: {source}")]

@@ -92,6 +92,7 @@ impl InboxKey {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InboxError {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),

@@ -13,9 +13,9 @@ use raida_client::rke::{
 };
 use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
-use raida_proto::commands::ids::{GROUP_KEY_EXCHANGE, POST_KEY};
-use raida_proto::commands::key_alert::{self, AlertEntry};
-use raida_proto::commands::post_key::{self, CoinName};
+use raida_proto::codec::{Codec, Request};
+use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
+use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::Status;
 use raida_server::local_network::{init_network, user_wallet, LocalNetwork, NetworkInit};
 use tokio::net::UdpSocket;
@@ -134,10 +134,10 @@ async fn post(network: &Network, poster: &Wallet, raida: u8, receiver: CoinName,
     let entry = network.raida(raida).unwrap();
     let addr: SocketAddr = entry.address.parse().unwrap();
     let key_id: [u8; 16] = std::array::from_fn(|i| i as u8 ^ raida ^ 0x5A);
-    let payload = post_key::encode_post(&key_id, receiver, [0; 4], poster.name(), &[0x11; 128], 3, part);
+    let post = PostKey::with_part(key_id, receiver, [0; 4], poster.name(), &[0x11; 128], 3, part);
     let client = Client::new(Transport::Udp, network.coin_id, Duration::from_secs(5));
     let server = Server { addr, raida_id: raida };
-    client.request(server, GROUP_KEY_EXCHANGE, POST_KEY, &poster.en4_key(raida).unwrap(), &payload).await.unwrap();
+    client.call(server, &poster.en4_key(raida).unwrap(), &post).await.unwrap();
     AlertEntry::new(key_id, addr.ip(), addr.port(), raida)
 }
 
@@ -373,11 +373,11 @@ fn serve(mut receiver: KeyReceiver) -> tokio::sync::mpsc::UnboundedReceiver<Aler
 /// `to`; the status it answered.
 async fn forge_alert(source: [u8; 4], to: SocketAddr, entries: &[AlertEntry]) -> Status {
     let s = UdpSocket::bind(SocketAddr::from((source, 0))).await.unwrap();
-    let routing = raida_proto::client::Routing::new(0, 6, GROUP_KEY_EXCHANGE, 42);
+    let routing = raida_proto::client::Routing::new(0, 6, KeyAlert::GROUP, KeyAlert::COMMAND);
     let (req, _) = raida_proto::client::build_request(
         &routing,
         &raida_proto::client::ClientKey::None,
-        &key_alert::encode(entries),
+        &KeyAlert { entries: entries.to_vec() }.to_bytes(),
         raida_client::unix_now(),
         &mut rand_core::OsRng,
     );

@@ -265,6 +265,7 @@ pub struct Summary {
 
 /// Why a transfer did not complete.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransferError {
     #[error(transparent)]
     Key(#[from] RkeError),
@@ -297,14 +298,9 @@ pub fn channel_config(key: &SessionKey, pq: bool) -> Result<Config, TransferErro
     Ok(Config::new(Some(Psk::new(key.as_bytes().to_vec())?), pq))
 }
 
-/// `DN:SN`.
-pub fn coin_text(c: CoinName) -> String {
-    format!("{}:{}", c.dn, c.sn)
-}
-
 fn connected(ch: &raida_channel::Channel, peer: CoinName, address: SocketAddr) -> Event {
     Event::Connected {
-        peer: coin_text(peer),
+        peer: peer.to_string(),
         address: address.to_string(),
         phrase: verification_phrase(&ch.transcript_hash()),
         session: hex::encode(ch.session_id()),

@@ -19,9 +19,8 @@ use tokio::task::JoinSet;
 use super::partial::PartialDir;
 use super::wire::{self, Kind, Offer};
 use super::{
-    channel_config, check_name, coin_text, connected, deadline_after, escape, io_err, partial_name, sleep_until,
-    Approval, Event, Manifest, ReceiveOptions, Summary, TransferError, HANDSHAKE_LIMIT, MAX_CHUNK, MAX_HANDSHAKES,
-    QUEUE,
+    channel_config, check_name, connected, deadline_after, escape, io_err, partial_name, sleep_until, Approval, Event,
+    Manifest, ReceiveOptions, Summary, TransferError, HANDSHAKE_LIMIT, MAX_CHUNK, MAX_HANDSHAKES, QUEUE,
 };
 use crate::network::Network;
 use crate::rke::{AlertOutcome, KeyReceiver, Received, RkeError};
@@ -77,9 +76,9 @@ impl Receiver {
                 return Err(TransferError::Io(format!("{}: not a directory", dir.display())));
             }
         }
-        events(&Event::Listening { coin: coin_text(self.coin), address: self.local_addr().to_string() });
+        events(&Event::Listening { coin: self.coin.to_string(), address: self.local_addr().to_string() });
         let received = self.wait_for_key(events).await?;
-        events(&Event::KeyExchanged { peer: coin_text(received.sender) });
+        events(&Event::KeyExchanged { peer: received.sender.to_string() });
         let cfg = channel_config(&received.session_key, self.opts.pq)?;
         let listener = self.keys.into_listener();
         let (ch, from) =

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::wire::{self, Kind, Offer};
 use super::{
-    channel_config, coin_text, connected, deadline_after, escape, io_err, Event, SendOptions, Summary, TransferError,
+    channel_config, connected, deadline_after, escape, io_err, Event, SendOptions, Summary, TransferError,
     DECISION_WAIT, MAX_CHUNK, QUEUE,
 };
 use crate::network::{resolve_address, Network};
@@ -79,7 +79,7 @@ pub async fn send<F: FnMut(&Event) + Send>(
         return Err(TransferError::Protocol(format!("chunk size must be 1..={MAX_CHUNK}")));
     }
     let report = send_key(network, wallet, to, &opts.rke).await?;
-    events(&Event::KeyExchanged { peer: coin_text(report.receiver) });
+    events(&Event::KeyExchanged { peer: report.receiver.to_string() });
     let addr = resolve_address(&to.address).await.map_err(TransferError::Connect)?;
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| TransferError::Connect(format!("{addr}: {e}")))?;
     let _ = tcp.set_nodelay(true);

@@ -1,7 +1,8 @@
 //! 4/45 Decrypt RAIDA Key: [decryption coin DN][SN] then N × 26-byte records → one byte
 //! per record (0x01 accepted, 0x00 rejected).
 
-use crate::codec::{put_coin, Codec, Reader, Reply};
+use super::ids;
+use crate::codec::{put_coin, Codec, Reader, Reply, Request};
 use crate::coin::{CoinId, IdentityCoin};
 use crate::consts::TOTAL_RAIDA_SERVERS;
 use crate::status::Status;
@@ -106,26 +107,24 @@ impl Codec for DecryptRaidaKey {
     }
 }
 
-/// 45 request: decryption coin and records. 16 if shorter than 31; 39 if not whole records.
-pub fn parse_decrypt(payload: &[u8]) -> Result<(IdentityCoin, Vec<DecryptRecord>), Status> {
-    DecryptRaidaKey::decode(payload).map(|d| (d.coin, d.records))
-}
-
-pub fn encode_decrypt(coin: IdentityCoin, records: &[DecryptRecord]) -> Vec<u8> {
-    DecryptRaidaKey { coin, records: records.to_vec() }.to_bytes()
+impl Request for DecryptRaidaKey {
+    const GROUP: u8 = ids::GROUP_KEY_EXCHANGE;
+    const COMMAND: u8 = ids::DECRYPT_RAIDA_KEY;
+    const NAME: &'static str = "decrypt_raida_key";
+    type Answer = DecryptRaidaKeyAnswer;
 }
 
 /// The answer: one result per record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Accepted(pub Vec<bool>);
+pub struct DecryptRaidaKeyAnswer(pub Vec<bool>);
 
-impl Codec for Accepted {
+impl Codec for DecryptRaidaKeyAnswer {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend(self.0.iter().map(|a| u8::from(*a)));
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
-        Ok(Accepted(r.rest().iter().map(|b| *b == 1).collect()))
+        Ok(DecryptRaidaKeyAnswer(r.rest().iter().map(|b| *b == 1).collect()))
     }
 }
 
-impl Reply for Accepted {}
+impl Reply for DecryptRaidaKeyAnswer {}

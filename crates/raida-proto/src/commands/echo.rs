@@ -1,18 +1,23 @@
 //! 0/0 Echo: empty payload → 250, no payload.
 
-use crate::codec::{Codec, Reader};
-use crate::status::Status;
+use super::ids;
+use crate::codec::{empty_payload, Reply, Request};
 
-/// The Echo request: no payload (anything else is 16).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Echo;
-
-impl Codec for Echo {
-    fn encode(&self, _: &mut Vec<u8>) {}
-    fn read(_: &mut Reader<'_>) -> Result<Self, Status> {
-        Ok(Echo)
-    }
+empty_payload! {
+    /// The Echo request: no payload (anything else is 16).
+    Echo
 }
 
-/// The answer: no payload.
-pub use crate::codec::Empty as EchoAnswer;
+empty_payload! {
+    /// The answer: no payload.
+    EchoAnswer
+}
+
+impl Reply for EchoAnswer {}
+
+impl Request for Echo {
+    const GROUP: u8 = ids::GROUP_STATUS;
+    const COMMAND: u8 = ids::ECHO;
+    const NAME: &'static str = "echo";
+    type Answer = EchoAnswer;
+}

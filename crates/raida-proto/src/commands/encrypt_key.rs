@@ -1,7 +1,8 @@
 //! 4/44 Encrypt Key: [recipient DN][recipient SN][key part 8][target DN][target SN] → a
 //! 16-byte key ticket (one AES-128 block). The ticket format is shared with 45.
 
-use crate::codec::{put_coin, Codec, Reader, Reply};
+use super::ids;
+use crate::codec::{put_coin, Codec, Reader, Reply, Request};
 use crate::coin::{CoinId, IdentityCoin};
 use crate::crypto;
 use crate::keys::Key16;
@@ -33,30 +34,27 @@ impl Codec for EncryptKey {
     }
 }
 
-pub fn parse_encrypt(payload: &[u8]) -> Result<EncryptKey, Status> {
-    EncryptKey::decode(payload)
-}
-
-pub fn encode_encrypt(r: &EncryptKey) -> [u8; ENCRYPT_KEY_SIZE] {
-    let mut p = [0u8; ENCRYPT_KEY_SIZE];
-    p.copy_from_slice(&r.to_bytes());
-    p
+impl Request for EncryptKey {
+    const GROUP: u8 = ids::GROUP_KEY_EXCHANGE;
+    const COMMAND: u8 = ids::ENCRYPT_KEY;
+    const NAME: &'static str = "encrypt_key";
+    type Answer = EncryptKeyAnswer;
 }
 
 /// The answer: the ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeyTicket(pub [u8; 16]);
+pub struct EncryptKeyAnswer(pub [u8; 16]);
 
-impl Codec for KeyTicket {
+impl Codec for EncryptKeyAnswer {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.0);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
-        Ok(KeyTicket(r.array()?))
+        Ok(EncryptKeyAnswer(r.array()?))
     }
 }
 
-impl Reply for KeyTicket {}
+impl Reply for EncryptKeyAnswer {}
 
 /// The plaintext of a ticket: `key part (8) || target DN || target SN (4) || 2 random || end`,
 /// where `end` is 0xFF in every ticket made.

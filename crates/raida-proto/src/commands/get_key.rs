@@ -1,6 +1,7 @@
 //! 4/43 Get Key: [key id 16][reserved 21] → [sender DN 1][sender SN 4][key bytes KL].
 
-use crate::codec::{put_coin, Codec, Reader, Reply};
+use super::ids;
+use crate::codec::{put_coin, Codec, Reader, Reply, Request};
 use crate::status::Status;
 
 use super::post_key::CoinName;
@@ -29,6 +30,13 @@ impl Codec for GetKey {
     }
 }
 
+impl Request for GetKey {
+    const GROUP: u8 = ids::GROUP_KEY_EXCHANGE;
+    const COMMAND: u8 = ids::GET_KEY;
+    const NAME: &'static str = "get_key";
+    type Answer = GetKeyAnswer;
+}
+
 /// The answer: who posted the key and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GetKeyAnswer {
@@ -48,28 +56,3 @@ impl Codec for GetKeyAnswer {
 }
 
 impl Reply for GetKeyAnswer {}
-
-/// Get Key: the key id (the 21 reserved bytes are ignored).
-pub fn parse_get(payload: &[u8]) -> Result<[u8; 16], Status> {
-    GetKey::decode(payload).map(|g| g.key_id)
-}
-
-pub fn encode_get(key_id: &[u8; 16]) -> Vec<u8> {
-    GetKey { key_id: *key_id }.to_bytes()
-}
-
-/// Get Key answer: [sender DN][sender SN][key bytes].
-pub fn encode_get_answer(sender: CoinName, key_bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + key_bytes.len());
-    put_coin(&mut out, sender);
-    out.extend_from_slice(key_bytes);
-    out
-}
-
-/// Client side: split a Get Key answer into the sender and the key bytes (without copying
-/// the key).
-pub fn decode_get_answer(payload: &[u8]) -> Option<(CoinName, &[u8])> {
-    let mut r = Reader::new(payload);
-    let sender = r.coin().ok()?;
-    Some((sender, r.rest()))
-}

@@ -1,6 +1,7 @@
 //! 2/40 Get Ticket: N × [DN 1][SN 4][AN 16] → 241 ticket / 242 / 243 bitfield || ticket.
 
-use crate::codec::{put_coin, Codec, Reader, Reply};
+use super::ids;
+use crate::codec::{put_coin, Codec, Reader, Reply, Request};
 use crate::coin::CoinId;
 use crate::consts::MAX_COINS_PER_TICKET;
 use crate::status::Status;
@@ -51,15 +52,11 @@ impl Codec for GetTicket {
     }
 }
 
-/// Check the payload's shape (16 for N = 0, 39 not a multiple of 21, 45 above 4096)
-/// and return an iterator over the records.
-pub fn parse(payload: &[u8]) -> Result<impl Iterator<Item = TicketRecord> + '_, Status> {
-    GetTicket::decode(payload).map(|g| g.records.into_iter())
-}
-
-/// Encode records (client side).
-pub fn encode(records: &[TicketRecord]) -> Vec<u8> {
-    GetTicket { records: records.to_vec() }.to_bytes()
+impl Request for GetTicket {
+    const GROUP: u8 = ids::GROUP_HEALING;
+    const COMMAND: u8 = ids::GET_TICKET;
+    const NAME: &'static str = "get_ticket";
+    type Answer = GetTicketAnswer;
 }
 
 /// The answer: each record's result and the ticket (used when at least one passed).
@@ -111,11 +108,4 @@ impl Reply for GetTicketAnswer {
             Status::Mixed
         }
     }
-}
-
-/// The answer for per-record results: (status, payload). `ticket` is only used when
-/// at least one record passed.
-pub fn answer(passes: &[bool], ticket: u32) -> (Status, Vec<u8>) {
-    let a = GetTicketAnswer { passes: passes.to_vec(), ticket };
-    (a.status(), a.to_bytes())
 }

@@ -2,7 +2,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::codec::{Codec, Reader, Reply};
+use super::ids;
+use crate::codec::{Codec, Reader, Reply, Request};
 use crate::status::Status;
 
 pub const ENTRY: usize = 36;
@@ -93,35 +94,37 @@ impl Codec for KeyAlert {
     }
 }
 
-/// NU of 0 or above 16, or a payload that is not 1 + 36 × NU → 16.
-pub fn parse(payload: &[u8]) -> Result<Vec<AlertEntry>, Status> {
-    KeyAlert::decode(payload).map(|a| a.entries)
-}
-
-pub fn encode(entries: &[AlertEntry]) -> Vec<u8> {
-    KeyAlert { entries: entries.to_vec() }.to_bytes()
+impl Request for KeyAlert {
+    const GROUP: u8 = ids::GROUP_KEY_EXCHANGE;
+    const COMMAND: u8 = ids::KEY_ALERT;
+    const NAME: &'static str = "key_alert";
+    type Answer = KeyAlertAnswer;
 }
 
 /// The answer: byte i = 0xFF if part i was fetched. Its status (250, 242, 243) travels in
-/// the response header; [`Codec::read`] leaves it at 250.
+/// the response header; [`Codec::read`] leaves it at 250, [`Reply::decode_reply`] takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PartMap {
+pub struct KeyAlertAnswer {
     pub status: Status,
     pub map: [u8; MAX_PARTS],
 }
 
-impl Codec for PartMap {
+impl Codec for KeyAlertAnswer {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.map);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
-        Ok(PartMap { status: Status::Success, map: r.array()? })
+        Ok(KeyAlertAnswer { status: Status::Success, map: r.array()? })
     }
 }
 
-impl Reply for PartMap {
+impl Reply for KeyAlertAnswer {
     fn status(&self) -> Status {
         self.status
+    }
+
+    fn decode_reply(status: Status, payload: &[u8]) -> Result<Self, Status> {
+        Ok(KeyAlertAnswer { status, ..Self::decode(payload)? })
     }
 }
 

@@ -2,6 +2,7 @@
 //! section 6, each a [`Codec`](crate::codec::Codec). Handlers in the server see these typed
 //! values, never raw offsets.
 
+use crate::codec::numbers;
 use crate::header::CommandSet;
 
 /// Command groups and numbers of section 6.
@@ -21,21 +22,21 @@ pub mod ids {
     pub const DECRYPT_RAIDA_KEY: u8 = 45;
 }
 
-/// Every (group, command) pair PROTOCOL.md section 6 defines, for sans-IO users that have
-/// no server (this crate's tests, benches and fuzz targets). The server's registry
-/// (`raida_server::dispatch::COMMANDS`) is the list; its test `registry.rs` fails if this
-/// mirror differs from it or from PROTOCOL.md.
-pub const SPEC_COMMANDS: [(u8, u8); 10] = [
-    (ids::GROUP_STATUS, ids::ECHO),
-    (ids::GROUP_STATUS, ids::VERSION),
-    (ids::GROUP_STATUS, ids::SHOW_STATS),
-    (ids::GROUP_HEALING, ids::GET_TICKET),
-    (ids::GROUP_HEALING, ids::VALIDATE_TICKET),
-    (ids::GROUP_KEY_EXCHANGE, ids::POST_KEY),
-    (ids::GROUP_KEY_EXCHANGE, ids::KEY_ALERT),
-    (ids::GROUP_KEY_EXCHANGE, ids::GET_KEY),
-    (ids::GROUP_KEY_EXCHANGE, ids::ENCRYPT_KEY),
-    (ids::GROUP_KEY_EXCHANGE, ids::DECRYPT_RAIDA_KEY),
+/// Every (group, command) pair PROTOCOL.md section 6 defines, from the request types, for
+/// sans-IO users that have no server (this crate's tests, benches and fuzz targets). The
+/// server's registry (`raida_server::dispatch::COMMANDS`) is the list; its test
+/// `registry.rs` fails if this mirror differs from it or from PROTOCOL.md.
+pub const SPEC_COMMANDS: &[(u8, u8)] = &[
+    numbers::<echo::Echo>(),
+    numbers::<version::Version>(),
+    numbers::<show_stats::ShowStats>(),
+    numbers::<get_ticket::GetTicket>(),
+    numbers::<validate_ticket::ValidateTicket>(),
+    numbers::<post_key::PostKey>(),
+    numbers::<key_alert::KeyAlert>(),
+    numbers::<get_key::GetKey>(),
+    numbers::<encrypt_key::EncryptKey>(),
+    numbers::<decrypt_raida_key::DecryptRaidaKey>(),
 ];
 
 /// The dispatch table of section 6 as a [`CommandSet`].
@@ -54,10 +55,8 @@ pub mod encrypt_key;
 pub mod get_key;
 pub mod get_ticket;
 pub mod key_alert;
-pub mod key_tickets;
 pub mod post_key;
 pub mod show_stats;
-pub mod status_group;
 pub mod validate_ticket;
 pub mod version;
 
@@ -84,10 +83,11 @@ mod tests {
         let coin = CoinId { dn: -3, sn: 1_023_999 };
         let identity = IdentityCoin(coin);
         round_trip(echo::Echo);
+        round_trip(echo::EchoAnswer);
         round_trip(version::Version);
-        round_trip(version::BuildDate(b"20261128".to_vec()));
+        round_trip(version::VersionAnswer(b"20261128".to_vec()));
         round_trip(show_stats::ShowStats { admin_key: [7; 16] });
-        round_trip(show_stats::StatsText("requests.0.0=1\n".into()));
+        round_trip(show_stats::ShowStatsAnswer("requests.0.0=1\n".into()));
         let record = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 9 }, an: [3; 16] };
         round_trip(get_ticket::GetTicket { records: vec![record; 3] });
         round_trip(get_ticket::GetTicketAnswer {
@@ -95,9 +95,9 @@ mod tests {
             ticket: 77,
         });
         round_trip(validate_ticket::ValidateTicket { claiming_raida: 24, ticket: 5 });
-        round_trip(validate_ticket::ClaimedCoins { coins: vec![coin, CoinId { dn: 6, sn: 0 }] });
+        round_trip(validate_ticket::ValidateTicketAnswer { coins: vec![coin, CoinId { dn: 6, sn: 0 }] });
         let name = post_key::CoinName { dn: 2, sn: 4 };
-        round_trip(post_key::PostKeyRequest {
+        round_trip(post_key::PostKey {
             key_id: [1; 16],
             receiver: name,
             receiver_ip: [10, 0, 0, 1],
@@ -106,13 +106,15 @@ mod tests {
             key_start: 88,
             key_length: 40,
         });
+        round_trip(post_key::PostKeyAnswer);
         round_trip(get_key::GetKey { key_id: [4; 16] });
+        round_trip(post_key::PostKeyAnswer);
         round_trip(get_key::GetKeyAnswer { sender: name, key: vec![0xAA, 0xFF] });
         let entry = key_alert::AlertEntry::new([5; 16], [127, 0, 0, 1].into(), 50001, 1);
         round_trip(key_alert::KeyAlert { entries: vec![entry; 16] });
-        round_trip(key_alert::PartMap { status: Status::Success, map: [0xFF; 16] });
+        round_trip(key_alert::KeyAlertAnswer { status: Status::Success, map: [0xFF; 16] });
         round_trip(encrypt_key::EncryptKey { recipient: identity, key_part: [8; 8], target: CoinId { dn: 1, sn: 2 } });
-        round_trip(encrypt_key::KeyTicket([6; 16]));
+        round_trip(encrypt_key::EncryptKeyAnswer([6; 16]));
         round_trip(encrypt_key::TicketBlock { key_part: [8; 8], target: coin, random2: [1, 2], end: 0xFF });
         let r = decrypt_raida_key::DecryptRecord {
             coin_id: 6,
@@ -123,7 +125,15 @@ mod tests {
             ticket: [2; 16],
         };
         round_trip(decrypt_raida_key::DecryptRaidaKey { coin: identity, records: vec![r; 2] });
-        round_trip(decrypt_raida_key::Accepted(vec![true, false]));
+        round_trip(decrypt_raida_key::DecryptRaidaKeyAnswer(vec![true, false]));
+    }
+
+    #[test]
+    fn every_request_names_its_command_once() {
+        let mut seen = SPEC_COMMANDS.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), SPEC_COMMANDS.len(), "two request types send the same command");
     }
 
     #[test]
@@ -132,7 +142,9 @@ mod tests {
         assert_eq!(a(vec![true, true]), Status::AllPass);
         assert_eq!(a(vec![false, false]), Status::AllFail);
         assert_eq!(a(vec![true, false]), Status::Mixed);
-        assert_eq!(encrypt_key::KeyTicket([0; 16]).status(), Status::Success);
+        assert_eq!(encrypt_key::EncryptKeyAnswer([0; 16]).status(), Status::Success);
+        let map = key_alert::KeyAlertAnswer::decode_reply(Status::Mixed, &[0xFF; 16]);
+        assert_eq!(map, Ok(key_alert::KeyAlertAnswer { status: Status::Mixed, map: [0xFF; 16] }));
     }
 
     #[test]

@@ -1,10 +1,8 @@
-//! 4/41 Post Key (payload 167). Get Key (43) is in `get_key.rs`; its older entry points are
-//! re-exported here.
+//! 4/41 Post Key (payload 167): a part of a key, kept for the receiver's Get Key (43).
 
-use crate::codec::{put_coin, Codec, Reader};
+use super::ids;
+use crate::codec::{empty_payload, put_coin, Codec, Reader, Reply, Request};
 use crate::status::Status;
-
-pub use super::get_key::{decode_get_answer, encode_get, encode_get_answer, parse_get, GET_KEY_SIZE};
 
 pub const POST_KEY_SIZE: usize = 167;
 pub const KEY_FIELD: usize = 128;
@@ -15,9 +13,9 @@ const RESERVED: usize = 7;
 /// A coin named in a Post Key; (0, 0) means "not set" ([`CoinId::is_set`]).
 pub use crate::coin::CoinId as CoinName;
 
-/// A Post Key request that passed the size, KS and KL checks.
+/// What a server keeps of a Post Key that passed the size, KS and KL checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PostKey {
+pub struct PostedKey {
     pub key_id: [u8; 16],
     pub receiver: CoinName,
     /// 0.0.0.0 = any address.
@@ -27,10 +25,10 @@ pub struct PostKey {
     pub key_bytes: Vec<u8>,
 }
 
-/// The Post Key payload as it is on the wire: the key part sits at KS inside 128 bytes of
+/// The Post Key request as it is on the wire: the key part sits at KS inside 128 bytes of
 /// random padding.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PostKeyRequest {
+pub struct PostKey {
     pub key_id: [u8; 16],
     pub receiver: CoinName,
     pub receiver_ip: [u8; 4],
@@ -42,7 +40,36 @@ pub struct PostKeyRequest {
     pub key_length: u8,
 }
 
-impl PostKeyRequest {
+impl PostKey {
+    /// The request that carries `key_part` at `ks` inside `padding` (128 random bytes):
+    /// KL is the part's length. The caller chooses KS; a part that does not fit is cut at
+    /// the end of the field (and the server refuses the request for its KS or KL).
+    pub fn with_part(
+        key_id: [u8; 16],
+        receiver: CoinName,
+        receiver_ip: [u8; 4],
+        sender: CoinName,
+        padding: &[u8; KEY_FIELD],
+        ks: u8,
+        key_part: &[u8],
+    ) -> PostKey {
+        let mut key_field = *padding;
+        let start = (ks as usize).min(KEY_FIELD);
+        let end = (start + key_part.len()).min(KEY_FIELD);
+        if let (Some(dst), Some(src)) = (key_field.get_mut(start..end), key_part.get(..end - start)) {
+            dst.copy_from_slice(src);
+        }
+        PostKey {
+            key_id,
+            receiver,
+            receiver_ip,
+            sender,
+            key_field,
+            key_start: ks,
+            key_length: key_part.len().min(255) as u8,
+        }
+    }
+
     /// The KL key bytes at KS (empty if they do not fit: `read` refuses such a request).
     pub fn key_bytes(&self) -> &[u8] {
         let ks = self.key_start as usize;
@@ -50,8 +77,8 @@ impl PostKeyRequest {
     }
 
     /// What the server keeps of it.
-    pub fn post(&self) -> PostKey {
-        PostKey {
+    pub fn posted(&self) -> PostedKey {
+        PostedKey {
             key_id: self.key_id,
             receiver: self.receiver,
             receiver_ip: self.receiver_ip,
@@ -61,7 +88,7 @@ impl PostKeyRequest {
     }
 }
 
-impl Codec for PostKeyRequest {
+impl Codec for PostKey {
     fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(POST_KEY_SIZE);
         out.extend_from_slice(&self.key_id);
@@ -92,42 +119,20 @@ impl Codec for PostKeyRequest {
         if !KEY_LENGTHS.contains(&key_length) || key_start as usize + key_length as usize > KEY_FIELD {
             return Err(Status::InvalidKeyLength);
         }
-        Ok(PostKeyRequest { key_id, receiver, receiver_ip, sender, key_field, key_start, key_length })
+        Ok(PostKey { key_id, receiver, receiver_ip, sender, key_field, key_start, key_length })
     }
 }
 
-/// Checks in order: size (16), KS (195), KL (196).
-pub fn parse_post(payload: &[u8]) -> Result<PostKey, Status> {
-    PostKeyRequest::decode(payload).map(|r| r.post())
+impl Request for PostKey {
+    const GROUP: u8 = ids::GROUP_KEY_EXCHANGE;
+    const COMMAND: u8 = ids::POST_KEY;
+    const NAME: &'static str = "post_key";
+    type Answer = PostKeyAnswer;
 }
 
-/// Build a Post Key payload: the key part is placed at `ks` inside `padding` (128 random bytes).
-pub fn encode_post(
-    key_id: &[u8; 16],
-    receiver: CoinName,
-    receiver_ip: [u8; 4],
-    sender: CoinName,
-    padding: &[u8; KEY_FIELD],
-    ks: u8,
-    key_part: &[u8],
-) -> Vec<u8> {
-    let mut key_field = *padding;
-    let start = (ks as usize).min(KEY_FIELD);
-    let end = (start + key_part.len()).min(KEY_FIELD);
-    if let (Some(dst), Some(src)) = (key_field.get_mut(start..end), key_part.get(..end - start)) {
-        dst.copy_from_slice(src);
-    }
-    let request = PostKeyRequest {
-        key_id: *key_id,
-        receiver,
-        receiver_ip,
-        sender,
-        key_field,
-        key_start: ks,
-        key_length: key_part.len().min(255) as u8,
-    };
-    request.to_bytes()
+empty_payload! {
+    /// The Post Key answer: none (250).
+    PostKeyAnswer
 }
 
-/// The Post Key answer: none (250).
-pub use crate::codec::Empty as PostKeyAnswer;
+impl Reply for PostKeyAnswer {}

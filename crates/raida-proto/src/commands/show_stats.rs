@@ -1,6 +1,7 @@
 //! 0/2 Show Stats: payload = the 16-byte admin key → 250 with `name=value\n` lines.
 
-use crate::codec::{Codec, Reader, Reply};
+use super::ids;
+use crate::codec::{Codec, Reader, Reply, Request};
 use crate::status::Status;
 
 /// The Show Stats request: exactly the 16-byte admin key (else 16).
@@ -24,17 +25,24 @@ impl Codec for ShowStats {
     }
 }
 
+impl Request for ShowStats {
+    const GROUP: u8 = ids::GROUP_STATUS;
+    const COMMAND: u8 = ids::SHOW_STATS;
+    const NAME: &'static str = "show_stats";
+    type Answer = ShowStatsAnswer;
+}
+
 /// The answer: the counters as ASCII `name=value` lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatsText(pub String);
+pub struct ShowStatsAnswer(pub String);
 
-impl Codec for StatsText {
+impl Codec for ShowStatsAnswer {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.0.as_bytes());
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, Status> {
-        Ok(StatsText(String::from_utf8_lossy(r.rest()).into_owned()))
+        Ok(ShowStatsAnswer(String::from_utf8_lossy(r.rest()).into_owned()))
     }
 }
 
-impl Reply for StatsText {}
+impl Reply for ShowStatsAnswer {}

@@ -1,6 +1,7 @@
 //! 2/50 Validate Ticket: [claiming RAIDA id 1][ticket 4] → N × [DN 1][SN 4].
 
-use crate::codec::{put_coin, Codec, Reader, Reply};
+use super::ids;
+use crate::codec::{put_coin, Codec, Reader, Reply, Request};
 use crate::coin::CoinId;
 use crate::consts::TOTAL_RAIDA_SERVERS;
 use crate::status::Status;
@@ -31,24 +32,20 @@ impl Codec for ValidateTicket {
     }
 }
 
-/// Size (16) and RAIDA id (18) checks.
-pub fn parse(payload: &[u8]) -> Result<ValidateTicket, Status> {
-    ValidateTicket::decode(payload)
-}
-
-pub fn encode(v: &ValidateTicket) -> [u8; SIZE] {
-    let mut out = [0u8; SIZE];
-    out.copy_from_slice(&v.to_bytes());
-    out
+impl Request for ValidateTicket {
+    const GROUP: u8 = ids::GROUP_HEALING;
+    const COMMAND: u8 = ids::VALIDATE_TICKET;
+    const NAME: &'static str = "validate_ticket";
+    type Answer = ValidateTicketAnswer;
 }
 
 /// The answer: the claimed coins, N × [DN][SN].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClaimedCoins {
+pub struct ValidateTicketAnswer {
     pub coins: Vec<CoinId>,
 }
 
-impl Codec for ClaimedCoins {
+impl Codec for ValidateTicketAnswer {
     fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(self.coins.len() * 5);
         self.coins.iter().for_each(|c| put_coin(out, *c));
@@ -58,13 +55,8 @@ impl Codec for ClaimedCoins {
         while !r.is_empty() {
             coins.push(r.coin()?);
         }
-        Ok(ClaimedCoins { coins })
+        Ok(ValidateTicketAnswer { coins })
     }
 }
 
-impl Reply for ClaimedCoins {}
-
-/// The answer: N × [DN][SN].
-pub fn answer(coins: &[CoinId]) -> Vec<u8> {
-    ClaimedCoins { coins: coins.to_vec() }.to_bytes()
-}
+impl Reply for ValidateTicketAnswer {}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use raida_proto::commands::decrypt_raida_key::{Accepted, DecryptRaidaKey, DecryptRecord, RecordFault};
+use raida_proto::commands::decrypt_raida_key::{DecryptRaidaKey, DecryptRaidaKeyAnswer, DecryptRecord, RecordFault};
 use raida_proto::commands::encrypt_key::{open_ticket_checked, TicketFault};
 use raida_proto::consts::{mfs_for_unix_time, AnsPerRaida};
 use raida_proto::{CoinId, Key16, Status};
@@ -45,9 +45,7 @@ impl From<TicketFault> for Verdict {
 }
 
 impl Command for DecryptRaidaKey {
-    type Answer = Accepted;
-
-    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<Accepted, Status> {
+    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<DecryptRaidaKeyAnswer, Status> {
         judge_all(state, ctx, self, &mut Vec::new())
     }
 }
@@ -69,7 +67,7 @@ fn judge_all(
     ctx: &Ctx,
     req: DecryptRaidaKey,
     verdicts: &mut Vec<Verdict>,
-) -> Result<Accepted, Status> {
+) -> Result<DecryptRaidaKeyAnswer, Status> {
     // Missing, not loading or unreadable: 197 all three.
     let Ok(Some(ans)) = state.ledger.identity_coin(req.coin) else {
         return Err(Status::CoinLoad);
@@ -92,7 +90,7 @@ fn judge_all(
             return Err(Status::Filesystem);
         }
     }
-    Ok(Accepted(verdicts.iter().map(|v| *v == Verdict::Ok).collect()))
+    Ok(DecryptRaidaKeyAnswer(verdicts.iter().map(|v| *v == Verdict::Ok).collect()))
 }
 
 fn judge(

@@ -7,7 +7,6 @@ use super::{Command, Ctx};
 use crate::state::{Answer, Call, ServerState};
 
 impl Command for Echo {
-    type Answer = EchoAnswer;
     fn apply(self, _: &ServerState, _: &Ctx) -> Result<EchoAnswer, Status> {
         Ok(EchoAnswer)
     }

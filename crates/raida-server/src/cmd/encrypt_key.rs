@@ -4,7 +4,7 @@
 //! under the target coin's own key (6/44 amended): a ticket gives the target a new AN
 //! elsewhere through 45, so anyone else asking would be taking the coin over.
 
-use raida_proto::commands::encrypt_key::{self, EncryptKey, KeyTicket};
+use raida_proto::commands::encrypt_key::{self, EncryptKey, EncryptKeyAnswer};
 use raida_proto::{Encryption, Status};
 use rand_core::RngCore;
 
@@ -12,8 +12,6 @@ use super::{Command, Ctx};
 use crate::state::{Answer, Call, ServerState};
 
 impl Command for EncryptKey {
-    type Answer = KeyTicket;
-
     fn admit(ctx: &Ctx) -> Result<(), Status> {
         if ctx.header.encryption == Encryption::None {
             return Err(Status::InvalidEncryption);
@@ -21,7 +19,7 @@ impl Command for EncryptKey {
         Ok(())
     }
 
-    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<KeyTicket, Status> {
+    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<EncryptKeyAnswer, Status> {
         let mut random2 = [0u8; 2];
         state.rng().fill_bytes(&mut random2);
         ticket(state, ctx, self, random2)
@@ -29,7 +27,7 @@ impl Command for EncryptKey {
 }
 
 /// The ticket with its 2 random bytes given.
-fn ticket(state: &ServerState, ctx: &Ctx, req: EncryptKey, random2: [u8; 2]) -> Result<KeyTicket, Status> {
+fn ticket(state: &ServerState, ctx: &Ctx, req: EncryptKey, random2: [u8; 2]) -> Result<EncryptKeyAnswer, Status> {
     if !super::request_coins(&ctx.header.key_identity).contains(&req.target) {
         return Err(Status::InvalidEncryption);
     }
@@ -38,7 +36,7 @@ fn ticket(state: &ServerState, ctx: &Ctx, req: EncryptKey, random2: [u8; 2]) -> 
         Ok(None) => return Err(Status::InvalidSnOrDenomination),
         Err(_) => return Err(Status::Filesystem),
     };
-    Ok(KeyTicket(encrypt_key::make_ticket(&an, &req.key_part, req.target, random2)))
+    Ok(EncryptKeyAnswer(encrypt_key::make_ticket(&an, &req.key_part, req.target, random2)))
 }
 
 pub fn run(state: &ServerState, call: &Call) -> Answer {

@@ -8,8 +8,6 @@ use crate::state::{Answer, Call, ServerState};
 use crate::tickets::Requester;
 
 impl Command for GetTicket {
-    type Answer = GetTicketAnswer;
-
     fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<GetTicketAnswer, Status> {
         let mut passes = Vec::with_capacity(self.records.len());
         let mut coins = Vec::new();

@@ -23,9 +23,9 @@ use std::time::Instant;
 use raida_client::batch::{udp_batch, BatchRequest};
 use raida_proto::client::ClientKey;
 use raida_proto::codec::Codec;
-use raida_proto::commands::get_key::{self, GetKey};
+use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
 use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
-use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert, PartMap};
+use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert, KeyAlertAnswer};
 use raida_proto::commands::post_key::KEY_LENGTHS;
 use raida_proto::consts::AnsPerRaida;
 use raida_proto::{CoinId, IdentityCoin};
@@ -127,7 +127,7 @@ async fn load_identity(state: &Arc<ServerState>) -> Result<Auth, Status> {
     }
 }
 
-async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartMap, Status> {
+async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<KeyAlertAnswer, Status> {
     let entries = req.entries;
     let Some(first) = entries.first().map(|e| e.key_id) else { return Err(Status::InvalidPacketLength) };
     // an inbox key is never replaced, and the inbox is bounded: refuse before fetching
@@ -144,7 +144,7 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartM
         if let Some(suppressed) = LOG_UNLISTED.pass() {
             tracing::info!(part = i, suppressed, "key alert: an entry names an unlisted key server: 242");
         }
-        return Ok(PartMap { status: Status::AllFail, map: [0; 16] });
+        return Ok(KeyAlertAnswer { status: Status::AllFail, map: [0; 16] });
     }
     // each distinct (key server, key id) is fetched once; duplicates share its result
     let mut distinct: Vec<(KeyServer, [u8; 16])> = Vec::new();
@@ -187,7 +187,7 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartM
         .into_iter()
         .map(|r| match r {
             Ok(mut reply) => {
-                let part = get_key::decode_get_answer(&reply.payload).map(|(s, k)| (s, Zeroizing::new(k.to_vec())));
+                let part = GetKeyAnswer::decode(&reply.payload).ok().map(|a| (a.sender, Zeroizing::new(a.key)));
                 reply.payload.zeroize();
                 part
             }
@@ -231,7 +231,7 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<PartM
             }
         }
     }
-    Ok(PartMap { status, map })
+    Ok(KeyAlertAnswer { status, map })
 }
 
 fn refused(refusal: Refusal) -> Status {

@@ -22,7 +22,7 @@ pub mod version;
 
 use std::net::IpAddr;
 
-use raida_proto::codec::{Codec, Reply};
+use raida_proto::codec::{Reply, Request};
 use raida_proto::header::RequestHeader;
 use raida_proto::{CoinId, Encryption, KeyIdentity, Status};
 
@@ -42,10 +42,8 @@ impl Ctx {
     }
 }
 
-/// A command as this server applies it.
-pub trait Command: Codec {
-    type Answer: Reply;
-
+/// A command as this server applies it: its request type, which names its answer.
+pub trait Command: Request {
     /// Checks on the header that section 6 puts before the payload's (44: EN 0 → 34 before
     /// the size; Show Stats: EN 0 only from loopback).
     fn admit(_ctx: &Ctx) -> Result<(), Status> {
@@ -79,7 +77,7 @@ fn admit_and_decode<C: Command>(call: &Call) -> Result<(C, Ctx), Answer> {
 
 /// Decode, for a command that answers later ([`crate::dispatch::Handler::Deferred`]; none
 /// has header checks of its own): the request, or the answer to send now.
-pub fn decode<C: Codec>(call: &Call) -> Result<(C, Ctx), Answer> {
+pub fn decode<C: Request>(call: &Call) -> Result<(C, Ctx), Answer> {
     match C::decode(&call.payload) {
         Ok(req) => Ok((req, Ctx::of(call))),
         Err(s) => Err(s.into()),

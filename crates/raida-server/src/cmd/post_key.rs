@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use raida_proto::commands::post_key::{PostKeyAnswer, PostKeyRequest};
+use raida_proto::commands::post_key::{PostKey, PostKeyAnswer};
 use raida_proto::KeyIdentity;
 
 use super::{decode, reply};
@@ -24,7 +24,7 @@ pub fn poster(id: &KeyIdentity) -> Poster {
 /// Answered through `answer` once the key is durable, from the thread whose directory
 /// fsync made it so (this one returns at once when another thread leads that fsync).
 pub fn run(state: Arc<ServerState>, call: Call, answer: Reply) {
-    let (req, ctx) = match decode::<PostKeyRequest>(&call) {
+    let (req, ctx) = match decode::<PostKey>(&call) {
         Ok(r) => r,
         Err(a) => return answer.send(a),
     };
@@ -32,7 +32,7 @@ pub fn run(state: Arc<ServerState>, call: Call, answer: Reply) {
     post_then(
         state,
         |s| &s.pending_keys,
-        &req.post(),
+        &req.posted(),
         poster,
         ctx.peer,
         ctx.now,

@@ -1,6 +1,6 @@
 //! 0/1 Version: → 250 with the build date as 8 ASCII bytes YYYYMMDD.
 
-use raida_proto::commands::version::{BuildDate, Version};
+use raida_proto::commands::version::{Version, VersionAnswer};
 use raida_proto::Status;
 
 use super::{Command, Ctx};
@@ -10,9 +10,8 @@ use crate::state::{Answer, Call, ServerState};
 pub const BUILD_DATE: &str = env!("RAIDA_BUILD_DATE");
 
 impl Command for Version {
-    type Answer = BuildDate;
-    fn apply(self, _: &ServerState, _: &Ctx) -> Result<BuildDate, Status> {
-        Ok(BuildDate(BUILD_DATE.as_bytes().to_vec()))
+    fn apply(self, _: &ServerState, _: &Ctx) -> Result<VersionAnswer, Status> {
+        Ok(VersionAnswer(BUILD_DATE.as_bytes().to_vec()))
     }
 }
 

@@ -25,7 +25,8 @@ pub fn run(cmd: InboxCommand) -> anyhow::Result<()> {
         InboxCommand::List { dir } => {
             anyhow::ensure!(dir.is_dir(), "{}: no such data directory", dir.display());
             for k in InboxDir::new(&dir).list()? {
-                let senders: Vec<String> = k.senders.iter().map(|c| c.to_string()).collect();
+                // `DN.SN`, as this listing has always printed them (not CoinId's `DN:SN`).
+                let senders: Vec<String> = k.senders.iter().map(|c| format!("{}.{}", c.dn, c.sn)).collect();
                 println!(
                     "{} parts={} senders={} time={}",
                     hex::encode(k.key_id),

@@ -15,6 +15,7 @@ use raida_client::rke::{send_key, AlertOutcome, KeyReceiver, ReceiveOptions, Rec
 use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
+use raida_proto::codec::Codec;
 use raida_proto::CoinId;
 use raida_proto::Status;
 use raida_proto::{Key16, Key32};
@@ -227,11 +228,11 @@ fn fix(a: FixArgs) -> anyhow::Result<()> {
     let results =
         rt.block_on(exchange::fix_an(&client, helpers, target, raida_proto::IdentityCoin(identity), coin, new_an))?;
     anyhow::ensure!(
-        results == [1, 1],
+        results.0 == [true, true],
         "the target RAIDA rejected the tickets (result bytes {})",
-        hex::encode(&results)
+        hex::encode(results.to_bytes())
     );
-    eprintln!("RAIDA {} now holds the new AN of coin {}:{}", target.raida_id, coin.dn, coin.sn);
+    eprintln!("RAIDA {} now holds the new AN of coin {coin}", target.raida_id);
     println!("{}", hex::encode(new_an));
     Ok(())
 }
@@ -336,7 +337,7 @@ fn send_rke(a: SendArgs) -> anyhow::Result<()> {
         report.key_servers,
         hex::encode(report.first_key_id)
     );
-    println!("receiver {}:{}", report.receiver.dn, report.receiver.sn);
+    println!("receiver {}", report.receiver);
     write_key(out, &report.session_key)
 }
 
@@ -379,6 +380,6 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
         }
     };
     eprintln!("key received from {} ({} parts)", received.from, received.parts);
-    println!("sender {}:{}", received.sender.dn, received.sender.sn);
+    println!("sender {}", received.sender);
     write_key(out, &received.session_key)
 }

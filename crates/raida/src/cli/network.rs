@@ -125,7 +125,7 @@ fn print_hint(dir: &Path) {
         w.file_name()
             .and_then(|n| n.to_str())
             .and_then(raida_client::wallet::parse_file_name)
-            .map(|coin| format!("{}:{}", coin.0.dn, coin.0.sn))
+            .map(|coin| coin.to_string())
             .unwrap_or_default()
     };
     let (alice_coin, bob_coin) = (coin(&alice), coin(&bob));

@@ -77,7 +77,7 @@ const PROMPT_NAMES: usize = 20;
 /// Show the manifest (every peer string escaped) and read y/N from the terminal.
 fn ask(m: &Manifest) -> bool {
     let mut err = std::io::stderr().lock();
-    let who = m.peer.map(transfer::coin_text).unwrap_or_else(|| "the sender".into());
+    let who = m.peer.map(|c| c.to_string()).unwrap_or_else(|| "the sender".into());
     let streams = match m.streams() {
         0 => String::new(),
         n => format!(" and {n} stream(s) of unknown size"),

@@ -11,8 +11,6 @@ use anyhow::Context;
 use raida_client::wallet::Wallet;
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
-use raida_proto::codec::Codec;
-use raida_proto::commands::ids::{GROUP_STATUS, SHOW_STATS};
 use raida_proto::commands::show_stats::ShowStats;
 use raida_proto::keys::Key32;
 use zeroize::Zeroize;
@@ -58,16 +56,14 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
             ClientKey::None
         }
     };
-    let mut payload = Vec::new();
-    ShowStats { admin_key }.encode(&mut payload);
+    let mut request = ShowStats { admin_key };
     admin_key.zeroize();
     let client = Client::new(Transport::Tcp, args.coin_id, Duration::from_secs(5));
     let server = Server { addr: args.server, raida_id: args.raida_id };
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
-    let reply = runtime.block_on(client.request(server, GROUP_STATUS, SHOW_STATS, &key, &payload));
-    payload.zeroize();
-    let reply = reply?;
-    print!("{}", String::from_utf8_lossy(&reply.payload));
+    let answer = runtime.block_on(client.call(server, &key, &request));
+    request.admin_key.zeroize();
+    print!("{}", answer?.0);
     Ok(())
 }

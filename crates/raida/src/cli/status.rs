@@ -8,7 +8,8 @@ use anyhow::Context;
 use raida_client::network::Network;
 use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
-use raida_proto::commands::ids::{ECHO, GROUP_STATUS, VERSION};
+use raida_proto::commands::echo::Echo;
+use raida_proto::commands::version::Version;
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
@@ -101,7 +102,7 @@ async fn probe(client: Client, r: raida_client::network::RaidaEntry) -> Row {
     };
     let server = Server { addr, raida_id: r.id };
     let started = Instant::now();
-    match client.request(server, GROUP_STATUS, ECHO, &ClientKey::None, &[]).await {
+    match client.call(server, &ClientKey::None, &Echo).await {
         Ok(_) => {
             row.up = true;
             row.echo_ms = Some(started.elapsed().as_secs_f64() * 1e3);
@@ -111,8 +112,8 @@ async fn probe(client: Client, r: raida_client::network::RaidaEntry) -> Row {
             return row;
         }
     }
-    match client.request(server, GROUP_STATUS, VERSION, &ClientKey::None, &[]).await {
-        Ok(reply) => row.version = Some(String::from_utf8_lossy(&reply.payload).into_owned()),
+    match client.call(server, &ClientKey::None, &Version).await {
+        Ok(date) => row.version = Some(String::from_utf8_lossy(&date.0).into_owned()),
         Err(e) => row.error = Some(format!("version: {e}")),
     }
     row

@@ -37,7 +37,7 @@ pub fn run(cmd: WalletCommand) -> anyhow::Result<()> {
             let name = parse_coin_name(&coin)?;
             let wallet = Wallet::generate(name, coin_id)?;
             let path = wallet.save(&out).context("cannot write the coin file")?;
-            eprintln!("wrote {} (coin {}:{}, coin id {coin_id})", path.display(), name.dn, name.sn);
+            eprintln!("wrote {} (coin {name}, coin id {coin_id})", path.display());
             eprintln!(
                 "register it: on each RAIDA N, its operator runs the line for N (DIR = that RAIDA's data directory)"
             );
