@@ -304,10 +304,18 @@ fn run(ctx: &Context, data: &[u8]) {
         let answered = match state.handle(&mut packet, peer, &mut out) {
             Outcome::Reply => true,
             Outcome::Drop => false,
-            Outcome::Deferred(d) => ctx
-                .rt
-                .block_on(async { tokio::time::timeout(Duration::from_secs(2), d.run(state.clone(), &mut out)).await })
-                .is_ok(),
+            Outcome::Deferred(d) => {
+                match ctx
+                    .rt
+                    .block_on(async { tokio::time::timeout(Duration::from_secs(2), d.answer(state.clone())).await })
+                {
+                    Ok((_, answer)) => {
+                        out = answer;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
         };
         if !answered {
             continue;

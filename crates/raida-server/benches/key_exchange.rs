@@ -11,7 +11,7 @@ use raida_proto::commands::get_key;
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::header::{Encryption, KeyIdentity, RequestHeader, ServerIdentity};
 use raida_proto::Key16;
-use raida_server::cmd;
+use raida_server::dispatch;
 use raida_server::ledger::{Ledger, MemoryLedger, StoreLedger};
 use raida_server::{Call, ServerState};
 
@@ -40,8 +40,8 @@ fn call(command: u8, payload: Vec<u8>) -> Call {
     Call { header: header(command), payload, peer: "127.0.0.1".parse().unwrap(), now: NOW }
 }
 
-fn state(ledger: Arc<dyn Ledger>, dir: &std::path::Path) -> ServerState {
-    ServerState::new(ServerIdentity::new(0, COIN_ID), ledger, dir, 3600, 1000, Arc::new(|| NOW)).unwrap()
+fn state(ledger: Arc<dyn Ledger>, dir: &std::path::Path) -> Arc<ServerState> {
+    Arc::new(ServerState::new(ServerIdentity::new(0, COIN_ID), ledger, dir, 3600, 1000, Arc::new(|| NOW)).unwrap())
 }
 
 /// N valid records for N distinct target coins (0, sn) made by RAIDA 1 and 2.
@@ -72,7 +72,7 @@ fn decrypt_raida_key(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function("1000_records_in_memory", |b| {
         b.iter(|| {
-            let (a, _) = cmd::decrypt_raida_key::answer(&st, &call(45, p.clone()));
+            let a = dispatch::answer(&st, &call(45, p.clone()));
             assert_eq!(a.payload.len(), N as usize);
         })
     });
@@ -91,7 +91,7 @@ fn decrypt_raida_key(c: &mut Criterion) {
     let st = state(Arc::new(StoreLedger { store, coin_id: COIN_ID }), &data);
     g.bench_function("1000_records_durable", |b| {
         b.iter(|| {
-            let (a, _) = cmd::decrypt_raida_key::answer(&st, &call(45, p.clone()));
+            let a = dispatch::answer(&st, &call(45, p.clone()));
             assert_eq!(a.payload.len(), N as usize);
         })
     });
@@ -115,8 +115,8 @@ fn post_and_get(c: &mut Criterion) {
             },
             |id| {
                 let p = post_key::PostKey::with_part(id, none, [0; 4], none, &[9; 128], 0, &[0xFF; 16]).to_bytes();
-                assert!(cmd::post_key::run(&st, &call(41, p)).status.is_success());
-                assert!(cmd::get_key::run(&st, &call(43, get_key::GetKey { key_id: id }.to_bytes()))
+                assert!(dispatch::answer(&st, &call(41, p)).status.is_success());
+                assert!(dispatch::answer(&st, &call(43, get_key::GetKey { key_id: id }.to_bytes()))
                     .status
                     .is_success());
             },
@@ -156,10 +156,10 @@ fn post_and_get_64_clients(c: &mut Criterion) {
                                 .to_bytes();
                             let mut post = call(41, p);
                             post.peer = peer;
-                            assert!(cmd::post_key::run(st, &post).status.is_success());
+                            assert!(dispatch::answer(st, &post).status.is_success());
                             let mut get = call(43, get_key::GetKey { key_id: id }.to_bytes());
                             get.peer = peer;
-                            assert!(cmd::get_key::run(st, &get).status.is_success());
+                            assert!(dispatch::answer(st, &get).status.is_success());
                         }
                     });
                 }

@@ -1,7 +1,6 @@
 //! The two-level dispatch table: group (0..=13) × command (0..=255), resolved in O(1).
 
-use std::future::Future;
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use raida_proto::codec::Request;
@@ -16,42 +15,116 @@ use raida_proto::commands::show_stats::ShowStats;
 use raida_proto::commands::validate_ticket::ValidateTicket;
 use raida_proto::commands::version::Version;
 use raida_proto::header::CommandSet;
+use raida_proto::Status;
+use tokio_util::task::TaskTracker;
 
 use crate::cmd;
-use crate::limits::WorkKind;
-use crate::state::{Answer, Call, Reply, ServerState};
+use crate::limits::{DeferredLimits, WorkKind};
+use crate::state::{Answer, Call, Deferred, Reply, ServerState, Transport};
 
 /// Records beyond which Get Ticket and Decrypt RAIDA Key run on the blocking pool under
 /// the heavy-command limit: each record may load a page from disk, and thousands of them
 /// (64 ms for 3,000) on a receiving thread delay every other client's answers.
 pub const HEAVY_RECORDS: usize = 64;
 
-/// A boxed future answering one call.
-pub type AnswerFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
-
-/// How a command runs.
+/// How a command runs: answered now, on the thread that received it, or later, through a
+/// [`Reply`]. Whatever its kind, a call whose payload is above its command's `heavy_above`
+/// is deferred as [`WorkKind::Heavy`].
 #[derive(Clone, Copy)]
 pub enum Handler {
-    /// Cheap and non-blocking: runs on the receiving thread.
-    Inline(fn(&ServerState, &Call) -> Answer),
-    /// Waits for the disk (fsync): runs on the durable-write threads ([`crate::blocking`]),
-    /// or on tokio's blocking pool when heavy.
-    Blocking(fn(&ServerState, &Call) -> Answer),
-    /// A durable write that answers through its [`Reply`] once durable, from whichever
-    /// thread leads the fsync that covers it (its own thread is free at once): runs on the
-    /// durable-write threads ([`crate::blocking`]).
-    Durable(fn(Arc<ServerState>, &Call, Reply)),
-    /// Talks to the network: runs as an async task.
-    Async(fn(Arc<ServerState>, Call) -> AnswerFuture),
+    /// Cheap and non-blocking: answered on the receiving thread.
+    Now(fn(&ServerState, &Call) -> Answer),
+    /// Answered through its [`Reply`], exactly once, from whichever thread finishes the
+    /// work (e.g. the one leading the fsync that makes it durable). The [`WorkKind`] is the
+    /// limit it counts against, and says where it starts ([`Deferred::start`]).
+    Deferred(WorkKind, fn(Arc<ServerState>, Call, Reply)),
 }
 
 impl Handler {
-    /// The limit a deferred handler counts against (inline ones only when heavy).
-    pub fn work_kind(&self) -> WorkKind {
+    /// Run the handler; its answer goes to `reply` (at once for [`Handler::Now`]).
+    pub fn start(self, state: Arc<ServerState>, call: Call, reply: Reply) {
         match self {
-            Handler::Async(_) => WorkKind::KeyAlert,
-            Handler::Blocking(_) | Handler::Inline(_) | Handler::Durable(_) => WorkKind::Durable,
+            Handler::Now(f) => reply.send(f(&state, &call)),
+            Handler::Deferred(_, f) => f(state, call, reply),
         }
+    }
+}
+
+/// The answer to one decoded call, from the handler the state's table holds for its
+/// command (a deferred one waited for on this thread): the function the server runs,
+/// without sockets, limits, heavy routing or encryption (what the vector tests and the
+/// benches drive). A command not in the table: 2 (as validation answers). Not for Key
+/// Alert, whose task needs a runtime this call would block: await
+/// [`cmd::key_alert::answer`] instead.
+pub fn answer(state: &Arc<ServerState>, call: &Call) -> Answer {
+    let Some(handler) = state.dispatch.get(call.header.command_group, call.header.command) else {
+        return Answer::status(Status::InvalidCommand);
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let reply = Reply::new(move |answer| {
+        let _ = tx.send(answer);
+    });
+    handler.start(state.clone(), call.clone(), reply);
+    // a reply dropped unsent (its continuation panicked) is what the server answers 252
+    rx.recv().unwrap_or_else(|_| Answer::status(Status::Internal))
+}
+
+/// Where deferred commands run and what bounds them; one for UDP and TCP together.
+pub struct DeferredWork {
+    /// Per-kind limits (each with its per-address share).
+    pub limits: Arc<DeferredLimits>,
+    /// Runs Key Alert's tasks and the heavy commands (its blocking pool).
+    pub runtime: tokio::runtime::Handle,
+    /// Shutdown waits for every deferred command started.
+    pub tracker: TaskTracker,
+}
+
+/// What [`DeferredWork::route`] did with a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// Started: its answer goes to `send` when done.
+    Started,
+    /// Its kind (or the address's share of it) is full: the 160 answer is in `out`.
+    Answered,
+    /// Its kind is full and the 160 answer is beyond the address's error rate (UDP): nothing.
+    Dropped,
+}
+
+impl DeferredWork {
+    /// THE path of a deferred command, for UDP and TCP alike: a slot of its kind's limit
+    /// (within the address's share), else 160 into `out` now; then started where its kind
+    /// runs ([`Deferred::start`]). `send` gets the finished answer once it may go to the
+    /// peer (over UDP an error answer beyond the address's rate is dropped and counted);
+    /// the slot is free by then, and shutdown waits until then.
+    pub fn route(
+        &self,
+        state: &Arc<ServerState>,
+        transport: Transport,
+        peer: SocketAddr,
+        deferred: Box<Deferred>,
+        out: &mut Vec<u8>,
+        send: impl FnOnce(Vec<u8>) + Send + 'static,
+    ) -> Routed {
+        let Some(permit) = self.limits.try_acquire(deferred.kind(), peer.ip()) else {
+            if !state.may_answer(transport, peer, Status::RequestRate) {
+                state.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Routed::Dropped;
+            }
+            deferred.reject(state, Status::RequestRate, out);
+            return Routed::Answered;
+        };
+        let in_flight = self.tracker.token();
+        let st = state.clone();
+        deferred.start(state.clone(), &self.runtime, move |status, answer| {
+            drop(permit);
+            if st.may_answer(transport, peer, status) {
+                send(answer);
+            } else {
+                st.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            drop(in_flight);
+        });
+        Routed::Started
     }
 }
 
@@ -83,17 +156,17 @@ const fn heavy_above(mut c: CommandSpec, bytes: usize) -> CommandSpec {
 /// the README derive from it, and `tests/registry.rs` fails if it differs from PROTOCOL.md
 /// section 6. Adding a command is one line here (plus its codec type and handler file).
 pub const COMMANDS: &[CommandSpec] = &[
-    command::<Echo>(Handler::Inline(cmd::echo::run)),
-    command::<Version>(Handler::Inline(cmd::version::run)),
-    command::<ShowStats>(Handler::Inline(cmd::show_stats::run)),
-    heavy_above(command::<GetTicket>(Handler::Inline(cmd::get_ticket::run)), HEAVY_RECORDS * get_ticket::RECORD),
-    command::<ValidateTicket>(Handler::Inline(cmd::validate_ticket::run)),
-    command::<PostKey>(Handler::Durable(cmd::post_key::run_durable)),
-    command::<KeyAlert>(Handler::Async(cmd::key_alert::run)),
-    command::<GetKey>(Handler::Durable(cmd::get_key::run_durable)),
-    command::<EncryptKey>(Handler::Inline(cmd::encrypt_key::run)),
+    command::<Echo>(Handler::Now(cmd::echo::run)),
+    command::<Version>(Handler::Now(cmd::version::run)),
+    command::<ShowStats>(Handler::Now(cmd::show_stats::run)),
+    heavy_above(command::<GetTicket>(Handler::Now(cmd::get_ticket::run)), HEAVY_RECORDS * get_ticket::RECORD),
+    command::<ValidateTicket>(Handler::Now(cmd::validate_ticket::run)),
+    command::<PostKey>(Handler::Deferred(WorkKind::Durable, cmd::post_key::run)),
+    command::<KeyAlert>(Handler::Deferred(WorkKind::KeyAlert, cmd::key_alert::run)),
+    command::<GetKey>(Handler::Deferred(WorkKind::Durable, cmd::get_key::run)),
+    command::<EncryptKey>(Handler::Now(cmd::encrypt_key::run)),
     heavy_above(
-        command::<DecryptRaidaKey>(Handler::Blocking(cmd::decrypt_raida_key::run)),
+        command::<DecryptRaidaKey>(Handler::Deferred(WorkKind::Durable, cmd::decrypt_raida_key::run)),
         5 + HEAVY_RECORDS * DECRYPT_RECORD,
     ),
 ];

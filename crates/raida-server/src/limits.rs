@@ -108,14 +108,17 @@ impl LogLimiter {
     }
 }
 
-/// Which concurrency limit a command that runs off the receiving thread counts against.
+/// Which concurrency limit a command that runs off the receiving thread counts against,
+/// and so where it runs ([`crate::state::Deferred::start`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkKind {
-    /// Key Alert: waits for other servers.
+    /// Key Alert: waits for other servers, as an async task.
     KeyAlert,
-    /// Waits for a durable write: Post Key, Get Key, Decrypt RAIDA Key.
+    /// Waits for a durable write: Post Key, Get Key, Decrypt RAIDA Key, on the durable-write
+    /// threads ([`crate::blocking`]).
     Durable,
-    /// May touch thousands of pages: Get Ticket / Decrypt RAIDA Key with many records.
+    /// May touch thousands of pages: Get Ticket / Decrypt RAIDA Key with many records, on
+    /// tokio's blocking pool (never holding the durable-write threads).
     Heavy,
 }
 

@@ -11,6 +11,7 @@ use raida_proto::header::ServerIdentity;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::dispatch::DeferredWork;
 use crate::ledger::{Ledger, LedgerError, StoreLedger};
 use crate::limits::{connection_budget, descriptor_reserve, raise_descriptor_limit, DeferredLimits};
 use crate::state::{system_clock, Clock, KeyAlertSettings, ServerState};
@@ -332,13 +333,17 @@ impl RunningServer {
         let tracker = TaskTracker::new();
         // one socket per worker; where the platform refuses a second one, they share
         let more_sockets = (1..udp_threads).map_while(|_| udp_socket(addr).ok().map(Arc::new)).collect();
+        // UDP and TCP route deferred commands the same way, under the same limits
+        let deferred_work = Arc::new(DeferredWork {
+            limits: deferred.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            tracker: tracker.clone(),
+        });
         let ctx = Arc::new(UdpContext {
             socket: Arc::new(udp),
             more_sockets,
             state: state.clone(),
-            runtime: tokio::runtime::Handle::current(),
-            deferred: deferred.clone(),
-            tracker: tracker.clone(),
+            deferred: deferred_work.clone(),
             stop: stop_udp.clone(),
         });
         let udp_threads = spawn_workers(ctx, udp_threads).map_err(io_err("udp workers"))?;
@@ -377,7 +382,7 @@ impl RunningServer {
             tcp,
             state.clone(),
             table.clone(),
-            deferred.clone(),
+            deferred_work,
             stop.clone(),
             tracker.clone(),
         ));

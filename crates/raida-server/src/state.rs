@@ -236,15 +236,16 @@ impl From<Status> for Answer {
     }
 }
 
-/// Where a [`Handler::Durable`] command sends its answer, exactly once, from whichever
-/// thread makes its write durable. If the handler panics before handing it on, the server
-/// answers 252 in its place.
+/// Where a [`Handler::Deferred`] command sends its answer, exactly once, from whichever
+/// thread finishes its work (e.g. the one making its write durable). If the handler panics
+/// before handing it on, the server answers 252 in its place.
 pub struct Reply(Arc<Mutex<Option<ReplyFn>>>);
 
 type ReplyFn = Box<dyn FnOnce(Answer) + Send>;
 
 impl Reply {
-    fn new(f: impl FnOnce(Answer) + Send + 'static) -> Reply {
+    /// A reply that hands the answer to `f`.
+    pub fn new(f: impl FnOnce(Answer) + Send + 'static) -> Reply {
         Reply(Arc::new(Mutex::new(Some(Box::new(f)))))
     }
 
@@ -264,11 +265,12 @@ pub enum Outcome {
     /// No answer at all: a datagram shorter than 32 bytes; over UDP also a source port
     /// below 1024, a 255/2/3 failure, or an error answer beyond the address's rate.
     Drop,
-    /// The command must run off the receiving thread (durable write or network).
+    /// The command runs off the receiving thread (durable write, heavy read or network):
+    /// route it with [`crate::dispatch::DeferredWork::route`].
     Deferred(Box<Deferred>),
 }
 
-/// A command that runs later (blocking pool or async task), then answers.
+/// A command that runs later (where its [`WorkKind`] says), then answers.
 pub struct Deferred {
     handler: Handler,
     kind: WorkKind,
@@ -356,13 +358,14 @@ impl ReplayCheck for SharedReplay<'_> {
 }
 
 impl ServerState {
-    /// Validate and (for inline commands) execute one request as over TCP (every request
+    /// Validate and (for commands answered now) execute one request as over TCP (every request
     /// that frames is answered); the answer goes to `out`.
     pub fn handle(&self, packet: &mut [u8], peer: SocketAddr, out: &mut Vec<u8>) -> Outcome {
         self.handle_from(Transport::Tcp, packet, peer, out)
     }
 
-    /// Validate and (for inline commands) execute one request that came in on `transport`.
+    /// Validate and (for commands answered now) execute one request that came in on
+    /// `transport`; a deferred one comes back as [`Outcome::Deferred`].
     ///
     /// Over UDP nothing is answered that could feed a reflection loop (section 2): a
     /// source port below 1024 (before any work), a version / split id / RAIDA id failure
@@ -415,12 +418,10 @@ impl ServerState {
         let call = Call { header: v.header, payload: packet[v.payload].to_vec(), peer: peer.ip(), now };
         // a command that may touch thousands of pages leaves the receiving thread
         let heavy = self.dispatch.is_heavy(call.header.command_group, call.header.command, call.payload.len());
-        let (handler, kind) = match handler {
-            Handler::Inline(f) | Handler::Blocking(f) if heavy => (Handler::Blocking(f), WorkKind::Heavy),
-            h => (h, h.work_kind()),
-        };
-        match handler {
-            Handler::Inline(f) => {
+        let kind = match handler {
+            _ if heavy => WorkKind::Heavy,
+            Handler::Deferred(kind, _) => kind,
+            Handler::Now(f) => {
                 let answer =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self, &call))).unwrap_or_else(|_| {
                         if self.peer_logs.allow(peer.ip()) {
@@ -442,10 +443,10 @@ impl ServerState {
                     bytes_in,
                     out,
                 );
-                Outcome::Reply
+                return Outcome::Reply;
             }
-            h => Outcome::Deferred(Box::new(Deferred { handler: h, kind, call, reply: v.reply, started, bytes_in })),
-        }
+        };
+        Outcome::Deferred(Box::new(Deferred { handler, kind, call, reply: v.reply, started, bytes_in }))
     }
 
     /// Whether an answer with `status` may go to `peer`: over UDP an error answer counts
@@ -504,11 +505,6 @@ impl Deferred {
         self.kind
     }
 
-    /// Where the request came from.
-    pub fn peer(&self) -> IpAddr {
-        self.call.peer
-    }
-
     /// Answer without running the command (e.g. 160 when too many commands are queued).
     pub fn reject(self, state: &ServerState, status: Status, out: &mut Vec<u8>) {
         let h = self.call.header;
@@ -525,101 +521,107 @@ impl Deferred {
         );
     }
 
-    /// Whether the command is a durable write (Post Key, Get Key, Decrypt RAIDA Key): then
-    /// it runs on [`ServerState::blocking`] with [`Deferred::run_durable`]. Heavy reads
-    /// stay on tokio's blocking pool, so that they can never hold the durable threads.
-    pub fn is_durable_write(&self) -> bool {
-        self.kind == WorkKind::Durable && !matches!(self.handler, Handler::Async(_))
+    /// What to answer when this command's answer is lost (its continuation panicked,
+    /// logged where it ran): a TCP client gets an answer (252) for every request it sent.
+    pub fn lost_answer(&self) -> LostAnswer {
+        LostAnswer {
+            reply: self.reply.clone(),
+            header: self.call.header,
+            peer: self.call.peer,
+            started: self.started,
+            bytes_in: self.bytes_in,
+        }
     }
 
-    /// Run a durable write (on a thread of [`ServerState::blocking`]); `done` gets the
-    /// status and the finished answer, on this thread or, for a [`Handler::Durable`]
-    /// command, on the thread that led the fsync making it durable. UDP rate-limits error
-    /// answers before sending. An async command answers 252 (use [`Deferred::run`]).
-    pub fn run_durable(self, state: Arc<ServerState>, done: impl FnOnce(Status, Vec<u8>) + Send + 'static) {
-        let Deferred { handler, kind: _, call, reply, started, bytes_in } = self;
+    /// Start the command where its kind runs: a durable write on a thread of
+    /// [`ServerState::blocking`] (no task hop: that thread, or the one leading the fsync
+    /// that makes the write durable, finishes the answer), a heavy read on `runtime`'s
+    /// blocking pool (so that a flood of them never holds the durable threads), Key Alert
+    /// here, in `runtime`'s context (its handler only spawns its task). `done` gets the
+    /// status and the finished answer, exactly once, unless the answer is lost; a handler
+    /// that panics answers 252. No limit is checked here: see
+    /// [`crate::dispatch::DeferredWork::route`].
+    pub fn start(
+        self,
+        state: Arc<ServerState>,
+        runtime: &tokio::runtime::Handle,
+        done: impl FnOnce(Status, Vec<u8>) + Send + 'static,
+    ) {
+        let Deferred { handler, kind, call, reply, started, bytes_in } = self;
         let h = call.header;
         let peer = call.peer;
         let st = state.clone();
-        let finish = move |answer: Answer| {
+        let answer = Reply::new(move |answer: Answer| {
             let status = answer.status;
             let mut out = Vec::new();
             st.finish(&reply, h.command_group, h.command, peer, Some(&h), answer, started, bytes_in, &mut out);
             done(status, out);
-        };
-        let panicked = |state: &ServerState| {
-            if state.peer_logs.allow(peer) {
-                tracing::error!(client = %peer, "command handler panicked");
-            }
-            Answer::status(Status::Internal)
-        };
-        match handler {
-            Handler::Durable(f) => {
-                let reply = Reply::new(finish);
-                let slot = reply.0.clone();
-                let st = state.clone();
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(st, &call, reply))).is_err() {
-                    Reply(slot).send(panicked(&state));
+        });
+        let (st, runner) = (state.clone(), state.clone());
+        let job = move || {
+            let slot = answer.0.clone();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.start(st, call, answer))).is_err() {
+                if state.peer_logs.allow(peer) {
+                    tracing::error!(client = %peer, "command handler panicked");
                 }
+                Reply(slot).send(Answer::status(Status::Internal));
             }
-            Handler::Inline(f) | Handler::Blocking(f) => {
-                let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&state, &call)))
-                    .unwrap_or_else(|_| panicked(&state));
-                finish(answer);
+        };
+        match kind {
+            WorkKind::Durable => runner.blocking.execute(job),
+            WorkKind::Heavy => drop(runtime.spawn_blocking(job)),
+            WorkKind::KeyAlert => {
+                let _in_runtime = runtime.enter();
+                job();
             }
-            Handler::Async(_) => finish(Answer::status(Status::Internal)),
         }
     }
 
-    /// Run the command off the receiving thread and write the answer to `out`; returns its
-    /// status (UDP rate-limits error answers before sending). Durable writes go to
-    /// [`ServerState::blocking`] and are awaited, heavy reads to tokio's blocking pool.
-    pub async fn run(self, state: Arc<ServerState>, out: &mut Vec<u8>) -> Status {
-        if self.is_durable_write() {
-            // kept to answer 252 if the answer is lost (its continuation panicked, logged
-            // where it ran): a TCP client must get an answer for every request it sent
-            let (reply, header, peer, started, bytes_in) =
-                (self.reply.clone(), self.call.header, self.call.peer, self.started, self.bytes_in);
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let st = state.clone();
-            state.blocking.execute(move || {
-                self.run_durable(st, move |status, answer| {
-                    let _ = tx.send((status, answer));
-                })
-            });
-            return match rx.await {
-                Ok((status, answer)) => {
-                    *out = answer;
-                    status
-                }
-                Err(_) => {
-                    let (group, command) = (header.command_group, header.command);
-                    let lost = Answer::status(Status::Internal);
-                    out.clear();
-                    state.finish(&reply, group, command, peer, Some(&header), lost, started, bytes_in, out);
-                    Status::Internal
-                }
-            };
-        }
-        let Deferred { handler, kind: _, call, reply, started, bytes_in } = self;
-        let (group, command, peer, header) = (call.header.command_group, call.header.command, call.peer, call.header);
-        let answer = match handler {
-            Handler::Async(f) => f(state.clone(), call).await,
-            Handler::Inline(f) | Handler::Blocking(f) => {
-                let st = state.clone();
-                match tokio::task::spawn_blocking(move || f(&st, &call)).await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::error!(error = %e, "command task failed");
-                        Answer::status(Status::Internal)
-                    }
-                }
+    /// [`Deferred::start`] on the current runtime, awaiting the status and the finished
+    /// answer (252 if lost): for tests and the fuzz harness, which drive
+    /// [`ServerState::handle`] without a transport (no limit is checked).
+    pub async fn answer(self, state: Arc<ServerState>) -> (Status, Vec<u8>) {
+        let lost = self.lost_answer();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.start(state.clone(), &tokio::runtime::Handle::current(), move |status, answer| {
+            let _ = tx.send((status, answer));
+        });
+        match rx.await {
+            Ok(answered) => answered,
+            Err(_) => {
+                let mut out = Vec::new();
+                lost.write(&state, &mut out);
+                (Status::Internal, out)
             }
-            Handler::Durable(_) => Answer::status(Status::Internal), // is_durable_write above
-        };
-        let status = answer.status;
-        state.finish(&reply, group, command, peer, Some(&header), answer, started, bytes_in, out);
-        status
+        }
+    }
+}
+
+/// The 252 answer of a deferred command whose answer was lost ([`Deferred::lost_answer`]).
+pub struct LostAnswer {
+    reply: ReplyContext,
+    header: RequestHeader,
+    peer: IpAddr,
+    started: Instant,
+    bytes_in: usize,
+}
+
+impl LostAnswer {
+    /// Write the 252 answer to `out`.
+    pub fn write(self, state: &ServerState, out: &mut Vec<u8>) {
+        let h = self.header;
+        let lost = Answer::status(Status::Internal);
+        state.finish(
+            &self.reply,
+            h.command_group,
+            h.command,
+            self.peer,
+            Some(&h),
+            lost,
+            self.started,
+            self.bytes_in,
+            out,
+        );
     }
 }
 

@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raida_proto::header::request_len;
-use raida_proto::Status;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::limits::DeferredLimits;
-use crate::state::{Outcome, ServerState};
+use crate::dispatch::{DeferredWork, Routed};
+use crate::state::{Outcome, ServerState, Transport};
 
 // One table for the server and the key receiver (raida-client), in a crate of its own so
 // that neither carries a second set of rules; re-exported so `raida_server::tcp` keeps them.
@@ -29,7 +28,7 @@ pub async fn accept_loop(
     listener: TcpListener,
     state: Arc<ServerState>,
     table: Arc<ConnectionTable>,
-    deferred: Arc<DeferredLimits>,
+    deferred: Arc<DeferredWork>,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -82,7 +81,7 @@ async fn connection(
     peer: SocketAddr,
     state: Arc<ServerState>,
     slot: &ConnectionSlot,
-    deferred: &DeferredLimits,
+    deferred: &DeferredWork,
     limits: TcpLimits,
     stop: CancellationToken,
 ) {
@@ -120,14 +119,26 @@ async fn connection(
                 slot.touch();
                 continue;
             }
-            // counted against the same per-kind limits as UDP
-            Outcome::Deferred(d) => match deferred.try_acquire(d.kind(), peer.ip()) {
-                Some(permit) => {
-                    d.run(state.clone(), &mut out).await;
-                    drop(permit);
+            // the route of UDP's deferred commands, its answer awaited here
+            Outcome::Deferred(d) => {
+                let lost = d.lost_answer();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let sent = move |answer| {
+                    let _ = tx.send(answer);
+                };
+                match deferred.route(&state, Transport::Tcp, peer, d, &mut out, sent) {
+                    Routed::Started => match rx.await {
+                        Ok(answer) => out = answer,
+                        Err(_) => lost.write(&state, &mut out),
+                    },
+                    Routed::Answered => {}
+                    Routed::Dropped => {
+                        // never over TCP (every error is answered); as a dropped request
+                        slot.touch();
+                        continue;
+                    }
                 }
-                None => d.reject(&state, Status::RequestRate, &mut out),
-            },
+            }
         }
         let write = async {
             writer.write_all(&out).await?;

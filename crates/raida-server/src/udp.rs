@@ -3,21 +3,18 @@
 //! thread never wakes for another's datagram), take datagrams and send answers in
 //! batches (recvmmsg / sendmmsg, [`raida_net::mmsg`]) and run the request path inline (no
 //! task hop, no allocation and no lock per datagram on the Echo path);
-//! durable writes run on the blocking threads ([`crate::blocking`], which also send their
-//! answers), commands that wait for the network or may touch thousands of pages on the
-//! tokio runtime; all bounded per kind (160 REQUEST_RATE when a kind is full).
+//! deferred commands (durable writes, heavy reads, Key Alert) go where TCP's go
+//! ([`DeferredWork::route`]: bounded per kind, 160 REQUEST_RATE when a kind is full), and
+//! the thread that finishes one sends its answer (a durable write's, with no task hop).
 //! What may not be answered over UDP at all (reflection, section 2) is decided by
-//! [`ServerState::handle_from`]; error answers of deferred commands are rate-limited here.
+//! [`ServerState::handle_from`], the rate of deferred error answers by the route.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raida_proto::Status;
-use tokio_util::task::TaskTracker;
-
-use crate::limits::DeferredLimits;
+use crate::dispatch::{DeferredWork, Routed};
 use crate::state::{Outcome, ServerState, Transport};
 use raida_net::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
 
@@ -28,10 +25,8 @@ pub struct UdpContext {
     /// first; workers beyond them share `socket`.
     pub more_sockets: Vec<Arc<UdpSocket>>,
     pub state: Arc<ServerState>,
-    pub runtime: tokio::runtime::Handle,
     /// Shared with TCP.
-    pub deferred: Arc<DeferredLimits>,
-    pub tracker: TaskTracker,
+    pub deferred: Arc<DeferredWork>,
     pub stop: Arc<AtomicBool>,
 }
 
@@ -89,59 +84,19 @@ fn handle_datagram(ctx: &UdpContext, socket: &Arc<UdpSocket>, packet: &mut [u8],
     match result {
         Ok(Outcome::Reply) => tx.commit(peer),
         Ok(Outcome::Drop) => {}
-        Ok(Outcome::Deferred(d)) => match ctx.deferred.try_acquire(d.kind(), d.peer()) {
-            Some(permit) if d.is_durable_write() => {
-                // run on a durable-write thread, answered from the thread that makes it
-                // durable: no task hop (crate::blocking)
-                let state = ctx.state.clone();
-                let socket = socket.clone();
-                let in_flight = ctx.tracker.token(); // shutdown waits for it
-                ctx.state.blocking.execute(move || {
-                    let st = state.clone();
-                    d.run_durable(state, move |status, out| {
-                        drop(permit);
-                        answer(&st, &socket, &out, peer, status);
-                        drop(in_flight);
-                    });
-                });
+        Ok(Outcome::Deferred(d)) => {
+            let socket = socket.clone();
+            let out = tx.next_buf();
+            let sent = move |answer: Vec<u8>| send(&socket, &answer, peer);
+            if ctx.deferred.route(&ctx.state, Transport::Udp, peer, d, out, sent) == Routed::Answered {
+                tx.commit(peer);
             }
-            Some(permit) => {
-                let state = ctx.state.clone();
-                let socket = socket.clone();
-                ctx.tracker.spawn_on(
-                    async move {
-                        let mut out = Vec::new();
-                        let status = d.run(state.clone(), &mut out).await;
-                        drop(permit);
-                        answer(&state, &socket, &out, peer, status);
-                    },
-                    &ctx.runtime,
-                );
-            }
-            None => {
-                if ctx.state.may_answer(Transport::Udp, peer, Status::RequestRate) {
-                    let out = tx.next_buf();
-                    d.reject(&ctx.state, Status::RequestRate, out);
-                    tx.commit(peer);
-                } else {
-                    ctx.state.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        },
+        }
         Err(_) => {
             if ctx.state.peer_logs.allow(peer.ip()) {
                 tracing::error!(client = %peer, "request handler panicked; request dropped");
             }
         }
-    }
-}
-
-/// Send a deferred command's answer unless its error status is beyond the address's rate.
-fn answer(state: &ServerState, socket: &UdpSocket, out: &[u8], peer: SocketAddr, status: Status) {
-    if state.may_answer(Transport::Udp, peer, status) {
-        send(socket, out, peer);
-    } else {
-        state.stats.dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 

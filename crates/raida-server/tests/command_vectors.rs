@@ -11,10 +11,10 @@ use raida_proto::commands::{encrypt_key, get_key, get_ticket, key_alert, post_ke
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Status};
-use raida_server::cmd;
 use raida_server::ledger::MemoryLedger;
 use raida_server::pending_keys::key_file_name;
 use raida_server::state::KeyServer;
+use raida_server::{cmd, dispatch};
 use raida_vectors::{arr, bytes, cases, i64_, name, opt_bytes, u64_, Value};
 
 const NOW: u64 = 1_800_000_000;
@@ -116,7 +116,7 @@ fn post_key_cases() {
         let t = TestState::new(1, 6, MemoryLedger::default(), NOW);
         let coins = coins_of(&i["request_coins"]);
         let (enc, id) = identity_for(u64_(&i["request_en"]), &coins, &i["poster"]);
-        let a = cmd::post_key::run(&t.state, &call(header(enc, id, 4, 41), bytes(&i["payload"]), NOW));
+        let a = dispatch::answer(&t.state, &call(header(enc, id, 4, 41), bytes(&i["payload"]), NOW));
         assert_eq!(a.status.code() as u64, u64_(&e["status"]), "{n}");
         if a.status == Status::Success {
             // the stored key bytes come back from Get Key
@@ -133,7 +133,7 @@ fn post_key_cases() {
             if ip != [0; 4] {
                 gc.peer = IpAddr::V4(Ipv4Addr::from(ip));
             }
-            let got = cmd::get_key::run(&t.state, &gc);
+            let got = dispatch::answer(&t.state, &gc);
             assert_eq!(got.status, Status::Success, "{n}");
             let answer = get_key::GetKeyAnswer::decode(&got.payload).unwrap();
             assert_eq!(answer.key, bytes(&e["key_bytes"]), "{n}");
@@ -174,7 +174,7 @@ fn post_key_get_key_sequence() {
             let mut cl = call(header(enc, id, 4, command), bytes(&step["payload"]), at);
             let ip: [u8; 4] = arr(&step["requester_ip"]);
             cl.peer = IpAddr::V4(Ipv4Addr::from(ip));
-            let a = if command == 41 { cmd::post_key::run(&t.state, &cl) } else { cmd::get_key::run(&t.state, &cl) };
+            let a = dispatch::answer(&t.state, &cl);
             assert_eq!(a.status.code() as u64, u64_(&want["status"]), "{d}");
             assert_eq!(a.payload, bytes(&want["payload"]), "{d}");
         }

@@ -10,8 +10,8 @@ use raida_proto::commands::get_ticket;
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::CoinId;
 use raida_proto::Status;
-use raida_server::cmd;
 use raida_server::ledger::MemoryLedger;
+use raida_server::{cmd, dispatch};
 
 #[test]
 fn show_stats_in_clear_only_from_loopback() {
@@ -51,7 +51,7 @@ fn pending_keys_survive_a_restart_and_expire() {
     let none = CoinName { dn: 0, sn: 0 };
     let p = post_key::PostKey::with_part([7; 16], none, [0; 4], none, &[3; 128], 4, &[0xFF; 8]).to_bytes();
     assert_eq!(
-        cmd::post_key::run(&t.state, &call(header(Encryption::None, KeyIdentity::None, 4, 41), p, 1000)).status,
+        dispatch::answer(&t.state, &call(header(Encryption::None, KeyIdentity::None, 4, 41), p, 1000)).status,
         Status::Success
     );
     let file = t.dir.path().join("Keys").join("07070707070707070707070707070707");

@@ -231,7 +231,7 @@ async fn key_alert_identity_fault_is_197() {
         key_alert::KeyAlert { entries: entries.to_vec() }.to_bytes(),
         1000,
     );
-    assert_eq!(cmd::key_alert::run(t.state.clone(), c.clone()).await.status, Status::AllFail);
+    assert_eq!(cmd::key_alert::answer(t.state.clone(), c.clone()).await.status, Status::AllFail);
     t.ledger.inject_fault(FaultAt::Identity(IdentityCoin(identity.into())));
-    assert_eq!(cmd::key_alert::run(t.state.clone(), c).await.status, Status::CoinLoad);
+    assert_eq!(cmd::key_alert::answer(t.state.clone(), c).await.status, Status::CoinLoad);
 }

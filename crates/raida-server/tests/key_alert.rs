@@ -330,7 +330,7 @@ fn a_flood_of_alerts_writes_a_few_log_lines() {
             let payload = key_alert::KeyAlert { entries: vec![AlertEntry::new(random(), [127, 0, 0, 1].into(), 9, 1)] }
                 .to_bytes();
             let call = common::call(common::header(Encryption::None, KeyIdentity::None, 4, 42), payload, 1_800_000_000);
-            let answer = runtime.block_on(raida_server::cmd::key_alert::run(rx.state.clone(), call));
+            let answer = runtime.block_on(raida_server::cmd::key_alert::answer(rx.state.clone(), call));
             assert_eq!(answer.status, Status::CoinLoad);
         }
     });

@@ -14,9 +14,9 @@ use raida_proto::commands::get_key;
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::{CoinId, Status};
-use raida_server::cmd;
 use raida_server::ledger::MemoryLedger;
 use raida_server::pending_keys::{PendingKeyLimits, PendingKeys};
+use raida_server::{cmd, dispatch};
 
 const NOW: u64 = 1_000_000;
 const NONE: CoinName = CoinName { dn: 0, sn: 0 };
@@ -48,7 +48,7 @@ fn post_anonymous(t: &TestState, id: &[u8; 16], peer: IpAddr) -> Status {
     let p = post_key::PostKey::with_part(*id, NONE, [0; 4], NONE, &[7; 128], 3, &[0x11; 16]).to_bytes();
     let mut c = call(header(Encryption::None, KeyIdentity::None, 4, 41), p, t.now());
     c.peer = peer;
-    cmd::post_key::run(&t.state, &c).status
+    dispatch::answer(&t.state, &c).status
 }
 
 /// Post Key with EN 4 under coin (1, sn), naming it as the sender.
@@ -57,14 +57,14 @@ fn post_with_coin(t: &TestState, id: &[u8; 16], sn: u32) -> Status {
     let p = post_key::PostKey::with_part(*id, NONE, [0; 4], me, &[7; 128], 3, &[0x22; 16]).to_bytes();
     let mut c = call(header(Encryption::Token, KeyIdentity::Token { coin: CoinId { dn: 1, sn } }, 4, 41), p, t.now());
     c.peer = v4(0, 1); // the flooding address: encrypted posts are not counted by address
-    cmd::post_key::run(&t.state, &c).status
+    dispatch::answer(&t.state, &c).status
 }
 
 fn get(t: &TestState, id: &[u8; 16], peer: IpAddr) -> (Status, Vec<u8>) {
     let mut c =
         call(header(Encryption::None, KeyIdentity::None, 4, 43), get_key::GetKey { key_id: *id }.to_bytes(), t.now());
     c.peer = peer;
-    let a = cmd::get_key::run(&t.state, &c);
+    let a = dispatch::answer(&t.state, &c);
     (a.status, a.payload)
 }
 
@@ -137,13 +137,14 @@ fn anonymous_flood_from_many_addresses_leaves_room_for_coin_posts() {
     assert_eq!(post_with_coin(&t, &key_id(8_999_999), 999), Status::MemoryAlloc);
 }
 
-/// Waits (bounded) until `n` callers wait in the directory group commit.
+/// Waits (bounded) until `n` requests wait in the directory group commit (their answers
+/// queued behind the one fsync the test holds).
 fn wait_for_waiters(keys: &PendingKeys, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while keys.dir_sync().waiting() < n && Instant::now() < deadline {
+    while keys.dir_sync().queued() < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
-    assert_eq!(keys.dir_sync().waiting(), n, "every caller waits for the directory fsync at once");
+    assert_eq!(keys.dir_sync().queued(), n, "every request waits for the directory fsync at once");
 }
 
 /// What the server runs (`post_then` / `take_then`): a caller does not wait for the

@@ -124,7 +124,8 @@ async fn bounce(a: &Arc<ServerState>, b: &Arc<ServerState>, first: Vec<u8>, max_
             Outcome::Reply => true,
             Outcome::Drop => false,
             Outcome::Deferred(d) => {
-                let status = d.run(server.clone(), &mut out).await;
+                let (status, answer) = d.answer(server.clone()).await;
+                out = answer;
                 server.may_answer(Transport::Udp, from, status)
             }
         };
@@ -779,7 +780,7 @@ static GATES: [Gate; 2] = [
     Gate { releases: std::sync::Mutex::new(0), cv: std::sync::Condvar::new() },
 ];
 
-fn gated<const N: usize>(_: &ServerState, _: &raida_server::state::Call) -> Answer {
+fn gated<const N: usize>(_: Arc<ServerState>, _: raida_server::state::Call, reply: raida_server::state::Reply) {
     let gate = &GATES[N];
     let mut releases = gate.releases.lock().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20); // never hangs a test
@@ -787,7 +788,7 @@ fn gated<const N: usize>(_: &ServerState, _: &raida_server::state::Call) -> Answ
         releases = gate.cv.wait_timeout(releases, Duration::from_millis(50)).unwrap().0;
     }
     *releases = releases.saturating_sub(1);
-    Answer::ok(vec![])
+    reply.send(Answer::ok(vec![]))
 }
 
 fn release<const N: usize>(n: usize) {
@@ -797,7 +798,7 @@ fn release<const N: usize>(n: usize) {
 
 async fn gated_server<const N: usize>(durable: usize) -> Harness {
     Harness::start(
-        |s| s.dispatch.insert(GATED.0, GATED.1, Handler::Blocking(gated::<N>)),
+        |s| s.dispatch.insert(GATED.0, GATED.1, Handler::Deferred(WorkKind::Durable, gated::<N>)),
         ServerLimits { max_durable_commands: durable, ..limits() },
     )
     .await

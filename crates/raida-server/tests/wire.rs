@@ -17,6 +17,7 @@ use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use raida_server::dispatch::Handler;
 use raida_server::ledger::MemoryLedger;
+use raida_server::limits::WorkKind;
 use raida_server::{Answer, ServerLimits, ServerState};
 use rand_core::OsRng;
 use tokio::io::AsyncWriteExt;
@@ -218,14 +219,18 @@ async fn call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_statuses_over_udp_and_tcp() {
     let h = Harness::start(|s| {
-        s.dispatch.insert(13, 200, Handler::Inline(|_, _| panic!("test: inline handler panics")));
-        s.dispatch.insert(13, 201, Handler::Blocking(|_, _| panic!("test: blocking handler panics")));
-        s.dispatch.insert(13, 202, Handler::Durable(|_, _, _| panic!("test: durable handler panics")));
+        s.dispatch.insert(13, 200, Handler::Now(|_, _| panic!("test: handler answered now panics")));
+        s.dispatch.insert(13, 201, Handler::Deferred(WorkKind::Heavy, |_, _, _| panic!("test: heavy handler panics")));
+        s.dispatch.insert(
+            13,
+            202,
+            Handler::Deferred(WorkKind::Durable, |_, _, _| panic!("test: durable handler panics")),
+        );
         // hands its reply on to a continuation that is lost without answering
         s.dispatch.insert(
             13,
             203,
-            Handler::Durable(|_, _, reply| {
+            Handler::Deferred(WorkKind::Durable, |_, _, reply| {
                 std::thread::spawn(move || drop(reply));
             }),
         );
@@ -540,9 +545,9 @@ async fn shutdown_finishes_a_request_in_flight() {
         s.dispatch.insert(
             13,
             202,
-            Handler::Blocking(|_, _| {
+            Handler::Deferred(WorkKind::Durable, |_, _, reply| {
                 std::thread::sleep(Duration::from_millis(500));
-                Answer::ok(b"done".to_vec())
+                reply.send(Answer::ok(b"done".to_vec()))
             }),
         );
     })

@@ -301,6 +301,11 @@ impl DirSync {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// Continuations of [`DirSync::sync_then`] waiting for their fsync right now.
+    pub fn queued(&self) -> usize {
+        self.st.lock().after.len()
+    }
+
     /// Holds every directory fsync until the guard drops (tests use it to line up
     /// concurrent callers deterministically; nothing else should).
     #[doc(hidden)]

@@ -2,6 +2,7 @@
 //! identity coin, write the key halves into the target coins, durable before the answer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use raida_proto::commands::decrypt_raida_key::{DecryptRaidaKey, DecryptRaidaKeyAnswer, DecryptRecord, RecordFault};
 use raida_proto::commands::encrypt_key::{open_ticket_checked, TicketFault};
@@ -10,7 +11,7 @@ use raida_proto::{CoinId, Key16, Status};
 
 use super::{Command, Ctx};
 use crate::ledger::{CoinUpdate, Fault};
-use crate::state::{Answer, Call, ServerState};
+use crate::state::{Answer, Call, Reply, ServerState};
 
 /// Why a record was rejected (for logs and tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +50,9 @@ impl Command for DecryptRaidaKey {
     }
 }
 
-pub fn run(state: &ServerState, call: &Call) -> Answer {
-    super::run::<DecryptRaidaKey>(state, call)
+/// A durable write (answered once the coins are written), run off the receiving thread.
+pub fn run(state: Arc<ServerState>, call: Call, answer: Reply) {
+    answer.send(super::run::<DecryptRaidaKey>(&state, &call))
 }
 
 /// The answer and each record's verdict.

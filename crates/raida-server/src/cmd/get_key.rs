@@ -5,25 +5,14 @@ use std::sync::Arc;
 use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
 use raida_proto::Status;
 
-use super::{admit_and_decode, reply, request_coins, Command, Ctx};
+use super::{decode, reply, request_coins};
 use crate::pending_keys::take_then;
-use crate::state::{Answer, Call, Reply, ServerState};
+use crate::state::{Call, Reply, ServerState};
 
-impl Command for GetKey {
-    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<GetKeyAnswer, Status> {
-        let coins = request_coins(&ctx.header.key_identity);
-        let (sender, key) = state.pending_keys.take(&self.key_id, &coins, ctx.peer, ctx.now)?;
-        Ok(GetKeyAnswer { sender, key })
-    }
-}
-
-pub fn run(state: &ServerState, call: &Call) -> Answer {
-    super::run::<GetKey>(state, call)
-}
-
-/// [`run`] without waiting: answered through `answer` once the deletion is durable.
-pub fn run_durable(state: Arc<ServerState>, call: &Call, answer: Reply) {
-    let (req, ctx) = match admit_and_decode::<GetKey>(call) {
+/// Answered through `answer` once the deletion is durable, from the thread whose directory
+/// fsync made it so (this one returns at once when another thread leads that fsync).
+pub fn run(state: Arc<ServerState>, call: Call, answer: Reply) {
+    let (req, ctx) = match decode::<GetKey>(&call) {
         Ok(r) => r,
         Err(a) => return answer.send(a),
     };

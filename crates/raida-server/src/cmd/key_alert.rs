@@ -32,10 +32,9 @@ use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::Ctx;
-use crate::dispatch::AnswerFuture;
+use super::{decode, Ctx};
 use crate::inbox::{InboxError, InboxKey, Refusal};
-use crate::state::{Call, KeyServer, ServerState};
+use crate::state::{Answer, Call, KeyServer, Reply, ServerState};
 
 /// The largest Get Key answer: header 32, then [sender DN 1][sender SN 4][key ≤ 40],
 /// a GCM tag 16 (modern) and the terminator 2. The receive buffer is this size, not 64 KiB.
@@ -59,21 +58,23 @@ pub fn may_contact(servers: &[KeyServer], e: &AlertEntry) -> Option<KeyServer> {
     servers.iter().copied().find(|s| s.server.addr == (ip, e.port).into() && s.server.raida_id == e.raida_id)
 }
 
-/// The command runs as an async task (it talks to the network), so it is not a
-/// [`Command`](super::Command); it decodes the same way.
-pub fn run(state: Arc<ServerState>, call: Call) -> AnswerFuture {
-    Box::pin(async move {
-        let ctx = Ctx::of(&call);
-        let req = match KeyAlert::decode(&call.payload) {
-            Ok(r) => r,
-            Err(s) => return s.into(),
-        };
-        drop(call);
-        match alert(state, ctx, req).await {
-            Ok(map) => super::reply(map),
-            Err(s) => s.into(),
-        }
-    })
+/// It waits for other servers: it runs as an async task of its own, started here (in the
+/// runtime's context, [`crate::state::Deferred::start`]), answered through `reply` when done.
+pub fn run(state: Arc<ServerState>, call: Call, reply: Reply) {
+    tokio::spawn(async move { reply.send(answer(state, call).await) });
+}
+
+/// The answer to one alert.
+pub async fn answer(state: Arc<ServerState>, call: Call) -> Answer {
+    let (req, ctx) = match decode::<KeyAlert>(&call) {
+        Ok(r) => r,
+        Err(a) => return a,
+    };
+    drop(call);
+    match alert(state, ctx, req).await {
+        Ok(map) => super::reply(map),
+        Err(s) => s.into(),
+    }
 }
 
 /// A part as a key server handed it out: (sender DN, SN) and the key bytes.

@@ -1,9 +1,13 @@
-//! One file per command, named after it. A handler implements [`Command`] for the request
-//! type of its codec (`raida_proto::commands::<command>`): it receives the decoded request
-//! and a [`Ctx`] (header, peer, time; never the payload bytes) and returns its typed answer
-//! or a status. [`run`] is the one path from a [`Call`] to an [`Answer`]: header checks,
-//! decode, apply, encode. Post Key and Get Key also have a `run_durable` form that answers
-//! through a [`crate::state::Reply`] once durable (what the server runs; `run` waits).
+//! One file per command, named after it, whose `run` is its handler in the dispatch table
+//! ([`crate::dispatch::Handler`]): the one path the server, the tests and the benches take
+//! (they drive it with [`crate::dispatch::answer`]).
+//!
+//! A command answered at once implements [`Command`] for the request type of its codec
+//! (`raida_proto::commands::<command>`): it receives the decoded request and a [`Ctx`]
+//! (header, peer, time; never the payload bytes) and returns its typed answer or a status;
+//! [`run`] is its path from a [`Call`] to an [`Answer`]: header checks, decode, apply,
+//! encode. A command answered later (Post Key and Get Key once durable, Key Alert once its
+//! parts are fetched) decodes with [`decode`] and answers through its [`crate::state::Reply`].
 
 pub mod decrypt_raida_key;
 pub mod echo;
@@ -62,12 +66,20 @@ pub fn run_with<C: Command>(call: &Call, apply: impl FnOnce(C, &Ctx) -> Result<C
     }
 }
 
-/// Header checks and decode, for a command that answers later
-/// ([`crate::dispatch::Handler::Durable`]): the request, or the answer to send now.
-pub fn admit_and_decode<C: Command>(call: &Call) -> Result<(C, Ctx), Answer> {
+/// Header checks and decode: the request, or the answer to send now.
+fn admit_and_decode<C: Command>(call: &Call) -> Result<(C, Ctx), Answer> {
     let ctx = Ctx::of(call);
     match C::admit(&ctx).and_then(|()| C::decode(&call.payload)) {
         Ok(req) => Ok((req, ctx)),
+        Err(s) => Err(s.into()),
+    }
+}
+
+/// Decode, for a command that answers later ([`crate::dispatch::Handler::Deferred`]; none
+/// has header checks of its own): the request, or the answer to send now.
+pub fn decode<C: Request>(call: &Call) -> Result<(C, Ctx), Answer> {
+    match C::decode(&call.payload) {
+        Ok(req) => Ok((req, Ctx::of(call))),
         Err(s) => Err(s.into()),
     }
 }

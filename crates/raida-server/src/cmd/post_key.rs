@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use raida_proto::commands::post_key::{PostKey, PostKeyAnswer};
-use raida_proto::{KeyIdentity, Status};
+use raida_proto::KeyIdentity;
 
-use super::{admit_and_decode, reply, Command, Ctx};
+use super::{decode, reply};
 use crate::pending_keys::{post_then, Poster};
-use crate::state::{Answer, Call, Reply, ServerState};
+use crate::state::{Call, Reply, ServerState};
 
 /// The poster: the request's key identity (first token for EN 5; anonymous for EN 0).
 pub fn poster(id: &KeyIdentity) -> Poster {
@@ -21,20 +21,10 @@ pub fn poster(id: &KeyIdentity) -> Poster {
     }
 }
 
-impl Command for PostKey {
-    fn apply(self, state: &ServerState, ctx: &Ctx) -> Result<PostKeyAnswer, Status> {
-        state.pending_keys.post(&self.posted(), poster(&ctx.header.key_identity), ctx.peer, ctx.now)?;
-        Ok(PostKeyAnswer)
-    }
-}
-
-pub fn run(state: &ServerState, call: &Call) -> Answer {
-    super::run::<PostKey>(state, call)
-}
-
-/// [`run`] without waiting: answered through `answer` once the key is durable.
-pub fn run_durable(state: Arc<ServerState>, call: &Call, answer: Reply) {
-    let (req, ctx) = match admit_and_decode::<PostKey>(call) {
+/// Answered through `answer` once the key is durable, from the thread whose directory
+/// fsync made it so (this one returns at once when another thread leads that fsync).
+pub fn run(state: Arc<ServerState>, call: Call, answer: Reply) {
+    let (req, ctx) = match decode::<PostKey>(&call) {
         Ok(r) => r,
         Err(a) => return answer.send(a),
     };
