@@ -153,7 +153,7 @@ const fn heavy_above(mut c: CommandSpec, bytes: usize) -> CommandSpec {
 }
 
 /// THE list of commands: the dispatch table, Show Stats, `raida selfcheck`, the tests and
-/// the README derive from it, and `tests/registry.rs` fails if it differs from PROTOCOL.md
+/// docs/operating.md derive from it, and `tests/registry.rs` fails if it differs from PROTOCOL.md
 /// section 6. Adding a command is one line here (plus its codec type and handler file).
 pub const COMMANDS: &[CommandSpec] = &[
     command::<Echo>(Handler::Now(cmd::echo::run)),
