@@ -6,7 +6,7 @@ use raida_proto::client::ClientKey;
 use raida_proto::commands::decrypt_raida_key::{DecryptRaidaKey, DecryptRaidaKeyAnswer, DecryptRecord};
 use raida_proto::commands::encrypt_key::EncryptKey;
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
-use raida_proto::commands::post_key::{CoinName, PostKey, KEY_FIELD, KEY_LENGTHS};
+use raida_proto::commands::post_key::{CoinName, PostKey, KEY_LENGTHS};
 use raida_proto::Status;
 use raida_proto::{CoinId, IdentityCoin};
 use rand_core::{OsRng, RngCore};
@@ -97,19 +97,27 @@ pub async fn post_parts(
     receiver_ip: [u8; 4],
     sender: CoinName,
 ) -> Result<Vec<AlertEntry>, ExchangeError> {
-    let parts = split_key(key, targets.len())?;
-    let mut entries = Vec::with_capacity(parts.len());
-    for (t, part) in targets.iter().zip(parts) {
-        let mut key_id = [0u8; 16];
-        OsRng.fill_bytes(&mut key_id);
-        let mut padding = [0u8; KEY_FIELD];
-        OsRng.fill_bytes(&mut padding);
-        let ks = (OsRng.next_u32() as usize % (KEY_FIELD - part.len() + 1)) as u8;
-        let post = PostKey::with_part(key_id, receiver, receiver_ip, sender, &padding, ks, part);
-        client.call(t.server, &t.auth, &post).await?;
-        entries.push(AlertEntry::new(key_id, t.server.addr.ip(), t.server.addr.port(), t.server.raida_id));
+    let posts = plan_posts(targets.len(), key, receiver, receiver_ip, sender)?;
+    let mut entries = Vec::with_capacity(posts.len());
+    for (t, post) in targets.iter().zip(&posts) {
+        client.call(t.server, &t.auth, post).await?;
+        entries.push(AlertEntry::new(post.key_id, t.server.addr.ip(), t.server.addr.port(), t.server.raida_id));
     }
     Ok(entries)
+}
+
+/// The Post Keys of [`post_parts`]: one per part, each placed by [`PostKey::for_part`].
+fn plan_posts(
+    servers: usize,
+    key: &[u8],
+    receiver: CoinName,
+    receiver_ip: [u8; 4],
+    sender: CoinName,
+) -> Result<Vec<PostKey>, ExchangeError> {
+    Ok(split_key(key, servers)?
+        .into_iter()
+        .map(|part| PostKey::for_part(&mut OsRng, receiver, receiver_ip, sender, part))
+        .collect())
 }
 
 /// Tell the receiving server where the parts wait; returns its status (250 / 242 / 243)
@@ -171,5 +179,21 @@ mod tests {
         assert!(matches!(split_key(&random_key(33), 2), Err(ExchangeError::BadSplit { .. })));
         assert!(matches!(split_key(&[1, 2, 3, 4], 1), Err(ExchangeError::NoFinalFf)));
         assert!(matches!(split_key(&key, 0), Err(ExchangeError::PartCount(0))));
+    }
+
+    /// `raida key send --receiver` posted with KS + KL up to 128, which deployed servers
+    /// refuse: its posts now come from the one sender placement (section 9: ≤ 127).
+    #[test]
+    fn post_parts_places_every_part_within_127() {
+        let none = CoinName::default();
+        for servers in 1..=5 {
+            let key = random_key(if servers == 1 { 16 } else { 32 });
+            for _ in 0..500 {
+                let posts = plan_posts(servers, &key, none, [0; 4], none).unwrap();
+                assert_eq!(posts.len(), servers);
+                assert!(posts.iter().all(PostKey::within_sender_bound));
+                assert_eq!(posts.iter().flat_map(|p| p.key_bytes().to_vec()).collect::<Vec<_>>(), key);
+            }
+        }
     }
 }

@@ -57,7 +57,7 @@ use raida_proto::codec::Codec;
 use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
 use raida_proto::commands::ids::{ECHO, GET_KEY, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
-use raida_proto::commands::post_key::{CoinName, PostKey, KEY_FIELD};
+use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::header::{request_len, CommandSet, ServerIdentity};
 use raida_proto::keys::NoKeys;
 use raida_proto::replay::NoReplay;
@@ -337,16 +337,8 @@ fn placement(
     receiver_ip: [u8; 4],
     sender: CoinName,
 ) -> Placement {
-    let mut key_id = [0u8; 16];
-    OsRng.fill_bytes(&mut key_id);
-    let mut padding = Zeroizing::new([0u8; KEY_FIELD]);
-    OsRng.fill_bytes(&mut padding[..]);
-    // KS + KL <= 127: deployed servers refuse 128
-    let room = (KEY_FIELD - 1).saturating_sub(part.len()) as u32 + 1;
-    let ks = (OsRng.next_u32() % room) as u8;
-    let payload =
-        Zeroizing::new(PostKey::with_part(key_id, receiver, receiver_ip, sender, &padding, ks, part).to_bytes());
-    Placement { server, key_id, payload }
+    let post = PostKey::for_part(&mut OsRng, receiver, receiver_ip, sender, part);
+    Placement { server, key_id: post.key_id, payload: Zeroizing::new(post.to_bytes()) }
 }
 
 /// Post every placement: UDP attempts with growing timeouts, then TCP. Ok or the reason.

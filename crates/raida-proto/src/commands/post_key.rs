@@ -1,11 +1,18 @@
 //! 4/41 Post Key (payload 167): a part of a key, kept for the receiver's Get Key (43).
 
+use rand_core::{CryptoRng, RngCore};
+use zeroize::Zeroize;
+
 use super::ids;
 use crate::codec::{empty_payload, put_coin, Codec, Reader, Reply, Request};
 use crate::status::Status;
 
 pub const POST_KEY_SIZE: usize = 167;
 pub const KEY_FIELD: usize = 128;
+/// The largest KS + KL a sender uses (section 9): the field would allow 128, but deployed
+/// servers refuse it. Every sender builds its Post Key with [`PostKey::for_part`], which
+/// keeps to this bound.
+pub const SENDER_KEY_END: usize = KEY_FIELD - 1;
 pub const KEY_LENGTHS: [u8; 6] = [4, 8, 16, 24, 32, 40];
 /// Bytes 25..32: reserved, zero, ignored.
 const RESERVED: usize = 7;
@@ -41,6 +48,28 @@ pub struct PostKey {
 }
 
 impl PostKey {
+    /// What a sender posts for one key part (section 9): a fresh random key id, the part at
+    /// a random KS with KS + KL ≤ [`SENDER_KEY_END`] inside random padding. The one place a
+    /// sender places a part (`raida key send`, `raida send` and `raida key send --receiver`
+    /// all come here). A part longer than 40 bytes is not a valid KL: the server refuses it.
+    pub fn for_part<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        receiver: CoinName,
+        receiver_ip: [u8; 4],
+        sender: CoinName,
+        key_part: &[u8],
+    ) -> PostKey {
+        let mut key_id = [0u8; 16];
+        rng.fill_bytes(&mut key_id);
+        let mut padding = [0u8; KEY_FIELD];
+        rng.fill_bytes(&mut padding);
+        let room = SENDER_KEY_END.saturating_sub(key_part.len()) as u32 + 1;
+        let ks = (rng.next_u32() % room) as u8;
+        let post = PostKey::with_part(key_id, receiver, receiver_ip, sender, &padding, ks, key_part);
+        padding.zeroize();
+        post
+    }
+
     /// The request that carries `key_part` at `ks` inside `padding` (128 random bytes):
     /// KL is the part's length. The caller chooses KS; a part that does not fit is cut at
     /// the end of the field (and the server refuses the request for its KS or KL).
@@ -70,6 +99,11 @@ impl PostKey {
         }
     }
 
+    /// Whether KS + KL keeps to the senders' bound ([`SENDER_KEY_END`]).
+    pub fn within_sender_bound(&self) -> bool {
+        self.key_start as usize + self.key_length as usize <= SENDER_KEY_END
+    }
+
     /// The KL key bytes at KS (empty if they do not fit: `read` refuses such a request).
     pub fn key_bytes(&self) -> &[u8] {
         let ks = self.key_start as usize;
@@ -85,6 +119,13 @@ impl PostKey {
             sender: self.sender,
             key_bytes: self.key_bytes().to_vec(),
         }
+    }
+}
+
+/// The key field holds a key part: wiped when the request is dropped.
+impl Drop for PostKey {
+    fn drop(&mut self) {
+        self.key_field.zeroize();
     }
 }
 
@@ -136,3 +177,29 @@ empty_payload! {
 }
 
 impl Reply for PostKeyAnswer {}
+
+#[cfg(test)]
+mod tests {
+    use rand_core::OsRng;
+
+    use super::*;
+
+    /// Section 9: a sender's KS + KL never reaches 128, for every valid KL, and the part
+    /// is where KS says.
+    #[test]
+    fn for_part_keeps_ks_plus_kl_within_127() {
+        let none = CoinName::default();
+        for &kl in &KEY_LENGTHS {
+            let part: Vec<u8> = (0..kl).collect();
+            let mut highest = 0;
+            for _ in 0..2_000 {
+                let p = PostKey::for_part(&mut OsRng, none, [0; 4], none, &part);
+                assert!(p.within_sender_bound(), "KS {} + KL {kl} > {SENDER_KEY_END}", p.key_start);
+                assert_eq!(p.key_bytes(), &part[..]);
+                highest = highest.max(p.key_start as usize + kl as usize);
+            }
+            // the whole room is used (the last KS is drawn), so the bound is the real limit
+            assert_eq!(highest, SENDER_KEY_END, "KL {kl}");
+        }
+    }
+}
