@@ -51,11 +51,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hkdf::Hkdf;
-use raida_net::{ConnectionSlot, ConnectionTable, TcpLimits};
+use raida_net::key_fetch::{fetch_and_assemble, Assembled, PartFailure, PartSource};
+use raida_net::{ConnectionSlot, ConnectionTable, ErrorRateLimiter, TcpLimits};
 use raida_proto::client::ClientKey;
 use raida_proto::codec::Codec;
-use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
-use raida_proto::commands::ids::{ECHO, GET_KEY, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
+use raida_proto::commands::ids::{ECHO, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
 use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::header::{request_len, CommandSet, ServerIdentity};
@@ -638,7 +638,8 @@ pub struct ReceiveOptions {
     pub connection_lifetime: Duration,
     /// A TCP connection without a complete request for this long is closed.
     pub idle_timeout: Duration,
-    /// Error answers per second (in total; beyond, datagrams are dropped).
+    /// Error answers per second to one source address (beyond, its datagrams are dropped
+    /// unanswered): the limiter of the server's `udp_error_rate_per_addr`.
     pub max_error_answers_per_second: u32,
     /// Parts a key must have at least, each on its own RAIDA: 0 (or anything fewer) means a
     /// majority of the network file's RAIDAs ([`Network::majority`]), which is also the
@@ -796,16 +797,12 @@ pub struct KeyReceiver {
     conn_rx: mpsc::Receiver<TcpRequest>,
     /// The server's connection table and rules (raida-net), not a second set.
     connections: Arc<ConnectionTable>,
-    errors: ErrorBudget,
+    /// Error answers per source address and second: the server's limiter (raida-net).
+    errors: ErrorRateLimiter,
     /// Get Keys per minute for alerts, in total and per source address.
     fetches: std::sync::Mutex<FetchBudget>,
     /// The budget's clock (monotonic).
     started: Instant,
-}
-
-struct ErrorBudget {
-    window: Instant,
-    used: u32,
 }
 
 /// Only Echo and Key Alert (section 9).
@@ -879,7 +876,7 @@ impl KeyReceiver {
             conn_tx,
             conn_rx,
             connections,
-            errors: ErrorBudget { window: Instant::now(), used: 0 },
+            errors: ErrorRateLimiter::new(opts.max_error_answers_per_second),
             fetches: std::sync::Mutex::new(FetchBudget::new(opts.fetches_per_minute)),
             started: Instant::now(),
             opts,
@@ -986,15 +983,6 @@ impl KeyReceiver {
         }
     }
 
-    fn may_answer_error(&mut self) -> bool {
-        let now = Instant::now();
-        if now.duration_since(self.errors.window) >= Duration::from_secs(1) {
-            self.errors = ErrorBudget { window: now, used: 0 };
-        }
-        self.errors.used += 1;
-        self.errors.used <= self.opts.max_error_answers_per_second
-    }
-
     /// One request: the answer to send (None = drop) and, for a Key Alert, its outcome.
     async fn handle(
         &mut self,
@@ -1018,7 +1006,7 @@ impl KeyReceiver {
                 if udp && matches!(status, Status::InvalidRouting | Status::InvalidSplitId) {
                     return (None, None);
                 }
-                if !self.may_answer_error() {
+                if !self.errors.allow(from.ip()) {
                     return (None, None);
                 }
                 reply.write(status, &[], 0, &mut OsRng, &mut out);
@@ -1062,63 +1050,42 @@ impl KeyReceiver {
             Ok(p) => p,
             Err(why) => return refused(Status::Mixed, [0; 16], why.to_string()),
         };
-        let mut requests: Vec<BatchRequest> = Vec::with_capacity(plan.len());
+        let mut sources: Vec<PartSource> = Vec::with_capacity(plan.len());
         for (i, p) in plan.iter().enumerate() {
             let Some(key) = self.wallet.en4_key(p.raida.server.raida_id) else {
                 let why = format!("part {i}: the wallet has no AN for RAIDA {}", p.raida.server.raida_id);
                 return refused(Status::Mixed, [0; 16], why);
             };
-            requests.push(BatchRequest {
-                server: p.raida.server,
-                group: GROUP_KEY_EXCHANGE,
-                command: GET_KEY,
-                key,
-                payload: GetKey { key_id: p.key_id }.to_bytes(),
-            });
+            sources.push(PartSource { server: p.raida.server, key, key_id: p.key_id });
         }
         let granted = {
             let mut budget = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
-            budget.take(self.started.elapsed().as_secs(), from.ip(), requests.len() as u32)
+            budget.take(self.started.elapsed().as_secs(), from.ip(), sources.len() as u32)
         };
         if let Err(over) = granted {
             return refused(Status::RequestRate, [0; 16], format!("{over}; nothing fetched (retry in a minute)"));
         }
-        let results = udp_batch(self.network.coin_id, &requests, self.opts.fetch_timeout, MAX_ANSWER).await;
+        // the plan has one entry per RAIDA: source i is part i
+        let slots: Vec<Option<usize>> = (0..sources.len()).map(Some).collect();
+        let Assembled { status, map, key, senders, failures } =
+            fetch_and_assemble(self.network.coin_id, sources, &slots, self.opts.fetch_timeout).await;
         let me = self.wallet.name();
-        let mut why: Vec<String> = Vec::new();
-        let mut senders: Vec<CoinName> = Vec::with_capacity(plan.len());
-        let mut parts: Vec<Option<Vec<u8>>> = Vec::with_capacity(plan.len());
-        for (i, (r, q)) in results.into_iter().zip(&requests).enumerate() {
-            let id = q.server.raida_id;
-            match r {
-                Ok(mut reply) => {
-                    match GetKeyAnswer::decode(&reply.payload) {
-                        Ok(GetKeyAnswer { sender, key }) => {
-                            senders.push(sender);
-                            parts.push(Some(key));
-                        }
-                        Err(_) => {
-                            why.push(format!("part {i}: RAIDA {id}: Get Key answer too short"));
-                            parts.push(None);
-                        }
-                    }
-                    reply.payload.zeroize();
+        let why: Vec<String> = failures
+            .iter()
+            .map(|(i, failure)| {
+                let id = plan[*i].raida.server.raida_id;
+                match failure {
+                    PartFailure::Request(e) => format!("part {i}: RAIDA {id}: {}", failure_reason(e, id, me)),
+                    other => format!("part {i}: RAIDA {id}: {other}"),
                 }
-                Err(e) => {
-                    why.push(format!("part {i}: RAIDA {id}: {}", failure_reason(&e, id, me)));
-                    parts.push(None);
-                }
-            }
-        }
-        let (status, map, key) = key_alert::assemble(&parts);
-        for mut p in parts.into_iter().flatten() {
-            p.zeroize();
-        }
+            })
+            .collect();
+        // every part came when there is a key: each names its sender
+        let senders: Vec<CoinName> = senders.into_iter().flatten().collect();
         let Some(key) = key else {
             let reason = if why.is_empty() { "the key does not end with 0xFF".into() } else { why.join("; ") };
             return refused(status, map, reason);
         };
-        let key = Zeroizing::new(key);
         let Some(&sender) = senders.first() else {
             return refused(Status::Mixed, map, "no part was fetched".into());
         };

@@ -9,15 +9,21 @@
 //!   one socket ([`batch`]: a server's Key Alert fetches, the client's receivers);
 //! * the one `HOST:PORT` resolver ([`resolve`]) and the network file `network.toml`
 //!   ([`network`]);
-//! * the budget of Get Key fetches per minute ([`fetch_budget`]).
+//! * the budget of Get Key fetches per minute ([`fetch_budget`]) and the limit of error
+//!   answers per source address ([`ErrorRateLimiter`]);
+//! * fetching and assembling the parts of a Key Alert ([`key_fetch`]): the one receiver
+//!   core of a RAIDA's 42 and of `raida key receive`.
 
 pub mod batch;
 mod connections;
+mod error_rate;
 pub mod fetch_budget;
+pub mod key_fetch;
 pub mod mmsg;
 pub mod network;
 mod request;
 pub mod resolve;
 
 pub use connections::{subnet_of, ConnectionSlot, ConnectionTable, Refusal, Subnet, TcpLimits};
+pub use error_rate::ErrorRateLimiter;
 pub use request::{unix_now, ClientError, Server};

@@ -1,6 +1,7 @@
 //! 4/42 Key Alert: fetch each part of a key with Get Key from the configured key
 //! servers only (never anywhere else), all in parallel over one socket within one timeout,
-//! assemble in entry order, require the final 0xFF, store in the inbox.
+//! assemble in entry order, require the final 0xFF (the receiver core shared with `raida
+//! key receive`, [`raida_net::key_fetch`]), store in the inbox.
 //!
 //! Hops are modern: with an identity coin configured, every Get Key is EN 4 under
 //! SHA-256 of the coin's AN for that RAIDA (EN 1 with the AN only for a key server marked
@@ -20,37 +21,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use raida_net::batch::{udp_batch, BatchRequest};
+use raida_net::key_fetch::{fetch_and_assemble, Assembled, PartSource};
 use raida_proto::client::ClientKey;
-use raida_proto::codec::Codec;
-use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
-use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
-use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert, KeyAlertAnswer};
-use raida_proto::commands::post_key::KEY_LENGTHS;
+use raida_proto::commands::key_alert::{AlertEntry, KeyAlert, KeyAlertAnswer};
 use raida_proto::consts::AnsPerRaida;
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::{decode, Ctx};
 use crate::inbox::{InboxError, InboxKey, Refusal};
 use crate::state::{Answer, Call, KeyServer, Reply, ServerState};
-
-/// The largest Get Key answer: header 32, then [sender DN 1][sender SN 4][key ≤ 40],
-/// a GCM tag 16 (modern) and the terminator 2. The receive buffer is this size, not 64 KiB.
-const MAX_GET_KEY_ANSWER: usize = 32 + 5 + max_key_length() + 16 + 2;
-
-const fn max_key_length() -> usize {
-    let mut max = 0;
-    let mut i = 0;
-    while i < KEY_LENGTHS.len() {
-        if KEY_LENGTHS[i] as usize > max {
-            max = KEY_LENGTHS[i] as usize;
-        }
-        i += 1;
-    }
-    max
-}
 
 /// Whether an entry names a configured key server (same IP version, address, port, RAIDA id).
 pub fn may_contact(servers: &[KeyServer], e: &AlertEntry) -> Option<KeyServer> {
@@ -76,9 +57,6 @@ pub async fn answer(state: Arc<ServerState>, call: Call) -> Answer {
         Err(s) => s.into(),
     }
 }
-
-/// A part as a key server handed it out: (sender DN, SN) and the key bytes.
-type FetchedPart = (CoinId, Zeroizing<Vec<u8>>);
 
 /// How this server authenticates its Get Key requests.
 enum Auth {
@@ -148,7 +126,7 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<KeyAl
     }
     // each distinct (key server, key id) is fetched once; duplicates share its result
     let mut distinct: Vec<(KeyServer, [u8; 16])> = Vec::new();
-    let mut requests: Vec<BatchRequest> = Vec::new();
+    let mut sources: Vec<PartSource> = Vec::new();
     let slots: Vec<Option<usize>> = entries
         .iter()
         .map(|e| {
@@ -158,59 +136,32 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<KeyAl
             }
             let key = auth.key_for(&ks)?;
             distinct.push((ks, e.key_id));
-            requests.push(BatchRequest {
-                server: ks.server,
-                group: GROUP_KEY_EXCHANGE,
-                command: GET_KEY,
-                key,
-                payload: GetKey { key_id: e.key_id }.to_bytes(),
-            });
-            Some(requests.len() - 1)
+            sources.push(PartSource { server: ks.server, key, key_id: e.key_id });
+            Some(sources.len() - 1)
         })
         .collect();
     drop(auth);
     let granted =
-        state.key_alert_fetches.lock().take_with_limit(ctx.now, settings.fetches_per_minute, requests.len() as u32);
+        state.key_alert_fetches.lock().take_with_limit(ctx.now, settings.fetches_per_minute, sources.len() as u32);
     if let Err(over) = granted {
         if let Some(suppressed) = LOG_BUDGET.pass() {
             tracing::warn!(%over, suppressed, "key alert: Get Key budget spent (key_alert_fetches_per_minute): 160");
         }
         return Err(Status::RequestRate);
     }
-    let results = if requests.is_empty() {
-        Vec::new()
-    } else {
-        udp_batch(state.identity.coin_id, &requests, settings.timeout, MAX_GET_KEY_ANSWER).await
-    };
-    drop(requests);
-    let fetched: Vec<Option<FetchedPart>> = results
-        .into_iter()
-        .map(|r| match r {
-            Ok(mut reply) => {
-                let part = GetKeyAnswer::decode(&reply.payload).ok().map(|a| (a.sender, Zeroizing::new(a.key)));
-                reply.payload.zeroize();
-                part
-            }
-            Err(err) => {
-                if let Some(suppressed) = LOG_PART.pass() {
-                    tracing::info!(error = %err, suppressed, "key alert: part not fetched");
-                }
-                None
-            }
-        })
-        .collect();
-    let parts: Vec<Option<Vec<u8>>> =
-        slots.iter().map(|s| s.and_then(|i| fetched.get(i)?.as_ref().map(|(_, k)| k.to_vec()))).collect();
-    let (status, map, key) = key_alert::assemble(&parts);
-    for mut p in parts.into_iter().flatten() {
-        p.zeroize();
+    let Assembled { status, map, key, senders, failures } =
+        fetch_and_assemble(state.identity.coin_id, sources, &slots, settings.timeout).await;
+    for (_, error) in &failures {
+        if let Some(suppressed) = LOG_PART.pass() {
+            tracing::info!(%error, suppressed, "key alert: part not fetched");
+        }
     }
     if let Some(key) = key {
         let stored = InboxKey {
             key_id: first,
             created: ctx.now,
-            senders: slots.iter().filter_map(|s| fetched.get((*s)?)?.as_ref().map(|(sender, _)| *sender)).collect(),
-            key,
+            senders: senders.into_iter().flatten().collect(),
+            key: key.to_vec(),
         };
         let st = state.clone();
         let result = tokio::task::spawn_blocking(move || st.inbox.store(&stored)).await;
@@ -309,11 +260,6 @@ impl Default for LogGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_answer_buffer_fits_the_largest_part() {
-        assert_eq!(MAX_GET_KEY_ANSWER, 95);
-    }
 
     #[test]
     fn log_gate_passes_one_line_per_interval_and_counts_the_rest() {
