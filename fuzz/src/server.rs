@@ -273,11 +273,11 @@ fn run(ctx: &Context, data: &[u8]) {
     let t = time.clone();
     let clock: Clock = Arc::new(move || t.load(Ordering::Relaxed));
     let ledger = Arc::new(ledger());
-    let mut state = ServerState::new(SERVER, ledger.clone(), &ctx.dir, 3600, 1000, clock).expect("server state opens");
-    state.set_admin_key(Some(ADMIN_KEY));
+    let mut state = ServerState::builder(SERVER, ledger.clone(), &ctx.dir, clock);
+    state.admin_key = Some(ADMIN_KEY);
     state.key_alert.identity = Some(IdentityCoin(IDENTITY.into()));
     state.key_alert.timeout = Duration::from_millis(50);
-    let state = Arc::new(state);
+    let state = Arc::new(state.build().expect("server state opens"));
     let mut mem = Memory::default();
     let mut out = Vec::new();
     let steps = inp.u8() % 8 + 1;

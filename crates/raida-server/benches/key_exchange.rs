@@ -41,7 +41,7 @@ fn call(command: u8, payload: Vec<u8>) -> Call {
 }
 
 fn state(ledger: Arc<dyn Ledger>, dir: &std::path::Path) -> Arc<ServerState> {
-    Arc::new(ServerState::new(ServerIdentity::new(0, COIN_ID), ledger, dir, 3600, 1000, Arc::new(|| NOW)).unwrap())
+    Arc::new(ServerState::builder(ServerIdentity::new(0, COIN_ID), ledger, dir, Arc::new(|| NOW)).build().unwrap())
 }
 
 /// N valid records for N distinct target coins (0, sn) made by RAIDA 1 and 2.

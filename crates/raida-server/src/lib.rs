@@ -24,4 +24,4 @@ pub mod tickets;
 pub mod udp;
 
 pub use server::{RunningServer, ServerBuilder, ServerLimits, ShutdownError};
-pub use state::{Answer, Call, KeyAlertSettings, KeyServer, ServerState};
+pub use state::{Answer, Call, KeyAlertSettings, KeyServer, ServerState, ServerStateBuilder};

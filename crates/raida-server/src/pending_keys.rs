@@ -420,12 +420,6 @@ impl PendingKeys {
         Ok(keys)
     }
 
-    /// Bound the number of pending keys (memory and disk); posts beyond it get 254.
-    pub fn with_max_keys(self, max: usize) -> Self {
-        self.set_limits(PendingKeyLimits { max_keys: max, ..self.limits() });
-        self
-    }
-
     /// Set every limit (the server applies config.toml's after open, and on SIGHUP).
     pub fn set_limits(&self, limits: PendingKeyLimits) {
         self.limits.store(Arc::new(limits));

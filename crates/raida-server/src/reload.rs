@@ -232,14 +232,13 @@ mod tests {
     #[test]
     fn key_servers_identity_and_rate_change_and_a_bad_file_changes_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let state = ServerState::new(
+        let state = ServerState::builder(
             raida_proto::header::ServerIdentity::new(1, 6),
             Arc::new(crate::ledger::MemoryLedger::default()),
             tmp.path(),
-            3600,
-            1000,
             crate::state::system_clock(),
         )
+        .build()
         .unwrap();
         let p = tmp.path().join("config.toml");
         let old = Config::from_toml("raida_id = 1\n", &p).unwrap();

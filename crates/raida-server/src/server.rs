@@ -202,30 +202,24 @@ impl ServerBuilder {
         if !config.legacy_encryption {
             tracing::info!("legacy encryption is off: EN 1 and EN 2 requests are answered 27");
         }
-        let mut state = ServerState::new(identity, ledger, dir, config.key_ttl_seconds, config.replay_capacity, clock)
-            .map_err(io_err(format!("{} (Keys/, Inbox/)", dir.display())))?;
-        state.pending_keys.set_limits(crate::pending_keys::PendingKeyLimits::from_config(&config));
-        state.blocking.set_max_threads(config.durable_threads);
-        state.set_admin_key(admin_key);
-        state.replay = parking_lot::Mutex::new(raida_proto::replay::ReplayMemory::with_share(
-            config.replay_capacity,
-            config.replay_share_per_key,
-        ));
-        state.tickets = crate::tickets::TicketPool::with_share(
-            raida_proto::consts::TICKET_POOL_SIZE,
-            raida_proto::consts::TICKET_RELEASE_SECONDS,
-            config.tickets_per_requester,
-        );
-        state.inbox.set_limits(crate::inbox::InboxLimits {
-            max_keys: config.inbox_max_keys,
-            max_age_secs: config.inbox_max_age_seconds,
-        });
+        let mut state = ServerState::builder(identity, ledger, dir, clock);
+        state.key_ttl_secs = config.key_ttl_seconds;
+        state.replay_capacity = config.replay_capacity;
+        state.replay_share = config.replay_share_per_key;
+        state.tickets_per_requester = Some(config.tickets_per_requester);
+        state.pending_key_limits = crate::pending_keys::PendingKeyLimits::from_config(&config);
+        state.inbox_limits =
+            crate::inbox::InboxLimits { max_keys: config.inbox_max_keys, max_age_secs: config.inbox_max_age_seconds };
+        state.durable_threads = config.durable_threads;
+        state.admin_key = admin_key;
+        state.udp_error_rate_per_addr = limits.udp_error_rate_per_addr;
         state.key_alert = KeyAlertSettings {
             key_servers,
             identity: config.identity.as_ref().map(|i| raida_proto::IdentityCoin((i.dn, i.sn).into())),
             timeout: limits.key_alert_timeout,
             fetches_per_minute: config.key_alert_fetches_per_minute,
         };
+        let state = state.build().map_err(io_err(format!("{} (Keys/, Inbox/)", dir.display())))?;
         Ok((Arc::new(state), listen, limits.clone()))
     }
 }
@@ -312,7 +306,6 @@ impl RunningServer {
                 "not enough descriptors for the configured TCP connections: raise the hard RLIMIT_NOFILE"
             );
         }
-        state.udp_errors.set_per_second(limits.udp_error_rate_per_addr);
         let deferred = Arc::new(DeferredLimits::new(
             limits.max_key_alerts,
             limits.max_durable_commands,

@@ -157,41 +157,41 @@ impl RngCore for RandomRng<'_> {
 
 /// Everything a request may touch.
 ///
-/// Fields are public so tests can assemble a state around an in-memory ledger;
-/// [`ServerState::new`] fills the defaults.
+/// Built with [`ServerState::builder`]; its fields are the crate's own (the handlers, the
+/// transports, reload), and what other crates may read has an accessor.
 pub struct ServerState {
-    pub identity: ServerIdentity,
-    pub ledger: Arc<dyn Ledger>,
-    pub tickets: TicketPool,
-    pub stats: Stats,
-    pub replay: Mutex<ReplayMemory>,
+    pub(crate) identity: ServerIdentity,
+    pub(crate) ledger: Arc<dyn Ledger>,
+    pub(crate) tickets: TicketPool,
+    pub(crate) stats: Stats,
+    pub(crate) replay: Mutex<ReplayMemory>,
     /// Swapped by a SIGHUP reload: set with [`ServerState::set_admin_key`].
-    pub admin_key: arc_swap::ArcSwapOption<[u8; 16]>,
-    pub pending_keys: PendingKeys,
-    pub inbox: Inbox,
+    pub(crate) admin_key: arc_swap::ArcSwapOption<[u8; 16]>,
+    pub(crate) pending_keys: PendingKeys,
+    pub(crate) inbox: Inbox,
     /// Key Alert's settings at start. A SIGHUP reload ([`crate::reload`]) puts new ones in
     /// `key_alert_reloaded`, which then win: read them with [`ServerState::key_alert_settings`].
-    pub key_alert: KeyAlertSettings,
+    pub(crate) key_alert: KeyAlertSettings,
     /// Key Alert's settings from the last reload, swapped atomically (an alert in flight
     /// keeps the settings it started with; readers take no lock).
-    pub key_alert_reloaded: arc_swap::ArcSwapOption<KeyAlertSettings>,
-    pub clock: Clock,
+    pub(crate) key_alert_reloaded: arc_swap::ArcSwapOption<KeyAlertSettings>,
+    pub(crate) clock: Clock,
     /// Randomness of the request path ([`os_random`] unless a test sets another).
-    pub random: Random,
-    pub dispatch: DispatchTable,
+    pub(crate) random: Random,
+    pub(crate) dispatch: DispatchTable,
     /// Error answers per source address over UDP (PROTOCOL.md section 2).
-    pub udp_errors: ErrorRateLimiter,
+    pub(crate) udp_errors: ErrorRateLimiter,
     /// Where commands that wait for the disk run ([`crate::blocking`]).
-    pub blocking: BlockingPool,
+    pub(crate) blocking: BlockingPool,
     /// Bounds the log lines a peer can trigger (a handler that panicked).
-    pub peer_logs: LogLimiter,
+    pub(crate) peer_logs: LogLimiter,
     /// The connection table and deferred-command limits of the [`crate::RunningServer`]
     /// serving this state (set by its `start`), so that a reload reaches them too.
-    pub live_limits: arc_swap::ArcSwapOption<crate::reload::LiveLimits>,
+    pub(crate) live_limits: arc_swap::ArcSwapOption<crate::reload::LiveLimits>,
     /// Key Alert's Get Keys in the current minute (all alerts together).
-    pub key_alert_fetches: Mutex<raida_net::fetch_budget::FetchBudget>,
+    pub(crate) key_alert_fetches: Mutex<raida_net::fetch_budget::FetchBudget>,
     /// Set only by tests of receivers: this RAIDA lies (see [`ForgedGetKey`]).
-    pub forged_get_key: arc_swap::ArcSwapOption<ForgedGetKey>,
+    pub(crate) forged_get_key: arc_swap::ArcSwapOption<ForgedGetKey>,
 }
 
 /// The transport a request came in on: UDP answers fewer requests than TCP, because a
@@ -280,42 +280,143 @@ pub struct Deferred {
     bytes_in: usize,
 }
 
+/// Everything a [`ServerState`] is made of, with defaults: a 512-slot ticket pool, a
+/// replay memory of 1,000,000 entries, pending keys under `data_dir/Keys` kept an hour,
+/// the inbox under `data_dir/Inbox`, the standard dispatch table, no key servers, no admin
+/// key. Change a field, then [`ServerStateBuilder::build`]. `raida serve` fills it from
+/// `config.toml`; tests set what they exercise.
+pub struct ServerStateBuilder {
+    /// RAIDA id, coin id, whether EN 1 / 2 are answered.
+    pub identity: ServerIdentity,
+    /// The coin store as handlers see it (a test may wrap it, e.g. to slow it down).
+    pub ledger: Arc<dyn Ledger>,
+    data_dir: std::path::PathBuf,
+    /// Where the request path reads the time (Unix seconds).
+    pub clock: Clock,
+    /// How long a posted key part waits for its Get Key.
+    pub key_ttl_secs: u64,
+    pub replay_capacity: usize,
+    /// Entries of the replay memory one key may hold.
+    pub replay_share: usize,
+    /// Tickets one requester may hold at once (None: the pool's default).
+    pub tickets_per_requester: Option<usize>,
+    pub pending_key_limits: crate::pending_keys::PendingKeyLimits,
+    pub inbox_limits: crate::inbox::InboxLimits,
+    pub durable_threads: usize,
+    /// Show Stats' admin key (None: Show Stats is refused).
+    pub admin_key: Option<[u8; 16]>,
+    pub key_alert: KeyAlertSettings,
+    pub udp_error_rate_per_addr: u32,
+    /// The request path's randomness ([`os_random`] by default).
+    pub random: Random,
+    pub dispatch: DispatchTable,
+}
+
 impl ServerState {
-    /// A state with default limits: a 512-slot ticket pool, a replay memory of
-    /// `replay_capacity`, pending keys under `data_dir/Keys`, the inbox under
-    /// `data_dir/Inbox`, the standard dispatch table, no key servers.
-    pub fn new(
+    /// A builder for a state around `ledger`, keeping its files under `data_dir` and
+    /// reading the time from `clock`.
+    pub fn builder(
         identity: ServerIdentity,
         ledger: Arc<dyn Ledger>,
         data_dir: &std::path::Path,
-        key_ttl_secs: u64,
-        replay_capacity: usize,
         clock: Clock,
-    ) -> std::io::Result<ServerState> {
-        let now = clock();
-        Ok(ServerState {
+    ) -> ServerStateBuilder {
+        ServerStateBuilder {
             identity,
             ledger,
-            tickets: TicketPool::default(),
-            stats: Stats::default(),
-            replay: Mutex::new(ReplayMemory::with_share(replay_capacity, DEFAULT_REPLAY_SHARE)),
-            admin_key: arc_swap::ArcSwapOption::empty(),
-            pending_keys: PendingKeys::open(&data_dir.join("Keys"), key_ttl_secs, now)?,
-            inbox: Inbox::open(data_dir, now)?,
-            key_alert: KeyAlertSettings { timeout: Duration::from_secs(5), ..Default::default() },
-            key_alert_reloaded: arc_swap::ArcSwapOption::empty(),
+            data_dir: data_dir.to_path_buf(),
             clock,
+            key_ttl_secs: 3600,
+            replay_capacity: 1_000_000,
+            replay_share: DEFAULT_REPLAY_SHARE,
+            tickets_per_requester: None,
+            pending_key_limits: Default::default(),
+            inbox_limits: Default::default(),
+            durable_threads: DEFAULT_BLOCKING_THREADS,
+            admin_key: None,
+            key_alert: KeyAlertSettings::default(),
+            udp_error_rate_per_addr: DEFAULT_UDP_ERROR_RATE,
             random: os_random(),
             dispatch: DispatchTable::standard(),
-            udp_errors: ErrorRateLimiter::new(DEFAULT_UDP_ERROR_RATE),
-            blocking: BlockingPool::new(DEFAULT_BLOCKING_THREADS),
-            peer_logs: LogLimiter::default(),
-            live_limits: arc_swap::ArcSwapOption::empty(),
+        }
+    }
+}
+
+impl ServerStateBuilder {
+    /// Open `Keys/` and `Inbox/` under the data directory and assemble the state.
+    pub fn build(self) -> std::io::Result<ServerState> {
+        let now = (self.clock)();
+        let tickets = match self.tickets_per_requester {
+            Some(per) => TicketPool::with_share(
+                raida_proto::consts::TICKET_POOL_SIZE,
+                raida_proto::consts::TICKET_RELEASE_SECONDS,
+                per,
+            ),
+            None => TicketPool::default(),
+        };
+        let pending_keys = PendingKeys::open(&self.data_dir.join("Keys"), self.key_ttl_secs, now)?;
+        pending_keys.set_limits(self.pending_key_limits);
+        let inbox = Inbox::open(&self.data_dir, now)?;
+        inbox.set_limits(self.inbox_limits);
+        let blocking = BlockingPool::new(DEFAULT_BLOCKING_THREADS);
+        blocking.set_max_threads(self.durable_threads);
+        let state = ServerState {
+            identity: self.identity,
+            ledger: self.ledger,
+            tickets,
+            stats: Stats::default(),
+            replay: Mutex::new(ReplayMemory::with_share(self.replay_capacity, self.replay_share)),
+            admin_key: arc_swap::ArcSwapOption::empty(),
+            pending_keys,
+            inbox,
             key_alert_fetches: Mutex::new(raida_net::fetch_budget::FetchBudget::new(
                 DEFAULT_KEY_ALERT_FETCHES_PER_MINUTE,
             )),
+            key_alert: self.key_alert,
+            key_alert_reloaded: arc_swap::ArcSwapOption::empty(),
+            clock: self.clock,
+            random: self.random,
+            dispatch: self.dispatch,
+            udp_errors: ErrorRateLimiter::new(self.udp_error_rate_per_addr),
+            blocking,
+            peer_logs: LogLimiter::default(),
+            live_limits: arc_swap::ArcSwapOption::empty(),
             forged_get_key: arc_swap::ArcSwapOption::empty(),
-        })
+        };
+        state.set_admin_key(self.admin_key);
+        Ok(state)
+    }
+}
+
+impl ServerState {
+    /// The server's RAIDA id, coin id and encryption settings.
+    pub fn identity(&self) -> &ServerIdentity {
+        &self.identity
+    }
+
+    /// The coin store as handlers see it.
+    pub fn ledger(&self) -> &Arc<dyn Ledger> {
+        &self.ledger
+    }
+
+    /// The ticket pool (group 2).
+    pub fn tickets(&self) -> &TicketPool {
+        &self.tickets
+    }
+
+    /// The counters of Show Stats and /metrics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Key parts posted and waiting for their Get Key (41, 43).
+    pub fn pending_keys(&self) -> &PendingKeys {
+        &self.pending_keys
+    }
+
+    /// Keys assembled by Key Alert (42), for `raida inbox`.
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 }
 

@@ -13,11 +13,10 @@ use raida_client::{Client, Server, Transport};
 use raida_proto::client::ClientKey;
 use raida_proto::codec::Codec;
 use raida_proto::commands::{encrypt_key, get_ticket, validate_ticket};
-use raida_proto::replay::ReplayMemory;
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use raida_server::ledger::MemoryLedger;
-use raida_server::{RunningServer, ServerLimits, ServerState};
+use raida_server::{RunningServer, ServerLimits, ServerStateBuilder};
 
 const RAIDA: u8 = 2;
 const COIN_ID: u16 = 6;
@@ -35,7 +34,7 @@ struct Net {
     addr: SocketAddr,
 }
 
-async fn start(tweak: impl FnOnce(&mut ServerState)) -> Net {
+async fn start(tweak: impl FnOnce(&mut ServerStateBuilder)) -> Net {
     let ledger =
         MemoryLedger::with_coins([(VICTIM, (AN_VICTIM, 40)), (ATTACKER, (AN_ATTACKER, 40)), (OTHER, (AN_OTHER, 40))]);
     ledger.secrets.write().insert((3, 7), SECRET);
@@ -127,7 +126,11 @@ async fn legacy_encryption_off_answers_27() {
 /// (capacity 60 here) and the other coin gets 160 too.
 #[tokio::test]
 async fn one_key_cannot_fill_the_replay_memory() {
-    let net = start(|s| s.replay = parking_lot::Mutex::new(ReplayMemory::with_share(60, 40))).await;
+    let net = start(|s| {
+        s.replay_capacity = 60;
+        s.replay_share = 40;
+    })
+    .await;
     let mut refused = 0;
     for _ in 0..60 {
         match net.ask(&en4(ATTACKER, AN_ATTACKER), 0, 0, &[]).await {

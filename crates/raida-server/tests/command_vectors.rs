@@ -40,7 +40,7 @@ fn get_ticket_cases() {
                 assert_eq!(answer.payload[..cut], expected[..cut], "{n} bitfield");
                 assert_eq!(answer.payload.len(), expected.len(), "{n}");
                 let number = u32::from_be_bytes(answer.payload[cut..].try_into().unwrap());
-                let coins = t.state.tickets.claim(number, 3, NOW).expect("ticket is live");
+                let coins = t.state.tickets().claim(number, 3, NOW).expect("ticket is live");
                 let payload = bytes(&i["payload"]);
                 let records = get_ticket::GetTicket::decode(&payload).unwrap().records;
                 let mut want: Vec<CoinId> =
@@ -58,7 +58,7 @@ fn get_ticket_cases() {
         let (i, e) = (&c["input"], &c["expected"]);
         let t = TestState::new(1, 6, ledger_from(&i["store"]), NOW);
         for k in 0..u64_(&i["live_tickets"]) {
-            t.state.tickets.insert(k as u32 + 1, vec![], NOW).expect("room");
+            t.state.tickets().insert(k as u32 + 1, vec![], NOW).expect("room");
         }
         let answer = cmd::get_ticket::run(&t.state, &call(get_ticket_header(), bytes(&i["payload"]), NOW));
         assert_eq!(answer.status.code() as u64, u64_(&e["status"]), "{}", name(&c));
@@ -86,7 +86,7 @@ fn validate_ticket_cases() {
         let t = TestState::new(1, 6, MemoryLedger::default(), now);
         for tk in i["tickets"].as_array().unwrap() {
             t.state
-                .tickets
+                .tickets()
                 .insert(u64_(&tk["ticket"]) as u32, coins_of(&tk["coins"]).into_iter().map(CoinId::from).collect(), now)
                 .unwrap();
         }

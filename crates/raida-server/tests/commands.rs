@@ -15,7 +15,7 @@ use raida_server::{cmd, dispatch};
 
 #[test]
 fn show_stats_in_clear_only_from_loopback() {
-    let t = TestState::build(0, 6, MemoryLedger::default(), 1000, |s| s.set_admin_key(Some([1; 16])));
+    let t = TestState::build(0, 6, MemoryLedger::default(), 1000, |s| s.admin_key = Some([1; 16]));
     let mut c = call(header(Encryption::None, KeyIdentity::None, 0, 2), vec![1; 16], 1000);
     assert_eq!(cmd::show_stats::run(&t.state, &c).status, Status::Success);
     c.peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -69,7 +69,7 @@ fn pending_keys_survive_a_restart_and_expire() {
 #[test]
 fn the_request_path_takes_its_randomness_from_the_state() {
     // a seeded source: every random byte is 5, so the ticket number is 0x05050505
-    let seeded = |s: &mut raida_server::ServerState| s.random = std::sync::Arc::new(|b: &mut [u8]| b.fill(5));
+    let seeded = |s: &mut raida_server::ServerStateBuilder| s.random = std::sync::Arc::new(|b: &mut [u8]| b.fill(5));
     let ledger = MemoryLedger::with_coins([((1, 1), ([9; 16], 40))]);
     let t = TestState::build(0, 6, ledger, 1000, seeded);
     let rec = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 1 }, an: [9; 16] };

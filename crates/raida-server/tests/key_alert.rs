@@ -24,7 +24,7 @@ use raida_proto::header::{Encryption, KeyIdentity};
 use raida_proto::{CoinId, IdentityCoin, Status};
 use raida_server::inbox::{InboxKey, InboxLimits};
 use raida_server::ledger::MemoryLedger;
-use raida_server::{KeyServer, RunningServer, ServerLimits, ServerState};
+use raida_server::{KeyServer, RunningServer, ServerLimits, ServerStateBuilder};
 use rand_core::{OsRng, RngCore};
 
 const COIN_ID: u16 = 6;
@@ -38,7 +38,7 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-fn state(raida_id: u8, ledger: MemoryLedger, tweak: impl FnOnce(&mut ServerState)) -> TestState {
+fn state(raida_id: u8, ledger: MemoryLedger, tweak: impl FnOnce(&mut ServerStateBuilder)) -> TestState {
     TestState::build(raida_id, COIN_ID, ledger, raida_client::unix_now(), |s| {
         s.clock = raida_server::state::system_clock();
         tweak(s);
@@ -185,7 +185,7 @@ async fn fetch_through_proxy(legacy: bool, only_en: u8) {
     let reply = send_alert(r.local_addr(), &[entry(key_id, proxy.addr, 1)]).await.unwrap();
     assert_eq!(reply.status, Status::Success);
     assert_eq!(reply.payload, [&[0xFF][..], &[0; 15]].concat());
-    let inbox = rx.state.inbox.list().unwrap();
+    let inbox = rx.state.inbox().list().unwrap();
     assert_eq!((inbox.len(), &inbox[0].key), (1, &part));
     assert_eq!(*proxy.seen.lock(), vec![only_en], "one Get Key, with EN {only_en}");
     drop(proxy);
@@ -228,7 +228,7 @@ async fn sixteen_identical_entries_make_one_get_key_request() {
     let reply = send_alert(r.local_addr(), &[entry(key_id, a1, 1); 16]).await.unwrap();
     assert_eq!(reply.status, Status::Success);
     assert_eq!(reply.payload, vec![0xFF; 16]);
-    let inbox = rx.state.inbox.list().unwrap();
+    let inbox = rx.state.inbox().list().unwrap();
     assert_eq!(inbox[0].key, part.repeat(16));
     assert_eq!(inbox[0].senders.len(), 16);
     for s in [ks_server, r] {
@@ -251,7 +251,7 @@ async fn a_second_alert_with_the_same_first_key_id_gets_201_and_fetches_nothing(
     let (k1, part) = (random::<16>(), [&random::<15>()[..], &[0xFF]].concat());
     post(a1, 1, k1, NONE, &part).await;
     assert_eq!(send_alert(r.local_addr(), &[entry(k1, a1, 1)]).await.unwrap().status, Status::Success);
-    let before = rx.state.inbox.list().unwrap();
+    let before = rx.state.inbox().list().unwrap();
     assert_eq!(before[0].key, part);
 
     // the same key id is pending again (another part): a second alert must not replace the key
@@ -260,7 +260,7 @@ async fn a_second_alert_with_the_same_first_key_id_gets_201_and_fetches_nothing(
     let err = send_alert(r.local_addr(), &[entry(k1, a1, 1), entry(random(), silent.addr(), 1)]).await.unwrap_err();
     assert_eq!(err.status(), Some(Status::FileExists));
     assert_eq!(silent.requests().len(), 0, "nothing fetched");
-    assert_eq!(rx.state.inbox.list().unwrap(), before, "inbox unchanged");
+    assert_eq!(rx.state.inbox().list().unwrap(), before, "inbox unchanged");
     // the part is still pending on the key server: the alert did not fetch it
     let got = Client::new(Transport::Udp, COIN_ID, T)
         .call(Server { addr: a1, raida_id: 1 }, &ClientKey::None, &GetKey { key_id: k1 })
@@ -280,11 +280,11 @@ async fn a_full_inbox_answers_254_until_a_key_expires() {
     let rx = TestState::build(3, COIN_ID, MemoryLedger::default(), now, |s| {
         s.key_alert.key_servers = vec![key_server(silent.addr(), 1, false)];
         s.key_alert.timeout = Duration::from_millis(300);
-        s.inbox.set_limits(InboxLimits { max_keys: 1, max_age_secs: 100 });
+        s.inbox_limits = InboxLimits { max_keys: 1, max_age_secs: 100 };
     });
     let r = start(&rx).await;
     let held = InboxKey { key_id: random(), created: now, senders: vec![CoinId::default()], key: vec![1, 0xFF] };
-    rx.state.inbox.store(&held).unwrap();
+    rx.state.inbox().store(&held).unwrap();
 
     let err = send_alert(r.local_addr(), &[entry(random(), silent.addr(), 1)]).await.unwrap_err();
     assert_eq!(err.status(), Some(Status::MemoryAlloc));
@@ -295,8 +295,8 @@ async fn a_full_inbox_answers_254_until_a_key_expires() {
     let reply = send_alert(r.local_addr(), &[entry(random(), silent.addr(), 1)]).await.unwrap();
     assert_eq!(reply.status, Status::AllFail);
     assert_eq!(silent.requests().len(), 1);
-    assert_eq!(rx.state.inbox.sweep(now + 100).unwrap(), 1, "the sweep removes the expired key");
-    assert!(rx.state.inbox.list().unwrap().is_empty());
+    assert_eq!(rx.state.inbox().sweep(now + 100).unwrap(), 1, "the sweep removes the expired key");
+    assert!(rx.state.inbox().list().unwrap().is_empty());
     r.shutdown().await.unwrap();
 }
 
@@ -404,7 +404,7 @@ async fn a_flood_of_alerts_sends_at_most_the_budget_of_get_keys() {
     rx.set_now(now + 60);
     let reply = send_alert(r.local_addr(), &[entry(key_id, a1, 1)]).await.unwrap();
     assert_eq!(reply.status, Status::Success);
-    assert_eq!(rx.state.inbox.list().unwrap()[0].key, part);
+    assert_eq!(rx.state.inbox().list().unwrap()[0].key, part);
     for s in [ks_server, r] {
         s.shutdown().await.unwrap();
     }

@@ -19,7 +19,7 @@ use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Status};
 use raida_server::ledger::MemoryLedger;
 use raida_server::server::ServerBuilder;
-use raida_server::{KeyServer, RunningServer, ServerLimits, ServerState};
+use raida_server::{KeyServer, RunningServer, ServerLimits, ServerStateBuilder};
 use rand_core::{OsRng, RngCore};
 
 const COIN_ID: u16 = 6;
@@ -35,7 +35,7 @@ async fn start(t: &TestState) -> RunningServer {
     RunningServer::start(t.state.clone(), "127.0.0.1:0".parse().unwrap(), ServerLimits::default()).await.unwrap()
 }
 
-fn state(raida_id: u8, ledger: MemoryLedger, tweak: impl FnOnce(&mut ServerState)) -> TestState {
+fn state(raida_id: u8, ledger: MemoryLedger, tweak: impl FnOnce(&mut ServerStateBuilder)) -> TestState {
     TestState::build(raida_id, COIN_ID, ledger, raida_client::unix_now(), |s| {
         s.clock = raida_server::state::system_clock();
         tweak(s);
@@ -88,14 +88,14 @@ async fn two_key_servers_and_a_receiver() {
         exchange::alert(&Client::new(Transport::Tcp, COIN_ID, T), rserver, &ClientKey::None, &entries).await.unwrap();
     assert_eq!(status, Status::Success);
     assert_eq!(map.to_vec(), [&[0xFF, 0xFF][..], &[0; 14]].concat());
-    let inbox = rx.state.inbox.list().unwrap();
+    let inbox = rx.state.inbox().list().unwrap();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].key_id, k1);
     assert_eq!(inbox[0].key, key);
     assert_eq!(inbox[0].senders, vec![CoinId::default(); 2]);
-    let taken = rx.state.inbox.take(&hex::encode(k1)).unwrap();
+    let taken = rx.state.inbox().take(&hex::encode(k1)).unwrap();
     assert_eq!(taken.key, key);
-    assert!(rx.state.inbox.list().unwrap().is_empty());
+    assert!(rx.state.inbox().list().unwrap().is_empty());
 
     // the parts were handed out once: a second alert fetches nothing (242)
     let answer = Client::new(Transport::Udp, COIN_ID, T)
@@ -120,7 +120,7 @@ async fn two_key_servers_and_a_receiver() {
     let answer = answer.unwrap();
     assert_eq!(answer.status, Status::Mixed);
     assert_eq!(answer.map[..2], [0xFF, 0x00]); // k2 was handed out already
-    assert!(rx.state.inbox.list().unwrap().is_empty());
+    assert!(rx.state.inbox().list().unwrap().is_empty());
 
     for s in [s1, s2, r] {
         s.shutdown().await.unwrap();

@@ -28,8 +28,8 @@ fn limits() -> PendingKeyLimits {
 
 fn state() -> TestState {
     TestState::build(0, 6, MemoryLedger::default(), NOW, |s| {
-        s.pending_keys.set_limits(limits());
-        s.set_admin_key(Some([1; 16]));
+        s.pending_key_limits = limits();
+        s.admin_key = Some([1; 16]);
     })
 }
 
@@ -160,7 +160,7 @@ fn posts_and_gets_that_do_not_wait_are_answered_by_the_fsync_leader() {
     let st = t.state.clone();
     let returned = AtomicUsize::new(0);
     let (tx, rx) = std::sync::mpsc::channel();
-    let pause = st.pending_keys.dir_sync().pause();
+    let pause = st.pending_keys().dir_sync().pause();
     std::thread::scope(|s| {
         for i in 1..=CLIENTS {
             let (st, tx, returned) = (st.clone(), tx.clone(), &returned);
@@ -170,7 +170,7 @@ fn posts_and_gets_that_do_not_wait_are_answered_by_the_fsync_leader() {
                 let post = post_key::PostKey::decode(&p).unwrap().posted();
                 post_then(
                     st,
-                    |s| &s.pending_keys,
+                    |s| s.pending_keys(),
                     &post,
                     Poster::Anonymous,
                     v4(3, i as u8),
@@ -200,7 +200,7 @@ fn posts_and_gets_that_do_not_wait_are_answered_by_the_fsync_leader() {
         let tx = tx.clone();
         take_then(
             st.clone(),
-            |s| &s.pending_keys,
+            |s| s.pending_keys(),
             key_id(i),
             &[],
             v4(3, i as u8),
@@ -212,14 +212,14 @@ fn posts_and_gets_that_do_not_wait_are_answered_by_the_fsync_leader() {
         let (r, _) = rx.recv().unwrap();
         assert_eq!(r.unwrap(), vec![0x33; 16]);
     }
-    assert!(st.pending_keys.is_empty());
+    assert!(st.pending_keys().is_empty());
 }
 
 #[test]
 fn concurrent_posts_and_gets_share_directory_fsyncs() {
     const CLIENTS: u64 = 64;
     let t = &state();
-    let keys = &t.state.pending_keys;
+    let keys = &t.state.pending_keys();
     let before = keys.stats().dir_fsyncs;
     assert_eq!(post_anonymous(t, &key_id(0), v4(9, 9)), Status::Success);
 

@@ -23,7 +23,7 @@ use raida_server::dispatch::Handler;
 use raida_server::ledger::{CoinUpdate, Fault, Ledger, MemoryLedger};
 use raida_server::limits::WorkKind;
 use raida_server::state::{Outcome, Transport};
-use raida_server::{Answer, KeyAlertSettings, KeyServer, ServerLimits, ServerState};
+use raida_server::{Answer, KeyAlertSettings, KeyServer, ServerLimits, ServerState, ServerStateBuilder};
 use rand_core::{OsRng, RngCore};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
@@ -47,7 +47,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 impl Harness {
-    async fn start(tweak: impl FnOnce(&mut ServerState), limits: ServerLimits) -> Harness {
+    async fn start(tweak: impl FnOnce(&mut ServerStateBuilder), limits: ServerLimits) -> Harness {
         Harness::launch(RAIDA, COIN_ID, ledger(), tweak, limits).await
     }
 }
@@ -265,9 +265,9 @@ async fn routing_faults_are_dropped_over_udp_but_answered_over_tcp() {
     ] {
         let (mut p, _) = echo();
         f(&mut p);
-        let dropped = h.state.stats.dropped.load(Ordering::Relaxed);
+        let dropped = h.state.stats().dropped.load(Ordering::Relaxed);
         assert!(udp_call(&sock, h.addr, &p, Duration::from_secs(1)).await.is_none(), "{name} over UDP");
-        assert!(h.state.stats.dropped.load(Ordering::Relaxed) > dropped, "{name}: counted as dropped");
+        assert!(h.state.stats().dropped.load(Ordering::Relaxed) > dropped, "{name}: counted as dropped");
         let mut s = TcpStream::connect(h.addr).await.unwrap();
         let r = tcp_call(&mut s, &p, Duration::from_secs(3)).await.expect("answered over TCP");
         let want = [Status::InvalidRouting, Status::InvalidSplitId, Status::InvalidRaidaId];
@@ -300,11 +300,11 @@ async fn a_source_port_below_1024_is_never_answered() {
     let low = low.expect(
         "cannot bind a UDP port below 1024 on 127.0.0.1: this test needs root or CAP_NET_BIND_SERVICE (CI runs as root)",
     );
-    let dropped = h.state.stats.dropped.load(Ordering::Relaxed);
+    let dropped = h.state.stats().dropped.load(Ordering::Relaxed);
     let (p, _) = echo();
     assert!(udp_call(&low, h.addr, &p, Duration::from_secs(1)).await.is_none(), "answered a low port");
-    assert_eq!(h.state.stats.dropped.load(Ordering::Relaxed), dropped + 1);
-    assert_eq!(h.state.stats.requests_for(0, 0), 0, "dropped before any work");
+    assert_eq!(h.state.stats().dropped.load(Ordering::Relaxed), dropped + 1);
+    assert_eq!(h.state.stats().requests_for(0, 0), 0, "dropped before any work");
     // the same request from an ordinary port is answered
     let high = udp_from("127.0.0.1").await;
     assert!(udp_call(&high, h.addr, &p, Duration::from_secs(3)).await.is_some());
@@ -669,7 +669,7 @@ async fn a_flood_of_heavy_commands_does_not_starve_echo() {
     }
     stop.store(true, Ordering::Relaxed);
     let sent = flood.await.unwrap();
-    let heavy = h.state.stats.requests_for(2, 40);
+    let heavy = h.state.stats().requests_for(2, 40);
     eprintln!("heavy flood: {sent} Get Tickets of {RECORDS} records ({heavy} counted); echo answered {answered}/10");
     assert!(heavy >= 1, "the flood reached Get Ticket");
     assert!(answered >= 8, "echo answered {answered} of 10 during the flood");

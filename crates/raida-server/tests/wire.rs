@@ -18,7 +18,7 @@ use raida_proto::{Key16, Key32, Status};
 use raida_server::dispatch::Handler;
 use raida_server::ledger::MemoryLedger;
 use raida_server::limits::WorkKind;
-use raida_server::{Answer, ServerLimits, ServerState};
+use raida_server::{Answer, ServerLimits, ServerStateBuilder};
 use rand_core::OsRng;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
@@ -42,13 +42,13 @@ fn ledger() -> MemoryLedger {
 }
 
 impl Harness {
-    async fn start(tweak: impl FnOnce(&mut ServerState)) -> Harness {
+    async fn start(tweak: impl FnOnce(&mut ServerStateBuilder)) -> Harness {
         Self::start_with(tweak, ServerLimits { udp_threads: 2, ..ServerLimits::default() }).await
     }
 
-    async fn start_with(tweak: impl FnOnce(&mut ServerState), limits: ServerLimits) -> Harness {
-        let admin = |s: &mut ServerState| {
-            s.set_admin_key(Some(ADMIN));
+    async fn start_with(tweak: impl FnOnce(&mut ServerStateBuilder), limits: ServerLimits) -> Harness {
+        let admin = |s: &mut ServerStateBuilder| {
+            s.admin_key = Some(ADMIN);
             tweak(s)
         };
         Harness::launch(RAIDA, COIN_ID, ledger(), admin, limits).await
@@ -418,7 +418,7 @@ async fn command_statuses_over_udp_and_tcp() {
     }
     // 42: every ticket slot taken
     for k in 0..600u32 {
-        let _ = h.state.tickets.insert(k + 1, vec![], now());
+        let _ = h.state.tickets().insert(k + 1, vec![], now());
     }
     let good = get_ticket::TicketRecord { coin: CoinId { dn: 1, sn: 100 }, an: AN_A };
     for t in [Transport::Udp, Transport::Tcp] {
@@ -433,7 +433,11 @@ async fn command_statuses_over_udp_and_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_memory_statuses() {
     // capacity 1: the first modern request fills it, a new one gets 160, a replay 177
-    let h = Harness::start(|s| *s.replay.lock() = raida_proto::replay::ReplayMemory::new(1)).await;
+    let h = Harness::start(|s| {
+        s.replay_capacity = 1;
+        s.replay_share = 1;
+    })
+    .await;
     let (p1, _) = build_request(&Routing::new(RAIDA, COIN_ID, 0, 0), &token_a(), &[], now(), &mut OsRng);
     for t in [Transport::Udp, Transport::Tcp] {
         let first = exchange(h.addr, t, &p1).await.unwrap();
@@ -448,14 +452,7 @@ async fn replay_memory_statuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filesystem_and_memory_statuses() {
     // 254: the pending-key store is bounded
-    let h = Harness::start(|s| {
-        let keys = std::mem::replace(
-            &mut s.pending_keys,
-            raida_server::pending_keys::PendingKeys::open(&std::env::temp_dir().join("unused-keys"), 1, 0).unwrap(),
-        );
-        s.pending_keys = keys.with_max_keys(1);
-    })
-    .await;
+    let h = Harness::start(|s| s.pending_key_limits.max_keys = 1).await;
     let none = CoinName { dn: 0, sn: 0 };
     for t in [Transport::Udp, Transport::Tcp] {
         let mut id = [0u8; 16];

@@ -11,7 +11,7 @@ use raida_proto::header::{Encryption, KeyIdentity, RequestHeader, ServerIdentity
 use raida_proto::CoinId;
 use raida_server::ledger::MemoryLedger;
 use raida_server::state::Clock;
-use raida_server::{Call, RunningServer, ServerLimits, ServerState};
+use raida_server::{Call, RunningServer, ServerLimits, ServerState, ServerStateBuilder};
 use raida_vectors::{arr, i64_, u64_, Value};
 
 pub struct TestState {
@@ -31,23 +31,17 @@ impl TestState {
         coin_id: u16,
         ledger: MemoryLedger,
         now: u64,
-        tweak: impl FnOnce(&mut ServerState),
+        tweak: impl FnOnce(&mut ServerStateBuilder),
     ) -> TestState {
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = Arc::new(ledger);
         let time = Arc::new(AtomicU64::new(now));
         let t = time.clone();
         let clock: Clock = Arc::new(move || t.load(Ordering::Relaxed));
-        let mut state = ServerState::new(
-            ServerIdentity::new(raida_id, coin_id),
-            ledger.clone(),
-            dir.path(),
-            3600,
-            1_000_000,
-            clock,
-        )
-        .expect("state");
-        tweak(&mut state);
+        let mut builder =
+            ServerState::builder(ServerIdentity::new(raida_id, coin_id), ledger.clone(), dir.path(), clock);
+        tweak(&mut builder);
+        let state = builder.build().expect("state");
         TestState { state: Arc::new(state), ledger, time, dir }
     }
 
@@ -73,7 +67,7 @@ impl Harness {
         raida_id: u8,
         coin_id: u16,
         ledger: MemoryLedger,
-        tweak: impl FnOnce(&mut ServerState),
+        tweak: impl FnOnce(&mut ServerStateBuilder),
         limits: ServerLimits,
     ) -> Harness {
         let t = TestState::build(raida_id, coin_id, ledger, raida_client::unix_now(), |s| {
