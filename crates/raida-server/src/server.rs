@@ -306,6 +306,9 @@ impl RunningServer {
                 "not enough descriptors for the configured TCP connections: raise the hard RLIMIT_NOFILE"
             );
         }
+        // the limits the server starts with win over the state's (tests start a state
+        // built elsewhere with other limits)
+        state.udp_errors.set_per_second(limits.udp_error_rate_per_addr);
         let deferred = Arc::new(DeferredLimits::new(
             limits.max_key_alerts,
             limits.max_durable_commands,
