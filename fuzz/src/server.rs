@@ -34,8 +34,8 @@ use raida_proto::commands::{get_key, get_ticket, key_alert, validate_ticket, SPE
 use raida_proto::Key16;
 use raida_proto::{CoinId, IdentityCoin};
 use raida_server::ledger::MemoryLedger;
-use raida_server::state::{Clock, Outcome};
 use raida_server::ServerState;
+use raida_server::{Clock, Outcome};
 
 use super::common::{clear_dir, debug, scratch_dir, Input};
 use super::proto::{RequestSpec, COINS, LOCKER, NOW, RAIDA_SECRETS, SERVER, TOKENS};

@@ -103,11 +103,13 @@ impl BlockingPool {
     }
 
     /// The maximum of threads.
+    #[cfg(test)]
     pub fn max_threads(&self) -> usize {
         self.shared.max_threads.load(Ordering::Relaxed)
     }
 
     /// Threads running now.
+    #[cfg(test)]
     pub fn threads(&self) -> usize {
         self.shared.queue.lock().threads
     }

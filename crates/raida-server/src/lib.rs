@@ -5,23 +5,31 @@
 //! path: socket → [`ServerState::handle`] (framing, header rules, key, body, replay)
 //! → [`dispatch::DispatchTable`] → `cmd/<command>.rs` → answer → socket.
 
-pub mod blocking;
+mod blocking;
 pub mod cmd;
 pub mod dispatch;
 pub mod inbox;
-pub mod key_servers;
+mod key_servers;
 pub mod ledger;
-pub mod limits;
+mod limits;
 pub mod local_network;
-pub mod metrics;
+mod metrics;
 pub mod pending_keys;
 pub mod reload;
-pub mod server;
-pub mod state;
-pub mod stats;
-pub mod tcp;
-pub mod tickets;
-pub mod udp;
+mod server;
+mod state;
+mod stats;
+mod tcp;
+mod tickets;
+mod udp;
 
-pub use server::{RunningServer, ServerBuilder, ServerLimits, ShutdownError};
-pub use state::{Answer, Call, KeyAlertSettings, KeyServer, ServerState, ServerStateBuilder};
+// The curated surface: the modules above that are not `pub` are the server's own, and
+// what other crates (the CLI, tests, benches, fuzz) need of them is named here.
+pub use limits::{descriptor_reserve, WorkKind};
+pub use server::{RunningServer, ServerBuilder, ServerError, ServerLimits, ShutdownError};
+pub use state::{
+    system_clock, Answer, Call, Clock, KeyAlertSettings, KeyServer, Outcome, Reply, ServerState, ServerStateBuilder,
+    Transport,
+};
+pub use stats::Stats;
+pub use tickets::TicketPool;

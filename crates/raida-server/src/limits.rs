@@ -45,6 +45,7 @@ impl LogLimiter {
     }
 
     /// Lines not logged so far.
+    #[cfg(test)]
     pub fn suppressed(&self) -> u64 {
         self.suppressed.load(Ordering::Relaxed)
     }

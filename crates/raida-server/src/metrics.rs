@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::dispatch::COMMANDS;
 use crate::state::ServerState;
 use crate::stats::LATENCY_BUCKETS_US;
-use crate::tcp::ConnectionTable;
+use raida_net::ConnectionTable;
 
 /// Reads a server's counters at scrape time.
 pub struct ServerCollector {

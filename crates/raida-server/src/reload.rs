@@ -31,7 +31,7 @@ use raida_store::Config;
 
 use crate::limits::{connection_budget, descriptor_reserve, DeferredLimits};
 use crate::state::{KeyAlertSettings, ServerState};
-use crate::tcp::{ConnectionTable, TcpLimits};
+use raida_net::{ConnectionTable, TcpLimits};
 
 /// Settings applied by [`apply`] (or by the caller, for `log`) without a restart.
 pub const RELOADABLE: &[&str] = &[

@@ -15,8 +15,8 @@ use crate::dispatch::DeferredWork;
 use crate::ledger::{Ledger, LedgerError, StoreLedger};
 use crate::limits::{connection_budget, descriptor_reserve, raise_descriptor_limit, DeferredLimits};
 use crate::state::{system_clock, Clock, KeyAlertSettings, ServerState};
-use crate::tcp::{ConnectionTable, TcpLimits};
 use crate::udp::{spawn_workers, UdpContext};
+use raida_net::{ConnectionTable, TcpLimits};
 
 /// Resource bounds of one server.
 #[derive(Clone, Debug)]

@@ -20,8 +20,8 @@ use crate::dispatch::{DeferredWork, Routed};
 use crate::state::{Outcome, ServerState, Transport};
 
 // One table for the server and the key receiver (raida-client), in a crate of its own so
-// that neither carries a second set of rules; re-exported so `raida_server::tcp` keeps them.
-pub use raida_net::{subnet_of, ConnectionSlot, ConnectionTable, Refusal, Subnet, TcpLimits};
+// that neither carries a second set of rules.
+use raida_net::{ConnectionSlot, ConnectionTable, TcpLimits};
 
 /// Accept connections until `stop` is cancelled.
 pub async fn accept_loop(

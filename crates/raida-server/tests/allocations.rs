@@ -15,7 +15,7 @@ use raida_proto::client::{build_request, ClientKey, Routing};
 use raida_proto::keys::{Key16, Key32};
 use raida_proto::CoinId;
 use raida_server::ledger::MemoryLedger;
-use raida_server::state::{Outcome, Transport};
+use raida_server::{Outcome, Transport};
 use rand_core::OsRng;
 
 struct Counting;

@@ -39,7 +39,7 @@ async fn start(tweak: impl FnOnce(&mut ServerStateBuilder)) -> Net {
         MemoryLedger::with_coins([(VICTIM, (AN_VICTIM, 40)), (ATTACKER, (AN_ATTACKER, 40)), (OTHER, (AN_OTHER, 40))]);
     ledger.secrets.write().insert((3, 7), SECRET);
     let t = TestState::build(RAIDA, COIN_ID, ledger, raida_client::unix_now(), |s| {
-        s.clock = raida_server::state::system_clock();
+        s.clock = raida_server::system_clock();
         tweak(s)
     });
     let limits = ServerLimits { udp_threads: 2, ..ServerLimits::default() };

@@ -13,7 +13,7 @@ use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Status};
 use raida_server::ledger::MemoryLedger;
 use raida_server::pending_keys::key_file_name;
-use raida_server::state::KeyServer;
+use raida_server::KeyServer;
 use raida_server::{cmd, dispatch};
 use raida_vectors::{arr, bytes, cases, i64_, name, opt_bytes, u64_, Value};
 

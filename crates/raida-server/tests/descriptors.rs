@@ -17,8 +17,8 @@ use raida_proto::client::{build_request, ClientKey, Routing};
 use raida_proto::codec::Codec;
 use raida_proto::commands::post_key::{self, CoinName};
 use raida_proto::Status;
+use raida_server::descriptor_reserve;
 use raida_server::ledger::MemoryLedger;
-use raida_server::limits::descriptor_reserve;
 use raida_server::{RunningServer, ServerLimits};
 use rand_core::{OsRng, RngCore};
 
@@ -88,7 +88,7 @@ fn a_connection_flood_at_1024_descriptors_leaves_the_store_its_descriptors() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let t = TestState::build(RAIDA, COIN_ID, MemoryLedger::default(), 0, |s| {
-            s.clock = raida_server::state::system_clock();
+            s.clock = raida_server::system_clock();
         });
         let limits = ServerLimits { udp_threads: 2, drain_timeout: Duration::from_secs(1), ..ServerLimits::default() };
         let server =

@@ -40,7 +40,7 @@ fn random<const N: usize>() -> [u8; N] {
 
 fn state(raida_id: u8, ledger: MemoryLedger, tweak: impl FnOnce(&mut ServerStateBuilder)) -> TestState {
     TestState::build(raida_id, COIN_ID, ledger, raida_client::unix_now(), |s| {
-        s.clock = raida_server::state::system_clock();
+        s.clock = raida_server::system_clock();
         tweak(s);
     })
 }

@@ -46,7 +46,7 @@ async fn concurrent_alerts_hold_one_socket_each() {
     let ks = silent.local_addr().unwrap();
 
     let rx = TestState::build(3, 6, MemoryLedger::default(), raida_client::unix_now(), |s| {
-        s.clock = raida_server::state::system_clock();
+        s.clock = raida_server::system_clock();
         s.key_alert.key_servers = vec![KeyServer::new(1, ks, false)];
         // long enough that every alert is still waiting when the descriptors are counted
         s.key_alert.timeout = Duration::from_secs(30);

@@ -18,7 +18,7 @@ use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Status};
 use raida_server::ledger::MemoryLedger;
-use raida_server::server::ServerBuilder;
+use raida_server::ServerBuilder;
 use raida_server::{KeyServer, RunningServer, ServerLimits, ServerStateBuilder};
 use rand_core::{OsRng, RngCore};
 
@@ -37,7 +37,7 @@ async fn start(t: &TestState) -> RunningServer {
 
 fn state(raida_id: u8, ledger: MemoryLedger, tweak: impl FnOnce(&mut ServerStateBuilder)) -> TestState {
     TestState::build(raida_id, COIN_ID, ledger, raida_client::unix_now(), |s| {
-        s.clock = raida_server::state::system_clock();
+        s.clock = raida_server::system_clock();
         tweak(s);
     })
 }

@@ -19,7 +19,7 @@ const COIN_ID: u16 = 6;
 
 async fn start(limits: ServerLimits) -> (TestState, RunningServer) {
     let t = TestState::build(RAIDA, COIN_ID, MemoryLedger::default(), 0, |s| {
-        s.clock = raida_server::state::system_clock();
+        s.clock = raida_server::system_clock();
     });
     let server = RunningServer::start(t.state.clone(), "127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
     (t, server)

@@ -21,9 +21,9 @@ use raida_proto::Status;
 use raida_proto::{CoinId, IdentityCoin};
 use raida_server::dispatch::Handler;
 use raida_server::ledger::{CoinUpdate, Fault, Ledger, MemoryLedger};
-use raida_server::limits::WorkKind;
-use raida_server::state::{Outcome, Transport};
+use raida_server::WorkKind;
 use raida_server::{Answer, KeyAlertSettings, KeyServer, ServerLimits, ServerState, ServerStateBuilder};
+use raida_server::{Outcome, Transport};
 use rand_core::{OsRng, RngCore};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
@@ -239,8 +239,8 @@ async fn one_spoofed_datagram_between_two_servers_dies_out() {
         if started.elapsed() > Duration::from_secs(20) {
             break;
         }
-        let ta = TestState::build(ia, COIN_ID, ledger(), now(), |s| s.clock = raida_server::state::system_clock());
-        let tb = TestState::build(ib, COIN_ID, ledger(), now(), |s| s.clock = raida_server::state::system_clock());
+        let ta = TestState::build(ia, COIN_ID, ledger(), now(), |s| s.clock = raida_server::system_clock());
+        let tb = TestState::build(ib, COIN_ID, ledger(), now(), |s| s.clock = raida_server::system_clock());
         for first in spoofed_datagrams(ia) {
             let n = bounce(&ta.state, &tb.state, first, MAX_STEPS).await;
             runs += 1;
@@ -456,7 +456,7 @@ fn descriptor_child() {
         assert_eq!((soft, hard), (CHILD_HARD, CHILD_HARD), "the soft limit is raised to the hard one");
         let l = limits();
         let slots = l.max_key_alerts + l.max_durable_commands + l.max_heavy_commands;
-        let reserve = raida_server::limits::descriptor_reserve(slots, l.udp_threads);
+        let reserve = raida_server::descriptor_reserve(slots, l.udp_threads);
         let n = h.running().tcp_connection_limit();
         assert!(n < l.max_connections, "the descriptors, not max_connections, must bound the table here: {n}");
         assert!(n as u64 + reserve <= soft, "{n} connections + {reserve} reserve > {soft} descriptors");
@@ -780,7 +780,7 @@ static GATES: [Gate; 2] = [
     Gate { releases: std::sync::Mutex::new(0), cv: std::sync::Condvar::new() },
 ];
 
-fn gated<const N: usize>(_: Arc<ServerState>, _: raida_server::state::Call, reply: raida_server::state::Reply) {
+fn gated<const N: usize>(_: Arc<ServerState>, _: raida_server::Call, reply: raida_server::Reply) {
     let gate = &GATES[N];
     let mut releases = gate.releases.lock().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20); // never hangs a test

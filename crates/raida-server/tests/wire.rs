@@ -17,7 +17,7 @@ use raida_proto::{CoinId, IdentityCoin};
 use raida_proto::{Key16, Key32, Status};
 use raida_server::dispatch::Handler;
 use raida_server::ledger::MemoryLedger;
-use raida_server::limits::WorkKind;
+use raida_server::WorkKind;
 use raida_server::{Answer, ServerLimits, ServerStateBuilder};
 use rand_core::OsRng;
 use tokio::io::AsyncWriteExt;

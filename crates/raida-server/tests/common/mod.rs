@@ -10,7 +10,7 @@ use std::sync::Arc;
 use raida_proto::header::{Encryption, KeyIdentity, RequestHeader, ServerIdentity};
 use raida_proto::CoinId;
 use raida_server::ledger::MemoryLedger;
-use raida_server::state::Clock;
+use raida_server::Clock;
 use raida_server::{Call, RunningServer, ServerLimits, ServerState, ServerStateBuilder};
 use raida_vectors::{arr, i64_, u64_, Value};
 
@@ -71,7 +71,7 @@ impl Harness {
         limits: ServerLimits,
     ) -> Harness {
         let t = TestState::build(raida_id, coin_id, ledger, raida_client::unix_now(), |s| {
-            s.clock = raida_server::state::system_clock();
+            s.clock = raida_server::system_clock();
             tweak(s)
         });
         let state = t.state.clone();

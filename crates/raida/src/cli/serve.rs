@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use raida_server::server::ServerBuilder;
+use raida_server::ServerBuilder;
 use raida_server::{RunningServer, ServerLimits};
 use raida_store::Config;
 use tracing_subscriber::layer::SubscriberExt;
