@@ -2,10 +2,14 @@
 //! through the very harness code the fuzzer runs (included from `fuzz/src`), so that CI,
 //! which has no cargo-fuzz, checks that no seed input panics.
 
+// the fuzz crate uses these modules from its targets: `pub` there
+#[allow(unreachable_pub)]
 #[path = "../../../fuzz/src/common.rs"]
 mod common;
+#[allow(unreachable_pub)]
 #[path = "../../../fuzz/src/receiver.rs"]
 mod receiver;
+#[allow(unreachable_pub)]
 #[path = "../../../fuzz/src/transfer.rs"]
 mod transfer;
 

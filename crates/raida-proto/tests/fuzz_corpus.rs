@@ -2,8 +2,11 @@
 //! targets through the very harness code the fuzzers run (included from `fuzz/src`), so
 //! that CI, which has no cargo-fuzz, checks that no seed input panics.
 
+// the fuzz crate uses these modules from its targets: `pub` there
+#[allow(unreachable_pub)]
 #[path = "../../../fuzz/src/common.rs"]
 mod common;
+#[allow(unreachable_pub)]
 #[path = "../../../fuzz/src/proto.rs"]
 mod proto;
 

@@ -28,12 +28,12 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 
 /// Threads at most before config.toml's `durable_threads` (default 16) is applied.
-pub const DEFAULT_BLOCKING_THREADS: usize = 16;
+pub(crate) const DEFAULT_BLOCKING_THREADS: usize = 16;
 
 type Job = Box<dyn FnOnce() + Send>;
 
 /// A bounded set of threads taking jobs in arrival order.
-pub struct BlockingPool {
+pub(crate) struct BlockingPool {
     shared: Arc<Shared>,
 }
 
@@ -56,7 +56,7 @@ struct Queue {
 
 impl BlockingPool {
     /// A pool that starts up to `max_threads` threads (at least one) as work arrives.
-    pub fn new(max_threads: usize) -> BlockingPool {
+    pub(crate) fn new(max_threads: usize) -> BlockingPool {
         BlockingPool {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue::default()),
@@ -68,7 +68,7 @@ impl BlockingPool {
 
     /// Queue `job`; an idle thread is woken, or a new one started while below the maximum.
     /// A job that panics is caught (and logged); the thread goes on.
-    pub fn execute(&self, job: impl FnOnce() + Send + 'static) {
+    pub(crate) fn execute(&self, job: impl FnOnce() + Send + 'static) {
         let mut q = self.shared.queue.lock();
         q.jobs.push_back(Box::new(job));
         if q.idle > 0 {
@@ -97,20 +97,20 @@ impl BlockingPool {
 
     /// Start at most `max` threads from now on (at least one); threads beyond it end after
     /// their job or at their next wake-up.
-    pub fn set_max_threads(&self, max: usize) {
+    pub(crate) fn set_max_threads(&self, max: usize) {
         self.shared.max_threads.store(max.max(1), Ordering::Relaxed);
         self.shared.ready.notify_all();
     }
 
     /// The maximum of threads.
     #[cfg(test)]
-    pub fn max_threads(&self) -> usize {
+    pub(crate) fn max_threads(&self) -> usize {
         self.shared.max_threads.load(Ordering::Relaxed)
     }
 
     /// Threads running now.
     #[cfg(test)]
-    pub fn threads(&self) -> usize {
+    pub(crate) fn threads(&self) -> usize {
         self.shared.queue.lock().threads
     }
 }

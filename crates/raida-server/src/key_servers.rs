@@ -15,7 +15,7 @@ use crate::state::KeyServer;
 /// network file's RAIDA at fault.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum KeyServersError {
+pub(crate) enum KeyServersError {
     /// A `[[key_servers]]` host does not resolve.
     #[error("config.toml: key server {raida_id}: {source}")]
     KeyServer { raida_id: u8, source: ResolveError },
@@ -31,7 +31,7 @@ pub enum KeyServersError {
 }
 
 /// Every configured key server, resolved; duplicates (same RAIDA id, address and port) once.
-pub fn configured_key_servers(config: &Config, dir: &Path) -> Result<Vec<KeyServer>, KeyServersError> {
+pub(crate) fn configured_key_servers(config: &Config, dir: &Path) -> Result<Vec<KeyServer>, KeyServersError> {
     let mut out: Vec<KeyServer> = Vec::new();
     let mut push = |ks: KeyServer| {
         if !out.contains(&ks) {

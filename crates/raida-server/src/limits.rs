@@ -10,19 +10,19 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 /// Error answers per source address and second (shared with `raida key receive`).
-pub use raida_net::ErrorRateLimiter;
+pub(crate) use raida_net::ErrorRateLimiter;
 
 /// Log lines a peer can trigger (a handler that panicked on its request): at most one per
 /// source address and second, and [`LOG_LINES_PER_SECOND`] in total, because a UDP source
 /// address can be spoofed (millions of addresses must not fill the log either).
-pub struct LogLimiter {
+pub(crate) struct LogLimiter {
     per_addr: ErrorRateLimiter,
     total: ErrorRateLimiter,
     suppressed: AtomicU64,
 }
 
 /// Peer-triggered log lines per second, all addresses together.
-pub const LOG_LINES_PER_SECOND: u32 = 10;
+pub(crate) const LOG_LINES_PER_SECOND: u32 = 10;
 
 impl Default for LogLimiter {
     fn default() -> Self {
@@ -36,7 +36,7 @@ impl Default for LogLimiter {
 
 impl LogLimiter {
     /// Whether a line about `ip` may be logged now (else it is counted as suppressed).
-    pub fn allow(&self, ip: IpAddr) -> bool {
+    pub(crate) fn allow(&self, ip: IpAddr) -> bool {
         let ok = self.per_addr.allow(ip) && self.total.allow(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         if !ok {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -46,7 +46,7 @@ impl LogLimiter {
 
     /// Lines not logged so far.
     #[cfg(test)]
-    pub fn suppressed(&self) -> u64 {
+    pub(crate) fn suppressed(&self) -> u64 {
         self.suppressed.load(Ordering::Relaxed)
     }
 }
@@ -188,10 +188,10 @@ impl Drop for DeferredPermit {
 /// Descriptors kept for everything but client connections, beyond one per deferred slot:
 /// the journal, page files being read, pending-key and inbox files, identity coins, the
 /// listening sockets, the runtime's own (epoll, eventfd, pipes), stdio.
-pub const STORE_RESERVE: u64 = 256;
+pub(crate) const STORE_RESERVE: u64 = 256;
 
 /// Raise the soft RLIMIT_NOFILE to the hard limit; the soft limit now in force.
-pub fn raise_descriptor_limit() -> u64 {
+pub(crate) fn raise_descriptor_limit() -> u64 {
     match rlimit::getrlimit(rlimit::Resource::NOFILE) {
         Ok((soft, hard)) => match rlimit::increase_nofile_limit(hard) {
             Ok(now) => now,
@@ -211,7 +211,7 @@ pub fn raise_descriptor_limit() -> u64 {
 /// descriptor per deferred slot (a Key Alert's socket, a key file, a page file) and one
 /// per UDP thread; never more than `wanted`, and not fewer than 16 (unless `wanted` is): a
 /// server with fewer descriptors than its reserve still takes some connections, and logs why.
-pub fn connection_budget(nofile: u64, wanted: usize, deferred_slots: usize, udp_threads: usize) -> usize {
+pub(crate) fn connection_budget(nofile: u64, wanted: usize, deferred_slots: usize, udp_threads: usize) -> usize {
     let reserve = descriptor_reserve(deferred_slots, udp_threads);
     let fits = nofile.saturating_sub(reserve).min(usize::MAX as u64) as usize;
     wanted.min(fits.max(16))

@@ -29,7 +29,7 @@ use crate::stats::LATENCY_BUCKETS_US;
 use raida_net::ConnectionTable;
 
 /// Reads a server's counters at scrape time.
-pub struct ServerCollector {
+pub(crate) struct ServerCollector {
     state: Arc<ServerState>,
     connections: Option<Arc<ConnectionTable>>,
 }
@@ -200,7 +200,7 @@ impl Collector for ServerCollector {
 }
 
 /// The Prometheus text of one server's counters now.
-pub fn render(state: &Arc<ServerState>, connections: Option<Arc<ConnectionTable>>) -> String {
+pub(crate) fn render(state: &Arc<ServerState>, connections: Option<Arc<ConnectionTable>>) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ServerCollector { state: state.clone(), connections }));
     let mut out = String::new();
@@ -212,7 +212,7 @@ pub fn render(state: &Arc<ServerState>, connections: Option<Arc<ConnectionTable>
 /// Bounds of the metrics endpoint (config.toml `metrics_max_connections`,
 /// `metrics_timeout_seconds`).
 #[derive(Clone, Copy, Debug)]
-pub struct MetricsLimits {
+pub(crate) struct MetricsLimits {
     /// Connections open at once; one beyond it is closed as soon as it is accepted.
     pub max_connections: usize,
     /// A connection is closed this long after it was accepted, busy or idle.
@@ -221,7 +221,7 @@ pub struct MetricsLimits {
 
 /// Descriptors the metrics endpoint may hold beyond the listening socket: its connections
 /// and the one accepted only to be closed when they are all taken.
-pub fn metrics_descriptors(limits: &MetricsLimits) -> usize {
+pub(crate) fn metrics_descriptors(limits: &MetricsLimits) -> usize {
     limits.max_connections.saturating_add(1)
 }
 
@@ -327,7 +327,7 @@ impl AsyncWrite for TimedStream {
 }
 
 /// Serve `GET /metrics` on `listener` until `stop` (plain HTTP/1.1, axum), within `limits`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServerState>,
     connections: Option<Arc<ConnectionTable>>,

@@ -41,7 +41,7 @@ pub struct KeyAlertSettings {
 }
 
 /// Default of `key_alert_fetches_per_minute`.
-pub const DEFAULT_KEY_ALERT_FETCHES_PER_MINUTE: u32 = 240;
+pub(crate) const DEFAULT_KEY_ALERT_FETCHES_PER_MINUTE: u32 = 240;
 
 impl Default for KeyAlertSettings {
     fn default() -> Self {
@@ -58,13 +58,13 @@ impl Default for KeyAlertSettings {
 /// receivers only: [`crate::local_network::LocalNetwork::make_dishonest`]; nothing in a
 /// configuration sets it).
 #[derive(Clone, Debug)]
-pub struct ForgedGetKey {
+pub(crate) struct ForgedGetKey {
     pub sender: raida_proto::CoinId,
     pub key: Vec<u8>,
 }
 
 /// Entries of the replay memory one key identity may hold unless configured (3.4).
-pub const DEFAULT_REPLAY_SHARE: usize = 10_000;
+pub(crate) const DEFAULT_REPLAY_SHARE: usize = 10_000;
 
 /// Source of Unix time (seconds). The system clock in production; fixed in tests.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -77,19 +77,19 @@ pub fn system_clock() -> Clock {
 /// Source of randomness on the request path (response nonces, ticket numbers, the random
 /// bytes of 44): fills a buffer. The OS CSPRNG in production ([`os_random`]); tests may set
 /// a seeded generator. Passed in like [`Clock`], so no handler reaches for a global.
-pub type Random = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
+pub(crate) type Random = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
 
 /// The OS CSPRNG, read [`OS_POOL_BYTES`] at a time per thread. Every modern answer needs 12
 /// fresh nonce bytes, and one getrandom syscall per answer was a fifth of EN 4's CPU per
 /// request (measured: one getrandom per answer beside 0.07 recvmmsg). Every byte handed
 /// out is OS CSPRNG output used once: it is wiped from the pool as it is taken, and the
 /// pool is wiped when its thread ends.
-pub fn os_random() -> Random {
+pub(crate) fn os_random() -> Random {
     Arc::new(|buf: &mut [u8]| OS_POOL.with(|pool| pool.borrow_mut().fill(buf)))
 }
 
 /// Bytes of OS randomness one thread reads at a time (about 340 answer nonces).
-pub const OS_POOL_BYTES: usize = 4096;
+pub(crate) const OS_POOL_BYTES: usize = 4096;
 
 thread_local! {
     static OS_POOL: std::cell::RefCell<OsPool> =
@@ -203,7 +203,7 @@ pub enum Transport {
 }
 
 /// Default of `udp_error_rate_per_addr` (config.toml).
-pub const DEFAULT_UDP_ERROR_RATE: u32 = 1_000;
+pub(crate) const DEFAULT_UDP_ERROR_RATE: u32 = 1_000;
 
 /// One command invocation: typed inputs for a handler.
 #[derive(Clone, Debug)]

@@ -26,7 +26,8 @@ pub struct Stats {
 }
 
 /// Upper bounds (µs) of the latency histogram's buckets: powers of 4 from 4 µs to 4.2 s.
-pub const LATENCY_BUCKETS_US: [u64; 11] = [4, 16, 64, 256, 1_024, 4_096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304];
+pub(crate) const LATENCY_BUCKETS_US: [u64; 11] =
+    [4, 16, 64, 256, 1_024, 4_096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304];
 
 impl Default for Stats {
     fn default() -> Self {

@@ -24,7 +24,7 @@ use crate::state::{Outcome, ServerState, Transport};
 use raida_net::{ConnectionSlot, ConnectionTable, TcpLimits};
 
 /// Accept connections until `stop` is cancelled.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     state: Arc<ServerState>,
     table: Arc<ConnectionTable>,

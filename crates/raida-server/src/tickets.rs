@@ -17,7 +17,7 @@ use raida_proto::{KeyIdentity, Status};
 use rand_core::RngCore;
 
 /// Default number of live tickets one requester may hold.
-pub const DEFAULT_TICKETS_PER_REQUESTER: usize = 16;
+pub(crate) const DEFAULT_TICKETS_PER_REQUESTER: usize = 16;
 
 /// Who asked for a ticket: the key that encrypted the request, or for EN 0 the address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

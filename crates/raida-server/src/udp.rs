@@ -19,7 +19,7 @@ use crate::state::{Outcome, ServerState, Transport};
 use raida_net::mmsg::{RecvBatch, SendBatch, BATCH, MAX_DATAGRAM};
 
 /// Shared by the UDP worker threads.
-pub struct UdpContext {
+pub(crate) struct UdpContext {
     pub socket: Arc<UdpSocket>,
     /// Further sockets bound to the same port (SO_REUSEPORT), one per worker after the
     /// first; workers beyond them share `socket`.
@@ -35,7 +35,7 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Start `threads` worker threads: worker `i` reads socket `i` of the group (the first
 /// socket once the group is used up).
-pub fn spawn_workers(ctx: Arc<UdpContext>, threads: usize) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+pub(crate) fn spawn_workers(ctx: Arc<UdpContext>, threads: usize) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     ctx.socket.set_read_timeout(Some(STOP_POLL))?;
     for s in &ctx.more_sockets {
         s.set_read_timeout(Some(STOP_POLL))?;

@@ -142,7 +142,7 @@ pub fn init_data_dir(dir: &Path, mut opts: InitOptions) -> Result<Config> {
 /// `coins/` and `Journal/` hold only files and are not listed (`Keys/` may hold a million).
 /// Wider modes (an older version, a hand-made folder) are tightened and logged.
 /// Called by `init` and by `Store::open`.
-pub fn secure_dir_modes(dir: &Path) -> Result<()> {
+pub(crate) fn secure_dir_modes(dir: &Path) -> Result<()> {
     let tighten = |p: &Path| tighten_dir_mode(p).map_err(|e| StoreError::io("cannot set the mode of", p, e));
     tighten(dir)?;
     let rd = fs::read_dir(dir).map_err(|e| StoreError::io("cannot list", dir, e))?;

@@ -40,7 +40,7 @@ use raida_net::unix_now;
 
 /// Which request the generator sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// 0/0 Echo.
     Echo,
     /// 0/1 Version.
@@ -56,7 +56,7 @@ pub enum BenchCommand {
 
 impl BenchCommand {
     /// Name as on the command line.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             BenchCommand::Echo => "echo",
             BenchCommand::Version => "version",
@@ -69,14 +69,14 @@ impl BenchCommand {
 
 /// One server to load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BenchTarget {
+pub(crate) struct BenchTarget {
     pub addr: SocketAddr,
     pub raida_id: u8,
 }
 
 /// What to send and how hard.
 #[derive(Clone, Debug)]
-pub struct BenchConfig {
+pub(crate) struct BenchConfig {
     /// Every server loaded at once (slots are spread over them in turn).
     pub targets: Vec<BenchTarget>,
     pub coin_id: u16,
@@ -98,7 +98,7 @@ pub struct BenchConfig {
 
 /// The outcome of a run.
 #[derive(Clone, Debug)]
-pub struct BenchReport {
+pub(crate) struct BenchReport {
     pub ok: u64,
     pub errors: u64,
     pub lost: u64,
@@ -117,30 +117,30 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    pub fn requests_per_sec(&self) -> f64 {
+    pub(crate) fn requests_per_sec(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     /// Server CPU per successful request.
-    pub fn server_cpu_per_request(&self) -> Option<Duration> {
+    pub(crate) fn server_cpu_per_request(&self) -> Option<Duration> {
         self.server_cpu.map(|c| c.div_f64(self.ok.max(1) as f64))
     }
 
     /// Generator CPU per successful request.
-    pub fn client_cpu_per_request(&self) -> Duration {
+    pub(crate) fn client_cpu_per_request(&self) -> Duration {
         self.client_cpu.div_f64(self.ok.max(1) as f64)
     }
 }
 
 /// Live counters for a progress display.
 #[derive(Default)]
-pub struct BenchProgress {
+pub(crate) struct BenchProgress {
     pub done: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum BenchError {
+pub(crate) enum BenchError {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
     #[error("the server answered the first request with an error: {0}")]
@@ -150,7 +150,7 @@ pub enum BenchError {
 }
 
 /// Run the benchmark (blocking; call from a thread or `spawn_blocking`).
-pub fn run(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, BenchError> {
+pub(crate) fn run(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, BenchError> {
     if cfg.targets.is_empty() {
         return Err(BenchError::Config("no server to load".into()));
     }
@@ -169,7 +169,7 @@ pub fn run(cfg: &BenchConfig, progress: &BenchProgress) -> Result<BenchReport, B
 }
 
 /// CPU time (user + system) of a process from /proc/PID/stat, all its threads included.
-pub fn process_cpu(pid: u32) -> Option<Duration> {
+pub(crate) fn process_cpu(pid: u32) -> Option<Duration> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // fields after the command name, which is in parentheses and may contain spaces
     let rest = text.get(text.rfind(')')? + 2..)?;

@@ -14,7 +14,7 @@ use raida_server::Clock;
 use raida_server::{Call, RunningServer, ServerLimits, ServerState, ServerStateBuilder};
 use raida_vectors::{arr, i64_, u64_, Value};
 
-pub struct TestState {
+pub(crate) struct TestState {
     pub state: Arc<ServerState>,
     pub ledger: Arc<MemoryLedger>,
     pub time: Arc<AtomicU64>,
@@ -22,11 +22,11 @@ pub struct TestState {
 }
 
 impl TestState {
-    pub fn new(raida_id: u8, coin_id: u16, ledger: MemoryLedger, now: u64) -> TestState {
+    pub(crate) fn new(raida_id: u8, coin_id: u16, ledger: MemoryLedger, now: u64) -> TestState {
         Self::build(raida_id, coin_id, ledger, now, |_| {})
     }
 
-    pub fn build(
+    pub(crate) fn build(
         raida_id: u8,
         coin_id: u16,
         ledger: MemoryLedger,
@@ -45,17 +45,17 @@ impl TestState {
         TestState { state: Arc::new(state), ledger, time, dir }
     }
 
-    pub fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.time.load(Ordering::Relaxed)
     }
 
-    pub fn set_now(&self, t: u64) {
+    pub(crate) fn set_now(&self, t: u64) {
         self.time.store(t, Ordering::Relaxed)
     }
 }
 
 /// A server on 127.0.0.1 (ephemeral port) around a [`TestState`] on the system clock.
-pub struct Harness {
+pub(crate) struct Harness {
     pub t: TestState,
     pub state: Arc<ServerState>,
     pub server: Option<RunningServer>,
@@ -63,7 +63,7 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub async fn launch(
+    pub(crate) async fn launch(
         raida_id: u8,
         coin_id: u16,
         ledger: MemoryLedger,
@@ -80,11 +80,11 @@ impl Harness {
         Harness { t, state, server: Some(server), addr }
     }
 
-    pub fn running(&self) -> &RunningServer {
+    pub(crate) fn running(&self) -> &RunningServer {
         self.server.as_ref().unwrap()
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await.unwrap();
         }
@@ -92,7 +92,7 @@ impl Harness {
 }
 
 /// A coin store from a vector's `[{dn, sn, an, mfs}]`.
-pub fn ledger_from(store: &Value) -> MemoryLedger {
+pub(crate) fn ledger_from(store: &Value) -> MemoryLedger {
     MemoryLedger::with_coins(
         store
             .as_array()
@@ -103,7 +103,7 @@ pub fn ledger_from(store: &Value) -> MemoryLedger {
 }
 
 /// A header with the given encryption and key identity (other fields irrelevant to handlers).
-pub fn header(encryption: Encryption, key_identity: KeyIdentity, group: u8, command: u8) -> RequestHeader {
+pub(crate) fn header(encryption: Encryption, key_identity: KeyIdentity, group: u8, command: u8) -> RequestHeader {
     RequestHeader {
         raida_id: 0,
         shard_id: 0,
@@ -120,13 +120,13 @@ pub fn header(encryption: Encryption, key_identity: KeyIdentity, group: u8, comm
     }
 }
 
-pub fn call(header: RequestHeader, payload: Vec<u8>, now: u64) -> Call {
+pub(crate) fn call(header: RequestHeader, payload: Vec<u8>, now: u64) -> Call {
     Call { header, payload, peer: IpAddr::V4(Ipv4Addr::LOCALHOST), now }
 }
 
 /// The header of a request with encryption type `en` made with `coins` (header order),
 /// or by a locker prefix / RAIDA for EN 2 / EN 7.
-pub fn identity_for(en: u64, coins: &[(i8, u32)], poster: &Value) -> (Encryption, KeyIdentity) {
+pub(crate) fn identity_for(en: u64, coins: &[(i8, u32)], poster: &Value) -> (Encryption, KeyIdentity) {
     match en {
         0 => (Encryption::None, KeyIdentity::None),
         1 => (Encryption::Coin, KeyIdentity::Coin { coin: CoinId { dn: coins[0].0, sn: coins[0].1 } }),
@@ -143,6 +143,6 @@ pub fn identity_for(en: u64, coins: &[(i8, u32)], poster: &Value) -> (Encryption
     }
 }
 
-pub fn coins_of(v: &Value) -> Vec<(i8, u32)> {
+pub(crate) fn coins_of(v: &Value) -> Vec<(i8, u32)> {
     v.as_array().map(|a| a.iter().map(|c| (i64_(&c[0]) as i8, u64_(&c[1]) as u32)).collect()).unwrap_or_default()
 }

@@ -13,7 +13,7 @@ use raida_proto::client::ClientKey;
 use raida_proto::{CoinId, Key16, Key32};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum CommandArg {
+pub(crate) enum CommandArg {
     /// 0/0 Echo.
     Echo,
     /// 0/1 Version.
@@ -27,7 +27,7 @@ pub enum CommandArg {
 }
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Server address, HOST:PORT (e.g. 127.0.0.1:50000 or localhost:50000); or --network.
     #[arg(value_parser = crate::cli::host_port, required_unless_present = "network")]
     pub addr: Option<SocketAddr>,
@@ -104,7 +104,7 @@ fn parse_coin(s: &str, an_file: Option<&std::path::Path>) -> anyhow::Result<(Coi
     Ok((CoinId { dn, sn }, *an))
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.duration > 0.0, "--duration must be positive");
     if let Some(r) = args.rate {
         anyhow::ensure!(r > 0.0 && r.is_finite(), "--rate must be positive");

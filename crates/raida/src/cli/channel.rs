@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 #[derive(clap::Subcommand)]
-pub enum ChannelCommand {
+pub(crate) enum ChannelCommand {
     /// Run the seed's whole flow in one command: spawn a child, swap keys over stdio,
     /// encrypted HTTP messages, ratchet, a forced rekey, graceful shutdown.
     Demo(KeyArgs),
@@ -32,7 +32,7 @@ pub enum ChannelCommand {
 }
 
 #[derive(clap::Args, Clone)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     /// File holding a pre-shared key (>= 16 bytes): raw bytes, or hex if the file is
     /// only hex digits (surrounding whitespace ignored).
     #[arg(long, value_name = "F")]
@@ -43,14 +43,14 @@ pub struct KeyArgs {
 }
 
 #[derive(clap::Args)]
-pub struct NetArgs {
+pub(crate) struct NetArgs {
     /// Address to listen on or connect to (host:port).
     pub addr: String,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
 
-pub fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

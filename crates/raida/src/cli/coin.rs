@@ -8,7 +8,7 @@ use raida_store::Store;
 use zeroize::Zeroizing;
 
 #[derive(clap::Subcommand)]
-pub enum CoinCommand {
+pub(crate) enum CoinCommand {
     /// Print one coin record as `ANHEX MFS`.
     Get {
         /// Data directory.
@@ -92,7 +92,7 @@ pub(crate) fn open(dir: &std::path::Path) -> anyhow::Result<std::sync::Arc<Store
     Ok(Store::open(dir)?)
 }
 
-pub fn run(cmd: CoinCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: CoinCommand) -> anyhow::Result<()> {
     match cmd {
         CoinCommand::Get { dir, dn, sn } => {
             let coin @ CoinId { dn, sn } = parse_coin(&dn, &sn)?;

@@ -10,7 +10,7 @@ use raida_proto::client::ResponseError;
 use raida_proto::Status;
 
 /// The error and its causes on one line, each text once.
-pub fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
@@ -26,7 +26,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 }
 
 /// What to do about it, when the error says enough to tell.
-pub fn hint(e: &anyhow::Error) -> Option<String> {
+pub(crate) fn hint(e: &anyhow::Error) -> Option<String> {
     for cause in e.chain() {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::AddrInUse {
@@ -47,7 +47,7 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
 }
 
 /// The statuses whose meaning is not obvious from their name.
-pub fn status_hint(status: Status) -> Option<&'static str> {
+pub(crate) fn status_hint(status: Status) -> Option<&'static str> {
     Some(match status {
         Status::InvalidEncryption => {
             "34: the RAIDA does not hold that coin with that AN: is the coin registered there \

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use super::coin::{open, parse_coin};
 
 #[derive(clap::Subcommand)]
-pub enum IdentityCommand {
+pub(crate) enum IdentityCommand {
     /// Write coins/<DN>.<SN>.bin with 25 random ANs and print them (one line per RAIDA 0..24).
     New {
         /// Data directory.
@@ -24,7 +24,7 @@ pub enum IdentityCommand {
     },
 }
 
-pub fn run(cmd: IdentityCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: IdentityCommand) -> anyhow::Result<()> {
     match cmd {
         IdentityCommand::New { dir, dn, sn } => {
             let coin @ CoinId { dn, sn } = parse_coin(&dn, &sn)?;

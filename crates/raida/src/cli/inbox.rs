@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use raida_store::inbox::InboxDir;
 
 #[derive(clap::Subcommand)]
-pub enum InboxCommand {
+pub(crate) enum InboxCommand {
     /// One line per assembled key: key id, parts, sender identities (DN.SN), time (UTC).
     List {
         /// Data directory.
@@ -20,7 +20,7 @@ pub enum InboxCommand {
     },
 }
 
-pub fn run(cmd: InboxCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: InboxCommand) -> anyhow::Result<()> {
     match cmd {
         InboxCommand::List { dir } => {
             anyhow::ensure!(dir.is_dir(), "{}: no such data directory", dir.display());

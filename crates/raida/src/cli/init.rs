@@ -10,7 +10,7 @@ use raida_store::{init_data_dir, InitOptions};
 use super::coin::{parse_dn, parse_num};
 
 #[derive(clap::Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Data directory to create (must not exist, or be empty).
     pub dir: PathBuf,
     /// This server's RAIDA id, 0..24.
@@ -30,7 +30,7 @@ pub struct InitArgs {
     pub denominations: Option<String>,
 }
 
-pub fn run(args: InitArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: InitArgs) -> anyhow::Result<()> {
     let raida_id: u8 = parse_num(&args.raida_id, "RAIDA id")?;
     anyhow::ensure!(raida_id <= 24, "RAIDA id {raida_id} is above 24");
     let mut opts = InitOptions::new(raida_id);

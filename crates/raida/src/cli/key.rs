@@ -21,7 +21,7 @@ use raida_proto::{Key16, Key32};
 use raida_store::wallet::Wallet;
 
 #[derive(clap::Subcommand)]
-pub enum KeyCommand {
+pub(crate) enum KeyCommand {
     /// Send a fresh key: --network, --wallet, --to DN:SN@HOST:PORT (or the older
     /// --receiver/--via form for a receiving RAIDA server).
     Send(SendArgs),
@@ -32,7 +32,7 @@ pub enum KeyCommand {
 }
 
 #[derive(clap::Args)]
-pub struct FixArgs {
+pub(crate) struct FixArgs {
     /// The RAIDA that lost the AN: ID@ADDR:PORT.
     #[arg(long, value_name = "ID@ADDR:PORT")]
     pub target: String,
@@ -68,7 +68,7 @@ pub struct FixArgs {
 }
 
 #[derive(clap::Args)]
-pub struct ReceiveArgs {
+pub(crate) struct ReceiveArgs {
     #[command(flatten)]
     pub receiver: super::ReceiverArgs,
     /// Write K (hex) to this new file, mode 0600, instead of printing it.
@@ -80,7 +80,7 @@ pub struct ReceiveArgs {
 }
 
 #[derive(clap::Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// The network file (network.toml) whose RAIDAs hold the parts.
     #[arg(long, value_name = "FILE", requires_all = ["wallet", "to"], conflicts_with_all = ["receiver", "via"])]
     pub network: Option<PathBuf>,
@@ -126,7 +126,7 @@ pub struct SendArgs {
 }
 
 /// `ID@HOST:PORT` (a host name is resolved here).
-pub fn parse_server(s: &str) -> anyhow::Result<Server> {
+pub(crate) fn parse_server(s: &str) -> anyhow::Result<Server> {
     let (id, addr) = s.split_once('@').with_context(|| format!("{s:?}: expected ID@HOST:PORT"))?;
     let raida_id: u8 = id
         .parse()
@@ -144,7 +144,7 @@ fn parse_coin(s: &str) -> anyhow::Result<CoinId> {
     CoinId::new(dn, sn.parse().context("SN must be decimal")?).with_context(|| format!("{s:?}"))
 }
 
-pub fn run(cmd: KeyCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
         KeyCommand::Send(a) if a.network.is_some() => send_rke(a),
         KeyCommand::Send(a) => {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::coin::{one_secret, open};
 
 #[derive(clap::Subcommand)]
-pub enum LockerCommand {
+pub(crate) enum LockerCommand {
     /// Add a locker AN (refuses a second locker with the same 5-byte prefix).
     Add {
         /// Data directory.
@@ -20,7 +20,7 @@ pub enum LockerCommand {
     },
 }
 
-pub fn run(cmd: LockerCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: LockerCommand) -> anyhow::Result<()> {
     match cmd {
         LockerCommand::Add { dir, an, an_file } => {
             let an = one_secret::<16>(an, an_file.as_deref(), "--an-file", "AN")?;

@@ -1,33 +1,33 @@
-pub mod bench;
-pub mod channel;
-pub mod coin;
-pub mod errors;
-pub mod identity;
-pub mod inbox;
-pub mod init;
-pub mod key;
-pub mod locker;
-pub mod network;
-pub mod progress;
-pub mod receive;
-pub mod secret;
+pub(crate) mod bench;
+pub(crate) mod channel;
+pub(crate) mod coin;
+pub(crate) mod errors;
+pub(crate) mod identity;
+pub(crate) mod inbox;
+pub(crate) mod init;
+pub(crate) mod key;
+pub(crate) mod locker;
+pub(crate) mod network;
+pub(crate) mod progress;
+pub(crate) mod receive;
+pub(crate) mod secret;
 pub(crate) mod secret_file;
-pub mod selfcheck;
-pub mod send;
-pub mod serve;
-pub mod stats;
-pub mod status;
-pub mod token;
-pub mod wallet;
+pub(crate) mod selfcheck;
+pub(crate) mod send;
+pub(crate) mod serve;
+pub(crate) mod stats;
+pub(crate) mod status;
+pub(crate) mod token;
+pub(crate) mod wallet;
 
 /// A `HOST:PORT` flag: an IP address or a host name (resolved once, here; IPv4 preferred).
-pub fn host_port(s: &str) -> Result<std::net::SocketAddr, raida_net::resolve::ResolveError> {
+pub(crate) fn host_port(s: &str) -> Result<std::net::SocketAddr, raida_net::resolve::ResolveError> {
     raida_net::resolve::resolve_address_blocking(s)
 }
 
 /// The tokio runtime `raida serve` and `raida network up` run their servers on (2 workers:
 /// UDP has its own threads, the runtime carries TCP and deferred commands).
-pub fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -40,7 +40,7 @@ pub fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// What a receiving side (`raida key receive`, `raida receive`) is: its network, its coin,
 /// where it listens and whom it accepts.
 #[derive(clap::Args)]
-pub struct ReceiverArgs {
+pub(crate) struct ReceiverArgs {
     /// The network file (network.toml): only its RAIDAs are asked for key parts.
     #[arg(long, value_name = "FILE")]
     pub network: std::path::PathBuf,
@@ -62,13 +62,13 @@ pub struct ReceiverArgs {
 
 impl ReceiverArgs {
     /// The `--from` coins, parsed.
-    pub fn accepted_senders(&self) -> anyhow::Result<Vec<raida_proto::commands::post_key::CoinName>> {
+    pub(crate) fn accepted_senders(&self) -> anyhow::Result<Vec<raida_proto::commands::post_key::CoinName>> {
         Ok(self.from.iter().map(|s| raida_store::wallet::parse_coin_name(s)).collect::<Result<Vec<_>, _>>()?)
     }
 
     /// `--min-parts`, checked against the network: never below its majority (a receiver may
     /// demand more parts, never fewer), never above what a key can have. 0 = the majority.
-    pub fn min_parts(&self, network: &raida_net::network::Network) -> anyhow::Result<usize> {
+    pub(crate) fn min_parts(&self, network: &raida_net::network::Network) -> anyhow::Result<usize> {
         let Some(n) = self.min_parts else { return Ok(0) };
         let majority = network.majority();
         let most = raida_client::rke::DEFAULT_PARTS.min(network.raidas.len());
@@ -85,7 +85,7 @@ impl ReceiverArgs {
 
 /// The flags `raida send` and `raida receive` share: the channel's mode and the output.
 #[derive(clap::Args)]
-pub struct TransferOutput {
+pub(crate) struct TransferOutput {
     /// X25519 + PSK only, without ML-KEM-768 (the other side must say --no-pq too).
     #[arg(long)]
     pub no_pq: bool,

@@ -7,10 +7,10 @@ use raida_net::network::NETWORK_FILE;
 use raida_server::local_network::{add_user, init_network, user_wallet, LocalNetwork, NetworkInit};
 
 /// Folder used by `raida network up` when no DIR is given; created on first start.
-pub const DEFAULT_DIR: &str = "raida-network";
+pub(crate) const DEFAULT_DIR: &str = "raida-network";
 
 #[derive(clap::Subcommand)]
-pub enum NetworkCommand {
+pub(crate) enum NetworkCommand {
     /// Create DIR: one data directory per RAIDA (ports base..base+N-1 on 127.0.0.1), an
     /// identity coin for each, every other RAIDA as key server, DIR/network.toml, and a wallet
     /// per user registered on every RAIDA (DIR/wallets/<user>/).
@@ -51,7 +51,7 @@ pub enum NetworkCommand {
     AddUser { dir: PathBuf, name: String },
 }
 
-pub fn run(cmd: NetworkCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<()> {
     match cmd {
         NetworkCommand::Init { dir, raidas, users, base_port, pages, host } => {
             let opts = NetworkInit {
@@ -144,7 +144,7 @@ fn print_hint(dir: &Path) {
 }
 
 /// Until Ctrl-C (SIGINT) or SIGTERM: what stops `raida serve` and `raida network up`.
-pub async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

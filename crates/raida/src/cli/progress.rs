@@ -11,7 +11,7 @@ use raida_client::transfer::{escape, is_forbidden_char, Event};
 /// JSON progress events at most this often (the others are skipped; `completed` follows).
 const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
-pub struct Reporter {
+pub(crate) struct Reporter {
     quiet: bool,
     json: bool,
     json_to_stderr: bool,
@@ -22,11 +22,11 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(quiet: bool, json: bool, data_on_stdout: bool, verb: &'static str) -> Reporter {
+    pub(crate) fn new(quiet: bool, json: bool, data_on_stdout: bool, verb: &'static str) -> Reporter {
         Reporter { quiet, json, json_to_stderr: data_on_stdout, verb, bar: None, last_json_progress: None }
     }
 
-    pub fn event(&mut self, e: &Event) {
+    pub(crate) fn event(&mut self, e: &Event) {
         if self.json {
             self.json_event(e);
         } else if !self.quiet {

@@ -15,7 +15,7 @@ use raida_store::wallet::Wallet;
 use super::progress::Reporter;
 
 #[derive(clap::Args)]
-pub struct ReceiveArgs {
+pub(crate) struct ReceiveArgs {
     #[command(flatten)]
     pub receiver: super::ReceiverArgs,
     /// Directory for the received files (must exist).
@@ -102,7 +102,7 @@ fn ask(m: &Manifest) -> bool {
     matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
 }
 
-pub fn run(a: ReceiveArgs) -> anyhow::Result<()> {
+pub(crate) fn run(a: ReceiveArgs) -> anyhow::Result<()> {
     let accept = a.receiver.accepted_senders()?;
     let approval = approval(&a, !accept.is_empty())?;
     let network = Network::load(&a.receiver.network)?;

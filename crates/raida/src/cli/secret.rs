@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::coin::{one_secret, open, parse_num};
 
 #[derive(clap::Subcommand)]
-pub enum SecretCommand {
+pub(crate) enum SecretCommand {
     /// Store the 32-byte secret that RAIDA SENDER_RAIDA uses with this RAIDA under KEY_ID.
     Set {
         /// Data directory.
@@ -24,7 +24,7 @@ pub enum SecretCommand {
     },
 }
 
-pub fn run(cmd: SecretCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: SecretCommand) -> anyhow::Result<()> {
     match cmd {
         SecretCommand::Set { dir, sender_raida, key_id, secret, secret_file } => {
             let sender: u8 = parse_num(&sender_raida, "sender RAIDA id")?;

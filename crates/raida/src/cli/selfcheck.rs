@@ -8,7 +8,7 @@ use raida_proto::{crypto, validate_request, CoinId, Status};
 use raida_server::dispatch::{DispatchTable, COMMANDS};
 use rand_core::OsRng;
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     anyhow::ensure!(crypto::crc32(&[0u8; 12]) == 0x7bd5c66f, "CRC32 known answer failed");
     let mut an = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut OsRng, &mut an);

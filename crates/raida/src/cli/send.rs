@@ -11,7 +11,7 @@ use raida_store::wallet::Wallet;
 use super::progress::Reporter;
 
 #[derive(clap::Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// Files to send, or `-` for stdin as a stream.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -41,7 +41,7 @@ pub struct SendArgs {
     pub output_mode: super::TransferOutput,
 }
 
-pub fn run(a: SendArgs) -> anyhow::Result<()> {
+pub(crate) fn run(a: SendArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.name.is_none() || a.files.len() == 1, "--name needs exactly one FILE");
     let to = Recipient::parse(&a.to)?;
     let network = Network::load(&a.network)?;

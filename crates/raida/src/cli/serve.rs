@@ -17,13 +17,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 /// Folder used when no DIR is given; created with defaults on first start.
-pub const DEFAULT_DIR: &str = "raida-data";
+pub(crate) const DEFAULT_DIR: &str = "raida-data";
 
 /// Log filter when neither `--log` nor config.toml's `log` gives one.
 const DEFAULT_LOG: &str = "info";
 
 #[derive(clap::Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Data directory (default ./raida-data, created with defaults on first start:
     /// raida id 0, listen 127.0.0.1:50000, 16 pages per denomination).
     #[arg(env = "RAIDA_DATA_DIR")]
@@ -45,7 +45,7 @@ pub struct ServeArgs {
 
 /// `--log-format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines; colours only when stderr is a terminal.
     Text,
     /// One JSON object per line (timestamp, level, target, fields), never coloured.
@@ -53,10 +53,10 @@ pub enum LogFormat {
 }
 
 /// Changes the log filter of a running process (SIGHUP).
-pub type LogHandle = reload::Handle<EnvFilter, Registry>;
+pub(crate) type LogHandle = reload::Handle<EnvFilter, Registry>;
 
 /// Log to stderr with `filter` in `format`; the handle changes the filter later.
-pub fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<LogHandle> {
+pub(crate) fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<LogHandle> {
     let filter = EnvFilter::try_new(filter).with_context(|| format!("bad log filter {filter:?}"))?;
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
@@ -72,7 +72,7 @@ pub fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<LogHandle
     Ok(handle)
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let dir = match &args.dir {
         Some(d) => {
             anyhow::ensure!(d.is_dir(), "{}: no such data directory (create one with `raida init`)", d.display());

@@ -16,7 +16,7 @@ use raida_store::wallet::Wallet;
 use zeroize::Zeroize;
 
 #[derive(clap::Args)]
-pub struct StatsArgs {
+pub(crate) struct StatsArgs {
     /// The server.
     #[arg(value_name = "HOST:PORT", value_parser = crate::cli::host_port)]
     pub server: SocketAddr,
@@ -35,7 +35,7 @@ pub struct StatsArgs {
     pub wallet: Option<PathBuf>,
 }
 
-pub fn run(args: StatsArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: StatsArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.raida_id < 25, "--raida-id must be 0..24");
     let mut admin_key = [0u8; 16];
     hex::decode_to_slice(args.admin_key.trim(), &mut admin_key)

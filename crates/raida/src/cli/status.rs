@@ -12,7 +12,7 @@ use raida_proto::commands::echo::Echo;
 use raida_proto::commands::version::Version;
 
 #[derive(clap::Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The network file (network.toml of `raida network init`).
     #[arg(long, value_name = "FILE")]
     pub network: PathBuf,
@@ -34,7 +34,7 @@ struct Row {
     error: Option<String>,
 }
 
-pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.timeout > 0.0 && args.timeout <= 60.0, "--timeout must be between 0 and 60 seconds");
     let network = Network::load(&args.network)?;
     let timeout = Duration::from_secs_f64(args.timeout);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::coin::{one_secret, open, parse_coin};
 
 #[derive(clap::Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Store this RAIDA's 32-byte secret of key token DN (7..11) / SN.
     Set {
         /// Data directory.
@@ -25,7 +25,7 @@ pub enum TokenCommand {
     },
 }
 
-pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Set { dir, dn, sn, secret, secret_file } => {
             let token = parse_coin(&dn, &sn)?;

@@ -8,7 +8,7 @@ use raida_store::wallet::{parse_coin_name, Wallet};
 use zeroize::Zeroizing;
 
 #[derive(clap::Subcommand)]
-pub enum WalletCommand {
+pub(crate) enum WalletCommand {
     /// Make a coin with 25 ANs from the OS CSPRNG: writes DIR/<DN 2 hex>.<SN>.bin (mode 0600)
     /// and prints, per RAIDA, the line its operator runs to register the coin.
     New {
@@ -31,7 +31,7 @@ pub enum WalletCommand {
     },
 }
 
-pub fn run(cmd: WalletCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: WalletCommand) -> anyhow::Result<()> {
     match cmd {
         WalletCommand::New { coin, out, coin_id } => {
             let name = parse_coin_name(&coin)?;

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_raida");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_raida");
 
 /// `raida init DIR --raida-id ID` with one page of denomination 0.
-pub fn init_as(dir: &Path, id: &str) {
+pub(crate) fn init_as(dir: &Path, id: &str) {
     let out = Command::new(BIN)
         .args(["init", dir.to_str().unwrap(), "--raida-id", id, "--pages", "1", "--denominations", "0"])
         .output()
@@ -20,7 +20,7 @@ pub fn init_as(dir: &Path, id: &str) {
 }
 
 /// Start `raida serve DIR --listen 127.0.0.1:0`; returns the child and the bound address.
-pub fn serve(dir: &Path) -> (Child, String) {
+pub(crate) fn serve(dir: &Path) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -38,7 +38,7 @@ pub fn serve(dir: &Path) -> (Child, String) {
     (child, addr)
 }
 
-pub fn terminate(mut child: Child) -> std::process::ExitStatus {
+pub(crate) fn terminate(mut child: Child) -> std::process::ExitStatus {
     send_sigterm(child.id());
     let start = Instant::now();
     loop {
@@ -50,12 +50,12 @@ pub fn terminate(mut child: Child) -> std::process::ExitStatus {
     }
 }
 
-pub fn send_sigterm(pid: u32) {
+pub(crate) fn send_sigterm(pid: u32) {
     let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(status.success());
 }
 
-pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
@@ -69,13 +69,13 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSta
     }
 }
 
-pub struct Side {
+pub(crate) struct Side {
     child: Child,
     pub out: std::thread::JoinHandle<Vec<u8>>,
     pub err: std::thread::JoinHandle<String>,
 }
 
-pub fn start(args: &[&str], input: Vec<u8>, addr_tx: Option<std::sync::mpsc::Sender<String>>) -> Side {
+pub(crate) fn start(args: &[&str], input: Vec<u8>, addr_tx: Option<std::sync::mpsc::Sender<String>>) -> Side {
     let mut child = Command::new(BIN)
         .arg("channel")
         .args(args)
@@ -109,7 +109,7 @@ pub fn start(args: &[&str], input: Vec<u8>, addr_tx: Option<std::sync::mpsc::Sen
     Side { child, out, err }
 }
 
-pub fn conversation(
+pub(crate) fn conversation(
     psk_l: Option<&str>,
     psk_c: Option<&str>,
     a: Vec<u8>,
