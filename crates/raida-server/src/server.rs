@@ -212,7 +212,6 @@ impl ServerBuilder {
             crate::inbox::InboxLimits { max_keys: config.inbox_max_keys, max_age_secs: config.inbox_max_age_seconds };
         state.durable_threads = config.durable_threads;
         state.admin_key = admin_key;
-        state.udp_error_rate_per_addr = limits.udp_error_rate_per_addr;
         state.key_alert = KeyAlertSettings {
             key_servers,
             identity: config.identity.as_ref().map(|i| raida_proto::IdentityCoin((i.dn, i.sn).into())),
@@ -306,8 +305,7 @@ impl RunningServer {
                 "not enough descriptors for the configured TCP connections: raise the hard RLIMIT_NOFILE"
             );
         }
-        // the limits the server starts with win over the state's (tests start a state
-        // built elsewhere with other limits)
+        // the UDP error rate is one of the limits the server starts with (ServerLimits)
         state.udp_errors.set_per_second(limits.udp_error_rate_per_addr);
         let deferred = Arc::new(DeferredLimits::new(
             limits.max_key_alerts,

@@ -306,7 +306,6 @@ pub struct ServerStateBuilder {
     /// Show Stats' admin key (None: Show Stats is refused).
     pub admin_key: Option<[u8; 16]>,
     pub key_alert: KeyAlertSettings,
-    pub udp_error_rate_per_addr: u32,
     /// The request path's randomness ([`os_random`] by default).
     pub random: Random,
     pub dispatch: DispatchTable,
@@ -335,7 +334,6 @@ impl ServerState {
             durable_threads: DEFAULT_BLOCKING_THREADS,
             admin_key: None,
             key_alert: KeyAlertSettings::default(),
-            udp_error_rate_per_addr: DEFAULT_UDP_ERROR_RATE,
             random: os_random(),
             dispatch: DispatchTable::standard(),
         }
@@ -377,7 +375,7 @@ impl ServerStateBuilder {
             clock: self.clock,
             random: self.random,
             dispatch: self.dispatch,
-            udp_errors: ErrorRateLimiter::new(self.udp_error_rate_per_addr),
+            udp_errors: ErrorRateLimiter::new(DEFAULT_UDP_ERROR_RATE),
             blocking,
             peer_logs: LogLimiter::default(),
             live_limits: arc_swap::ArcSwapOption::empty(),

@@ -156,12 +156,13 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<KeyAl
             tracing::info!(%error, suppressed, "key alert: part not fetched");
         }
     }
-    if let Some(key) = key {
+    if let Some(mut key) = key {
         let stored = InboxKey {
             key_id: first,
             created: ctx.now,
             senders: senders.into_iter().flatten().collect(),
-            key: key.to_vec(),
+            // moved, not copied: the one buffer is wiped when the InboxKey drops
+            key: std::mem::take(&mut *key),
         };
         let st = state.clone();
         let result = tokio::task::spawn_blocking(move || st.inbox.store(&stored)).await;
