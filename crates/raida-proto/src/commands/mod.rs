@@ -20,6 +20,8 @@ pub mod ids {
     pub const GET_KEY: u8 = 43;
     pub const ENCRYPT_KEY: u8 = 44;
     pub const DECRYPT_RAIDA_KEY: u8 = 45;
+    pub const LEAVE_ALERT: u8 = 46;
+    pub const TAKE_ALERTS: u8 = 47;
 }
 
 /// Every (group, command) pair PROTOCOL.md section 6 defines, from the request types, for
@@ -37,6 +39,8 @@ pub const SPEC_COMMANDS: &[(u8, u8)] = &[
     numbers::<get_key::GetKey>(),
     numbers::<encrypt_key::EncryptKey>(),
     numbers::<decrypt_raida_key::DecryptRaidaKey>(),
+    numbers::<leave_alert::LeaveAlert>(),
+    numbers::<take_alerts::TakeAlerts>(),
 ];
 
 /// The dispatch table of section 6 as a [`CommandSet`].
@@ -55,8 +59,10 @@ pub mod encrypt_key;
 pub mod get_key;
 pub mod get_ticket;
 pub mod key_alert;
+pub mod leave_alert;
 pub mod post_key;
 pub mod show_stats;
+pub mod take_alerts;
 pub mod validate_ticket;
 pub mod version;
 
@@ -126,6 +132,15 @@ mod tests {
         };
         round_trip(decrypt_raida_key::DecryptRaidaKey { coin: identity, records: vec![r; 2] });
         round_trip(decrypt_raida_key::DecryptRaidaKeyAnswer(vec![true, false]));
+        let body = leave_alert::AlertBody {
+            parts: vec![leave_alert::MailboxPart { raida_id: 24, key_id: [3; 16], commitment: [4; 16] }],
+            hints: vec![leave_alert::ConnectionHint::new(([127, 0, 0, 1], 9).into())],
+        };
+        round_trip(leave_alert::LeaveAlert { receiver: coin, alert_id: [5; 16], body: body.clone() });
+        round_trip(leave_alert::LeaveAlertAnswer);
+        round_trip(take_alerts::TakeAlerts { wait: 30 });
+        let waiting = take_alerts::WaitingAlert { sender: coin, age: 599, alert_id: [6; 16], body };
+        round_trip(take_alerts::TakeAlertsAnswer { alerts: vec![waiting; 2] });
     }
 
     #[test]
