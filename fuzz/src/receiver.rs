@@ -64,5 +64,7 @@ pub fn receiver_alert(data: &[u8]) {
         Err(AlertRefusal::Legacy { part, raida_id }) => {
             assert!(raidas.iter().any(|r| r.server.raida_id == raida_id && r.legacy), "part {part}: not legacy");
         }
+        // sender rules: only mailbox alerts name a sender before any fetch
+        Err(other) => panic!("a Key Alert refused for a sender rule: {other}"),
     }
 }

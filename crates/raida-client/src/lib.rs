@@ -17,6 +17,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use zeroize::{Zeroize, Zeroizing};
 
 pub mod exchange;
+pub mod mailbox;
 pub mod rke;
 pub mod transfer;
 

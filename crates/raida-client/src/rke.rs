@@ -57,9 +57,11 @@ use raida_proto::client::ClientKey;
 use raida_proto::codec::Codec;
 use raida_proto::commands::ids::{ECHO, GROUP_KEY_EXCHANGE, GROUP_STATUS, KEY_ALERT, POST_KEY};
 use raida_proto::commands::key_alert::{self, AlertEntry, KeyAlert};
+use raida_proto::commands::leave_alert::{AlertBody, ConnectionHint, LeaveAlert, MailboxPart, MAX_HINTS};
 use raida_proto::commands::post_key::{CoinName, PostKey};
 use raida_proto::header::{request_len, CommandSet, ServerIdentity};
 use raida_proto::keys::NoKeys;
+use raida_proto::mailbox::{commitment, rendezvous_id, MIN_MAILBOX_ACCEPTS};
 use raida_proto::replay::NoReplay;
 use raida_proto::{validate_request, Rejection, Status};
 use rand_core::{OsRng, RngCore};
@@ -70,12 +72,15 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::exchange::split_key;
+use crate::mailbox::{MailboxEvent, MailboxPoller};
 use crate::{unix_now, Client, ClientError, Server, Transport};
 use raida_net::batch::{udp_batch, BatchRequest};
 use raida_net::fetch_budget::FetchBudget;
 use raida_net::network::{majority_of, Network, NetworkError, ResolvedRaida};
 use raida_net::resolve::{resolve_address, split_host_port};
+use raida_proto::commands::take_alerts::WaitingAlert;
 use raida_store::wallet::{parse_coin_name, Wallet, WalletError};
+use std::collections::{BTreeMap, HashSet};
 
 /// Parts per key by default (section 9).
 pub const DEFAULT_PARTS: usize = 16;
@@ -131,15 +136,21 @@ pub fn derive_session_key(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recipient {
     pub coin: CoinName,
-    /// `HOST:PORT`, resolved at use.
-    pub address: String,
+    /// `HOST:PORT`, resolved at use: an optional shortcut (a direct 42 and a direct data
+    /// path); without it the alert goes to the receiver's mailbox only.
+    pub address: Option<String>,
     pub raida_id: Option<u8>,
 }
 
 impl Recipient {
     pub fn parse(s: &str) -> Result<Recipient, RkeError> {
-        let bad = |why: &str| RkeError::Setup(format!("{s:?}: {why} (expected DN:SN@HOST:PORT or DN:SN@ID@HOST:PORT)"));
-        let (coin, rest) = s.split_once('@').ok_or_else(|| bad("no '@'"))?;
+        let bad = |why: &str| {
+            RkeError::Setup(format!("{s:?}: {why} (expected DN:SN, DN:SN@HOST:PORT or DN:SN@ID@HOST:PORT)"))
+        };
+        let Some((coin, rest)) = s.split_once('@') else {
+            let coin = parse_coin_name(s).map_err(|e| bad(&e.to_string()))?;
+            return Ok(Recipient { coin, address: None, raida_id: None });
+        };
         let coin = parse_coin_name(coin).map_err(|e| bad(&e.to_string()))?;
         let (raida_id, address) = match rest.split_once('@') {
             Some((id, addr)) => {
@@ -149,7 +160,7 @@ impl Recipient {
             None => (None, rest),
         };
         split_host_port(address).map_err(|e| bad(&e.to_string()))?;
-        Ok(Recipient { coin, address: address.to_string(), raida_id })
+        Ok(Recipient { coin, address: Some(address.to_string()), raida_id })
     }
 }
 
@@ -169,6 +180,11 @@ pub struct SendOptions {
     /// Let only the receiver's address (as the sender reaches it) fetch the parts. Turn off
     /// when the receiver reaches the RAIDAs from another address (NAT).
     pub bind_receiver_address: bool,
+    /// Addresses where this sender listens on TCP, offered to the receiver as hints (at
+    /// most 4 are sent): a receiver behind NAT can then connect to the sender.
+    pub hints: Vec<SocketAddr>,
+    /// Timeout of each Leave Alert (46) on a mailbox RAIDA.
+    pub mailbox_timeout: Duration,
 }
 
 impl SendOptions {
@@ -210,6 +226,8 @@ impl Default for SendOptions {
             tcp_timeout: Some(Duration::from_secs(3)),
             alert_timeout: Duration::from_secs(20),
             bind_receiver_address: true,
+            hints: Vec::new(),
+            mailbox_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -238,6 +256,19 @@ pub struct SendReport {
     pub key_servers: Vec<u8>,
     /// Posts that failed and were placed elsewhere.
     pub reposted: Vec<PostFailure>,
+    /// How the alert reached the receiver.
+    pub delivery: AlertDelivery,
+    /// The relay's rendezvous id for this exchange (section 9, the data path).
+    pub rendezvous: [u8; 32],
+}
+
+/// How a sender's alert reached the receiver (section 9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlertDelivery {
+    /// The receiver's address answered the direct 42 with 250: it holds the key.
+    Direct,
+    /// Left with 46 on these mailbox RAIDAs (at least three), under this alert id.
+    Mailbox { alert_id: [u8; 16], raidas: Vec<u8> },
 }
 
 /// Why an exchange did not complete. Every message names the RAIDA or the receiver at
@@ -255,6 +286,13 @@ pub enum RkeError {
     NotEnoughServers { needed: usize, available: usize, failures: Vec<PostFailure> },
     #[error("receiver {address}: {reason}")]
     Alert { address: String, reason: String },
+    #[error(
+        "only {} of the receiver's mailbox RAIDAs took the alert (at least {needed} must, so that the receiver finds it){}{}",
+        .accepted.len(),
+        .direct.as_ref().map(|d| format!("; the direct alert failed too: {d}")).unwrap_or_default(),
+        failures_text(.failures)
+    )]
+    Mailbox { accepted: Vec<u8>, needed: usize, failures: Vec<PostFailure>, direct: Option<String> },
     #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", refusal_hint(*.status, *.fetched))]
     Refused { status: Status, fetched: usize, parts: usize },
     #[error("listen on {address}: {source}")]
@@ -482,15 +520,18 @@ pub async fn send_assembled_key(
     same_coin_id(network, wallet)?;
     let parts = opts.parts_for(network)?;
     let pieces = split_key(key, parts).map_err(|e| RkeError::Setup(e.to_string()))?;
-    let receiver_addr = resolve_address(&to.address)
-        .await
-        .map_err(|e| RkeError::Alert { address: to.address.clone(), reason: e.to_string() })?;
-    let receiver_ip = match receiver_addr.ip() {
-        IpAddr::V4(v4) if opts.bind_receiver_address => v4.octets(),
+    let receiver_addr = match &to.address {
+        Some(a) => {
+            Some(resolve_address(a).await.map_err(|e| RkeError::Alert { address: a.clone(), reason: e.to_string() })?)
+        }
+        None => None,
+    };
+    let receiver_ip = match receiver_addr.map(|a| a.ip()) {
+        Some(IpAddr::V4(v4)) if opts.bind_receiver_address => v4.octets(),
         _ => [0; 4],
     };
-    probe(network.coin_id, to, receiver_addr).await?;
-    let mut pool: Vec<ResolvedRaida> = network.resolve().await?.into_iter().filter(|r| !r.legacy).collect();
+    let resolved = network.resolve().await?;
+    let mut pool: Vec<ResolvedRaida> = resolved.iter().filter(|r| !r.legacy).copied().collect();
     let available = pool.len();
     if available < pieces.len() {
         return Err(RkeError::NotEnoughServers { needed: pieces.len(), available, failures: Vec::new() });
@@ -535,37 +576,73 @@ pub async fn send_assembled_key(
         })
         .collect();
     let first_key_id = entries[0].key_id;
-    let status = alert(network.coin_id, to, receiver_addr, &entries, opts.alert_timeout).await?;
-    if status.0 != Status::Success {
-        let fetched = status.1.iter().take(entries.len()).filter(|b| **b == 0xFF).count();
-        return Err(RkeError::Refused { status: status.0, fetched, parts: entries.len() });
+    // 1. directly, when the receiver's address is known: its answer says whether it took
+    //    the key (then the mailbox copy would only make it fetch parts that are gone)
+    let mut direct_failure = None;
+    if let (Some(addr), Some(address)) = (receiver_addr, &to.address) {
+        match alert(network.coin_id, to, address, addr, &entries, opts.alert_timeout).await {
+            Ok((Status::Success, _)) => {
+                let session_key = derive_session_key(key, sender, to.coin, &first_key_id);
+                let rendezvous = rendezvous_id(session_key.as_bytes(), &first_key_id);
+                return Ok(SendReport {
+                    session_key,
+                    receiver: to.coin,
+                    first_key_id,
+                    key_servers: placed.iter().map(|p| p.server.server.raida_id).collect(),
+                    reposted,
+                    delivery: AlertDelivery::Direct,
+                    rendezvous,
+                });
+            }
+            // refused after fetching: a mailbox copy would be refused the same way
+            Ok((status, map)) => {
+                let fetched = map.iter().take(entries.len()).filter(|b| **b == 0xFF).count();
+                return Err(RkeError::Refused { status, fetched, parts: entries.len() });
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "the direct alert failed; the receiver's mailbox carries it");
+                direct_failure = Some(e.to_string());
+            }
+        }
     }
+    // 2. the receiver's mailbox: 46 on its seven mailbox RAIDAs, with the commitments
+    let mut alert_id = [0u8; 16];
+    OsRng.try_fill_bytes(&mut alert_id).map_err(|e| RkeError::Setup(format!("the OS random generator failed: {e}")))?;
+    let body = AlertBody {
+        parts: placed
+            .iter()
+            .zip(&pieces)
+            .map(|(p, piece)| MailboxPart {
+                raida_id: p.server.server.raida_id,
+                key_id: p.key_id,
+                commitment: commitment(&p.key_id, piece),
+            })
+            .collect(),
+        hints: opts.hints.iter().take(MAX_HINTS).map(|a| ConnectionHint::new(*a)).collect(),
+    };
+    let leave = LeaveAlert { receiver: to.coin, alert_id, body };
+    let delivery = crate::mailbox::leave_alert(network.coin_id, &resolved, wallet, &leave, opts.mailbox_timeout).await;
+    if delivery.accepted.len() < MIN_MAILBOX_ACCEPTS {
+        return Err(RkeError::Mailbox {
+            accepted: delivery.accepted,
+            needed: MIN_MAILBOX_ACCEPTS,
+            failures: delivery.failures,
+            direct: direct_failure,
+        });
+    }
+    for f in &delivery.failures {
+        tracing::info!(raida = f.raida_id, reason = %f.reason, "a mailbox RAIDA did not take the alert");
+    }
+    let session_key = derive_session_key(key, sender, to.coin, &first_key_id);
+    let rendezvous = rendezvous_id(session_key.as_bytes(), &alert_id);
     Ok(SendReport {
-        session_key: derive_session_key(key, sender, to.coin, &first_key_id),
+        session_key,
         receiver: to.coin,
         first_key_id,
         key_servers: placed.iter().map(|p| p.server.server.raida_id).collect(),
         reposted,
-    })
-}
-
-/// Echo the receiver before posting anything: a receiver that is not listening is the most
-/// common mistake, and finding it after the posts would leave parts behind for nothing.
-async fn probe(coin_id: u16, to: &Recipient, addr: SocketAddr) -> Result<(), RkeError> {
-    let server = Server { addr, raida_id: to.raida_id.unwrap_or(0) };
-    let timeout = Duration::from_secs(3);
-    let mut last = None;
-    for transport in [Transport::Tcp, Transport::Udp] {
-        match Client::new(transport, coin_id, timeout).request(server, GROUP_STATUS, ECHO, &ClientKey::None, &[]).await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) => last = Some(e),
-        }
-    }
-    let why = last.map(|e| e.to_string()).unwrap_or_default();
-    Err(RkeError::Alert {
-        address: to.address.clone(),
-        reason: format!("does not answer Echo ({why}): start `raida key receive --listen {}` there first", to.address),
+        delivery: AlertDelivery::Mailbox { alert_id, raidas: delivery.accepted },
+        rendezvous,
     })
 }
 
@@ -576,13 +653,14 @@ async fn probe(coin_id: u16, to: &Recipient, addr: SocketAddr) -> Result<(), Rke
 async fn alert(
     coin_id: u16,
     to: &Recipient,
+    address: &str,
     addr: SocketAddr,
     entries: &[AlertEntry],
     timeout: Duration,
 ) -> Result<(Status, [u8; 16]), RkeError> {
     let server = Server { addr, raida_id: to.raida_id.unwrap_or(0) };
     let payload = KeyAlert { entries: entries.to_vec() }.to_bytes();
-    let fail = |reason: String| RkeError::Alert { address: to.address.clone(), reason };
+    let fail = |reason: String| RkeError::Alert { address: address.to_string(), reason };
     let tcp = Client::new(Transport::Tcp, coin_id, timeout);
     let mut over_tcp = None;
     let reply = match tcp.request(server, GROUP_KEY_EXCHANGE, KEY_ALERT, &ClientKey::None, &payload).await {
@@ -602,7 +680,7 @@ async fn alert(
             "no answer to the Key Alert within {timeout:?}{tcp_too}: is `raida key receive` running there?"
         )),
         ClientError::Io { source, .. } => {
-            fail(format!("{source}{tcp_too}: is `raida key receive --listen {}` running?", to.address))
+            fail(format!("{source}{tcp_too}: is a receiver listening there (`--listen {address}`)?"))
         }
         ClientError::Response { source, .. } => fail(format!("the Key Alert was refused: {source}{tcp_too}")),
         other => fail(format!("{other}{tcp_too}")),
@@ -650,6 +728,9 @@ pub struct ReceiveOptions {
     /// receiver's own coin, whose replay share on each RAIDA is bounded: without this
     /// budget, a flood of forged alerts would spend it and lock the coin out.
     pub fetches_per_minute: u32,
+    /// Take alerts from the receiver's mailbox RAIDAs (47, long polls over TCP). On by
+    /// default; off, only 42 to the listening port delivers a key.
+    pub mailbox: bool,
 }
 
 impl Default for ReceiveOptions {
@@ -667,6 +748,7 @@ impl Default for ReceiveOptions {
             max_error_answers_per_second: 1000,
             min_parts: 0,
             fetches_per_minute: DEFAULT_FETCHES_PER_MINUTE,
+            mailbox: true,
         }
     }
 }
@@ -685,6 +767,10 @@ pub enum AlertRefusal {
     NotInNetwork { part: usize, raida_id: u8, address: String },
     /// An entry names a legacy RAIDA (no EN 4).
     Legacy { part: usize, raida_id: u8 },
+    /// The sender is anonymous (0:0).
+    Anonymous,
+    /// The sender is not one this receiver accepts (`--from`).
+    NotAccepted { sender: CoinName },
 }
 
 impl std::fmt::Display for AlertRefusal {
@@ -702,6 +788,10 @@ impl std::fmt::Display for AlertRefusal {
                 write!(f, "part {part}: RAIDA {raida_id} at {address} is not in network.toml")
             }
             AlertRefusal::Legacy { part, raida_id } => write!(f, "part {part}: RAIDA {raida_id} is legacy (no EN 4)"),
+            AlertRefusal::Anonymous => write!(f, "the sender is anonymous (0:0): nothing fetched"),
+            AlertRefusal::NotAccepted { sender } => {
+                write!(f, "sender {sender} is not one this receiver accepts (--from): nothing fetched")
+            }
         }
     }
 }
@@ -755,6 +845,30 @@ pub fn plan_alert(
     Ok(plan)
 }
 
+/// Every rule of section 9 that needs no fetch, applied to a mailbox alert: the sender
+/// (vouched for by the mailbox RAIDA) is not anonymous and is accepted, and the parts pass
+/// [`plan_alert`] at the addresses the network file gives their RAIDA ids.
+pub fn plan_mailbox_alert(
+    alert: &WaitingAlert,
+    raidas: &[ResolvedRaida],
+    opts: &ReceiveOptions,
+) -> Result<Vec<PlannedFetch>, AlertRefusal> {
+    if !alert.sender.is_set() {
+        return Err(AlertRefusal::Anonymous);
+    }
+    if !opts.accept.is_empty() && !opts.accept.contains(&alert.sender) {
+        return Err(AlertRefusal::NotAccepted { sender: alert.sender });
+    }
+    let mut entries = Vec::with_capacity(alert.body.parts.len());
+    for (part, p) in alert.body.parts.iter().enumerate() {
+        let Some(r) = raidas.iter().find(|r| r.server.raida_id == p.raida_id) else {
+            return Err(AlertRefusal::NotInNetwork { part, raida_id: p.raida_id, address: "(none)".into() });
+        };
+        entries.push(AlertEntry::new(p.key_id, r.server.addr.ip(), r.server.addr.port(), p.raida_id));
+    }
+    plan_alert(&entries, raidas, opts)
+}
+
 /// A key the receiver accepted.
 #[derive(Debug)]
 pub struct Received {
@@ -763,7 +877,29 @@ pub struct Received {
     pub first_key_id: [u8; 16],
     pub parts: usize,
     /// Where the alert came from.
-    pub from: SocketAddr,
+    pub source: AlertSource,
+    /// Where the sender listens (its hints, from a mailbox alert).
+    pub hints: Vec<SocketAddr>,
+    /// The relay's rendezvous id of this exchange (section 9, the data path).
+    pub rendezvous: [u8; 32],
+}
+
+/// Where an alert came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertSource {
+    /// A 42 to this receiver's listening port, from this address.
+    Direct(SocketAddr),
+    /// 47 from this mailbox RAIDA.
+    Mailbox { raida_id: u8 },
+}
+
+impl std::fmt::Display for AlertSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AlertSource::Direct(a) => write!(f, "{a}"),
+            AlertSource::Mailbox { raida_id } => write!(f, "the mailbox on RAIDA {raida_id}"),
+        }
+    }
 }
 
 /// What one Key Alert led to.
@@ -772,8 +908,12 @@ pub enum AlertOutcome {
     Accepted(Received),
     /// Answered 242 / 243 (or an error status); nothing kept.
     Refused {
-        from: SocketAddr,
+        from: AlertSource,
         status: Status,
+        reason: String,
+    },
+    /// None of the mailbox RAIDAs answered a Take Alerts (said once; polling goes on).
+    MailboxUnreachable {
         reason: String,
     },
 }
@@ -787,9 +927,24 @@ struct TcpRequest {
 
 /// The receiver: UDP and TCP on one port. See the module docs.
 pub struct KeyReceiver {
-    udp: UdpSocket,
-    tcp: TcpListener,
-    addr: SocketAddr,
+    /// The listening port (UDP and TCP), when the receiver listens (`--listen`).
+    udp: Option<UdpSocket>,
+    tcp: Option<TcpListener>,
+    addr: Option<SocketAddr>,
+    /// Long polls of the mailbox RAIDAs ([`ReceiveOptions::mailbox`]).
+    mailbox: Option<MailboxPoller>,
+    /// The network's RAIDAs, resolved when the receiver started (mailbox alerts name
+    /// RAIDAs by id only).
+    raidas: Vec<ResolvedRaida>,
+    /// Mailbox alerts handled (bounded): a copy from another RAIDA, or the same RAIDA's
+    /// repeat, is not handled again; a copy that differs is (it may be the honest one).
+    tried: HashSet<WaitingAlert>,
+    /// Alert ids whose key was accepted: their copies are ignored.
+    done: HashSet<[u8; 16]>,
+    /// Mailbox RAIDAs whose poll failed, until an alert arrived from any.
+    failing: BTreeMap<u8, String>,
+    /// Whether [`AlertOutcome::MailboxUnreachable`] was said.
+    warned: bool,
     network: Network,
     wallet: Wallet,
     opts: ReceiveOptions,
@@ -832,13 +987,62 @@ enum Event {
     Datagram(usize, SocketAddr),
     Connection(TcpStream, SocketAddr),
     Tcp(TcpRequest),
+    Mailbox(MailboxEvent),
     Nothing,
 }
 
+async fn recv_from(udp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match udp {
+        Some(u) => u.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept(tcp: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match tcp {
+        Some(t) => t.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_mailbox(m: Option<&mut MailboxPoller>) -> MailboxEvent {
+    match m {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The key of the fetch budget for a mailbox alert: its vouched-for sender, written as an
+/// address of the unique-local range fd00::/8 that no 42 can come from, so that one sender
+/// gets a share of the budget as one source address of 42s does.
+fn budget_source(sender: CoinName) -> IpAddr {
+    let mut b = [0u8; 16];
+    b[0] = 0xfd;
+    b[11] = sender.dn as u8;
+    b[12..].copy_from_slice(&sender.sn.to_be_bytes());
+    IpAddr::from(b)
+}
+
 impl KeyReceiver {
-    /// Listen on `listen` (`HOST:PORT`; port 0 picks a free one) for UDP and TCP.
+    /// Listen on `listen` (`HOST:PORT`; port 0 picks a free one) for UDP and TCP (42), and
+    /// take alerts from the mailbox too unless [`ReceiveOptions::mailbox`] is off.
     pub async fn bind(
         listen: &str,
+        network: Network,
+        wallet: Wallet,
+        opts: ReceiveOptions,
+    ) -> Result<KeyReceiver, RkeError> {
+        KeyReceiver::open(Some(listen), network, wallet, opts).await
+    }
+
+    /// Take alerts from the mailbox only: no open port (section 9, a receiver behind NAT).
+    pub async fn mailbox(network: Network, wallet: Wallet, opts: ReceiveOptions) -> Result<KeyReceiver, RkeError> {
+        let opts = ReceiveOptions { mailbox: true, ..opts };
+        KeyReceiver::open(None, network, wallet, opts).await
+    }
+
+    async fn open(
+        listen: Option<&str>,
         network: Network,
         wallet: Wallet,
         opts: ReceiveOptions,
@@ -851,14 +1055,28 @@ impl KeyReceiver {
                 network.raidas.len()
             )));
         }
-        let io = |source| RkeError::Listen { address: listen.to_string(), source };
-        let addr = resolve_address(listen).await.map_err(|e| io(std::io::Error::other(e)))?;
-        let (udp, tcp) = bind_both(addr).map_err(io)?;
-        udp.set_nonblocking(true).map_err(io)?;
-        tcp.set_nonblocking(true).map_err(io)?;
-        let addr = udp.local_addr().map_err(io)?;
-        let udp = UdpSocket::from_std(udp).map_err(io)?;
-        let tcp = TcpListener::from_std(tcp).map_err(io)?;
+        let (udp, tcp, addr) = match listen {
+            Some(listen) => {
+                let io = |source| RkeError::Listen { address: listen.to_string(), source };
+                let addr = resolve_address(listen).await.map_err(|e| io(std::io::Error::other(e)))?;
+                let (udp, tcp) = bind_both(addr).map_err(io)?;
+                udp.set_nonblocking(true).map_err(io)?;
+                tcp.set_nonblocking(true).map_err(io)?;
+                let addr = udp.local_addr().map_err(io)?;
+                (Some(UdpSocket::from_std(udp).map_err(io)?), Some(TcpListener::from_std(tcp).map_err(io)?), Some(addr))
+            }
+            None => (None, None, None),
+        };
+        let raidas = network.resolve().await?;
+        let mailbox = opts.mailbox.then(|| MailboxPoller::start(network.coin_id, &raidas, &wallet));
+        if let Some(m) = &mailbox {
+            if m.raida_ids.is_empty() && listen.is_none() {
+                return Err(RkeError::Setup(format!(
+                    "none of the mailbox RAIDAs of coin {} is in network.toml (or the wallet has no AN for them)",
+                    wallet.name()
+                )));
+            }
+        }
         let (conn_tx, conn_rx) = mpsc::channel(opts.max_connections.max(1));
         let connections = ConnectionTable::new(TcpLimits {
             total: opts.max_connections.max(1),
@@ -871,6 +1089,12 @@ impl KeyReceiver {
             udp,
             tcp,
             addr,
+            mailbox,
+            raidas,
+            tried: HashSet::new(),
+            done: HashSet::new(),
+            failing: BTreeMap::new(),
+            warned: false,
             network,
             wallet,
             conn_tx,
@@ -883,14 +1107,20 @@ impl KeyReceiver {
         })
     }
 
-    /// The bound address (UDP and TCP).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The bound address (UDP and TCP), when the receiver listens.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
     }
 
-    /// Stop answering (UDP closes) and hand over the TCP listener, still bound: after a key
-    /// was accepted, the sender connects to the same port for the channel (`transfer`).
-    pub fn into_listener(self) -> TcpListener {
+    /// The mailbox RAIDAs polled (none when the mailbox is off).
+    pub fn mailbox_raidas(&self) -> Vec<u8> {
+        self.mailbox.as_ref().map(|m| m.raida_ids.clone()).unwrap_or_default()
+    }
+
+    /// Stop answering (UDP closes, mailbox polls stop) and hand over the TCP listener, still
+    /// bound: after a key was accepted, the sender may connect to the same port for the
+    /// channel (`transfer`).
+    pub fn into_listener(self) -> Option<TcpListener> {
         self.tcp
     }
 
@@ -914,6 +1144,10 @@ impl KeyReceiver {
                     tracing::warn!(%from, %status, %reason, "key alert refused");
                     last_refusal = Some(format!("alert from {from}: answered {status}: {reason}"));
                 }
+                AlertOutcome::MailboxUnreachable { reason } => {
+                    tracing::warn!(%reason, "no mailbox RAIDA answered");
+                    last_refusal = Some(reason);
+                }
             }
         }
     }
@@ -923,26 +1157,48 @@ impl KeyReceiver {
         let mut buf = vec![0u8; 65_536];
         loop {
             let event = tokio::select! {
-                r = self.udp.recv_from(&mut buf) => match r {
+                r = recv_from(self.udp.as_ref(), &mut buf) => match r {
                     Ok((n, from)) => Event::Datagram(n, from),
                     Err(_) => Event::Nothing,
                 },
-                r = self.tcp.accept() => match r {
+                r = accept(self.tcp.as_ref()) => match r {
                     Ok((s, from)) => Event::Connection(s, from),
                     Err(_) => Event::Nothing,
                 },
                 Some(req) = self.conn_rx.recv() => Event::Tcp(req),
+                e = next_mailbox(self.mailbox.as_mut()) => Event::Mailbox(e),
             };
             match event {
                 Event::Nothing => tokio::task::yield_now().await,
+                Event::Mailbox(MailboxEvent::Alert { raida_id, alert }) => {
+                    self.failing.clear();
+                    if let Some(o) = self.mailbox_alert(raida_id, alert).await {
+                        return o;
+                    }
+                }
+                Event::Mailbox(MailboxEvent::Failed { raida_id, reason }) => {
+                    tracing::debug!(raida = raida_id, %reason, "take alerts failed");
+                    self.failing.insert(raida_id, reason);
+                    let polled = self.mailbox_raidas().len();
+                    if !self.warned && self.failing.len() >= polled {
+                        self.warned = true;
+                        let list: Vec<String> = self.failing.iter().map(|(id, r)| format!("RAIDA {id}: {r}")).collect();
+                        return AlertOutcome::MailboxUnreachable {
+                            reason: format!(
+                                "none of this coin's {polled} mailbox RAIDAs answered Take Alerts (still trying): {}",
+                                list.join("; ")
+                            ),
+                        };
+                    }
+                }
                 Event::Datagram(n, from) => {
                     // section 2: never answer a privileged source port (reflection)
                     if from.port() < 1024 {
                         continue;
                     }
                     let (answer, outcome) = self.handle(&mut buf[..n], from, true).await;
-                    if let Some(a) = answer {
-                        let _ = self.udp.send_to(&a, from).await;
+                    if let (Some(a), Some(udp)) = (answer, &self.udp) {
+                        let _ = udp.send_to(&a, from).await;
                     }
                     if let Some(o) = outcome {
                         return o;
@@ -1036,7 +1292,7 @@ impl KeyReceiver {
     /// accepted one, and a final 0xFF.
     async fn key_alert(&self, payload: &[u8], from: SocketAddr) -> (Status, [u8; 16], AlertOutcome) {
         let refused = |status: Status, map: [u8; 16], reason: String| {
-            (status, map, AlertOutcome::Refused { from, status, reason })
+            (status, map, AlertOutcome::Refused { from: AlertSource::Direct(from), status, reason })
         };
         let entries = match KeyAlert::decode(payload) {
             Ok(a) => a.entries,
@@ -1067,7 +1323,7 @@ impl KeyReceiver {
         }
         // the plan has one entry per RAIDA: source i is part i
         let slots: Vec<Option<usize>> = (0..sources.len()).map(Some).collect();
-        let Assembled { status, map, key, senders, failures } =
+        let Assembled { status, map, key, senders, failures, .. } =
             fetch_and_assemble(self.network.coin_id, sources, &slots, self.opts.fetch_timeout).await;
         let me = self.wallet.name();
         let why: Vec<String> = failures
@@ -1104,14 +1360,117 @@ impl KeyReceiver {
             return refused(Status::Mixed, map, format!("sender {sender} is not one this receiver accepts (--from)"));
         }
         let first_key_id = entries[0].key_id;
+        let session_key = derive_session_key(&key, sender, me, &first_key_id);
         let received = Received {
             sender,
-            session_key: derive_session_key(&key, sender, me, &first_key_id),
+            rendezvous: rendezvous_id(session_key.as_bytes(), &first_key_id),
+            session_key,
             first_key_id,
             parts: entries.len(),
-            from,
+            source: AlertSource::Direct(from),
+            hints: Vec::new(),
         };
         (Status::Success, map, AlertOutcome::Accepted(received))
+    }
+}
+
+impl KeyReceiver {
+    /// A mailbox alert as section 9 says: copies of a handled alert are ignored (None);
+    /// the rules of [`plan_mailbox_alert`] and the fetch budget (per sender) before any
+    /// fetch; then every part fetched (EN 4 under our coin) must match its commitment (a
+    /// part that does not names its RAIDA as faulty) and name the sender the mailbox RAIDA
+    /// vouched for.
+    async fn mailbox_alert(&mut self, raida_id: u8, alert: WaitingAlert) -> Option<AlertOutcome> {
+        if self.done.contains(&alert.alert_id) {
+            return None;
+        }
+        let copy = WaitingAlert { age: 0, ..alert.clone() };
+        if self.tried.contains(&copy) {
+            return None;
+        }
+        if self.tried.len() >= 1024 {
+            self.tried.clear();
+        }
+        self.tried.insert(copy);
+        let from = AlertSource::Mailbox { raida_id };
+        let refused = |status: Status, reason: String| Some(AlertOutcome::Refused { from, status, reason });
+        let plan = match plan_mailbox_alert(&alert, &self.raidas, &self.opts) {
+            Ok(p) => p,
+            Err(why) => return refused(Status::Mixed, format!("sender {}: {why}", alert.sender)),
+        };
+        let mut sources: Vec<PartSource> = Vec::with_capacity(plan.len());
+        for (i, p) in plan.iter().enumerate() {
+            let Some(key) = self.wallet.en4_key(p.raida.server.raida_id) else {
+                return refused(
+                    Status::Mixed,
+                    format!("part {i}: the wallet has no AN for RAIDA {}", p.raida.server.raida_id),
+                );
+            };
+            sources.push(PartSource { server: p.raida.server, key, key_id: p.key_id });
+        }
+        let granted = {
+            let mut budget = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
+            budget.take(self.started.elapsed().as_secs(), budget_source(alert.sender), sources.len() as u32)
+        };
+        if let Err(over) = granted {
+            return refused(Status::RequestRate, format!("{over}; nothing fetched"));
+        }
+        let slots: Vec<Option<usize>> = (0..sources.len()).map(Some).collect();
+        let Assembled { status, key, senders, failures, commitments, .. } =
+            fetch_and_assemble(self.network.coin_id, sources, &slots, self.opts.fetch_timeout).await;
+        let me = self.wallet.name();
+        // a part that does not match its commitment: that key server is faulty or lying
+        let faulty: Vec<String> = alert
+            .body
+            .parts
+            .iter()
+            .zip(&commitments)
+            .zip(&plan)
+            .filter(|((p, got), _)| got.is_some_and(|c| c != p.commitment))
+            .map(|((p, _), f)| format!("RAIDA {} ({})", p.raida_id, f.raida.server.addr))
+            .collect();
+        if !faulty.is_empty() {
+            return refused(
+                Status::Mixed,
+                format!(
+                    "faulty RAIDA: {} returned a key part that does not match the sender's commitment; key refused",
+                    faulty.join(", ")
+                ),
+            );
+        }
+        let Some(key) = key else {
+            let why: Vec<String> = failures
+                .iter()
+                .map(|(i, failure)| {
+                    let id = plan[*i].raida.server.raida_id;
+                    match failure {
+                        PartFailure::Request(e) => format!("part {i}: RAIDA {id}: {}", failure_reason(e, id, me)),
+                        other => format!("part {i}: RAIDA {id}: {other}"),
+                    }
+                })
+                .collect();
+            let reason = if why.is_empty() { "the key does not end with 0xFF".into() } else { why.join("; ") };
+            return refused(status, reason);
+        };
+        let named: Vec<CoinName> = senders.into_iter().flatten().collect();
+        if let Some(other) = named.iter().find(|s| **s != alert.sender) {
+            return refused(
+                Status::Mixed,
+                format!("a key server names sender {other}, the mailbox vouched for {}: key refused", alert.sender),
+            );
+        }
+        let first_key_id = alert.body.parts[0].key_id;
+        let session_key = derive_session_key(&key, alert.sender, me, &first_key_id);
+        self.done.insert(alert.alert_id);
+        Some(AlertOutcome::Accepted(Received {
+            sender: alert.sender,
+            rendezvous: rendezvous_id(session_key.as_bytes(), &alert.alert_id),
+            session_key,
+            first_key_id,
+            parts: alert.body.parts.len(),
+            source: from,
+            hints: alert.body.hints.iter().filter_map(|h| h.addr()).collect(),
+        }))
     }
 }
 
@@ -1215,12 +1574,18 @@ mod tests {
     #[test]
     fn recipients_parse() {
         let r = Recipient::parse("1:2@127.0.0.1:7100").unwrap();
-        assert_eq!((r.coin, r.address.as_str(), r.raida_id), (CoinName { dn: 1, sn: 2 }, "127.0.0.1:7100", None));
+        assert_eq!(
+            (r.coin, r.address.as_deref(), r.raida_id),
+            (CoinName { dn: 1, sn: 2 }, Some("127.0.0.1:7100"), None)
+        );
         let r = Recipient::parse("-1:2@3@localhost:50003").unwrap();
         assert_eq!((r.coin.dn, r.raida_id), (-1, Some(3)));
         assert!(Recipient::parse("1:2@127.0.0.1").is_err());
+        let r = Recipient::parse("1:2").unwrap();
+        assert_eq!((r.coin, r.address, r.raida_id), (CoinName { dn: 1, sn: 2 }, None, None));
         assert!(Recipient::parse("1:2@30@h:1").is_err());
         assert!(Recipient::parse("12@h:1").is_err());
+        assert!(Recipient::parse("12").is_err());
     }
 
     #[test]

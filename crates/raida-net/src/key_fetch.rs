@@ -12,6 +12,7 @@ use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
 use raida_proto::commands::ids::{GET_KEY, GROUP_KEY_EXCHANGE};
 use raida_proto::commands::key_alert;
 use raida_proto::commands::post_key::KEY_LENGTHS;
+use raida_proto::mailbox::commitment;
 use raida_proto::{CoinId, Status};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -64,6 +65,10 @@ pub struct Assembled {
     pub senders: Vec<Option<CoinId>>,
     /// Per source that failed: its index in the sources and why.
     pub failures: Vec<(usize, PartFailure)>,
+    /// Per entry: the commitment of the part it got ([`raida_proto::mailbox::commitment`]
+    /// of its key id and bytes), for a receiver that checks a mailbox alert's commitments
+    /// and names the RAIDA whose part does not match.
+    pub commitments: Vec<Option<[u8; 16]>>,
 }
 
 /// Fetch every source once and assemble the alert's entries: `slots[i]` is the source of
@@ -75,6 +80,7 @@ pub async fn fetch_and_assemble(
     slots: &[Option<usize>],
     timeout: Duration,
 ) -> Assembled {
+    let key_ids: Vec<[u8; 16]> = sources.iter().map(|s| s.key_id).collect();
     let requests: Vec<BatchRequest> = sources
         .into_iter()
         .map(|s| BatchRequest {
@@ -109,6 +115,11 @@ pub async fn fetch_and_assemble(
         .collect();
     let of_entry = |slot: &Option<usize>| fetched.get((*slot)?)?.as_ref();
     let mut parts: Vec<Option<Vec<u8>>> = slots.iter().map(|s| of_entry(s).map(|(_, k)| k.to_vec())).collect();
+    let commitments = slots
+        .iter()
+        .zip(&parts)
+        .map(|(slot, part)| Some(commitment(key_ids.get((*slot)?)?, part.as_deref()?)))
+        .collect();
     let (status, map, key) = key_alert::assemble(&parts);
     for p in parts.iter_mut().flatten() {
         p.zeroize();
@@ -119,6 +130,7 @@ pub async fn fetch_and_assemble(
         key: key.map(Zeroizing::new),
         senders: slots.iter().map(|s| of_entry(s).map(|(sender, _)| *sender)).collect(),
         failures,
+        commitments,
     }
 }
 

@@ -70,7 +70,7 @@ fn network_up_then_key_receive_and_key_send_print_the_same_key() {
     err.read_line(&mut line).unwrap();
     let addr = line
         .strip_prefix("waiting for a key on ")
-        .and_then(|r| r.strip_suffix(" (udp, tcp)\n"))
+        .and_then(|r| r.strip_suffix(" (udp, tcp) and in the mailbox\n"))
         .unwrap_or_else(|| panic!("{line:?}"))
         .to_string();
     let to = format!("1:2@{addr}");

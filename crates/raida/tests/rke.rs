@@ -65,7 +65,7 @@ async fn exchange(
     key: Option<Vec<u8>>,
 ) -> (Result<raida_client::rke::SendReport, RkeError>, AlertOutcome) {
     let mut receiver = KeyReceiver::bind("127.0.0.1:0", network.clone(), bob.clone(), opts).await.unwrap();
-    let to = Recipient { coin: bob.name(), address: receiver.local_addr().to_string(), raida_id: None };
+    let to = Recipient { coin: bob.name(), address: Some(receiver.local_addr().unwrap().to_string()), raida_id: None };
     let waiting = tokio::spawn(async move {
         tokio::time::timeout(Duration::from_secs(60), receiver.next_alert()).await.expect("an alert within 60 s")
     });
@@ -156,7 +156,7 @@ async fn parts_that_name_different_senders_are_refused_and_nothing_is_kept() {
     ];
     let opts = ReceiveOptions { accept: vec![alice.name(), carol.name()], ..ReceiveOptions::default() };
     let mut receiver = KeyReceiver::bind("127.0.0.1:0", network.clone(), bob.clone(), opts).await.unwrap();
-    let at = Server { addr: receiver.local_addr(), raida_id: 0 };
+    let at = Server { addr: receiver.local_addr().unwrap(), raida_id: 0 };
     let waiting = tokio::spawn(async move { receiver.next_alert().await });
     let client = Client::new(Transport::Tcp, network.coin_id, Duration::from_secs(20));
     let answer =
@@ -168,6 +168,7 @@ async fn parts_that_name_different_senders_are_refused_and_nothing_is_kept() {
             assert!(reason.contains("different senders"), "{reason}");
         }
         AlertOutcome::Accepted(r) => panic!("accepted a key with mixed senders: {r:?}"),
+        AlertOutcome::MailboxUnreachable { reason } => panic!("mailbox: {reason}"),
     }
     net.shutdown().await;
 }
@@ -189,6 +190,7 @@ async fn a_sender_not_in_the_from_list_is_refused() {
     match got {
         AlertOutcome::Refused { reason, .. } => assert!(reason.contains("--from"), "{reason}"),
         AlertOutcome::Accepted(r) => panic!("accepted a sender outside --from: {r:?}"),
+        AlertOutcome::MailboxUnreachable { reason } => panic!("mailbox: {reason}"),
     }
     net.shutdown().await;
 }
@@ -274,7 +276,7 @@ async fn the_receiver_answers_echo_and_refuses_other_commands() {
     let network = Network::from_toml("[[raida]]\nid = 0\naddress = \"127.0.0.1:9\"\n", "n").unwrap();
     let bob = Wallet::generate((1, 2).into(), 6).unwrap();
     let receiver = KeyReceiver::bind("127.0.0.1:0", network, bob, ReceiveOptions::default()).await.unwrap();
-    let addr = receiver.local_addr();
+    let addr = receiver.local_addr().unwrap();
     let mut receiver = receiver;
     let serving = tokio::spawn(async move { receiver.next_alert().await });
     for transport in [Transport::Udp, Transport::Tcp] {
@@ -306,7 +308,7 @@ async fn one_address_cannot_take_every_tcp_connection_of_the_receiver() {
     let bob = Wallet::generate((1, 2).into(), 6).unwrap();
     let opts = ReceiveOptions { max_connections_per_ip: 2, ..ReceiveOptions::default() };
     let mut receiver = KeyReceiver::bind("127.0.0.1:0", network, bob, opts).await.unwrap();
-    let addr = receiver.local_addr();
+    let addr = receiver.local_addr().unwrap();
     let serving = tokio::spawn(async move { receiver.next_alert().await });
     let echo = || {
         let routing = raida_proto::client::Routing::new(0, 6, 0, 0);
@@ -418,7 +420,7 @@ async fn one_dishonest_raida_cannot_pose_as_a_sender() {
         assert!(net.make_dishonest(id, alice.name(), &forged_key));
     }
     let receiver = KeyReceiver::bind("127.0.0.1:0", network.clone(), bob.clone(), accept(&alice)).await.unwrap();
-    let at = receiver.local_addr();
+    let at = receiver.local_addr().unwrap();
     let mut outcomes = serve(receiver);
     for ids in [vec![3u8], (0..12).collect::<Vec<u8>>()] {
         let before = net.get_keys_seen();
@@ -427,12 +429,13 @@ async fn one_dishonest_raida_cannot_pose_as_a_sender() {
         match outcomes.recv().await.unwrap() {
             AlertOutcome::Refused { reason, .. } => assert!(reason.contains("fewer than the 13"), "{reason}"),
             AlertOutcome::Accepted(r) => panic!("a forged {}-part alert was accepted: {r:?}", ids.len()),
+            AlertOutcome::MailboxUnreachable { reason } => panic!("mailbox: {reason}"),
         }
         assert_eq!(net.get_keys_seen(), before, "nothing fetched for a {}-part alert", ids.len());
     }
     // the same receiver still takes a real key (the dishonest RAIDAs hand out the parts
     // they hold honestly)
-    let to = Recipient { coin: bob.name(), address: at.to_string(), raida_id: None };
+    let to = Recipient { coin: bob.name(), address: Some(at.to_string()), raida_id: None };
     let sent = send_key(&network, &alice, &to, &quick()).await.unwrap();
     let AlertOutcome::Accepted(got) = outcomes.recv().await.unwrap() else { panic!("the real key was refused") };
     assert_eq!((got.sender, got.parts), (alice.name(), 16));
@@ -454,7 +457,7 @@ async fn a_majority_of_parts_naming_different_or_no_senders_is_refused() {
     let forged_key = [&[0x42; 15][..], &[0xFF]].concat();
     let opts = ReceiveOptions { accept: Vec::new(), ..ReceiveOptions::default() };
     let receiver = KeyReceiver::bind("127.0.0.1:0", network.clone(), bob.clone(), opts).await.unwrap();
-    let at = receiver.local_addr();
+    let at = receiver.local_addr().unwrap();
     let mut outcomes = serve(receiver);
     let cases: [(Vec<CoinName>, &str); 2] = [
         ([vec![alice.name(); 12], vec![carol.name()]].concat(), "different senders"),
@@ -470,6 +473,7 @@ async fn a_majority_of_parts_naming_different_or_no_senders_is_refused() {
         match outcomes.recv().await.unwrap() {
             AlertOutcome::Refused { reason, .. } => assert!(reason.contains(why), "{reason}"),
             AlertOutcome::Accepted(r) => panic!("{why}: accepted {r:?}"),
+            AlertOutcome::MailboxUnreachable { reason } => panic!("mailbox: {reason}"),
         }
         assert_eq!(net.get_keys_seen() - before, 13, "13 parts fetched");
     }
@@ -493,7 +497,7 @@ async fn a_flood_of_forged_alerts_spends_at_most_the_fetch_budget() {
     let opts = accept(&alice);
     let share = (opts.fetches_per_minute / 4) as u64;
     let receiver = KeyReceiver::bind("127.0.0.1:0", network.clone(), bob.clone(), opts).await.unwrap();
-    let at = receiver.local_addr();
+    let at = receiver.local_addr().unwrap();
     let mut outcomes = serve(receiver);
     let before = net.get_keys_seen();
     let mut statuses = Vec::new();
@@ -506,7 +510,7 @@ async fn a_flood_of_forged_alerts_spends_at_most_the_fetch_budget() {
     assert!(fetched <= share, "{fetched} Get Keys for 20 forged alerts from one address (share {share})");
     assert_eq!(fetched, 13 * (20 - limited as u64), "an alert over the budget fetches nothing");
     assert!(limited >= 15, "{statuses:?}");
-    let to = Recipient { coin: bob.name(), address: at.to_string(), raida_id: None };
+    let to = Recipient { coin: bob.name(), address: Some(at.to_string()), raida_id: None };
     let sent = send_key(&network, &alice, &to, &quick()).await.unwrap();
     let AlertOutcome::Accepted(got) = outcomes.recv().await.unwrap() else { panic!("the real key was refused") };
     assert_eq!(got.session_key.as_bytes(), sent.session_key.as_bytes());

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raida_client::rke::{send_key, AlertOutcome, KeyReceiver, ReceiveOptions, Recipient, SendOptions};
+use raida_client::rke::{send_key, AlertOutcome, AlertSource, KeyReceiver, ReceiveOptions, Recipient, SendOptions};
 use raida_client::{Client, Server, Transport};
 use raida_net::network::Network;
 use raida_proto::client::{build_request, ClientKey, Routing};
@@ -54,7 +54,7 @@ async fn sixteen_held_connections_from_four_addresses_do_not_keep_an_alert_out()
     let network = Network::from_toml("[[raida]]\nid = 0\naddress = \"127.0.0.1:9\"\n", "n").unwrap();
     let bob = Wallet::generate((1, 2).into(), COIN_ID).unwrap();
     let mut receiver = KeyReceiver::bind("127.0.0.1:0", network, bob, ReceiveOptions::default()).await.unwrap();
-    let addr = receiver.local_addr();
+    let addr = receiver.local_addr().unwrap();
     let serving = tokio::spawn(async move { receiver.next_alert().await });
     let mut held = Vec::new();
     for host in 2..=5 {
@@ -72,7 +72,7 @@ async fn sixteen_held_connections_from_four_addresses_do_not_keep_an_alert_out()
         Ok(r) => panic!("a malformed alert accepted: {:?}", r.status),
     }
     match tokio::time::timeout(Duration::from_secs(5), serving).await {
-        Ok(Ok(AlertOutcome::Refused { from, .. })) => assert_eq!(from.ip(), ip("127.0.0.1")),
+        Ok(Ok(AlertOutcome::Refused { from: AlertSource::Direct(from), .. })) => assert_eq!(from.ip(), ip("127.0.0.1")),
         other => panic!("{other:?}"),
     }
     drop(held);
@@ -146,11 +146,11 @@ async fn a_receiver_that_resets_tcp_still_gets_the_alert_over_udp() {
     let network = net.network().clone();
     let opts = ReceiveOptions { accept: vec![alice.name()], ..ReceiveOptions::default() };
     let mut receiver = KeyReceiver::bind("127.0.0.1:0", network.clone(), bob.clone(), opts).await.unwrap();
-    let front = resetting_front(receiver.local_addr()).await;
+    let front = resetting_front(receiver.local_addr().unwrap()).await;
     let waiting = tokio::spawn(async move {
         tokio::time::timeout(Duration::from_secs(60), receiver.next_alert()).await.expect("an alert within 60 s")
     });
-    let to = Recipient { coin: bob.name(), address: front.to_string(), raida_id: None };
+    let to = Recipient { coin: bob.name(), address: Some(front.to_string()), raida_id: None };
     let send = SendOptions {
         udp_timeouts: vec![Duration::from_millis(300), Duration::from_millis(600), Duration::from_millis(1200)],
         tcp_timeout: Some(Duration::from_secs(2)),

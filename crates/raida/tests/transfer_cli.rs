@@ -391,10 +391,10 @@ fn a_connection_from_another_address_does_not_hold_up_the_channel() {
             ..ReceiveOptions::default()
         };
         let receiver = Receiver::bind("127.0.0.1:0", network.clone(), me.clone(), opts).await.unwrap();
-        let addr = receiver.local_addr();
+        let addr = receiver.local_addr().unwrap();
         let dir = out.clone();
         let receiving = tokio::spawn(async move { receiver.receive(Sink::Directory(dir), &mut |_| {}).await });
-        let to = Recipient { coin: me.name(), address: addr.to_string(), raida_id: None };
+        let to = Recipient { coin: me.name(), address: Some(addr.to_string()), raida_id: None };
         let report = send_key(&network, &sender, &to, &KeySendOptions::default()).await.unwrap();
         // queued first, from 127.0.0.2, and silent
         let sock = tokio::net::TcpSocket::new_v4().unwrap();

@@ -69,6 +69,7 @@
 //! ```
 
 mod partial;
+mod path;
 mod phrase;
 mod receive;
 mod send;
@@ -83,6 +84,7 @@ use raida_proto::commands::post_key::CoinName;
 use serde::Serialize;
 
 pub use partial::PARTIAL_DIR;
+pub use path::DataPath;
 pub use phrase::{verification_phrase, PHRASE_WORDS};
 pub use receive::{receive_over, Receiver, Sink};
 pub use send::{send, send_over, Item};
@@ -108,6 +110,9 @@ pub const DEFAULT_STALL: Duration = Duration::from_secs(60);
 /// How long a sender waits for the receiver's answer to its manifest (a person may be
 /// reading the prompt).
 pub const DECISION_WAIT: Duration = Duration::from_secs(600);
+/// How long a sender waits for a path to the receiver by default: the mailbox's alert TTL,
+/// since a receiver may take its alert until then.
+pub const DEFAULT_SENDER_WAIT: Duration = Duration::from_secs(raida_proto::mailbox::DEFAULT_ALERT_TTL_SECS);
 /// Chunks queued between the network and the disk, each way.
 const QUEUE: usize = 4;
 
@@ -124,6 +129,12 @@ pub struct SendOptions {
     pub rate_limit: Option<u64>,
     /// A chunk the receiver does not take within this long ends the transfer.
     pub stall_timeout: Duration,
+    /// Listen here (`HOST:PORT`) and offer it to the receiver as a hint (section 9): a
+    /// receiver behind NAT can then connect to this sender directly.
+    pub listen: Option<String>,
+    /// How long to wait for a path to the receiver once the key is sent (a receiver that
+    /// takes its alert from the mailbox may come online later, within the alert's TTL).
+    pub connect_timeout: Duration,
 }
 
 impl Default for SendOptions {
@@ -133,6 +144,8 @@ impl Default for SendOptions {
             pq: true,
             chunk_size: DEFAULT_CHUNK,
             rate_limit: None,
+            listen: None,
+            connect_timeout: DEFAULT_SENDER_WAIT,
             stall_timeout: DEFAULT_STALL,
         }
     }
@@ -235,8 +248,9 @@ pub enum Event {
     KeyRefused { from: String, reason: String },
     /// The key exchange completed with this peer coin.
     KeyExchanged { peer: String },
-    /// The channel is up: the peer's coin, its address and the verification phrase.
-    Connected { peer: String, address: String, phrase: String, session: String },
+    /// The channel is up: the peer's coin, its address, the verification phrase, and the
+    /// path that carries the data (`direct`, `hint` or `relay`, section 9).
+    Connected { peer: String, address: String, phrase: String, session: String, path: String },
     /// The sender's manifest (receiver): every name, how many items and bytes, how many
     /// streams of unknown size. Names are the peer's: show them through [`escape`].
     Manifest { names: Vec<String>, count: usize, bytes: u64, streams: usize },
@@ -298,12 +312,13 @@ pub fn channel_config(key: &SessionKey, pq: bool) -> Result<Config, TransferErro
     Ok(Config::new(Some(Psk::new(key.as_bytes().to_vec())?), pq))
 }
 
-fn connected(ch: &raida_channel::Channel, peer: CoinName, address: SocketAddr) -> Event {
+fn connected(ch: &raida_channel::Channel, peer: CoinName, address: SocketAddr, path: DataPath) -> Event {
     Event::Connected {
         peer: peer.to_string(),
         address: address.to_string(),
         phrase: verification_phrase(&ch.transcript_hash()),
         session: hex::encode(ch.session_id()),
+        path: path.to_string(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! `DIR/.raida-partial/`, hash check, link into place) or one writer (stdout).
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,17 +12,16 @@ use raida_channel::{Channel, Incoming};
 use raida_proto::commands::post_key::CoinName;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use super::partial::PartialDir;
+use super::path::{receiver_channel, relays_of, Paths};
 use super::wire::{self, Kind, Offer};
 use super::{
-    channel_config, check_name, connected, deadline_after, escape, io_err, partial_name, sleep_until, Approval, Event,
-    Manifest, ReceiveOptions, Summary, TransferError, HANDSHAKE_LIMIT, MAX_CHUNK, MAX_HANDSHAKES, QUEUE,
+    channel_config, check_name, connected, deadline_after, escape, io_err, partial_name, Approval, Event, Manifest,
+    ReceiveOptions, Summary, TransferError, MAX_CHUNK, QUEUE,
 };
-use crate::rke::{AlertOutcome, KeyReceiver, Received, RkeError};
+use crate::rke::{AlertOutcome, AlertSource, KeyReceiver, Received, RkeError};
 use raida_net::network::Network;
 use raida_store::wallet::Wallet;
 
@@ -39,6 +38,8 @@ pub struct Receiver {
     keys: KeyReceiver,
     coin: CoinName,
     opts: ReceiveOptions,
+    /// The network file's relays (the data path's last resort).
+    relays: Vec<String>,
 }
 
 impl Receiver {
@@ -50,14 +51,30 @@ impl Receiver {
         opts: ReceiveOptions,
     ) -> Result<Receiver, TransferError> {
         let coin = wallet.name();
+        let relays = relays_of(&network);
         let rke_opts = crate::rke::ReceiveOptions { accept: opts.accept.clone(), ..opts.rke.clone() };
         let keys = KeyReceiver::bind(listen, network, wallet, rke_opts).await?;
-        Ok(Receiver { keys, coin, opts })
+        Ok(Receiver { keys, coin, opts, relays })
     }
 
-    /// The bound address (UDP and TCP).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// Take the key from the mailbox only and open no port (section 9): the data then comes
+    /// through a sender hint or a relay.
+    pub async fn mailbox(network: Network, wallet: Wallet, opts: ReceiveOptions) -> Result<Receiver, TransferError> {
+        let coin = wallet.name();
+        let relays = relays_of(&network);
+        let rke_opts = crate::rke::ReceiveOptions { accept: opts.accept.clone(), ..opts.rke.clone() };
+        let keys = KeyReceiver::mailbox(network, wallet, rke_opts).await?;
+        Ok(Receiver { keys, coin, opts, relays })
+    }
+
+    /// The bound address (UDP and TCP), when it listens.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.keys.local_addr()
+    }
+
+    /// The mailbox RAIDAs it takes alerts from.
+    pub fn mailbox_raidas(&self) -> Vec<u8> {
+        self.keys.mailbox_raidas()
     }
 
     /// This receiver's coin.
@@ -76,16 +93,32 @@ impl Receiver {
                 return Err(TransferError::Io(format!("{}: not a directory", dir.display())));
             }
         }
-        events(&Event::Listening { coin: self.coin.to_string(), address: self.local_addr().to_string() });
+        let address = match self.local_addr() {
+            Some(a) => a.to_string(),
+            None => format!("mailbox (RAIDAs {:?})", self.mailbox_raidas()),
+        };
+        events(&Event::Listening { coin: self.coin.to_string(), address });
         let received = self.wait_for_key(events).await?;
         events(&Event::KeyExchanged { peer: received.sender.to_string() });
         let cfg = channel_config(&received.session_key, self.opts.pq)?;
         let listener = self.keys.into_listener();
-        let (ch, from) =
-            accept_channel(&listener, received.from.ip(), cfg, self.opts.connect_timeout, HANDSHAKE_LIMIT).await?;
+        // after a direct 42, only its source may connect (the bounds are per address then)
+        let only_from = match received.source {
+            AlertSource::Direct(a) => Some(a.ip()),
+            AlertSource::Mailbox { .. } => None,
+        };
+        let paths = Paths {
+            connect: received.hints.clone(),
+            listener: listener.as_ref(),
+            only_from,
+            relays: self.relays.clone(),
+            rendezvous: received.rendezvous,
+        };
+        let (ch, path, from, first) =
+            receiver_channel(paths, cfg, self.opts.connect_timeout, self.opts.stall_timeout).await?;
         drop(listener);
-        events(&connected(&ch, received.sender, from));
-        receive_session(ch, sink, &self.opts, Some(received.sender), events).await
+        events(&connected(&ch, received.sender, from, path));
+        receive_session(ch, sink, &self.opts, Some(received.sender), Some(first), events).await
     }
 
     async fn wait_for_key<F: FnMut(&Event) + Send>(&mut self, events: &mut F) -> Result<Received, TransferError> {
@@ -108,77 +141,11 @@ impl Receiver {
                     events(&Event::KeyRefused { from: from.to_string(), reason: reason.clone() });
                     last = Some(reason);
                 }
+                AlertOutcome::MailboxUnreachable { reason } => {
+                    events(&Event::KeyRefused { from: "mailbox".into(), reason: reason.clone() });
+                    last = Some(reason);
+                }
             }
-        }
-    }
-}
-
-/// One handshake's outcome: Err(()) when it took longer than its limit.
-type Handshake = Result<Result<Channel, raida_channel::ChannelError>, ()>;
-
-/// Accept the sender's channel on the key receiver's TCP listener: only connections from
-/// the address the alert came from (the only address admitted, so the bounds below are per
-/// address too), at most [`MAX_HANDSHAKES`] handshakes at a time (further connections wait
-/// in the listen queue), each within `per_handshake`. A failed handshake (garbage, a wrong
-/// key, too slow) frees its slot and never ends the wait: only a completed handshake under
-/// K or the deadline does, so garbage connections from the sender's address cannot use up
-/// the real sender's chance.
-async fn accept_channel(
-    listener: &TcpListener,
-    sender_ip: IpAddr,
-    cfg: raida_channel::Config,
-    wait: Duration,
-    per_handshake: Duration,
-) -> Result<(Channel, SocketAddr), TransferError> {
-    let deadline = deadline_after(wait);
-    let mut handshakes: JoinSet<(SocketAddr, Handshake)> = JoinSet::new();
-    let mut failures = 0u64;
-    let mut last = String::from("no connection");
-    loop {
-        let room = handshakes.len() < MAX_HANDSHAKES;
-        tokio::select! {
-            () = sleep_until(deadline) => {
-                return Err(TransferError::Connect(format!(
-                    "the sender did not open the channel within {} s ({failures} failed handshakes; last: {last})",
-                    wait.as_secs()
-                )));
-            }
-            accepted = listener.accept(), if room => match accepted {
-                Ok((stream, from)) => {
-                    if from.ip() != sender_ip {
-                        tracing::warn!(%from, "channel connection from another address than the Key Alert's; dropped");
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    let cfg = cfg.clone();
-                    handshakes.spawn(async move {
-                        let r = tokio::time::timeout(per_handshake, Channel::accept(stream, cfg)).await.map_err(|_| ());
-                        (from, r)
-                    });
-                }
-                Err(e) => {
-                    // e.g. out of descriptors: do not spin
-                    last = e.to_string();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(done) = handshakes.join_next(), if !handshakes.is_empty() => match done {
-                Ok((from, Ok(Ok(ch)))) => return Ok((ch, from)),
-                Ok((from, Ok(Err(e)))) => {
-                    failures += 1;
-                    tracing::warn!(%from, error = %e, "channel handshake failed; still waiting for the sender");
-                    last = e.to_string();
-                }
-                Ok((from, Err(()))) => {
-                    failures += 1;
-                    tracing::warn!(%from, "channel handshake too slow; dropped");
-                    last = format!("a handshake took longer than {} s", per_handshake.as_secs());
-                }
-                Err(e) => {
-                    failures += 1;
-                    last = format!("handshake task: {e}");
-                }
-            },
         }
     }
 }
@@ -295,7 +262,7 @@ pub async fn receive_over<F: FnMut(&Event) + Send>(
     opts: &ReceiveOptions,
     events: &mut F,
 ) -> Result<Summary, TransferError> {
-    receive_session(ch, sink, opts, None, events).await
+    receive_session(ch, sink, opts, None, None, events).await
 }
 
 /// End the transfer: tell the sender why (best effort), then return `err`.
@@ -357,6 +324,7 @@ pub(super) async fn receive_session<F: FnMut(&Event) + Send>(
     sink: Sink,
     opts: &ReceiveOptions,
     peer: Option<CoinName>,
+    first: Option<Incoming>,
     events: &mut F,
 ) -> Result<Summary, TransferError> {
     let started = Instant::now();
@@ -364,11 +332,21 @@ pub(super) async fn receive_session<F: FnMut(&Event) + Send>(
         Sink::Directory(d) => (Some(d), None),
         Sink::Writer(w) => (None, Some(w)),
     };
-    // the manifest, before anything else
-    let first = match next(&mut ch, opts.stall_timeout).await {
-        Ok(i) => i,
-        Err(e @ TransferError::Stalled(_)) => return Err(abort(&ch, "no manifest from the sender", e).await),
-        Err(e) => return Err(e),
+    // the manifest, before anything else (already read when the data path chose the stream)
+    let first = match first {
+        Some(Incoming::Data(d)) if d.first() == Some(&wire::ABORT) => {
+            let reason = match wire::decode_decision(&d) {
+                Some(Err(r)) => r,
+                _ => String::from("no reason given"),
+            };
+            return Err(TransferError::Aborted(escape(&reason)));
+        }
+        Some(i) => i,
+        None => match next(&mut ch, opts.stall_timeout).await {
+            Ok(i) => i,
+            Err(e @ TransferError::Stalled(_)) => return Err(abort(&ch, "no manifest from the sender", e).await),
+            Err(e) => return Err(e),
+        },
     };
     let items = match first {
         Incoming::Data(d) => wire::decode_manifest(&d).map_err(|e| format!("the sender broke the protocol: {e}")),
@@ -714,10 +692,6 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn psk_config(k: u8) -> raida_channel::Config {
-        raida_channel::Config::new(Some(raida_channel::Psk::new(vec![k; 32]).expect("psk")), false)
-    }
-
     /// Seen failing with the O_NOFOLLOW | O_DIRECTORY open and the owner/mode check of
     /// `PartialDir::open` removed: the symlinked directory and the 0755 one were used.
     #[test]
@@ -774,62 +748,5 @@ mod tests {
         assert!(p.create("x").is_err(), "create opened an existing file");
         // our own partial file is adopted
         assert!(p.adopt("x", 100).is_some());
-    }
-
-    /// Garbage connections from the sender's address (closed at once, random bytes, a wrong
-    /// key), ten of them, then the real sender: it still gets its channel. Seen failing with
-    /// the old rule (give up after three failed handshakes) put back: Err(Channel(..)).
-    #[tokio::test]
-    async fn garbage_connections_do_not_end_the_wait_and_the_real_sender_gets_through() {
-        use tokio::io::AsyncWriteExt;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let wait = Duration::from_secs(60);
-        let accepting = tokio::spawn(async move {
-            accept_channel(&listener, addr.ip(), psk_config(1), wait, Duration::from_secs(5)).await.map(|_| ())
-        });
-        for i in 0..10u8 {
-            let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else { continue };
-            match i % 3 {
-                0 => drop(tcp),
-                1 => {
-                    let _ = tcp.write_all(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]).await;
-                    let _ = tcp.shutdown().await;
-                }
-                _ => {
-                    let r = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(2))).await;
-                    assert!(!matches!(r, Ok(Ok(_))), "a wrong key got a channel");
-                }
-            }
-        }
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let right = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(1))).await;
-        assert!(matches!(right, Ok(Ok(_))), "the real sender did not get through: {:?}", right.map(|r| r.err()));
-        let r = tokio::time::timeout(wait, accepting).await.expect("accept_channel ended").expect("join");
-        assert!(r.is_ok(), "{r:?}");
-    }
-
-    /// Connections that send nothing hold at most [`MAX_HANDSHAKES`] slots, each for the
-    /// per-handshake limit; the real sender, queued behind them, still gets through. Seen
-    /// failing with the per-handshake limit removed (the silent connections hold every slot
-    /// until the deadline: Err(Connect(..))).
-    #[tokio::test]
-    async fn silent_connections_hold_a_slot_only_for_the_handshake_limit() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let wait = Duration::from_secs(30);
-        let accepting = tokio::spawn(async move {
-            accept_channel(&listener, addr.ip(), psk_config(1), wait, Duration::from_secs(1)).await.map(|_| ())
-        });
-        let mut silent = Vec::new();
-        for _ in 0..MAX_HANDSHAKES + 2 {
-            silent.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
-        }
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let right = tokio::time::timeout(wait, Channel::connect(tcp, psk_config(1))).await;
-        assert!(matches!(right, Ok(Ok(_))), "the real sender did not get through: {:?}", right.map(|r| r.err()));
-        let r = tokio::time::timeout(wait, accepting).await.expect("accept_channel ended").expect("join");
-        assert!(r.is_ok(), "{r:?}");
-        drop(silent);
     }
 }

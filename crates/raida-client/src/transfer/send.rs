@@ -8,8 +8,10 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use raida_channel::{Channel, Incoming};
 use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::path::{relays_of, sender_channel, Paths};
 use super::wire::{self, Kind, Offer};
 use super::{
     channel_config, connected, deadline_after, escape, io_err, Event, SendOptions, Summary, TransferError,
@@ -79,13 +81,38 @@ pub async fn send<F: FnMut(&Event) + Send>(
     if opts.chunk_size == 0 || opts.chunk_size > MAX_CHUNK {
         return Err(TransferError::Protocol(format!("chunk size must be 1..={MAX_CHUNK}")));
     }
-    let report = send_key(network, wallet, to, &opts.rke).await?;
+    // a hint listener first: its address goes into the alert
+    let listener = match &opts.listen {
+        Some(l) => {
+            let addr = resolve_address(l).await.map_err(|e| TransferError::Connect(format!("--listen {l}: {e}")))?;
+            Some(TcpListener::bind(addr).await.map_err(|e| TransferError::Connect(format!("--listen {l}: {e}")))?)
+        }
+        None => None,
+    };
+    let mut rke = opts.rke.clone();
+    if let Some(addr) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        // an unspecified address (0.0.0.0) tells the receiver nothing: no hint then
+        if !addr.ip().is_unspecified() {
+            rke.hints = vec![addr];
+        }
+    }
+    let report = send_key(network, wallet, to, &rke).await?;
     events(&Event::KeyExchanged { peer: report.receiver.to_string() });
-    let addr = resolve_address(&to.address).await.map_err(|e| TransferError::Connect(e.to_string()))?;
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| TransferError::Connect(format!("{addr}: {e}")))?;
-    let _ = tcp.set_nodelay(true);
-    let ch = Channel::connect(tcp, channel_config(&report.session_key, opts.pq)?).await?;
-    events(&connected(&ch, report.receiver, addr));
+    let mut connect = Vec::new();
+    if let Some(a) = &to.address {
+        connect.push(resolve_address(a).await.map_err(|e| TransferError::Connect(e.to_string()))?);
+    }
+    let paths = Paths {
+        connect,
+        listener: listener.as_ref(),
+        only_from: None,
+        relays: relays_of(network),
+        rendezvous: report.rendezvous,
+    };
+    let cfg = channel_config(&report.session_key, opts.pq)?;
+    let (ch, path, addr) = sender_channel(paths, cfg, opts.connect_timeout).await?;
+    drop(listener);
+    events(&connected(&ch, report.receiver, addr, path));
     send_over(ch, items, opts, events).await
 }
 

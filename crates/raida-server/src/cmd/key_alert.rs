@@ -149,7 +149,7 @@ async fn alert(state: Arc<ServerState>, ctx: Ctx, req: KeyAlert) -> Result<KeyAl
         }
         return Err(Status::RequestRate);
     }
-    let Assembled { status, map, key, senders, failures } =
+    let Assembled { status, map, key, senders, failures, .. } =
         fetch_and_assemble(state.identity.coin_id, sources, &slots, settings.timeout).await;
     for (_, error) in &failures {
         if let Some(suppressed) = LOG_PART.pass() {

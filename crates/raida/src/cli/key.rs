@@ -87,9 +87,10 @@ pub(crate) struct SendArgs {
     /// The sender's coin file (<DN 2 hex>.<SN>.bin).
     #[arg(long, value_name = "FILE")]
     pub wallet: Option<PathBuf>,
-    /// The receiver: its coin and where `raida key receive` listens, DN:SN@HOST:PORT
-    /// (a RAIDA server as receiver: DN:SN@ID@HOST:PORT).
-    #[arg(long, value_name = "DN:SN@HOST:PORT", allow_hyphen_values = true)]
+    /// The receiver: its coin, DN:SN (the alert goes to its mailbox RAIDAs), optionally with
+    /// where `raida key receive --listen` listens, DN:SN@HOST:PORT (a RAIDA server as
+    /// receiver: DN:SN@ID@HOST:PORT).
+    #[arg(long, value_name = "DN:SN[@HOST:PORT]", allow_hyphen_values = true)]
     pub to: Option<String>,
     /// Number of parts, each on its own RAIDA: at most 16 and at least a majority of the
     /// network file's RAIDAs (13 of 25). Default: 16, or every RAIDA of a smaller network.
@@ -312,7 +313,7 @@ fn load(network: &std::path::Path, wallet: &std::path::Path) -> anyhow::Result<(
 
 fn send_rke(a: SendArgs) -> anyhow::Result<()> {
     let (Some(network), Some(wallet), Some(to)) = (&a.network, &a.wallet, &a.to) else {
-        anyhow::bail!("give --network FILE --wallet FILE --to DN:SN@HOST:PORT");
+        anyhow::bail!("give --network FILE --wallet FILE --to DN:SN (or DN:SN@HOST:PORT)");
     };
     let to = Recipient::parse(to)?;
     let (network, wallet) = load(network, wallet)?;
@@ -331,8 +332,14 @@ fn send_rke(a: SendArgs) -> anyhow::Result<()> {
     for f in &report.reposted {
         eprintln!("note: {f}; that part went to another RAIDA");
     }
+    let how = match &report.delivery {
+        raida_client::rke::AlertDelivery::Direct => "the receiver took it directly".to_string(),
+        raida_client::rke::AlertDelivery::Mailbox { raidas, .. } => {
+            format!("alert left in the receiver's mailbox on RAIDAs {raidas:?}")
+        }
+    };
     eprintln!(
-        "key delivered: {} parts on RAIDAs {:?}, first key id {}",
+        "key delivered: {} parts on RAIDAs {:?}, first key id {}; {how}",
         report.key_servers.len(),
         report.key_servers,
         hex::encode(report.first_key_id)
@@ -349,8 +356,14 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
     let opts = ReceiveOptions { accept, min_parts, ..ReceiveOptions::default() };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let result = rt.block_on(async {
-        let mut receiver = KeyReceiver::bind(&a.receiver.listen, network, wallet, opts).await?;
-        eprintln!("waiting for a key on {} (udp, tcp)", receiver.local_addr());
+        let mut receiver = match &a.receiver.listen {
+            Some(listen) => KeyReceiver::bind(listen, network, wallet, opts).await?,
+            None => KeyReceiver::mailbox(network, wallet, opts).await?,
+        };
+        match receiver.local_addr() {
+            Some(at) => eprintln!("waiting for a key on {at} (udp, tcp) and in the mailbox"),
+            None => eprintln!("waiting for a key in the mailbox (RAIDAs {:?})", receiver.mailbox_raidas()),
+        }
         let deadline =
             a.timeout.map(|s| raida_proto::time::deadline_from(tokio::time::Instant::now(), Duration::from_secs(s)));
         loop {
@@ -367,6 +380,7 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
                 AlertOutcome::Refused { from, status, reason } => {
                     eprintln!("refused a Key Alert from {from} ({status}): {reason}; still waiting");
                 }
+                AlertOutcome::MailboxUnreachable { reason } => eprintln!("warning: {reason}"),
             }
         }
     });
@@ -379,7 +393,7 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    eprintln!("key received from {} ({} parts)", received.from, received.parts);
+    eprintln!("key received from {} ({} parts)", received.source, received.parts);
     println!("sender {}", received.sender);
     write_key(out, &received.session_key)
 }

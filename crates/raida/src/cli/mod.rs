@@ -47,10 +47,11 @@ pub(crate) struct ReceiverArgs {
     /// This receiver's coin file (<DN 2 hex>.<SN>.bin).
     #[arg(long, value_name = "FILE")]
     pub wallet: std::path::PathBuf,
-    /// Where to listen, UDP and TCP (the Key Alert; for `raida receive` also the channel);
-    /// a host name is resolved.
+    /// Also listen here, UDP and TCP, for a direct Key Alert (and, for `raida receive`, the
+    /// channel); a host name is resolved. Without it the key comes from this coin's mailbox
+    /// RAIDAs and no port is opened (behind NAT).
     #[arg(long, value_name = "HOST:PORT")]
-    pub listen: String,
+    pub listen: Option<String>,
     /// Accept keys only from this sender coin (repeat for several); default: any sender.
     #[arg(long = "from", value_name = "DN:SN", allow_hyphen_values = true)]
     pub from: Vec<String>,

@@ -55,13 +55,11 @@ impl Reporter {
 
     fn text_event(&mut self, e: &Event) {
         match e {
-            Event::Listening { coin, address } => {
-                eprintln!("receiving as coin {coin} on {address} (udp, tcp); waiting for a key")
-            }
+            Event::Listening { coin, address } => eprintln!("receiving as coin {coin} on {address}; waiting for a key"),
             Event::KeyRefused { from, reason } => eprintln!("refused a Key Alert from {from}: {reason}; still waiting"),
             Event::KeyExchanged { peer } => eprintln!("key exchanged through the RAIDA with coin {peer}"),
-            Event::Connected { peer, address, phrase, .. } => {
-                eprintln!("peer coin {peer} at {address}");
+            Event::Connected { peer, address, phrase, path, .. } => {
+                eprintln!("peer coin {peer} at {address} ({path} path)");
                 eprintln!("verification phrase: {phrase}  (the other side must show the same words)");
             }
             Event::Manifest { names, count, bytes, streams } => {

@@ -1,7 +1,8 @@
-//! `raida receive --network FILE --wallet FILE --listen HOST:PORT [--from DN:SN ...]
-//! [--yes] [-o DIR | --stdout]`: wait for a key through the RAIDA, accept the channel on the
-//! same port, show the sender's manifest and ask (or accept it: `--from`, `--yes`), receive
-//! and verify (`raida_client::transfer::Receiver`).
+//! `raida receive --network FILE --wallet FILE [--listen HOST:PORT] [--from DN:SN ...]
+//! [--yes] [-o DIR | --stdout]`: wait for a key through the RAIDA (from this coin's mailbox,
+//! and on the --listen port when given), open the channel (direct, sender hint or relay),
+//! show the sender's manifest and ask (or accept it: `--from`, `--yes`), receive and verify
+//! (`raida_client::transfer::Receiver`).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -124,7 +125,10 @@ pub(crate) fn run(a: ReceiveArgs) -> anyhow::Result<()> {
     let mut reporter = Reporter::new(a.output_mode.quiet, a.output_mode.json, a.stdout, "received");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let received = rt.block_on(async {
-        let receiver = Receiver::bind(&a.receiver.listen, network, wallet, opts).await?;
+        let receiver = match &a.receiver.listen {
+            Some(listen) => Receiver::bind(listen, network, wallet, opts).await?,
+            None => Receiver::mailbox(network, wallet, opts).await?,
+        };
         receiver.receive(sink, &mut |e| reporter.event(e)).await
     });
     // a writer still blocked on stdout (the transfer failed) must not keep the process alive

@@ -1,5 +1,7 @@
-//! `raida send FILE... | - --to DN:SN@HOST:PORT --network FILE --wallet FILE`: a key through
-//! the RAIDA, the secure channel, then the files (`raida_client::transfer::send`).
+//! `raida send FILE... | - --to DN:SN[@HOST:PORT] --network FILE --wallet FILE`: a key
+//! through the RAIDA (alert to the receiver's mailbox, and directly when an address is
+//! given), the secure channel (direct, hint or relay), then the files
+//! (`raida_client::transfer::send`).
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +17,18 @@ pub(crate) struct SendArgs {
     /// Files to send, or `-` for stdin as a stream.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// The receiver: its coin and where `raida receive` listens, DN:SN@HOST:PORT.
-    #[arg(long, value_name = "DN:SN@HOST:PORT", allow_hyphen_values = true)]
+    /// The receiver: its coin, DN:SN (the alert goes to its mailbox RAIDAs; no address
+    /// needed), optionally with where `raida receive --listen` listens: DN:SN@HOST:PORT.
+    #[arg(long, value_name = "DN:SN[@HOST:PORT]", allow_hyphen_values = true)]
     pub to: String,
+    /// Also listen here (TCP) and offer it to the receiver as a hint, so that a receiver
+    /// behind NAT can connect to this sender directly instead of through a relay.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Give up when no path to the receiver opened within this many seconds after the key
+    /// was sent (a receiver may take its alert from the mailbox later, within 600 s).
+    #[arg(long, value_name = "S", default_value_t = 600)]
+    pub wait: u64,
     /// The network file (network.toml) whose RAIDAs carry the key.
     #[arg(long, value_name = "FILE")]
     pub network: PathBuf,
@@ -67,6 +78,8 @@ pub(crate) fn run(a: SendArgs) -> anyhow::Result<()> {
         },
         pq: !a.output_mode.no_pq,
         rate_limit: a.limit_rate,
+        listen: a.listen.clone(),
+        connect_timeout: std::time::Duration::from_secs(a.wait),
         ..SendOptions::default()
     };
     let mut reporter = Reporter::new(a.output_mode.quiet, a.output_mode.json, false, "sent");
