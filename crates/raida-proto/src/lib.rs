@@ -21,6 +21,7 @@ pub mod consts;
 pub mod crypto;
 pub mod header;
 pub mod keys;
+pub mod relay;
 pub mod replay;
 pub mod response;
 pub mod status;
