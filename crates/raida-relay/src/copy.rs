@@ -212,7 +212,8 @@ mod splice {
     /// (an unprivileged process may have up to /proc/sys/fs/pipe-max-size, 1 MiB by default).
     const PIPE_SIZE: libc::c_int = 1 << 20;
 
-    /// The kernel refused splice for these descriptors before any byte moved.
+    /// The kernel refused splice for these descriptors (EINVAL), lacks it (ENOSYS) or a
+    /// seccomp filter forbids it (EPERM), before any byte moved.
     pub(super) struct Unsupported;
 
     pub(super) struct Pipe {
@@ -280,7 +281,10 @@ mod splice {
                 match from.try_io(Interest::READABLE, || splice(from.as_raw_fd(), pipe.write.as_raw_fd(), want)) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) if !moved_any && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                    Err(e)
+                        if !moved_any
+                            && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)) =>
+                    {
                         return Err(Unsupported)
                     }
                     Err(e) => return Ok(Err(e)),

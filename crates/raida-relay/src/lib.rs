@@ -201,7 +201,42 @@ impl Drop for PairSlot {
     }
 }
 
+/// Reads a relay's counters ([`RunningRelay::stats_handle`]).
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Shared>);
+
+impl std::fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatsHandle")
+    }
+}
+
+impl StatsHandle {
+    pub fn stats(&self) -> RelayStats {
+        self.0.stats()
+    }
+}
+
 impl Shared {
+    fn stats(&self) -> RelayStats {
+        let c = &self.counters;
+        let (waiting_now, hellos_waiting_now, pairs_now) = {
+            let t = self.table.lock();
+            (t.waiting_total as u64, t.waiting.len() as u64, t.pairs_total as u64)
+        };
+        RelayStats {
+            connections: c.connections.load(Ordering::Relaxed),
+            answers: std::array::from_fn(|i| c.answers[i].load(Ordering::Relaxed)),
+            hello_timeouts: c.hello_timeouts.load(Ordering::Relaxed),
+            idle_closed: c.idle_closed.load(Ordering::Relaxed),
+            bytes_relayed: c.bytes_relayed.load(Ordering::Relaxed),
+            copy_fallbacks: c.copy_fallbacks.load(Ordering::Relaxed),
+            waiting_now,
+            hellos_waiting_now,
+            pairs_now,
+        }
+    }
+
     fn count(&self, a: RelayAnswer) {
         if let Some(c) = self.counters.answers.get(usize::from(a.code())) {
             c.fetch_add(1, Ordering::Relaxed);
@@ -297,22 +332,13 @@ impl RunningRelay {
     }
 
     pub fn stats(&self) -> RelayStats {
-        let c = &self.shared.counters;
-        let (waiting_now, hellos_waiting_now, pairs_now) = {
-            let t = self.shared.table.lock();
-            (t.waiting_total as u64, t.waiting.len() as u64, t.pairs_total as u64)
-        };
-        RelayStats {
-            connections: c.connections.load(Ordering::Relaxed),
-            answers: std::array::from_fn(|i| c.answers[i].load(Ordering::Relaxed)),
-            hello_timeouts: c.hello_timeouts.load(Ordering::Relaxed),
-            idle_closed: c.idle_closed.load(Ordering::Relaxed),
-            bytes_relayed: c.bytes_relayed.load(Ordering::Relaxed),
-            copy_fallbacks: c.copy_fallbacks.load(Ordering::Relaxed),
-            waiting_now,
-            hellos_waiting_now,
-            pairs_now,
-        }
+        self.shared.stats()
+    }
+
+    /// A handle that reads the counters while the relay runs (for a metrics endpoint
+    /// that outlives no one: it holds the counters, not the relay).
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.shared.clone())
     }
 
     /// Stops accepting, closes waiting clients and spliced pairs, and waits for every
