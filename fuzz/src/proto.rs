@@ -650,3 +650,13 @@ fn check_exact(status: Status, answer: &[u8], got: &Result<raida_proto::client::
     }
     let _ = RESPONSE_HEADER_SIZE;
 }
+
+/// The relay hello (section 10): any bytes decode or are Malformed, never panic; what
+/// decodes encodes back to the same 40 bytes.
+pub fn relay_hello(data: &[u8]) {
+    use raida_proto::relay::{RelayAnswer, RelayHello};
+    match RelayHello::decode(data) {
+        Ok(h) => assert_eq!(&h.to_bytes()[..], data, "relay hello did not round-trip"),
+        Err(a) => assert_eq!(a, RelayAnswer::Malformed),
+    }
+}

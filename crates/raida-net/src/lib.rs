@@ -12,7 +12,8 @@
 //! * the budget of Get Key fetches per minute ([`fetch_budget`]) and the limit of error
 //!   answers per source address ([`ErrorRateLimiter`]);
 //! * fetching and assembling the parts of a Key Alert ([`key_fetch`]): the one receiver
-//!   core of a RAIDA's 42 and of `raida key receive`.
+//!   core of a RAIDA's 42 and of `raida key receive`;
+//! * pairing through a relay of the network file ([`relay::connect`], section 10).
 
 pub mod batch;
 mod connections;
@@ -21,6 +22,7 @@ pub mod fetch_budget;
 pub mod key_fetch;
 pub mod mmsg;
 pub mod network;
+pub mod relay;
 mod request;
 pub mod resolve;
 

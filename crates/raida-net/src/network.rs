@@ -11,9 +11,13 @@
 //! id = 1
 //! address = "raida1.example.net:50001"
 //! legacy = true                  # speaks no modern encryption type: never used as a key server
+//!
+//! [[relays]]                     # optional: relays (PROTOCOL.md section 10) its users may use,
+//! address = "127.0.0.1:50025"    # tried in this order when neither side can be reached directly
 //! ```
 //!
-//! Ids are 0..24 and unique; addresses are `HOST:PORT` (`[v6]:PORT` for IPv6 literals).
+//! Ids are 0..24 and unique; addresses (of RAIDAs and relays) are `HOST:PORT` (`[v6]:PORT`
+//! for IPv6 literals).
 //! Host names are resolved at use ([`Network::resolve`]), so a network file stays valid when
 //! a server's address changes.
 
@@ -42,7 +46,15 @@ pub struct RaidaEntry {
     pub legacy: bool,
 }
 
-/// A RAIDA network: its coin id and its RAIDAs.
+/// A relay of a network (PROTOCOL.md section 10).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayEntry {
+    /// `HOST:PORT`; host names are resolved at use.
+    pub address: String,
+}
+
+/// A RAIDA network: its coin id, its RAIDAs and its relays.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
@@ -52,6 +64,9 @@ pub struct Network {
     /// The RAIDAs, by id.
     #[serde(default, rename = "raida")]
     pub raidas: Vec<RaidaEntry>,
+    /// The relays its users may use, in the order they are tried (none: no relay).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<RelayEntry>,
 }
 
 fn default_coin_id() -> u16 {
@@ -92,6 +107,9 @@ impl Network {
             *slot = true;
             split_host_port(&r.address).map_err(|e| invalid(format!("RAIDA {}: {e}", r.id)))?;
         }
+        for r in &net.relays {
+            split_host_port(&r.address).map_err(|e| invalid(format!("relay {}: {e}", r.address)))?;
+        }
         Ok(net)
     }
 
@@ -111,6 +129,9 @@ impl Network {
                 out.push_str("legacy = true\n");
             }
         }
+        for r in &self.relays {
+            out.push_str(&format!("\n[[relays]]\naddress = \"{}\"\n", r.address));
+        }
         out
     }
 
@@ -119,6 +140,11 @@ impl Network {
     /// forged one-part alert could pose as any sender.
     pub fn majority(&self) -> usize {
         majority_of(self.raidas.len())
+    }
+
+    /// The relays' addresses, in the order they are tried.
+    pub fn relay_addresses(&self) -> Vec<String> {
+        self.relays.iter().map(|r| r.address.clone()).collect()
     }
 
     /// The entry of RAIDA `id`.
@@ -166,6 +192,7 @@ mod tests {
                 RaidaEntry { id: 0, address: "127.0.0.1:50000".into(), legacy: false },
                 RaidaEntry { id: 3, address: "localhost:50003".into(), legacy: true },
             ],
+            relays: vec![RelayEntry { address: "relay.example.net:50025".into() }],
         };
         assert_eq!(Network::from_toml(&net.to_toml(), "n").unwrap(), net);
         let bad = |t: &str| Network::from_toml(t, "n").unwrap_err().to_string();
@@ -174,6 +201,11 @@ mod tests {
         assert!(bad("[[raida]]\nid = 1\naddress = \"a:1\"\n[[raida]]\nid = 1\naddress = \"b:2\"\n").contains("twice"));
         assert!(bad("[[raida]]\nid = 1\naddress = \"nohost\"\n").contains("HOST:PORT"));
         assert!(bad("[[raida]]\nid = 1\naddress = \"a:1\"\nport = 3\n").contains("unknown field"));
+        assert!(
+            bad("[[raida]]\nid = 1\naddress = \"a:1\"\n[[relays]]\naddress = \"norelay\"\n").contains("relay norelay")
+        );
+        // a file without relays has none
+        assert!(Network::from_toml("[[raida]]\nid = 1\naddress = \"a:1\"\n", "n").unwrap().relays.is_empty());
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ pub mod crypto;
 pub mod header;
 pub mod keys;
 pub mod mailbox;
+pub mod relay;
 pub mod replay;
 pub mod response;
 pub mod status;

@@ -40,3 +40,8 @@ fn open_response_seeds() {
 fn tcp_framing_seeds() {
     common::replay_seeds(&corpus(), "tcp_framing", proto::tcp_framing);
 }
+
+#[test]
+fn relay_hello_seeds() {
+    common::replay_seeds(&corpus(), "relay_hello", proto::relay_hello);
+}

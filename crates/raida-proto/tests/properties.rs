@@ -428,3 +428,38 @@ fn encrypted_requests_reach_the_command_parsers() {
         assert!(parser_statuses.contains(&status.code()), "{status:?} not reached: {parser_statuses:?}");
     }
 }
+
+/// Section 10: the relay hello.
+mod relay_hello {
+    use proptest::prelude::*;
+    use raida_proto::relay::{RelayAnswer, RelayHello, Side, HELLO_LEN};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes (40 of them, and other lengths) never panic; what decodes
+        /// encodes back to the same 40 bytes, and the rest is Malformed.
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::array::uniform32(any::<u8>()), tail in proptest::array::uniform8(any::<u8>()),
+                                       extra in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let mut hello = [0u8; HELLO_LEN];
+            hello[..32].copy_from_slice(&b);
+            hello[32..].copy_from_slice(&tail);
+            match RelayHello::decode(&hello) {
+                Ok(h) => prop_assert_eq!(h.to_bytes(), hello),
+                Err(a) => prop_assert_eq!(a, RelayAnswer::Malformed),
+            }
+            if extra.len() != HELLO_LEN {
+                prop_assert_eq!(RelayHello::decode(&extra), Err(RelayAnswer::Malformed));
+            }
+        }
+
+        /// encode -> decode is the identity.
+        #[test]
+        fn round_trip(id in proptest::array::uniform32(any::<u8>()), receiver in any::<bool>()) {
+            let side = if receiver { Side::Receiver } else { Side::Sender };
+            let h = RelayHello::new(id, side);
+            prop_assert_eq!(RelayHello::decode(&h.to_bytes()), Ok(h));
+        }
+    }
+}

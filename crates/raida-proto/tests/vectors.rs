@@ -450,3 +450,34 @@ fn keys() {
         check_key(&c, status_of(resolve_key(&id, &k)));
     }
 }
+
+/// Section 10: the relay hello, built and checked.
+#[test]
+fn relay_hello() {
+    use raida_proto::relay::{RelayAnswer, RelayHello, Side, HELLO_LEN};
+    for c in cases("mailbox.json", "relay_hello") {
+        let i = &c["input"];
+        let side = Side::from_code(u64_(&i["side"]) as u8).expect("side 1 or 2");
+        let hello = RelayHello::new(arr(&i["rendezvous_id"]), side).to_bytes();
+        assert_eq!(hello.len(), HELLO_LEN);
+        assert_eq!(hello.to_vec(), bytes(&c["expected"]["hello"]), "{}", name(&c));
+    }
+    for c in cases("mailbox.json", "relay_hello_check") {
+        let e = &c["expected"];
+        let got = RelayHello::decode(&bytes(&c["input"]["hello"]));
+        match got {
+            Ok(h) => {
+                assert_eq!(e["valid"], true, "{}", name(&c));
+                assert!(e["answer"].is_null(), "{}", name(&c));
+                assert_eq!(h.rendezvous_id, arr::<32>(&e["rendezvous_id"]), "{}", name(&c));
+                assert_eq!(u64::from(h.side.code()), u64_(&e["side"]), "{}", name(&c));
+            }
+            Err(a) => {
+                assert_eq!(e["valid"], false, "{}", name(&c));
+                assert_eq!(u64::from(a.code()), u64_(&e["answer"]), "{}", name(&c));
+                assert_eq!(a, RelayAnswer::Malformed);
+                assert!(e["rendezvous_id"].is_null() && e["side"].is_null(), "{}", name(&c));
+            }
+        }
+    }
+}

@@ -15,6 +15,7 @@ mod limits;
 pub mod local_network;
 mod metrics;
 pub mod pending_keys;
+pub mod relay;
 pub mod reload;
 mod server;
 mod state;

@@ -1,12 +1,13 @@
 //! A whole RAIDA network on one machine, for trying the key exchange (PROTOCOL.md
 //! section 9) without 25 hosts: [`init_network`] makes the folder, [`add_user`] registers
-//! a wallet on every RAIDA, [`LocalNetwork::start`] runs every RAIDA in this process.
+//! a wallet on every RAIDA, [`LocalNetwork::start`] runs every RAIDA, and the network's
+//! relay, in this process.
 //!
 //! Folder layout (`raida network init DIR`):
 //!
 //! | path | content |
 //! |---|---|
-//! | `DIR/network.toml` | coin id and the RAIDAs (`raida_net::network`), `127.0.0.1:<base + id>` |
+//! | `DIR/network.toml` | coin id and the RAIDAs (`raida_net::network`), `127.0.0.1:<base + id>`, and one relay (section 10) at `127.0.0.1:<base + 25>` |
 //! | `DIR/raida-NN/` | RAIDA NN's data directory (`raida init`), listening on `127.0.0.1:<base + NN>`; its identity coin `1:<1023 - NN>` is `[identity]`, every other RAIDA is a `[[key_servers]]` entry |
 //! | `DIR/wallets/<user>/01.<SN>.bin` | a user's coin (section 9 file), registered on every RAIDA |
 //!
@@ -16,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raida_net::network::{Network, RaidaEntry, NETWORK_FILE};
+use raida_net::network::{Network, RaidaEntry, RelayEntry, NETWORK_FILE};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_store::parse_coin_file_name;
 use raida_store::wallet::Wallet;
@@ -27,6 +28,8 @@ use crate::server::{RunningServer, ServerBuilder, ServerLimits};
 pub const COIN_DN: i8 = 1;
 /// SN of RAIDA `id`'s identity coin is this minus `id`.
 const IDENTITY_SN_TOP: u32 = 1023;
+/// The relay listens on `host:(base_port + RELAY_PORT_OFFSET)`, after the 25 RAIDA ports.
+pub const RELAY_PORT_OFFSET: u16 = 25;
 /// The folder holding the users' wallets.
 pub const WALLETS_DIR: &str = "wallets";
 
@@ -110,6 +113,12 @@ pub fn init_network(dir: &Path, opts: &NetworkInit) -> Result<Network, LocalNetw
             opts.raidas - 1
         )));
     }
+    if opts.base_port as u32 + RELAY_PORT_OFFSET as u32 > u16::MAX as u32 {
+        return Err(err(format!(
+            "--base-port {}: the relay's port base+{RELAY_PORT_OFFSET} must fit in 1..65535",
+            opts.base_port
+        )));
+    }
     let ip: std::net::IpAddr =
         opts.host.parse().map_err(|_| err(format!("{:?} is not an IP address to listen on", opts.host)))?;
     for u in &opts.users {
@@ -166,6 +175,9 @@ pub fn init_network(dir: &Path, opts: &NetworkInit) -> Result<Network, LocalNetw
     let network = Network {
         coin_id: opts.coin_id,
         raidas: ids.iter().map(|&id| RaidaEntry { id, address: addr(id).to_string(), legacy: false }).collect(),
+        relays: vec![RelayEntry {
+            address: std::net::SocketAddr::new(ip, opts.base_port + RELAY_PORT_OFFSET).to_string(),
+        }],
     };
     write_network_file(dir, &network)?;
     for u in &opts.users {
@@ -220,10 +232,11 @@ pub fn add_user(dir: &Path, name: &str) -> Result<PathBuf, LocalNetworkError> {
     wallet.save(&user_dir).map_err(err)
 }
 
-/// Every RAIDA of a folder, running in this process.
+/// Every RAIDA of a folder, and its relay, running in this process.
 pub struct LocalNetwork {
     servers: Vec<(u8, RunningServer)>,
     network: Network,
+    relay: Option<raida_relay::RunningRelay>,
 }
 
 impl LocalNetwork {
@@ -259,7 +272,13 @@ impl LocalNetwork {
                 }
             }
         }
-        let mut running = LocalNetwork { servers, network: network.clone() };
+        let mut running = LocalNetwork { servers, network: network.clone(), relay: None };
+        if failed.is_none() {
+            match start_relay(&mut network, ephemeral).await {
+                Ok(relay) => running.relay = relay,
+                Err(e) => failed = Some(e),
+            }
+        }
         if let Some(e) = failed {
             running.shutdown().await;
             return Err(e);
@@ -271,6 +290,12 @@ impl LocalNetwork {
         }
         running.network = network;
         Ok(running)
+    }
+
+    /// The address of the network's relay (the first `[[relays]]` entry, run in this
+    /// process), if the network file lists one.
+    pub fn relay_addr(&self) -> Option<std::net::SocketAddr> {
+        self.relay.as_ref().map(|r| r.local_addr())
     }
 
     /// The network as it runs (skipped RAIDAs keep their configured address).
@@ -314,5 +339,32 @@ impl LocalNetwork {
             }
         });
         futures_util::future::join_all(stops).await;
+        if let Some(r) = self.relay {
+            r.shutdown().await;
+        }
     }
+}
+
+/// Runs the network file's first relay here (a local network's relay is on this host):
+/// on its address, or with `ephemeral` on a free port of 127.0.0.1; the network then names
+/// the address it really has. A file without relays (made before relays existed) runs none.
+async fn start_relay(
+    network: &mut Network,
+    ephemeral: bool,
+) -> Result<Option<raida_relay::RunningRelay>, LocalNetworkError> {
+    let Some(entry) = network.relays.first_mut() else { return Ok(None) };
+    let listen: std::net::SocketAddr = if ephemeral {
+        std::net::SocketAddr::new([127, 0, 0, 1].into(), 0)
+    } else {
+        entry.address.parse().map_err(|_| {
+            err(format!("relay {:?}: a local network's relay must be an IP:PORT of this host", entry.address))
+        })?
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| err(format!("relay {listen}: {e} (is another network running on these ports?)")))?;
+    let relay = raida_relay::Relay::start(listener, raida_relay::RelayLimits::default())
+        .map_err(|e| err(format!("relay {listen}: {e}")))?;
+    entry.address = relay.local_addr().to_string();
+    Ok(Some(relay))
 }

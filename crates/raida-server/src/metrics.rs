@@ -40,12 +40,12 @@ impl std::fmt::Debug for ServerCollector {
     }
 }
 
-fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
+pub(crate) fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
     let c = ConstCounter::new(v);
     c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
 }
 
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
+pub(crate) fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
     let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
@@ -334,11 +334,22 @@ pub(crate) async fn serve(
     limits: MetricsLimits,
     stop: CancellationToken,
 ) {
+    serve_text(listener, Arc::new(move || render(&state, connections.clone())), limits, stop).await
+}
+
+/// Serve `GET /metrics` with what `text` renders at each scrape (a RAIDA's counters, or a
+/// relay's), until `stop`, within `limits`.
+pub(crate) async fn serve_text(
+    listener: tokio::net::TcpListener,
+    text: Arc<dyn Fn() -> String + Send + Sync>,
+    limits: MetricsLimits,
+    stop: CancellationToken,
+) {
     use axum::http::header::CONTENT_TYPE;
     let router = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let text = render(&state, connections.clone());
+            let text = text();
             async move { ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text) }
         }),
     );

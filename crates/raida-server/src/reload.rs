@@ -56,6 +56,15 @@ pub const RELOADABLE: &[&str] = &[
     "max_durable_commands",
     "max_heavy_commands",
     "key_alert_fetches_per_minute",
+    // the relay beside the RAIDA (`raida serve` applies them; relay_listen needs a restart)
+    "relay_waiting_per_addr",
+    "relay_waiting_total",
+    "relay_pairs_per_addr",
+    "relay_pairs_total",
+    "relay_pairing_wait_seconds",
+    "relay_idle_seconds",
+    "relay_hello_timeout_seconds",
+    "relay_bytes_per_second",
 ];
 
 /// What a [`crate::RunningServer`] built at start that a reload changes in place: its

@@ -80,6 +80,13 @@ defaults! {
     default_key_alert_fetches_per_minute: u32 = 240;
     default_metrics_max_connections: usize = 16;
     default_metrics_timeout: u64 = 10;
+    default_relay_waiting_per_addr: usize = 8;
+    default_relay_waiting_total: usize = 1_024;
+    default_relay_pairs_per_addr: usize = 8;
+    default_relay_pairs_total: usize = 1_024;
+    default_relay_pairing_wait: u64 = 60;
+    default_relay_idle: u64 = 120;
+    default_relay_hello_timeout: u64 = 10;
 }
 
 /// The range of one numeric setting of config.toml (or its `RAIDA_*` variable): values
@@ -146,6 +153,16 @@ ranges! {
     // at least 4 alerts of 16 parts a minute; at most what keeps the identity coin far
     // below its replay share on every RAIDA
     key_alert_fetches_per_minute: 64, 600;
+    // the relay (PROTOCOL.md section 10)
+    relay_waiting_per_addr: 1, 1_000_000;
+    relay_waiting_total: 1, 1_000_000;
+    relay_pairs_per_addr: 1, 1_000_000;
+    relay_pairs_total: 1, 1_000_000;
+    relay_pairing_wait_seconds: 1, 3_600;
+    relay_idle_seconds: 1, MAX_SECONDS;
+    relay_hello_timeout_seconds: 1, 600;
+    // 0: no bound
+    relay_bytes_per_second: 0, 1 << 40;
 }
 
 impl SettingRange {
@@ -285,6 +302,37 @@ pub struct Config {
     /// whether it sent anything or not (a scrape takes milliseconds). Default 10.
     #[serde(default = "default_metrics_timeout")]
     pub metrics_timeout_seconds: u64,
+    /// `HOST:PORT` of a relay (PROTOCOL.md section 10) that `raida serve` runs beside the
+    /// RAIDA (TCP only; `raida relay` reads the `relay_*` settings below from its own
+    /// file). Default: none (no relay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_listen: Option<String>,
+    /// Relay: connections waiting for their hello or a peer from one IP address; beyond
+    /// it 0x04. Reloadable (like every `relay_*` bound: for new connections). Default 8.
+    #[serde(default = "default_relay_waiting_per_addr")]
+    pub relay_waiting_per_addr: usize,
+    /// Relay: connections waiting in all; beyond it 0x04. Default 1,024.
+    #[serde(default = "default_relay_waiting_total")]
+    pub relay_waiting_total: usize,
+    /// Relay: spliced pairs one IP address takes part in; beyond it 0x04. Default 8.
+    #[serde(default = "default_relay_pairs_per_addr")]
+    pub relay_pairs_per_addr: usize,
+    /// Relay: spliced pairs in all; beyond it 0x04. Default 1,024.
+    #[serde(default = "default_relay_pairs_total")]
+    pub relay_pairs_total: usize,
+    /// Relay: seconds a hello waits for its peer before 0x05. Default 60.
+    #[serde(default = "default_relay_pairing_wait")]
+    pub relay_pairing_wait_seconds: u64,
+    /// Relay: a pair with no byte either way for this many seconds is closed. Default 120.
+    #[serde(default = "default_relay_idle")]
+    pub relay_idle_seconds: u64,
+    /// Relay: a client that has not sent its 40-byte hello within this many seconds is
+    /// closed. Default 10.
+    #[serde(default = "default_relay_hello_timeout")]
+    pub relay_hello_timeout_seconds: u64,
+    /// Relay: bytes per second per pair, both directions together; 0 (the default): no bound.
+    #[serde(default)]
+    pub relay_bytes_per_second: u64,
     /// Log filter of `raida serve` (tracing EnvFilter syntax, e.g. `info` or
     /// `info,raida_server=debug`) when no `--log` flag is given; re-read on SIGHUP.
     /// Default: none (`info`).
@@ -376,6 +424,11 @@ impl Config {
                 return Err(bad(format!("metrics_listen {m:?} is not ADDR:PORT")));
             }
         }
+        if let Some(r) = &c.relay_listen {
+            if r.parse::<std::net::SocketAddr>().is_err() {
+                return Err(bad(format!("relay_listen {r:?} is not ADDR:PORT")));
+            }
+        }
         if let Some(f) = &c.log {
             if f.trim().is_empty() {
                 return Err(bad("log must be a filter such as \"info\"".into()));
@@ -390,6 +443,18 @@ impl Config {
             }
         }
         Ok(c)
+    }
+
+    /// The file of `raida relay --config FILE`: the keys of config.toml that concern a relay
+    /// (`relay_listen`, `relay_*`, `metrics_listen`, `metrics_*`, `log`), checked like
+    /// config.toml; it names no RAIDA (`raida_id` may be left out), and keys a relay does
+    /// not use are ignored.
+    pub fn relay_file(text: &str, path: &Path) -> Result<Config> {
+        let bad = |msg: String| StoreError::Config { path: path.to_path_buf(), msg };
+        let mut t: toml::Table = toml::from_str(text).map_err(|e| bad(one_line(&e.to_string())))?;
+        t.entry("raida_id").or_insert(toml::Value::Integer(0));
+        let text = toml::to_string(&t).map_err(|e| bad(e.to_string()))?;
+        Config::from_toml(&text, path)
     }
 
     /// Loads `dir/config.toml`.
@@ -489,6 +554,16 @@ mod tests {
             assert_eq!(c.is_ok(), ok, "{v}: {c:?}");
         }
         assert!(Config::from_toml("coin_id = 1\n", Path::new("x")).is_err());
+        assert_eq!(m.relay_listen, None);
+        assert_eq!((m.relay_waiting_per_addr, m.relay_waiting_total), (8, 1_024));
+        assert_eq!((m.relay_pairs_per_addr, m.relay_pairs_total), (8, 1_024));
+        assert_eq!((m.relay_pairing_wait_seconds, m.relay_idle_seconds, m.relay_hello_timeout_seconds), (60, 120, 10));
+        assert_eq!(m.relay_bytes_per_second, 0);
+        assert!(Config::from_toml("raida_id = 2\nrelay_listen = \"nohost\"\n", Path::new("x")).is_err());
+        let r =
+            Config::relay_file("relay_listen = \"127.0.0.1:50025\"\nrelay_pairs_total = 5\n", Path::new("r")).unwrap();
+        assert_eq!((r.relay_listen.as_deref(), r.relay_pairs_total), (Some("127.0.0.1:50025"), 5));
+        assert!(Config::relay_file("relay_idle_seconds = 0\n", Path::new("r")).is_err());
     }
 
     /// Every setting of [`RANGES`] at `min - 1` and `max + 1` is refused with one line

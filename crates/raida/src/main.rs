@@ -61,6 +61,9 @@ enum Command {
     Send(cli::send::SendArgs),
     /// Receive files (or a stream) from a sender: wait for its key, accept its channel.
     Receive(cli::receive::ReceiveArgs),
+    /// Run a relay (PROTOCOL.md section 10): pairs two clients by rendezvous id and copies
+    /// bytes between them.
+    Relay(cli::relay::RelayArgs),
     /// Load generator: Echo requests against any RAIDA server.
     Bench(cli::bench::BenchArgs),
     /// Self-check of the protocol codec against built-in known answers.
@@ -97,6 +100,7 @@ fn main() {
         Command::Network(c) => cli::network::run(c),
         Command::Send(a) => cli::send::run(a),
         Command::Receive(a) => cli::receive::run(a),
+        Command::Relay(a) => cli::relay::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Selfcheck => cli::selfcheck::run(),
         Command::Channel(c) => cli::channel::run(c),
@@ -125,6 +129,7 @@ fn runs_a_server(command: &Command) -> bool {
     matches!(
         command,
         Command::Serve(_)
+            | Command::Relay(_)
             | Command::Network(cli::network::NetworkCommand::Up { .. })
             | Command::Channel(_)
             | Command::Send(_)

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use common::{terminate, wait_timeout, BIN};
 
-/// A base port with 25 free UDP and TCP ports above it on 127.0.0.1 (checked, then released).
+/// A base port with 26 free UDP and TCP ports above it on 127.0.0.1 (25 RAIDAs and the relay;
+/// checked, then released).
 fn free_base_port() -> u16 {
     let seed = std::process::id() as u64 * 7919
         + std::time::SystemTime::now().elapsed().map(|d| d.as_nanos() as u64).unwrap_or(0);
     for attempt in 0..200u64 {
         let base = 20_000 + ((seed + attempt * 389) % 40_000) as u16;
-        let free = (0..25).all(|i| {
+        let free = (0..26).all(|i| {
             std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
         });
@@ -23,7 +24,7 @@ fn free_base_port() -> u16 {
             return base;
         }
     }
-    panic!("no 25 free consecutive ports");
+    panic!("no 26 free consecutive ports");
 }
 
 fn ok(args: &[&str]) -> String {
@@ -57,6 +58,10 @@ fn network_up_then_key_receive_and_key_send_print_the_same_key() {
     let mut line = String::new();
     BufReader::new(up.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.starts_with("25 RAIDAs listening on 127.0.0.1:"), "{line:?}");
+    // the network's relay, at base + 25, runs beside them
+    let relay = format!("127.0.0.1:{}", base.parse::<u16>().unwrap() + 25);
+    assert!(line.contains(&format!("relay on {relay} (tcp)")), "{line:?}");
+    assert!(std::fs::read_to_string(net_file).unwrap().contains(&format!("[[relays]]\naddress = \"{relay}\"")));
 
     let mut rx = Command::new(BIN)
         .args(["key", "receive", "--network", net_file, "--wallet", bob.to_str().unwrap()])

@@ -89,18 +89,45 @@ async fn connect(addr: SocketAddr, cfg: Config, initiator: bool, path: DataPath)
     Ok((ch, path, addr))
 }
 
-/// The relays of a network file, as `HOST:PORT`.
-pub(crate) fn relays_of(_network: &raida_net::network::Network) -> Vec<String> {
-    Vec::new()
+/// The relays of a network file, as `HOST:PORT`, in the order they are tried.
+pub(crate) fn relays_of(network: &raida_net::network::Network) -> Vec<String> {
+    network.relay_addresses()
 }
 
-/// Through a relay of the network file (section 10).
+/// Through a relay of the network file (section 10). A relay holds a waiting side only for
+/// its pairing wait (60 s by default) and then answers 0x05; the other side may come later
+/// (a receiver that takes its alert from the mailbox when it comes online), so the hello is
+/// sent again until `wait` is over. Relays that cannot be reached end the attempt at once.
 async fn relay(relays: Vec<String>, rendezvous: [u8; 32], cfg: Config, initiator: bool, wait: Duration) -> Attempt {
+    use raida_net::relay::{RelayError, RelayFailure};
+    use raida_proto::relay::{RelayAnswer, Side};
     if relays.is_empty() {
         return Err("relay: network.toml lists no relay".into());
     }
-    let _ = (rendezvous, cfg, initiator, wait);
-    Err("relay: not available in this build".into())
+    let side = if initiator { Side::Sender } else { Side::Receiver };
+    let deadline = deadline_after(wait);
+    loop {
+        let left = deadline.map_or(wait, |d| d.saturating_duration_since(tokio::time::Instant::now()));
+        if left.is_zero() {
+            return Err(format!("relay: no peer within {} s", wait.as_secs()));
+        }
+        match raida_net::relay::connect(&relays, &rendezvous, side, left).await {
+            Ok((tcp, used)) => {
+                let addr = tcp.peer_addr().map_err(|e| format!("relay {used}: {e}"))?;
+                let ch = handshake(tcp, cfg, initiator).await.map_err(|e| format!("relay {used}: {e}"))?;
+                return Ok((ch, DataPath::Relay, addr));
+            }
+            Err(RelayError::Failed { tried })
+                if tried.iter().any(|(_, f)| {
+                    matches!(f, RelayFailure::Answer(RelayAnswer::NoPeer | RelayAnswer::Busy) | RelayFailure::Timeout)
+                }) =>
+            {
+                // a relay is up but the other side is not there yet: ask again shortly
+                tokio::time::sleep(Duration::from_millis(500).min(left)).await;
+            }
+            Err(e) => return Err(format!("relay: {e}")),
+        }
+    }
 }
 
 /// Accept on `listener` until a handshake completes: at most [`MAX_HANDSHAKES`] at a time,

@@ -10,6 +10,7 @@ pub(crate) mod locker;
 pub(crate) mod network;
 pub(crate) mod progress;
 pub(crate) mod receive;
+pub(crate) mod relay;
 pub(crate) mod secret;
 pub(crate) mod secret_file;
 pub(crate) mod selfcheck;

@@ -12,8 +12,8 @@ pub(crate) const DEFAULT_DIR: &str = "raida-network";
 #[derive(clap::Subcommand)]
 pub(crate) enum NetworkCommand {
     /// Create DIR: one data directory per RAIDA (ports base..base+N-1 on 127.0.0.1), an
-    /// identity coin for each, every other RAIDA as key server, DIR/network.toml, and a wallet
-    /// per user registered on every RAIDA (DIR/wallets/<user>/).
+    /// identity coin for each, every other RAIDA as key server, DIR/network.toml (with one
+    /// relay at base+25), and a wallet per user registered on every RAIDA (DIR/wallets/<user>/).
     Init {
         dir: PathBuf,
         /// Number of RAIDAs (1..25).
@@ -33,8 +33,8 @@ pub(crate) enum NetworkCommand {
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
     },
-    /// Run every RAIDA of DIR in this process (default ./raida-network, created with users
-    /// alice and bob on first start). Ctrl-C stops them all.
+    /// Run every RAIDA of DIR, and its relay, in this process (default ./raida-network,
+    /// created with users alice and bob on first start). Ctrl-C stops them all.
     Up {
         dir: Option<PathBuf>,
         /// RAIDA ids to leave out (comma-separated), to try failures.
@@ -90,7 +90,10 @@ fn up(dir: Option<PathBuf>, skip: Vec<u8>, log: &str, log_format: super::serve::
         None => {
             let d = PathBuf::from(DEFAULT_DIR);
             if !d.join(NETWORK_FILE).is_file() {
-                eprintln!("creating {} (25 RAIDAs on 127.0.0.1:50000-50024, users alice and bob)", d.display());
+                eprintln!(
+                    "creating {} (25 RAIDAs on 127.0.0.1:50000-50024, a relay on 127.0.0.1:50025, users alice and bob)",
+                    d.display()
+                );
                 init_network(&d, &NetworkInit::default())?;
             }
             d
@@ -102,8 +105,9 @@ fn up(dir: Option<PathBuf>, skip: Vec<u8>, log: &str, log_format: super::serve::
         let running = net.running();
         let addrs: Vec<&str> =
             net.network().raidas.iter().filter(|r| running.contains(&r.id)).map(|r| r.address.as_str()).collect();
+        let relay = net.relay_addr().map(|a| format!("; relay on {a} (tcp)")).unwrap_or_default();
         println!(
-            "{} RAIDAs listening on {} .. {} (udp, tcp); network file {}",
+            "{} RAIDAs listening on {} .. {} (udp, tcp){relay}; network file {}",
             running.len(),
             addrs.first().copied().unwrap_or("-"),
             addrs.last().copied().unwrap_or("-"),

@@ -102,15 +102,30 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(m) = server.metrics_addr() {
             println!("metrics on http://{m}/metrics");
         }
+        let relay = start_relay(&config).await?;
         tracing::info!(dir = %dir.display(), addr = %server.local_addr(), "server started");
         notify(&[sd_notify::NotifyState::Ready]);
-        serve_until_signal(&server, &dir, config, &args, &log).await;
+        serve_until_signal(&server, relay.as_ref(), &dir, config, &args, &log).await;
         tracing::info!("shutting down");
         notify(&[sd_notify::NotifyState::Stopping]);
+        if let Some(r) = relay {
+            r.shutdown().await;
+        }
         server.shutdown().await.map_err(|e| anyhow::anyhow!("flushing the store: {e}"))?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The relay of config.toml's `relay_listen`, beside the RAIDA (same process), if set.
+async fn start_relay(config: &Config) -> anyhow::Result<Option<raida_relay::RunningRelay>> {
+    let Some(listen) = &config.relay_listen else { return Ok(None) };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (relay_listen)"))?;
+    let relay = raida_relay::Relay::start(listener, raida_server::relay::limits(config))?;
+    println!("relay on {} (tcp)", relay.local_addr());
+    Ok(Some(relay))
 }
 
 /// `--log`, else config.toml's `log` (or RAIDA_LOG), else info.
@@ -119,14 +134,21 @@ fn log_filter(args: &ServeArgs, config: &Config) -> String {
 }
 
 /// Tell systemd (a no-op without NOTIFY_SOCKET); a failure is logged, never fatal.
-fn notify(state: &[sd_notify::NotifyState]) {
+pub(crate) fn notify(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(false, state) {
         tracing::warn!(error = %e, "sd_notify");
     }
 }
 
 /// Serve until SIGINT or SIGTERM, reloading config.toml on every SIGHUP.
-async fn serve_until_signal(server: &RunningServer, dir: &Path, mut config: Config, args: &ServeArgs, log: &LogHandle) {
+async fn serve_until_signal(
+    server: &RunningServer,
+    relay: Option<&raida_relay::RunningRelay>,
+    dir: &Path,
+    mut config: Config,
+    args: &ServeArgs,
+    log: &LogHandle,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -142,6 +164,9 @@ async fn serve_until_signal(server: &RunningServer, dir: &Path, mut config: Conf
                 _ = &mut stop => return,
                 _ = hup.recv() => {
                     if let Some(new) = reload(server, dir, &config, args, log).await {
+                        if let Some(r) = relay {
+                            r.set_limits(raida_server::relay::limits(&new));
+                        }
                         config = new;
                     }
                 }
@@ -150,7 +175,7 @@ async fn serve_until_signal(server: &RunningServer, dir: &Path, mut config: Conf
     }
     #[cfg(not(unix))]
     {
-        let _ = (server, dir, &mut config, args, log);
+        let _ = (server, relay, dir, &mut config, args, log);
         super::network::wait_for_signal().await;
     }
 }
