@@ -4,7 +4,9 @@
 //! network file's contents, host names resolved again), the `[identity]` coin Key Alert
 //! authenticates with, `udp_error_rate_per_addr`, the limits an operator tunes under load
 //! (`tickets_per_requester`, `inbox_max_keys`, `inbox_max_age_seconds`, `max_pending_keys`,
-//! `anonymous_pending_keys_percent`, `anonymous_posts_per_addr`, `durable_threads`), `admin_key`, and (applied
+//! `anonymous_pending_keys_percent`, `anonymous_posts_per_addr`, `durable_threads`), the mailbox's
+//! (`alert_ttl_seconds` for alerts left from then on, `mailbox_max_alerts`,
+//! `mailbox_max_held_polls`), `admin_key`, and (applied
 //! by the caller, which owns the log subscriber) `log`. Each is swapped atomically: a request in flight finishes
 //! with the settings it started with, and no request is dropped.
 //!
@@ -56,6 +58,9 @@ pub const RELOADABLE: &[&str] = &[
     "max_durable_commands",
     "max_heavy_commands",
     "key_alert_fetches_per_minute",
+    "alert_ttl_seconds",
+    "mailbox_max_alerts",
+    "mailbox_max_held_polls",
 ];
 
 /// What a [`crate::RunningServer`] built at start that a reload changes in place: its
@@ -146,6 +151,7 @@ pub fn apply(state: &ServerState, old: &Config, new: &Config, dir: &Path) -> Res
     });
     state.pending_keys.set_limits(crate::pending_keys::PendingKeyLimits::from_config(new));
     state.blocking.set_max_threads(new.durable_threads);
+    state.mailbox.set_settings(crate::mailbox::MailboxSettings::from_config(new));
     if new.admin_key != old.admin_key {
         let key = new.admin_key_bytes();
         if key.is_none() {
