@@ -339,3 +339,41 @@ fn decrypt_raida_key_cases() {
         }
     }
 }
+
+/// `mailbox_sequence` of mailbox.json: 46 and 47 on one fresh server, through the handlers
+/// of the dispatch table (the server's path), with the vector's clock, TTL and total.
+#[test]
+fn mailbox_sequence_cases() {
+    let all = cases("mailbox.json", "mailbox_sequence");
+    assert_eq!(all.len(), 4);
+    for c in all {
+        let (i, e) = (&c["input"], &c["expected"]);
+        let n = name(&c);
+        let now = u64_(&i["now"]);
+        let present = coins_of(&i["present_coins"]);
+        let ledger = MemoryLedger::with_coins(present.iter().map(|&c| (c, ([0x5a; 16], 1u8))));
+        let t = TestState::build(1, 6, ledger, now, |s| {
+            s.mailbox.alert_ttl_secs = u64_(&i["alert_ttl"]);
+            s.mailbox.max_alerts = u64_(&i["capacity"]) as usize;
+        });
+        let steps = i["steps"].as_array().unwrap();
+        let wants = e["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), wants.len(), "{n}");
+        for (step, want) in steps.iter().zip(wants) {
+            let d = step["description"].as_str().unwrap_or("");
+            let coins = coins_of(&step["request_coins"]);
+            let (enc, id) = identity_for(u64_(&step["en"]), &coins, &Value::Null);
+            let at = now + u64_(&step["time_offset"]);
+            t.set_now(at);
+            let command = if step["op"] == "leave" { 46 } else { 47 };
+            let mut cl = call(header(enc, id, 4, command), bytes(&step["payload"]), at);
+            cl.transport = match step["transport"].as_str() {
+                Some("tcp") => raida_server::Transport::Tcp,
+                _ => raida_server::Transport::Udp,
+            };
+            let a = dispatch::answer(&t.state, &cl);
+            assert_eq!(a.status.code() as u64, u64_(&want["status"]), "{n}: {d}");
+            assert_eq!(hex::encode(&a.payload), want["payload"].as_str().unwrap(), "{n}: {d}");
+        }
+    }
+}
