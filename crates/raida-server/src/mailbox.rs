@@ -220,6 +220,13 @@ impl Mailbox {
         self.per_sender.get(&sender).copied().unwrap_or(0)
     }
 
+    /// Alerts of one (sender, receiver) pair (as of the last call).
+    pub fn pair(&self, sender: CoinId, receiver: CoinId) -> usize {
+        self.by_receiver
+            .get(&receiver)
+            .map_or(0, |q| q.iter().filter(|s| self.alerts.get(s).is_some_and(|a| a.sender == sender)).count())
+    }
+
     pub fn stats(&self) -> MailboxStats {
         MailboxStats { alerts: self.alerts.len(), ..self.stats }
     }
