@@ -349,7 +349,8 @@ async fn a_long_poll_answers_when_an_alert_arrives_or_after_wait() {
     net.leave(Transport::Udp, coin(1), &alert(coin(6), 1)).await.unwrap();
     assert_eq!(net.t.state.mailbox().held(), 1, "another receiver's alert does not answer it");
     net.leave(Transport::Udp, coin(1), &alert(r, 2)).await.unwrap();
-    let got = poll.await.unwrap().unwrap();
+    // woken by the alert, not by its `wait` of 30 s (a generous bound, not a measurement)
+    let got = tokio::time::timeout(Duration::from_secs(20), poll).await.expect("woken by the alert").unwrap().unwrap();
     assert_eq!(ids(&got), [2]);
     assert_eq!(got.alerts[0].sender, coin(1));
     // nothing comes: count 0 after `wait` (1 s)
