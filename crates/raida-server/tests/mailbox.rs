@@ -393,6 +393,52 @@ async fn shutdown_cancels_held_polls() {
     assert_eq!(net.t.state.mailbox().held(), 0);
 }
 
+/// The mailbox's metrics: alerts waiting, left, taken, expired, replaced, refused by
+/// reason and status, polls held.
+#[tokio::test]
+async fn the_mailbox_is_counted_in_metrics() {
+    let limits = ServerLimits { metrics_listen: Some("127.0.0.1:0".parse().unwrap()), ..ServerLimits::default() };
+    let net = start_with(|_| {}, limits).await;
+    let (a, b) = (coin(1), coin(2));
+    for id in 1..=3 {
+        net.leave(Transport::Udp, a, &alert(b, id)).await.unwrap();
+    }
+    assert_eq!(net.leave(Transport::Udp, a, &alert(b, 3)).await, Err(Status::FileExists));
+    assert_eq!(net.leave(Transport::Udp, a, &alert(ABSENT, 1)).await, Err(Status::InvalidSnOrDenomination));
+    assert_eq!(net.take(Transport::Udp, b, 0).await.unwrap().alerts.len(), 2);
+    let poll = net.poll_from("127.0.0.1".parse().unwrap(), coin(9), 30);
+    net.until_held(1).await;
+    let at = net.server.as_ref().unwrap().metrics_addr().unwrap();
+    let text = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(at).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    })
+    .await
+    .unwrap();
+    for line in [
+        "raida_mailbox_alerts 2",
+        "raida_mailbox_held_polls 1",
+        "raida_mailbox_alerts_left_total 3",
+        "raida_mailbox_alerts_taken_total 2",
+        "raida_mailbox_alerts_expired_total 0",
+        "raida_mailbox_alerts_replaced_total 1",
+        "raida_mailbox_refused_total{reason=\"same_alert_id\",status=\"201\"} 1",
+        "raida_mailbox_refused_total{reason=\"not_present\",status=\"40\"} 1",
+        "raida_mailbox_refused_total{reason=\"sender_full\",status=\"160\"} 0",
+        "raida_requests_total{command=\"leave_alert\"} 5",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+    }
+    net.leave(Transport::Udp, a, &alert(coin(9), 1)).await.unwrap();
+    assert_eq!(ids(&poll.await.unwrap().unwrap()), [1]);
+    net.stop().await;
+}
+
 mod property {
     use super::*;
     use proptest::prelude::*;
