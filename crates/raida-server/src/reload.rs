@@ -253,6 +253,7 @@ mod tests {
             "raida_id = 1\nudp_error_rate_per_addr = 9\ntickets_per_requester = 3\ninbox_max_keys = 7\n\
              max_pending_keys = 11\nanonymous_posts_per_addr = 2\ndurable_threads = 5\n\
              key_alert_fetches_per_minute = 64\n\
+             alert_ttl_seconds = 60\nmailbox_max_alerts = 12\nmailbox_max_held_polls = 13\n\
              admin_key = \"000102030405060708090a0b0c0d0e0f\"\n[identity]\ndn = 0\nsn = 5\n\
              [[key_servers]]\nraida_id = 2\naddress = \"127.0.0.1\"\nport = 50002\n",
             &p,
@@ -273,6 +274,8 @@ mod tests {
         assert_eq!((state.pending_keys.limits().max_keys, state.pending_keys.limits().anonymous_per_addr), (11, 2));
         assert_eq!(state.admin_key.load_full().map(|k| k[15]), Some(15));
         assert_eq!(state.blocking.max_threads(), 5);
+        let mb = state.mailbox.settings();
+        assert_eq!((mb.alert_ttl_secs, mb.max_alerts, mb.max_held_polls), (60, 12, 13));
         // a network file that does not exist: refused, the settings stay
         let bad =
             Config::from_toml("raida_id = 1\nnetwork = \"missing.toml\"\nudp_error_rate_per_addr = 3\n", &p).unwrap();

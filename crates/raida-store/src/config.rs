@@ -501,6 +501,7 @@ mod tests {
         assert_eq!(m.tcp_max_connections_per_subnet, 256);
         assert_eq!(m.tcp_connection_lifetime_seconds, 600);
         assert_eq!((m.max_key_alerts, m.max_durable_commands, m.max_heavy_commands), (256, 256, 4));
+        assert_eq!((m.alert_ttl_seconds, m.mailbox_max_alerts, m.mailbox_max_held_polls), (600, 100_000, 1_000));
         assert!(Config::from_toml("raida_id = 2\nudp_error_rate_per_addr = 0\n", Path::new("x")).is_err());
         assert!(Config::from_toml("raida_id = 2\nmax_key_alerts = 0\n", Path::new("x")).is_err());
         assert!(Config::from_toml("raida_id = 30\n", Path::new("x")).is_err());
