@@ -377,3 +377,51 @@ fn mailbox_sequence_cases() {
         }
     }
 }
+
+/// `leave_alert_check` and `take_alerts_check` of mailbox.json through the server's
+/// handlers: 34 (before the size) and 16 as the vectors say; a request that passes them is
+/// served (250), and a left alert reaches its receiver with the vouched-for sender.
+#[test]
+fn mailbox_check_cases() {
+    use raida_proto::commands::leave_alert::LeaveAlert;
+    use raida_proto::commands::take_alerts::TakeAlertsAnswer;
+    let identity = |en: u64, c: &Value| -> (Encryption, KeyIdentity) {
+        let coin = || CoinId { dn: i64_(&c[0]) as i8, sn: u64_(&c[1]) as u32 };
+        match en {
+            0 => (Encryption::None, KeyIdentity::None),
+            1 => (Encryption::Coin, KeyIdentity::Coin { coin: coin() }),
+            2 => (Encryption::Locker, KeyIdentity::Locker { prefix: [1; 5] }),
+            4 => (Encryption::Token, KeyIdentity::Token { coin: coin() }),
+            5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coin(), second: CoinId { dn: 1, sn: 1 } }),
+            7 => (Encryption::Raida, KeyIdentity::Raida { sender: 1, key_id: 1 }),
+            other => panic!("EN {other}"),
+        }
+    };
+    let leave = cases("mailbox.json", "leave_alert_check");
+    let take = cases("mailbox.json", "take_alerts_check");
+    assert!(leave.len() >= 30 && take.len() >= 13);
+    for (c, command) in leave.iter().map(|c| (c, 46)).chain(take.iter().map(|c| (c, 47))) {
+        let (i, e) = (&c["input"], &c["expected"]);
+        let n = name(c);
+        let payload = bytes(&i["payload"]);
+        // the receiver of a well-formed alert is present here
+        let receiver = LeaveAlert::decode(&payload).ok().map(|a| a.receiver);
+        let ledger = MemoryLedger::with_coins(receiver.map(|r| ((r.dn, r.sn), ([1; 16], 1u8))));
+        let t = TestState::new(1, 6, ledger, NOW);
+        let (enc, id) = identity(u64_(&i["request_en"]), &i["request_coin"]);
+        let a = dispatch::answer(&t.state, &call(header(enc, id, 4, command), payload, NOW));
+        let want = match u64_(&e["status"]) {
+            0 => 250,
+            s => s,
+        };
+        assert_eq!(a.status.code() as u64, want, "{n}");
+        if command == 46 && want == 250 {
+            let r = receiver.expect("a receiver");
+            let taker = header(Encryption::Token, KeyIdentity::Token { coin: r }, 4, 47);
+            let got =
+                TakeAlertsAnswer::decode(&dispatch::answer(&t.state, &call(taker, vec![0], NOW)).payload).unwrap();
+            let s = &e["sender"];
+            assert_eq!(got.alerts[0].sender, CoinId { dn: i64_(&s[0]) as i8, sn: u64_(&s[1]) as u32 }, "{n}");
+        }
+    }
+}
