@@ -457,9 +457,10 @@ impl SharedMailbox {
     }
 
     /// A slot to hold one 47 from `addr` for `receiver`: at most [`HELD_PER_ADDRESS`]
-    /// per address and `max_held_polls` in all, else 160 (counted).
+    /// per address (an IPv6 /64 counts as one) and `max_held_polls` in all, else 160
+    /// (counted).
     pub fn hold(&self, addr: IpAddr, receiver: CoinId) -> Result<Held, Refusal> {
-        let addr = addr.to_canonical();
+        let addr = poll_source(addr);
         let mut h = self.holds.lock();
         let mine = h.per_addr.get(&addr).copied().unwrap_or(0);
         if mine >= HELD_PER_ADDRESS || h.total as u64 >= self.max_held.load(Relaxed) {
@@ -483,6 +484,20 @@ impl SharedMailbox {
     /// Whether [`SharedMailbox::cancel_holds`] was called.
     pub fn is_shut_down(&self) -> bool {
         self.shutdown.is_cancelled()
+    }
+}
+
+/// Where held polls are counted: an IPv4 address (IPv4-mapped IPv6 included), or the /64
+/// of an IPv6 address (one IPv6 host commonly holds a whole /64, so single addresses would
+/// bound nothing; as for anonymous posts).
+fn poll_source(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::V6(o.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -542,6 +557,19 @@ mod tests {
     }
     fn coin(sn: u32) -> CoinId {
         CoinId { dn: 1, sn }
+    }
+
+    #[test]
+    fn held_polls_count_per_ipv4_address_and_per_ipv6_64() {
+        let m = SharedMailbox::new(MailboxSettings::default());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let six: Vec<_> = (0..8).filter_map(|i| m.hold(ip(&format!("2001:db8::{i}")), coin(1)).ok()).collect();
+        assert_eq!(six.len(), HELD_PER_ADDRESS, "one /64");
+        assert!(m.hold(ip("2001:db8:0:1::1"), coin(1)).is_ok(), "another /64");
+        let v4: Vec<_> = (0..8).filter_map(|_| m.hold(ip("::ffff:192.0.2.1"), coin(2)).ok()).collect();
+        assert_eq!(v4.len(), HELD_PER_ADDRESS);
+        assert!(m.hold(ip("192.0.2.1"), coin(2)).is_err(), "IPv4-mapped is IPv4");
+        assert!(m.hold(ip("192.0.2.2"), coin(2)).is_ok());
     }
 
     #[test]
