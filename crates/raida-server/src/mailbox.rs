@@ -387,8 +387,9 @@ pub struct SharedMailbox {
     core: Mutex<Mailbox>,
     holds: Arc<Mutex<Holds>>,
     max_held: Arc<AtomicU64>,
-    /// Cancelled at shutdown: every held poll answers at once.
-    shutdown: CancellationToken,
+    /// Cancelled at shutdown: every held poll answers at once (a fresh one when a server
+    /// starts on this state again).
+    shutdown: Mutex<CancellationToken>,
 }
 
 impl SharedMailbox {
@@ -397,7 +398,7 @@ impl SharedMailbox {
             core: Mutex::new(Mailbox::new(settings)),
             holds: Arc::default(),
             max_held: Arc::new(AtomicU64::new(settings.max_held_polls as u64)),
-            shutdown: CancellationToken::new(),
+            shutdown: Mutex::new(CancellationToken::new()),
         }
     }
 
@@ -473,17 +474,25 @@ impl SharedMailbox {
         let entry = h.waiting.entry(receiver).or_insert_with(|| (Arc::new(Notify::new()), 0));
         entry.1 += 1;
         let notify = entry.0.clone();
-        Ok(Held { holds: self.holds.clone(), addr, receiver, notify, shutdown: self.shutdown.clone() })
+        Ok(Held { holds: self.holds.clone(), addr, receiver, notify, shutdown: self.shutdown.lock().clone() })
     }
 
     /// Shutdown: every held poll answers now, and none is held from then on.
     pub fn cancel_holds(&self) {
-        self.shutdown.cancel();
+        self.shutdown.lock().cancel();
     }
 
-    /// Whether [`SharedMailbox::cancel_holds`] was called.
+    /// Whether [`SharedMailbox::cancel_holds`] was called (and no server started since).
     pub fn is_shut_down(&self) -> bool {
-        self.shutdown.is_cancelled()
+        self.shutdown.lock().is_cancelled()
+    }
+
+    /// A server starts on this state: polls may be held again.
+    pub fn reopen(&self) {
+        let mut t = self.shutdown.lock();
+        if t.is_cancelled() {
+            *t = CancellationToken::new();
+        }
     }
 }
 

@@ -306,6 +306,8 @@ impl RunningServer {
                 "not enough descriptors for the configured TCP connections: raise the hard RLIMIT_NOFILE"
             );
         }
+        // polls may be held again if an earlier server on this state shut down
+        state.mailbox.reopen();
         // the UDP error rate is one of the limits the server starts with (ServerLimits)
         state.udp_errors.set_per_second(limits.udp_error_rate_per_addr);
         let deferred = Arc::new(DeferredLimits::new(

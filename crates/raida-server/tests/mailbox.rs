@@ -391,6 +391,15 @@ async fn shutdown_cancels_held_polls() {
     // answered count 0, not after its 30 s
     assert_eq!(poll.await.unwrap().map(|a| a.alerts.len()), Ok(0));
     assert_eq!(net.t.state.mailbox().held(), 0);
+    // a server started again on the same state holds polls again
+    let again = RunningServer::start(net.t.state.clone(), "127.0.0.1:0".parse().unwrap(), ServerLimits::default());
+    net.server = Some(again.await.unwrap());
+    net.addr = net.server.as_ref().unwrap().local_addr();
+    let poll = net.poll_from("127.0.0.1".parse().unwrap(), coin(5), 30);
+    net.until_held(1).await;
+    net.leave(Transport::Udp, coin(1), &alert(coin(5), 1)).await.unwrap();
+    assert_eq!(ids(&poll.await.unwrap().unwrap()), [1]);
+    net.stop().await;
 }
 
 /// The mailbox's metrics: alerts waiting, left, taken, expired, replaced, refused by
