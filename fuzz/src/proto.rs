@@ -14,8 +14,8 @@
 use raida_proto::client::{dn_sn_bytes, encode_legacy, encode_modern, HeaderFields, PendingReply, ResponseError};
 use raida_proto::codec::{Codec, Reply};
 use raida_proto::commands::{
-    decrypt_raida_key, echo, encrypt_key, get_key, get_ticket, key_alert, post_key, show_stats, validate_ticket,
-    SpecCommands, SPEC_COMMANDS,
+    decrypt_raida_key, echo, encrypt_key, get_key, get_ticket, key_alert, leave_alert, post_key, show_stats,
+    take_alerts, validate_ticket, SpecCommands, SPEC_COMMANDS,
 };
 use raida_proto::consts::{MAX_REQUEST_SIZE, RESPONSE_HEADER_SIZE};
 use raida_proto::header::{frame, header_size_for, request_len, Framing, ServerIdentity};
@@ -428,7 +428,45 @@ pub fn parse_command(group: u8, command: u8, p: &[u8]) {
                 }
             }
         }
+        (GROUP_KEY_EXCHANGE, LEAVE_ALERT) | (GROUP_KEY_EXCHANGE, TAKE_ALERTS) => mailbox_payloads(p),
         _ => {}
+    }
+}
+
+/// Target `mailbox_payloads`: the decoders of 46 Leave Alert and 47 Take Alerts (request
+/// and answer) on the same bytes: whatever decodes has the size 6/46 and 6/47 give it and
+/// encodes back to the same bytes, and an answer's UDP share stays within 1,200 bytes.
+pub fn mailbox_payloads(p: &[u8]) {
+    use take_alerts::{TakeAlertsAnswer, WaitingAlert};
+    if let Ok(a) = leave_alert::LeaveAlert::decode(p) {
+        assert_eq!(a.to_bytes(), p, "leave alert round trip");
+        let (nu, nh) = (a.body.parts.len(), a.body.hints.len());
+        assert!((1..=leave_alert::MAX_PARTS).contains(&nu) && nh <= leave_alert::MAX_HINTS);
+        assert_eq!(p.len(), leave_alert::FIXED + leave_alert::PART * nu + leave_alert::HINT * nh);
+        for h in &a.body.hints {
+            let _ = h.addr();
+        }
+        // what a mailbox answers for it decodes back to the same alerts
+        let w = WaitingAlert { sender: a.receiver, age: p.len() as u16, alert_id: a.alert_id, body: a.body };
+        let answer = TakeAlertsAnswer { alerts: vec![w; 3] };
+        assert_eq!(TakeAlertsAnswer::decode(&answer.to_bytes()).as_ref(), Ok(&answer), "answer of an alert");
+    }
+    if let Ok(t) = take_alerts::TakeAlerts::decode(p) {
+        assert!(p.len() == 1 && t.wait <= take_alerts::MAX_WAIT);
+    }
+    if let Ok(answer) = TakeAlertsAnswer::decode(p) {
+        assert_eq!(answer.to_bytes(), p, "take alerts answer round trip");
+        for udp in [false, true] {
+            let n = TakeAlertsAnswer::fits(&answer.alerts, udp);
+            assert!(n <= answer.alerts.len() && (answer.alerts.is_empty() || n >= 1));
+            let carried = TakeAlertsAnswer { alerts: answer.alerts[..n].to_vec() };
+            if udp && n > 1 {
+                assert!(carried.to_bytes().len() <= take_alerts::UDP_PAYLOAD_BUDGET);
+            }
+            if !udp {
+                assert!(n <= take_alerts::TCP_MAX_ALERTS);
+            }
+        }
     }
 }
 

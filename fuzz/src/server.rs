@@ -10,7 +10,8 @@
 //! commands (Post Key, Get Key, Decrypt RAIDA Key: blocking pool; Key Alert: async) run on
 //! a current-thread tokio runtime with a 2 s bound. Key Alert runs with no key server
 //! configured, so every entry is refused before any socket is opened: its parser and
-//! assembly run, no fetch leaves the process.
+//! assembly run, no fetch leaves the process. Leave Alert and Take Alerts share the
+//! state's mailbox (a Take Alerts is never held: see `run`).
 //!
 //! Checked: the answer to every request that the harness built validly (known key, fresh,
 //! untampered) verifies on the client side: a success, or an authenticated error status.
@@ -30,7 +31,7 @@ use raida_proto::commands::encrypt_key::{self, EncryptKey};
 use raida_proto::commands::ids::*;
 use raida_proto::commands::key_alert::AlertEntry;
 use raida_proto::commands::post_key::{self, CoinName};
-use raida_proto::commands::{get_key, get_ticket, key_alert, validate_ticket, SPEC_COMMANDS};
+use raida_proto::commands::{get_key, get_ticket, key_alert, leave_alert, validate_ticket, SPEC_COMMANDS};
 use raida_proto::Key16;
 use raida_proto::{CoinId, IdentityCoin};
 use raida_server::ledger::MemoryLedger;
@@ -256,6 +257,26 @@ fn structured_payload(group: u8, command: u8, spec: &RequestSpec, inp: &mut Inpu
                 .collect();
             decrypt_raida_key::DecryptRaidaKey { coin: IdentityCoin(coin.into()), records: records.to_vec() }.to_bytes()
         }
+        (GROUP_KEY_EXCHANGE, LEAVE_ALERT) => {
+            let c = inp.u8();
+            let receiver = match c % 4 {
+                3 => ABSENT_COIN.into(),
+                i => COINS[i as usize].0.into(),
+            };
+            // few alert ids, so that 201 and the pair rule are reached
+            let alert_id = [inp.u8() % 4; 16];
+            let nu = inp.u8() % 16 + 1;
+            let parts = (0..nu)
+                .map(|i| leave_alert::MailboxPart { raida_id: i, key_id: inp.array(), commitment: inp.array() })
+                .collect();
+            let hints = (0..c / 4 % 5)
+                .map(|_| {
+                    leave_alert::ConnectionHint::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(inp.u32())), inp.u16()))
+                })
+                .collect();
+            leave_alert::LeaveAlert { receiver, alert_id, body: leave_alert::AlertBody { parts, hints } }.to_bytes()
+        }
+        (GROUP_KEY_EXCHANGE, TAKE_ALERTS) => vec![inp.u8() % 32],
         // Echo, Version, anything else: empty.
         _ => Vec::new(),
     }
@@ -278,6 +299,9 @@ fn run(ctx: &Context, data: &[u8]) {
     state.key_alert.identity = Some(IdentityCoin(IDENTITY.into()));
     state.key_alert.timeout = Duration::from_millis(50);
     let state = Arc::new(state.build().expect("server state opens"));
+    // a held Take Alerts waits in real time (up to 30 s): answer it at once, as a server
+    // shutting down does (tests/mailbox.rs covers the long poll)
+    state.mailbox().cancel_holds();
     let mut mem = Memory::default();
     let mut out = Vec::new();
     let steps = inp.u8() % 8 + 1;

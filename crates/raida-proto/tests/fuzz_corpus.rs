@@ -32,6 +32,11 @@ fn command_payloads_seeds() {
 }
 
 #[test]
+fn mailbox_payloads_seeds() {
+    common::replay_seeds(&corpus(), "mailbox_payloads", proto::mailbox_payloads);
+}
+
+#[test]
 fn open_response_seeds() {
     common::replay_seeds(&corpus(), "open_response", proto::open_response);
 }

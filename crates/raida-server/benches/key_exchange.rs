@@ -37,7 +37,13 @@ fn header(command: u8) -> RequestHeader {
 }
 
 fn call(command: u8, payload: Vec<u8>) -> Call {
-    Call { header: header(command), payload, peer: "127.0.0.1".parse().unwrap(), now: NOW }
+    Call {
+        header: header(command),
+        payload,
+        peer: "127.0.0.1".parse().unwrap(),
+        now: NOW,
+        transport: raida_server::Transport::Udp,
+    }
 }
 
 fn state(ledger: Arc<dyn Ledger>, dir: &std::path::Path) -> Arc<ServerState> {

@@ -10,8 +10,10 @@ use raida_proto::commands::encrypt_key::EncryptKey;
 use raida_proto::commands::get_key::GetKey;
 use raida_proto::commands::get_ticket::{self, GetTicket};
 use raida_proto::commands::key_alert::KeyAlert;
+use raida_proto::commands::leave_alert::LeaveAlert;
 use raida_proto::commands::post_key::PostKey;
 use raida_proto::commands::show_stats::ShowStats;
+use raida_proto::commands::take_alerts::TakeAlerts;
 use raida_proto::commands::validate_ticket::ValidateTicket;
 use raida_proto::commands::version::Version;
 use raida_proto::header::CommandSet;
@@ -169,6 +171,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         command::<DecryptRaidaKey>(Handler::Deferred(WorkKind::Durable, cmd::decrypt_raida_key::run)),
         5 + HEAVY_RECORDS * DECRYPT_RECORD,
     ),
+    command::<LeaveAlert>(Handler::Now(cmd::leave_alert::run)),
+    command::<TakeAlerts>(Handler::Deferred(WorkKind::LongPoll, cmd::take_alerts::run)),
 ];
 
 /// group × command → handler.

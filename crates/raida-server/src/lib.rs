@@ -13,6 +13,7 @@ mod key_servers;
 pub mod ledger;
 mod limits;
 pub mod local_network;
+pub mod mailbox;
 mod metrics;
 pub mod pending_keys;
 pub mod relay;

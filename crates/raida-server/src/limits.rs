@@ -63,6 +63,12 @@ pub enum WorkKind {
     /// May touch thousands of pages: Get Ticket / Decrypt RAIDA Key with many records, on
     /// tokio's blocking pool (never holding the durable-write threads).
     Heavy,
+    /// Take Alerts (47), which over TCP may wait up to 30 s for an alert: a task that
+    /// holds nothing but its connection. Not counted here: the mailbox bounds held polls
+    /// itself (per address and in total, [`crate::mailbox::SharedMailbox::hold`]), and a
+    /// 47 that is not held answers at once; so a held poll never takes a slot of another
+    /// kind.
+    LongPoll,
 }
 
 /// One kind's pool: a total and, per source address, at most a quarter of it, so one
@@ -112,19 +118,21 @@ impl DeferredLimits {
         DeferredLimits { key_alert: pool(key_alerts), durable: pool(durable), heavy: pool(heavy) }
     }
 
-    fn pool(&self, kind: WorkKind) -> &KindPool {
+    fn pool(&self, kind: WorkKind) -> Option<&KindPool> {
         match kind {
-            WorkKind::KeyAlert => &self.key_alert,
-            WorkKind::Durable => &self.durable,
-            WorkKind::Heavy => &self.heavy,
+            WorkKind::KeyAlert => Some(&self.key_alert),
+            WorkKind::Durable => Some(&self.durable),
+            WorkKind::Heavy => Some(&self.heavy),
+            WorkKind::LongPoll => None,
         }
     }
 
     /// A slot for one command of `kind` from `ip`; None when the kind (or that address's
-    /// share of it) is full: the caller answers 160.
+    /// share of it) is full: the caller answers 160. [`WorkKind::LongPoll`] always gets
+    /// one that counts nothing (the mailbox bounds it).
     pub fn try_acquire(&self, kind: WorkKind, ip: IpAddr) -> Option<DeferredPermit> {
-        let pool = self.pool(kind);
         let ip = ip.to_canonical();
+        let Some(pool) = self.pool(kind) else { return Some(DeferredPermit { ip, counts: None }) };
         let mut c = pool.counts.lock();
         if c.running >= c.limit {
             return None;
@@ -136,7 +144,7 @@ impl DeferredLimits {
         }
         *n += 1;
         c.running += 1;
-        Some(DeferredPermit { ip, counts: pool.counts.clone() })
+        Some(DeferredPermit { ip, counts: Some(pool.counts.clone()) })
     }
 
     /// New limits (a SIGHUP reload), each with its per-address quarter. Never waits: a
@@ -148,32 +156,37 @@ impl DeferredLimits {
         self.heavy.counts.lock().set_limit(heavy);
     }
 
-    /// The limit of a kind now.
+    /// The limit of a kind now (none for [`WorkKind::LongPoll`]: usize::MAX).
     pub fn limit(&self, kind: WorkKind) -> usize {
-        self.pool(kind).counts.lock().limit
+        self.pool(kind).map_or(usize::MAX, |p| p.counts.lock().limit)
     }
 
-    /// Commands of a kind running now (after a lowered limit, possibly more than it).
+    /// Commands of a kind running now (after a lowered limit, possibly more than it; 0 for
+    /// [`WorkKind::LongPoll`], which is not counted here).
     pub fn running(&self, kind: WorkKind) -> usize {
-        self.pool(kind).counts.lock().running
+        self.pool(kind).map_or(0, |p| p.counts.lock().running)
     }
 
     /// Free slots of a kind (tests and logs).
     pub fn available(&self, kind: WorkKind) -> usize {
-        let c = self.pool(kind).counts.lock();
-        c.limit.saturating_sub(c.running)
+        self.pool(kind).map_or(usize::MAX, |p| {
+            let c = p.counts.lock();
+            c.limit.saturating_sub(c.running)
+        })
     }
 }
 
 /// Held while a deferred command runs; frees its slots on drop.
 pub struct DeferredPermit {
     ip: IpAddr,
-    counts: Arc<Mutex<PoolCounts>>,
+    /// None for a kind not counted here ([`WorkKind::LongPoll`]).
+    counts: Option<Arc<Mutex<PoolCounts>>>,
 }
 
 impl Drop for DeferredPermit {
     fn drop(&mut self) {
-        let mut c = self.counts.lock();
+        let Some(counts) = &self.counts else { return };
+        let mut c = counts.lock();
         c.running = c.running.saturating_sub(1);
         if let Some(n) = c.per_addr.get_mut(&self.ip) {
             *n = n.saturating_sub(1);

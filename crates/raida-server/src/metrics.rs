@@ -172,6 +172,46 @@ impl Collector for ServerCollector {
         gauge(&mut e, "raida_pending_keys_anonymous", "Of them, posted with EN 0", pk.anonymous as u64)?;
         counter(&mut e, "raida_pending_keys_dir_fsyncs", "fsyncs of Keys/ (group commit)", pk.dir_fsyncs)?;
         gauge(&mut e, "raida_inbox_keys", "Assembled keys waiting in Inbox/", s.inbox.indexed() as u64)?;
+        let mb = s.mailbox.stats();
+        gauge(
+            &mut e,
+            "raida_mailbox_alerts",
+            "Alerts in the mailbox (46), answered ones included until they go",
+            mb.alerts as u64,
+        )?;
+        gauge(
+            &mut e,
+            "raida_mailbox_held_polls",
+            "Take Alerts (47) held over TCP waiting for an alert",
+            mb.held as u64,
+        )?;
+        counter(&mut e, "raida_mailbox_alerts_left", "Alerts accepted by Leave Alert (46)", mb.left)?;
+        counter(
+            &mut e,
+            "raida_mailbox_alerts_taken",
+            "Alerts carried by a Take Alerts (47) answer for the first time",
+            mb.taken,
+        )?;
+        counter(&mut e, "raida_mailbox_alerts_expired", "Alerts gone unanswered after alert_ttl_seconds", mb.expired)?;
+        counter(
+            &mut e,
+            "raida_mailbox_alerts_replaced",
+            "Alerts replaced by a (sender, receiver) pair's third",
+            mb.replaced,
+        )?;
+        {
+            let mut family = e.encode_descriptor(
+                "raida_mailbox_refused",
+                "Leave Alerts (46) and Take Alerts (47) refused by the mailbox, by reason and status",
+                None,
+                MetricType::Counter,
+            )?;
+            for why in crate::mailbox::Refusal::ALL {
+                let code = why.status().code().to_string();
+                let labels = [("reason", why.name()), ("status", code.as_str())];
+                ConstCounter::new(mb.refused(why)).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let now = (s.clock)();
         let live = raida_proto::consts::TICKET_POOL_SIZE.saturating_sub(s.tickets.free_slots(now));
         gauge(&mut e, "raida_live_tickets", "Healing tickets in the pool", live as u64)?;

@@ -4,7 +4,9 @@
 //! network file's contents, host names resolved again), the `[identity]` coin Key Alert
 //! authenticates with, `udp_error_rate_per_addr`, the limits an operator tunes under load
 //! (`tickets_per_requester`, `inbox_max_keys`, `inbox_max_age_seconds`, `max_pending_keys`,
-//! `anonymous_pending_keys_percent`, `anonymous_posts_per_addr`, `durable_threads`), `admin_key`, and (applied
+//! `anonymous_pending_keys_percent`, `anonymous_posts_per_addr`, `durable_threads`), the mailbox's
+//! (`alert_ttl_seconds` for alerts left from then on, `mailbox_max_alerts`,
+//! `mailbox_max_held_polls`), `admin_key`, and (applied
 //! by the caller, which owns the log subscriber) `log`. Each is swapped atomically: a request in flight finishes
 //! with the settings it started with, and no request is dropped.
 //!
@@ -65,6 +67,9 @@ pub const RELOADABLE: &[&str] = &[
     "relay_idle_seconds",
     "relay_hello_timeout_seconds",
     "relay_bytes_per_second",
+    "alert_ttl_seconds",
+    "mailbox_max_alerts",
+    "mailbox_max_held_polls",
 ];
 
 /// What a [`crate::RunningServer`] built at start that a reload changes in place: its
@@ -155,6 +160,7 @@ pub fn apply(state: &ServerState, old: &Config, new: &Config, dir: &Path) -> Res
     });
     state.pending_keys.set_limits(crate::pending_keys::PendingKeyLimits::from_config(new));
     state.blocking.set_max_threads(new.durable_threads);
+    state.mailbox.set_settings(crate::mailbox::MailboxSettings::from_config(new));
     if new.admin_key != old.admin_key {
         let key = new.admin_key_bytes();
         if key.is_none() {
@@ -256,6 +262,7 @@ mod tests {
             "raida_id = 1\nudp_error_rate_per_addr = 9\ntickets_per_requester = 3\ninbox_max_keys = 7\n\
              max_pending_keys = 11\nanonymous_posts_per_addr = 2\ndurable_threads = 5\n\
              key_alert_fetches_per_minute = 64\n\
+             alert_ttl_seconds = 60\nmailbox_max_alerts = 12\nmailbox_max_held_polls = 13\n\
              admin_key = \"000102030405060708090a0b0c0d0e0f\"\n[identity]\ndn = 0\nsn = 5\n\
              [[key_servers]]\nraida_id = 2\naddress = \"127.0.0.1\"\nport = 50002\n",
             &p,
@@ -276,6 +283,8 @@ mod tests {
         assert_eq!((state.pending_keys.limits().max_keys, state.pending_keys.limits().anonymous_per_addr), (11, 2));
         assert_eq!(state.admin_key.load_full().map(|k| k[15]), Some(15));
         assert_eq!(state.blocking.max_threads(), 5);
+        let mb = state.mailbox.settings();
+        assert_eq!((mb.alert_ttl_secs, mb.max_alerts, mb.max_held_polls), (60, 12, 13));
         // a network file that does not exist: refused, the settings stay
         let bad =
             Config::from_toml("raida_id = 1\nnetwork = \"missing.toml\"\nudp_error_rate_per_addr = 3\n", &p).unwrap();

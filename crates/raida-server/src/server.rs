@@ -211,6 +211,7 @@ impl ServerBuilder {
         state.inbox_limits =
             crate::inbox::InboxLimits { max_keys: config.inbox_max_keys, max_age_secs: config.inbox_max_age_seconds };
         state.durable_threads = config.durable_threads;
+        state.mailbox = crate::mailbox::MailboxSettings::from_config(&config);
         state.admin_key = admin_key;
         state.key_alert = KeyAlertSettings {
             key_servers,
@@ -305,6 +306,8 @@ impl RunningServer {
                 "not enough descriptors for the configured TCP connections: raise the hard RLIMIT_NOFILE"
             );
         }
+        // polls may be held again if an earlier server on this state shut down
+        state.mailbox.reopen();
         // the UDP error rate is one of the limits the server starts with (ServerLimits)
         state.udp_errors.set_per_second(limits.udp_error_rate_per_addr);
         let deferred = Arc::new(DeferredLimits::new(
@@ -449,6 +452,8 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<(), ShutdownError> {
         self.stop_udp.store(true, Ordering::Relaxed);
         self.stop.cancel();
+        // held 47s answer now (count 0) instead of holding the drain up to 30 s
+        self.state.mailbox.cancel_holds();
         self.tracker.close();
         let threads = self.udp_threads;
         let _ = tokio::task::spawn_blocking(move || {

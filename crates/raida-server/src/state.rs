@@ -16,6 +16,7 @@ use crate::dispatch::{DispatchTable, Handler};
 use crate::inbox::Inbox;
 use crate::ledger::{Ledger, LedgerKeys};
 use crate::limits::{ErrorRateLimiter, LogLimiter, WorkKind};
+use crate::mailbox::{MailboxSettings, SharedMailbox};
 use crate::pending_keys::PendingKeys;
 use crate::stats::Stats;
 use crate::tickets::TicketPool;
@@ -192,6 +193,8 @@ pub struct ServerState {
     pub(crate) key_alert_fetches: Mutex<raida_net::fetch_budget::FetchBudget>,
     /// Set only by tests of receivers: this RAIDA lies (see [`ForgedGetKey`]).
     pub(crate) forged_get_key: arc_swap::ArcSwapOption<ForgedGetKey>,
+    /// Alerts of 46 waiting for 47, and the held 47s.
+    pub(crate) mailbox: SharedMailbox,
 }
 
 /// The transport a request came in on: UDP answers fewer requests than TCP, because a
@@ -212,6 +215,8 @@ pub struct Call {
     pub payload: Vec<u8>,
     pub peer: IpAddr,
     pub now: u64,
+    /// The transport it came in on (47 answers fewer alerts over UDP and never waits there).
+    pub transport: Transport,
 }
 
 /// A handler's result: a status and a payload (empty for errors).
@@ -306,6 +311,8 @@ pub struct ServerStateBuilder {
     /// Show Stats' admin key (None: Show Stats is refused).
     pub admin_key: Option<[u8; 16]>,
     pub key_alert: KeyAlertSettings,
+    /// The mailbox of 46 / 47: alert TTL, total alerts, held polls.
+    pub mailbox: MailboxSettings,
     /// The request path's randomness ([`os_random`] by default).
     pub random: Random,
     pub dispatch: DispatchTable,
@@ -334,6 +341,7 @@ impl ServerState {
             durable_threads: DEFAULT_BLOCKING_THREADS,
             admin_key: None,
             key_alert: KeyAlertSettings::default(),
+            mailbox: MailboxSettings::default(),
             random: os_random(),
             dispatch: DispatchTable::standard(),
         }
@@ -380,6 +388,7 @@ impl ServerStateBuilder {
             peer_logs: LogLimiter::default(),
             live_limits: arc_swap::ArcSwapOption::empty(),
             forged_get_key: arc_swap::ArcSwapOption::empty(),
+            mailbox: SharedMailbox::new(self.mailbox),
         };
         state.set_admin_key(self.admin_key);
         Ok(state)
@@ -415,6 +424,11 @@ impl ServerState {
     /// Keys assembled by Key Alert (42), for `raida inbox`.
     pub fn inbox(&self) -> &Inbox {
         &self.inbox
+    }
+
+    /// Alerts left with 46 for 47, and the held 47s.
+    pub fn mailbox(&self) -> &SharedMailbox {
+        &self.mailbox
     }
 }
 
@@ -514,7 +528,7 @@ impl ServerState {
             );
             return Outcome::Reply;
         };
-        let call = Call { header: v.header, payload: packet[v.payload].to_vec(), peer: peer.ip(), now };
+        let call = Call { header: v.header, payload: packet[v.payload].to_vec(), peer: peer.ip(), now, transport };
         // a command that may touch thousands of pages leaves the receiving thread
         let heavy = self.dispatch.is_heavy(call.header.command_group, call.header.command, call.payload.len());
         let kind = match handler {
@@ -669,7 +683,8 @@ impl Deferred {
         match kind {
             WorkKind::Durable => runner.blocking.execute(job),
             WorkKind::Heavy => drop(runtime.spawn_blocking(job)),
-            WorkKind::KeyAlert => {
+            // a long poll's handler answers at once or spawns the task that holds it
+            WorkKind::KeyAlert | WorkKind::LongPoll => {
                 let _in_runtime = runtime.enter();
                 job();
             }

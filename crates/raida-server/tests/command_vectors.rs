@@ -339,3 +339,89 @@ fn decrypt_raida_key_cases() {
         }
     }
 }
+
+/// `mailbox_sequence` of mailbox.json: 46 and 47 on one fresh server, through the handlers
+/// of the dispatch table (the server's path), with the vector's clock, TTL and total.
+#[test]
+fn mailbox_sequence_cases() {
+    let all = cases("mailbox.json", "mailbox_sequence");
+    assert_eq!(all.len(), 4);
+    for c in all {
+        let (i, e) = (&c["input"], &c["expected"]);
+        let n = name(&c);
+        let now = u64_(&i["now"]);
+        let present = coins_of(&i["present_coins"]);
+        let ledger = MemoryLedger::with_coins(present.iter().map(|&c| (c, ([0x5a; 16], 1u8))));
+        let t = TestState::build(1, 6, ledger, now, |s| {
+            s.mailbox.alert_ttl_secs = u64_(&i["alert_ttl"]);
+            s.mailbox.max_alerts = u64_(&i["capacity"]) as usize;
+        });
+        let steps = i["steps"].as_array().unwrap();
+        let wants = e["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), wants.len(), "{n}");
+        for (step, want) in steps.iter().zip(wants) {
+            let d = step["description"].as_str().unwrap_or("");
+            let coins = coins_of(&step["request_coins"]);
+            let (enc, id) = identity_for(u64_(&step["en"]), &coins, &Value::Null);
+            let at = now + u64_(&step["time_offset"]);
+            t.set_now(at);
+            let command = if step["op"] == "leave" { 46 } else { 47 };
+            let mut cl = call(header(enc, id, 4, command), bytes(&step["payload"]), at);
+            cl.transport = match step["transport"].as_str() {
+                Some("tcp") => raida_server::Transport::Tcp,
+                _ => raida_server::Transport::Udp,
+            };
+            let a = dispatch::answer(&t.state, &cl);
+            assert_eq!(a.status.code() as u64, u64_(&want["status"]), "{n}: {d}");
+            assert_eq!(hex::encode(&a.payload), want["payload"].as_str().unwrap(), "{n}: {d}");
+        }
+    }
+}
+
+/// `leave_alert_check` and `take_alerts_check` of mailbox.json through the server's
+/// handlers: 34 (before the size) and 16 as the vectors say; a request that passes them is
+/// served (250), and a left alert reaches its receiver with the vouched-for sender.
+#[test]
+fn mailbox_check_cases() {
+    use raida_proto::commands::leave_alert::LeaveAlert;
+    use raida_proto::commands::take_alerts::TakeAlertsAnswer;
+    let identity = |en: u64, c: &Value| -> (Encryption, KeyIdentity) {
+        let coin = || CoinId { dn: i64_(&c[0]) as i8, sn: u64_(&c[1]) as u32 };
+        match en {
+            0 => (Encryption::None, KeyIdentity::None),
+            1 => (Encryption::Coin, KeyIdentity::Coin { coin: coin() }),
+            2 => (Encryption::Locker, KeyIdentity::Locker { prefix: [1; 5] }),
+            4 => (Encryption::Token, KeyIdentity::Token { coin: coin() }),
+            5 => (Encryption::TokenPair, KeyIdentity::TokenPair { first: coin(), second: CoinId { dn: 1, sn: 1 } }),
+            7 => (Encryption::Raida, KeyIdentity::Raida { sender: 1, key_id: 1 }),
+            other => panic!("EN {other}"),
+        }
+    };
+    let leave = cases("mailbox.json", "leave_alert_check");
+    let take = cases("mailbox.json", "take_alerts_check");
+    assert!(leave.len() >= 30 && take.len() >= 13);
+    for (c, command) in leave.iter().map(|c| (c, 46)).chain(take.iter().map(|c| (c, 47))) {
+        let (i, e) = (&c["input"], &c["expected"]);
+        let n = name(c);
+        let payload = bytes(&i["payload"]);
+        // the receiver of a well-formed alert is present here
+        let receiver = LeaveAlert::decode(&payload).ok().map(|a| a.receiver);
+        let ledger = MemoryLedger::with_coins(receiver.map(|r| ((r.dn, r.sn), ([1; 16], 1u8))));
+        let t = TestState::new(1, 6, ledger, NOW);
+        let (enc, id) = identity(u64_(&i["request_en"]), &i["request_coin"]);
+        let a = dispatch::answer(&t.state, &call(header(enc, id, 4, command), payload, NOW));
+        let want = match u64_(&e["status"]) {
+            0 => 250,
+            s => s,
+        };
+        assert_eq!(a.status.code() as u64, want, "{n}");
+        if command == 46 && want == 250 {
+            let r = receiver.expect("a receiver");
+            let taker = header(Encryption::Token, KeyIdentity::Token { coin: r }, 4, 47);
+            let got =
+                TakeAlertsAnswer::decode(&dispatch::answer(&t.state, &call(taker, vec![0], NOW)).payload).unwrap();
+            let s = &e["sender"];
+            assert_eq!(got.alerts[0].sender, CoinId { dn: i64_(&s[0]) as i8, sn: u64_(&s[1]) as u32 }, "{n}");
+        }
+    }
+}

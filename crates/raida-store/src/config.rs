@@ -87,6 +87,9 @@ defaults! {
     default_relay_pairing_wait: u64 = 60;
     default_relay_idle: u64 = 120;
     default_relay_hello_timeout: u64 = 10;
+    default_alert_ttl: u64 = 600;
+    default_mailbox_max_alerts: usize = 100_000;
+    default_mailbox_max_held_polls: usize = 1_000;
 }
 
 /// The range of one numeric setting of config.toml (or its `RAIDA_*` variable): values
@@ -163,6 +166,11 @@ ranges! {
     relay_hello_timeout_seconds: 1, 600;
     // 0: no bound
     relay_bytes_per_second: 0, 1 << 40;
+    // an alert's age travels in 2 bytes (6/47)
+    alert_ttl_seconds: 1, 65_535;
+    // 631 bytes of payload per alert at most: 10,000,000 is some 8 GB
+    mailbox_max_alerts: 1, 10_000_000;
+    mailbox_max_held_polls: 1, 1_000_000;
 }
 
 impl SettingRange {
@@ -289,6 +297,19 @@ pub struct Config {
     /// gets 160 and fetches nothing. Reloadable.
     #[serde(default = "default_key_alert_fetches_per_minute")]
     pub key_alert_fetches_per_minute: u32,
+    /// Mailbox (46 / 47): seconds an alert waits for its receiver (1..65,535, default
+    /// 600). Alerts live in memory only. Reloadable (for alerts left from then on).
+    #[serde(default = "default_alert_ttl")]
+    pub alert_ttl_seconds: u64,
+    /// Mailbox: alerts held at once, all receivers together, answered ones included until
+    /// they go (default 100,000: at most some 80 MB); beyond it Leave Alert gets 254.
+    /// Reloadable.
+    #[serde(default = "default_mailbox_max_alerts")]
+    pub mailbox_max_alerts: usize,
+    /// Mailbox: Take Alerts held over TCP waiting for an alert at once, all addresses
+    /// together (each address holds 4 at most); beyond it 160. Reloadable.
+    #[serde(default = "default_mailbox_max_held_polls")]
+    pub mailbox_max_held_polls: usize,
     /// `HOST:PORT` where `raida serve` answers `GET /metrics` (Prometheus text format) over
     /// plain HTTP. Default: none (off). Bind it to loopback or a management network: the
     /// figures are not secret, but nothing else guards the port.
@@ -545,6 +566,7 @@ mod tests {
         assert_eq!(m.tcp_max_connections_per_subnet, 256);
         assert_eq!(m.tcp_connection_lifetime_seconds, 600);
         assert_eq!((m.max_key_alerts, m.max_durable_commands, m.max_heavy_commands), (256, 256, 4));
+        assert_eq!((m.alert_ttl_seconds, m.mailbox_max_alerts, m.mailbox_max_held_polls), (600, 100_000, 1_000));
         assert!(Config::from_toml("raida_id = 2\nudp_error_rate_per_addr = 0\n", Path::new("x")).is_err());
         assert!(Config::from_toml("raida_id = 2\nmax_key_alerts = 0\n", Path::new("x")).is_err());
         assert!(Config::from_toml("raida_id = 30\n", Path::new("x")).is_err());

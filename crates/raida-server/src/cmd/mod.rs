@@ -15,8 +15,10 @@ pub mod encrypt_key;
 pub mod get_key;
 pub mod get_ticket;
 pub mod key_alert;
+pub mod leave_alert;
 pub mod post_key;
 pub mod show_stats;
+pub mod take_alerts;
 pub mod validate_ticket;
 pub mod version;
 

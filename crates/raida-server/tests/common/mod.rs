@@ -121,7 +121,7 @@ pub(crate) fn header(encryption: Encryption, key_identity: KeyIdentity, group: u
 }
 
 pub(crate) fn call(header: RequestHeader, payload: Vec<u8>, now: u64) -> Call {
-    Call { header, payload, peer: IpAddr::V4(Ipv4Addr::LOCALHOST), now }
+    Call { header, payload, peer: IpAddr::V4(Ipv4Addr::LOCALHOST), now, transport: raida_server::Transport::Udp }
 }
 
 /// The header of a request with encryption type `en` made with `coins` (header order),
