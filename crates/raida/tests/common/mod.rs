@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod nat;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
