@@ -1182,13 +1182,17 @@ impl KeyReceiver {
                     let polled = self.mailbox_raidas().len();
                     if !self.warned && self.failing.len() >= polled {
                         self.warned = true;
-                        let list: Vec<String> = self.failing.iter().map(|(id, r)| format!("RAIDA {id}: {r}")).collect();
-                        return AlertOutcome::MailboxUnreachable {
-                            reason: format!(
-                                "none of this coin's {polled} mailbox RAIDAs answered Take Alerts (still trying): {}",
-                                list.join("; ")
-                            ),
+                        let why: Vec<(u8, String)> = self.failing.iter().map(|(id, r)| (*id, r.clone())).collect();
+                        let coin = self.wallet.name();
+                        let headline = if self.failing.values().all(|r| r.starts_with("34 ") || r.starts_with("25 ")) {
+                            format!(
+                                "coin {coin} is not registered on its mailbox RAIDAs (or the wallet's ANs are not \
+                                 theirs): use a wallet of this network"
+                            )
+                        } else {
+                            format!("none of coin {coin}'s {polled} mailbox RAIDAs answered Take Alerts (still trying)")
                         };
+                        return AlertOutcome::MailboxUnreachable { reason: format!("{headline}: {}", grouped(&why)) };
                     }
                 }
                 Event::Datagram(n, from) => {
@@ -1439,17 +1443,26 @@ impl KeyReceiver {
             );
         }
         let Some(key) = key else {
-            let why: Vec<String> = failures
+            // an old alert (a RAIDA hands one out again for 30 s after it first did, and until
+            // its TTL when nobody took it) whose parts were all taken already: not news
+            let gone =
+                |f: &PartFailure| matches!(f, PartFailure::Request(e) if e.status() == Some(Status::KeyNotFound));
+            if failures.len() == plan.len() && failures.iter().all(|(_, f)| gone(f)) {
+                tracing::debug!(alert = %hex::encode(alert.alert_id), "an alert whose parts are all gone: ignored");
+                return None;
+            }
+            let why: Vec<(u8, String)> = failures
                 .iter()
                 .map(|(i, failure)| {
                     let id = plan[*i].raida.server.raida_id;
-                    match failure {
-                        PartFailure::Request(e) => format!("part {i}: RAIDA {id}: {}", failure_reason(e, id, me)),
-                        other => format!("part {i}: RAIDA {id}: {other}"),
-                    }
+                    let reason = match failure {
+                        PartFailure::Request(e) => failure_reason(e, id, me),
+                        other => other.to_string(),
+                    };
+                    (id, reason)
                 })
                 .collect();
-            let reason = if why.is_empty() { "the key does not end with 0xFF".into() } else { why.join("; ") };
+            let reason = if why.is_empty() { "the key does not end with 0xFF".into() } else { grouped(&why) };
             return refused(status, reason);
         };
         let named: Vec<CoinName> = senders.into_iter().flatten().collect();
@@ -1472,6 +1485,24 @@ impl KeyReceiver {
             hints: alert.body.hints.iter().filter_map(|h| h.addr()).collect(),
         }))
     }
+}
+
+/// Per-RAIDA reasons, each reason once with the RAIDAs that gave it: "RAIDAs 1, 4: 216
+/// KEY_NOT_FOUND: ...; RAIDA 9: no answer ...".
+fn grouped(why: &[(u8, String)]) -> String {
+    let mut groups: Vec<(&str, Vec<u8>)> = Vec::new();
+    for (id, reason) in why {
+        match groups.iter_mut().find(|(r, _)| *r == reason.as_str()) {
+            Some((_, ids)) => ids.push(*id),
+            None => groups.push((reason, vec![*id])),
+        }
+    }
+    let one = |(reason, ids): &(&str, Vec<u8>)| {
+        let list: Vec<String> = ids.iter().map(u8::to_string).collect();
+        let s = if ids.len() == 1 { "" } else { "s" };
+        format!("RAIDA{s} {}: {reason}", list.join(", "))
+    };
+    groups.iter().map(one).collect::<Vec<_>>().join("; ")
 }
 
 fn elapsed_us(t: Instant) -> u32 {

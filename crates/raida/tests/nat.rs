@@ -156,7 +156,6 @@ fn b_a_sender_behind_nat_reaches_a_listening_public_receiver_directly() {
 /// Case c. Both sides behind NAT, neither listening, the receiver named by its coin only:
 /// the alert goes through the receiver's mailbox RAIDAs and the data through the relay.
 #[test]
-#[ignore = "needs the mailbox client flows (issue 21)"]
 fn c_both_sides_behind_nat_meet_through_the_relay() {
     let r = NatRaidas::start();
     r.print_timings();
@@ -194,7 +193,6 @@ fn c_both_sides_behind_nat_meet_through_the_relay() {
 /// Case d. The receiver (behind NAT, no --listen) is offline when the sender starts and
 /// comes up a few seconds later, well within the alert's lifetime: delivered.
 #[test]
-#[ignore = "needs the mailbox client flows (issue 21)"]
 fn d_a_receiver_that_comes_up_after_the_sender_still_gets_the_file() {
     let r = NatRaidas::start();
     r.print_timings();
@@ -230,7 +228,6 @@ fn d_a_receiver_that_comes_up_after_the_sender_still_gets_the_file() {
 /// Case e. No relay in the clients' network file and no direct path (both behind NAT): each
 /// side fails with one clear error line instead of waiting forever.
 #[test]
-#[ignore = "needs the mailbox client flows (issue 21)"]
 fn e_with_no_relay_and_no_direct_path_both_sides_fail_with_one_line() {
     let r = NatRaidas::start();
     r.print_timings();

@@ -134,16 +134,8 @@ fn print_hint(dir: &Path) {
     };
     let (alice_coin, bob_coin) = (coin(&alice), coin(&bob));
     eprintln!("try, in two more terminals (bob receives a file from alice):");
-    eprintln!(
-        "  raida receive --network {} --wallet {} --listen 127.0.0.1:7100 --from {alice_coin} -o .",
-        net.display(),
-        bob.display()
-    );
-    eprintln!(
-        "  raida send FILE --network {} --wallet {} --to {bob_coin}@127.0.0.1:7100",
-        net.display(),
-        alice.display()
-    );
+    eprintln!("  raida receive --network {} --wallet {} --from {alice_coin} -o .", net.display(), bob.display());
+    eprintln!("  raida send FILE --network {} --wallet {} --to {bob_coin}", net.display(), alice.display());
     eprintln!("(the key alone: raida key receive / raida key send, see the README)");
 }
 
