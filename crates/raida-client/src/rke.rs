@@ -77,6 +77,8 @@ use raida_net::network::{majority_of, Network, NetworkError, ResolvedRaida};
 use raida_net::resolve::{resolve_address, split_host_port};
 use raida_store::wallet::{parse_coin_name, Wallet, WalletError};
 
+pub use crate::rke_report::{KeyProgress, ProgressHook};
+
 /// Parts per key by default (section 9).
 pub const DEFAULT_PARTS: usize = 16;
 /// Bytes per part (an allowed KL): 16 parts make a 256-byte key.
@@ -166,9 +168,13 @@ pub struct SendOptions {
     pub tcp_timeout: Option<Duration>,
     /// How long to wait for the receiver's answer to the alert (it fetches every part first).
     pub alert_timeout: Duration,
-    /// Let only the receiver's address (as the sender reaches it) fetch the parts. Turn off
-    /// when the receiver reaches the RAIDAs from another address (NAT).
+    /// Let only the receiver's address (as the sender reaches it) fetch the parts. Off by
+    /// default: a receiver reaches the RAIDAs from whatever address its route gives it (one
+    /// listening on 0.0.0.0, or behind NAT, fetches from another address than the one the
+    /// sender names), and the parts are reserved for the receiver's coin anyway.
     pub bind_receiver_address: bool,
+    /// Told how far the posts are after each attempt round (None: nobody asks).
+    pub progress: Option<crate::rke_report::ProgressHook>,
 }
 
 impl SendOptions {
@@ -209,7 +215,8 @@ impl Default for SendOptions {
             udp_timeouts: vec![Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)],
             tcp_timeout: Some(Duration::from_secs(3)),
             alert_timeout: Duration::from_secs(20),
-            bind_receiver_address: true,
+            bind_receiver_address: false,
+            progress: None,
         }
     }
 }
@@ -251,12 +258,13 @@ pub enum RkeError {
     Wallet(#[from] WalletError),
     #[error("{0}")]
     Setup(String),
-    #[error("{needed} key servers are needed but the network has only {available} usable RAIDAs{}", failures_text(.failures))]
-    NotEnoughServers { needed: usize, available: usize, failures: Vec<PostFailure> },
+    /// The one-line summary says what happened once; `failures` holds each RAIDA's answer.
+    #[error("{}", crate::rke_report::not_enough_text(*.needed, *.took, *.coin, .failures))]
+    NotEnoughServers { needed: usize, available: usize, took: usize, coin: CoinName, failures: Vec<PostFailure> },
     #[error("receiver {address}: {reason}")]
     Alert { address: String, reason: String },
-    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", refusal_hint(*.status, *.fetched))]
-    Refused { status: Status, fetched: usize, parts: usize },
+    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", crate::rke_report::refusal_text(*.status, *.fetched, *.bound_address, refusal_hint(*.status, *.fetched)))]
+    Refused { status: Status, fetched: usize, parts: usize, bound_address: bool },
     #[error("listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
     #[error("no Key Alert was accepted within {0:?}{}", .1.as_ref().map(|r| format!("; last refused: {r}")).unwrap_or_default())]
@@ -280,14 +288,6 @@ fn refusal_hint(status: Status, fetched: usize) -> &'static str {
     }
 }
 
-fn failures_text(f: &[PostFailure]) -> String {
-    if f.is_empty() {
-        return String::new();
-    }
-    let list: Vec<String> = f.iter().map(|x| x.to_string()).collect();
-    format!("; failed: {}", list.join("; "))
-}
-
 /// What to tell the user when a RAIDA refuses a post or a fetch.
 pub fn status_hint(status: Status, raida_id: u8, coin: CoinName) -> String {
     let what = match status {
@@ -301,7 +301,7 @@ pub fn status_hint(status: Status, raida_id: u8, coin: CoinName) -> String {
         Status::TxnProcessed => "replay or stale request: check this machine's clock (within 300 s of the RAIDAs')".to_string(),
         Status::KeyNotFound => "the key part is gone (already fetched, expired, or never posted)".to_string(),
         Status::ReceiverAuth => format!("the part is reserved for another receiver coin than {coin}"),
-        Status::ReceiverAddress => "the part may be fetched only from another address (sender: try --any-address)".to_string(),
+        Status::ReceiverAddress => "the sender bound the part to another address of this receiver: the sender should send again without --bind-address".to_string(),
         _ => String::new(),
     };
     if what.is_empty() {
@@ -350,6 +350,7 @@ async fn post_all(
 ) -> Vec<Result<(), String>> {
     let mut results: Vec<Option<Result<(), String>>> = (0..placements.len()).map(|_| None).collect();
     let mut last: Vec<Option<ClientError>> = (0..placements.len()).map(|_| None).collect();
+    report_posting(opts, placements, &results);
     for timeout in &opts.udp_timeouts {
         let pending: Vec<usize> = (0..placements.len()).filter(|i| results[*i].is_none()).collect();
         if pending.is_empty() {
@@ -386,6 +387,7 @@ async fn post_all(
                 Err(e) => last[i] = Some(e),
             }
         }
+        report_posting(opts, placements, &results);
     }
     if let Some(tcp_timeout) = opts.tcp_timeout {
         let client = Client::new(Transport::Tcp, coin_id, tcp_timeout);
@@ -430,6 +432,15 @@ async fn post_all(
             })
         })
         .collect()
+}
+
+/// Tell `opts.progress` how many posts have an answer and which RAIDAs are still silent.
+fn report_posting(opts: &SendOptions, placements: &[Placement], results: &[Option<Result<(), String>>]) {
+    let Some(p) = &opts.progress else { return };
+    let waiting: Vec<u8> =
+        placements.iter().zip(results).filter(|(_, r)| r.is_none()).map(|(pl, _)| pl.server.server.raida_id).collect();
+    let total = placements.len();
+    p.report(&crate::rke_report::KeyProgress::Posting { answered: total - waiting.len(), total, waiting });
 }
 
 /// Random order (Fisher-Yates with the OS CSPRNG): which RAIDAs hold the parts is not
@@ -493,7 +504,13 @@ pub async fn send_assembled_key(
     let mut pool: Vec<ResolvedRaida> = network.resolve().await?.into_iter().filter(|r| !r.legacy).collect();
     let available = pool.len();
     if available < pieces.len() {
-        return Err(RkeError::NotEnoughServers { needed: pieces.len(), available, failures: Vec::new() });
+        return Err(RkeError::NotEnoughServers {
+            needed: pieces.len(),
+            available,
+            took: 0,
+            coin: wallet.name(),
+            failures: Vec::new(),
+        });
     }
     shuffle(&mut pool);
     let mut spare = pool.split_off(pieces.len());
@@ -513,18 +530,32 @@ pub async fn send_assembled_key(
             .collect();
         let results = post_all(network.coin_id, wallet, &batch, opts).await;
         let mut next = Vec::new();
+        // out of spare RAIDAs: every failure of this round is still recorded, for the summary
+        let (mut exhausted, mut failed_now) = (false, 0);
         for (&i, r) in todo.iter().zip(results) {
             if let Err(reason) = r {
                 let s = placed[i].server.server;
                 tracing::info!(raida = s.raida_id, %reason, "post failed; placing the part on another RAIDA");
                 reposted.push(PostFailure { raida_id: s.raida_id, addr: s.addr, reason });
-                let Some(other) = spare.pop() else {
-                    return Err(RkeError::NotEnoughServers { needed: pieces.len(), available, failures: reposted });
+                failed_now += 1;
+                let Some(other) = spare.pop().filter(|_| !exhausted) else {
+                    exhausted = true;
+                    continue;
                 };
                 // a fresh key id: the failed RAIDA may still hold the old one
                 placed[i] = placement(other, pieces[i], to.coin, receiver_ip, sender);
                 next.push(i);
             }
+        }
+        if exhausted {
+            let took = pieces.len() - failed_now;
+            return Err(RkeError::NotEnoughServers {
+                needed: pieces.len(),
+                available,
+                took,
+                coin: sender,
+                failures: reposted,
+            });
         }
         todo = next;
     }
@@ -535,10 +566,14 @@ pub async fn send_assembled_key(
         })
         .collect();
     let first_key_id = entries[0].key_id;
+    if let Some(p) = &opts.progress {
+        p.report(&crate::rke_report::KeyProgress::Alerting);
+    }
     let status = alert(network.coin_id, to, receiver_addr, &entries, opts.alert_timeout).await?;
     if status.0 != Status::Success {
         let fetched = status.1.iter().take(entries.len()).filter(|b| **b == 0xFF).count();
-        return Err(RkeError::Refused { status: status.0, fetched, parts: entries.len() });
+        let bound_address = receiver_ip != [0; 4];
+        return Err(RkeError::Refused { status: status.0, fetched, parts: entries.len(), bound_address });
     }
     Ok(SendReport {
         session_key: derive_session_key(key, sender, to.coin, &first_key_id),
@@ -552,6 +587,7 @@ pub async fn send_assembled_key(
 /// Echo the receiver before posting anything: a receiver that is not listening is the most
 /// common mistake, and finding it after the posts would leave parts behind for nothing.
 async fn probe(coin_id: u16, to: &Recipient, addr: SocketAddr) -> Result<(), RkeError> {
+    // the receiver's command is the caller's to name (`raida receive` or `raida key receive`)
     let server = Server { addr, raida_id: to.raida_id.unwrap_or(0) };
     let timeout = Duration::from_secs(3);
     let mut last = None;
@@ -565,7 +601,7 @@ async fn probe(coin_id: u16, to: &Recipient, addr: SocketAddr) -> Result<(), Rke
     let why = last.map(|e| e.to_string()).unwrap_or_default();
     Err(RkeError::Alert {
         address: to.address.clone(),
-        reason: format!("does not answer Echo ({why}): start `raida key receive --listen {}` there first", to.address),
+        reason: format!("does not answer Echo ({why}): start the receiver there first"),
     })
 }
 
@@ -599,10 +635,10 @@ async fn alert(
     let tcp_too = over_tcp.map(|e| format!(" (over TCP before that: {e})")).unwrap_or_default();
     let reply = reply.map_err(|e| match e {
         ClientError::Timeout(_) => fail(format!(
-            "no answer to the Key Alert within {timeout:?}{tcp_too}: is `raida key receive` running there?"
+            "no answer to the Key Alert within {timeout:?}{tcp_too}: is the receiver still running there?"
         )),
         ClientError::Io { source, .. } => {
-            fail(format!("{source}{tcp_too}: is `raida key receive --listen {}` running?", to.address))
+            fail(format!("{source}{tcp_too}: is the receiver listening on {}?", to.address))
         }
         ClientError::Response { source, .. } => fail(format!("the Key Alert was refused: {source}{tcp_too}")),
         other => fail(format!("{other}{tcp_too}")),
@@ -1070,20 +1106,25 @@ impl KeyReceiver {
         let Assembled { status, map, key, senders, failures } =
             fetch_and_assemble(self.network.coin_id, sources, &slots, self.opts.fetch_timeout).await;
         let me = self.wallet.name();
-        let why: Vec<String> = failures
+        let why: Vec<(usize, u8, String)> = failures
             .iter()
             .map(|(i, failure)| {
                 let id = plan[*i].raida.server.raida_id;
                 match failure {
-                    PartFailure::Request(e) => format!("part {i}: RAIDA {id}: {}", failure_reason(e, id, me)),
-                    other => format!("part {i}: RAIDA {id}: {other}"),
+                    PartFailure::Request(e) => (*i, id, failure_reason(e, id, me)),
+                    other => (*i, id, other.to_string()),
                 }
             })
             .collect();
         // every part came when there is a key: each names its sender
         let senders: Vec<CoinName> = senders.into_iter().flatten().collect();
         let Some(key) = key else {
-            let reason = if why.is_empty() { "the key does not end with 0xFF".into() } else { why.join("; ") };
+            // one cause (16 parts refused alike) is said once
+            let reason = if why.is_empty() {
+                "the key does not end with 0xFF".into()
+            } else {
+                crate::rke_report::collapse_part_reasons(&why)
+            };
             return refused(status, map, reason);
         };
         let Some(&sender) = senders.first() else {

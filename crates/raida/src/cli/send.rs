@@ -31,8 +31,12 @@ pub(crate) struct SendArgs {
     /// the network file's RAIDAs (13 of 25). Default: 16, or every RAIDA of a smaller network.
     #[arg(long, value_name = "N")]
     pub parts: Option<usize>,
-    /// Let the key parts be fetched from any address (default: only the --to address).
+    /// Let only the --to address fetch the key parts (off by default: a receiver on 0.0.0.0
+    /// or behind NAT reaches the RAIDAs from another address than the one named here).
     #[arg(long)]
+    pub bind_address: bool,
+    /// The default now (any address may fetch the parts); kept so that old scripts run.
+    #[arg(long, hide = true, conflicts_with = "bind_address")]
     pub any_address: bool,
     /// At most this many bytes per second.
     #[arg(long, value_name = "BYTES_PER_S")]
@@ -59,17 +63,18 @@ pub(crate) fn run(a: SendArgs) -> anyhow::Result<()> {
             });
         }
     }
+    let mut reporter = Reporter::new(a.output_mode.quiet, a.output_mode.json, false, "sent");
     let opts = SendOptions {
         rke: raida_client::rke::SendOptions {
             parts: a.parts,
-            bind_receiver_address: !a.any_address,
+            bind_receiver_address: a.bind_address,
+            progress: reporter.key_progress(),
             ..Default::default()
         },
         pq: !a.output_mode.no_pq,
         rate_limit: a.limit_rate,
         ..SendOptions::default()
     };
-    let mut reporter = Reporter::new(a.output_mode.quiet, a.output_mode.json, false, "sent");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let sent = rt.block_on(transfer::send(&network, &wallet, &to, items, &opts, &mut |e| reporter.event(e)));
     // a reader still blocked on stdin (the transfer failed) must not keep the process alive
