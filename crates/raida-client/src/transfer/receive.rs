@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use super::partial::PartialDir;
 use super::wire::{self, Kind, Offer};
 use super::{
-    channel_config, check_name, connected, deadline_after, escape, io_err, partial_name, sleep_until, Approval, Event,
+    channel_config, check_path, connected, deadline_after, escape, io_err, partial_name, sleep_until, Approval, Event,
     Manifest, ReceiveOptions, Summary, TransferError, HANDSHAKE_LIMIT, MAX_CHUNK, MAX_HANDSHAKES, QUEUE,
 };
 use crate::rke::{AlertOutcome, KeyReceiver, Received, RkeError};
@@ -343,9 +343,18 @@ fn check_manifest(m: &Manifest, to_directory: bool, opts: &ReceiveOptions) -> Re
             opts.max_bytes
         ));
     }
-    if to_directory {
-        for o in &m.items {
-            check_name(&o.name)?;
+    for o in &m.items {
+        if o.kind == Kind::Directory {
+            if !to_directory {
+                return Err("folders cannot go to one stream (--stdout): receive them into a folder (-o DIR)".into());
+            }
+            if o.size != 0 {
+                return Err(format!("folder {} announced with a size", escape(&o.name)));
+            }
+        }
+        if to_directory {
+            // every path of the manifest, before anything is written
+            check_path(&o.name)?;
         }
     }
     Ok(())
@@ -488,6 +497,22 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                         return Err(protocol("an offer that is not the manifest's next item"));
                     }
                     session.next += 1;
+                    if offer.kind == Kind::Directory {
+                        // a folder: created now, nothing follows its offer
+                        match make_folder(&offer.name, partials).await {
+                            Ok(path) => {
+                                ch.respond(id, wire::encode_accept(0, &[0; 32])).await?;
+                                events(&Event::Folder { name: offer.name.clone(), path });
+                                continue;
+                            }
+                            Err(reason) => {
+                                ch.respond(id, wire::encode_refused(&reason)).await?;
+                                let name = escape(&offer.name);
+                                events(&Event::Refused { name: name.clone(), reason: reason.clone() });
+                                return Err(TransferError::Refused { name, reason });
+                            }
+                        }
+                    }
                     match accept_offer(offer, partials, overwrite).await {
                         Ok(acc) => {
                             let prefix: [u8; 32] = acc.prefix.clone().finalize().into();
@@ -597,13 +622,14 @@ async fn accept_offer(
     let Some(partials) = partials else {
         return Ok(Accepted { offer, place: None, have: 0, prefix: Sha256::new() });
     };
-    check_name(&offer.name).map_err(refuse)?;
-    if !overwrite && partials.dest_exists(&offer.name) {
+    check_path(&offer.name).map_err(refuse)?;
+    let exists = partials.dest_exists(&offer.name).map_err(|e| refuse(format!("{}: {e}", escape(&offer.name))))?;
+    if !overwrite && exists {
         return Err(refuse(format!("{} exists (the receiver did not allow --overwrite)", escape(&offer.name))));
     }
     let pname = match offer.kind {
         Kind::File => partial_name(&offer),
-        Kind::Stream => {
+        Kind::Stream | Kind::Directory => {
             let mut r = [0u8; 16];
             OsRng.fill_bytes(&mut r);
             format!("stream-{}", hex::encode(r))
@@ -631,6 +657,21 @@ async fn accept_offer(
     let (file, have, prefix) = opened;
     let place = Placement { partials: partials.clone(), partial: pname, file: Some(file), dest: offer.name.clone() };
     Ok(Accepted { offer, place: Some(place), have, prefix })
+}
+
+/// Create the offered folder `name` (and the folders above it) in the output directory,
+/// never through a link; its path for the event. Err: the reason to refuse.
+async fn make_folder(name: &str, partials: Option<&Arc<PartialDir>>) -> Result<Option<String>, String> {
+    let Some(partials) = partials else {
+        return Err("folders cannot go to one stream (--stdout)".into());
+    };
+    check_path(name)?;
+    let (p, n) = (partials.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || p.make_dir(&n))
+        .await
+        .map_err(|e| format!("worker: {e}"))?
+        .map_err(|e| format!("cannot create folder {}: {e}", escape(name)))?;
+    Ok(Some(partials.out_path().join(name).display().to_string()))
 }
 
 async fn start_writer(

@@ -188,6 +188,10 @@ impl Reporter {
                 };
                 eprintln!("{name}: {} {bytes} bytes, SHA-256 {sha256} {what}", self.verb);
             }
+            Event::Folder { name, path } => match path {
+                Some(p) => eprintln!("{}/: folder -> {}", escape(name), escape(p)),
+                None => eprintln!("{}/: folder created by the receiver", escape(name)),
+            },
             Event::Refused { name, reason } => {
                 if let Some(b) = self.bar.take() {
                     b.abandon();

@@ -34,7 +34,8 @@ pub(crate) struct ReceiveArgs {
     /// --from names the sender).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// At most this many files (and streams) in one session.
+    /// At most this many items in one session: every file (those inside folders too),
+    /// stream and folder.
     #[arg(long, value_name = "N", default_value_t = transfer::DEFAULT_MAX_FILES)]
     pub max_files: u64,
     /// At most this many bytes in one session, streams included (e.g. 500M, 2G, 1TiB).
@@ -87,6 +88,7 @@ fn ask(m: &Manifest) -> bool {
         let size = match o.kind {
             transfer::wire::Kind::File => format!("{} bytes", o.size),
             transfer::wire::Kind::Stream => "stream".into(),
+            transfer::wire::Kind::Directory => "folder".into(),
         };
         let _ = writeln!(err, "  {} ({size})", transfer::escape(&o.name));
     }

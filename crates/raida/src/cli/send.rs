@@ -12,7 +12,8 @@ use super::progress::Reporter;
 
 #[derive(clap::Args)]
 pub(crate) struct SendArgs {
-    /// Files to send, or `-` for stdin as a stream.
+    /// Files or folders to send (a folder goes whole, empty folders included; symbolic links
+    /// and hidden names inside it are skipped with a warning), or `-` for stdin as a stream.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// The receiver: its coin and where `raida receive` listens, DN:SN@HOST:PORT.
@@ -24,7 +25,8 @@ pub(crate) struct SendArgs {
     /// The sender's coin file (<DN 2 hex>.<SN>.bin).
     #[arg(long, value_name = "FILE")]
     pub wallet: PathBuf,
-    /// Name offered for the item (one item only; the default is the file name, `stdin` for `-`).
+    /// Name offered for the item (one file or folder only; the default is its own name,
+    /// `stdin` for `-`).
     #[arg(long)]
     pub name: Option<String>,
     /// Number of key parts, each on its own RAIDA: at most 16 and at least a majority of
@@ -56,6 +58,17 @@ pub(crate) fn run(a: SendArgs) -> anyhow::Result<()> {
         if f == Path::new("-") {
             let name = a.name.clone().unwrap_or_else(|| "stdin".into());
             items.push(Item::Stream { name, reader: Box::new(std::io::stdin()) });
+        } else if f.is_dir() {
+            let (tree, skipped) = match &a.name {
+                Some(n) => Item::directory_named(f, n)?,
+                None => Item::directory(f)?,
+            };
+            if !a.output_mode.quiet {
+                for s in &skipped {
+                    eprintln!("warning: skipped {}: {}", transfer::escape(&s.path.display().to_string()), s.reason);
+                }
+            }
+            items.extend(tree);
         } else {
             items.push(match &a.name {
                 Some(n) => Item::file_named(f, n)?,
