@@ -56,6 +56,8 @@ struct Rx {
     addr: String,
     events: std::sync::mpsc::Receiver<serde_json::Value>,
     stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    /// What it wrote on stderr (when its events go to stdout).
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
 fn json_lines<R: Read + Send + 'static>(r: R, tx: std::sync::mpsc::Sender<serde_json::Value>) {
@@ -97,6 +99,7 @@ fn receive(pair: usize, extra: &[&str]) -> Rx {
         .unwrap();
     let (tx, events) = std::sync::mpsc::channel();
     let mut stdout_data = None;
+    let mut stderr_text = None;
     if to_stdout {
         let err: ChildStderr = child.stderr.take().unwrap();
         json_lines(err, tx);
@@ -109,12 +112,16 @@ fn receive(pair: usize, extra: &[&str]) -> Rx {
     } else {
         json_lines(child.stdout.take().unwrap(), tx);
         let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        stderr_text = Some(std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = err.read_to_end(&mut v);
+            v
+        }));
     }
     let first = events.recv_timeout(Duration::from_secs(20)).expect("a listening event");
     assert_eq!(first["event"], "listening", "{first}");
     let addr = first["address"].as_str().unwrap().to_string();
-    Rx { child, addr, events, stdout: stdout_data }
+    Rx { child, addr, events, stdout: stdout_data, stderr: stderr_text }
 }
 
 impl Rx {
@@ -127,6 +134,36 @@ impl Rx {
         }
         let data = self.stdout.take().map(|h| h.join().unwrap()).unwrap_or_default();
         (status, all, data)
+    }
+
+    /// Ctrl-C (SIGINT) to the receiver: its exit status and what it wrote on stderr.
+    fn interrupt(mut self) -> (std::process::ExitStatus, String) {
+        sigint(&self.child);
+        let status = wait_timeout(&mut self.child, Duration::from_secs(30));
+        let err = self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default();
+        (status, String::from_utf8_lossy(&err).into_owned())
+    }
+}
+
+fn sigint(child: &Child) {
+    // SAFETY: kill(2) with our own child's pid and a valid signal number
+    let r = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(r, 0, "kill");
+}
+
+/// Wait until the receiver holds a partial file of at least `bytes` in `out`.
+fn wait_for_partial(out: &Path, bytes: u64) {
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "no partial file grew");
+        let dir = out.join(raida_client::transfer::PARTIAL_DIR);
+        let p = if dir.is_dir() { listing(&dir).into_iter().next() } else { None };
+        if let Some(p) = p {
+            if std::fs::metadata(dir.join(&p)).map(|m| m.len()).unwrap_or(0) >= bytes {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -512,4 +549,72 @@ fn a_receiver_on_every_address_gets_the_file_and_a_bound_key_is_explained_once()
     let mut child = rx.child;
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `raida send DIR`: nested folders, an empty folder and several files arrive identical
+/// under DIR's name.
+#[test]
+fn a_folder_arrives_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("project");
+    std::fs::create_dir_all(top.join("src/empty")).unwrap();
+    std::fs::write(top.join("README"), b"read me").unwrap();
+    std::fs::write(top.join("src/main.rs"), pattern(40_000, 5)).unwrap();
+    std::fs::write(top.join("src/lib.rs"), b"").unwrap();
+    let out = tmp.path().join("in");
+    std::fs::create_dir(&out).unwrap();
+    let rx = receive(10, &["-o", out.to_str().unwrap()]);
+    let sent = send_cmd(10, &rx, &[top.to_str().unwrap()], &[]).output().unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let (status, events, _) = rx.finish();
+    assert!(status.success(), "{events:?}");
+    assert_eq!(listing(&out), vec!["project".to_string()]);
+    assert_eq!(listing(&out.join("project")), vec!["README".to_string(), "src".to_string()]);
+    assert_eq!(
+        listing(&out.join("project/src")),
+        vec!["empty".to_string(), "lib.rs".to_string(), "main.rs".to_string()]
+    );
+    assert!(listing(&out.join("project/src/empty")).is_empty());
+    assert_eq!(std::fs::read(out.join("project/src/main.rs")).unwrap(), pattern(40_000, 5));
+    assert_eq!(std::fs::read(out.join("project/README")).unwrap(), b"read me");
+}
+
+/// Ctrl-C on either side ends with 130 and says what became of the transfer: the sender
+/// that nothing more was sent and a rerun resumes; the receiver how many partial files it
+/// kept, where, and that the same command resumes them.
+#[test]
+fn ctrl_c_says_what_was_kept_and_how_to_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("slow.bin");
+    std::fs::write(&src, pattern(6_000_000, 9)).unwrap();
+    let out = tmp.path().join("in");
+    std::fs::create_dir(&out).unwrap();
+    let o = out.to_str().unwrap().to_string();
+    let slow = ["--limit-rate", "1000000"];
+
+    // the sender is interrupted
+    let rx = receive(11, &["-o", &o]);
+    let sender = send_cmd(11, &rx, &[src.to_str().unwrap()], &slow)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_partial(&out, 200_000);
+    sigint(&sender);
+    let done = sender.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(130), "{done:?}");
+    let e = String::from_utf8_lossy(&done.stderr);
+    assert!(e.contains("interrupted; nothing more was sent") && e.contains("to resume"), "{e}");
+    let _ = rx.finish();
+
+    // the receiver is interrupted
+    let rx = receive(11, &["-o", &o]);
+    let mut sender =
+        send_cmd(11, &rx, &[src.to_str().unwrap()], &slow).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_partial(&out, 1_000_000);
+    let (status, e) = rx.interrupt();
+    assert_eq!(status.code(), Some(130), "{e}");
+    assert!(e.contains("interrupted: 1 partial file(s) kept in"), "{e}");
+    assert!(e.contains(".raida-partial; run the same command again to resume"), "{e}");
+    let _ = wait_timeout(&mut sender, Duration::from_secs(60));
 }

@@ -127,10 +127,42 @@ pub(crate) fn run(a: ReceiveArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let received = rt.block_on(async {
         let receiver = Receiver::bind(&a.receiver.listen, network, wallet, opts).await?;
-        receiver.receive(sink, &mut |e| reporter.event(e)).await
+        let mut events = |e: &transfer::Event| reporter.event(e);
+        tokio::select! {
+            r = receiver.receive(sink, &mut events) => r.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+        }
     });
     // a writer still blocked on stdout (the transfer failed) must not keep the process alive
     rt.shutdown_timeout(Duration::from_millis(200));
-    received?;
+    if received?.is_none() {
+        // Ctrl-C: say what was kept and how to go on, then the shell's usual 130
+        drop(reporter);
+        eprintln!("{}", interrupted(&a));
+        std::process::exit(130);
+    }
     Ok(())
+}
+
+/// What an interrupted receiver tells: how many partial files it keeps, and that the same
+/// command resumes them.
+fn interrupted(a: &ReceiveArgs) -> String {
+    if a.stdout {
+        return "interrupted: what was written to stdout is incomplete (a stream does not resume)".into();
+    }
+    let dir = a.output.join(transfer::PARTIAL_DIR);
+    // the receiver's own resumable partial files (streams never resume)
+    let kept = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("file-")).count())
+        .unwrap_or(0);
+    if kept == 0 {
+        // an empty partial directory has nothing to resume
+        let _ = std::fs::remove_dir(&dir);
+        return "interrupted: no partial file was kept (files that arrived whole are in place)".into();
+    }
+    format!(
+        "interrupted: {kept} partial file(s) kept in {}; run the same command again to resume (the sender sends \
+         again, and only the rest moves)",
+        dir.display()
+    )
 }

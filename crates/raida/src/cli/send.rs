@@ -89,9 +89,24 @@ pub(crate) fn run(a: SendArgs) -> anyhow::Result<()> {
         ..SendOptions::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let sent = rt.block_on(transfer::send(&network, &wallet, &to, items, &opts, &mut |e| reporter.event(e)));
+    let sent = rt.block_on(async {
+        let mut events = |e: &transfer::Event| reporter.event(e);
+        tokio::select! {
+            r = transfer::send(&network, &wallet, &to, items, &opts, &mut events) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
     // a reader still blocked on stdin (the transfer failed) must not keep the process alive
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    let Some(sent) = sent else {
+        // Ctrl-C: say what became of the transfer, then the shell's usual 130
+        drop(reporter);
+        eprintln!(
+            "interrupted; nothing more was sent; the receiver keeps what arrived: run the same command again \
+             (with the receiver waiting again) to resume"
+        );
+        std::process::exit(130);
+    };
     sent?;
     Ok(())
 }
