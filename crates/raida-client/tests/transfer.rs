@@ -696,3 +696,32 @@ async fn a_link_in_the_output_directory_is_not_followed_into() {
     assert!(got.is_err());
     assert!(listing(elsewhere.path()).is_empty(), "written through the link: {:?}", listing(elsewhere.path()));
 }
+
+/// A folder sent again after an interrupted run: files already in place with the same
+/// content are kept and not sent again (only the missing ones move); a file of the same
+/// name and size but other content is kept too, and ends the transfer (no --overwrite).
+#[tokio::test]
+async fn a_folder_sent_again_skips_what_arrived_and_keeps_what_differs() {
+    let src = tempfile::tempdir().unwrap();
+    let top = src.path().join("t");
+    std::fs::create_dir_all(top.join("sub")).unwrap();
+    std::fs::write(top.join("one"), data(50_000, 3)).unwrap();
+    std::fs::write(top.join("sub/two"), data(20_000, 4)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // as an interrupted run leaves it: "one" arrived whole, "sub/two" did not
+    std::fs::create_dir(out.path().join("t")).unwrap();
+    std::fs::write(out.path().join("t/one"), data(50_000, 3)).unwrap();
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, _) = run_pair(c.unwrap(), r.unwrap(), Item::directory(&top).unwrap().0, out.path()).await;
+    sent.unwrap();
+    assert_eq!(got.unwrap().bytes, 20_000, "only the missing file moved");
+    assert_eq!(tree_of(&out.path().join("t")), tree_of(&top));
+    // same name and size, other bytes: kept, and the transfer ends
+    std::fs::write(out.path().join("t/one"), data(50_000, 9)).unwrap();
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, _) = run_pair(c.unwrap(), r.unwrap(), Item::directory(&top).unwrap().0, out.path()).await;
+    let e = sent.unwrap_err().to_string();
+    assert!(e.contains("exists with other content"), "{e}");
+    assert!(got.is_err());
+    assert_eq!(std::fs::read(out.path().join("t/one")).unwrap(), data(50_000, 9));
+}

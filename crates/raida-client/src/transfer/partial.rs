@@ -197,6 +197,25 @@ impl PartialDir {
         })
     }
 
+    /// The file `dest` (a checked relative path) already in the output directory, open for
+    /// reading, when it is a regular file (not a link: O_NOFOLLOW, also on the way) of
+    /// exactly `size` bytes; None otherwise.
+    pub(super) fn open_existing(&self, dest: &str, size: u64) -> std::io::Result<Option<File>> {
+        let Some((parent, leaf)) = self.parent_of(dest, false)? else { return Ok(None) };
+        let fd = match rustix::fs::openat(
+            &parent,
+            leaf,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(_) => return Ok(None),
+        };
+        let f = File::from(fd);
+        let m = f.metadata()?;
+        Ok((m.file_type().is_file() && m.len() == size).then_some(f))
+    }
+
     /// Create the folder `path` (a checked relative path) and the folders above it; one
     /// that exists already is used when it is a real folder (not a link).
     pub(super) fn make_dir(&self, path: &str) -> std::io::Result<()> {

@@ -267,6 +267,10 @@ struct Accepted {
     /// Bytes already in the partial file, and the hash state after them.
     have: u64,
     prefix: Sha256,
+    /// The file is already in place with the offered size (a rerun of an interrupted
+    /// folder): `have` is its size, `prefix` its hash; it is kept when the sender's hash
+    /// is the same, and the transfer ends when it is not (no --overwrite).
+    existing: bool,
 }
 
 /// An item being written.
@@ -282,6 +286,8 @@ enum State {
     Idle,
     Offered(Accepted),
     Writing(Writing),
+    /// An item already in place: only its DONE (same hash) may follow.
+    Existing(Accepted),
 }
 
 /// Receive items over an established channel (the other end runs [`super::send_over`])
@@ -528,8 +534,29 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                     }
                 }
                 Some(&wire::DONE) => {
-                    let State::Writing(w) = std::mem::replace(state, State::Idle) else {
-                        return Err(protocol("done without an item"));
+                    let w = match std::mem::replace(state, State::Idle) {
+                        State::Writing(w) => w,
+                        State::Existing(item) => {
+                            let claimed = wire::decode_done(&data).ok_or_else(|| protocol("malformed done"))?;
+                            let name = item.offer.name.clone();
+                            let hash: [u8; 32] = item.prefix.finalize().into();
+                            if hash != claimed {
+                                let reason = format!("{} exists with other content", escape(&name));
+                                let _ = ch.respond(id, wire::encode_refused(&reason)).await;
+                                return Err(TransferError::Refused { name: escape(&name), reason });
+                            }
+                            ch.respond(id, vec![wire::OK]).await?;
+                            let path = partials.map(|p| p.out_path().join(&name).display().to_string());
+                            events(&Event::Completed {
+                                name: name.clone(),
+                                bytes: item.offer.size,
+                                sha256: hex::encode(hash),
+                                path,
+                            });
+                            summary.items.push((name, hash));
+                            continue;
+                        }
+                        _ => return Err(protocol("done without an item")),
                     };
                     let claimed = wire::decode_done(&data).ok_or_else(|| protocol("malformed done"))?;
                     match complete(w, claimed, shared, overwrite).await {
@@ -562,6 +589,23 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                     let offset = wire::decode_start(&data).ok_or_else(|| protocol("malformed start"))?;
                     if offset != 0 && offset != item.have {
                         return Err(protocol("start at an offset the receiver did not offer"));
+                    }
+                    if item.existing {
+                        if offset != item.have {
+                            // the sender's bytes differ from the file in place: keep it
+                            let name = escape(&item.offer.name);
+                            let reason =
+                                format!("{name} exists with other content (the receiver did not allow --overwrite)");
+                            let err = TransferError::Refused { name, reason: reason.clone() };
+                            return Err(abort(ch, &reason, err).await);
+                        }
+                        events(&Event::Started {
+                            name: item.offer.name.clone(),
+                            size: Some(item.offer.size),
+                            resume_from: offset,
+                        });
+                        *state = State::Existing(item);
+                        continue;
                     }
                     let w = start_writer(item, offset, shared).await?;
                     let size = (w.item.offer.kind == Kind::File).then_some(w.item.offer.size);
@@ -620,11 +664,27 @@ async fn accept_offer(
     let name = offer.name.clone();
     let refuse = |reason: String| (name.clone(), reason);
     let Some(partials) = partials else {
-        return Ok(Accepted { offer, place: None, have: 0, prefix: Sha256::new() });
+        return Ok(Accepted { offer, place: None, have: 0, prefix: Sha256::new(), existing: false });
     };
     check_path(&offer.name).map_err(refuse)?;
     let exists = partials.dest_exists(&offer.name).map_err(|e| refuse(format!("{}: {e}", escape(&offer.name))))?;
     if !overwrite && exists {
+        // the same name and size may be the same file, placed by an interrupted run: the
+        // sender checks the hash and, when equal, sends nothing more for it
+        if offer.kind == Kind::File {
+            let (p, n, size) = (partials.clone(), offer.name.clone(), offer.size);
+            let same_size = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Sha256>> {
+                match p.open_existing(&n, size)? {
+                    Some(mut f) => hash_prefix(&mut f, size).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await
+            .map_err(|e| refuse(format!("worker: {e}")))?;
+            if let Ok(Some(prefix)) = same_size {
+                return Ok(Accepted { offer, place: None, have: size, prefix, existing: true });
+            }
+        }
         return Err(refuse(format!("{} exists (the receiver did not allow --overwrite)", escape(&offer.name))));
     }
     let pname = match offer.kind {
@@ -656,7 +716,7 @@ async fn accept_offer(
     .map_err(|e| refuse(format!("{}: {e}", partials.path_of(&pname).display())))?;
     let (file, have, prefix) = opened;
     let place = Placement { partials: partials.clone(), partial: pname, file: Some(file), dest: offer.name.clone() };
-    Ok(Accepted { offer, place: Some(place), have, prefix })
+    Ok(Accepted { offer, place: Some(place), have, prefix, existing: false })
 }
 
 /// Create the offered folder `name` (and the folders above it) in the output directory,
