@@ -258,7 +258,7 @@ mod tests {
         bad_kind[1] = 3;
         assert_eq!(decode_offer(&bad_kind), Err("unknown item kind"));
         let long = Offer { kind: Kind::File, size: 1, name: "a/".repeat(MAX_PATH / 2) + "b" };
-        assert!(encode_manifest(&[long.clone()]).is_none());
+        assert!(encode_manifest(std::slice::from_ref(&long)).is_none());
         assert_eq!(decode_offer(&encode_offer(&long)), Err("path longer than 4096 bytes"));
     }
 }

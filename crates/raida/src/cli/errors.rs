@@ -95,7 +95,7 @@ pub(crate) fn hint(e: &anyhow::Error, ran: Ran) -> Option<String> {
         if let Some(ResponseError::Status { status, .. }) = cause.downcast_ref::<ResponseError>() {
             if ran == Ran::Stats {
                 if let Some(h) = stats_hint(*status) {
-                    return Some(h.into());
+                    return Some(h);
                 }
             }
             if let Some(h) = status_hint(*status) {
