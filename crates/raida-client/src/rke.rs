@@ -4,7 +4,8 @@
 //! * The sender chooses P distinct key servers (default 16) among the network's modern
 //!   RAIDAs, makes a fresh CSPRNG key of P parts of 16 bytes ending in 0xFF, and posts part i
 //!   to key server i with 41 Post Key **EN 4 under its own coin** (sender and receiver
-//!   identities set, the receiver's IPv4 address when known, KS + KL ≤ 127). All posts go
+//!   identities set, the receiver's IPv4 address only when
+//!   [`SendOptions::bind_receiver_address`] asks, KS + KL ≤ 127). All posts go
 //!   out at once over one UDP socket; a post without an answer is sent again with a longer
 //!   timeout (backoff), then over TCP; a part whose post still fails (or is refused) is
 //!   posted again with a fresh key id to a RAIDA not used yet. Only then does the sender

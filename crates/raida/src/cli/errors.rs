@@ -102,13 +102,6 @@ pub(crate) fn hint(e: &anyhow::Error, ran: Ran) -> Option<String> {
                 return Some(h.into());
             }
         }
-        if ran == Ran::Stats {
-            if let Some(raida_client::ClientError::Timeout(_) | raida_client::ClientError::Io { .. }) =
-                cause.downcast_ref::<raida_client::ClientError>()
-            {
-                return Some("is a RAIDA listening there? (`raida network up` runs RAIDA NN on base port + NN)".into());
-            }
-        }
     }
     None
 }
