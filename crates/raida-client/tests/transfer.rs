@@ -680,8 +680,8 @@ async fn hostile_folder_paths_are_refused_before_anything_is_written() {
 
 /// A symbolic link planted in the output directory where a folder of the transfer goes is
 /// never followed: the folder (and the file in it) is refused and nothing lands where the
-/// link points. Seen failing with O_NOFOLLOW dropped from `open_or_make`: the file was
-/// written through the link.
+/// link points. Seen failing with O_NOFOLLOW dropped from `open_or_make`: the transfer
+/// succeeded, through the link.
 #[tokio::test]
 async fn a_link_in_the_output_directory_is_not_followed_into() {
     let src = tempfile::tempdir().unwrap();
