@@ -4,9 +4,10 @@
 //! * `transfer_wire`: the input, as one message, through every decoder (offer, start,
 //!   done, answer, accept) and the receiver's file-name check. Checked: nothing panics; a
 //!   decoded message re-encodes to exactly the input (so no two encodings mean the same
-//!   thing); an offer's name, once decoded, is never longer than the limit; a name that
-//!   passes `check_name` is one plain component (no separator, not `.`/`..`, not empty);
-//!   a manifest decodes to entries that re-encode to the input.
+//!   thing); an offer's name, once decoded, is never longer than the path limit; a name
+//!   that passes `check_name` is one plain component (no separator, not `.`/`..`, not
+//!   empty); a path that passes `check_path` is relative and each of its components is
+//!   such a plain one; a manifest decodes to entries that re-encode to the input.
 //! * `transfer_names`: the input as a name (lossy UTF-8): a name `check_name` accepts has
 //!   no forbidden character, no separator, no leading `.` or `-`; `escape` never lets a
 //!   forbidden character through and is the identity on accepted names.
@@ -14,15 +15,21 @@
 #![allow(dead_code)]
 
 use raida_client::transfer::wire;
-use raida_client::transfer::{check_name, escape, is_forbidden_char};
+use raida_client::transfer::{check_name, check_path, escape, is_forbidden_char};
 
 pub fn transfer_wire(data: &[u8]) {
     if let Ok(o) = wire::decode_offer(data) {
-        assert!(o.name.len() <= wire::MAX_NAME);
+        assert!(o.name.len() <= wire::MAX_PATH);
         assert_eq!(wire::encode_offer(&o), data, "offer does not re-encode to its input");
         if check_name(&o.name).is_ok() {
             assert!(!o.name.is_empty() && o.name != "." && o.name != "..");
             assert!(!o.name.contains(['/', '\\']));
+        }
+        if check_path(&o.name).is_ok() {
+            assert!(!o.name.starts_with('/') && !o.name.contains('\\'));
+            for c in o.name.split('/') {
+                assert!(!c.is_empty() && c != "." && c != ".." && c.len() <= wire::MAX_NAME);
+            }
         }
     }
     if let Ok(items) = wire::decode_manifest(data) {

@@ -19,6 +19,7 @@ use zeroize::{Zeroize, Zeroizing};
 pub mod exchange;
 pub mod mailbox;
 pub mod rke;
+mod rke_report;
 pub mod transfer;
 
 // The peer and the error of a request live in raida-net with the request batches that

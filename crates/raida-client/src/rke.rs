@@ -4,7 +4,8 @@
 //! * The sender chooses P distinct key servers (default 16) among the network's modern
 //!   RAIDAs, makes a fresh CSPRNG key of P parts of 16 bytes ending in 0xFF, and posts part i
 //!   to key server i with 41 Post Key **EN 4 under its own coin** (sender and receiver
-//!   identities set, the receiver's IPv4 address when known, KS + KL ≤ 127). All posts go
+//!   identities set, the receiver's IPv4 address only when
+//!   [`SendOptions::bind_receiver_address`] asks, KS + KL ≤ 127). All posts go
 //!   out at once over one UDP socket; a post without an answer is sent again with a longer
 //!   timeout (backoff), then over TCP; a part whose post still fails (or is refused) is
 //!   posted again with a fresh key id to a RAIDA not used yet. Only then does the sender
@@ -81,6 +82,8 @@ use raida_net::resolve::{resolve_address, split_host_port};
 use raida_proto::commands::take_alerts::WaitingAlert;
 use raida_store::wallet::{parse_coin_name, Wallet, WalletError};
 use std::collections::{BTreeMap, HashSet};
+
+pub use crate::rke_report::{KeyProgress, ProgressHook};
 
 /// Parts per key by default (section 9).
 pub const DEFAULT_PARTS: usize = 16;
@@ -177,14 +180,18 @@ pub struct SendOptions {
     pub tcp_timeout: Option<Duration>,
     /// How long to wait for the receiver's answer to the alert (it fetches every part first).
     pub alert_timeout: Duration,
-    /// Let only the receiver's address (as the sender reaches it) fetch the parts. Turn off
-    /// when the receiver reaches the RAIDAs from another address (NAT).
+    /// Let only the receiver's address (as the sender reaches it) fetch the parts. Off by
+    /// default: a receiver reaches the RAIDAs from whatever address its route gives it (one
+    /// listening on 0.0.0.0, or behind NAT, fetches from another address than the one the
+    /// sender names), and the parts are reserved for the receiver's coin anyway.
     pub bind_receiver_address: bool,
     /// Addresses where this sender listens on TCP, offered to the receiver as hints (at
     /// most 4 are sent): a receiver behind NAT can then connect to the sender.
     pub hints: Vec<SocketAddr>,
     /// Timeout of each Leave Alert (46) on a mailbox RAIDA.
     pub mailbox_timeout: Duration,
+    /// Told how far the posts are after each attempt round (None: nobody asks).
+    pub progress: Option<crate::rke_report::ProgressHook>,
 }
 
 impl SendOptions {
@@ -225,9 +232,10 @@ impl Default for SendOptions {
             udp_timeouts: vec![Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)],
             tcp_timeout: Some(Duration::from_secs(3)),
             alert_timeout: Duration::from_secs(20),
-            bind_receiver_address: true,
+            bind_receiver_address: false,
             hints: Vec::new(),
             mailbox_timeout: Duration::from_secs(5),
+            progress: None,
         }
     }
 }
@@ -282,19 +290,20 @@ pub enum RkeError {
     Wallet(#[from] WalletError),
     #[error("{0}")]
     Setup(String),
-    #[error("{needed} key servers are needed but the network has only {available} usable RAIDAs{}", failures_text(.failures))]
-    NotEnoughServers { needed: usize, available: usize, failures: Vec<PostFailure> },
+    /// The one-line summary says what happened once; `failures` holds each RAIDA's answer.
+    #[error("{}", crate::rke_report::not_enough_text(*.needed, *.took, *.coin, .failures))]
+    NotEnoughServers { needed: usize, available: usize, took: usize, coin: CoinName, failures: Vec<PostFailure> },
     #[error("receiver {address}: {reason}")]
     Alert { address: String, reason: String },
     #[error(
         "only {} of the receiver's mailbox RAIDAs took the alert (at least {needed} must, so that the receiver finds it){}{}",
         .accepted.len(),
         .direct.as_ref().map(|d| format!("; the direct alert failed too: {d}")).unwrap_or_default(),
-        failures_text(.failures)
+        mailbox_failures_text(.failures)
     )]
     Mailbox { accepted: Vec<u8>, needed: usize, failures: Vec<PostFailure>, direct: Option<String> },
-    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", refusal_hint(*.status, *.fetched))]
-    Refused { status: Status, fetched: usize, parts: usize },
+    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", crate::rke_report::refusal_text(*.status, *.fetched, *.bound_address, refusal_hint(*.status, *.fetched)))]
+    Refused { status: Status, fetched: usize, parts: usize, bound_address: bool },
     #[error("listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
     #[error("no Key Alert was accepted within {0:?}{}", .1.as_ref().map(|r| format!("; last refused: {r}")).unwrap_or_default())]
@@ -318,14 +327,6 @@ fn refusal_hint(status: Status, fetched: usize) -> &'static str {
     }
 }
 
-fn failures_text(f: &[PostFailure]) -> String {
-    if f.is_empty() {
-        return String::new();
-    }
-    let list: Vec<String> = f.iter().map(|x| x.to_string()).collect();
-    format!("; failed: {}", list.join("; "))
-}
-
 /// What to tell the user when a RAIDA refuses a post or a fetch.
 pub fn status_hint(status: Status, raida_id: u8, coin: CoinName) -> String {
     let what = match status {
@@ -339,7 +340,7 @@ pub fn status_hint(status: Status, raida_id: u8, coin: CoinName) -> String {
         Status::TxnProcessed => "replay or stale request: check this machine's clock (within 300 s of the RAIDAs')".to_string(),
         Status::KeyNotFound => "the key part is gone (already fetched, expired, or never posted)".to_string(),
         Status::ReceiverAuth => format!("the part is reserved for another receiver coin than {coin}"),
-        Status::ReceiverAddress => "the part may be fetched only from another address (sender: try --any-address)".to_string(),
+        Status::ReceiverAddress => "the sender bound the part to another address of this receiver: the sender should send again without --bind-address".to_string(),
         _ => String::new(),
     };
     if what.is_empty() {
@@ -388,6 +389,7 @@ async fn post_all(
 ) -> Vec<Result<(), String>> {
     let mut results: Vec<Option<Result<(), String>>> = (0..placements.len()).map(|_| None).collect();
     let mut last: Vec<Option<ClientError>> = (0..placements.len()).map(|_| None).collect();
+    report_posting(opts, placements, &results);
     for timeout in &opts.udp_timeouts {
         let pending: Vec<usize> = (0..placements.len()).filter(|i| results[*i].is_none()).collect();
         if pending.is_empty() {
@@ -424,6 +426,7 @@ async fn post_all(
                 Err(e) => last[i] = Some(e),
             }
         }
+        report_posting(opts, placements, &results);
     }
     if let Some(tcp_timeout) = opts.tcp_timeout {
         let client = Client::new(Transport::Tcp, coin_id, tcp_timeout);
@@ -468,6 +471,15 @@ async fn post_all(
             })
         })
         .collect()
+}
+
+/// Tell `opts.progress` how many posts have an answer and which RAIDAs are still silent.
+fn report_posting(opts: &SendOptions, placements: &[Placement], results: &[Option<Result<(), String>>]) {
+    let Some(p) = &opts.progress else { return };
+    let waiting: Vec<u8> =
+        placements.iter().zip(results).filter(|(_, r)| r.is_none()).map(|(pl, _)| pl.server.server.raida_id).collect();
+    let total = placements.len();
+    p.report(&crate::rke_report::KeyProgress::Posting { answered: total - waiting.len(), total, waiting });
 }
 
 /// Random order (Fisher-Yates with the OS CSPRNG): which RAIDAs hold the parts is not
@@ -534,7 +546,13 @@ pub async fn send_assembled_key(
     let mut pool: Vec<ResolvedRaida> = resolved.iter().filter(|r| !r.legacy).copied().collect();
     let available = pool.len();
     if available < pieces.len() {
-        return Err(RkeError::NotEnoughServers { needed: pieces.len(), available, failures: Vec::new() });
+        return Err(RkeError::NotEnoughServers {
+            needed: pieces.len(),
+            available,
+            took: 0,
+            coin: wallet.name(),
+            failures: Vec::new(),
+        });
     }
     shuffle(&mut pool);
     let mut spare = pool.split_off(pieces.len());
@@ -554,18 +572,32 @@ pub async fn send_assembled_key(
             .collect();
         let results = post_all(network.coin_id, wallet, &batch, opts).await;
         let mut next = Vec::new();
+        // out of spare RAIDAs: every failure of this round is still recorded, for the summary
+        let (mut exhausted, mut failed_now) = (false, 0);
         for (&i, r) in todo.iter().zip(results) {
             if let Err(reason) = r {
                 let s = placed[i].server.server;
                 tracing::info!(raida = s.raida_id, %reason, "post failed; placing the part on another RAIDA");
                 reposted.push(PostFailure { raida_id: s.raida_id, addr: s.addr, reason });
-                let Some(other) = spare.pop() else {
-                    return Err(RkeError::NotEnoughServers { needed: pieces.len(), available, failures: reposted });
+                failed_now += 1;
+                let Some(other) = spare.pop().filter(|_| !exhausted) else {
+                    exhausted = true;
+                    continue;
                 };
                 // a fresh key id: the failed RAIDA may still hold the old one
                 placed[i] = placement(other, pieces[i], to.coin, receiver_ip, sender);
                 next.push(i);
             }
+        }
+        if exhausted {
+            let took = pieces.len() - failed_now;
+            return Err(RkeError::NotEnoughServers {
+                needed: pieces.len(),
+                available,
+                took,
+                coin: sender,
+                failures: reposted,
+            });
         }
         todo = next;
     }
@@ -576,6 +608,9 @@ pub async fn send_assembled_key(
         })
         .collect();
     let first_key_id = entries[0].key_id;
+    if let Some(p) = &opts.progress {
+        p.report(&crate::rke_report::KeyProgress::Alerting);
+    }
     // 1. directly, when the receiver's address is known: its answer says whether it took
     //    the key (then the mailbox copy would only make it fetch parts that are gone)
     let mut direct_failure = None;
@@ -597,7 +632,8 @@ pub async fn send_assembled_key(
             // refused after fetching: a mailbox copy would be refused the same way
             Ok((status, map)) => {
                 let fetched = map.iter().take(entries.len()).filter(|b| **b == 0xFF).count();
-                return Err(RkeError::Refused { status, fetched, parts: entries.len() });
+                let bound_address = receiver_ip != [0; 4];
+                return Err(RkeError::Refused { status, fetched, parts: entries.len(), bound_address });
             }
             Err(e) => {
                 tracing::info!(error = %e, "the direct alert failed; the receiver's mailbox carries it");
@@ -677,7 +713,7 @@ async fn alert(
     let tcp_too = over_tcp.map(|e| format!(" (over TCP before that: {e})")).unwrap_or_default();
     let reply = reply.map_err(|e| match e {
         ClientError::Timeout(_) => fail(format!(
-            "no answer to the Key Alert within {timeout:?}{tcp_too}: is `raida key receive` running there?"
+            "no answer to the Key Alert within {timeout:?}{tcp_too}: is the receiver still running there?"
         )),
         ClientError::Io { source, .. } => {
             fail(format!("{source}{tcp_too}: is a receiver listening there (`--listen {address}`)?"))
@@ -1330,20 +1366,25 @@ impl KeyReceiver {
         let Assembled { status, map, key, senders, failures, .. } =
             fetch_and_assemble(self.network.coin_id, sources, &slots, self.opts.fetch_timeout).await;
         let me = self.wallet.name();
-        let why: Vec<String> = failures
+        let why: Vec<(usize, u8, String)> = failures
             .iter()
             .map(|(i, failure)| {
                 let id = plan[*i].raida.server.raida_id;
                 match failure {
-                    PartFailure::Request(e) => format!("part {i}: RAIDA {id}: {}", failure_reason(e, id, me)),
-                    other => format!("part {i}: RAIDA {id}: {other}"),
+                    PartFailure::Request(e) => (*i, id, failure_reason(e, id, me)),
+                    other => (*i, id, other.to_string()),
                 }
             })
             .collect();
         // every part came when there is a key: each names its sender
         let senders: Vec<CoinName> = senders.into_iter().flatten().collect();
         let Some(key) = key else {
-            let reason = if why.is_empty() { "the key does not end with 0xFF".into() } else { why.join("; ") };
+            // one cause (16 parts refused alike) is said once
+            let reason = if why.is_empty() {
+                "the key does not end with 0xFF".into()
+            } else {
+                crate::rke_report::collapse_part_reasons(&why)
+            };
             return refused(status, map, reason);
         };
         let Some(&sender) = senders.first() else {
@@ -1485,6 +1526,14 @@ impl KeyReceiver {
             hints: alert.body.hints.iter().filter_map(|h| h.addr()).collect(),
         }))
     }
+}
+
+fn mailbox_failures_text(f: &[PostFailure]) -> String {
+    if f.is_empty() {
+        return String::new();
+    }
+    let why: Vec<(u8, String)> = f.iter().map(|x| (x.raida_id, x.reason.clone())).collect();
+    format!("; {}", grouped(&why))
 }
 
 /// Per-RAIDA reasons, each reason once with the RAIDAs that gave it: "RAIDAs 1, 4: 216

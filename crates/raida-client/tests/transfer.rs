@@ -577,3 +577,153 @@ async fn both_ends_see_the_same_phrase_and_another_session_another_one() {
     assert_eq!(p.split('-').count(), raida_client::transfer::PHRASE_WORDS);
     assert_ne!(p, raida_client::transfer::verification_phrase(&r2.transcript_hash()));
 }
+
+/// A file tree as (relative path, contents; None for a folder), sorted.
+fn tree_of(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                out.push((rel, None));
+                walk(base, &p, out);
+            } else {
+                out.push((rel, Some(std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(dir, dir, &mut v);
+    v.sort();
+    v
+}
+
+/// A folder with nested folders, empty folders and several files arrives identical under
+/// its own name; symbolic links and hidden names in it are skipped (and listed), not sent.
+#[tokio::test]
+async fn a_folder_tree_arrives_identical_with_its_empty_folders() {
+    let src = tempfile::tempdir().unwrap();
+    let top = src.path().join("photos");
+    std::fs::create_dir_all(top.join("2024/summer/empty")).unwrap();
+    std::fs::create_dir_all(top.join("empty too")).unwrap();
+    std::fs::write(top.join("a.txt"), b"a").unwrap();
+    std::fs::write(top.join("2024/b.bin"), data(70_000, 1)).unwrap();
+    std::fs::write(top.join("2024/summer/c.bin"), data(5, 2)).unwrap();
+    std::fs::write(top.join("2024/summer/zero"), b"").unwrap();
+    let wanted = tree_of(&top);
+    std::fs::write(top.join(".hidden"), b"h").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", top.join("2024/link")).unwrap();
+    let (items, skipped) = Item::directory(&top).unwrap();
+    let names: Vec<&str> = items.iter().map(|i| i.name()).collect();
+    assert_eq!(names[0], "photos", "the folder comes first: {names:?}");
+    assert!(names.contains(&"photos/2024/summer/empty") && names.contains(&"photos/2024/b.bin"), "{names:?}");
+    let left: Vec<String> =
+        skipped.iter().map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, vec![".hidden".to_string(), "link".to_string()], "{skipped:?}");
+    let out = tempfile::tempdir().unwrap();
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, events) = run_pair(c.unwrap(), r.unwrap(), items, out.path()).await;
+    sent.unwrap();
+    assert_eq!(got.unwrap().items.len(), 4, "four files");
+    assert_eq!(listing(out.path()), vec!["photos".to_string()], "no partial directory left");
+    assert_eq!(tree_of(&out.path().join("photos")), wanted);
+    assert!(events.iter().any(|e| matches!(e, Event::Folder { name, .. } if name == "photos/empty too")));
+}
+
+/// A receiver with `opts` and this raw manifest sent (its answer not read).
+async fn raw_receiver_offers(out: &Path, opts: ReceiveOptions, items: Vec<wire::Offer>) -> (Channel, Handle) {
+    let (c, r) = pair(1, 1).await;
+    let dir = out.to_path_buf();
+    let r = r.unwrap();
+    let h = tokio::spawn(async move { receive_over(r, Sink::Directory(dir), &opts, &mut |_| {}).await });
+    let c = c.unwrap();
+    c.send(wire::encode_manifest(&items).unwrap()).await.unwrap();
+    (c, h)
+}
+
+/// A peer-sent folder or file path that climbs out (`..`), is absolute, or has a bad
+/// component (empty, hidden, `.`, a backslash, a format character) declines the whole
+/// manifest before anything is written: no folder, no partial directory. Seen failing with
+/// the manifest check reduced to the last component (`check_name` instead of `check_path`).
+#[tokio::test]
+async fn hostile_folder_paths_are_refused_before_anything_is_written() {
+    use wire::{Kind, Offer};
+    let folder = |n: &str| Offer { kind: Kind::Directory, size: 0, name: n.into() };
+    let file = |n: &str| Offer { kind: Kind::File, size: 1, name: n.into() };
+    for bad in [
+        vec![folder("ok"), folder("../up")],
+        vec![folder("ok"), folder("ok/../../up")],
+        vec![folder("/tmp/abs")],
+        vec![folder("ok"), file("/etc/passwd")],
+        vec![folder("ok"), file("ok/../../x")],
+        vec![folder("ok"), folder("ok/.ssh"), file("ok/.ssh/authorized_keys")],
+        vec![folder("ok"), file("ok//x")],
+        vec![folder("ok"), file("ok/./x")],
+        vec![folder("ok"), file("ok/a\\..\\..\\x")],
+        vec![folder("ok"), file("ok/x\u{202E}y")],
+        vec![folder("ok/")],
+        vec![Offer { kind: Kind::Directory, size: 5, name: "sized".into() }],
+    ] {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let shown = format!("{:?}", bad.iter().map(|o| o.name.clone()).collect::<Vec<_>>());
+        let (mut c, h) = raw_receiver_offers(&out, yes(), bad).await;
+        let answer = c.recv().await.unwrap().unwrap();
+        let raida_channel::Incoming::Data(d) = answer else { panic!("{shown}: no answer") };
+        assert!(matches!(wire::decode_decision(&d), Some(Err(_))), "{shown} accepted");
+        assert!(matches!(h.await.unwrap(), Err(TransferError::Declined(_))), "{shown}");
+        assert!(listing(&out).is_empty(), "{shown}: {:?}", listing(&out));
+        assert_eq!(listing(parent.path()), vec!["out".to_string()], "{shown}: nothing beside the directory");
+    }
+}
+
+/// A symbolic link planted in the output directory where a folder of the transfer goes is
+/// never followed: the folder (and the file in it) is refused and nothing lands where the
+/// link points. Seen failing with O_NOFOLLOW dropped from `open_or_make`: the transfer
+/// succeeded, through the link.
+#[tokio::test]
+async fn a_link_in_the_output_directory_is_not_followed_into() {
+    let src = tempfile::tempdir().unwrap();
+    let top = src.path().join("d");
+    std::fs::create_dir(&top).unwrap();
+    std::fs::write(top.join("f"), b"payload").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), out.path().join("d")).unwrap();
+    let (items, _) = Item::directory(&top).unwrap();
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, _) = run_pair(c.unwrap(), r.unwrap(), items, out.path()).await;
+    assert!(matches!(sent, Err(TransferError::Refused { .. })), "{sent:?}");
+    assert!(got.is_err());
+    assert!(listing(elsewhere.path()).is_empty(), "written through the link: {:?}", listing(elsewhere.path()));
+}
+
+/// A folder sent again after an interrupted run: files already in place with the same
+/// content are kept and not sent again (only the missing ones move); a file of the same
+/// name and size but other content is kept too, and ends the transfer (no --overwrite).
+#[tokio::test]
+async fn a_folder_sent_again_skips_what_arrived_and_keeps_what_differs() {
+    let src = tempfile::tempdir().unwrap();
+    let top = src.path().join("t");
+    std::fs::create_dir_all(top.join("sub")).unwrap();
+    std::fs::write(top.join("one"), data(50_000, 3)).unwrap();
+    std::fs::write(top.join("sub/two"), data(20_000, 4)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // as an interrupted run leaves it: "one" arrived whole, "sub/two" did not
+    std::fs::create_dir(out.path().join("t")).unwrap();
+    std::fs::write(out.path().join("t/one"), data(50_000, 3)).unwrap();
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, _) = run_pair(c.unwrap(), r.unwrap(), Item::directory(&top).unwrap().0, out.path()).await;
+    sent.unwrap();
+    assert_eq!(got.unwrap().bytes, 20_000, "only the missing file moved");
+    assert_eq!(tree_of(&out.path().join("t")), tree_of(&top));
+    // same name and size, other bytes: kept, and the transfer ends
+    std::fs::write(out.path().join("t/one"), data(50_000, 9)).unwrap();
+    let (c, r) = pair(1, 1).await;
+    let (sent, got, _) = run_pair(c.unwrap(), r.unwrap(), Item::directory(&top).unwrap().0, out.path()).await;
+    let e = sent.unwrap_err().to_string();
+    assert!(e.contains("exists with other content"), "{e}");
+    assert!(got.is_err());
+    assert_eq!(std::fs::read(out.path().join("t/one")).unwrap(), data(50_000, 9));
+}

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use raida_client::transfer::wire::{self, Kind, Offer};
 
 fn kind() -> impl Strategy<Value = Kind> {
-    prop_oneof![Just(Kind::File), Just(Kind::Stream)]
+    prop_oneof![Just(Kind::File), Just(Kind::Stream), Just(Kind::Directory)]
 }
 
 proptest! {
@@ -30,7 +30,7 @@ proptest! {
         m.extend_from_slice(&len.to_be_bytes());
         m.extend_from_slice(&name);
         if let Ok(o) = wire::decode_offer(&m) {
-            prop_assert!(o.name.len() <= wire::MAX_NAME);
+            prop_assert!(o.name.len() <= wire::MAX_PATH);
             prop_assert_eq!(wire::encode_offer(&o), m);
         }
     }

@@ -22,6 +22,10 @@ const VERSION: &str = concat!(
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More detail: each RAIDA's answer behind a one-line error, and the key exchange's
+    /// progress even when stderr is not a terminal.
+    #[arg(short, long, global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +87,8 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    cli::set_verbose(cli.verbose);
+    let ran = ran(&cli.command);
     if !runs_a_server(&cli.command) {
         default_sigpipe();
     }
@@ -115,10 +121,30 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("error: {}", cli::errors::one_line(&e));
-        if let Some(hint) = cli::errors::hint(&e) {
+        if cli::verbose() {
+            for line in cli::errors::details(&e) {
+                eprintln!("  {line}");
+            }
+        }
+        if let Some(hint) = cli::errors::hint(&e, ran) {
             eprintln!("hint: {hint}");
         }
         std::process::exit(1);
+    }
+}
+
+/// Which command ran, for the hints (they name that command's flags and peers).
+fn ran(command: &Command) -> cli::errors::Ran {
+    use cli::errors::Ran;
+    match command {
+        Command::Send(_) => Ran::Send,
+        Command::Receive(_) => Ran::Receive,
+        Command::Key(cli::key::KeyCommand::Send(_)) => Ran::KeySend,
+        Command::Key(cli::key::KeyCommand::Receive(_)) => Ran::KeyReceive,
+        Command::Serve(_) => Ran::Serve,
+        Command::Network(cli::network::NetworkCommand::Up { .. }) => Ran::NetworkUp,
+        Command::Stats(_) => Ran::Stats,
+        _ => Ran::Other,
     }
 }
 

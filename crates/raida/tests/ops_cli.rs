@@ -532,11 +532,21 @@ fn stats_over_loopback_and_refused_in_clear_elsewhere() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("requests.0.0=") && text.contains("uptime_seconds="), "{text}");
-    // a wrong admin key: the server's status, one line
+    // a wrong admin key: the server's status, one line, and a hint saying where the key is
     let out =
         Command::new(BIN).args(["stats", &addr, "--admin-key", &"ab".repeat(16), "--raida-id", "4"]).output().unwrap();
     assert!(!out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains("38"), "{err}");
+    assert!(lines[1].starts_with("hint: 38: the admin key is not this RAIDA's"), "{err}");
+    assert!(lines[1].contains("DIR/raida-NN/config.toml"), "{err}");
+    // no key at all: where to find one
+    let out =
+        Command::new(BIN).args(["stats", &addr, "--raida-id", "4"]).env_remove("RAIDA_ADMIN_KEY").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`admin_key` in its own config.toml"));
     // not loopback and no wallet: refused before anything is sent
     let out = Command::new(BIN).args(["stats", "192.0.2.1:50000", "--admin-key", &key]).output().unwrap();
     assert!(!out.status.success());

@@ -182,7 +182,7 @@ async fn a_sender_not_in_the_from_list_is_refused() {
     let send = SendOptions { parts: Some(4), ..quick() };
     let (sent, got) = exchange(net.network(), &alice, &bob, accept(&carol), send, None).await;
     match sent {
-        Err(RkeError::Refused { status, fetched, parts }) => {
+        Err(RkeError::Refused { status, fetched, parts, .. }) => {
             assert_eq!((status, fetched, parts), (Status::Mixed, 4, 4))
         }
         other => panic!("the sender should see the refusal: {other:?}"),

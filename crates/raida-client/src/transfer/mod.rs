@@ -26,9 +26,18 @@
 //!   (the resumed prefix included) and the size matched and the file was moved into place.
 //!   A stream (stdin) has no size. Either side may send ABORT (a reason) to end the
 //!   transfer with a clear error on both sides (a stall, a limit).
-//! * Safety on the receiver: a name is one plain file-name component ([`check_name`]: no
-//!   `/`, `\`, `..`, no leading `.` or `-`, no character of Unicode categories Cc, Cf, Zl,
-//!   Zp, not empty, at most 255 bytes); nothing is overwritten unless asked; data goes to
+//! * Folders ([`Item::directory`]): the sender walks the tree (symbolic links and names a
+//!   receiver would refuse are skipped and listed, never followed) and offers a
+//!   [`wire::Kind::Directory`] entry for each folder, before its contents, and each file
+//!   under its relative path (`top/sub/file`, `/`-separated). Every item counts against the
+//!   receiver's limits.
+//! * Safety on the receiver: a name is a relative path of plain components ([`check_path`],
+//!   each component [`check_name`]: no `/`, `\`, `..`, no leading `.` or `-`, no character
+//!   of Unicode categories Cc, Cf, Zl, Zp, not empty, at most 255 bytes; no leading `/`,
+//!   at most 4096 bytes in all), checked for the whole manifest before anything is written;
+//!   folders are created and walked one component at a time relative to the output
+//!   directory's descriptor, never following a symbolic link (O_NOFOLLOW), so nothing is
+//!   written outside it; nothing is overwritten unless asked; data goes to
 //!   `DIR/.raida-partial/` (a directory of ours with mode 0700; files created O_EXCL |
 //!   O_NOFOLLOW, mode 0600, resumed only when still ours, 0600, regular and unlinked
 //!   elsewhere) and becomes `DIR/NAME` only once the hash matched (a hard link when not
@@ -87,7 +96,7 @@ pub use partial::PARTIAL_DIR;
 pub use path::DataPath;
 pub use phrase::{verification_phrase, PHRASE_WORDS};
 pub use receive::{receive_over, Receiver, Sink};
-pub use send::{send, send_over, Item};
+pub use send::{send, send_over, Item, Skipped};
 
 use crate::rke::{self, RkeError, SessionKey};
 
@@ -264,6 +273,8 @@ pub enum Event {
     Completed { name: String, bytes: u64, sha256: String, path: Option<String> },
     /// The receiver refused the item.
     Refused { name: String, reason: String },
+    /// A folder was created (receiver: `path` where) or confirmed by the receiver (sender).
+    Folder { name: String, path: Option<String> },
     /// Every item done.
     Finished { items: usize, bytes: u64, seconds: f64 },
 }
@@ -352,6 +363,31 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
     if name.chars().any(is_forbidden_char) {
         return Err(format!("{} has control, format or separator characters", escape(name)));
+    }
+    Ok(())
+}
+
+/// Is `path` a relative path a receiver may create under its directory? Not empty, at
+/// most [`wire::MAX_PATH`] bytes, not starting with `/` (absolute), and every
+/// `/`-separated component passing [`check_name`] (so no empty component, no `.` or `..`,
+/// no `\`, no hidden component).
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.len() > wire::MAX_PATH {
+        return Err("path longer than 4096 bytes".into());
+    }
+    if path.starts_with('/') {
+        return Err(format!("{} is an absolute path (only paths inside the folder are accepted)", escape(path)));
+    }
+    for component in path.split('/') {
+        check_name(component).map_err(
+            |why| {
+                if path.contains('/') {
+                    format!("{}: {why}", escape(path))
+                } else {
+                    why
+                }
+            },
+        )?;
     }
     Ok(())
 }
@@ -452,6 +488,32 @@ mod tests {
         }
         for good in ["a.txt", "a..b", "photo 1.jpg", "ünïcode", "x-y", "日本語.txt", &"a".repeat(255)] {
             assert!(check_name(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn hostile_paths_are_refused_and_plain_ones_accepted() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "/",
+            "a/../b",
+            "../a",
+            "a/..",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a/.ssh/authorized_keys",
+            "a\\b/c",
+            "a/-rf",
+            "a/x\u{202E}y",
+            &format!("a/{}", "b".repeat(256)),
+            &"a/".repeat(2049),
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["a", "a/b", "top/sub dir/ünï.txt", "a..b/c", &format!("{}/x", "d".repeat(255))] {
+            assert!(check_path(good).is_ok(), "{good:?} refused");
         }
     }
 

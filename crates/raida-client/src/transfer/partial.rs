@@ -32,6 +32,32 @@ pub(super) struct PartialDir {
     out_path: PathBuf,
 }
 
+/// The folder `name` in `dir`, opened without following a link; created (mode 0777 less
+/// the umask, as any folder) when missing and `create`.
+fn open_or_make(dir: &OwnedFd, name: &str, create: bool) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let refused = |name: &str| {
+        std::io::Error::other(format!(
+            "{} is a symbolic link or a file, not a folder (links are never followed)",
+            super::escape(name)
+        ))
+    };
+    match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => return Ok(fd),
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => return Err(refused(name)),
+        Err(rustix::io::Errno::NOENT) if create => {}
+        Err(e) => return Err(e.into()),
+    }
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o777)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => refused(name),
+        e => e.into(),
+    })
+}
+
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
@@ -145,24 +171,78 @@ impl PartialDir {
         let _ = rustix::fs::unlinkat(&self.dir, name, AtFlags::empty());
     }
 
-    /// Make the partial file `name` the output file `dest`: a rename when overwriting, else
-    /// a hard link (never replaces a file that appeared meanwhile) and the partial name
-    /// removed; then the output directory is synced.
+    /// Make the partial file `name` the output file `dest` (a checked relative path; its
+    /// folders are created): a rename when overwriting, else a hard link (never replaces a
+    /// file that appeared meanwhile) and the partial name removed; then the folder holding
+    /// it is synced.
     pub(super) fn place(&self, name: &str, dest: &str, overwrite: bool) -> std::io::Result<()> {
+        let (parent, leaf) = self.parent_of(dest, true)?.ok_or_else(|| std::io::Error::other("no parent folder"))?;
         if overwrite {
-            rustix::fs::renameat(&self.dir, name, &self.out, dest)?;
+            rustix::fs::renameat(&self.dir, name, &parent, leaf)?;
         } else {
-            rustix::fs::linkat(&self.dir, name, &self.out, dest, AtFlags::empty())?;
+            rustix::fs::linkat(&self.dir, name, &parent, leaf, AtFlags::empty())?;
             self.remove(name);
         }
         // the new name survives a crash once the directory is on disk
-        let _ = rustix::fs::fsync(&self.out);
+        let _ = rustix::fs::fsync(&parent);
         Ok(())
     }
 
-    /// Does `dest` exist in the output directory (any kind, a dangling link included)?
-    pub(super) fn dest_exists(&self, dest: &str) -> bool {
-        rustix::fs::statat(&self.out, dest, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    /// Does `dest` (a checked relative path) exist in the output directory (any kind, a
+    /// dangling link included)? Err: a folder on the way is a link or a file.
+    pub(super) fn dest_exists(&self, dest: &str) -> std::io::Result<bool> {
+        Ok(match self.parent_of(dest, false)? {
+            Some((parent, leaf)) => rustix::fs::statat(&parent, leaf, AtFlags::SYMLINK_NOFOLLOW).is_ok(),
+            None => false,
+        })
+    }
+
+    /// The file `dest` (a checked relative path) already in the output directory, open for
+    /// reading, when it is a regular file (not a link: O_NOFOLLOW, also on the way) of
+    /// exactly `size` bytes; None otherwise.
+    pub(super) fn open_existing(&self, dest: &str, size: u64) -> std::io::Result<Option<File>> {
+        let Some((parent, leaf)) = self.parent_of(dest, false)? else { return Ok(None) };
+        let fd = match rustix::fs::openat(
+            &parent,
+            leaf,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(_) => return Ok(None),
+        };
+        let f = File::from(fd);
+        let m = f.metadata()?;
+        Ok((m.file_type().is_file() && m.len() == size).then_some(f))
+    }
+
+    /// Create the folder `path` (a checked relative path) and the folders above it; one
+    /// that exists already is used when it is a real folder (not a link).
+    pub(super) fn make_dir(&self, path: &str) -> std::io::Result<()> {
+        let (parent, leaf) = self.parent_of(path, true)?.ok_or_else(|| std::io::Error::other("no parent folder"))?;
+        drop(open_or_make(&parent, leaf, true)?);
+        Ok(())
+    }
+
+    /// The folder holding `path` (a relative path already checked by `check_path`), opened
+    /// one component at a time from the output directory with O_NOFOLLOW | O_DIRECTORY, so
+    /// that a symbolic link (or a file) planted on the way is refused, never followed: the
+    /// walk cannot leave the output directory. Missing folders are created when `create`,
+    /// else None. Returns the folder and the last component.
+    fn parent_of<'a>(&self, path: &'a str, create: bool) -> std::io::Result<Option<(OwnedFd, &'a str)>> {
+        let (dirs, leaf) = match path.rsplit_once('/') {
+            Some((dirs, leaf)) => (Some(dirs), leaf),
+            None => (None, path),
+        };
+        let mut cur = rustix::io::dup(&self.out)?;
+        for component in dirs.into_iter().flat_map(|d| d.split('/')) {
+            match open_or_make(&cur, component, create) {
+                Ok(next) => cur = next,
+                Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some((cur, leaf)))
     }
 
     /// The end of a session: remove the directory when empty (nothing to resume).

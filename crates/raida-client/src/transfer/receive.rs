@@ -18,7 +18,7 @@ use super::partial::PartialDir;
 use super::path::{receiver_channel, relays_of, Paths};
 use super::wire::{self, Kind, Offer};
 use super::{
-    channel_config, check_name, connected, deadline_after, escape, io_err, partial_name, Approval, Event, Manifest,
+    channel_config, check_path, connected, deadline_after, escape, io_err, partial_name, Approval, Event, Manifest,
     ReceiveOptions, Summary, TransferError, MAX_CHUNK, QUEUE,
 };
 use crate::rke::{AlertOutcome, AlertSource, KeyReceiver, Received, RkeError};
@@ -234,6 +234,10 @@ struct Accepted {
     /// Bytes already in the partial file, and the hash state after them.
     have: u64,
     prefix: Sha256,
+    /// The file is already in place with the offered size (a rerun of an interrupted
+    /// folder): `have` is its size, `prefix` its hash; it is kept when the sender's hash
+    /// is the same, and the transfer ends when it is not (no --overwrite).
+    existing: bool,
 }
 
 /// An item being written.
@@ -249,6 +253,8 @@ enum State {
     Idle,
     Offered(Accepted),
     Writing(Writing),
+    /// An item already in place: only its DONE (same hash) may follow.
+    Existing(Accepted),
 }
 
 /// Receive items over an established channel (the other end runs [`super::send_over`])
@@ -310,9 +316,18 @@ fn check_manifest(m: &Manifest, to_directory: bool, opts: &ReceiveOptions) -> Re
             opts.max_bytes
         ));
     }
-    if to_directory {
-        for o in &m.items {
-            check_name(&o.name)?;
+    for o in &m.items {
+        if o.kind == Kind::Directory {
+            if !to_directory {
+                return Err("folders cannot go to one stream (--stdout): receive them into a folder (-o DIR)".into());
+            }
+            if o.size != 0 {
+                return Err(format!("folder {} announced with a size", escape(&o.name)));
+            }
+        }
+        if to_directory {
+            // every path of the manifest, before anything is written
+            check_path(&o.name)?;
         }
     }
     Ok(())
@@ -466,6 +481,22 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                         return Err(protocol("an offer that is not the manifest's next item"));
                     }
                     session.next += 1;
+                    if offer.kind == Kind::Directory {
+                        // a folder: created now, nothing follows its offer
+                        match make_folder(&offer.name, partials).await {
+                            Ok(path) => {
+                                ch.respond(id, wire::encode_accept(0, &[0; 32])).await?;
+                                events(&Event::Folder { name: offer.name.clone(), path });
+                                continue;
+                            }
+                            Err(reason) => {
+                                ch.respond(id, wire::encode_refused(&reason)).await?;
+                                let name = escape(&offer.name);
+                                events(&Event::Refused { name: name.clone(), reason: reason.clone() });
+                                return Err(TransferError::Refused { name, reason });
+                            }
+                        }
+                    }
                     match accept_offer(offer, partials, overwrite).await {
                         Ok(acc) => {
                             let prefix: [u8; 32] = acc.prefix.clone().finalize().into();
@@ -481,8 +512,29 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                     }
                 }
                 Some(&wire::DONE) => {
-                    let State::Writing(w) = std::mem::replace(state, State::Idle) else {
-                        return Err(protocol("done without an item"));
+                    let w = match std::mem::replace(state, State::Idle) {
+                        State::Writing(w) => w,
+                        State::Existing(item) => {
+                            let claimed = wire::decode_done(&data).ok_or_else(|| protocol("malformed done"))?;
+                            let name = item.offer.name.clone();
+                            let hash: [u8; 32] = item.prefix.finalize().into();
+                            if hash != claimed {
+                                let reason = format!("{} exists with other content", escape(&name));
+                                let _ = ch.respond(id, wire::encode_refused(&reason)).await;
+                                return Err(TransferError::Refused { name: escape(&name), reason });
+                            }
+                            ch.respond(id, vec![wire::OK]).await?;
+                            let path = partials.map(|p| p.out_path().join(&name).display().to_string());
+                            events(&Event::Completed {
+                                name: name.clone(),
+                                bytes: item.offer.size,
+                                sha256: hex::encode(hash),
+                                path,
+                            });
+                            summary.items.push((name, hash));
+                            continue;
+                        }
+                        _ => return Err(protocol("done without an item")),
                     };
                     let claimed = wire::decode_done(&data).ok_or_else(|| protocol("malformed done"))?;
                     match complete(w, claimed, shared, overwrite).await {
@@ -515,6 +567,23 @@ async fn receive_items<F: FnMut(&Event) + Send>(
                     let offset = wire::decode_start(&data).ok_or_else(|| protocol("malformed start"))?;
                     if offset != 0 && offset != item.have {
                         return Err(protocol("start at an offset the receiver did not offer"));
+                    }
+                    if item.existing {
+                        if offset != item.have {
+                            // the sender's bytes differ from the file in place: keep it
+                            let name = escape(&item.offer.name);
+                            let reason =
+                                format!("{name} exists with other content (the receiver did not allow --overwrite)");
+                            let err = TransferError::Refused { name, reason: reason.clone() };
+                            return Err(abort(ch, &reason, err).await);
+                        }
+                        events(&Event::Started {
+                            name: item.offer.name.clone(),
+                            size: Some(item.offer.size),
+                            resume_from: offset,
+                        });
+                        *state = State::Existing(item);
+                        continue;
                     }
                     let w = start_writer(item, offset, shared).await?;
                     let size = (w.item.offer.kind == Kind::File).then_some(w.item.offer.size);
@@ -573,15 +642,32 @@ async fn accept_offer(
     let name = offer.name.clone();
     let refuse = |reason: String| (name.clone(), reason);
     let Some(partials) = partials else {
-        return Ok(Accepted { offer, place: None, have: 0, prefix: Sha256::new() });
+        return Ok(Accepted { offer, place: None, have: 0, prefix: Sha256::new(), existing: false });
     };
-    check_name(&offer.name).map_err(refuse)?;
-    if !overwrite && partials.dest_exists(&offer.name) {
+    check_path(&offer.name).map_err(refuse)?;
+    let exists = partials.dest_exists(&offer.name).map_err(|e| refuse(format!("{}: {e}", escape(&offer.name))))?;
+    if !overwrite && exists {
+        // the same name and size may be the same file, placed by an interrupted run: the
+        // sender checks the hash and, when equal, sends nothing more for it
+        if offer.kind == Kind::File {
+            let (p, n, size) = (partials.clone(), offer.name.clone(), offer.size);
+            let same_size = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Sha256>> {
+                match p.open_existing(&n, size)? {
+                    Some(mut f) => hash_prefix(&mut f, size).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await
+            .map_err(|e| refuse(format!("worker: {e}")))?;
+            if let Ok(Some(prefix)) = same_size {
+                return Ok(Accepted { offer, place: None, have: size, prefix, existing: true });
+            }
+        }
         return Err(refuse(format!("{} exists (the receiver did not allow --overwrite)", escape(&offer.name))));
     }
     let pname = match offer.kind {
         Kind::File => partial_name(&offer),
-        Kind::Stream => {
+        Kind::Stream | Kind::Directory => {
             let mut r = [0u8; 16];
             OsRng.fill_bytes(&mut r);
             format!("stream-{}", hex::encode(r))
@@ -608,7 +694,22 @@ async fn accept_offer(
     .map_err(|e| refuse(format!("{}: {e}", partials.path_of(&pname).display())))?;
     let (file, have, prefix) = opened;
     let place = Placement { partials: partials.clone(), partial: pname, file: Some(file), dest: offer.name.clone() };
-    Ok(Accepted { offer, place: Some(place), have, prefix })
+    Ok(Accepted { offer, place: Some(place), have, prefix, existing: false })
+}
+
+/// Create the offered folder `name` (and the folders above it) in the output directory,
+/// never through a link; its path for the event. Err: the reason to refuse.
+async fn make_folder(name: &str, partials: Option<&Arc<PartialDir>>) -> Result<Option<String>, String> {
+    let Some(partials) = partials else {
+        return Err("folders cannot go to one stream (--stdout)".into());
+    };
+    check_path(name)?;
+    let (p, n) = (partials.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || p.make_dir(&n))
+        .await
+        .map_err(|e| format!("worker: {e}"))?
+        .map_err(|e| format!("cannot create folder {}: {e}", escape(name)))?;
+    Ok(Some(partials.out_path().join(name).display().to_string()))
 }
 
 async fn start_writer(

@@ -28,6 +28,16 @@ pub enum Item {
     File { path: PathBuf, name: String },
     /// A stream of unknown length (stdin): hashed as it goes, not resumable.
     Stream { name: String, reader: Box<dyn Read + Send> },
+    /// A folder (`name` a relative path): created on the receiver, empty or not. Made by
+    /// [`Item::directory`] before the items inside it.
+    Directory { name: String },
+}
+
+/// Something [`Item::directory`] left out of a tree, and why (shown as a warning).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 impl std::fmt::Debug for Item {
@@ -35,6 +45,7 @@ impl std::fmt::Debug for Item {
         match self {
             Item::File { path, name } => write!(f, "File({}, {name:?})", path.display()),
             Item::Stream { name, .. } => write!(f, "Stream({name:?})"),
+            Item::Directory { name } => write!(f, "Directory({name:?})"),
         }
     }
 }
@@ -63,8 +74,77 @@ impl Item {
     /// The name offered for this item.
     pub fn name(&self) -> &str {
         match self {
-            Item::File { name, .. } | Item::Stream { name, .. } => name,
+            Item::File { name, .. } | Item::Stream { name, .. } | Item::Directory { name } => name,
         }
+    }
+
+    /// A folder and everything in it, under the folder's own name: one
+    /// [`Item::Directory`] per folder (empty ones included), before its contents, and one
+    /// [`Item::File`] per regular file, each named by its path from the top (`top/sub/f`),
+    /// in name order. Never follows a symbolic link inside the tree: links are skipped (as
+    /// are sockets, FIFOs and devices, names that are not UTF-8, and names a receiver
+    /// refuses by [`super::check_name`], such as hidden ones), each listed in the second
+    /// value so the caller can warn. The folder named here may itself be a link.
+    pub fn directory(path: &Path) -> Result<(Vec<Item>, Vec<Skipped>), TransferError> {
+        let canonical = std::fs::canonicalize(path).map_err(|e| io_err(path.display(), e))?;
+        let name = canonical
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| TransferError::Io(format!("{}: no usable folder name", path.display())))?;
+        Item::directory_named(path, name)
+    }
+
+    /// [`Item::directory`] with the top folder offered under another name.
+    pub fn directory_named(path: &Path, name: &str) -> Result<(Vec<Item>, Vec<Skipped>), TransferError> {
+        super::check_name(name).map_err(|why| TransferError::Io(format!("{}: {why}", path.display())))?;
+        let meta = std::fs::metadata(path).map_err(|e| io_err(path.display(), e))?;
+        if !meta.is_dir() {
+            return Err(TransferError::Io(format!("{}: not a folder", path.display())));
+        }
+        let mut items = Vec::new();
+        let mut skipped = Vec::new();
+        // depth first, parents before children; a stack of (path on disk, offered path)
+        let mut stack = vec![(path.to_path_buf(), name.to_string())];
+        while let Some((dir, rel)) = stack.pop() {
+            items.push(Item::Directory { name: rel.clone() });
+            let mut entries: Vec<(String, PathBuf)> = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(|e| io_err(dir.display(), e))? {
+                let entry = entry.map_err(|e| io_err(dir.display(), e))?;
+                let p = entry.path();
+                match entry.file_name().into_string() {
+                    Ok(n) => entries.push((n, p)),
+                    Err(_) => skipped.push(Skipped { path: p, reason: "the name is not UTF-8".into() }),
+                }
+            }
+            entries.sort();
+            let mut subdirs = Vec::new();
+            for (n, p) in entries {
+                if let Err(why) = super::check_name(&n) {
+                    skipped.push(Skipped { path: p, reason: format!("a receiver refuses the name: {why}") });
+                    continue;
+                }
+                let child = format!("{rel}/{n}");
+                if child.len() > super::wire::MAX_PATH {
+                    skipped.push(Skipped { path: p, reason: "the path is longer than 4096 bytes".into() });
+                    continue;
+                }
+                // lstat: a link is never followed (it could lead out of the tree, or loop)
+                let t = std::fs::symlink_metadata(&p).map_err(|e| io_err(p.display(), e))?.file_type();
+                if t.is_symlink() {
+                    skipped.push(Skipped { path: p, reason: "a symbolic link (links are not followed)".into() });
+                } else if t.is_dir() {
+                    subdirs.push((p, child));
+                } else if t.is_file() {
+                    std::fs::File::open(&p).map_err(|e| io_err(p.display(), e))?;
+                    items.push(Item::File { path: p, name: child });
+                } else {
+                    skipped.push(Skipped { path: p, reason: "not a regular file or folder".into() });
+                }
+            }
+            // popped in name order
+            stack.extend(subdirs.into_iter().rev());
+        }
+        Ok((items, skipped))
     }
 }
 
@@ -196,6 +276,7 @@ async fn send_all<F: FnMut(&Event) + Send>(
                 (Offer { kind: Kind::File, size, name }, Source::File(path))
             }
             Item::Stream { name, reader } => (Offer { kind: Kind::Stream, size: 0, name }, Source::Stream(reader)),
+            Item::Directory { name } => (Offer { kind: Kind::Directory, size: 0, name }, Source::Folder),
         });
     }
     let offers: Vec<Offer> = prepared.iter().map(|(o, _)| o.clone()).collect();
@@ -206,6 +287,10 @@ async fn send_all<F: FnMut(&Event) + Send>(
     decision(ch).await?;
     let mut summary = Summary::default();
     for (offer, source) in prepared {
+        if let Source::Folder = source {
+            send_folder(ch, offer, events).await?;
+            continue;
+        }
         let name = offer.name.clone();
         let (hash, bytes) = send_item(ch, offer, source, opts, events).await?;
         summary.items.push((name, hash));
@@ -295,6 +380,7 @@ async fn send_item<F: FnMut(&Event) + Send>(
             Box::new(f)
         }
         Source::Stream(r) => r,
+        Source::Folder => return Err(TransferError::Protocol("a folder has no data".into())),
     };
     let (tx, mut rx) = mpsc::channel(QUEUE);
     let chunk = opts.chunk_size;
@@ -353,4 +439,25 @@ async fn send_item<F: FnMut(&Event) + Send>(
 enum Source {
     File(PathBuf),
     Stream(Box<dyn Read + Send>),
+    Folder,
+}
+
+/// Offer a folder: the receiver creates it and answers; nothing follows.
+async fn send_folder<F: FnMut(&Event) + Send>(
+    ch: &mut Channel,
+    offer: Offer,
+    events: &mut F,
+) -> Result<(), TransferError> {
+    let answer = ch.request(wire::encode_offer(&offer)).await?;
+    match wire::decode_answer(&answer) {
+        Ok(_) => {
+            events(&Event::Folder { name: offer.name, path: None });
+            Ok(())
+        }
+        Err(reason) => {
+            let reason = escape(&reason);
+            events(&Event::Refused { name: offer.name.clone(), reason: reason.clone() });
+            Err(TransferError::Refused { name: offer.name, reason })
+        }
+    }
 }

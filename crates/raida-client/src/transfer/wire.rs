@@ -1,7 +1,10 @@
 //! The transfer's messages inside the channel (each one channel message; see the module
 //! docs of [`super`] for the flow). Big-endian integers; every parser is bounds-checked.
 
-/// Request: a file or a stream is coming. `[1][kind 1][size 8][name len 2][name]`.
+/// Request: a file, a stream or a folder is coming. `[1][kind 1][size 8][name len 2][name]`.
+/// A name is a relative path: components separated by `/`, each one a plain name
+/// ([`super::check_path`]); a folder comes before anything inside it, has size 0 and is
+/// answered at once (nothing follows its offer).
 pub const OFFER: u8 = 1;
 /// Data: the sender starts at this offset. `[2][offset 8]`.
 pub const START: u8 = 2;
@@ -38,10 +41,15 @@ pub enum Kind {
     File,
     /// Size unknown (stdin); not resumable.
     Stream,
+    /// A folder (size 0): created on the receiver, empty or not; its contents are the
+    /// items whose paths start with its path and a `/`.
+    Directory,
 }
 
-/// Longest name accepted (bytes): a file name on common file systems.
+/// Longest name component accepted (bytes): a file name on common file systems.
 pub const MAX_NAME: usize = 255;
+/// Longest path accepted (bytes, every component and `/` included): PATH_MAX on Linux.
+pub const MAX_PATH: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Offer {
@@ -57,6 +65,7 @@ pub fn encode_offer(o: &Offer) -> Vec<u8> {
     v.push(match o.kind {
         Kind::File => 0,
         Kind::Stream => 1,
+        Kind::Directory => 2,
     });
     v.extend_from_slice(&o.size.to_be_bytes());
     v.extend_from_slice(&(name.len().min(u16::MAX as usize) as u16).to_be_bytes());
@@ -82,12 +91,13 @@ fn decode_entry(m: &[u8]) -> Result<(Offer, &[u8]), &'static str> {
     let kind = match m[0] {
         0 => Kind::File,
         1 => Kind::Stream,
+        2 => Kind::Directory,
         _ => return Err("unknown item kind"),
     };
     let size = u64::from_be_bytes(m[1..9].try_into().map_err(|_| "malformed offer")?);
     let len = u16::from_be_bytes([m[9], m[10]]) as usize;
-    if len > MAX_NAME {
-        return Err("name longer than 255 bytes");
+    if len > MAX_PATH {
+        return Err("path longer than 4096 bytes");
     }
     let name = m.get(11..11 + len).ok_or("malformed offer: name length")?;
     let name = std::str::from_utf8(name).map_err(|_| "name is not UTF-8")?.to_string();
@@ -95,12 +105,12 @@ fn decode_entry(m: &[u8]) -> Result<(Offer, &[u8]), &'static str> {
 }
 
 /// The manifest of `items`; None when it would exceed [`MAX_MANIFEST`] (too many items for
-/// one transfer) or a name is longer than [`MAX_NAME`].
+/// one transfer) or a path is longer than [`MAX_PATH`].
 pub fn encode_manifest(items: &[Offer]) -> Option<Vec<u8>> {
     let mut v = vec![MANIFEST];
     v.extend_from_slice(&u32::try_from(items.len()).ok()?.to_be_bytes());
     for o in items {
-        if o.name.len() > MAX_NAME {
+        if o.name.len() > MAX_PATH {
             return None;
         }
         // an offer without its tag
@@ -228,17 +238,27 @@ mod tests {
         assert_eq!(decode_accept(decode_answer(&encode_accept(4, &[1; 32])).unwrap()), Some((4, [1; 32])));
         assert_eq!(decode_answer(&encode_refused("no")), Err("no".to_string()));
         assert!(decode_answer(&[]).is_err());
-        let items = vec![o.clone(), Offer { kind: Kind::Stream, size: 0, name: "s".into() }];
+        let items = vec![
+            o.clone(),
+            Offer { kind: Kind::Stream, size: 0, name: "s".into() },
+            Offer { kind: Kind::Directory, size: 0, name: "d/e".into() },
+        ];
         let m = encode_manifest(&items).unwrap();
         assert_eq!(decode_manifest(&m), Ok(items));
         for cut in 0..m.len() {
             assert!(decode_manifest(&m[..cut]).is_err(), "manifest truncated at {cut}");
         }
         let mut wrong_count = m.clone();
-        wrong_count[4] = 3;
+        wrong_count[4] = 4;
         assert!(decode_manifest(&wrong_count).is_err());
         assert_eq!(decode_decision(&[ACCEPTED]), Some(Ok(())));
         assert_eq!(decode_decision(&encode_abort("stalled")), Some(Err("stalled".into())));
         assert_eq!(decode_decision(&[ACCEPTED, 0]), None);
+        let mut bad_kind = encode_offer(&o);
+        bad_kind[1] = 3;
+        assert_eq!(decode_offer(&bad_kind), Err("unknown item kind"));
+        let long = Offer { kind: Kind::File, size: 1, name: "a/".repeat(MAX_PATH / 2) + "b" };
+        assert!(encode_manifest(std::slice::from_ref(&long)).is_none());
+        assert_eq!(decode_offer(&encode_offer(&long)), Err("path longer than 4096 bytes"));
     }
 }

@@ -6,6 +6,8 @@
 //! `Connection refused (os error 111): Connection refused (os error 111)`. Here a cause
 //! whose text is already in the line is left out.
 
+use raida_client::rke::RkeError;
+use raida_client::transfer::TransferError;
 use raida_proto::client::ResponseError;
 use raida_proto::Status;
 
@@ -25,25 +27,111 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
-/// What to do about it, when the error says enough to tell.
-pub(crate) fn hint(e: &anyhow::Error) -> Option<String> {
+/// The command the user ran, so that a hint names that command and its flags (a `raida
+/// send` user is told about `raida receive`, never about `raida key receive`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ran {
+    Send,
+    KeySend,
+    Receive,
+    KeyReceive,
+    Serve,
+    NetworkUp,
+    Stats,
+    Other,
+}
+
+/// The key exchange's error in the chain: itself, or inside a transfer's error (which
+/// forwards its source, so the exchange's error is not a link of the chain by itself).
+fn rke_error(e: &anyhow::Error) -> Option<&RkeError> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<RkeError>().or_else(|| match c.downcast_ref::<TransferError>() {
+            Some(TransferError::Key(k)) => Some(k),
+            _ => None,
+        })
+    })
+}
+
+/// What to do about it, when the error says enough to tell, in the words of the command
+/// that was run.
+pub(crate) fn hint(e: &anyhow::Error, ran: Ran) -> Option<String> {
+    if let Some(RkeError::Alert { address, reason }) = rke_error(e) {
+        let receiver = match ran {
+            Ran::Send => Some("raida receive"),
+            Ran::KeySend => Some("raida key receive"),
+            _ => None,
+        };
+        if let (Some(cmd), true) =
+            (receiver, reason.contains("does not answer Echo") || reason.contains("the receiver"))
+        {
+            return Some(format!(
+                "start `{cmd} --network FILE --wallet FILE --listen {address}` on the receiver's machine first \
+                 (it must listen on that address, or on 0.0.0.0 with that port)"
+            ));
+        }
+    }
     for cause in e.chain() {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::AddrInUse {
                 return Some(
-                    "another process uses that port: choose a free one with --listen HOST:PORT \
-                     (or `listen` in config.toml)"
-                        .into(),
+                    match ran {
+                        Ran::Serve => {
+                            "another process uses that port: choose a free one with --listen HOST:PORT \
+                                       (or `listen` in config.toml)"
+                        }
+                        Ran::NetworkUp => {
+                            "another process uses one of the network's ports: is `raida network up` \
+                                           already running? (or make the network with another --base-port)"
+                        }
+                        Ran::Receive | Ran::KeyReceive => {
+                            "another process uses that port: choose a free one with --listen HOST:PORT"
+                        }
+                        _ => "another process uses that port",
+                    }
+                    .into(),
                 );
             }
         }
         if let Some(ResponseError::Status { status, .. }) = cause.downcast_ref::<ResponseError>() {
+            if ran == Ran::Stats {
+                if let Some(h) = stats_hint(*status) {
+                    return Some(h);
+                }
+            }
             if let Some(h) = status_hint(*status) {
                 return Some(h.into());
             }
         }
     }
     None
+}
+
+/// Where an admin key lives: what `raida stats` users need to know.
+pub(crate) const ADMIN_KEY_WHERE: &str = "each RAIDA's admin key is `admin_key` in its own config.toml (`raida \
+     network init` wrote one per RAIDA: DIR/raida-NN/config.toml, NN the RAIDA id in two digits, e.g. \
+     raida-network/raida-07/config.toml for --raida-id 7)";
+
+fn stats_hint(status: Status) -> Option<String> {
+    match status {
+        Status::AdminAuth => Some(format!("38: the admin key is not this RAIDA's: {ADMIN_KEY_WHERE}")),
+        Status::InvalidEncryption => Some(
+            "34: the server refused the request's encryption: without --wallet only a loopback address is \
+             asked; with --wallet, the coin must be registered on that RAIDA with those ANs"
+                .into(),
+        ),
+        Status::InvalidRaidaId => {
+            Some(format!("3: that server is another RAIDA: give its id with --raida-id (and {ADMIN_KEY_WHERE})"))
+        }
+        _ => None,
+    }
+}
+
+/// The per-RAIDA lines behind a one-line summary, for `-v` (empty: nothing more to say).
+pub(crate) fn details(e: &anyhow::Error) -> Vec<String> {
+    match rke_error(e) {
+        Some(RkeError::NotEnoughServers { failures, .. }) => failures.iter().map(|f| f.to_string()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The statuses whose meaning is not obvious from their name.
@@ -60,8 +148,8 @@ pub(crate) fn status_hint(status: Status) -> Option<&'static str> {
              fetch it with the coin the sender named"
         }
         Status::ReceiverAddress => {
-            "218: the sender bound this key part to the receiver's address (PROTOCOL.md 6/43): \
-             fetch it from that address, or have the sender post with --any-address"
+            "218: the sender bound this key part to the receiver's address (PROTOCOL.md 6/43, `--bind-address`): \
+             fetch it from that address, or have the sender send again without --bind-address"
         }
         _ => return None,
     })
@@ -88,15 +176,32 @@ mod tests {
     #[test]
     fn hints_for_a_busy_port_and_the_receiver_rules() {
         let busy = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::AddrInUse)).context("bind");
-        assert!(hint(&busy).unwrap().contains("--listen"));
+        assert!(hint(&busy, Ran::Receive).unwrap().contains("--listen"));
+        assert!(!hint(&busy, Ran::Receive).unwrap().contains("config.toml"), "a receiver has no config.toml");
+        assert!(hint(&busy, Ran::Serve).unwrap().contains("config.toml"));
         for (status, word) in [
             (Status::InvalidEncryption, "registered"),
             (Status::ReceiverAuth, "receiver coin"),
             (Status::ReceiverAddress, "address"),
         ] {
             let e = anyhow::Error::new(ResponseError::Status { status, authenticated: true });
-            assert!(hint(&e).unwrap().contains(word), "{status}");
+            assert!(hint(&e, Ran::Other).unwrap().contains(word), "{status}");
         }
-        assert!(hint(&anyhow::anyhow!("plain")).is_none());
+        assert!(hint(&anyhow::anyhow!("plain"), Ran::Other).is_none());
+        let admin = anyhow::Error::new(ResponseError::Status { status: Status::AdminAuth, authenticated: true });
+        assert!(hint(&admin, Ran::Stats).unwrap().contains("raida-network/raida-07/config.toml"));
+    }
+
+    #[test]
+    fn a_dead_receiver_is_named_with_the_command_that_was_run() {
+        let dead = || RkeError::Alert {
+            address: "127.0.0.1:7100".into(),
+            reason: "does not answer Echo (timeout): start the receiver there first".into(),
+        };
+        let send = anyhow::Error::new(TransferError::Key(dead()));
+        let h = hint(&send, Ran::Send).unwrap();
+        assert!(h.contains("`raida receive --network") && !h.contains("key receive"), "{h}");
+        let key = anyhow::Error::new(dead());
+        assert!(hint(&key, Ran::KeySend).unwrap().contains("`raida key receive --network"));
     }
 }

@@ -96,8 +96,12 @@ pub(crate) struct SendArgs {
     /// network file's RAIDAs (13 of 25). Default: 16, or every RAIDA of a smaller network.
     #[arg(long, value_name = "N")]
     pub parts: Option<usize>,
-    /// Let the parts be fetched from any address (default: only the --to address).
+    /// Let only the --to address fetch the key parts (off by default: a receiver on 0.0.0.0
+    /// or behind NAT reaches the RAIDAs from another address than the one named here).
     #[arg(long)]
+    pub bind_address: bool,
+    /// The default now (any address may fetch the parts); kept so that old scripts run.
+    #[arg(long, hide = true, conflicts_with = "bind_address")]
     pub any_address: bool,
     /// Older form: the receiving RAIDA server, ID@ADDR:PORT (its config.toml must list the key servers).
     #[arg(long, value_name = "ID@ADDR:PORT", requires = "via")]
@@ -318,9 +322,13 @@ fn send_rke(a: SendArgs) -> anyhow::Result<()> {
     let to = Recipient::parse(to)?;
     let (network, wallet) = load(network, wallet)?;
     let out = a.out.as_deref().map(|p| create_out(p).map(|f| (f, p))).transpose()?;
-    let opts = SendOptions { parts: a.parts, bind_receiver_address: !a.any_address, ..SendOptions::default() };
+    let (mut line, progress) = super::progress::KeyLine::new(false, false);
+    let opts =
+        SendOptions { parts: a.parts, bind_receiver_address: a.bind_address, progress, ..SendOptions::default() };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let report = match rt.block_on(send_key(&network, &wallet, &to, &opts)) {
+    let sent = rt.block_on(send_key(&network, &wallet, &to, &opts));
+    line.done();
+    let report = match sent {
         Ok(r) => r,
         Err(e) => {
             if let Some((_, p)) = &out {

@@ -21,6 +21,18 @@ pub(crate) mod status;
 pub(crate) mod token;
 pub(crate) mod wallet;
 
+/// `-v` / `--verbose`, set once at the start of main.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Was `-v` given?
+pub(crate) fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A `HOST:PORT` flag: an IP address or a host name (resolved once, here; IPv4 preferred).
 pub(crate) fn host_port(s: &str) -> Result<std::net::SocketAddr, raida_net::resolve::ResolveError> {
     raida_net::resolve::resolve_address_blocking(s)

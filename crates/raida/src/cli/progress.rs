@@ -6,7 +6,62 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use raida_client::rke::{KeyProgress, ProgressHook};
 use raida_client::transfer::{escape, is_forbidden_char, Event};
+
+/// The key exchange's progress ("posting key parts: 12/16 RAIDAs answered, waiting for 4
+/// (ids ...)"), so that RAIDAs that are down do not mean seconds of silence: on a progress
+/// line when stderr is a terminal, as plain lines with `-v` otherwise; never with `--json`
+/// or `--quiet`. Cleared once the key is exchanged (or on drop).
+pub(crate) struct KeyLine {
+    bar: Option<ProgressBar>,
+}
+
+impl KeyLine {
+    /// The line and the hook to hand to `rke::SendOptions::progress` (None: nothing shown).
+    pub(crate) fn new(quiet: bool, json: bool) -> (KeyLine, Option<ProgressHook>) {
+        use std::io::IsTerminal;
+        if quiet || json {
+            return (KeyLine { bar: None }, None);
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            let shown = bar.clone();
+            let hook = ProgressHook::new(move |p: &KeyProgress| shown.set_message(p.to_string()));
+            return (KeyLine { bar: Some(bar) }, Some(hook));
+        }
+        if super::verbose() {
+            // one line per change, not one per attempt round
+            let last = std::sync::Mutex::new(String::new());
+            let hook = ProgressHook::new(move |p: &KeyProgress| {
+                let line = p.to_string();
+                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                if *last != line {
+                    eprintln!("{line}");
+                    *last = line;
+                }
+            });
+            return (KeyLine { bar: None }, Some(hook));
+        }
+        (KeyLine { bar: None }, None)
+    }
+
+    /// The key is exchanged (or the exchange failed): the line goes.
+    pub(crate) fn done(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for KeyLine {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
 
 /// JSON progress events at most this often (the others are skipped; `completed` follows).
 const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -19,14 +74,35 @@ pub(crate) struct Reporter {
     verb: &'static str,
     bar: Option<ProgressBar>,
     last_json_progress: Option<Instant>,
+    /// The key exchange's line, until the key is exchanged.
+    key_line: Option<KeyLine>,
 }
 
 impl Reporter {
     pub(crate) fn new(quiet: bool, json: bool, data_on_stdout: bool, verb: &'static str) -> Reporter {
-        Reporter { quiet, json, json_to_stderr: data_on_stdout, verb, bar: None, last_json_progress: None }
+        Reporter {
+            quiet,
+            json,
+            json_to_stderr: data_on_stdout,
+            verb,
+            bar: None,
+            last_json_progress: None,
+            key_line: None,
+        }
+    }
+
+    /// The hook for the key exchange's progress (None when nothing is to be shown); the
+    /// line is cleared at the `key_exchanged` event.
+    pub(crate) fn key_progress(&mut self) -> Option<ProgressHook> {
+        let (line, hook) = KeyLine::new(self.quiet, self.json);
+        self.key_line = Some(line);
+        hook
     }
 
     pub(crate) fn event(&mut self, e: &Event) {
+        if let (Event::KeyExchanged { .. }, Some(mut line)) = (e, self.key_line.take()) {
+            line.done();
+        }
         if self.json {
             self.json_event(e);
         } else if !self.quiet {
@@ -110,6 +186,10 @@ impl Reporter {
                 };
                 eprintln!("{name}: {} {bytes} bytes, SHA-256 {sha256} {what}", self.verb);
             }
+            Event::Folder { name, path } => match path {
+                Some(p) => eprintln!("{}/: folder -> {}", escape(name), escape(p)),
+                None => eprintln!("{}/: folder created by the receiver", escape(name)),
+            },
             Event::Refused { name, reason } => {
                 if let Some(b) = self.bar.take() {
                     b.abandon();
@@ -145,6 +225,9 @@ fn json_safe(line: &str) -> String {
 
 impl Drop for Reporter {
     fn drop(&mut self) {
+        if let Some(mut line) = self.key_line.take() {
+            line.done();
+        }
         if let Some(b) = self.bar.take() {
             b.abandon();
         }

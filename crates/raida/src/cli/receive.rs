@@ -35,7 +35,8 @@ pub(crate) struct ReceiveArgs {
     /// --from names the sender).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// At most this many files (and streams) in one session.
+    /// At most this many items in one session: every file (those inside folders too),
+    /// stream and folder.
     #[arg(long, value_name = "N", default_value_t = transfer::DEFAULT_MAX_FILES)]
     pub max_files: u64,
     /// At most this many bytes in one session, streams included (e.g. 500M, 2G, 1TiB).
@@ -88,6 +89,7 @@ fn ask(m: &Manifest) -> bool {
         let size = match o.kind {
             transfer::wire::Kind::File => format!("{} bytes", o.size),
             transfer::wire::Kind::Stream => "stream".into(),
+            transfer::wire::Kind::Directory => "folder".into(),
         };
         let _ = writeln!(err, "  {} ({size})", transfer::escape(&o.name));
     }
@@ -129,10 +131,42 @@ pub(crate) fn run(a: ReceiveArgs) -> anyhow::Result<()> {
             Some(listen) => Receiver::bind(listen, network, wallet, opts).await?,
             None => Receiver::mailbox(network, wallet, opts).await?,
         };
-        receiver.receive(sink, &mut |e| reporter.event(e)).await
+        let mut events = |e: &transfer::Event| reporter.event(e);
+        tokio::select! {
+            r = receiver.receive(sink, &mut events) => r.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+        }
     });
     // a writer still blocked on stdout (the transfer failed) must not keep the process alive
     rt.shutdown_timeout(Duration::from_millis(200));
-    received?;
+    if received?.is_none() {
+        // Ctrl-C: say what was kept and how to go on, then the shell's usual 130
+        drop(reporter);
+        eprintln!("{}", interrupted(&a));
+        std::process::exit(130);
+    }
     Ok(())
+}
+
+/// What an interrupted receiver tells: how many partial files it keeps, and that the same
+/// command resumes them.
+fn interrupted(a: &ReceiveArgs) -> String {
+    if a.stdout {
+        return "interrupted: what was written to stdout is incomplete (a stream does not resume)".into();
+    }
+    let dir = a.output.join(transfer::PARTIAL_DIR);
+    // the receiver's own resumable partial files (streams never resume)
+    let kept = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("file-")).count())
+        .unwrap_or(0);
+    if kept == 0 {
+        // an empty partial directory has nothing to resume
+        let _ = std::fs::remove_dir(&dir);
+        return "interrupted: no partial file was kept (files that arrived whole are in place)".into();
+    }
+    format!(
+        "interrupted: {kept} partial file(s) kept in {}; run the same command again to resume (the sender sends \
+         again, and only the rest moves)",
+        dir.display()
+    )
 }

@@ -20,9 +20,10 @@ pub(crate) struct StatsArgs {
     /// The server.
     #[arg(value_name = "HOST:PORT", value_parser = crate::cli::host_port)]
     pub server: SocketAddr,
-    /// Its admin key (32 hex digits: `admin_key` in its config.toml).
+    /// Its admin key (32 hex digits): `admin_key` in that RAIDA's config.toml; for a `raida
+    /// network up` network, DIR/raida-NN/config.toml (NN = --raida-id, two digits).
     #[arg(long, env = "RAIDA_ADMIN_KEY", hide_env_values = true)]
-    pub admin_key: String,
+    pub admin_key: Option<String>,
     /// Its RAIDA id.
     #[arg(long, default_value_t = 0)]
     pub raida_id: u8,
@@ -37,9 +38,15 @@ pub(crate) struct StatsArgs {
 
 pub(crate) fn run(args: StatsArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.raida_id < 25, "--raida-id must be 0..24");
+    let Some(given) = &args.admin_key else {
+        anyhow::bail!(
+            "give the RAIDA's admin key with --admin-key KEY (or RAIDA_ADMIN_KEY): {}",
+            super::errors::ADMIN_KEY_WHERE
+        );
+    };
     let mut admin_key = [0u8; 16];
-    hex::decode_to_slice(args.admin_key.trim(), &mut admin_key)
-        .map_err(|_| anyhow::anyhow!("--admin-key must be 32 hex digits"))?;
+    hex::decode_to_slice(given.trim(), &mut admin_key)
+        .map_err(|_| anyhow::anyhow!("--admin-key must be 32 hex digits: {}", super::errors::ADMIN_KEY_WHERE))?;
     let key = match &args.wallet {
         Some(path) => {
             let w = Wallet::load(path)?;
