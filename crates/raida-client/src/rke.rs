@@ -275,8 +275,9 @@ pub struct SendReport {
 pub enum AlertDelivery {
     /// The receiver's address answered the direct 42 with 250: it holds the key.
     Direct,
-    /// Left with 46 on these mailbox RAIDAs (at least three), under this alert id.
-    Mailbox { alert_id: [u8; 16], raidas: Vec<u8> },
+    /// Left with 46 on these mailbox RAIDAs (at least three), under this alert id; `direct`
+    /// says why the direct 42 failed when an address was given.
+    Mailbox { alert_id: [u8; 16], raidas: Vec<u8>, direct: Option<String> },
 }
 
 /// Why an exchange did not complete. Every message names the RAIDA or the receiver at
@@ -666,6 +667,7 @@ pub async fn send_assembled_key(
             direct: direct_failure,
         });
     }
+    let direct = direct_failure;
     for f in &delivery.failures {
         tracing::info!(raida = f.raida_id, reason = %f.reason, "a mailbox RAIDA did not take the alert");
     }
@@ -677,7 +679,7 @@ pub async fn send_assembled_key(
         first_key_id,
         key_servers: placed.iter().map(|p| p.server.server.raida_id).collect(),
         reposted,
-        delivery: AlertDelivery::Mailbox { alert_id, raidas: delivery.accepted },
+        delivery: AlertDelivery::Mailbox { alert_id, raidas: delivery.accepted, direct },
         rendezvous,
     })
 }
@@ -1218,6 +1220,12 @@ impl KeyReceiver {
                     let polled = self.mailbox_raidas().len();
                     if !self.warned && self.failing.len() >= polled {
                         self.warned = true;
+                        if self.addr.is_some() {
+                            // it listens too: a direct alert still reaches it, so this is
+                            // only worth a log line, not an outcome
+                            tracing::warn!(failing = ?self.failing, "no mailbox RAIDA answered Take Alerts");
+                            continue;
+                        }
                         let why: Vec<(u8, String)> = self.failing.iter().map(|(id, r)| (*id, r.clone())).collect();
                         let coin = self.wallet.name();
                         let headline = if self.failing.values().all(|r| r.starts_with("34 ") || r.starts_with("25 ")) {

@@ -342,7 +342,10 @@ fn send_rke(a: SendArgs) -> anyhow::Result<()> {
     }
     let how = match &report.delivery {
         raida_client::rke::AlertDelivery::Direct => "the receiver took it directly".to_string(),
-        raida_client::rke::AlertDelivery::Mailbox { raidas, .. } => {
+        raida_client::rke::AlertDelivery::Mailbox { raidas, direct, .. } => {
+            if let Some(why) = direct {
+                eprintln!("note: the direct alert failed ({why}); the receiver's mailbox carries the key");
+            }
             format!("alert left in the receiver's mailbox on RAIDAs {raidas:?}")
         }
     };
