@@ -37,13 +37,14 @@ fn main() {
             tasks.push(tokio::spawn(async move {
                 let accept = ReceiveOptions { accept: vec![sender.name()], ..ReceiveOptions::default() };
                 let mut rx = KeyReceiver::bind("127.0.0.1:0", network.clone(), receiver_w.clone(), accept).await.unwrap();
-                let to = Recipient { coin: receiver_w.name(), address: rx.local_addr().to_string(), raida_id: None };
+                let to = Recipient { coin: receiver_w.name(), address: rx.local_addr().map(|a| a.to_string()), raida_id: None };
                 let rx_task = tokio::spawn(async move {
                     let mut n = 0usize;
                     loop {
                         match rx.next_alert().await {
                             AlertOutcome::Accepted(_) => n += 1,
                             AlertOutcome::Refused { reason, .. } => eprintln!("refused: {reason}"),
+                            AlertOutcome::MailboxUnreachable { reason } => eprintln!("mailbox: {reason}"),
                         }
                         if n == usize::MAX {
                             return;

@@ -206,7 +206,7 @@ fn main() {
             std::fs::create_dir(&inbox).expect("mkdir");
             let ropts = ReceiveOptions { accept: vec![alice.name()], ..ReceiveOptions::default() };
             let receiver = Receiver::bind("127.0.0.1:0", network.clone(), bob.clone(), ropts).await.expect("bind");
-            let to = Recipient { coin: bob.name(), address: receiver.local_addr().to_string(), raida_id: None };
+            let to = Recipient { coin: bob.name(), address: receiver.local_addr().map(|a| a.to_string()), raida_id: None };
             let first: Arc<Mutex<Option<Instant>>> = Arc::default();
             let mark = first.clone();
             let receiving = tokio::spawn(async move {
