@@ -21,7 +21,7 @@ use raida_proto::mailbox::{HELD_PER_ADDRESS, PER_RECEIVER, PER_SENDER};
 use raida_proto::{CoinId, Key16, Key32, Status};
 use raida_server::ledger::MemoryLedger;
 use raida_server::mailbox::{Mailbox, MailboxSettings, Refusal};
-use raida_server::{RunningServer, ServerLimits, ServerStateBuilder};
+use raida_server::{RunningServer, ServerLimits, ServerStateBuilder, WorkKind};
 use rand_core::OsRng;
 
 const RAIDA: u8 = 3;
@@ -370,6 +370,11 @@ async fn a_held_poll_does_not_delay_another_connection() {
         net.call(tr, &en4(coin(9)), &Echo).await.unwrap();
     }
     assert_eq!(net.t.state.mailbox().held(), 1, "the Echos came back while the poll was held");
+    // and it holds no slot of a deferred kind
+    let limits = net.server.as_ref().unwrap().deferred_limits();
+    for kind in [WorkKind::KeyAlert, WorkKind::Durable, WorkKind::Heavy] {
+        assert_eq!(limits.running(kind), 0, "{kind:?}");
+    }
     net.leave(Transport::Udp, coin(1), &alert(coin(5), 1)).await.unwrap();
     assert_eq!(ids(&poll.await.unwrap().unwrap()), [1]);
     net.stop().await;
