@@ -353,6 +353,12 @@ async fn a_long_poll_answers_when_an_alert_arrives_or_after_wait() {
     let got = tokio::time::timeout(Duration::from_secs(20), poll).await.expect("woken by the alert").unwrap().unwrap();
     assert_eq!(ids(&got), [2]);
     assert_eq!(got.alerts[0].sender, coin(1));
+    // polling again at once is held, not answered with the copy kept for a repeat; the
+    // next alert ends it, the copy comes along
+    let again = net.poll_from("127.0.0.1".parse().unwrap(), r, 30);
+    net.until_held(1).await;
+    net.leave(Transport::Udp, coin(1), &alert(r, 3)).await.unwrap();
+    assert_eq!(ids(&again.await.unwrap().unwrap()), [2, 3]);
     // nothing comes: count 0 after `wait` (1 s)
     assert_eq!(net.take(Transport::Tcp, coin(7), 1).await.unwrap().alerts.len(), 0);
     assert_eq!(net.t.state.mailbox().held(), 0);
