@@ -57,7 +57,9 @@ impl Handler {
 /// without sockets, limits, heavy routing or encryption (what the vector tests and the
 /// benches drive). A command not in the table: 2 (as validation answers). Not for Key
 /// Alert, whose task needs a runtime this call would block: await
-/// [`cmd::key_alert::answer`] instead.
+/// [`cmd::key_alert::answer`] instead; and Take Alerts over TCP with `wait` > 0 only
+/// outside a runtime (there it is answered as if `wait` had passed; inside one its held
+/// task would wait for the thread this call blocks).
 pub fn answer(state: &Arc<ServerState>, call: &Call) -> Answer {
     let Some(handler) = state.dispatch.get(call.header.command_group, call.header.command) else {
         return Answer::status(Status::InvalidCommand);

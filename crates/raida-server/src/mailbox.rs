@@ -300,10 +300,14 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Whether anything waits for `receiver` at `now`.
-    pub fn has_alerts(&mut self, receiver: CoinId, now: u64) -> bool {
+    /// Whether an alert no answer has carried yet waits for `receiver` at `now` (what ends
+    /// a long poll: copies kept for a repeat do not, or a receiver polling again at once
+    /// would get the same alerts in a loop for 30 s; they come along with the next answer).
+    pub fn has_new_alerts(&mut self, receiver: CoinId, now: u64) -> bool {
         self.expire(now);
-        self.for_receiver(receiver) > 0
+        self.by_receiver
+            .get(&receiver)
+            .is_some_and(|q| q.iter().any(|s| self.alerts.get(s).is_some_and(|a| a.answered_at.is_none())))
     }
 
     /// 47: the receiver's alerts, oldest first, as many as one answer carries over UDP
@@ -453,8 +457,8 @@ impl SharedMailbox {
         self.core.lock().take(receiver, now, udp)
     }
 
-    pub fn has_alerts(&self, receiver: CoinId, now: u64) -> bool {
-        self.core.lock().has_alerts(receiver, now)
+    pub fn has_new_alerts(&self, receiver: CoinId, now: u64) -> bool {
+        self.core.lock().has_new_alerts(receiver, now)
     }
 
     /// A slot to hold one 47 from `addr` for `receiver`: at most [`HELD_PER_ADDRESS`]

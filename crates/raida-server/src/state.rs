@@ -650,7 +650,8 @@ impl Deferred {
     /// [`ServerState::blocking`] (no task hop: that thread, or the one leading the fsync
     /// that makes the write durable, finishes the answer), a heavy read on `runtime`'s
     /// blocking pool (so that a flood of them never holds the durable threads), Key Alert
-    /// here, in `runtime`'s context (its handler only spawns its task). `done` gets the
+    /// and Take Alerts here, in `runtime`'s context (their handlers answer at once or
+    /// spawn their task). `done` gets the
     /// status and the finished answer, exactly once, unless the answer is lost; a handler
     /// that panics answers 252. No limit is checked here: see
     /// [`crate::dispatch::DeferredWork::route`].

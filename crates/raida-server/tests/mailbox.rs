@@ -21,7 +21,7 @@ use raida_proto::mailbox::{HELD_PER_ADDRESS, PER_RECEIVER, PER_SENDER};
 use raida_proto::{CoinId, Key16, Key32, Status};
 use raida_server::ledger::MemoryLedger;
 use raida_server::mailbox::{Mailbox, MailboxSettings, Refusal};
-use raida_server::{RunningServer, ServerLimits, ServerStateBuilder};
+use raida_server::{RunningServer, ServerLimits, ServerStateBuilder, WorkKind};
 use rand_core::OsRng;
 
 const RAIDA: u8 = 3;
@@ -353,6 +353,12 @@ async fn a_long_poll_answers_when_an_alert_arrives_or_after_wait() {
     let got = tokio::time::timeout(Duration::from_secs(20), poll).await.expect("woken by the alert").unwrap().unwrap();
     assert_eq!(ids(&got), [2]);
     assert_eq!(got.alerts[0].sender, coin(1));
+    // polling again at once is held, not answered with the copy kept for a repeat; the
+    // next alert ends it, the copy comes along
+    let again = net.poll_from("127.0.0.1".parse().unwrap(), r, 30);
+    net.until_held(1).await;
+    net.leave(Transport::Udp, coin(1), &alert(r, 3)).await.unwrap();
+    assert_eq!(ids(&again.await.unwrap().unwrap()), [2, 3]);
     // nothing comes: count 0 after `wait` (1 s)
     assert_eq!(net.take(Transport::Tcp, coin(7), 1).await.unwrap().alerts.len(), 0);
     assert_eq!(net.t.state.mailbox().held(), 0);
@@ -370,6 +376,11 @@ async fn a_held_poll_does_not_delay_another_connection() {
         net.call(tr, &en4(coin(9)), &Echo).await.unwrap();
     }
     assert_eq!(net.t.state.mailbox().held(), 1, "the Echos came back while the poll was held");
+    // and it holds no slot of a deferred kind
+    let limits = net.server.as_ref().unwrap().deferred_limits();
+    for kind in [WorkKind::KeyAlert, WorkKind::Durable, WorkKind::Heavy] {
+        assert_eq!(limits.running(kind), 0, "{kind:?}");
+    }
     net.leave(Transport::Udp, coin(1), &alert(coin(5), 1)).await.unwrap();
     assert_eq!(ids(&poll.await.unwrap().unwrap()), [1]);
     net.stop().await;
