@@ -135,7 +135,7 @@ impl MailboxPoller {
 
 /// Poll one RAIDA: 47 with the longest wait over TCP; alerts go to `tx`. An answer whose
 /// alerts were all seen already (the RAIDA hands an alert out again for 30 s) is followed
-/// by a pause of a second, so that the repeats do not turn the long poll into a busy loop.
+/// by a short pause, so that repeats cannot turn the long poll into a busy loop.
 async fn poll(coin_id: u16, r: ResolvedRaida, key: ClientKey, tx: mpsc::Sender<MailboxEvent>) {
     let raida_id = r.server.raida_id;
     // the RAIDA holds the request up to MAX_WAIT seconds: allow for that and a round trip
@@ -156,8 +156,11 @@ async fn poll(coin_id: u16, r: ResolvedRaida, key: ClientKey, tx: mpsc::Sender<M
                 if seen.len() > 4096 {
                     seen.clear();
                 }
+                // a RAIDA holds the poll until something new arrives; one that answers at
+                // once with copies only (another implementation) must not make this a
+                // busy loop
                 if !fresh && !seen.is_empty() {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             Err(e) => {
