@@ -97,9 +97,18 @@ fn wallet(dir: &Path, user: &str) -> Wallet {
 /// A stand-in for the receiver's address: every TCP connection is reset as soon as it is
 /// accepted; UDP is relayed to `upstream` (the real receiver) and back. Returns its address.
 async fn resetting_front(upstream: SocketAddr) -> SocketAddr {
-    let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // UDP and TCP on one port: the TCP port may be taken by another process of this shared
+    // machine (seen: AddrInUse), so pick again until both are free
+    let (udp, addr, tcp) = 'bound: {
+        for _ in 0..50 {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = TcpListener::bind(addr).await {
+                break 'bound (Arc::new(udp), addr, tcp);
+            }
+        }
+        panic!("no port free for both UDP and TCP in 50 tries");
+    };
     tokio::spawn(async move {
         while let Ok((s, _)) = tcp.accept().await {
             // SO_LINGER 0: close sends RST, as a receiver cutting the connection does (a zero

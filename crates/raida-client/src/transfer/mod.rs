@@ -422,9 +422,11 @@ fn partial_name(offer: &wire::Offer) -> String {
     format!("file-{}", hex::encode(&h.finalize()[..16]))
 }
 
-/// `now + d`, or None when that does not fit (no deadline): never an overflow panic.
+/// `now + d`, capped far in the future (a huge timeout is no deadline in practice); Some
+/// always, so that an optional timeout (`key_timeout`) and a set one share the callers.
 fn deadline_after(d: Duration) -> Option<tokio::time::Instant> {
-    tokio::time::Instant::now().checked_add(d)
+    // the one capped deadline of the workspace (raida_proto::time): never an overflow
+    Some(raida_proto::time::deadline_from(tokio::time::Instant::now(), d))
 }
 
 /// Sleep until `deadline`; forever when there is none.
