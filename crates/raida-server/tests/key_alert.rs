@@ -295,7 +295,9 @@ async fn a_full_inbox_answers_254_until_a_key_expires() {
     let reply = send_alert(r.local_addr(), &[entry(random(), silent.addr(), 1)]).await.unwrap();
     assert_eq!(reply.status, Status::AllFail);
     assert_eq!(silent.requests().len(), 1);
-    assert_eq!(rx.state.inbox().sweep(now + 100).unwrap(), 1, "the sweep removes the expired key");
+    // the server's own sweep (every 5 s, the first at start) may run after set_now and take
+    // it first (seen: 2 runs in 4); either way one sweep removes the expired key
+    assert!(rx.state.inbox().sweep(now + 100).unwrap() <= 1, "the sweep removes the expired key");
     assert!(rx.state.inbox().list().unwrap().is_empty());
     r.shutdown().await.unwrap();
 }
