@@ -25,6 +25,7 @@ pub mod transfer;
 // The peer and the error of a request live in raida-net with the request batches that
 // share them; every caller of the client names them through here.
 pub use raida_net::{unix_now, ClientError, Server};
+use raida_net::batch::{FIRST_RETRANSMIT_WAIT, MAX_RETRANSMIT_WAIT, MAX_SENDS};
 
 /// Default per-request timeout (RAIDA_SERVER_RCV_TIMEOUT).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
@@ -73,7 +74,9 @@ impl Client {
     }
 
     /// Send one request and return the verified answer (success statuses only;
-    /// an error status is [`ClientError::Response`]).
+    /// an error status is [`ClientError::Response`]). Over UDP an unanswered request is
+    /// sent again, rebuilt, with the backoff of [`raida_net::batch::udp_batch`], until the
+    /// timeout.
     pub async fn request(
         &self,
         server: Server,
@@ -83,7 +86,6 @@ impl Client {
         payload: &[u8],
     ) -> Result<Reply, ClientError> {
         let routing = Routing::new(server.raida_id, self.coin_id, group, command);
-        let (packet, pending) = build_request(&routing, key, payload, unix_now(), &mut OsRng);
         let addr = server.addr;
         let io = |source| ClientError::Io { addr, source };
         let fut = async {
@@ -93,17 +95,37 @@ impl Client {
                         if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
                     let sock = UdpSocket::bind(bind).await.map_err(io)?;
                     sock.connect(addr).await.map_err(io)?;
-                    sock.send(&packet).await.map_err(io)?;
+                    // every copy sent so far: an answer to any of them is the answer
+                    let mut copies = Vec::with_capacity(MAX_SENDS);
+                    let mut wait = FIRST_RETRANSMIT_WAIT;
                     let mut buf = vec![0u8; 65_536];
                     loop {
-                        let n = sock.recv(&mut buf).await.map_err(io)?;
-                        // ignore stray datagrams that are not the answer to this request
-                        if n >= 8 && buf[6..8] == pending.echo() {
-                            return pending.open(&buf[..n]).map_err(|source| ClientError::Response { addr, source });
+                        if copies.len() < MAX_SENDS {
+                            // each copy built afresh (a fresh nonce: an identical modern
+                            // copy would be a replay, 177); servers answer a copy of what
+                            // they already did as they answered the first (6/41, 6/43)
+                            let (packet, pending) =
+                                build_request(&routing, key, payload, unix_now(), &mut OsRng);
+                            sock.send(&packet).await.map_err(io)?;
+                            copies.push(pending);
                         }
+                        let next_copy = tokio::time::sleep(wait);
+                        tokio::pin!(next_copy);
+                        loop {
+                            let n = tokio::select! {
+                                n = sock.recv(&mut buf) => n.map_err(io)?,
+                                () = &mut next_copy => break,
+                            };
+                            // ignore stray datagrams that are not the answer to a copy
+                            if let Some(copy) = copies.iter().find(|c| n >= 8 && buf[6..8] == c.echo()) {
+                                return copy.open(&buf[..n]).map_err(|source| ClientError::Response { addr, source });
+                            }
+                        }
+                        wait = (wait * 2).min(MAX_RETRANSMIT_WAIT);
                     }
                 }
                 Transport::Tcp => {
+                    let (packet, pending) = build_request(&routing, key, payload, unix_now(), &mut OsRng);
                     let mut s = TcpStream::connect(addr).await.map_err(io)?;
                     let _ = s.set_nodelay(true);
                     s.write_all(&packet).await.map_err(io)?;
