@@ -37,17 +37,24 @@ pub enum Transport {
     Tcp,
 }
 
-/// How to talk to RAIDA servers: transport, the network's coin id, per-request timeout.
+/// How to talk to RAIDA servers: transport, the network's coin id, per-request timeout,
+/// and whether an unanswered UDP request is sent again (yes unless a probe measures loss).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Client {
     pub transport: Transport,
     pub coin_id: u16,
     pub timeout: Duration,
+    pub retransmit: bool,
 }
 
 impl Client {
     pub fn new(transport: Transport, coin_id: u16, timeout: Duration) -> Client {
-        Client { transport, coin_id, timeout }
+        Client { transport, coin_id, timeout, retransmit: true }
+    }
+
+    /// The same client, sending each UDP request once (a probe that measures loss).
+    pub fn single_copy(self) -> Client {
+        Client { retransmit: false, ..self }
     }
 
     /// UDP with the default timeout (RAIDA_SERVER_RCV_TIMEOUT).
@@ -100,7 +107,7 @@ impl Client {
                     let mut wait = FIRST_RETRANSMIT_WAIT;
                     let mut buf = vec![0u8; 65_536];
                     loop {
-                        if copies.len() < MAX_SENDS {
+                        if copies.len() < MAX_SENDS && (self.retransmit || copies.is_empty()) {
                             // each copy built afresh (a fresh nonce: an identical modern
                             // copy would be a replay, 177); servers answer a copy of what
                             // they already did as they answered the first (6/41, 6/43)

@@ -1,5 +1,6 @@
-//! `raida status --network FILE`: Echo and Version to every RAIDA of a network file at
-//! once (EN 0 over UDP); a table of up/down, round-trip time and build date.
+//! `raida status --network FILE`: Echo probes and Version to every RAIDA of a network file
+//! at once (EN 0 over UDP, each probe sent once: a lost one counts as lost, it is not sent
+//! again); a table of up/down, median round-trip time, loss over the probes and build date.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -16,9 +17,13 @@ pub(crate) struct StatusArgs {
     /// The network file (network.toml of `raida network init`).
     #[arg(long, value_name = "FILE")]
     pub network: PathBuf,
-    /// Seconds to wait for each RAIDA.
+    /// Seconds to wait for each probe.
     #[arg(long, default_value_t = 2.0)]
     pub timeout: f64,
+    /// Echo probes per RAIDA (1..=100), sent 50 ms apart: the round trip is their median,
+    /// the loss the share that got no answer.
+    #[arg(long, default_value_t = 5)]
+    pub probes: u32,
     /// One JSON object per RAIDA, in an array, instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -30,17 +35,21 @@ struct Row {
     address: String,
     up: bool,
     echo_ms: Option<f64>,
+    /// Probes without an answer, of `probes`.
+    lost: u32,
+    probes: u32,
     version: Option<String>,
     error: Option<String>,
 }
 
 pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.timeout > 0.0 && args.timeout <= 60.0, "--timeout must be between 0 and 60 seconds");
+    anyhow::ensure!((1..=100).contains(&args.probes), "--probes must be between 1 and 100");
     let network = Network::load(&args.network)?;
     let timeout = Duration::from_secs_f64(args.timeout);
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
-    let rows = runtime.block_on(probe_all(&network, timeout));
+    let rows = runtime.block_on(probe_all(&network, timeout, args.probes));
     let up = rows.iter().filter(|r| r.up).count();
     if args.json {
         let list: Vec<serde_json::Value> = rows
@@ -48,20 +57,25 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
             .map(|r| {
                 serde_json::json!({
                     "id": r.id, "address": r.address, "up": r.up,
-                    "echo_ms": r.echo_ms, "version": r.version, "error": r.error,
+                    "echo_ms": r.echo_ms, "probes": r.probes, "lost": r.lost,
+                    "version": r.version, "error": r.error,
                 })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("{:>5}  {:<28} {:<5} {:>10}  {:<10} error", "raida", "address", "state", "echo", "version");
+        println!(
+            "{:>5}  {:<28} {:<5} {:>10} {:>6}  {:<10} error",
+            "raida", "address", "state", "echo", "loss", "version"
+        );
         for r in &rows {
             println!(
-                "{:>5}  {:<28} {:<5} {:>10}  {:<10} {}",
+                "{:>5}  {:<28} {:<5} {:>10} {:>6}  {:<10} {}",
                 r.id,
                 r.address,
                 if r.up { "up" } else { "down" },
                 r.echo_ms.map(|ms| format!("{ms:.2} ms")).unwrap_or_else(|| "-".into()),
+                format!("{}%", r.lost * 100 / r.probes.max(1)),
                 r.version.as_deref().unwrap_or("-"),
                 r.error.as_deref().unwrap_or(""),
             );
@@ -73,12 +87,12 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Echo then Version to each RAIDA, all RAIDAs at once; rows in RAIDA id order.
-async fn probe_all(network: &Network, timeout: Duration) -> Vec<Row> {
-    let client = Client::new(Transport::Udp, network.coin_id, timeout);
+/// Echo probes then Version to each RAIDA, all RAIDAs at once; rows in RAIDA id order.
+async fn probe_all(network: &Network, timeout: Duration, count: u32) -> Vec<Row> {
+    let client = Client::new(Transport::Udp, network.coin_id, timeout).single_copy();
     let mut probes = tokio::task::JoinSet::new();
     for r in network.raidas.iter().cloned() {
-        probes.spawn(probe(client, r));
+        probes.spawn(probe(client, r, count));
     }
     let mut rows = Vec::new();
     while let Some(done) = probes.join_next().await {
@@ -90,9 +104,18 @@ async fn probe_all(network: &Network, timeout: Duration) -> Vec<Row> {
     rows
 }
 
-/// One RAIDA: up when it answers Echo; its Version when it answers that too.
-async fn probe(client: Client, r: raida_net::network::RaidaEntry) -> Row {
-    let mut row = Row { id: r.id, address: r.address.clone(), up: false, echo_ms: None, version: None, error: None };
+/// One RAIDA: up when it answers an Echo probe; its Version when it answers that too.
+async fn probe(client: Client, r: raida_net::network::RaidaEntry, count: u32) -> Row {
+    let mut row = Row {
+        id: r.id,
+        address: r.address.clone(),
+        up: false,
+        echo_ms: None,
+        lost: count,
+        probes: count,
+        version: None,
+        error: None,
+    };
     let addr = match raida_net::resolve::resolve_address(&r.address).await {
         Ok(a) => a,
         Err(e) => {
@@ -101,16 +124,31 @@ async fn probe(client: Client, r: raida_net::network::RaidaEntry) -> Row {
         }
     };
     let server = Server { addr, raida_id: r.id };
-    let started = Instant::now();
-    match client.call(server, &ClientKey::None, &Echo).await {
-        Ok(_) => {
-            row.up = true;
-            row.echo_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+    let mut probes = tokio::task::JoinSet::new();
+    for i in 0..count {
+        probes.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50) * i).await;
+            let started = Instant::now();
+            client.call(server, &ClientKey::None, &Echo).await.map(|_| started.elapsed().as_secs_f64() * 1e3)
+        });
+    }
+    let mut times = Vec::new();
+    while let Some(done) = probes.join_next().await {
+        match done {
+            Ok(Ok(ms)) => times.push(ms),
+            Ok(Err(e)) => row.error = Some(e.to_string()),
+            Err(e) => row.error = Some(e.to_string()),
         }
-        Err(e) => {
-            row.error = Some(e.to_string());
-            return row;
-        }
+    }
+    row.lost = count - times.len() as u32;
+    if times.is_empty() {
+        return row;
+    }
+    times.sort_by(f64::total_cmp);
+    row.up = true;
+    row.echo_ms = Some(times[times.len() / 2]);
+    if row.lost == 0 {
+        row.error = None;
     }
     match client.call(server, &ClientKey::None, &Version).await {
         Ok(date) => row.version = Some(String::from_utf8_lossy(&date.0).into_owned()),
