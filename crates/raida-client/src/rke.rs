@@ -192,6 +192,12 @@ pub struct SendOptions {
     pub mailbox_timeout: Duration,
     /// Told how far the posts are after each attempt round (None: nobody asks).
     pub progress: Option<crate::rke_report::ProgressHook>,
+    /// RAIDA ids never used as key servers (a RAIDA known to be faulty or dishonest).
+    pub avoid: Vec<u8>,
+    /// When the receiver refuses the key and marks parts it did not take (a key server
+    /// that named another sender, or that it could not reach), run the exchange again
+    /// once, with a fresh key, avoiding those RAIDAs ([`send_key`] only).
+    pub retry_without_faulty: bool,
 }
 
 impl SendOptions {
@@ -236,6 +242,8 @@ impl Default for SendOptions {
             hints: Vec::new(),
             mailbox_timeout: Duration::from_secs(5),
             progress: None,
+            avoid: Vec::new(),
+            retry_without_faulty: true,
         }
     }
 }
@@ -268,6 +276,9 @@ pub struct SendReport {
     pub delivery: AlertDelivery,
     /// The relay's rendezvous id for this exchange (section 9, the data path).
     pub rendezvous: [u8; 32],
+    /// The RAIDAs a first exchange was refused over (their parts not taken by the
+    /// receiver), which this one, run again, avoided; empty when the first one succeeded.
+    pub retried_without: Vec<u8>,
 }
 
 /// How a sender's alert reached the receiver (section 9).
@@ -304,7 +315,7 @@ pub enum RkeError {
     )]
     Mailbox { accepted: Vec<u8>, needed: usize, failures: Vec<PostFailure>, direct: Option<String> },
     #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", crate::rke_report::refusal_text(*.status, *.fetched, *.bound_address, refusal_hint(*.status, *.fetched)))]
-    Refused { status: Status, fetched: usize, parts: usize, bound_address: bool },
+    Refused { status: Status, fetched: usize, parts: usize, bound_address: bool, not_taken: Vec<u8> },
     #[error("listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
     #[error("no Key Alert was accepted within {0:?}{}", .1.as_ref().map(|r| format!("; last refused: {r}")).unwrap_or_default())]
@@ -506,7 +517,28 @@ pub async fn send_key(
         *last = 0xFF;
     }
     let opts = SendOptions { parts: Some(parts), ..opts.clone() };
-    send_assembled_key(network, wallet, to, &key, &opts).await
+    match send_assembled_key(network, wallet, to, &key, &opts).await {
+        // the receiver fetched some parts and refused the key, marking the parts it did
+        // not take (a key server that named another sender, or one it could not reach):
+        // once more with a fresh key, on other RAIDAs
+        Err(RkeError::Refused { status: Status::Mixed, fetched, not_taken, .. })
+            if opts.retry_without_faulty && fetched > 0 && !not_taken.is_empty() =>
+        {
+            tracing::info!(raidas = ?not_taken, "the receiver refused the key; once more without those RAIDAs");
+            OsRng
+                .try_fill_bytes(&mut key[..])
+                .map_err(|e| RkeError::Setup(format!("the OS random generator failed: {e}")))?;
+            if let Some(last) = key.last_mut() {
+                *last = 0xFF;
+            }
+            let mut again = SendOptions { retry_without_faulty: false, ..opts };
+            again.avoid.extend(&not_taken);
+            let mut report = send_assembled_key(network, wallet, to, &key, &again).await?;
+            report.retried_without = not_taken;
+            Ok(report)
+        }
+        other => other,
+    }
 }
 
 /// A wallet works only on the network of its coin id.
@@ -544,7 +576,8 @@ pub async fn send_assembled_key(
         _ => [0; 4],
     };
     let resolved = network.resolve().await?;
-    let mut pool: Vec<ResolvedRaida> = resolved.iter().filter(|r| !r.legacy).copied().collect();
+    let mut pool: Vec<ResolvedRaida> =
+        resolved.iter().filter(|r| !r.legacy && !opts.avoid.contains(&r.server.raida_id)).copied().collect();
     let available = pool.len();
     if available < pieces.len() {
         return Err(RkeError::NotEnoughServers {
@@ -628,13 +661,16 @@ pub async fn send_assembled_key(
                     reposted,
                     delivery: AlertDelivery::Direct,
                     rendezvous,
+                    retried_without: Vec::new(),
                 });
             }
             // refused after fetching: a mailbox copy would be refused the same way
             Ok((status, map)) => {
                 let fetched = map.iter().take(entries.len()).filter(|b| **b == 0xFF).count();
                 let bound_address = receiver_ip != [0; 4];
-                return Err(RkeError::Refused { status, fetched, parts: entries.len(), bound_address });
+                let not_taken =
+                    placed.iter().zip(map).filter(|(_, b)| *b != 0xFF).map(|(p, _)| p.server.server.raida_id).collect();
+                return Err(RkeError::Refused { status, fetched, parts: entries.len(), bound_address, not_taken });
             }
             Err(e) => {
                 tracing::info!(error = %e, "the direct alert failed; the receiver's mailbox carries it");
@@ -681,6 +717,7 @@ pub async fn send_assembled_key(
         reposted,
         delivery: AlertDelivery::Mailbox { alert_id, raidas: delivery.accepted, direct },
         rendezvous,
+        retried_without: Vec::new(),
     })
 }
 
@@ -1385,7 +1422,8 @@ impl KeyReceiver {
             })
             .collect();
         // every part came when there is a key: each names its sender
-        let senders: Vec<CoinName> = senders.into_iter().flatten().collect();
+        let per_entry = senders;
+        let senders: Vec<CoinName> = per_entry.iter().flatten().copied().collect();
         let Some(key) = key else {
             // one cause (16 parts refused alike) is said once
             let reason = if why.is_empty() {
@@ -1399,11 +1437,29 @@ impl KeyReceiver {
             return refused(Status::Mixed, map, "no part was fetched".into());
         };
         if senders.iter().any(|s| *s != sender) {
-            let list: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
+            // the sender most parts name; the key servers of the others lied (or were
+            // given parts by another poster): named, and marked not taken in the map so
+            // that the sender can run the exchange again without them
+            let most = *senders
+                .iter()
+                .max_by_key(|c| senders.iter().filter(|s| s == c).count())
+                .unwrap_or(&sender);
+            let mut map = map;
+            let mut odd = Vec::new();
+            for (i, named) in per_entry.iter().enumerate() {
+                if let Some(named) = named.filter(|n| *n != most) {
+                    map[i] = 0;
+                    odd.push(format!("RAIDA {} ({}) names {named}", plan[i].raida.server.raida_id, plan[i].raida.server.addr));
+                }
+            }
             return refused(
                 Status::Mixed,
                 map,
-                format!("the key servers name different senders ({})", list.join(", ")),
+                format!(
+                    "the key servers name different senders: {}; the other {} parts name {most}: key refused",
+                    odd.join(", "),
+                    senders.len() - odd.len()
+                ),
             );
         }
         if sender == (CoinName { dn: 0, sn: 0 }) {
@@ -1514,11 +1570,18 @@ impl KeyReceiver {
             let reason = if why.is_empty() { "the key does not end with 0xFF".into() } else { grouped(&why) };
             return refused(status, reason);
         };
-        let named: Vec<CoinName> = senders.into_iter().flatten().collect();
-        if let Some(other) = named.iter().find(|s| **s != alert.sender) {
+        let odd: Vec<String> = senders
+            .iter()
+            .zip(&plan)
+            .filter_map(|(named, p)| {
+                let named = named.filter(|n| *n != alert.sender)?;
+                Some(format!("RAIDA {} ({}) names sender {named}", p.raida.server.raida_id, p.raida.server.addr))
+            })
+            .collect();
+        if !odd.is_empty() {
             return refused(
                 Status::Mixed,
-                format!("a key server names sender {other}, the mailbox vouched for {}: key refused", alert.sender),
+                format!("{}, the mailbox vouched for {}: key refused", odd.join(", "), alert.sender),
             );
         }
         let first_key_id = alert.body.parts[0].key_id;
