@@ -1,6 +1,9 @@
 //! Key exchanges per second and their latency on a local network of 25 RAIDAs (PROTOCOL.md
-//! section 9): `cargo bench -p raida --bench rke [-- SECONDS CONCURRENCY PARTS]`
-//! (defaults 10 s, 16 exchanges in parallel, 16 parts).
+//! section 9): `cargo bench -p raida --bench rke [-- SECONDS CONCURRENCY PARTS [LOSS_PCT
+//! ONE_WAY_MS]]` (defaults 10 s, 16 exchanges in parallel, 16 parts, a perfect loopback).
+//! With LOSS_PCT or ONE_WAY_MS every RAIDA sits behind a simulated link (`raida_netsim`,
+//! seed 22) losing that share of datagrams each way and delaying each by that much (a round
+//! trip is twice it); `scripts/bench-lossy.sh` runs the table of docs/performance.md.
 //!
 //! Everything runs in this one process on this machine: the 25 RAIDAs (every Post Key made
 //! durable before its answer, every Get Key deleting durably), CONCURRENCY senders and as
@@ -20,13 +23,23 @@ fn main() {
     let seconds: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
     let concurrency: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(16);
     let parts: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let loss_pct: f64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(0.0);
+    let one_way_ms: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let simulation = (loss_pct > 0.0 || one_way_ms > 0).then(|| {
+        let link = raida_netsim::LinkConfig {
+            loss: loss_pct / 100.0,
+            delay: Duration::from_millis(one_way_ms),
+            ..raida_netsim::LinkConfig::PERFECT
+        };
+        raida_netsim::Simulation::new(22).with_link(link)
+    });
     let tmp = tempfile::tempdir().expect("temp dir");
     let users: Vec<String> = (0..concurrency).flat_map(|i| [format!("s{i}"), format!("r{i}")]).collect();
     let opts = NetworkInit { users: users.clone(), pages: 1, denominations: vec![1], ..NetworkInit::default() };
     init_network(tmp.path(), &opts).expect("network init");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async move {
-        let net = LocalNetwork::start(tmp.path(), &[], true).await.expect("network up");
+        let net = LocalNetwork::start_with(tmp.path(), &[], true, simulation.as_ref()).await.expect("network up");
         let network = net.network().clone();
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut tasks = Vec::new();
@@ -80,7 +93,8 @@ fn main() {
         all.sort_unstable();
         let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
         println!(
-            "{} exchanges ({parts} parts, {concurrency} in parallel) in {elapsed:.1} s: {:.0} exchanges/s; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {failures} failed",
+            "loss {loss_pct}% each way, round trip {} ms: {} exchanges ({parts} parts, {concurrency} in parallel) in {elapsed:.1} s: {:.1} exchanges/s; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {failures} failed",
+            2 * one_way_ms,
             all.len(),
             all.len() as f64 / elapsed,
             pct(0.50).as_secs_f64() * 1e3,
