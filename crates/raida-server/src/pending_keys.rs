@@ -49,7 +49,8 @@
 //!   and a coin's replaces its key in place (250), as before; the file format is unchanged.
 //! * A key handed out by Get Key leaves its answer in memory for [`REPEAT_SECS`]: the same
 //!   requester asking again for that key id gets the same bytes (sealed afresh by the
-//!   response path), anyone else 216. A peer consumes this memory by taking keys, so it is
+//!   response path), anyone else 216 (a key posted again under that id meanwhile is
+//!   pending, and handed out as any other). A peer consumes this memory by taking keys, so it is
 //!   bounded: [`MAX_KEPT_ANSWERS_PER_REQUESTER`] per requester and [`MAX_KEPT_ANSWERS`] in
 //!   total, the oldest evicted first (its repeat then gets 216); key bytes are wiped when an
 //!   answer expires or is evicted. A post retransmitted after its key was handed out (a
@@ -107,6 +108,17 @@ impl Requester {
             p => Requester::Key(p),
         }
     }
+}
+
+/// Who asks for a key (43 Get Key): what the receiver rules and the repeat check need.
+#[derive(Clone, Copy, Debug)]
+pub struct Taker<'a> {
+    /// The coins whose keys encrypted the request (EN 1, EN 4, both tokens of EN 5).
+    pub coins: &'a [CoinName],
+    /// Its key identity (for EN 0 its address): who gets the same answer again.
+    pub requester: Requester,
+    /// Its source address.
+    pub ip: IpAddr,
 }
 
 /// An IPv4 address for an IPv4-mapped IPv6 one (one host, whichever socket it came in on).
@@ -277,9 +289,11 @@ impl KeptAnswers {
 
     /// Whether a post by `by` with `digest` retransmits the post of a key handed out lately.
     fn reposted(&self, key_id: &[u8; 16], by: Requester, digest: &PostDigest, now: u64) -> bool {
-        self.by_key.get(key_id).filter(|a| Self::fresh(a, now)).and_then(|a| a.post).is_some_and(|(poster, d)| {
-            poster == by && bool::from(d.ct_eq(digest))
-        })
+        self.by_key
+            .get(key_id)
+            .filter(|a| Self::fresh(a, now))
+            .and_then(|a| a.post)
+            .is_some_and(|(poster, d)| poster == by && bool::from(d.ct_eq(digest)))
     }
 
     /// Keeps an answer, evicting the requester's oldest and then the oldest of all beyond
@@ -490,7 +504,9 @@ enum PostStep {
 /// What [`PendingKeys::reserve`] made of a post.
 enum Reserved {
     /// The key id is reserved for it (state `Writing`); it replaces `previous` once durable.
-    Key { previous: Option<[u8; 16]> },
+    Key {
+        previous: Option<[u8; 16]>,
+    },
     Refused(Status),
     /// A retransmission of a durable post: answered 250 now.
     Resent,
@@ -554,22 +570,19 @@ pub fn take_then<O: Send + Sync + 'static>(
     owner: Arc<O>,
     keys: fn(&O) -> &PendingKeys,
     key_id: [u8; 16],
-    requester_coins: &[CoinName],
-    requester: Requester,
-    requester_ip: IpAddr,
+    taker: Taker<'_>,
     now: u64,
     done: impl FnOnce(Result<(CoinName, Vec<u8>), Status>) + Send + 'static,
 ) {
     let store = keys(&owner);
-    match store.take_remove(&key_id, requester_coins, requester, requester_ip, now) {
+    let requester = taker.requester;
+    match store.take_remove(&key_id, taker, now) {
         Err(status) => return done(Err(status)),
         Ok(Some(repeat)) => return done(Ok(repeat)),
         Ok(None) => {}
     }
     let owner2 = owner.clone();
-    store
-        .dir_sync
-        .sync_then(Box::new(move |synced| done(keys(&owner2).take_finish(&key_id, requester, now, synced))));
+    store.dir_sync.sync_then(Box::new(move |synced| done(keys(&owner2).take_finish(&key_id, requester, now, synced))));
 }
 
 impl PendingKeys {
@@ -1009,54 +1022,45 @@ impl PendingKeys {
         self.index.lock().remove(&old);
     }
 
-    /// Hand a key out once: 216 not pending, 217 wrong receiver coin, 218 wrong address.
-    /// `requester_coins`: the coins whose key encrypted the request; `requester`: its key
-    /// identity (the one a repeat within [`REPEAT_SECS`] gets the same answer for). The
+    /// Hand a key out once: 216 not pending, 217 wrong receiver coin, 218 wrong address;
+    /// the same requester asking again within [`REPEAT_SECS`] gets the same answer. The
     /// key's deletion is durable before this returns it (the server uses [`take_then`],
     /// which does not wait).
-    pub fn take(
-        &self,
-        key_id: &[u8; 16],
-        requester_coins: &[CoinName],
-        requester: Requester,
-        requester_ip: IpAddr,
-        now: u64,
-    ) -> Result<(CoinName, Vec<u8>), Status> {
-        if let Some(repeat) = self.take_remove(key_id, requester_coins, requester, requester_ip, now)? {
+    pub fn take(&self, key_id: &[u8; 16], taker: Taker<'_>, now: u64) -> Result<(CoinName, Vec<u8>), Status> {
+        if let Some(repeat) = self.take_remove(key_id, taker, now)? {
             return Ok(repeat);
         }
         let synced = self.dir_sync.sync();
-        self.take_finish(key_id, requester, now, synced)
+        self.take_finish(key_id, taker.requester, now, synced)
     }
 
-    /// Step 1 of a take: a kept answer for a repeat (`Some`, nothing else to do), or check,
-    /// mark the key `Taking` (handed out once) and take its file away from its name; the
-    /// removal is durable once the next directory sync has run.
+    /// Step 1 of a take: check, mark the key `Taking` (handed out once) and take its file
+    /// away from its name (the removal is durable once the next directory sync has run);
+    /// or, for a key id not pending, the kept answer of a repeat (`Some`: nothing else to do).
     fn take_remove(
         &self,
         key_id: &[u8; 16],
-        requester_coins: &[CoinName],
-        requester: Requester,
-        requester_ip: IpAddr,
+        taker: Taker<'_>,
         now: u64,
     ) -> Result<Option<(CoinName, Vec<u8>)>, Status> {
+        let requester = taker.requester;
         {
             let mut idx = self.index.lock();
             idx.answers.prune(now);
-            if let Some(repeat) = idx.answers.repeat(key_id, requester, now) {
+            let pending = idx.keys.get(key_id).is_some_and(|e| e.state == KeyState::Live && self.live(&e.key, now));
+            if !pending {
+                // not pending (again): the answer this requester got for it, if it is kept
+                let repeat = idx.answers.repeat(key_id, requester, now).ok_or(Status::KeyNotFound)?;
                 drop(idx);
                 self.takes_repeated.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(repeat));
             }
             let e = idx.keys.get_mut(key_id).ok_or(Status::KeyNotFound)?;
-            if e.state != KeyState::Live || now.saturating_sub(e.key.created) > self.ttl {
-                return Err(Status::KeyNotFound);
-            }
             let k = &e.key;
-            if k.receiver.is_set() && !requester_coins.contains(&k.receiver) {
+            if k.receiver.is_set() && !taker.coins.contains(&k.receiver) {
                 return Err(Status::ReceiverAuth);
             }
-            if k.receiver_ip != [0; 4] && canonical(requester_ip) != IpAddr::V4(Ipv4Addr::from(k.receiver_ip)) {
+            if k.receiver_ip != [0; 4] && canonical(taker.ip) != IpAddr::V4(Ipv4Addr::from(k.receiver_ip)) {
                 return Err(Status::ReceiverAddress);
             }
             e.state = KeyState::Taking;

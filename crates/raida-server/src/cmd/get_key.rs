@@ -8,7 +8,7 @@ use raida_proto::commands::get_key::{GetKey, GetKeyAnswer};
 use raida_proto::Status;
 
 use super::{decode, reply, request_coins};
-use crate::pending_keys::{take_then, Requester};
+use crate::pending_keys::{take_then, Requester, Taker};
 use crate::state::{Call, Reply, ServerState};
 
 /// Answered through `answer` once the deletion is durable, from the thread whose directory
@@ -26,9 +26,7 @@ pub fn run(state: Arc<ServerState>, call: Call, answer: Reply) {
         state,
         |s| &s.pending_keys,
         req.key_id,
-        &coins,
-        requester,
-        ctx.peer,
+        Taker { coins: &coins, requester, ip: ctx.peer },
         ctx.now,
         move |r| {
             answer.send(match r {
