@@ -9,7 +9,8 @@
 //! **The index lock is never held across disk I/O**, so a slow disk or a flood of posts
 //! cannot make every other post and Get Key queue behind one fsync:
 //! * Post Key reserves the key id in the index (state `Writing`: Get Key answers 216, a
-//!   post of the same id 201), writes the file outside the lock (temp + fsync + rename),
+//!   post of the same id 201 — unless it is a retransmission, see below), writes the file
+//!   outside the lock (temp + fsync + rename),
 //!   waits for the directory fsync, then publishes the key (`Live`) and answers.
 //! * Get Key marks the key `Taking` (so it is handed out once), removes the file from its
 //!   name outside the lock (recycled, see below), waits for the directory fsync, then drops the key and answers.
