@@ -423,7 +423,7 @@ pub fn pending_keys(data: &[u8]) {
 }
 
 fn pending_keys_in(base: &std::path::Path, data: &[u8]) {
-    use raida_server::pending_keys::{PendingKeys, Poster};
+    use raida_server::pending_keys::{PendingKeys, Poster, Requester, Taker};
     let dir = base.join("Keys");
     let _ = std::fs::create_dir_all(&dir);
     clear_dir(&dir);
@@ -454,7 +454,8 @@ fn pending_keys_in(base: &std::path::Path, data: &[u8]) {
     let mut taken = Vec::new();
     for id in &ids {
         let coins = [pick_coin(&mut inp).into()];
-        if keys.take(id, &coins, peer, NOW + inp.u8() as u64).is_ok() {
+        let taker = Taker { coins: &coins, requester: Requester::of(Poster::Anonymous, peer), ip: peer };
+        if keys.take(id, taker, NOW + inp.u8() as u64).is_ok() {
             taken.push(*id);
         }
     }
@@ -463,7 +464,7 @@ fn pending_keys_in(base: &std::path::Path, data: &[u8]) {
         let none = CoinName { dn: 0, sn: 0 };
         let request =
             post_key::PostKey::with_part(reposted, none, [0; 4], none, &[0; post_key::KEY_FIELD], 0, &[0xFF; 8]);
-        let post = post_key::PostKey::decode(&request.to_bytes()).expect("a well-formed post").posted();
+        let post = post_key::PostKey::decode(&request.to_bytes()).expect("a well-formed post");
         let poster = if inp.bool() { Poster::Anonymous } else { Poster::Coin(CoinId { dn: 1, sn: 100 }) };
         let _ = keys.post(&post, poster, std::net::IpAddr::from([127, 0, 0, 1]), NOW);
     }
@@ -473,7 +474,8 @@ fn pending_keys_in(base: &std::path::Path, data: &[u8]) {
     let again = PendingKeys::open(&dir, 3600, NOW).expect("pending keys reopen");
     if !upper {
         for id in taken.iter().filter(|id| **id != reposted) {
-            let left = again.take(id, &[], PEERS[0].ip(), NOW);
+            let ip = PEERS[0].ip();
+            let left = again.take(id, Taker { coins: &[], requester: Requester::of(Poster::Anonymous, ip), ip }, NOW);
             assert_eq!(left.err(), Some(raida_proto::Status::KeyNotFound), "a key handed out is pending again");
         }
     }

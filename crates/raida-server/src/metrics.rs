@@ -171,6 +171,24 @@ impl Collector for ServerCollector {
         gauge(&mut e, "raida_pending_keys", "Posted key parts waiting in Keys/", pk.keys as u64)?;
         gauge(&mut e, "raida_pending_keys_anonymous", "Of them, posted with EN 0", pk.anonymous as u64)?;
         counter(&mut e, "raida_pending_keys_dir_fsyncs", "fsyncs of Keys/ (group commit)", pk.dir_fsyncs)?;
+        counter(
+            &mut e,
+            "raida_pending_keys_posts_resent",
+            "Retransmitted Post Keys (41) answered as their first copy",
+            pk.posts_resent,
+        )?;
+        counter(
+            &mut e,
+            "raida_pending_keys_takes_repeated",
+            "Repeated Get Keys (43) answered again from the kept answers",
+            pk.takes_repeated,
+        )?;
+        gauge(
+            &mut e,
+            "raida_pending_keys_kept_answers",
+            "Answers of handed-out keys kept for a repeated Get Key (30 s)",
+            pk.kept_answers as u64,
+        )?;
         gauge(&mut e, "raida_inbox_keys", "Assembled keys waiting in Inbox/", s.inbox.indexed() as u64)?;
         let mb = s.mailbox.stats();
         gauge(

@@ -378,6 +378,38 @@ fn mailbox_sequence_cases() {
     }
 }
 
+/// `key_repeat_sequence` of mailbox.json: retransmitted 41s and repeated 43s (6/41, 6/43
+/// as amended) on one fresh server, through the handlers of the dispatch table, with the
+/// vector's clock, key identity (EN and coin) and source address per step.
+#[test]
+fn key_repeat_sequence_cases() {
+    let all = cases("mailbox.json", "key_repeat_sequence");
+    for c in all {
+        let (i, e) = (&c["input"], &c["expected"]);
+        let n = name(&c);
+        let now = u64_(&i["now"]);
+        assert_eq!(u64_(&i["repeat_seconds"]), raida_server::pending_keys::REPEAT_SECS, "{n}");
+        let t = TestState::build(1, 6, MemoryLedger::default(), now, |s| s.key_ttl_secs = u64_(&i["key_ttl"]));
+        let steps = i["steps"].as_array().unwrap();
+        let wants = e["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), wants.len(), "{n}");
+        for (step, want) in steps.iter().zip(wants) {
+            let d = step["description"].as_str().unwrap_or("");
+            let coins = coins_of(&step["request_coins"]);
+            let (enc, id) = identity_for(u64_(&step["en"]), &coins, &Value::Null);
+            let at = now + u64_(&step["time_offset"]);
+            t.set_now(at);
+            let command = if step["op"] == "post" { 41 } else { 43 };
+            let mut cl = call(header(enc, id, 4, command), bytes(&step["payload"]), at);
+            let ip: [u8; 4] = arr(&step["requester_ip"]);
+            cl.peer = IpAddr::V4(Ipv4Addr::from(ip));
+            let a = dispatch::answer(&t.state, &cl);
+            assert_eq!(a.status.code() as u64, u64_(&want["status"]), "{n}: {d}");
+            assert_eq!(hex::encode(&a.payload), want["payload"].as_str().unwrap(), "{n}: {d}");
+        }
+    }
+}
+
 /// `leave_alert_check` and `take_alerts_check` of mailbox.json through the server's
 /// handlers: 34 (before the size) and 16 as the vectors say; a request that passes them is
 /// served (250), and a left alert reaches its receiver with the vouched-for sender.

@@ -153,7 +153,7 @@ fn wait_for_waiters(keys: &PendingKeys, n: usize) {
 #[test]
 fn posts_and_gets_that_do_not_wait_are_answered_by_the_fsync_leader() {
     use raida_proto::codec::Codec;
-    use raida_server::pending_keys::{post_then, take_then, Poster};
+    use raida_server::pending_keys::{post_then, take_then, Poster, Requester, Taker};
     use std::sync::atomic::{AtomicUsize, Ordering};
     const CLIENTS: u64 = 32;
     let t = state();
@@ -167,7 +167,7 @@ fn posts_and_gets_that_do_not_wait_are_answered_by_the_fsync_leader() {
             s.spawn(move || {
                 let p =
                     post_key::PostKey::with_part(key_id(i), NONE, [0; 4], NONE, &[7; 128], 3, &[0x33; 16]).to_bytes();
-                let post = post_key::PostKey::decode(&p).unwrap().posted();
+                let post = post_key::PostKey::decode(&p).unwrap();
                 post_then(
                     st,
                     |s| s.pending_keys(),
@@ -202,8 +202,7 @@ fn posts_and_gets_that_do_not_wait_are_answered_by_the_fsync_leader() {
             st.clone(),
             |s| s.pending_keys(),
             key_id(i),
-            &[],
-            v4(3, i as u8),
+            Taker { coins: &[], requester: Requester::of(Poster::Anonymous, v4(3, i as u8)), ip: v4(3, i as u8) },
             NOW,
             move |r| tx.send((r.map(|(_, key)| key), std::thread::current().id())).unwrap(),
         );
@@ -298,7 +297,7 @@ fn a_new_post_from_the_same_coin_replaces_its_key_and_a_crash_leftover_goes_at_o
 /// does not name its id), without any fsync.
 fn fill_keys(dir: &Path, n: u64) -> Vec<u8> {
     let keys = PendingKeys::open(dir, 3600, NOW).unwrap();
-    let post = post_key::PostKey::with_part(key_id(0), NONE, [0; 4], NONE, &[7; 128], 3, &[0x11; 16]).posted();
+    let post = post_key::PostKey::with_part(key_id(0), NONE, [0; 4], NONE, &[7; 128], 3, &[0x11; 16]);
     keys.post(&post, raida_server::pending_keys::Poster::Anonymous, v4(0, 1), NOW).unwrap();
     let bytes = std::fs::read(dir.join(hex::encode(key_id(0)))).unwrap();
     for i in 1..=n {
@@ -416,23 +415,17 @@ fn all_file_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn taken_key_files_are_recycled_wiped_and_removed_at_open() {
-    use raida_proto::commands::post_key::PostedKey;
-    use raida_server::pending_keys::Poster;
+    use raida_server::pending_keys::{Poster, Requester, Taker};
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("Keys");
     let keys = PendingKeys::open(&dir, 3600, NOW).unwrap();
     let post = |n: u64, byte: u8| {
-        let p = PostedKey {
-            key_id: key_id(n),
-            receiver: NONE,
-            receiver_ip: [0; 4],
-            sender: NONE,
-            key_bytes: vec![byte; 16],
-        };
+        let p = post_key::PostKey::with_part(key_id(n), NONE, [0; 4], NONE, &[7; 128], 3, &[byte; 16]);
         keys.post(&p, Poster::Anonymous, v4(0, 1), NOW).unwrap();
     };
+    let anonymous = Taker { coins: &[], requester: Requester::of(Poster::Anonymous, v4(0, 1)), ip: v4(0, 1) };
     post(1, 0xC3);
-    let (_, bytes) = keys.take(&key_id(1), &[], v4(0, 1), NOW).unwrap();
+    let (_, bytes) = keys.take(&key_id(1), anonymous, NOW).unwrap();
     assert_eq!(bytes, vec![0xC3; 16]);
     assert_eq!(keys.spare_files(), 1, "the taken key's file is kept for reuse");
     for (name, content) in all_file_bytes(&dir) {
@@ -447,11 +440,105 @@ fn taken_key_files_are_recycled_wiped_and_removed_at_open() {
     assert_eq!(files[0].0, hex::encode(key_id(2)));
     assert!(files[0].1.ends_with(&[0x5A; 16]));
     // a spare left by a crash (or a shutdown) is removed at open and never loaded as a key
-    keys.take(&key_id(2), &[], v4(0, 1), NOW).unwrap();
+    keys.take(&key_id(2), anonymous, NOW).unwrap();
     assert_eq!(keys.spare_files(), 1);
     drop(keys);
     let keys = PendingKeys::open(&dir, 3600, NOW).unwrap();
     assert_eq!(keys.len(), 0);
     assert_eq!(keys.stats().temp_files_removed, 1);
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+/// Post Key with EN 0 from `peer` with its own key field (the part at KS 3).
+fn post_anonymous_field(t: &TestState, id: &[u8; 16], peer: IpAddr, field: u8) -> Status {
+    let p = post_key::PostKey::with_part(*id, NONE, [0; 4], NONE, &[field; 128], 3, &[0x11; 16]).to_bytes();
+    let mut c = call(header(Encryption::None, KeyIdentity::None, 4, 41), p, t.now());
+    c.peer = peer;
+    dispatch::answer(&t.state, &c).status
+}
+
+/// A Post Key sent again while its first copy is not yet durable (a slow disk: the test
+/// holds the `Keys/` directory fsync with `DirSync::pause`) is answered 250 once the first
+/// is, never 201 (6/41 as amended): anonymous (the same address, key id and bytes) and with
+/// a coin alike. Another address, or other bytes, still get 201 at once. Without the
+/// defence (the retransmission of a post being written refused as before) this fails with
+/// "a retransmission answered before its first copy is durable".
+#[test]
+fn a_post_sent_again_while_its_first_copy_is_not_durable_gets_250_once_it_is() {
+    let t = &state();
+    let keys = t.state.pending_keys();
+    let pause = keys.dir_sync().pause();
+    std::thread::scope(|s| {
+        let first = s.spawn(|| post_anonymous(t, &key_id(1), v4(1, 1)));
+        let first_coin = s.spawn(|| post_with_coin(t, &key_id(2), 5));
+        // both first copies wait for the held fsync (one leads it, one is queued behind)
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while keys.len() < 2 || keys.dir_sync().queued() < 2 {
+            assert!(Instant::now() < deadline, "the first posts never reached the directory fsync");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let resent = s.spawn(|| post_anonymous(t, &key_id(1), v4(1, 1)));
+        let resent_coin = s.spawn(|| post_with_coin(t, &key_id(2), 5));
+        while (!resent.is_finished() || !resent_coin.is_finished()) && keys.stats().posts_resent < 2 {
+            assert!(Instant::now() < deadline, "the retransmissions neither waited nor were answered");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for h in [&resent, &resent_coin] {
+            assert!(!h.is_finished(), "a retransmission answered before its first copy is durable");
+        }
+        assert_eq!(keys.stats().posts_resent, 2);
+        // not a retransmission: another address, or the same address with another key field
+        assert_eq!(post_anonymous(t, &key_id(1), v4(1, 2)), Status::FileExists);
+        assert_eq!(post_anonymous_field(t, &key_id(1), v4(1, 1), 8), Status::FileExists);
+        assert!(!resent.is_finished() && !first.is_finished());
+        drop(pause);
+        for h in [first, resent, first_coin, resent_coin] {
+            assert_eq!(h.join().unwrap(), Status::Success);
+        }
+    });
+    assert_eq!(keys.len(), 2, "a retransmission parks nothing of its own");
+    assert_eq!(keys.stats().posts, 2);
+    // each key is handed out once, with its bytes
+    assert_eq!(get(t, &key_id(1), v4(1, 1)), (Status::Success, [vec![0; 5], vec![0x11; 16]].concat()));
+    assert_eq!(get(t, &key_id(2), v4(1, 1)).1[5..], [0x22; 16]);
+    // a late copy of a post whose key was handed out is answered as its first, not parked
+    assert_eq!(post_anonymous(t, &key_id(1), v4(1, 1)), Status::Success);
+    assert!(keys.is_empty(), "the late copy parked the key again");
+    // the first copy durable, a retransmission is answered at once (no write of its own)
+    assert_eq!(post_anonymous(t, &key_id(3), v4(1, 1)), Status::Success);
+    let fsyncs = keys.stats().dir_fsyncs;
+    assert_eq!(post_anonymous(t, &key_id(3), v4(1, 1)), Status::Success);
+    assert_eq!(post_anonymous(t, &key_id(3), v4(1, 3)), Status::FileExists);
+    assert_eq!(keys.stats().dir_fsyncs, fsyncs);
+    assert_eq!(keys.stats().posts_resent, 4);
+    // Show Stats counts them
+    let mut c = call(header(Encryption::None, KeyIdentity::None, 0, 2), vec![1; 16], NOW);
+    c.peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let shown = String::from_utf8(cmd::show_stats::run(&t.state, &c).payload).unwrap();
+    assert!(shown.contains("pending_keys_posts_resent=4\n"), "{shown}");
+}
+
+/// The answers kept for repeated Get Keys are bounded per requester: the oldest goes first
+/// (its repeat then gets 216), the newest is still answered; a repeat is answered from
+/// memory. (With the bound one higher, this fails: `kept_answers` reached 1,025.)
+#[test]
+fn kept_answers_are_bounded_per_requester_oldest_first() {
+    use raida_server::pending_keys::MAX_KEPT_ANSWERS_PER_REQUESTER as CAP;
+    let t = &state();
+    let keys = t.state.pending_keys();
+    let me = v4(4, 4);
+    for i in 0..=CAP as u64 {
+        assert_eq!(post_with_coin(t, &key_id(i), 1000 + i as u32), Status::Success);
+        assert_eq!(get(t, &key_id(i), me).0, Status::Success);
+    }
+    let st = keys.stats();
+    assert_eq!((st.taken, st.kept_answers), (CAP as u64 + 1, CAP));
+    assert_eq!(get(t, &key_id(0), me).0, Status::KeyNotFound, "the oldest answer was evicted");
+    let (status, payload) = get(t, &key_id(CAP as u64), me);
+    assert_eq!((status, &payload[5..]), (Status::Success, &[0x22; 16][..]));
+    assert_eq!(get(t, &key_id(CAP as u64), v4(4, 5)).0, Status::KeyNotFound, "another requester");
+    assert_eq!(keys.stats().takes_repeated, 1);
+    // every answer goes after 30 s (the sweeper)
+    keys.sweep(NOW + raida_server::pending_keys::REPEAT_SECS + 1);
+    assert_eq!(keys.stats().kept_answers, 0);
 }

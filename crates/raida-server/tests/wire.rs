@@ -377,8 +377,12 @@ async fn command_statuses_over_udp_and_tcp() {
         assert_eq!(call(&h, t, &ClientKey::None, 4, 41, &p[..166]).await, Err(Status::InvalidPacketLength));
         let got = call(&h, t, &ClientKey::None, 4, 43, &get_key::GetKey { key_id: id }.to_bytes()).await.unwrap();
         assert_eq!(got, [vec![1, 0, 0, 0, 100], vec![0xFF; 8]].concat());
+        // handed out once: the same requester (EN 0: the same address) asking again within
+        // 30 s gets the same bytes, another requester (coin A) 216
+        let again = call(&h, t, &ClientKey::None, 4, 43, &get_key::GetKey { key_id: id }.to_bytes()).await;
+        assert_eq!(again, Ok(got));
         assert_eq!(
-            call(&h, t, &ClientKey::None, 4, 43, &get_key::GetKey { key_id: id }.to_bytes()).await,
+            call(&h, t, &coin_a(), 4, 43, &get_key::GetKey { key_id: id }.to_bytes()).await,
             Err(Status::KeyNotFound)
         );
         // receiver coin B: only a request made with coin B may fetch

@@ -22,7 +22,9 @@ pub fn poster(id: &KeyIdentity) -> Poster {
 }
 
 /// Answered through `answer` once the key is durable, from the thread whose directory
-/// fsync made it so (this one returns at once when another thread leads that fsync).
+/// fsync made it so (this one returns at once when another thread leads that fsync). A
+/// retransmission (same poster, key id, key field, KS and KL) gets the first copy's answer,
+/// once that one is durable.
 pub fn run(state: Arc<ServerState>, call: Call, answer: Reply) {
     let (req, ctx) = match decode::<PostKey>(&call) {
         Ok(r) => r,
@@ -32,7 +34,7 @@ pub fn run(state: Arc<ServerState>, call: Call, answer: Reply) {
     post_then(
         state,
         |s| &s.pending_keys,
-        &req.posted(),
+        &req,
         poster,
         ctx.peer,
         ctx.now,
