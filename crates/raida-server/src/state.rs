@@ -55,13 +55,32 @@ impl Default for KeyAlertSettings {
     }
 }
 
-/// What a dishonest RAIDA answers to Get Key for a key id it does not hold (tests of
-/// receivers only: [`crate::local_network::LocalNetwork::make_dishonest`]; nothing in a
-/// configuration sets it).
-#[derive(Clone, Debug)]
+/// How a dishonest RAIDA answers Get Key (tests of receivers only:
+/// [`crate::local_network::LocalNetwork::make_dishonest`] and
+/// [`crate::local_network::LocalNetwork::set_dishonesty`]; nothing in a configuration sets it).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct ForgedGetKey {
-    pub sender: raida_proto::CoinId,
-    pub key: Vec<u8>,
+    /// The answer (sender, part) to a key id it does not hold, instead of "not found".
+    pub unheld: Option<(raida_proto::CoinId, Vec<u8>)>,
+    /// How it lies about the key ids it does hold.
+    pub held: Option<raida_netsim::Dishonesty>,
+}
+
+impl ForgedGetKey {
+    /// What it answers for a part it holds: `sender`'s `key` as `held` twists it.
+    pub(crate) fn lie(&self, sender: raida_proto::CoinId, mut key: Vec<u8>) -> (raida_proto::CoinId, Vec<u8>) {
+        match self.held {
+            None => (sender, key),
+            Some(raida_netsim::Dishonesty::WrongKey) => {
+                key.iter_mut().for_each(|b| *b ^= 0xA5);
+                (sender, key)
+            }
+            Some(raida_netsim::Dishonesty::OtherSender) => {
+                let sn = sender.sn.checked_add(1).unwrap_or(sender.sn - 1);
+                (raida_proto::CoinId { sn, ..sender }, key)
+            }
+        }
+    }
 }
 
 /// Entries of the replay memory one key identity may hold unless configured (3.4).
