@@ -785,4 +785,28 @@ mod os_pool_tests {
         assert_eq!(pool.taken, 100);
         assert!(big.iter().any(|&b| b != 0));
     }
+
+}
+
+#[cfg(test)]
+mod forged_get_key_tests {
+    use super::*;
+
+    /// A dishonest RAIDA (raida_netsim::Dishonesty) twists the parts it holds: wrong bytes
+    /// under the true sender, or the true bytes under another sender; an honest one not.
+    #[test]
+    fn dishonest_raidas_lie_about_the_parts_they_hold() {
+        use raida_netsim::Dishonesty;
+        let sender = raida_proto::CoinId { dn: 1, sn: 7 };
+        let key = vec![1u8, 2, 3];
+        let lie = |held| ForgedGetKey { unheld: None, held }.lie(sender, key.clone());
+        assert_eq!(lie(None), (sender, key.clone()));
+        let (s, k) = lie(Some(Dishonesty::WrongKey));
+        assert_eq!(s, sender);
+        assert_eq!(k.len(), key.len());
+        assert!(k.iter().zip(&key).all(|(a, b)| a != b));
+        let (s, k) = lie(Some(Dishonesty::OtherSender));
+        assert_ne!(s, sender);
+        assert_eq!(k, key);
+    }
 }
