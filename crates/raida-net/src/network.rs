@@ -216,7 +216,8 @@ mod tests {
             bad("[[raida]]\nid = 1\naddress = \"a:1\"\n[[relays]]\naddress = \"norelay\"\n").contains("relay norelay")
         );
         // a file with `raida network up`'s simulation section is a network file all the same
-        let with_sim = format!("{}\n[simulation]\nloss = 5.0\n[[simulation.raida]]\nid = 3\nfault = \"down\"\n", net.to_toml());
+        let with_sim =
+            format!("{}\n[simulation]\nloss = 5.0\n[[simulation.raida]]\nid = 3\nfault = \"down\"\n", net.to_toml());
         assert_eq!(Network::from_toml(&with_sim, "n").unwrap(), net);
         assert!(bad("[[raida]]\nid = 1\naddress = \"a:1\"\n[simulations]\n").contains("simulations"));
         // a file without relays has none

@@ -108,7 +108,10 @@ impl std::fmt::Display for LinkConfig {
 pub enum Fate {
     Dropped,
     /// Delivered `after` from now; `copy_after`: a duplicate, delivered that long from now.
-    Delivered { after: Duration, copy_after: Option<Duration> },
+    Delivered {
+        after: Duration,
+        copy_after: Option<Duration>,
+    },
 }
 
 /// One direction of a link: a [`LinkConfig`] and its seeded generator.

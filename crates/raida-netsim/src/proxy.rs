@@ -195,7 +195,8 @@ impl Proxy {
             tcp_connections: AtomicUsize::new(0),
             epoch: Instant::now(),
         });
-        let proxy = Proxy { local_addr, shared, stop: CancellationToken::new(), sockets: tokio::sync::Mutex::new(None) };
+        let proxy =
+            Proxy { local_addr, shared, stop: CancellationToken::new(), sockets: tokio::sync::Mutex::new(None) };
         if fault != Some(Fault::Refusing) {
             *proxy.sockets.lock().await = Some(proxy.serve(udp, tcp));
         }
@@ -332,7 +333,13 @@ fn deliver(
     send_after(shared, ctx, after + extra, target, bytes);
 }
 
-fn send_after(shared: &Arc<Shared>, ctx: &(CancellationToken, TaskTracker), after: Duration, target: Target, bytes: Vec<u8>) {
+fn send_after(
+    shared: &Arc<Shared>,
+    ctx: &(CancellationToken, TaskTracker),
+    after: Duration,
+    target: Target,
+    bytes: Vec<u8>,
+) {
     if after.is_zero() {
         match target.try_send(&bytes) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -435,15 +442,15 @@ async fn open_flow(
     stop: &CancellationToken,
     tracker: &TaskTracker,
 ) -> io::Result<Flow> {
-    let any: SocketAddr =
-        if shared.upstream.is_ipv4() { (std::net::Ipv4Addr::UNSPECIFIED, 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let any: SocketAddr = if shared.upstream.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
     let socket = UdpSocket::bind(any).await?;
     socket.connect(shared.upstream).await?;
-    let flow = Flow {
-        socket: Arc::new(socket),
-        last: Arc::new(AtomicU64::new(shared.now_ms())),
-        stop: stop.child_token(),
-    };
+    let flow =
+        Flow { socket: Arc::new(socket), last: Arc::new(AtomicU64::new(shared.now_ms())), stop: stop.child_token() };
     let (socket, last, flow_stop) = (flow.socket.clone(), flow.last.clone(), flow.stop.clone());
     let (public, shared) = (public.clone(), shared.clone());
     let ctx = (stop.clone(), tracker.clone());
@@ -536,7 +543,8 @@ async fn answer_overloaded(mut s: TcpStream, shared: &Arc<Shared>) {
         }
         let mut request = first32.to_vec();
         request.resize(request_len(&first32), 0);
-        if !matches!(tokio::time::timeout(TCP_IDLE, s.read_exact(&mut request[LEGACY_HEADER_SIZE..])).await, Ok(Ok(_))) {
+        if !matches!(tokio::time::timeout(TCP_IDLE, s.read_exact(&mut request[LEGACY_HEADER_SIZE..])).await, Ok(Ok(_)))
+        {
             return;
         }
         let Some(answer) = overloaded_answer(&request) else { return };
@@ -566,10 +574,7 @@ async fn forward(client: TcpStream, shared: &Arc<Shared>) {
     let chunks = queue_chunks(&shared.link.lock().config);
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
-    tokio::join!(
-        pump(cr, uw, shared, Direction::ToServer, chunks),
-        pump(ur, cw, shared, Direction::ToClient, chunks)
-    );
+    tokio::join!(pump(cr, uw, shared, Direction::ToServer, chunks), pump(ur, cw, shared, Direction::ToClient, chunks));
 }
 
 /// Copy one direction of a TCP connection through the link: each chunk written when its

@@ -325,7 +325,9 @@ fault = "slow:2000"
 
     #[test]
     fn bad_settings_say_what_is_wrong() {
-        let bad = |t: &str| SimulationSettings::from_network_toml(t).and_then(|s| s.unwrap().resolve(|| 0)).unwrap_err().to_string();
+        let bad = |t: &str| {
+            SimulationSettings::from_network_toml(t).and_then(|s| s.unwrap().resolve(|| 0)).unwrap_err().to_string()
+        };
         assert!(bad("[simulation]\nloss = 150\n").contains("0..100"));
         assert!(bad("[simulation]\nlos = 5\n").contains("los"));
         assert!(bad("[simulation]\n[[simulation.raida]]\nid = 30\n").contains("0..24"));

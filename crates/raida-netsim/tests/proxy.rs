@@ -79,9 +79,8 @@ async fn each_client_gets_its_own_answers_and_duplicates_come_twice() {
 #[tokio::test]
 async fn a_lost_link_answers_nothing() {
     let upstream = echo_server().await;
-    let proxy = Proxy::start(any(), upstream, LinkConfig { loss: 1.0, ..LinkConfig::PERFECT }, None, SEED)
-        .await
-        .unwrap();
+    let proxy =
+        Proxy::start(any(), upstream, LinkConfig { loss: 1.0, ..LinkConfig::PERFECT }, None, SEED).await.unwrap();
     let c = udp_client(proxy.local_addr()).await;
     for _ in 0..5 {
         c.send(b"anyone?").await.unwrap();

@@ -329,9 +329,9 @@ impl LocalNetwork {
         self.servers.push((id, server));
         let Some(sim) = &self.simulation else { return Ok(()) };
         let fault = sim.fault_of(id);
-        let proxy = Proxy::start(public, upstream, sim.link_of(id), fault, sim.raida_seed(id))
-            .await
-            .map_err(|e| err(format!("RAIDA {id}: simulated link on {public}: {e} (is another network running on these ports?)")))?;
+        let proxy = Proxy::start(public, upstream, sim.link_of(id), fault, sim.raida_seed(id)).await.map_err(|e| {
+            err(format!("RAIDA {id}: simulated link on {public}: {e} (is another network running on these ports?)"))
+        })?;
         self.proxies.push((id, proxy));
         if let Some(Fault::Dishonest(how)) = fault {
             self.set_dishonesty(id, Some(how));

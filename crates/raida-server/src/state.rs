@@ -785,7 +785,6 @@ mod os_pool_tests {
         assert_eq!(pool.taken, 100);
         assert!(big.iter().any(|&b| b != 0));
     }
-
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub(crate) enum NetworkCommand {
         #[arg(long, value_enum, default_value_t = super::serve::LogFormat::Text, env = "RAIDA_LOG_FORMAT")]
         log_format: super::serve::LogFormat,
         #[command(flatten)]
-        simulate: SimulateFlags,
+        simulate: Box<SimulateFlags>,
     },
     /// Make one more user's wallet and register it on every RAIDA (the network must be stopped).
     AddUser { dir: PathBuf, name: String },
