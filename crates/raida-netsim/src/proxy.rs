@@ -149,8 +149,40 @@ pub struct Proxy {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
-    /// The public sockets' tasks; None while refusing (nothing bound).
-    sockets: tokio::sync::Mutex<Option<Sockets>>,
+    /// The public sockets' tasks, or while refusing the port held without them.
+    public: tokio::sync::Mutex<Public>,
+}
+
+enum Public {
+    Serving(Sockets),
+    Refusing(Reserved),
+    Stopped,
+}
+
+/// A refusing RAIDA's port, held so that nothing else takes it (a test binding a free port
+/// took it 1 run in 6 with 6 runs at once) while the kernel still refuses: a UDP socket
+/// connected elsewhere receives nothing from clients (they get port unreachable), and a
+/// TCP socket bound but not listening accepts nothing (connection refused).
+struct Reserved {
+    _udp: UdpSocket,
+    _tcp: tokio::net::TcpSocket,
+}
+
+impl Reserved {
+    /// Hold `udp`'s port: `udp` connected to port 1 of its loopback, a fresh TCP socket bound.
+    async fn hold(udp: UdpSocket) -> io::Result<Reserved> {
+        let at = udp.local_addr()?;
+        let nowhere: SocketAddr = if at.is_ipv4() {
+            (std::net::Ipv4Addr::LOCALHOST, 1).into()
+        } else {
+            (std::net::Ipv6Addr::LOCALHOST, 1).into()
+        };
+        udp.connect(nowhere).await?;
+        let tcp = if at.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        tcp.set_reuseaddr(true)?;
+        tcp.bind(at)?;
+        Ok(Reserved { _udp: udp, _tcp: tcp })
+    }
 }
 
 struct Sockets {
@@ -195,11 +227,19 @@ impl Proxy {
             tcp_connections: AtomicUsize::new(0),
             epoch: Instant::now(),
         });
-        let proxy =
-            Proxy { local_addr, shared, stop: CancellationToken::new(), sockets: tokio::sync::Mutex::new(None) };
-        if fault != Some(Fault::Refusing) {
-            *proxy.sockets.lock().await = Some(proxy.serve(udp, tcp));
-        }
+        let proxy = Proxy {
+            local_addr,
+            shared,
+            stop: CancellationToken::new(),
+            public: tokio::sync::Mutex::new(Public::Stopped),
+        };
+        let public = if fault == Some(Fault::Refusing) {
+            drop(tcp);
+            Public::Refusing(Reserved::hold(udp).await?)
+        } else {
+            Public::Serving(proxy.serve(udp, tcp))
+        };
+        *proxy.public.lock().await = public;
         Ok(proxy)
     }
 
@@ -222,20 +262,25 @@ impl Proxy {
     }
 
     /// Play `fault` from now on. Into [`Fault::Refusing`]: the public sockets (and every
-    /// connection through them) are closed before this returns; out of it: bound again
-    /// on the same address. Open TCP connections keep forwarding or answering as when
+    /// connection through them) are closed before this returns, the port held without
+    /// them; out of it: served again on the same address. Open TCP connections keep forwarding or answering as when
     /// they were accepted, except that down or refusing silences them at once and a
     /// slow RAIDA's answers are delayed at once.
     pub async fn set_fault(&self, fault: Option<Fault>) -> io::Result<()> {
-        let mut sockets = self.sockets.lock().await;
+        let mut public = self.public.lock().await;
         *self.shared.fault.lock() = fault;
-        match (fault == Some(Fault::Refusing), sockets.take()) {
-            (true, Some(s)) => s.close().await,
-            (false, None) => {
-                let (udp, tcp) = bind_pair(self.local_addr).await?;
-                *sockets = Some(self.serve(udp, tcp));
+        let refusing = fault == Some(Fault::Refusing);
+        match std::mem::replace(&mut *public, Public::Stopped) {
+            Public::Serving(s) if refusing => {
+                s.close().await;
+                *public = Public::Refusing(Reserved::hold(UdpSocket::bind(self.local_addr).await?).await?);
             }
-            (_, s) => *sockets = s,
+            Public::Refusing(held) if !refusing => {
+                drop(held);
+                let (udp, tcp) = bind_pair(self.local_addr).await?;
+                *public = Public::Serving(self.serve(udp, tcp));
+            }
+            other => *public = other,
         }
         Ok(())
     }
@@ -250,7 +295,7 @@ impl Proxy {
     /// Close every socket and connection, and wait until they are closed.
     pub async fn stop(self) {
         self.stop.cancel();
-        if let Some(s) = self.sockets.lock().await.take() {
+        if let Public::Serving(s) = std::mem::replace(&mut *self.public.lock().await, Public::Stopped) {
             s.close().await;
         }
     }
