@@ -14,6 +14,9 @@
 //!
 //! [[relays]]                     # optional: relays (PROTOCOL.md section 10) its users may use,
 //! address = "127.0.0.1:50025"    # tried in this order when neither side can be reached directly
+//!
+//! [simulation]                   # optional: `raida network up`'s simulated links (raida_netsim);
+//! loss = 5.0                     # clients ignore it
 //! ```
 //!
 //! Ids are 0..24 and unique; addresses (of RAIDAs and relays) are `HOST:PORT` (`[v6]:PORT`
@@ -31,6 +34,10 @@ use crate::Server;
 
 /// File name of a network description in a `raida network init` folder.
 pub const NETWORK_FILE: &str = "network.toml";
+
+/// The section of a network file that `raida network up` reads (its simulated links,
+/// raida_netsim); clients ignore it.
+pub const SIMULATION_SECTION: &str = "simulation";
 
 /// One RAIDA of a network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +101,11 @@ impl Network {
     /// Parse and check a network description; `path` names it in errors.
     pub fn from_toml(text: &str, path: &str) -> Result<Network, NetworkError> {
         let invalid = |reason: String| NetworkError::Invalid { path: path.to_string(), reason };
-        let net: Network = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        // `raida network up`'s simulated links (raida_netsim): not the client's business
+        table.remove(SIMULATION_SECTION);
+        let net: Network =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
         if net.raidas.is_empty() {
             return Err(invalid("no [[raida]] entries".into()));
         }
@@ -204,6 +215,11 @@ mod tests {
         assert!(
             bad("[[raida]]\nid = 1\naddress = \"a:1\"\n[[relays]]\naddress = \"norelay\"\n").contains("relay norelay")
         );
+        // a file with `raida network up`'s simulation section is a network file all the same
+        let with_sim =
+            format!("{}\n[simulation]\nloss = 5.0\n[[simulation.raida]]\nid = 3\nfault = \"down\"\n", net.to_toml());
+        assert_eq!(Network::from_toml(&with_sim, "n").unwrap(), net);
+        assert!(bad("[[raida]]\nid = 1\naddress = \"a:1\"\n[simulations]\n").contains("simulations"));
         // a file without relays has none
         assert!(Network::from_toml("[[raida]]\nid = 1\naddress = \"a:1\"\n", "n").unwrap().relays.is_empty());
     }

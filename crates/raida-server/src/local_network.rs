@@ -11,6 +11,9 @@
 //! | `DIR/raida-NN/` | RAIDA NN's data directory (`raida init`), listening on `127.0.0.1:<base + NN>`; its identity coin `1:<1023 - NN>` is `[identity]`, every other RAIDA is a `[[key_servers]]` entry |
 //! | `DIR/wallets/<user>/01.<SN>.bin` | a user's coin (section 9 file), registered on every RAIDA |
 //!
+//! [`LocalNetwork::start_with`] puts every RAIDA behind a simulated link ([`raida_netsim`]):
+//! loss, delay, a bandwidth cap, and faults (down, refusing, slow, overloaded, dishonest).
+//!
 //! Every coin is denomination 1: users get SN 1, 2, 3, ... and the RAIDAs' identity coins
 //! SN 1023 - id, so one page per denomination (`--pages 1`) holds them all.
 
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use raida_net::network::{Network, RaidaEntry, RelayEntry, NETWORK_FILE};
+use raida_netsim::{Dishonesty, Fault, LinkConfig, Proxy, Simulation};
 use raida_proto::{CoinId, IdentityCoin};
 use raida_store::parse_coin_file_name;
 use raida_store::wallet::Wallet;
@@ -235,8 +239,11 @@ pub fn add_user(dir: &Path, name: &str) -> Result<PathBuf, LocalNetworkError> {
 /// Every RAIDA of a folder, and its relay, running in this process.
 pub struct LocalNetwork {
     servers: Vec<(u8, RunningServer)>,
+    /// The simulated link in front of each RAIDA (simulated networks only).
+    proxies: Vec<(u8, Proxy)>,
     network: Network,
     relay: Option<raida_relay::RunningRelay>,
+    simulation: Option<Simulation>,
 }
 
 impl LocalNetwork {
@@ -245,34 +252,44 @@ impl LocalNetwork {
     /// addresses; RAIDAs then cannot act as Key Alert receivers for each other, whose
     /// key server lists name the configured ports). Must be called in a tokio runtime.
     pub async fn start(dir: &Path, skip: &[u8], ephemeral: bool) -> Result<LocalNetwork, LocalNetworkError> {
+        LocalNetwork::start_with(dir, skip, ephemeral, None).await
+    }
+
+    /// [`LocalNetwork::start`], with every RAIDA behind a simulated link when `simulation`
+    /// is given: the server binds a free port of its host and a [`Proxy`] takes the RAIDA's
+    /// public address (its configured one, or a free port of 127.0.0.1 with `ephemeral`),
+    /// forwarding through the RAIDA's link and playing its fault. [`LocalNetwork::network`]
+    /// names the proxies, so clients, and RAIDAs fetching parts from each other (Key Alert,
+    /// at the configured addresses), all go through the links. A dishonest RAIDA is
+    /// played by its server ([`LocalNetwork::set_dishonesty`]).
+    pub async fn start_with(
+        dir: &Path,
+        skip: &[u8],
+        ephemeral: bool,
+        simulation: Option<&Simulation>,
+    ) -> Result<LocalNetwork, LocalNetworkError> {
+        if let Some(sim) = simulation {
+            sim.check().map_err(|e| err(format!("simulation: {e}")))?;
+        }
         let mut network = Network::load(&dir.join(NETWORK_FILE)).map_err(err)?;
         let limits = ServerLimits { udp_threads: 1, ..ServerLimits::default() };
-        let mut servers = Vec::new();
+        let mut running = LocalNetwork {
+            servers: Vec::new(),
+            proxies: Vec::new(),
+            network: network.clone(),
+            relay: None,
+            simulation: simulation.cloned(),
+        };
         let mut failed = None;
         for r in &network.raidas {
             if skip.contains(&r.id) {
                 continue;
             }
-            let d = raida_dir(dir, r.id);
-            let opened = ServerBuilder::open(&d, &limits, None).map_err(|e| err(format!("RAIDA {}: {e}", r.id)));
-            let started = match opened {
-                Ok((state, listen)) => {
-                    let listen = if ephemeral { std::net::SocketAddr::new([127, 0, 0, 1].into(), 0) } else { listen };
-                    RunningServer::start(state, listen, limits.clone())
-                        .await
-                        .map_err(|e| err(format!("RAIDA {}: {e} (is another network running on these ports?)", r.id)))
-                }
-                Err(e) => Err(e),
-            };
-            match started {
-                Ok(s) => servers.push((r.id, s)),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+            if let Err(e) = running.start_raida(dir, r.id, ephemeral, &limits).await {
+                failed = Some(e);
+                break;
             }
         }
-        let mut running = LocalNetwork { servers, network: network.clone(), relay: None };
         if failed.is_none() {
             match start_relay(&mut network, ephemeral).await {
                 Ok(relay) => running.relay = relay,
@@ -284,12 +301,86 @@ impl LocalNetwork {
             return Err(e);
         }
         for r in network.raidas.iter_mut() {
-            if let Some((_, s)) = running.servers.iter().find(|(id, _)| *id == r.id) {
-                r.address = s.local_addr().to_string();
+            if let Some(a) = running.public_addr(r.id) {
+                r.address = a.to_string();
             }
         }
         running.network = network;
         Ok(running)
+    }
+
+    /// Start RAIDA `id`'s server, and its proxy when the network is simulated.
+    async fn start_raida(
+        &mut self,
+        dir: &Path,
+        id: u8,
+        ephemeral: bool,
+        limits: &ServerLimits,
+    ) -> Result<(), LocalNetworkError> {
+        let d = raida_dir(dir, id);
+        let (state, listen) = ServerBuilder::open(&d, limits, None).map_err(|e| err(format!("RAIDA {id}: {e}")))?;
+        let public = if ephemeral { std::net::SocketAddr::new([127, 0, 0, 1].into(), 0) } else { listen };
+        // behind a proxy the server takes any free port of the same host
+        let own = if self.simulation.is_some() { std::net::SocketAddr::new(public.ip(), 0) } else { public };
+        let server = RunningServer::start(state, own, limits.clone())
+            .await
+            .map_err(|e| err(format!("RAIDA {id}: {e} (is another network running on these ports?)")))?;
+        let upstream = server.local_addr();
+        self.servers.push((id, server));
+        let Some(sim) = &self.simulation else { return Ok(()) };
+        let fault = sim.fault_of(id);
+        let proxy = Proxy::start(public, upstream, sim.link_of(id), fault, sim.raida_seed(id)).await.map_err(|e| {
+            err(format!("RAIDA {id}: simulated link on {public}: {e} (is another network running on these ports?)"))
+        })?;
+        self.proxies.push((id, proxy));
+        if let Some(Fault::Dishonest(how)) = fault {
+            self.set_dishonesty(id, Some(how));
+        }
+        Ok(())
+    }
+
+    /// Where clients reach RAIDA `id`: its proxy if simulated, else its server.
+    fn public_addr(&self, id: u8) -> Option<std::net::SocketAddr> {
+        match self.proxies.iter().find(|(i, _)| *i == id) {
+            Some((_, p)) => Some(p.local_addr()),
+            None => self.server_addr(id),
+        }
+    }
+
+    /// The address RAIDA `id`'s server itself listens on: behind its link when the
+    /// network is simulated (a test may talk to it directly, around the link).
+    pub fn server_addr(&self, id: u8) -> Option<std::net::SocketAddr> {
+        self.servers.iter().find(|(i, _)| *i == id).map(|(_, s)| s.local_addr())
+    }
+
+    /// The simulation the network runs under, if any.
+    pub fn simulation(&self) -> Option<&Simulation> {
+        self.simulation.as_ref()
+    }
+
+    /// The proxy in front of RAIDA `id` (simulated networks only).
+    pub fn proxy(&self, id: u8) -> Option<&Proxy> {
+        self.proxies.iter().find(|(i, _)| *i == id).map(|(_, p)| p)
+    }
+
+    /// Give RAIDA `id` `fault` (None: healthy) from now on: its proxy plays it, or for
+    /// [`Fault::Dishonest`] its server (any other fault makes the server honest again).
+    /// An error if the network is not simulated or the RAIDA is not running.
+    pub async fn set_fault(&self, id: u8, fault: Option<Fault>) -> Result<(), LocalNetworkError> {
+        let proxy = self.proxy(id).ok_or_else(|| err(format!("RAIDA {id} runs without a simulated link")))?;
+        proxy.set_fault(fault).await.map_err(|e| err(format!("RAIDA {id}: {e}")))?;
+        let how = match fault {
+            Some(Fault::Dishonest(how)) => Some(how),
+            _ => None,
+        };
+        self.set_dishonesty(id, how);
+        Ok(())
+    }
+
+    /// Give RAIDA `id`'s link `link` from now on (its decisions start again from its seed).
+    pub fn set_link(&self, id: u8, link: LinkConfig) -> Result<(), LocalNetworkError> {
+        let proxy = self.proxy(id).ok_or_else(|| err(format!("RAIDA {id} runs without a simulated link")))?;
+        proxy.set_link(link).map_err(|e| err(format!("RAIDA {id}: {e}")))
     }
 
     /// The address of the network's relay (the first `[[relays]]` entry, run in this
@@ -320,7 +411,21 @@ impl LocalNetwork {
     /// posing as a sender must take a majority of RAIDAs). False if `id` is not running.
     pub fn make_dishonest(&self, id: u8, sender: CoinId, key: &[u8]) -> bool {
         let Some(state) = self.state(id) else { return false };
-        state.forged_get_key.store(Some(Arc::new(crate::state::ForgedGetKey { sender, key: key.to_vec() })));
+        let mut forged = state.forged_get_key.load_full().map(|f| (*f).clone()).unwrap_or_default();
+        forged.unheld = Some((sender, key.to_vec()));
+        state.forged_get_key.store(Some(Arc::new(forged)));
+        true
+    }
+
+    /// Make running RAIDA `id` lie about the key parts it holds (None: honest again): Get
+    /// Key answers 250 with the true sender and wrong key bytes, or with the true bytes and
+    /// another sender ([`Dishonesty`]). Key ids it does not hold are answered as
+    /// [`LocalNetwork::make_dishonest`] set. False if `id` is not running.
+    pub fn set_dishonesty(&self, id: u8, how: Option<Dishonesty>) -> bool {
+        let Some(state) = self.state(id) else { return false };
+        let mut forged = state.forged_get_key.load_full().map(|f| (*f).clone()).unwrap_or_default();
+        forged.held = how;
+        state.forged_get_key.store(Some(Arc::new(forged)));
         true
     }
 
@@ -333,6 +438,7 @@ impl LocalNetwork {
 
     /// Stop every RAIDA (in parallel) and flush their stores.
     pub async fn shutdown(self) {
+        futures_util::future::join_all(self.proxies.into_iter().map(|(_, p)| p.stop())).await;
         let stops = self.servers.into_iter().map(|(id, s)| async move {
             if let Err(e) = s.shutdown().await {
                 tracing::warn!(raida = id, error = %e, "shutdown");

@@ -55,13 +55,32 @@ impl Default for KeyAlertSettings {
     }
 }
 
-/// What a dishonest RAIDA answers to Get Key for a key id it does not hold (tests of
-/// receivers only: [`crate::local_network::LocalNetwork::make_dishonest`]; nothing in a
-/// configuration sets it).
-#[derive(Clone, Debug)]
+/// How a dishonest RAIDA answers Get Key (tests of receivers only:
+/// [`crate::local_network::LocalNetwork::make_dishonest`] and
+/// [`crate::local_network::LocalNetwork::set_dishonesty`]; nothing in a configuration sets it).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct ForgedGetKey {
-    pub sender: raida_proto::CoinId,
-    pub key: Vec<u8>,
+    /// The answer (sender, part) to a key id it does not hold, instead of "not found".
+    pub unheld: Option<(raida_proto::CoinId, Vec<u8>)>,
+    /// How it lies about the key ids it does hold.
+    pub held: Option<raida_netsim::Dishonesty>,
+}
+
+impl ForgedGetKey {
+    /// What it answers for a part it holds: `sender`'s `key` as `held` twists it.
+    pub(crate) fn lie(&self, sender: raida_proto::CoinId, mut key: Vec<u8>) -> (raida_proto::CoinId, Vec<u8>) {
+        match self.held {
+            None => (sender, key),
+            Some(raida_netsim::Dishonesty::WrongKey) => {
+                key.iter_mut().for_each(|b| *b ^= 0xA5);
+                (sender, key)
+            }
+            Some(raida_netsim::Dishonesty::OtherSender) => {
+                let sn = sender.sn.checked_add(1).unwrap_or(sender.sn - 1);
+                (raida_proto::CoinId { sn, ..sender }, key)
+            }
+        }
+    }
 }
 
 /// Entries of the replay memory one key identity may hold unless configured (3.4).
@@ -765,5 +784,28 @@ mod os_pool_tests {
         pool.fill(&mut big);
         assert_eq!(pool.taken, 100);
         assert!(big.iter().any(|&b| b != 0));
+    }
+}
+
+#[cfg(test)]
+mod forged_get_key_tests {
+    use super::*;
+
+    /// A dishonest RAIDA (raida_netsim::Dishonesty) twists the parts it holds: wrong bytes
+    /// under the true sender, or the true bytes under another sender; an honest one not.
+    #[test]
+    fn dishonest_raidas_lie_about_the_parts_they_hold() {
+        use raida_netsim::Dishonesty;
+        let sender = raida_proto::CoinId { dn: 1, sn: 7 };
+        let key = vec![1u8, 2, 3];
+        let lie = |held| ForgedGetKey { unheld: None, held }.lie(sender, key.clone());
+        assert_eq!(lie(None), (sender, key.clone()));
+        let (s, k) = lie(Some(Dishonesty::WrongKey));
+        assert_eq!(s, sender);
+        assert_eq!(k.len(), key.len());
+        assert!(k.iter().zip(&key).all(|(a, b)| a != b));
+        let (s, k) = lie(Some(Dishonesty::OtherSender));
+        assert_ne!(s, sender);
+        assert_eq!(k, key);
     }
 }

@@ -200,3 +200,71 @@ fn parts_below_a_majority_are_refused_on_both_sides() {
         "never fewer",
     );
 }
+
+/// `raida network up` with network.toml's `[simulation]` section and flags over it: every
+/// RAIDA behind a simulated link (it says which, with the seed), and a key exchange through
+/// the links still gives both sides the same K.
+#[test]
+fn network_up_simulates_links_from_the_file_and_the_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let d = dir.to_str().unwrap();
+    let base = free_base_port().to_string();
+    ok(&["network", "init", d, "--base-port", &base, "--raidas", "7"]);
+    let net_file = dir.join("network.toml");
+    let mut text = std::fs::read_to_string(&net_file).unwrap();
+    text.push_str("\n[simulation]\nseed = 1\ndelay = 5\n\n[[simulation.raida]]\nid = 2\njitter = 3\n");
+    std::fs::write(&net_file, text).unwrap();
+    let net_file = net_file.to_str().unwrap();
+
+    let bad = Command::new(BIN).args(["network", "up", d, "--slow", "3"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--slow 3: use ID=VALUE"));
+
+    let mut up = Command::new(BIN)
+        .args(["network", "up", d, "--seed", "5", "--slow", "6=100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(up.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("7 RAIDAs listening on 127.0.0.1:"), "{line:?}");
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim_end(),
+        "simulated network: seed 5; every link: delay 5ms; RAIDA 2: link delay 5ms jitter 3ms; RAIDA 6: slow:100"
+    );
+
+    let alice = dir.join("wallets/alice/01.1.bin");
+    let bob = dir.join("wallets/bob/01.2.bin");
+    let mut rx = Command::new(BIN)
+        .args(["key", "receive", "--network", net_file, "--wallet", bob.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--from", "1:1", "--timeout", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(rx.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("waiting for a key on ")
+        .and_then(|r| r.strip_suffix(" (udp, tcp) and in the mailbox\n"))
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    let sent = Command::new(BIN)
+        .args(["key", "send", "--network", net_file, "--wallet", alice.to_str().unwrap()])
+        .args(["--to", &format!("1:2@{addr}")])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "key send: {}", String::from_utf8_lossy(&sent.stderr));
+    let status = wait_timeout(&mut rx, Duration::from_secs(60));
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut rx.stdout.take().unwrap(), &mut got).unwrap();
+    assert!(status.success(), "key receive failed");
+    assert_eq!(key_line(&String::from_utf8(sent.stdout).unwrap()), key_line(&got), "both sides print the same K");
+    assert!(terminate(up).success(), "network up stops cleanly on SIGTERM");
+}

@@ -30,10 +30,16 @@ pub fn run(state: Arc<ServerState>, call: Call, answer: Reply) {
         ctx.now,
         move |r| {
             answer.send(match r {
-                Ok((sender, key)) => reply(GetKeyAnswer { sender, key }),
-                Err(Status::KeyNotFound) if forged.is_some() => {
-                    let f = forged.as_deref().map(|f| (f.sender, f.key.clone())).unwrap_or_default();
-                    reply(GetKeyAnswer { sender: f.0, key: f.1 })
+                Ok((sender, key)) => {
+                    let (sender, key) = match forged.as_deref() {
+                        Some(f) => f.lie(sender, key),
+                        None => (sender, key),
+                    };
+                    reply(GetKeyAnswer { sender, key })
+                }
+                Err(Status::KeyNotFound) if forged.as_ref().is_some_and(|f| f.unheld.is_some()) => {
+                    let (sender, key) = forged.as_deref().and_then(|f| f.unheld.clone()).unwrap_or_default();
+                    reply(GetKeyAnswer { sender, key })
                 }
                 Err(s) => s.into(),
             })
