@@ -24,8 +24,8 @@ pub mod transfer;
 
 // The peer and the error of a request live in raida-net with the request batches that
 // share them; every caller of the client names them through here.
-pub use raida_net::{unix_now, ClientError, Server};
 use raida_net::batch::{FIRST_RETRANSMIT_WAIT, MAX_RETRANSMIT_WAIT, MAX_SENDS};
+pub use raida_net::{unix_now, ClientError, Server};
 
 /// Default per-request timeout (RAIDA_SERVER_RCV_TIMEOUT).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
@@ -111,8 +111,7 @@ impl Client {
                             // each copy built afresh (a fresh nonce: an identical modern
                             // copy would be a replay, 177); servers answer a copy of what
                             // they already did as they answered the first (6/41, 6/43)
-                            let (packet, pending) =
-                                build_request(&routing, key, payload, unix_now(), &mut OsRng);
+                            let (packet, pending) = build_request(&routing, key, payload, unix_now(), &mut OsRng);
                             sock.send(&packet).await.map_err(io)?;
                             copies.push(pending);
                         }

@@ -314,7 +314,7 @@ pub enum RkeError {
         mailbox_failures_text(.failures)
     )]
     Mailbox { accepted: Vec<u8>, needed: usize, failures: Vec<PostFailure>, direct: Option<String> },
-    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", crate::rke_report::refusal_text(*.status, *.fetched, *.bound_address, refusal_hint(*.status, *.fetched)))]
+    #[error("the receiver refused the key: it answered {status}, parts fetched: {fetched} of {parts} ({})", crate::rke_report::refusal_text(*.status, *.fetched, *.bound_address, &refusal_hint(*.status, *.fetched, .not_taken)))]
     Refused { status: Status, fetched: usize, parts: usize, bound_address: bool, not_taken: Vec<u8> },
     #[error("listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
@@ -323,19 +323,29 @@ pub enum RkeError {
 }
 
 /// What the sender can do about a receiver's refusal.
-fn refusal_hint(status: Status, fetched: usize) -> &'static str {
+fn refusal_hint(status: Status, fetched: usize, not_taken: &[u8]) -> String {
+    if status == Status::Mixed && fetched > 0 && !not_taken.is_empty() {
+        let ids: Vec<String> = not_taken.iter().map(u8::to_string).collect();
+        let s = if ids.len() == 1 { "" } else { "s" };
+        return format!(
+            "it did not take the parts on RAIDA{s} {}: no answer to its Get Keys (a lossy or slow link between \
+             the receiver and them, or they are down; `raida status --network FILE` on its side shows which), \
+             or a key server that named another sender",
+            ids.join(", ")
+        );
+    }
     match status {
         Status::RequestRate => {
-            "the receiver is spending its budget of fetches on other alerts (a flood?): retry in a minute"
+            "the receiver is spending its budget of fetches on other alerts (a flood?): retry in a minute".into()
         }
         _ if fetched == 0 => {
             "it fetched nothing: it needs parts on distinct RAIDAs of its network.toml, at least a majority of \
              them (and its --min-parts): check that both sides use the same network file"
+                .into()
         }
-        _ => {
-            "it fetches only from the RAIDAs of its network.toml, with its own coin, and accepts only the senders \
+        _ => "it fetches only from the RAIDAs of its network.toml, with its own coin, and accepts only the senders \
              it was told to: check its --from and its network file"
-        }
+            .into(),
     }
 }
 
@@ -1440,16 +1450,16 @@ impl KeyReceiver {
             // the sender most parts name; the key servers of the others lied (or were
             // given parts by another poster): named, and marked not taken in the map so
             // that the sender can run the exchange again without them
-            let most = *senders
-                .iter()
-                .max_by_key(|c| senders.iter().filter(|s| s == c).count())
-                .unwrap_or(&sender);
+            let most = *senders.iter().max_by_key(|c| senders.iter().filter(|s| s == c).count()).unwrap_or(&sender);
             let mut map = map;
             let mut odd = Vec::new();
             for (i, named) in per_entry.iter().enumerate() {
                 if let Some(named) = named.filter(|n| *n != most) {
                     map[i] = 0;
-                    odd.push(format!("RAIDA {} ({}) names {named}", plan[i].raida.server.raida_id, plan[i].raida.server.addr));
+                    odd.push(format!(
+                        "RAIDA {} ({}) names {named}",
+                        plan[i].raida.server.raida_id, plan[i].raida.server.addr
+                    ));
                 }
             }
             return refused(

@@ -56,8 +56,8 @@ pub const MAX_SENDS: usize = 8;
 /// answer: a late answer to the first copy counts), and when the next copy goes out.
 struct InFlight {
     addr: SocketAddr,
-    copies: Vec<PendingReply>,
-    first_sent: Instant,
+    /// Each copy and when it was sent.
+    copies: Vec<(PendingReply, Instant)>,
     next_send: Instant,
     wait: Duration,
 }
@@ -88,8 +88,7 @@ pub async fn udp_batch(
         let (packet, pending) = build_distinct(coin_id, r, &in_flight);
         let flight = InFlight {
             addr: r.server.addr,
-            copies: vec![pending],
-            first_sent: started,
+            copies: vec![(pending, started)],
             next_send: started + FIRST_RETRANSMIT_WAIT,
             wait: FIRST_RETRANSMIT_WAIT,
         };
@@ -123,10 +122,10 @@ pub async fn udp_batch(
         match received {
             Ok(Some((n, from, is_v4))) => {
                 let datagram = if is_v4 { &buf4[..n] } else { &buf6[..n] };
-                if let Some((i, result)) = match_answer(&in_flight, from, datagram) {
-                    if let Some(f) = &in_flight[i] {
-                        slowest = slowest.max(now.saturating_duration_since(f.first_sent));
-                    }
+                if let Some((i, sent, result)) = match_answer(&in_flight, from, datagram) {
+                    // the round trip of the copy answered (not of the first copy: a late
+                    // request must not make every other one wait longer)
+                    slowest = slowest.max(now.saturating_duration_since(sent));
                     results[i] = Some(result);
                     in_flight[i] = None;
                 }
@@ -143,7 +142,7 @@ pub async fn udp_batch(
                     // still be answered, and the next copy is tried after the next wait
                     let _ = send(&v4, &v6, &packet, requests[i].server.addr).await;
                     if let Some(f) = in_flight[i].as_mut() {
-                        f.copies.push(pending);
+                        f.copies.push((pending, now));
                         f.wait = next_wait(f.wait, slowest);
                         f.next_send = now + jittered(f.wait);
                     }
@@ -165,7 +164,7 @@ fn build_distinct(coin_id: u16, r: &BatchRequest, in_flight: &[Option<InFlight>]
         let clash = in_flight
             .iter()
             .flatten()
-            .any(|f| f.addr == r.server.addr && f.copies.iter().any(|c| c.echo() == built.1.echo()));
+            .any(|f| f.addr == r.server.addr && f.copies.iter().any(|(c, _)| c.echo() == built.1.echo()));
         if !clash {
             break;
         }
@@ -232,24 +231,25 @@ async fn recv(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usiz
     }
 }
 
-/// Which request a datagram answers, and its verified result; None for a datagram that
-/// answers nothing (wrong sender, unknown echo, does not verify).
+/// Which request a datagram answers, when the copy it answers was sent, and its verified
+/// result; None for a datagram that answers nothing (wrong sender, unknown echo, does not
+/// verify).
 fn match_answer(
     in_flight: &[Option<InFlight>],
     from: SocketAddr,
     datagram: &[u8],
-) -> Option<(usize, Result<Reply, ClientError>)> {
+) -> Option<(usize, Instant, Result<Reply, ClientError>)> {
     let echo = datagram.get(6..8)?;
     for (i, f) in in_flight.iter().enumerate() {
         let Some(f) = f else { continue };
         if f.addr != from {
             continue;
         }
-        for copy in f.copies.iter().filter(|c| c.echo() == echo) {
+        for (copy, sent) in f.copies.iter().filter(|(c, _)| c.echo() == echo) {
             match copy.open(datagram) {
-                Ok(reply) => return Some((i, Ok(reply))),
+                Ok(reply) => return Some((i, *sent, Ok(reply))),
                 Err(source @ ResponseError::Status { .. }) => {
-                    return Some((i, Err(ClientError::Response { addr: from, source })))
+                    return Some((i, *sent, Err(ClientError::Response { addr: from, source })))
                 }
                 // does not verify under this copy's key: not its answer
                 Err(_) => continue,
