@@ -324,3 +324,93 @@ async fn a_transfer_over_a_slow_capped_link_completes_within_the_cap() {
     proxy.stop().await;
     net.shutdown().await;
 }
+
+/// `raida serve DIR --listen ADDR`, once it says it listens.
+fn serve(dir: &Path, listen: &str) -> std::process::Child {
+    use std::io::BufRead;
+    for _ in 0..20 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_raida"))
+            .args(["serve", dir.to_str().unwrap(), "--listen", listen])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = std::io::BufReader::new(stdout);
+        if reader.read_line(&mut line).is_ok() && line.contains("listening") {
+            // keep reading its stdout so that it never blocks on a full pipe
+            std::thread::spawn(move || for _ in reader.lines() {});
+            return child;
+        }
+        // the port is briefly held after a kill (another socket, TIME_WAIT): try again
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(ms(100));
+    }
+    panic!("raida serve {} did not start on {listen}", dir.display());
+}
+
+/// A RAIDA (its own process, `raida serve`) killed with SIGKILL and restarted: a part it
+/// acknowledged (250) survives and is handed out after the restart; and exchanges during
+/// which it is killed and restarted at various moments either succeed or fail with one line
+/// (the part's post goes elsewhere, or the receiver cannot fetch it), never hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raida_killed_and_restarted_loses_nothing_it_acknowledged() {
+    use raida_client::{Client, Server, Transport};
+    use raida_proto::commands::get_key::GetKey;
+    use raida_proto::commands::post_key::PostKey;
+    use rand_core::OsRng;
+
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path(), 25, &pair_names(1));
+    let killed = 5u8;
+    let net = LocalNetwork::start(tmp.path(), &[killed], true).await.unwrap();
+    let port = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let dir = raida_server::local_network::raida_dir(tmp.path(), killed);
+    let mut child = serve(&dir, &listen);
+    let mut network = net.network().clone();
+    network.raidas.iter_mut().find(|r| r.id == killed).unwrap().address = listen.clone();
+    let (s, r) = (wallet(tmp.path(), "s0"), wallet(tmp.path(), "r0"));
+    let server = Server { addr: listen.parse().unwrap(), raida_id: killed };
+    let client = Client::new(Transport::Udp, network.coin_id, Duration::from_secs(5));
+
+    // 1. acknowledged, killed, restarted: still there, handed out once to its receiver
+    let part = [[0x5Au8; 15].as_slice(), &[0xFF]].concat();
+    let post = PostKey::for_part(&mut OsRng, r.name(), [0; 4], s.name(), &part);
+    client.call(server, &s.en4_key(killed).unwrap(), &post).await.expect("250");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    child = serve(&dir, &listen);
+    let got =
+        client.call(server, &r.en4_key(killed).unwrap(), &GetKey { key_id: post.key_id }).await.expect("the part");
+    assert_eq!((got.sender, got.key.as_slice()), (s.name(), part.as_slice()), "the acknowledged part survived");
+
+    // 2. killed and restarted at several moments of an exchange: success, or one line
+    for delay_ms in [0u64, 5, 20, 60] {
+        let exchange = {
+            let network = network.clone();
+            let (s, r) = (s.clone(), r.clone());
+            tokio::spawn(async move { exchange(&network, &s, &r, &SendOptions::default()).await })
+        };
+        tokio::time::sleep(ms(delay_ms)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        tokio::time::sleep(ms(200)).await;
+        child = serve(&dir, &listen);
+        let outcome = tokio::time::timeout(Duration::from_secs(120), exchange).await.expect("ends").unwrap();
+        if let Err(line) = outcome {
+            assert!(!line.contains('\n'), "one line: {line}");
+            eprintln!("killed after {delay_ms} ms: {line}");
+        }
+    }
+    // and once it runs again, an exchange succeeds
+    exchange(&network, &s, &r, &SendOptions::default()).await.unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    net.shutdown().await;
+}
