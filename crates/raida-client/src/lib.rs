@@ -24,7 +24,7 @@ pub mod transfer;
 
 // The peer and the error of a request live in raida-net with the request batches that
 // share them; every caller of the client names them through here.
-use raida_net::batch::{FIRST_RETRANSMIT_WAIT, MAX_RETRANSMIT_WAIT, MAX_SENDS};
+use raida_net::batch::{Backoff, MAX_SENDS};
 pub use raida_net::{unix_now, ClientError, Server};
 
 /// Default per-request timeout (RAIDA_SERVER_RCV_TIMEOUT).
@@ -104,7 +104,7 @@ impl Client {
                     sock.connect(addr).await.map_err(io)?;
                     // every copy sent so far: an answer to any of them is the answer
                     let mut copies = Vec::with_capacity(MAX_SENDS);
-                    let mut wait = FIRST_RETRANSMIT_WAIT;
+                    let mut backoff = Backoff::default();
                     let mut buf = vec![0u8; 65_536];
                     loop {
                         if copies.len() < MAX_SENDS && (self.retransmit || copies.is_empty()) {
@@ -115,7 +115,7 @@ impl Client {
                             sock.send(&packet).await.map_err(io)?;
                             copies.push(pending);
                         }
-                        let next_copy = tokio::time::sleep(wait);
+                        let next_copy = tokio::time::sleep(backoff.next(Duration::ZERO));
                         tokio::pin!(next_copy);
                         loop {
                             let n = tokio::select! {
@@ -127,7 +127,6 @@ impl Client {
                                 return copy.open(&buf[..n]).map_err(|source| ClientError::Response { addr, source });
                             }
                         }
-                        wait = (wait * 2).min(MAX_RETRANSMIT_WAIT);
                     }
                 }
                 Transport::Tcp => {

@@ -59,7 +59,29 @@ struct InFlight {
     /// Each copy and when it was sent.
     copies: Vec<(PendingReply, Instant)>,
     next_send: Instant,
+    backoff: Backoff,
+}
+
+/// The waits between the copies of one unanswered request: exactly
+/// [`FIRST_RETRANSMIT_WAIT`] after the first, then doubling (never below twice the slowest
+/// round trip seen) up to [`MAX_RETRANSMIT_WAIT`], each of those ±25 %. The one schedule of
+/// `udp_batch` and of `raida_client::Client::request`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Backoff {
+    /// The last wait handed out (zero before the first).
     wait: Duration,
+}
+
+impl Backoff {
+    /// The wait before the next copy; the one after it grows.
+    pub fn next(&mut self, slowest: Duration) -> Duration {
+        if self.wait.is_zero() {
+            self.wait = FIRST_RETRANSMIT_WAIT;
+            return FIRST_RETRANSMIT_WAIT;
+        }
+        self.wait = next_wait(self.wait, slowest);
+        jittered(self.wait)
+    }
 }
 
 /// Send every request over UDP and wait, at most `timeout` in all, for their answers;
@@ -86,11 +108,12 @@ pub async fn udp_batch(
     let v6 = Socket::bind_if(requests.iter().any(|r| r.server.addr.is_ipv6()), ([0u16; 8], 0).into()).await;
     for (i, r) in requests.iter().enumerate() {
         let (packet, pending) = build_distinct(coin_id, r, &in_flight);
+        let mut backoff = Backoff::default();
         let flight = InFlight {
             addr: r.server.addr,
             copies: vec![(pending, started)],
-            next_send: started + FIRST_RETRANSMIT_WAIT,
-            wait: FIRST_RETRANSMIT_WAIT,
+            next_send: started + backoff.next(Duration::ZERO),
+            backoff,
         };
         match send(&v4, &v6, &packet, r.server.addr).await {
             Ok(()) => in_flight.push(Some(flight)),
@@ -143,8 +166,7 @@ pub async fn udp_batch(
                     let _ = send(&v4, &v6, &packet, requests[i].server.addr).await;
                     if let Some(f) = in_flight[i].as_mut() {
                         f.copies.push((pending, now));
-                        f.wait = next_wait(f.wait, slowest);
-                        f.next_send = now + jittered(f.wait);
+                        f.next_send = now + f.backoff.next(slowest);
                     }
                 }
             }
@@ -410,6 +432,14 @@ mod tests {
             copies += 1;
         }
         assert_eq!(copies, MAX_SENDS);
+    }
+
+    #[test]
+    fn the_backoff_waits_exactly_the_first_wait_then_doubles() {
+        let mut b = Backoff::default();
+        assert_eq!(b.next(Duration::ZERO), FIRST_RETRANSMIT_WAIT);
+        let second = b.next(Duration::ZERO);
+        assert!(second >= Duration::from_millis(375) && second < Duration::from_millis(625), "{second:?}");
     }
 
     #[test]
